@@ -1,0 +1,56 @@
+"""Hook specifications: the contracts between cammimic and its plugins.
+
+Every hook is documented in ``docs/plugins.md``; a plugin implements one with
+``@cammimic.hookimpl`` on a function of the same name and (a subset of) the same arguments.
+Component factories are registered, not instances: nothing heavy is built during discovery.
+"""
+
+from __future__ import annotations
+
+from pluggy import HookimplMarker, HookspecMarker
+
+hookspec = HookspecMarker("cammimic")
+hookimpl = HookimplMarker("cammimic")
+
+
+@hookspec
+def register_backbones(register):
+    """Register backbone adapters: text-to-video diffusion models cammimic can finetune and sample.
+
+    Call ``register(name, factory, *, description="", requires=(), extra=None)`` once per
+    backbone. ``factory(**params)`` returns a :class:`cammimic.components.BackboneAdapter`;
+    ``params`` come from the ``[backbone]`` config section. ``requires`` lists the import names
+    the factory needs (checked before it is called) and ``extra`` the cammimic extra that
+    installs them, so a user without them is told ``pip install "cammimic[extra]"``.
+    """
+
+
+@hookspec(firstresult=True)
+def locate_attention_layers(backbone, model, include_ff):
+    """Say which layers of ``model`` get the spatial and which the temporal LoRA.
+
+    ``backbone`` is the backbone's registered name, ``model`` its denoiser (e.g. a diffusers
+    ``UNet3DConditionModel``), ``include_ff`` whether feed-forward layers are adapted too.
+    Return a :class:`cammimic.components.AttentionLayers` for backbones you know, or ``None`` so
+    another plugin can answer. The first non-``None`` answer wins.
+    """
+
+
+@hookspec
+def register_motion_estimators(register):
+    """Register motion estimators: frames in, frame-to-frame homographies out.
+
+    Call ``register(name, factory, *, description="", requires=(), extra=None)`` once per
+    estimator. ``factory(**params)`` returns a :class:`cammimic.motion.MotionEstimator`;
+    ``params`` come from the ``[motion_estimator]`` config section.
+    """
+
+
+@hookspec
+def register_guidance_terms(register):
+    """Register guidance terms that steer sampling (Phase 2), e.g. homography guidance.
+
+    Call ``register(name, factory, *, description="", requires=(), extra=None)`` once per
+    term. ``factory(**params)`` returns a :class:`cammimic.components.GuidanceTerm`; each
+    ``[[guidance]]`` config entry names one term and its parameters.
+    """
