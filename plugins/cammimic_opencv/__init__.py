@@ -1,0 +1,52 @@
+"""cammimic-opencv: camera motion from SIFT keypoints, the ratio test and MAGSAC (the paper's recipe).
+
+A first-party plugin, written like a third-party one: it imports only cammimic's public API
+and registers through the ``cammimic`` entry-point group. OpenCV is imported when used.
+"""
+
+from __future__ import annotations
+
+import cammimic
+
+__version__ = cammimic.__version__
+
+
+def opencv_estimator(
+    *,
+    detector: str = "sift",
+    max_features: int = 4000,
+    ratio: float = 0.75,
+    method: str = "magsac",
+    threshold: float = 1.0,
+    min_matches: int = 15,
+):
+    """SIFT (or ORB/AKAZE) keypoints, Lowe's ratio test and a robust homography fit.
+
+    Args:
+        detector: ``sift`` (accurate, the paper's choice), ``akaze`` or ``orb`` (faster).
+        max_features: at most this many keypoints per frame.
+        ratio: Lowe's ratio-test threshold.
+        method: robust fit, ``magsac`` (OpenCV's USAC MAGSAC++) or ``ransac``.
+        threshold: inlier reprojection threshold in pixels.
+        min_matches: fewer inlier matches than this makes a frame pair fall back.
+    """
+    from cammimic_opencv.estimator import OpenCVEstimator
+
+    return OpenCVEstimator(
+        detector=detector,
+        max_features=max_features,
+        ratio=ratio,
+        method=method,
+        threshold=threshold,
+        min_matches=min_matches,
+    )
+
+
+@cammimic.hookimpl
+def register_motion_estimators(register):
+    register(
+        "opencv",
+        opencv_estimator,
+        description="SIFT + ratio test + MAGSAC++ on OpenCV; the paper's recipe, most accurate.",
+        requires=("cv2",),
+    )

@@ -1,0 +1,100 @@
+"""Contracts of the pluggable components that are not motion estimators.
+
+Motion estimators are described in :mod:`cammimic.motion`. Backbone adapters and guidance
+terms are used by the full CamMimic method (finetuning and guided sampling); the attention-layer
+locator tells cammimic where the spatial and temporal LoRA go on a backbone's denoiser.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+
+__all__ = ["AttentionLayers", "BackboneAdapter", "GuidanceState", "GuidanceTerm"]
+
+
+def _names(value) -> tuple[str, ...]:
+    return tuple(str(v) for v in value)
+
+
+@attrs.frozen
+class AttentionLayers:
+    """Which modules of a denoiser get the spatial LoRA and which the temporal LoRA.
+
+    Names are fully qualified module names as in ``model.named_modules()``.
+    """
+
+    #: Projections of spatial self-attention (and optionally spatial feed-forward layers).
+    spatial: tuple[str, ...] = attrs.field(converter=_names)
+    #: Projections of temporal attention (and optionally temporal feed-forward layers).
+    temporal: tuple[str, ...] = attrs.field(converter=_names)
+    #: (spatial, temporal) pairs of the same block and role, used by the orthogonality loss.
+    pairs: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=lambda v: tuple(tuple(p) for p in v))
+
+    def __attrs_post_init__(self):
+        overlap = set(self.spatial) & set(self.temporal)
+        if overlap:
+            raise ValueError(f"layers named both spatial and temporal: {sorted(overlap)[:3]}")
+        known_s, known_t = set(self.spatial), set(self.temporal)
+        for s, t in self.pairs:
+            if s not in known_s or t not in known_t:
+                raise ValueError(f"pair ({s!r}, {t!r}) names a layer outside the spatial/temporal lists")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"spatial": list(self.spatial), "temporal": list(self.temporal), "pairs": [list(p) for p in self.pairs]}
+
+
+@runtime_checkable
+class BackboneAdapter(Protocol):
+    """What a backbone factory returns (see the ``register_backbones`` hook).
+
+    Attributes describe the backbone's native setting; ``load`` brings its weights.
+    """
+
+    name: str
+    #: Hub id or local directory used when the user gives no ``--weights``.
+    default_weights: str
+    #: Native (width, height) and number of frames.
+    default_size: tuple[int, int]
+    default_num_frames: int
+    #: Spatial downscale factor of the VAE (8 for zeroscope and ModelScope).
+    vae_scale_factor: int
+
+    def load(self, weights: str, **kwargs: Any) -> Any:
+        """Load the model components from a Hub id or a local diffusers-layout directory.
+
+        Keyword arguments use diffusers' names: ``torch_dtype``, ``variant``, ``revision``,
+        ``local_files_only``, plus ``device``. Missing weights raise :class:`CammimicError`.
+        """
+        ...
+
+
+@attrs.define
+class GuidanceState:
+    """What a guidance term sees at one sampling step."""
+
+    step: int  #: 0-based index of this step
+    num_steps: int  #: total number of sampling steps
+    timestep: Any  #: the scheduler's timestep
+    #: Latents the sampling should be drawn towards, e.g. z_P of the weak video (B, C, T, h, w).
+    target: Any = None
+    #: Where ``target`` is valid (1) or out of view (0), broadcastable to the latents.
+    mask: Any = None
+    #: The model's prediction of the clean latents at this step, when available.
+    predicted_original: Any = None
+    #: Anything else a term may need, by name.
+    extras: dict[str, Any] = attrs.field(factory=dict)
+
+
+@runtime_checkable
+class GuidanceTerm(Protocol):
+    """What a guidance factory returns (see the ``register_guidance_terms`` hook).
+
+    ``apply`` takes the current latents z_t and returns the guided latents (same shape); it is
+    called after each scheduler step of Phase 2 sampling.
+    """
+
+    name: str
+
+    def apply(self, latents: Any, state: GuidanceState) -> Any: ...

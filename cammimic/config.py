@@ -1,0 +1,217 @@
+"""Run configuration: a TOML file, CLI overrides on top, the resolved result written with every output.
+
+Sections (all optional in a file)::
+
+    [run]
+    method = "homography"     # the transfer method
+    frames = 0                # frames of the output; 0 = as many as the reference
+    width = 0                 # output size; 0 = the reference's size (rounded down to even)
+    height = 0
+    fps = 0.0                 # output frame rate; 0 = the reference's
+    seed = 0
+
+    [motion_estimator]        # one component, chosen by name, with its parameters
+    name = "opencv"
+    ratio = 0.75
+
+    [backbone]                # the diffusion backbone (for the CamMimic method)
+    name = "zeroscope"
+
+    [[guidance]]              # guidance terms for sampling; a list, combined
+    name = "none"
+
+    [homography]
+    fill = "black"            # what fills out-of-view areas: black, reflect, replicate
+
+    [score]
+    variant = "resolution_free"   # or "paper"
+
+    [output]
+    gif = false               # also write output.gif
+    crf = 18                  # H.264 quality (lower is better, 0-51)
+
+    [plugins]
+    block = []                # plugin names not to load
+
+Unknown sections and keys are errors that name the key and the accepted ones. Component
+parameters are checked against the component's factory when the component is created.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import sys
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from cammimic.errors import CammimicError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["Config", "load_config", "DEFAULTS"]
+
+METHODS = ("homography",)
+
+#: Plain settings: section -> key -> default (the default's type is the accepted type).
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "run": {"method": "homography", "frames": 0, "width": 0, "height": 0, "fps": 0.0, "seed": 0},
+    "homography": {"fill": "black"},
+    "score": {"variant": "resolution_free"},
+    "output": {"gif": False, "crf": 18},
+    "plugins": {"block": []},
+}
+#: Component sections: one table, or (guidance) a list of tables; each names a component.
+COMPONENT_DEFAULTS: dict[str, Any] = {
+    "motion_estimator": {"name": "opencv"},
+    "backbone": {"name": "zeroscope"},
+    "guidance": [],
+}
+CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("run", "method"): METHODS,
+    ("homography", "fill"): ("black", "reflect", "replicate"),
+    ("score", "variant"): ("resolution_free", "paper"),
+}
+RANGES: dict[tuple[str, str], tuple[float, float]] = {
+    ("run", "frames"): (0, 1000),
+    ("run", "width"): (0, 8192),
+    ("run", "height"): (0, 8192),
+    ("run", "fps"): (0, 240),
+    ("run", "seed"): (0, 2**63 - 1),
+    ("output", "crf"): (0, 51),
+}
+
+
+def _did_you_mean(name: str, choices) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def _type_name(value) -> str:
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list"}[type(value)]
+
+
+def _check_value(section: str, key: str, value: Any, where: str) -> Any:
+    default = DEFAULTS[section][key]
+    expected = type(default)
+    ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if not ok:
+        raise CammimicError(f"[{section}] {key}{where} must be {_type_name(default)}, got {value!r}")
+    if (section, key) in CHOICES and value not in CHOICES[section, key]:
+        choices = CHOICES[section, key]
+        raise CammimicError(
+            f"[{section}] {key}{where} = {value!r} is unknown{_did_you_mean(value, choices)}; "
+            f"try one of {list(choices)}"
+        )
+    if (section, key) in RANGES:
+        lo, hi = RANGES[section, key]
+        if not lo <= value <= hi:
+            raise CammimicError(f"[{section}] {key}{where} = {value!r} is out of range [{lo}, {hi}]")
+    return value
+
+
+def _check_component(section: str, table: Any, where: str) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise CammimicError(f"[{section}]{where} must be a table with a name, got {table!r}")
+    if "name" not in table or not isinstance(table["name"], str):
+        raise CammimicError(f'[{section}]{where} needs name = "..." (see `cammimic plugins` for names)')
+    return dict(table)
+
+
+@attrs.define
+class Config:
+    """A validated configuration. ``data`` holds every section, defaults filled in."""
+
+    data: dict[str, Any]
+    source: str | None = None  #: the file it came from, for messages
+
+    @property
+    def where(self) -> str:
+        return f" in {self.source}" if self.source else ""
+
+    def __getitem__(self, section: str) -> Any:
+        return self.data[section]
+
+    def component(self, section: str) -> tuple[str, dict[str, Any]]:
+        """``(name, params)`` of a single-component section such as ``motion_estimator``."""
+        table = dict(self.data[section])
+        return table.pop("name"), table
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Config:
+        """A copy with ``{"section.key": value}`` overrides applied (``None`` values are skipped).
+
+        ``"motion_estimator.name"`` selects another component and drops the file's parameters
+        for the old one.
+        """
+        data = copy.deepcopy(self.data)
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            section, _, key = dotted.partition(".")
+            if section in COMPONENT_DEFAULTS:
+                if key == "name" and data[section].get("name") != value:
+                    data[section] = {"name": value}
+                else:
+                    data[section][key] = value
+            else:
+                data[section][key] = _check_value(section, key, value, " (command line)")
+        return Config(data, self.source)
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        return tomli_w.dumps(self.data)
+
+
+def from_dict(raw: dict[str, Any], source: str | None = None) -> Config:
+    """Validate a config dict (as parsed from TOML) and fill in defaults."""
+    where = f" in {source}" if source else ""
+    data: dict[str, Any] = copy.deepcopy(DEFAULTS) | copy.deepcopy(COMPONENT_DEFAULTS)
+    accepted_sections = list(DEFAULTS) + list(COMPONENT_DEFAULTS)
+    for section, table in raw.items():
+        if section not in accepted_sections:
+            raise CammimicError(
+                f"unknown section [{section}]{where}{_did_you_mean(section, accepted_sections)}; "
+                f"accepted: {', '.join(f'[{s}]' for s in accepted_sections)}"
+            )
+        if section == "guidance":
+            items = table if isinstance(table, list) else [table]
+            data[section] = [_check_component(section, t, where) for t in items]
+            continue
+        if section in COMPONENT_DEFAULTS:
+            data[section] = _check_component(section, table, where)
+            continue
+        if not isinstance(table, dict):
+            raise CammimicError(f"[{section}]{where} must be a table, got {table!r}")
+        for key, value in table.items():
+            if key not in DEFAULTS[section]:
+                accepted = DEFAULTS[section]
+                raise CammimicError(
+                    f"unknown key '{key}' in [{section}]{where}{_did_you_mean(key, accepted)}; "
+                    f"accepted: {', '.join(accepted)}"
+                )
+            data[section][key] = _check_value(section, key, value, where)
+    return Config(data, source)
+
+
+def load_config(path=None) -> Config:
+    """Read and validate a TOML config file; ``None`` gives the defaults."""
+    if path is None:
+        return from_dict({})
+    path = Path(path)
+    if not path.is_file():
+        raise CammimicError(f"config file {path} does not exist; check the --config path")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise CammimicError(f"config file {path} is not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise CammimicError(f"config file {path} is not UTF-8 text") from exc
+    return from_dict(raw, str(path))

@@ -1,0 +1,865 @@
+"""Video and image input/output: read, sample, resize, and write atomically.
+
+Conventions:
+
+- Frames are ``(T, H, W, 3)`` uint8 RGB arrays; an image is ``(H, W, 3)`` uint8 RGB.
+- Sizes are ``(width, height)``; crop boxes are ``(x, y, w, h)`` in source pixels.
+- Videos are decoded with PyAV (all frames of the first video stream; the videos cammimic
+  works on are short). A directory of images or a glob pattern is read as an image sequence.
+- Every file and directory written here appears atomically: it is written under a hidden
+  temporary name next to its destination and renamed into place, so a failed or interrupted
+  run never leaves a half-written file or replaces a good one.
+
+``av``, ``cv2`` and ``PIL`` are imported on first use so ``import cammimic.io`` stays light.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob as _glob
+import math
+import os
+import re
+import secrets
+import shutil
+import warnings
+from collections.abc import Iterator, Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from cammimic.errors import CammimicError
+
+__all__ = [
+    "Video",
+    "read_video",
+    "read_image",
+    "resize_center_crop",
+    "write_video",
+    "write_image",
+    "output_directory",
+    "check_output_directory",
+    "VIDEO_SUFFIXES",
+    "IMAGE_SUFFIXES",
+    "WRITE_VIDEO_SUFFIXES",
+    "WRITE_IMAGE_SUFFIXES",
+    "DEFAULT_SEQUENCE_FPS",
+]
+
+#: Container suffixes :func:`read_video` expects (others are still tried with PyAV).
+VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".gif")
+#: Image suffixes taken from a directory or glob when reading an image sequence.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+#: Suffixes :func:`write_video` can write.
+WRITE_VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".gif")
+#: Suffixes :func:`write_image` can write.
+WRITE_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+#: Frame rate given to an image sequence unless ``sequence_fps`` says otherwise.
+DEFAULT_SEQUENCE_FPS = 8.0
+
+
+# --------------------------------------------------------------------------------------------
+# The Video type
+# --------------------------------------------------------------------------------------------
+
+
+def _frames(value) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
+        raise ValueError(f"frames must be (T, H, W, 3) uint8, got {arr.shape} {arr.dtype}")
+    return arr
+
+
+@attrs.frozen(eq=False)
+class Video:
+    """Frames read from a video file or image sequence, and where they came from."""
+
+    #: ``(T, H, W, 3)`` uint8 RGB.
+    frames: np.ndarray = attrs.field(converter=_frames, repr=lambda a: f"<{a.shape} {a.dtype}>")
+    #: Frame rate of ``frames`` (after any sampling).
+    fps: float
+    #: Which source frames were taken, one per frame.
+    indices: tuple[int, ...] = attrs.field(converter=tuple)
+    #: Frame rate of the source.
+    source_fps: float
+    #: Number of frames in the source (as decoded).
+    source_num_frames: int
+    #: ``(width, height)`` of the source frames.
+    source_size: tuple[int, int] = attrs.field(converter=tuple)
+    #: ``(x, y, w, h)`` region of the source frames used, when resized/cropped; else None.
+    crop: tuple[int, int, int, int] | None
+    #: The file, directory or glob pattern read.
+    path: str
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)`` of ``frames``."""
+        return (int(self.frames.shape[2]), int(self.frames.shape[1]))
+
+    @property
+    def num_frames(self) -> int:
+        """Number of frames T."""
+        return int(self.frames.shape[0])
+
+    def metadata(self) -> dict[str, Any]:
+        """A JSON-ready dict of everything but the frames (plus ``num_frames`` and ``size``)."""
+        return {
+            "path": self.path,
+            "num_frames": self.num_frames,
+            "size": list(self.size),
+            "fps": float(self.fps),
+            "indices": [int(i) for i in self.indices],
+            "source_fps": float(self.source_fps),
+            "source_num_frames": int(self.source_num_frames),
+            "source_size": [int(v) for v in self.source_size],
+            "crop": None if self.crop is None else [int(v) for v in self.crop],
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Argument checks
+# --------------------------------------------------------------------------------------------
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_size(size, where: str) -> tuple[int, int]:
+    ok = (
+        isinstance(size, (tuple, list, np.ndarray))
+        and len(size) == 2
+        and all(_is_int(v) and v > 0 for v in size)
+    )
+    if not ok:
+        raise CammimicError(
+            f"size {size!r} for {where} is invalid; pass (width, height) as two positive integers"
+        )
+    return int(size[0]), int(size[1])
+
+
+def _check_positive(value, name: str, where: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if isinstance(value, bool) or not math.isfinite(v) or v <= 0:
+        raise CammimicError(f"{name}={value!r} for {where} is invalid; pass a positive number")
+    return v
+
+
+def _natural_key(path: str) -> list:
+    """Sort key putting ``frame2`` before ``frame10``."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path)]
+
+
+# --------------------------------------------------------------------------------------------
+# Resizing
+# --------------------------------------------------------------------------------------------
+
+
+def resize_center_crop(
+    image_or_frames: np.ndarray, size: Sequence[int]
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Resize so ``size`` = (W, H) is covered, then centre-crop to exactly W x H.
+
+    Works on one image ``(H, W, C)`` / ``(H, W)`` or on frames ``(T, H, W, C)``. The scale is
+    ``max(W / w, H / h)``; shrinking uses ``cv2.INTER_AREA``, enlarging ``cv2.INTER_CUBIC``.
+
+    Returns:
+        The resized array (same dtype, leading dims kept, spatial size exactly ``H x W``) and the
+        crop box ``(x, y, w, h)`` in source pixels: the region of the source that fills the
+        output. The box is integer, so the output maps to it up to a sub-pixel aspect change.
+    """
+    import cv2
+
+    arr = np.asarray(image_or_frames)
+    width, height = _check_size(size, "resize_center_crop")
+    if arr.ndim == 2:
+        src_h, src_w = arr.shape
+    elif arr.ndim == 3 and arr.shape[-1] in (1, 3, 4):
+        src_h, src_w = arr.shape[:2]
+    elif arr.ndim == 4:
+        src_h, src_w = arr.shape[1:3]
+    else:
+        raise CammimicError(
+            f"resize_center_crop expects (H, W, 3) or (T, H, W, 3) arrays, got {arr.shape}"
+        )
+    if src_w < 1 or src_h < 1:
+        raise CammimicError(f"cannot resize an empty image of shape {arr.shape}")
+    scale = max(width / src_w, height / src_h)
+    crop_w = min(src_w, max(1, round(width / scale)))
+    crop_h = min(src_h, max(1, round(height / scale)))
+    x = (src_w - crop_w) // 2
+    y = (src_h - crop_h) // 2
+    box = (int(x), int(y), int(crop_w), int(crop_h))
+
+    def one(img: np.ndarray) -> np.ndarray:
+        img = img[y : y + crop_h, x : x + crop_w]
+        if (crop_w, crop_h) == (width, height):
+            return img.copy()
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+        out = cv2.resize(np.ascontiguousarray(img), (width, height), interpolation=interp)
+        if out.ndim < img.ndim:  # cv2 drops a trailing channel axis of size 1
+            out = out[..., None]
+        return out
+
+    if arr.ndim == 4:
+        out = np.empty((arr.shape[0], height, width, arr.shape[3]), arr.dtype)
+        for k in range(arr.shape[0]):
+            out[k] = one(arr[k])
+        return out, box
+    return one(arr), box
+
+
+# --------------------------------------------------------------------------------------------
+# Reading images
+# --------------------------------------------------------------------------------------------
+
+
+def _check_background(background) -> np.ndarray:
+    bg = np.asarray(background)
+    if bg.shape != (3,) or not np.all((bg >= 0) & (bg <= 255)):
+        raise CammimicError(
+            f"background {background!r} is invalid; pass an (r, g, b) tuple of values in 0..255"
+        )
+    return bg.astype(np.float64)
+
+
+def _composite(rgb: np.ndarray, alpha: np.ndarray, bg: np.ndarray) -> np.ndarray:
+    """Composite ``rgb`` (float, 0..255) with ``alpha`` (float, 0..1) over ``bg``; uint8 out."""
+    a = alpha[..., None]
+    out = rgb * a + bg * (1.0 - a)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _to_float255(arr: np.ndarray) -> np.ndarray:
+    """Samples of any depth to float on the 0..255 scale."""
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float64)
+    if arr.dtype == np.uint16:
+        return arr.astype(np.float64) / 257.0
+    if np.issubdtype(arr.dtype, np.floating):
+        return np.clip(np.nan_to_num(arr.astype(np.float64)), 0.0, 1.0) * 255.0
+    if np.issubdtype(arr.dtype, np.integer):  # 32-bit "I" images holding 16-bit data
+        return np.clip(arr.astype(np.float64), 0, 65535) / 257.0
+    raise ValueError(f"unsupported sample type {arr.dtype}")
+
+
+def _array_to_rgb(arr: np.ndarray, bg: np.ndarray, channel_order: str = "RGB") -> np.ndarray:
+    """(H, W), (H, W, 1..4) samples of any depth -> (H, W, 3) uint8 RGB, alpha composited."""
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    chans = arr.shape[2]
+    f = _to_float255(arr)
+    if chans == 1:
+        rgb, alpha = np.repeat(f, 3, axis=2), None
+    elif chans == 2:
+        rgb, alpha = np.repeat(f[..., :1], 3, axis=2), f[..., 1] / 255.0
+    elif chans in (3, 4):
+        rgb = f[..., :3]
+        if channel_order == "BGR":
+            rgb = rgb[..., ::-1]
+        alpha = f[..., 3] / 255.0 if chans == 4 else None
+    else:
+        raise ValueError(f"unsupported number of channels {chans}")
+    if alpha is None:
+        return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    return _composite(rgb, alpha, bg)
+
+
+#: EXIF orientation -> Pillow transpose method name (as ``ImageOps.exif_transpose`` uses).
+_EXIF_TRANSPOSE = {
+    2: "FLIP_LEFT_RIGHT",
+    3: "ROTATE_180",
+    4: "FLIP_TOP_BOTTOM",
+    5: "TRANSPOSE",
+    6: "ROTATE_270",
+    7: "TRANSVERSE",
+    8: "ROTATE_90",
+}
+
+
+def _apply_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation to an ``(H, W, ...)`` array, as Pillow's exif_transpose does."""
+    op = _EXIF_TRANSPOSE.get(orientation)
+    if op == "FLIP_LEFT_RIGHT":
+        arr = arr[:, ::-1]
+    elif op == "ROTATE_180":
+        arr = arr[::-1, ::-1]
+    elif op == "FLIP_TOP_BOTTOM":
+        arr = arr[::-1]
+    elif op == "TRANSPOSE":
+        arr = np.swapaxes(arr, 0, 1)
+    elif op == "ROTATE_270":
+        arr = np.rot90(arr, -1)
+    elif op == "TRANSVERSE":
+        arr = np.swapaxes(arr[::-1, ::-1], 0, 1)
+    elif op == "ROTATE_90":
+        arr = np.rot90(arr, 1)
+    return np.ascontiguousarray(arr)
+
+
+def _read_high_depth(path: Path) -> np.ndarray | None:
+    """16-bit / float PNG and TIFF through OpenCV (Pillow truncates 16-bit RGB); else None."""
+    import cv2
+
+    if path.suffix.lower() not in (".png", ".tif", ".tiff"):
+        return None
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+        arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except (OSError, cv2.error, ValueError):
+        return None
+    if arr is None or arr.dtype == np.uint8:
+        return None
+    return arr
+
+
+def _pil_to_rgb(im, bg: np.ndarray) -> np.ndarray:
+    mode = im.mode
+    if mode == "P" or mode == "PA":
+        im = im.convert("RGBA") if ("transparency" in im.info or mode == "PA") else im.convert("RGB")
+        mode = im.mode
+    if mode in ("RGB", "L", "1", "CMYK", "YCbCr", "LAB", "HSV"):
+        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    if mode in ("RGBA", "LA", "La", "RGBa"):
+        im = im.convert("RGBA")  # also un-premultiplies La/RGBa
+        return _array_to_rgb(np.asarray(im), bg)
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        return _array_to_rgb(np.asarray(im), bg)
+    return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+
+
+def read_image(
+    path: str | os.PathLike,
+    *,
+    size: Sequence[int] | None = None,
+    background: Sequence[int] = (0, 0, 0),
+) -> np.ndarray:
+    """Read an image file as ``(H, W, 3)`` uint8 RGB.
+
+    Handles RGB, RGBA/LA/transparent palette (composited over ``background``), grayscale,
+    palette, 16-bit PNG/TIFF (1, 2, 3 or 4 channels; scaled to 8 bit by /257 with rounding),
+    float TIFF in [0, 1] and CMYK, and applies the EXIF orientation of photos.
+
+    Args:
+        path: the image file.
+        size: optional ``(width, height)``; the image is resized and centre-cropped to it
+            (see :func:`resize_center_crop`).
+        background: ``(r, g, b)`` colour transparent pixels are composited over.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    p = Path(path)
+    if size is not None:
+        size = _check_size(size, str(p))
+    bg = _check_background(background)
+    if not p.exists():
+        raise CammimicError(f"image {p} does not exist; check the path")
+    if p.is_dir():
+        raise CammimicError(f"image {p} is a directory; pass an image file")
+    try:
+        with Image.open(p) as im:
+            high = _read_high_depth(p)
+            if high is not None:
+                orientation = im.getexif().get(0x0112, 1)
+                rgb = _array_to_rgb(high, bg, channel_order="BGR")
+                rgb = _apply_orientation(rgb, orientation)
+            else:
+                im.load()
+                im = ImageOps.exif_transpose(im)
+                rgb = _pil_to_rgb(im, bg)
+    except UnidentifiedImageError as exc:
+        raise CammimicError(
+            f"image {p} is not an image file Pillow can read; convert it to PNG or JPEG"
+        ) from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise CammimicError(
+            f"image {p} cannot be read ({exc}); it may be truncated or corrupt, re-export it"
+        ) from exc
+    if size is not None:
+        rgb, _ = resize_center_crop(rgb, size)
+    return rgb
+
+
+# --------------------------------------------------------------------------------------------
+# Reading videos
+# --------------------------------------------------------------------------------------------
+
+
+def _sample_indices(
+    times: np.ndarray, num_frames: int | None, fps: float | None, where: str
+) -> np.ndarray:
+    n = len(times)
+    if num_frames is not None:
+        if num_frames > n:
+            raise CammimicError(
+                f"num_frames={num_frames} but {where} has only {n} frames; "
+                f"pass num_frames <= {n}"
+            )
+        return np.rint(np.linspace(0, n - 1, num_frames)).astype(int)
+    if fps is not None:
+        rel = times - times[0]
+        count = int(math.floor(rel[-1] * fps + 1e-6)) + 1
+        targets = np.arange(count) / fps
+        # nearest frame to each target time (ties go to the earlier frame)
+        right = np.clip(np.searchsorted(rel, targets, side="left"), 0, n - 1)
+        left = np.clip(right - 1, 0, n - 1)
+        use_left = np.abs(rel[left] - targets) <= np.abs(rel[right] - targets) + 1e-9
+        idx = np.where(use_left, left, right)
+        if count < 2:
+            raise CammimicError(
+                f"sampling {where} at fps={fps:g} leaves {count} frame "
+                f"(the clip lasts {rel[-1]:.3g} s); pass a higher fps"
+            )
+        return idx
+    return np.arange(n)
+
+
+def _decode_video(
+    p: Path, max_frames: int, size: tuple[int, int] | None
+) -> tuple[list[np.ndarray], list[float | None], float | None, tuple[int, int], bool]:
+    """Decode the first video stream: frames (resized if ``size``), times, rate, source size."""
+    import av
+
+    frames: list[np.ndarray] = []
+    times: list[float | None] = []
+    truncated = False
+    source_size = (0, 0)
+    try:
+        with av.open(str(p)) as container:
+            if not container.streams.video:
+                raise CammimicError(
+                    f"video {p} has no video stream; pass a file with video in it"
+                )
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            for frame in container.decode(stream):
+                if len(frames) >= max_frames:
+                    truncated = True
+                    break
+                rgb = frame.to_ndarray(format="rgb24")
+                k = round((frame.rotation or 0) / 90) % 4
+                if k:
+                    rgb = np.ascontiguousarray(np.rot90(rgb, k))
+                source_size = (rgb.shape[1], rgb.shape[0])
+                if size is not None:
+                    rgb, _ = resize_center_crop(rgb, size)
+                frames.append(rgb)
+                times.append(frame.time)
+    except av.FFmpegError as exc:
+        raise CammimicError(
+            f"video {p} cannot be decoded ({exc}); is it a video file? "
+            f"Re-encode it, e.g. as H.264 .mp4"
+        ) from exc
+    fps = float(rate) if rate else None
+    return frames, times, fps, source_size, truncated
+
+
+def _sequence_files(path_str: str, p: Path) -> list[str]:
+    if p.is_dir():
+        files = [str(f) for f in p.iterdir() if f.is_file()]
+        what = f"directory {p}"
+    else:
+        files = [f for f in _glob.glob(path_str) if os.path.isfile(f)]
+        what = f"glob pattern {path_str}"
+    files = [f for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise CammimicError(
+            f"{what} contains no images ({', '.join(IMAGE_SUFFIXES)}); check the path"
+        )
+    return sorted(files, key=_natural_key)
+
+
+def read_video(
+    path: str | os.PathLike,
+    *,
+    num_frames: int | None = None,
+    fps: float | None = None,
+    size: Sequence[int] | None = None,
+    max_frames: int = 1000,
+    sequence_fps: float = DEFAULT_SEQUENCE_FPS,
+) -> Video:
+    """Read a video file, a directory of images, or a glob pattern of images.
+
+    Files (mp4/mov/webm/mkv/avi/gif, anything FFmpeg reads) are decoded with PyAV: every frame
+    of the first video stream, as RGB, with the container's display rotation applied. Image
+    sequences (png/jpg/jpeg/bmp/tif/tiff/webp, natural sort so ``frame2`` < ``frame10``) run at
+    ``sequence_fps``.
+
+    Args:
+        path: a video file, a directory of images or a glob pattern such as ``frames/*.png``.
+        num_frames: sample this many frames evenly over the whole clip
+            (indices ``round(linspace(0, T-1, N))``); the returned fps keeps the duration.
+        fps: sample at this frame rate using the frames' timestamps (nearest frame to each
+            ``k / fps``); must not exceed the source rate. Exclusive with ``num_frames``.
+        size: ``(width, height)``: resize and centre-crop every frame to exactly this size.
+        max_frames: decode at most this many source frames; a longer clip is cut (with a
+            warning) to its first ``max_frames`` frames.
+        sequence_fps: frame rate of an image sequence.
+
+    Returns:
+        A :class:`Video` with ``frames`` ``(T, H, W, 3)`` uint8 RGB.
+    """
+    path_str = os.fspath(path)
+    p = Path(path_str)
+    where = f"video {path_str}"
+    if num_frames is not None and fps is not None:
+        raise CammimicError(
+            f"num_frames and fps were both given for {path_str}; pass only one of them"
+        )
+    if num_frames is not None and (not _is_int(num_frames) or num_frames < 2):
+        raise CammimicError(
+            f"num_frames={num_frames!r} for {path_str} is invalid; pass an integer >= 2"
+        )
+    if fps is not None:
+        fps = _check_positive(fps, "fps", path_str)
+    if size is not None:
+        size = _check_size(size, path_str)
+    if not _is_int(max_frames) or max_frames < 2:
+        raise CammimicError(
+            f"max_frames={max_frames!r} for {path_str} is invalid; pass an integer >= 2"
+        )
+    sequence_fps = _check_positive(sequence_fps, "sequence_fps", path_str)
+
+    is_sequence = p.is_dir() or (not p.exists() and _glob.has_magic(path_str))
+    truncated = False
+    if is_sequence:
+        files = _sequence_files(path_str, p)
+        if len(files) > max_frames:
+            files, truncated = files[:max_frames], True
+        frames: list[np.ndarray] = []
+        source_size: tuple[int, int] = (0, 0)
+        for k, f in enumerate(files):
+            img = read_image(f)
+            this = (img.shape[1], img.shape[0])
+            if k == 0:
+                source_size = this
+            elif this != source_size:
+                raise CammimicError(
+                    f"image sequence {path_str}: {f} is {this[0]}x{this[1]} but {files[0]} is "
+                    f"{source_size[0]}x{source_size[1]}; all images must have the same size"
+                )
+            if size is not None:
+                img, _ = resize_center_crop(img, size)
+            frames.append(img)
+        source_fps = sequence_fps
+        times = np.arange(len(frames)) / source_fps
+        where = f"image sequence {path_str}"
+    else:
+        if not p.exists():
+            raise CammimicError(f"video {path_str} does not exist; check the path")
+        if not p.is_file():
+            raise CammimicError(f"video {path_str} is not a regular file; pass a video file")
+        frames, raw_times, rate, source_size, truncated = _decode_video(p, max_frames, size)
+        have_times = bool(raw_times) and all(t is not None for t in raw_times)
+        if rate is None and have_times and len(raw_times) > 1:
+            span = float(raw_times[-1]) - float(raw_times[0])
+            rate = (len(raw_times) - 1) / span if span > 0 else None
+        if rate is None or not math.isfinite(rate) or rate <= 0:
+            raise CammimicError(
+                f"video {path_str} has no usable frame rate; re-encode it with a fixed frame rate"
+            )
+        source_fps = float(rate)
+        if have_times:
+            times = np.asarray(raw_times, dtype=np.float64)
+            if np.any(np.diff(times) <= 0):  # broken timestamps: fall back to the rate
+                times = np.arange(len(frames)) / source_fps
+        else:
+            times = np.arange(len(frames)) / source_fps
+
+    n = len(frames)
+    if n < 2:
+        raise CammimicError(
+            f"{where} has {n} frame{'s' if n != 1 else ''}; a video needs at least 2 frames"
+        )
+    if truncated:
+        warnings.warn(
+            f"{where} has more than max_frames={max_frames} frames; only the first "
+            f"{max_frames} are used",
+            stacklevel=2,
+        )
+    if fps is not None and fps > source_fps * 1.01:
+        raise CammimicError(
+            f"fps={fps:g} is above the frame rate of {where} ({source_fps:g}); "
+            f"pass fps <= {source_fps:g} or omit it"
+        )
+    idx = _sample_indices(times, num_frames, fps, where)
+    if fps is not None:
+        out_fps = fps
+    elif num_frames is not None:
+        out_fps = source_fps * (num_frames - 1) / (n - 1)
+    else:
+        out_fps = source_fps
+    crop = None
+    if size is not None:
+        _, crop = resize_center_crop(np.zeros((source_size[1], source_size[0]), np.uint8), size)
+    stacked = np.stack([frames[i] for i in idx])
+    return Video(
+        frames=stacked,
+        fps=float(out_fps),
+        indices=tuple(int(i) for i in idx),
+        source_fps=float(source_fps),
+        source_num_frames=n,
+        source_size=source_size,
+        crop=crop,
+        path=path_str,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Atomic writing
+# --------------------------------------------------------------------------------------------
+
+
+def _prepare_parent(p: Path) -> None:
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise CammimicError(
+            f"cannot create the folder for {p}: a parent path is a file; choose another path"
+        ) from exc
+    except OSError as exc:
+        raise CammimicError(f"cannot create the folder for {p} ({exc}); check permissions") from exc
+
+
+def _temp_file(p: Path) -> Path:
+    """Create an empty hidden temp file next to ``p`` keeping its suffix (umask applies)."""
+    for _ in range(100):
+        tmp = p.with_name(f".{p.stem}.tmp-{secrets.token_hex(4)}{p.suffix}")
+        try:
+            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise CammimicError(f"cannot write {p} ({exc}); check the folder's permissions") from exc
+        os.close(fd)
+        return tmp
+    raise CammimicError(f"cannot create a temporary file next to {p}")  # pragma: no cover
+
+
+@contextlib.contextmanager
+def _atomic_file(p: Path) -> Iterator[Path]:
+    """Yield a temp path next to ``p``; on success rename it onto ``p``, on failure remove it."""
+    _prepare_parent(p)
+    tmp = _temp_file(p)
+    try:
+        yield tmp
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _check_frames(frames, p: Path) -> np.ndarray:
+    arr = np.asarray(frames)
+    if arr.ndim != 4 or arr.shape[-1] != 3 or arr.shape[0] < 1 or arr.dtype != np.uint8:
+        raise CammimicError(
+            f"cannot write {p}: frames must be a (T, H, W, 3) uint8 RGB array with T >= 1, "
+            f"got shape {arr.shape} dtype {arr.dtype}"
+        )
+    return arr
+
+
+def _encode_h264(tmp: Path, frames: np.ndarray, fps: float, crf: int) -> None:
+    import av
+
+    rate = Fraction(fps).limit_denominator(1001)
+    with av.open(str(tmp), mode="w") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width = int(frames.shape[2])
+        stream.height = int(frames.shape[1])
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf)}
+        for f in frames:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+def _encode_gif(tmp: Path, frames: np.ndarray, fps: float) -> None:
+    from PIL import Image
+
+    images = [Image.fromarray(f, mode="RGB") for f in frames]
+    duration = max(10, int(round(1000.0 / fps)))
+    images[0].save(
+        tmp,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        loop=0,
+        duration=duration,
+        optimize=False,
+    )
+
+
+def write_video(
+    path: str | os.PathLike, frames: np.ndarray, fps: float, *, crf: int = 18
+) -> Path:
+    """Write ``(T, H, W, 3)`` uint8 RGB frames as a video, atomically.
+
+    ``.mp4``/``.mov``/``.mkv`` are H.264 (libx264, yuv420p, constant quality ``crf``; width and
+    height must be even); ``.gif`` is an animated GIF looping forever (Pillow; frame durations
+    are whole centiseconds and identical consecutive frames are merged by the GIF writer).
+    The file is written under a hidden temporary name in the same folder and renamed into
+    place, so an existing file at ``path`` stays untouched if writing fails. Parent folders are
+    created. Returns the path written.
+    """
+    import av
+
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in WRITE_VIDEO_SUFFIXES:
+        raise CammimicError(
+            f"cannot write video {p}: unsupported suffix '{p.suffix}'; "
+            f"use one of {', '.join(WRITE_VIDEO_SUFFIXES)}"
+        )
+    arr = _check_frames(frames, p)
+    fps = _check_positive(fps, "fps", str(p))
+    if not _is_int(crf) or not 0 <= crf <= 51:
+        raise CammimicError(f"crf={crf!r} for {p} is invalid; pass an integer in 0..51")
+    height, width = arr.shape[1:3]
+    if suffix != ".gif" and (width % 2 or height % 2):
+        raise CammimicError(
+            f"cannot write {p}: H.264 needs even width and height but the frames are "
+            f"{width}x{height}; resize or crop them to {width - width % 2}x{height - height % 2}"
+        )
+    with _atomic_file(p) as tmp:
+        try:
+            if suffix == ".gif":
+                _encode_gif(tmp, arr, fps)
+            else:
+                _encode_h264(tmp, arr, fps, int(crf))
+        except (av.FFmpegError, OSError) as exc:
+            raise CammimicError(f"writing video {p} failed ({exc}); check disk space") from exc
+    return p
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, *, quality: int = 95) -> Path:
+    """Write an ``(H, W, 3)`` uint8 RGB (or ``(H, W)`` gray) image as PNG or JPEG, atomically.
+
+    ``quality`` is the JPEG quality. Returns the path written.
+    """
+    from PIL import Image
+
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in WRITE_IMAGE_SUFFIXES:
+        raise CammimicError(
+            f"cannot write image {p}: unsupported suffix '{p.suffix}'; "
+            f"use one of {', '.join(WRITE_IMAGE_SUFFIXES)}"
+        )
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
+        raise CammimicError(
+            f"cannot write {p}: image must be (H, W, 3) or (H, W) uint8, "
+            f"got shape {arr.shape} dtype {arr.dtype}"
+        )
+    img = Image.fromarray(np.ascontiguousarray(arr))
+    with _atomic_file(p) as tmp:
+        try:
+            if suffix == ".png":
+                img.save(tmp, format="PNG")
+            else:
+                img.save(tmp, format="JPEG", quality=int(quality))
+        except OSError as exc:
+            raise CammimicError(f"writing image {p} failed ({exc}); check disk space") from exc
+    return p
+
+
+# --------------------------------------------------------------------------------------------
+# Output directories
+# --------------------------------------------------------------------------------------------
+
+
+def check_output_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Fail early if ``path`` cannot be used as a run's output directory.
+
+    Refused: ``path`` is a file, or a non-empty directory unless ``overwrite``. Returns ``path``.
+    """
+    p = Path(path)
+    if p.exists() or p.is_symlink():
+        if not p.is_dir():
+            raise CammimicError(
+                f"output directory {p} exists and is a file; choose another --output"
+            )
+        if not overwrite and any(p.iterdir()):
+            raise CammimicError(
+                f"output directory {p} already exists and is not empty; "
+                f"choose another --output or pass --overwrite"
+            )
+    return p
+
+
+def _temp_dir(p: Path, tag: str) -> Path:
+    for _ in range(100):
+        tmp = p.with_name(f".{p.name}.{tag}-{secrets.token_hex(4)}")
+        try:
+            os.mkdir(tmp, 0o777)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise CammimicError(
+                f"cannot create a temporary folder next to {p} ({exc}); check permissions"
+            ) from exc
+        return tmp
+    raise CammimicError(f"cannot create a temporary folder next to {p}")  # pragma: no cover
+
+
+@contextlib.contextmanager
+def output_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Give a run a fresh directory that replaces ``path`` only if the run succeeds.
+
+    Checks ``path`` first (see :func:`check_output_directory`), then yields a new hidden
+    temporary directory next to it. On normal exit the temporary directory is moved into place:
+    an existing ``path`` is renamed aside, the new one renamed in, the old one deleted. On an
+    exception (including KeyboardInterrupt) the temporary directory is deleted, ``path`` is left
+    exactly as it was, and the exception propagates.
+    """
+    p = Path(os.path.abspath(os.fspath(path)))
+    check_output_directory(p, overwrite=overwrite)
+    _prepare_parent(p)
+    tmp = _temp_dir(p, "tmp")
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    # success: move into place
+    old: Path | None = None
+    try:
+        if p.is_symlink() or (p.exists() and not p.is_dir()):
+            raise CammimicError(
+                f"output directory {p} became a file or link during the run; results kept in {tmp}"
+            )
+        if p.exists():
+            if any(p.iterdir()):
+                if not overwrite:
+                    raise CammimicError(
+                        f"output directory {p} was filled by something else during the run; "
+                        f"results kept in {tmp}"
+                    )
+                old = p.with_name(f".{p.name}.old-{secrets.token_hex(4)}")
+                os.rename(p, old)
+            else:
+                os.rmdir(p)
+        try:
+            os.rename(tmp, p)
+        except OSError:
+            if old is not None:
+                os.rename(old, p)
+            raise
+    except OSError as exc:
+        raise CammimicError(
+            f"could not move the results into {p} ({exc}); they are kept in {tmp}"
+        ) from exc
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
