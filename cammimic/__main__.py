@@ -1,0 +1,5 @@
+import sys
+
+from cammimic.cli import main
+
+sys.exit(main())

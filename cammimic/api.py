@@ -1,0 +1,346 @@
+"""The Python API: everything the command line does, callable from notebooks and other tools.
+
+>>> import cammimic
+>>> motion = cammimic.estimate_motion("examples/reference.mp4")          # doctest: +SKIP
+>>> result = cammimic.score("reference.mp4", "generated.mp4")           # doctest: +SKIP
+>>> run = cammimic.transfer("reference.mp4", "scene.jpg", "out/run1")    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from cammimic._version import __version__
+from cammimic.config import Config, load_config
+from cammimic.errors import CammimicError
+from cammimic.motion import MotionEstimate
+from cammimic.plugins import PluginHost, get_host
+
+__all__ = ["estimate_motion", "score", "transfer", "list_plugins", "ScoreResult", "RunResult"]
+
+
+def _host(host: PluginHost | None, config: Config | None = None) -> PluginHost:
+    if host is not None:
+        return host
+    return get_host(block=config["plugins"]["block"] if config is not None else ())
+
+
+def _subsample(video, num_frames: int | None):
+    """Keep ``num_frames`` frames evenly spread over ``video`` (a :class:`cammimic.io.Video`)."""
+    total = len(video.frames)
+    if not num_frames or num_frames == total:
+        return video
+    if num_frames < 2 or num_frames > total:
+        raise CammimicError(f"{video.path} has {total} frames; --frames must be between 2 and {total}")
+    idx = np.round(np.linspace(0, total - 1, num_frames)).astype(int)
+    duration = total / video.fps if video.fps else 0
+    return attrs.evolve(
+        video,
+        frames=video.frames[idx],
+        indices=tuple(int(video.indices[i]) for i in idx),
+        fps=(num_frames / duration) if duration else video.fps,
+    )
+
+
+def _as_video(video, *, size=None, name="video"):
+    from cammimic.io import Video, read_video, resize_center_crop
+
+    if isinstance(video, Video):
+        if size is not None and video.size != tuple(size):
+            frames, crop = resize_center_crop(video.frames, size)
+            video = attrs.evolve(video, frames=frames, crop=crop)
+        return video
+    if isinstance(video, (str, Path)):
+        return read_video(video, size=size)
+    frames = np.asarray(video)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise CammimicError(f"{name} must be a path or a (T, H, W, 3) uint8 array, got {frames.shape} {frames.dtype}")
+    crop = None
+    src = (frames.shape[2], frames.shape[1])
+    if size is not None:
+        frames, crop = resize_center_crop(frames, size)
+    return Video(
+        frames=frames, fps=8.0, indices=tuple(range(len(frames))), source_fps=8.0,
+        source_num_frames=len(frames), source_size=src, crop=crop, path=f"<{name} array>",
+    )
+
+
+def estimate_motion(
+    video,
+    *,
+    estimator: str = "opencv",
+    frames: int | None = None,
+    size: tuple[int, int] | None = None,
+    params: dict[str, Any] | None = None,
+    host: PluginHost | None = None,
+) -> MotionEstimate:
+    """The camera motion of a video as frame-to-frame homographies.
+
+    Args:
+        video: a path (video file, image directory or glob) or ``(T, H, W, 3)`` uint8 frames.
+        estimator: a registered motion estimator (``cammimic plugins`` lists them).
+        frames: sample this many frames evenly (default: all).
+        size: resize and centre-crop to ``(width, height)`` first.
+        params: the estimator's parameters.
+
+    Returns:
+        A :class:`~cammimic.motion.MotionEstimate`; ``diagnostics["source"]`` records the frames
+        used (path, indices, fps, crop).
+    """
+    est = _host(host).create("motion_estimator", estimator, params)
+    vid = _subsample(_as_video(video, size=size), frames)
+    motion = est.estimate(vid.frames)
+    return attrs.evolve(motion, diagnostics={**motion.diagnostics, "source": vid.metadata()})
+
+
+@attrs.frozen(eq=False)
+class ScoreResult:
+    """CameraScore of a generated video against a reference, with the motions compared."""
+
+    score: float  #: in the chosen variant
+    variant: str
+    paper_score: float  #: the paper's pixel-homography CameraScore
+    resolution_free_score: float
+    per_pair: np.ndarray  #: per frame pair, in the chosen variant
+    reference: MotionEstimate
+    generated: MotionEstimate
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "camera_score": self.score,
+            "variant": self.variant,
+            "camera_score_paper": self.paper_score,
+            "camera_score_resolution_free": self.resolution_free_score,
+            "per_pair": self.per_pair.tolist(),
+            "estimator": self.reference.estimator,
+            "num_frames": self.reference.num_frames,
+            "reference": {"width": self.reference.width, "height": self.reference.height,
+                          "source": self.reference.diagnostics.get("source")},
+            "generated": {"width": self.generated.width, "height": self.generated.height,
+                          "source": self.generated.diagnostics.get("source")},
+        }
+
+
+def score_motions(reference: MotionEstimate, generated: MotionEstimate, *, variant: str = "resolution_free") -> ScoreResult:
+    """CameraScore of two motions already estimated."""
+    from cammimic.score import camera_score
+
+    chosen, per_pair = camera_score(reference, generated, variant=variant, per_pair=True)
+    return ScoreResult(
+        score=chosen,
+        variant=variant,
+        paper_score=camera_score(reference, generated, variant="paper"),
+        resolution_free_score=camera_score(reference, generated, variant="resolution_free"),
+        per_pair=per_pair,
+        reference=reference,
+        generated=generated,
+    )
+
+
+def score(
+    reference,
+    generated,
+    *,
+    estimator: str = "opencv",
+    frames: int | None = None,
+    variant: str = "resolution_free",
+    params: dict[str, Any] | None = None,
+    host: PluginHost | None = None,
+) -> ScoreResult:
+    """CameraScore of ``generated`` against ``reference`` (paths or frame arrays); lower is better.
+
+    Both videos are sampled evenly to the same number of frames: ``frames``, or the shorter
+    video's length. Each is estimated at its own resolution; the default resolution-free
+    variant makes the sizes irrelevant (see :mod:`cammimic.score`).
+    """
+    from cammimic.score import VARIANTS
+
+    if variant not in VARIANTS:
+        raise CammimicError(f"CameraScore variant '{variant}' is unknown. Try one of {list(VARIANTS)}")
+    est = _host(host).create("motion_estimator", estimator, params)
+    ref = _as_video(reference, name="reference")
+    gen = _as_video(generated, name="generated")
+    n = frames or min(len(ref.frames), len(gen.frames))
+    ref, gen = _subsample(ref, n), _subsample(gen, n)
+    mr = est.estimate(ref.frames)
+    mg = est.estimate(gen.frames)
+    mr = attrs.evolve(mr, diagnostics={**mr.diagnostics, "source": ref.metadata()})
+    mg = attrs.evolve(mg, diagnostics={**mg.diagnostics, "source": gen.metadata()})
+    return score_motions(mr, mg, variant=variant)
+
+
+def list_plugins(host: PluginHost | None = None) -> list[dict[str, Any]]:
+    """Every plugin: name, distribution, version, hooks, and the components it provides."""
+    return _host(host).plugins()
+
+
+@attrs.frozen(eq=False)
+class RunResult:
+    """Where a run put its results, and the headline figures."""
+
+    output_dir: Path
+    files: dict[str, Path]
+    camera_score: float
+    manifest: dict[str, Any]
+
+
+def _sha256(path) -> str | None:
+    try:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+    except OSError:
+        return None
+
+
+def _even(n: int) -> int:
+    return max(2, n - n % 2)
+
+
+def transfer(
+    reference,
+    image,
+    output_dir,
+    *,
+    config: Config | str | Path | None = None,
+    overwrite: bool = False,
+    host: PluginHost | None = None,
+    **overrides: Any,
+) -> RunResult:
+    """Transfer the camera motion of ``reference`` onto ``image`` and write a run directory.
+
+    Args:
+        reference: path of the reference video (file, image directory or glob).
+        image: path of the user image.
+        output_dir: the run directory; an existing non-empty one needs ``overwrite=True``.
+        config: a :class:`~cammimic.config.Config` or the path of a TOML file.
+        **overrides: settings on top of the config, as ``section__key=value`` or, for the
+            ``[run]`` section, bare ``key=value`` (e.g. ``frames=16``, ``homography__fill="reflect"``,
+            ``motion_estimator__name="kornia"``).
+
+    The directory holds ``output.mp4``, ``side_by_side.mp4`` (reference | output),
+    ``trajectory.png``, ``score.json``, ``motion.json``, ``config.toml`` (the resolved config)
+    and ``run.json`` (what produced it: versions, plugins, seed, frame indices, resolution).
+    It appears complete or not at all.
+    """
+    from cammimic.io import check_output_directory, output_directory, read_image, read_video
+
+    started = time.perf_counter()
+    if not isinstance(config, Config):
+        config = load_config(config)
+    config = config.with_overrides(
+        {(k.replace("__", ".") if "__" in k else f"run.{k}"): v for k, v in overrides.items()}
+    )
+    check_output_directory(output_dir, overwrite=overwrite)
+    host = _host(host, config)
+    run = config["run"]
+    if run["method"] != "homography":  # pragma: no cover - config validation restricts methods
+        raise CammimicError(f"method '{run['method']}' is not available")
+
+    est_name, est_params = config.component("motion_estimator")
+    where = f" ([motion_estimator]{config.where})" if config.source else ""
+    estimator = host.create("motion_estimator", est_name, est_params, where=where)
+
+    reference_video = read_video(reference) if isinstance(reference, (str, Path)) else _as_video(reference, name="reference")
+    width = run["width"] or _even(reference_video.size[0])
+    height = run["height"] or _even(reference_video.size[1])
+    if width % 2 or height % 2:
+        raise CammimicError(f"--width/--height must be even for H.264 video, got {width}x{height}; try {_even(width)}x{_even(height)}")
+    ref = _subsample(reference_video, run["frames"] or None)
+    ref = _as_video(ref, size=(width, height), name="reference")
+    user_image = read_image(image, size=(width, height))
+
+    import cv2
+
+    cv2.setRNGSeed(int(run["seed"]) % 2**31)  # RANSAC/MAGSAC sampling
+    np.random.seed(int(run["seed"]) % 2**32)
+
+    from cammimic.methods.homography import transfer_homography
+
+    ref_motion = estimator.estimate(ref.frames)
+    ref_motion = attrs.evolve(ref_motion, diagnostics={**ref_motion.diagnostics, "source": ref.metadata()})
+    result = transfer_homography(user_image, ref_motion, fill=config["homography"]["fill"])
+    out_motion = estimator.estimate(result.frames)
+    scored = score_motions(ref_motion, out_motion, variant=config["score"]["variant"])
+
+    fps = run["fps"] or ref.fps
+    # Record what was actually used, so the written config.toml reproduces this run.
+    config = config.with_overrides(
+        {"run.frames": len(result.frames), "run.width": width, "run.height": height, "run.fps": float(fps)}
+    )
+    used_plugins = {
+        "motion_estimator": _component_record(host, "motion_estimator", est_name),
+    }
+    manifest = {
+        "cammimic_version": __version__,
+        "method": run["method"],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "seed": run["seed"],
+        "width": width,
+        "height": height,
+        "num_frames": len(result.frames),
+        "fps": fps,
+        "reference": {**ref.metadata(), "sha256": _sha256(reference) if isinstance(reference, (str, Path)) else None},
+        "image": {"path": str(image), "sha256": _sha256(image)},
+        "components": used_plugins,
+        "fallbacks": [f.to_json() for f in ref_motion.fallbacks],
+        "valid_fraction": [float(m.mean()) for m in result.masks],
+        "camera_score": scored.score,
+        "camera_score_variant": scored.variant,
+    }
+    files = {}
+    with output_directory(output_dir, overwrite=overwrite) as tmp:
+        files = _write_run(tmp, ref.frames, result.frames, ref_motion, out_motion, scored, config, manifest, fps)
+        manifest["seconds"] = round(time.perf_counter() - started, 3)
+        (tmp / "run.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    out = Path(output_dir)
+    files = {k: out / v.name for k, v in files.items()} | {"run": out / "run.json"}
+    return RunResult(output_dir=out, files=files, camera_score=scored.score, manifest=manifest)
+
+
+def _component_record(host: PluginHost, kind: str, name: str) -> dict[str, Any]:
+    comp = host.get(kind, name)
+    info = host.info.get(comp.plugin)
+    return {
+        "name": name,
+        "plugin": comp.plugin,
+        "distribution": info.distribution if info else None,
+        "version": info.version if info else None,
+    }
+
+
+def _write_run(tmp: Path, ref_frames, out_frames, ref_motion, out_motion, scored, config, manifest, fps):
+    from cammimic.io import write_video
+    from cammimic.trajectory import plot_trajectories, summarize
+
+    crf = config["output"]["crf"]
+    files = {
+        "output": write_video(tmp / "output.mp4", out_frames, fps, crf=crf),
+        "side_by_side": write_video(tmp / "side_by_side.mp4", np.concatenate([ref_frames, out_frames], axis=2), fps, crf=crf),
+        "trajectory": plot_trajectories(tmp / "trajectory.png", {"reference": ref_motion, "output": out_motion}),
+    }
+    if config["output"]["gif"]:
+        files["gif"] = write_video(tmp / "output.gif", out_frames, fps)
+    (tmp / "score.json").write_text(json.dumps(scored.to_json(), indent=2) + "\n", encoding="utf-8")
+    motion = {
+        "reference": ref_motion.to_json(),
+        "output": out_motion.to_json(),
+        "trajectory": {"reference": summarize(ref_motion), "output": summarize(out_motion)},
+    }
+    (tmp / "motion.json").write_text(json.dumps(motion, indent=2) + "\n", encoding="utf-8")
+    (tmp / "config.toml").write_text(config.to_toml(), encoding="utf-8")
+    files.update(score=tmp / "score.json", motion=tmp / "motion.json", config=tmp / "config.toml")
+    return files

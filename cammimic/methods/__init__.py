@@ -1,0 +1,1 @@
+"""Camera-motion transfer methods. ``homography`` is the paper's naive-homography baseline."""
