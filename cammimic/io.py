@@ -319,10 +319,23 @@ def _read_high_depth(path: Path) -> np.ndarray | None:
     return arr
 
 
+def _exif_orientation(path: Path) -> int:
+    """The EXIF orientation tag of an image file (1 when absent or unreadable)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return int(im.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - orientation is best effort
+        return 1
+
+
 def _pil_to_rgb(im, bg: np.ndarray) -> np.ndarray:
     mode = im.mode
     if mode == "P" or mode == "PA":
-        im = im.convert("RGBA") if ("transparency" in im.info or mode == "PA") else im.convert("RGB")
+        im = (
+            im.convert("RGBA") if ("transparency" in im.info or mode == "PA") else im.convert("RGB")
+        )
         mode = im.mode
     if mode in ("RGB", "L", "1", "CMYK", "YCbCr", "LAB", "HSV"):
         return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
@@ -363,16 +376,13 @@ def read_image(
     if p.is_dir():
         raise CammimicError(f"image {p} is a directory; pass an image file")
     try:
-        with Image.open(p) as im:
-            high = _read_high_depth(p)
-            if high is not None:
-                orientation = im.getexif().get(0x0112, 1)
-                rgb = _array_to_rgb(high, bg, channel_order="BGR")
-                rgb = _apply_orientation(rgb, orientation)
-            else:
+        high = _read_high_depth(p)
+        if high is not None:
+            rgb = _apply_orientation(_array_to_rgb(high, bg, "BGR"), _exif_orientation(p))
+        else:
+            with Image.open(p) as im:
                 im.load()
-                im = ImageOps.exif_transpose(im)
-                rgb = _pil_to_rgb(im, bg)
+                rgb = _pil_to_rgb(ImageOps.exif_transpose(im), bg)
     except UnidentifiedImageError as exc:
         raise CammimicError(
             f"image {p} is not an image file Pillow can read; convert it to PNG or JPEG"
@@ -398,8 +408,7 @@ def _sample_indices(
     if num_frames is not None:
         if num_frames > n:
             raise CammimicError(
-                f"num_frames={num_frames} but {where} has only {n} frames; "
-                f"pass num_frames <= {n}"
+                f"num_frames={num_frames} but {where} has only {n} frames; pass num_frames <= {n}"
             )
         return np.rint(np.linspace(0, n - 1, num_frames)).astype(int)
     if fps is not None:
@@ -433,12 +442,11 @@ def _decode_video(
     try:
         with av.open(str(p)) as container:
             if not container.streams.video:
-                raise CammimicError(
-                    f"video {p} has no video stream; pass a file with video in it"
-                )
+                raise CammimicError(f"video {p} has no video stream; pass a file with video in it")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            is_gif = container.format.name == "gif"
             for frame in container.decode(stream):
                 if len(frames) >= max_frames:
                     truncated = True
@@ -458,6 +466,14 @@ def _decode_video(
             f"Re-encode it, e.g. as H.264 .mp4"
         ) from exc
     fps = float(rate) if rate else None
+    if is_gif and len(times) > 1 and all(t is not None for t in times):
+        # GIF delays are whole centiseconds and FFmpeg's rate is a guess from the first delay:
+        # use the mean rate of the timestamps, snapped to a whole number when within 1%.
+        span = float(times[-1]) - float(times[0])
+        if span > 0:
+            fps = (len(times) - 1) / span
+            if abs(fps - round(fps)) < 0.01 * fps:
+                fps = float(round(fps))
     return frames, times, fps, source_size, truncated
 
 
@@ -637,7 +653,9 @@ def _temp_file(p: Path) -> Path:
         except FileExistsError:
             continue
         except OSError as exc:
-            raise CammimicError(f"cannot write {p} ({exc}); check the folder's permissions") from exc
+            raise CammimicError(
+                f"cannot write {p} ({exc}); check the folder's permissions"
+            ) from exc
         os.close(fd)
         return tmp
     raise CammimicError(f"cannot create a temporary file next to {p}")  # pragma: no cover
@@ -686,29 +704,44 @@ def _encode_h264(tmp: Path, frames: np.ndarray, fps: float, crf: int) -> None:
 
 
 def _encode_gif(tmp: Path, frames: np.ndarray, fps: float) -> None:
+    """Animated GIF: Pillow picks each frame's palette, FFmpeg's GIF muxer writes the file.
+
+    Pillow's own GIF writer merges identical consecutive frames (a still camera would lose
+    frames), and stores one rounded delay; FFmpeg keeps every frame and spreads the
+    centisecond rounding so the average rate is exact.
+    """
+    import av
     from PIL import Image
 
-    images = [Image.fromarray(f, mode="RGB") for f in frames]
-    duration = max(10, int(round(1000.0 / fps)))
-    images[0].save(
-        tmp,
-        format="GIF",
-        save_all=True,
-        append_images=images[1:],
-        loop=0,
-        duration=duration,
-        optimize=False,
-    )
+    rate = Fraction(fps).limit_denominator(1001)
+    with av.open(str(tmp), mode="w", format="gif", container_options={"loop": "0"}) as container:
+        stream = container.add_stream("gif", rate=rate)
+        stream.width = int(frames.shape[2])
+        stream.height = int(frames.shape[1])
+        stream.pix_fmt = "pal8"
+        for f in frames:
+            q = Image.fromarray(f).quantize(
+                256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
+            )
+            palette = np.asarray(q.getpalette() or [], np.uint8).reshape(-1, 3)[:256]
+            argb = np.zeros((256, 4), np.uint8)
+            argb[:, 0] = 255
+            argb[: len(palette), 1:] = palette
+            index = np.ascontiguousarray(np.asarray(q, dtype=np.uint8))
+            frame = av.VideoFrame.from_ndarray((index, argb), format="pal8")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
 
 
-def write_video(
-    path: str | os.PathLike, frames: np.ndarray, fps: float, *, crf: int = 18
-) -> Path:
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float, *, crf: int = 18) -> Path:
     """Write ``(T, H, W, 3)`` uint8 RGB frames as a video, atomically.
 
     ``.mp4``/``.mov``/``.mkv`` are H.264 (libx264, yuv420p, constant quality ``crf``; width and
-    height must be even); ``.gif`` is an animated GIF looping forever (Pillow; frame durations
-    are whole centiseconds and identical consecutive frames are merged by the GIF writer).
+    height must be even); ``.gif`` is an animated GIF looping forever, every frame kept, with a
+    256-colour palette per frame (delays are whole centiseconds, rounded so the average rate
+    is ``fps``).
     The file is written under a hidden temporary name in the same folder and renamed into
     place, so an existing file at ``path`` stays untouched if writing fails. Parent folders are
     created. Returns the path written.
@@ -836,17 +869,18 @@ def output_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Ite
     # success: move into place
     old: Path | None = None
     try:
-        if p.is_symlink() or (p.exists() and not p.is_dir()):
-            raise CammimicError(
-                f"output directory {p} became a file or link during the run; results kept in {tmp}"
-            )
-        if p.exists():
-            if any(p.iterdir()):
-                if not overwrite:
+        if os.path.lexists(p):
+            if not p.is_dir():
+                raise CammimicError(
+                    f"output directory {p} became a file during the run; results kept in {tmp}"
+                )
+            if p.is_symlink() or any(p.iterdir()):
+                if not overwrite and not p.is_symlink():
                     raise CammimicError(
                         f"output directory {p} was filled by something else during the run; "
                         f"results kept in {tmp}"
                     )
+                # a link to a directory is replaced by the results; its target is left alone
                 old = p.with_name(f".{p.name}.old-{secrets.token_hex(4)}")
                 os.rename(p, old)
             else:
@@ -862,4 +896,7 @@ def output_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Ite
             f"could not move the results into {p} ({exc}); they are kept in {tmp}"
         ) from exc
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.is_symlink():
+            old.unlink()
+        else:
+            shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,289 @@
+"""The plugin host: loading (entry points faked), selection, errors, and every hook."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+
+import pytest
+
+import cammimic
+from cammimic.components import AttentionLayers, GuidanceState
+from cammimic.errors import CammimicError
+from cammimic.plugins import ENV_LOAD_PLUGINS, PluginHost
+
+
+class FakeDist:
+    def __init__(self, name, version):
+        self.name, self.version = name, version
+
+
+class FakeEntryPoint:
+    """Stands in for an installed package's ``[project.entry-points.cammimic]`` entry."""
+
+    def __init__(self, name, module=None, *, dist="cammimic-fake", version="1.2.3", error=None):
+        self.name, self.value, self.dist = name, f"{dist.replace('-', '_')}:{name}", FakeDist(dist, version)
+        self.module, self.error = module, error
+
+    def load(self):
+        if self.error:
+            raise self.error
+        return self.module
+
+
+def backbone_plugin(name="tiny", layers=None):
+    """A third-party backbone adapter plugin, as a module object."""
+    mod = types.ModuleType(f"cammimic_{name}")
+
+    class Adapter:
+        default_weights = "/weights"
+        default_size = (64, 64)
+        default_num_frames = 8
+        vae_scale_factor = 8
+
+        def __init__(self, rank):
+            self.name, self.rank = name, rank
+
+        def load(self, weights, **kwargs):
+            return {"weights": weights, **kwargs}
+
+    def factory(*, rank: int = 4):
+        return Adapter(rank)
+
+    @cammimic.hookimpl
+    def register_backbones(register):
+        register(name, factory, description="a tiny test backbone", requires=("json",))
+
+    @cammimic.hookimpl
+    def locate_attention_layers(backbone, model, include_ff):
+        if backbone != name:
+            return None
+        spatial = [n for n in model if ".attentions." in n and (include_ff or ".ff" not in n)]
+        temporal = [n for n in model if ".temp_attentions." in n and (include_ff or ".ff" not in n)]
+        return AttentionLayers(spatial=spatial, temporal=temporal, pairs=list(zip(spatial, temporal)))
+
+    mod.register_backbones = register_backbones
+    mod.locate_attention_layers = locate_attention_layers
+    mod.__version__ = "0.0.1"
+    return mod
+
+
+@pytest.fixture
+def host_with(monkeypatch):
+    """Build a host whose entry points are exactly the given fake ones."""
+
+    def make(*eps, env=None, block=()):
+        if env is None:
+            monkeypatch.delenv(ENV_LOAD_PLUGINS, raising=False)
+        else:
+            monkeypatch.setenv(ENV_LOAD_PLUGINS, env)
+        host = PluginHost()
+        monkeypatch.setattr(host, "entry_points", lambda: list(eps))
+        return host.load(block=block)
+
+    return make
+
+
+def real_eps():
+    return [ep for ep in PluginHost().entry_points() if ep.value.startswith("cammimic")]
+
+
+def test_first_party_plugins_load_through_entry_points(plugin_host):
+    names = {p["name"]: p for p in plugin_host.plugins()}
+    assert {"opencv", "kornia", "cammimic.default_plugins"} <= set(names)
+    assert names["opencv"]["distribution"] == "cammimic"
+    assert names["opencv"]["version"] == cammimic.__version__
+    assert names["opencv"]["hooks"] == ["register_motion_estimators"]
+    assert names["opencv"]["motion_estimators"] == ["opencv"]
+    assert names["kornia"]["motion_estimators"] == ["kornia"]
+    assert names["cammimic.default_plugins"]["guidance_terms"] == ["none"]
+
+
+def test_third_party_backbone_is_selectable_with_params(host_with):
+    host = host_with(FakeEntryPoint("tiny", backbone_plugin()))
+    entry = next(p for p in host.plugins() if p["name"] == "tiny")
+    assert entry["distribution"] == "cammimic-fake" and entry["version"] == "1.2.3"
+    assert entry["hooks"] == ["locate_attention_layers", "register_backbones"]
+    assert entry["backbones"] == ["tiny"]
+    adapter = host.create("backbone", "tiny", {"rank": 16})
+    assert adapter.rank == 16 and adapter.load("/w", torch_dtype="float16") == {"weights": "/w", "torch_dtype": "float16"}
+    with pytest.raises(CammimicError, match=r"no parameter 'rnak' \(did you mean \"rank\"\?\); accepted: rank"):
+        host.create("backbone", "tiny", {"rnak": 16})
+    with pytest.raises(CammimicError, match=r"'rank' must be int, got '16'"):
+        host.create("backbone", "tiny", {"rank": "16"})
+
+
+def test_unknown_component_names_valid_ones_and_nearest(plugin_host):
+    with pytest.raises(CammimicError) as e:
+        plugin_host.get("motion_estimator", "opencvv")
+    msg = str(e.value)
+    assert 'motion estimator "opencvv"' in msg and '(did you mean "opencv"?)' in msg
+    assert "valid: kornia, opencv" in msg
+    with pytest.raises(CammimicError, match='backbone "zeroscope" is unknown; valid: none installed'):
+        plugin_host.get("backbone", "zeroscope")
+
+
+def test_missing_extra_says_the_exact_pip_install(host_with):
+    mod = types.ModuleType("cammimic_heavy")
+
+    @cammimic.hookimpl
+    def register_backbones(register):
+        register("heavy", lambda: None, requires=("json", "surely_not_installed_xyz"), extra="zeroscope")
+
+    mod.register_backbones = register_backbones
+    host = host_with(FakeEntryPoint("heavy", mod))
+    with pytest.raises(CammimicError) as e:
+        host.create("backbone", "heavy")
+    assert str(e.value) == (
+        'backbone "heavy" needs surely_not_installed_xyz, which is not installed: pip install "cammimic[zeroscope]"'
+    )
+    listed = host.components("backbone")["heavy"].to_json()
+    assert listed["available"] is False and listed["extra"] == "zeroscope"
+
+
+def test_allow_list_from_the_environment(host_with):
+    host = host_with(*real_eps(), env="opencv")
+    names = {p["name"] for p in host.plugins()}
+    assert "opencv" in names and "kornia" not in names
+    assert "cammimic.default_plugins" in names  # defaults always load
+    # by distribution name
+    host = host_with(FakeEntryPoint("tiny", backbone_plugin()), *real_eps(), env="cammimic-fake")
+    assert {p["name"] for p in host.plugins()} == {"cammimic.default_plugins", "tiny"}
+    # empty: no entry points at all
+    host = host_with(*real_eps(), env="")
+    assert {p["name"] for p in host.plugins()} == {"cammimic.default_plugins"}
+
+
+def test_block_list_from_config(host_with):
+    host = host_with(*real_eps(), block=["kornia"])
+    assert "kornia" not in host.components("motion_estimator")
+    with pytest.raises(CammimicError, match='"kornia" is unknown'):
+        host.get("motion_estimator", "kornia")
+    # blocking after loading unregisters too
+    host.load(block=["opencv"])
+    assert host.components("motion_estimator") == {}
+
+
+def test_broken_plugin_is_reported_and_the_rest_keep_working(host_with):
+    broken = FakeEntryPoint("broken", error=ModuleNotFoundError("No module named 'torchvision'"), dist="cammimic-broken")
+    host = host_with(broken, *real_eps())
+    assert "opencv" in host.components("motion_estimator")
+    entry = next(p for p in host.plugins() if p["name"] == "broken")
+    assert entry["error"].startswith('Error importing plugin "broken" (cammimic_broken:broken): ModuleNotFoundError')
+    assert "pip uninstall cammimic-broken" in entry["error"]
+    assert '[plugins] block = ["broken"]' in entry["error"]
+
+
+def test_duplicate_component_names_name_both_providers(host_with):
+    mod = types.ModuleType("cammimic_dupe")
+
+    @cammimic.hookimpl
+    def register_motion_estimators(register):
+        register("opencv", lambda: None)
+
+    mod.register_motion_estimators = register_motion_estimators
+    host = host_with(*real_eps(), FakeEntryPoint("zz-dupe", mod))
+    with pytest.raises(CammimicError) as e:
+        host.components("motion_estimator")
+    assert 'motion estimator "opencv" is registered by both plugin "opencv" and plugin "zz-dupe"' in str(e.value)
+
+
+def test_misspelt_hook_fails_loudly(host_with):
+    mod = types.ModuleType("cammimic_typo")
+
+    @cammimic.hookimpl
+    def register_motion_estimator(register):  # missing "s"
+        pass
+
+    mod.register_motion_estimator = register_motion_estimator
+    with pytest.raises(CammimicError) as e:
+        host_with(FakeEntryPoint("typo", mod))
+    assert 'plugin "typo" implements unknown hook "register_motion_estimator"' in str(e.value)
+    assert '(did you mean "register_motion_estimators"?)' in str(e.value)
+
+
+def test_hookimpl_with_a_wrong_argument_is_rejected(host_with):
+    mod = types.ModuleType("cammimic_badargs")
+
+    @cammimic.hookimpl
+    def register_backbones(register, extra_argument):
+        pass
+
+    mod.register_backbones = register_backbones
+    host = host_with(FakeEntryPoint("badargs", mod))
+    assert "badargs" in {p["name"] for p in host.plugins() if p.get("error")}
+
+
+def test_locate_attention_layers_answers_per_backbone(host_with):
+    model = [
+        "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q",
+        "down_blocks.0.attentions.0.transformer_blocks.0.ff.net.0.proj",
+        "down_blocks.0.temp_attentions.0.transformer_blocks.0.attn1.to_q",
+        "down_blocks.0.temp_attentions.0.transformer_blocks.0.ff.net.0.proj",
+    ]
+    # a plugin for another backbone answers None and does not stop the search
+    host = host_with(FakeEntryPoint("other", backbone_plugin("other")), FakeEntryPoint("tiny", backbone_plugin("tiny")))
+    layers = host.locate_attention_layers("tiny", model, include_ff=False)
+    assert layers.spatial == (model[0],) and layers.temporal == (model[2],)
+    assert layers.pairs == ((model[0], model[2]),)
+    with_ff = host.locate_attention_layers("tiny", model, include_ff=True)
+    assert len(with_ff.spatial) == 2 and len(with_ff.temporal) == 2
+    with pytest.raises(CammimicError, match='no plugin locates the attention layers of backbone "nobody"'):
+        host.locate_attention_layers("nobody", model)
+
+
+def test_attention_layers_validate():
+    with pytest.raises(ValueError, match="both spatial and temporal"):
+        AttentionLayers(spatial=["a"], temporal=["a"])
+    with pytest.raises(ValueError, match="outside"):
+        AttentionLayers(spatial=["a"], temporal=["b"], pairs=[("a", "c")])
+
+
+def test_guidance_terms(host_with):
+    mod = types.ModuleType("cammimic_pull")
+
+    class Pull:
+        name = "pull"
+
+        def __init__(self, weight):
+            self.weight = weight
+
+        def apply(self, latents, state):
+            return [z - self.weight * 2 * (z - t) for z, t in zip(latents, state.target)]
+
+    @cammimic.hookimpl
+    def register_guidance_terms(register):
+        register("pull", lambda *, weight=0.1: Pull(weight))
+
+    mod.register_guidance_terms = register_guidance_terms
+    host = host_with(*real_eps(), FakeEntryPoint("pull", mod))
+    assert set(host.components("guidance")) == {"none", "pull"}
+    state = GuidanceState(step=0, num_steps=10, timestep=999, target=[0.0, 1.0])
+    none = host.create("guidance", "none")
+    z = [1.0, 1.0]
+    assert none.apply(z, state) is z
+    assert host.create("guidance", "pull", {"weight": 0.25}).apply(z, state) == [0.5, 1.0]
+
+
+def test_cli_lists_plugins_as_json():
+    out = subprocess.run([sys.executable, "-m", "cammimic", "plugins", "--json"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    items = {p["name"]: p for p in json.loads(out.stdout)}
+    assert items["opencv"]["motion_estimators"] == ["opencv"]
+    assert items["kornia"]["hooks"] == ["register_motion_estimators"]
+    text = subprocess.run([sys.executable, "-m", "cammimic", "plugins"], capture_output=True, text=True).stdout
+    assert "opencv (cammimic " in text and "motion estimators: opencv" in text
+
+
+def test_imports_stay_light():
+    code = (
+        "import sys, cammimic, cammimic_opencv, cammimic_kornia, cammimic.plugins, cammimic.config;"
+        "cammimic.plugins.get_host();"
+        "heavy = [m for m in ('torch', 'kornia', 'cv2', 'av', 'diffusers', 'transformers', 'peft', 'matplotlib')"
+        " if m in sys.modules];"
+        "assert not heavy, heavy"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
