@@ -1,0 +1,194 @@
+"""The command line end to end on the examples, and every bad input it handles."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import clip
+
+from cammimic.cli import main
+from cammimic.config import load_config
+from cammimic.io import read_video, write_video
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = str(ROOT / "examples" / "reference.mp4")
+SCENE = str(ROOT / "examples" / "scene.jpg")
+
+
+def cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_run_writes_a_complete_run_directory(tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    code, out, err = cli(capsys, "run", REFERENCE, SCENE, "--output", out_dir, "--method", "homography",
+                         "--frames", 12, "--width", 192, "--height", 128, "--seed", 3)
+    assert code == 0, err
+    assert "CameraScore" in out
+    names = {p.name for p in out_dir.iterdir()}
+    assert names == {"output.mp4", "side_by_side.mp4", "trajectory.png", "score.json", "motion.json",
+                     "config.toml", "run.json"}
+    video = read_video(out_dir / "output.mp4")
+    assert video.frames.shape == (12, 128, 192, 3)
+    assert read_video(out_dir / "side_by_side.mp4").frames.shape == (12, 128, 384, 3)
+    score = json.loads((out_dir / "score.json").read_text())
+    assert score["variant"] == "resolution_free" and score["camera_score"] < 1e-4
+    config = load_config(out_dir / "config.toml")
+    assert (config["run"]["frames"], config["run"]["width"], config["run"]["height"], config["run"]["seed"]) == (12, 192, 128, 3)
+    run = json.loads((out_dir / "run.json").read_text())
+    assert run["components"]["motion_estimator"]["name"] == "opencv"
+    assert run["components"]["motion_estimator"]["version"]
+    assert run["reference"]["indices"] == [round(i) for i in np.linspace(0, 23, 12)]
+    assert (run["width"], run["height"], run["num_frames"], run["seed"]) == (192, 128, 12, 3)
+    assert len(run["image"]["sha256"]) == 64
+    motion = json.loads((out_dir / "motion.json").read_text())
+    assert len(motion["reference"]["homographies"]) == 11
+
+
+def test_default_run_keeps_the_reference_length_and_size(tmp_path, capsys):
+    code, _, err = cli(capsys, "run", REFERENCE, SCENE, "-o", tmp_path / "r", "--gif", "--fill", "reflect")
+    assert code == 0, err
+    assert read_video(tmp_path / "r" / "output.mp4").frames.shape == (24, 256, 384, 3)
+    assert (tmp_path / "r" / "output.gif").read_bytes()[:6] == b"GIF89a"
+
+
+def test_homography_method_reproduces_the_truth_rendered_video(tmp_path, capsys):
+    """Reference: photo A under a camera move. Truth: photo B under the same move. The method,
+    given frame 0 of the truth, must re-create the truth wherever the image is in view."""
+    ref_frames, h = clip("orbit", 256, 256, frames=10, name="astronaut")
+    truth, _ = clip("orbit", 256, 256, frames=10, name="coffee")
+    write_video(tmp_path / "ref.mp4", ref_frames, 12.0, crf=18)
+    from cammimic.io import write_image
+
+    write_image(tmp_path / "user.png", truth[0])
+    from cammimic.api import transfer
+    from cammimic.homography import warp_along_chain
+
+    result = transfer(tmp_path / "ref.mp4", tmp_path / "user.png", tmp_path / "out")
+    out = read_video(result.files["output"]).frames
+    _, masks = warp_along_chain(truth[0], h)
+    for k in range(10):
+        inner = masks[k].copy()
+        inner[:4], inner[-4:], inner[:, :4], inner[:, -4:] = False, False, False, False
+        err = np.abs(out[k].astype(float) - truth[k].astype(float))[inner].mean()
+        assert err < 5.0, (k, err)
+    assert result.camera_score < 1e-4
+
+
+def test_existing_results_are_never_clobbered(tmp_path, capsys, monkeypatch):
+    out_dir = tmp_path / "run"
+    out_dir.mkdir()
+    (out_dir / "precious.txt").write_text("earlier result")
+    code, _, err = cli(capsys, "run", REFERENCE, SCENE, "-o", out_dir, "--frames", 4)
+    assert code == 1 and "already exists and is not empty" in err and "--overwrite" in err
+    # a run that fails half-way with --overwrite leaves the old directory as it was
+    import cammimic.api
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(cammimic.api, "_write_run", boom)
+    code, _, err = cli(capsys, "run", REFERENCE, SCENE, "-o", out_dir, "--frames", 4, "--overwrite")
+    assert code == 1 and "disk full" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+    assert [p.name for p in out_dir.iterdir()] == ["precious.txt"]
+    monkeypatch.undo()
+    code, _, err = cli(capsys, "run", REFERENCE, SCENE, "-o", out_dir, "--frames", 4, "--overwrite")
+    assert code == 0, err
+    assert not (out_dir / "precious.txt").exists() and (out_dir / "output.mp4").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_motion_json_and_plot(tmp_path, capsys):
+    code, out, err = cli(capsys, "motion", REFERENCE, "--frames", 8, "--json", tmp_path / "m.json",
+                         "--plot", tmp_path / "m.png")
+    assert code == 0, err
+    assert "8 frames at 384x256" in out
+    data = json.loads((tmp_path / "m.json").read_text())
+    assert data["estimator"] == "opencv" and (data["width"], data["height"]) == (384, 256)
+    h = np.array(data["homographies"])
+    assert h.shape == (7, 3, 3) and np.allclose(h[:, 2, 2], 1)
+    truth = json.loads((ROOT / "examples" / "reference_motion.json").read_text())
+    # 8 of 24 frames: compose the truth over each sampled interval
+    from cammimic.homography import chain, corner_error
+
+    idx = data["diagnostics"]["source"]["indices"]
+    c = chain(np.array(truth["homographies"]))
+    t = np.stack([c[b] @ np.linalg.inv(c[a]) for a, b in zip(idx, idx[1:])])
+    assert corner_error(h, t, 384, 256).mean() < 0.5
+    assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_motion_json_to_stdout(capsys):
+    code, out, _ = cli(capsys, "motion", REFERENCE, "--frames", 3, "--json", "-")
+    assert code == 0 and len(json.loads(out)["homographies"]) == 2
+
+
+def test_score_orders_same_and_different_motion(tmp_path, capsys):
+    same, _ = clip("pan_zoom", 256, 256, frames=8, name="coffee")
+    ref, _ = clip("pan_zoom", 256, 256, frames=8, name="astronaut")
+    other, _ = clip("roll", 256, 256, frames=8, name="coffee")
+    for name, frames in {"ref": ref, "same": same, "other": other}.items():
+        write_video(tmp_path / f"{name}.mp4", frames, 8.0)
+    code, out, err = cli(capsys, "score", tmp_path / "ref.mp4", tmp_path / "same.mp4", "--json", tmp_path / "s.json")
+    assert code == 0, err
+    assert out.startswith("CameraScore ")
+    s_same = json.loads((tmp_path / "s.json").read_text())["camera_score"]
+    code, _, _ = cli(capsys, "score", tmp_path / "ref.mp4", tmp_path / "other.mp4", "--json", tmp_path / "o.json")
+    s_other = json.loads((tmp_path / "o.json").read_text())["camera_score"]
+    assert s_same * 20 < s_other
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["motion", "missing.mp4"], "missing.mp4"),
+        (["motion", "{bad}"], "bad.mp4"),
+        (["motion", REFERENCE, "--estimator", "sfit"], 'motion estimator "sfit"'),
+        (["motion", REFERENCE, "--frames", "100"], "--frames must be between 2 and 24"),
+        (["motion", REFERENCE, "--width", "64"], "give both --width and --height"),
+        (["motion", REFERENCE, "--frames", "1"], "Invalid value for '--frames'"),
+        (["run", REFERENCE, "missing.jpg", "-o", "{tmp}/o"], "missing.jpg"),
+        (["run", REFERENCE, SCENE, "-o", "{tmp}/o", "--width", "101", "--height", "64"], "must be even"),
+        (["run", REFERENCE, SCENE, "-o", "{tmp}/o", "--method", "magic"], "Invalid value for '--method'"),
+        (["run", REFERENCE, SCENE, "-o", "{tmp}/o", "--config", "{tmp}/c.toml"], "unknown key 'frame' in [run]"),
+        (["run", REFERENCE, SCENE, "-o", "{tmp}/file.txt"], "file.txt"),
+        (["run", REFERENCE, SCENE], "Missing option '-o' / '--output'"),
+        (["score", REFERENCE, "{bad}"], "bad.mp4"),
+        (["score", REFERENCE, REFERENCE, "--variant", "pixels"], "Invalid value for '--variant'"),
+        (["nonsense"], "No such command 'nonsense'"),
+    ],
+)
+def test_bad_input_gives_one_line_and_a_non_zero_exit(tmp_path, capsys, args, message):
+    (tmp_path / "bad.mp4").write_text("this is not a video")
+    (tmp_path / "c.toml").write_text("[run]\nframe = 3\n")
+    (tmp_path / "file.txt").write_text("x")
+    args = [a.format(tmp=tmp_path, bad=tmp_path / "bad.mp4") for a in args]
+    code, out, err = cli(capsys, *args)
+    assert code in (1, 2)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("Error: ") and message in lines[0]
+    assert "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_errors_in_a_real_process_have_no_traceback_unless_debug(tmp_path):
+    cmd = [sys.executable, "-m", "cammimic", "run", REFERENCE, str(tmp_path / "nope.jpg"), "-o", str(tmp_path / "o")]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    assert out.returncode == 1
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    debug = subprocess.run([*cmd[:3], "--debug", *cmd[3:]], capture_output=True, text=True)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_version():
+    out = subprocess.run([sys.executable, "-m", "cammimic", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and "cammimic" in out.stdout
