@@ -42,17 +42,17 @@ def _subsample(video, num_frames: int | None):
     if num_frames < 2 or num_frames > total:
         raise CammimicError(f"{video.path} has {total} frames; --frames must be between 2 and {total}")
     idx = np.round(np.linspace(0, total - 1, num_frames)).astype(int)
-    duration = total / video.fps if video.fps else 0
+    # Same convention as cammimic.io.read_video: the clip keeps its duration.
     return attrs.evolve(
         video,
         frames=video.frames[idx],
         indices=tuple(int(video.indices[i]) for i in idx),
-        fps=(num_frames / duration) if duration else video.fps,
+        fps=video.fps * (num_frames - 1) / (total - 1),
     )
 
 
 def _as_video(video, *, size=None, name="video"):
-    from cammimic.io import Video, read_video, resize_center_crop
+    from cammimic.io import DEFAULT_SEQUENCE_FPS, Video, read_video, resize_center_crop
 
     if isinstance(video, Video):
         if size is not None and video.size != tuple(size):
@@ -69,7 +69,7 @@ def _as_video(video, *, size=None, name="video"):
     if size is not None:
         frames, crop = resize_center_crop(frames, size)
     return Video(
-        frames=frames, fps=8.0, indices=tuple(range(len(frames))), source_fps=8.0,
+        frames=frames, fps=DEFAULT_SEQUENCE_FPS, indices=tuple(range(len(frames))), source_fps=DEFAULT_SEQUENCE_FPS,
         source_num_frames=len(frames), source_size=src, crop=crop, path=f"<{name} array>",
     )
 

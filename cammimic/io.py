@@ -307,8 +307,14 @@ def _read_high_depth(path: Path) -> np.ndarray | None:
     """16-bit / float PNG and TIFF through OpenCV (Pillow truncates 16-bit RGB); else None."""
     import cv2
 
-    if path.suffix.lower() not in (".png", ".tif", ".tiff"):
+    suffix = path.suffix.lower()
+    if suffix not in (".png", ".tif", ".tiff"):
         return None
+    if suffix == ".png":  # skip the second decode for 8-bit PNGs: bit depth is IHDR byte 24
+        with contextlib.suppress(OSError), open(path, "rb") as fh:
+            head = fh.read(26)
+            if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 26 and head[24] != 16:
+                return None
     try:
         data = np.fromfile(path, dtype=np.uint8)
         arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
@@ -455,7 +461,13 @@ def _decode_video(
                 k = round((frame.rotation or 0) / 90) % 4
                 if k:
                     rgb = np.ascontiguousarray(np.rot90(rgb, k))
-                source_size = (rgb.shape[1], rgb.shape[0])
+                this = (rgb.shape[1], rgb.shape[0])
+                if frames and this != source_size and size is None:
+                    raise CammimicError(
+                        f"video {p} changes frame size from {source_size[0]}x{source_size[1]} to "
+                        f"{this[0]}x{this[1]} at frame {len(frames)}; pass size= to resize all frames"
+                    )
+                source_size = this
                 if size is not None:
                     rgb, _ = resize_center_crop(rgb, size)
                 frames.append(rgb)
@@ -482,7 +494,7 @@ def _sequence_files(path_str: str, p: Path) -> list[str]:
         files = [str(f) for f in p.iterdir() if f.is_file()]
         what = f"directory {p}"
     else:
-        files = [f for f in _glob.glob(path_str) if os.path.isfile(f)]
+        files = [f for f in _glob.glob(path_str, recursive=True) if os.path.isfile(f)]
         what = f"glob pattern {path_str}"
     files = [f for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
     if not files:
@@ -685,10 +697,15 @@ def _check_frames(frames, p: Path) -> np.ndarray:
     return arr
 
 
+def _rate(fps: float) -> Fraction:
+    """A frame rate as a small fraction (29.97 -> 2997/100, 30000/1001 stays)."""
+    return Fraction(fps).limit_denominator(1001)
+
+
 def _encode_h264(tmp: Path, frames: np.ndarray, fps: float, crf: int) -> None:
     import av
 
-    rate = Fraction(fps).limit_denominator(1001)
+    rate = _rate(fps)
     with av.open(str(tmp), mode="w") as container:
         stream = container.add_stream("libx264", rate=rate)
         stream.width = int(frames.shape[2])
@@ -713,7 +730,7 @@ def _encode_gif(tmp: Path, frames: np.ndarray, fps: float) -> None:
     import av
     from PIL import Image
 
-    rate = Fraction(fps).limit_denominator(1001)
+    rate = _rate(fps)
     with av.open(str(tmp), mode="w", format="gif", container_options={"loop": "0"}) as container:
         stream = container.add_stream("gif", rate=rate)
         stream.width = int(frames.shape[2])
@@ -757,6 +774,8 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float, *, crf:
         )
     arr = _check_frames(frames, p)
     fps = _check_positive(fps, "fps", str(p))
+    if _rate(fps) <= 0:
+        raise CammimicError(f"fps={fps!r} for {p} is too low to write; pass fps >= 0.001")
     if not _is_int(crf) or not 0 <= crf <= 51:
         raise CammimicError(f"crf={crf!r} for {p} is invalid; pass an integer in 0..51")
     height, width = arr.shape[1:3]
