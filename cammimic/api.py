@@ -240,7 +240,7 @@ def transfer(
     if not isinstance(config, Config):
         config = load_config(config)
     config = config.with_overrides(
-        {(k.replace("__", ".") if "__" in k else f"run.{k}"): v for k, v in overrides.items()}
+        {(k.replace("__", ".", 1) if "__" in k else f"run.{k}"): v for k, v in overrides.items()}
     )
     check_output_directory(output_dir, overwrite=overwrite)
     host = _host(host, config)

@@ -167,7 +167,10 @@ def plugins(as_json):
     from cammimic.plugins import get_host
 
     host = get_host()
-    items = host.plugins()
+    problems: list[str] = []
+    items = host.plugins(problems)
+    for problem in problems:
+        click.echo(f"problem: {problem}", err=True)
     if as_json:
         click.echo(json.dumps(items, indent=2))
         return
@@ -179,9 +182,9 @@ def plugins(as_json):
             click.echo(f"  error: {p['error']}")
             continue
         click.echo(f"  hooks: {', '.join(p['hooks'])}")
-        for kind in ("backbones", "motion_estimators", "guidance_terms"):
-            if p.get(kind):
-                click.echo(f"  {kind.replace('_', ' ')}: {', '.join(p[kind])}")
+        for comp in p["components"]:
+            state = "" if comp["available"] else f"  [not installed: pip install \"cammimic[{comp['extra']}]\"]"
+            click.echo(f"  {comp['kind'].replace('_', ' ')} {comp['name']}: {comp['description']}{state}")
 
 
 def _debug() -> bool:

@@ -14,7 +14,7 @@ Sections (all optional in a file)::
     name = "opencv"
     ratio = 0.75
 
-    [backbone]                # the diffusion backbone (for the CamMimic method)
+    [backbone]                # the diffusion backbone (for the CamMimic method; none by default)
     name = "zeroscope"
 
     [[guidance]]              # guidance terms for sampling; a list, combined
@@ -69,7 +69,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 #: Component sections: one table, or (guidance) a list of tables; each names a component.
 COMPONENT_DEFAULTS: dict[str, Any] = {
     "motion_estimator": {"name": "opencv"},
-    "backbone": {"name": "zeroscope"},
+    "backbone": None,  # chosen by the method that needs one
     "guidance": [],
 }
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
@@ -141,6 +141,8 @@ class Config:
 
     def component(self, section: str) -> tuple[str, dict[str, Any]]:
         """``(name, params)`` of a single-component section such as ``motion_estimator``."""
+        if self.data[section] is None:
+            raise CammimicError(f'no [{section}] is selected; add [{section}] name = "..." to your config')
         table = dict(self.data[section])
         return table.pop("name"), table
 
@@ -155,11 +157,19 @@ class Config:
             if value is None:
                 continue
             section, _, key = dotted.partition(".")
-            if section in COMPONENT_DEFAULTS:
-                if key == "name" and data[section].get("name") != value:
+            if section in COMPONENT_DEFAULTS and section != "guidance":
+                if key == "name" and (data[section] or {}).get("name") != value:
                     data[section] = {"name": value}
+                elif data[section] is None:
+                    raise CammimicError(f"set [{section}] name before its parameter '{key}'")
                 else:
                     data[section][key] = value
+            elif section not in DEFAULTS or key not in DEFAULTS[section]:
+                known = [f"{s}.{k}" for s, keys in DEFAULTS.items() for k in keys]
+                known += [f"{s}.name" for s in COMPONENT_DEFAULTS if s != "guidance"]
+                raise CammimicError(
+                    f"unknown setting '{dotted}'{_did_you_mean(dotted, known)}; accepted: {', '.join(known)}"
+                )
             else:
                 data[section][key] = _check_value(section, key, value, " (command line)")
         return Config(data, self.source)
@@ -167,7 +177,8 @@ class Config:
     def to_toml(self) -> str:
         import tomli_w
 
-        return tomli_w.dumps(self.data)
+        # TOML has no null: leave out component sections nothing selected.
+        return tomli_w.dumps({k: v for k, v in self.data.items() if v is not None and v != []})
 
 
 def from_dict(raw: dict[str, Any], source: str | None = None) -> Config:

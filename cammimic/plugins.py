@@ -80,7 +80,7 @@ class Component:
     def install_hint(self) -> str:
         if self.extra:
             return f'pip install "cammimic[{self.extra}]"'
-        return "pip install " + " ".join(self.missing_requirements() or self.requires)
+        return f'install the package that provides it (see `cammimic plugins` for plugin "{self.plugin}")'
 
     def create(self, params: dict[str, Any] | None = None, *, where: str = "") -> Any:
         """Check requirements and parameters, then call the factory."""
@@ -225,27 +225,36 @@ class PluginHost:
         self.info.pop(name, None)
 
     def check_pending(self) -> None:
-        """Fail loudly when a plugin implements a hook that does not exist (a typo)."""
+        """Catch hook implementations of hooks that do not exist (a misspelt hook name).
+
+        Like pytest's ``check_pending`` this is loud: the offending plugin is unregistered and
+        reported by name (``cammimic plugins`` and every command show it) with the way out; the
+        other plugins keep working.
+        """
         valid = [n for n in dir(hookspecs) if hasattr(getattr(hookspecs, n), "cammimic_spec")]
-        for hookname, caller in self.pm.hook.__dict__.items():
+        for hookname, caller in list(self.pm.hook.__dict__.items()):
             if hookname.startswith("_") or caller.spec is not None:
                 continue
             for impl in caller.get_hookimpls():
-                if impl.optionalhook:
+                if impl.optionalhook or impl.plugin_name in self.failed:
                     continue
-                raise CammimicError(
+                info = self.info.get(impl.plugin_name) or PluginInfo(impl.plugin_name, None, None, [])
+                self.unregister(impl.plugin_name)
+                info.error = (
                     f'plugin "{impl.plugin_name}" implements unknown hook "{hookname}"'
                     f"{_did_you_mean(hookname, valid)}; valid hooks: {', '.join(sorted(valid))}. "
-                    f'Fix the plugin or skip it with [plugins] block = ["{impl.plugin_name}"].'
+                    f'Fix the plugin, or skip it with [plugins] block = ["{impl.plugin_name}"] or '
+                    f"{ENV_LOAD_PLUGINS}=<plugins to load>."
                 )
-        try:
-            self.pm.check_pending()
-        except pluggy.PluginValidationError as exc:  # pragma: no cover - covered by the loop above
-            raise CammimicError(str(exc)) from exc
+                self.failed[impl.plugin_name] = info
 
     # -- components ----------------------------------------------------------------------
-    def components(self, kind: str) -> dict[str, Component]:
-        """Every registered component of a kind, by name. Duplicates are an error."""
+    def components(self, kind: str, *, problems: list[str] | None = None) -> dict[str, Component]:
+        """Every registered component of a kind, by name.
+
+        Two plugins registering the same name is an error naming both, unless ``problems`` is
+        given (for listings): then the first registration wins and the message is appended.
+        """
         k = KINDS[kind]
         out: dict[str, Component] = {}
         caller = getattr(self.pm.hook, k.hook)
@@ -256,15 +265,27 @@ class PluginHost:
             def register(name, factory, *, description="", requires=(), extra=None, _plugin=plugin_name):
                 name = str(name)
                 if name in out:
-                    raise CammimicError(
+                    message = (
                         f'{k.label} "{name}" is registered by both plugin "{out[name].plugin}" and plugin '
                         f'"{_plugin}"; uninstall one or block it, e.g. [plugins] block = ["{_plugin}"]'
                     )
+                    if problems is None:
+                        raise CammimicError(message)
+                    problems.append(message)
+                    return
                 if not callable(factory):
                     raise CammimicError(f'plugin "{_plugin}" registered {k.label} "{name}" with a non-callable factory')
                 out[name] = Component(kind, name, factory, _plugin, description, tuple(requires), extra)
 
-            impl.function(register=register)
+            try:
+                impl.function(register=register)
+            except CammimicError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                message = f'plugin "{plugin_name}" failed in {k.hook}: {type(exc).__name__}: {exc}'
+                if problems is None:
+                    raise CammimicError(message) from exc
+                problems.append(message)
         return out
 
     def get(self, kind: str, name: str, *, where: str = "") -> Component:
@@ -300,12 +321,19 @@ class PluginHost:
         return answer
 
     # -- listing -------------------------------------------------------------------------
-    def plugins(self) -> list[dict[str, Any]]:
-        """Every plugin with its distribution, version, hooks and components; failures too."""
+    def plugins(self, problems: list[str] | None = None) -> list[dict[str, Any]]:
+        """Every plugin with its distribution, version, hooks and components; failures too.
+
+        Never raises for a broken plugin: duplicate names and failing register hooks are
+        appended to ``problems`` when given.
+        """
+        problems = [] if problems is None else problems
         provided: dict[str, dict[str, list[str]]] = {}
+        details: dict[str, list[dict[str, Any]]] = {}
         for kind in KINDS.values():
-            for comp in self.components(kind.key).values():
+            for comp in self.components(kind.key, problems=problems).values():
                 provided.setdefault(comp.plugin, {}).setdefault(kind.plural, []).append(comp.name)
+                details.setdefault(comp.plugin, []).append({"kind": kind.key, **comp.to_json()})
         out = []
         for name, plugin in self.pm.list_name_plugin():
             if plugin is None:
@@ -319,6 +347,7 @@ class PluginHost:
                 "hooks": hooks,
             }
             entry.update({k.plural: sorted(provided.get(name, {}).get(k.plural, [])) for k in KINDS.values()})
+            entry["components"] = details.get(name, [])
             out.append(entry)
         for info in self.failed.values():
             out.append({"name": info.name, "distribution": info.distribution, "version": info.version,

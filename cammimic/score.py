@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
-
 from cammimic.errors import CammimicError
 from cammimic.homography import normalize, to_resolution_free
 

@@ -75,6 +75,16 @@ def test_overrides_win_and_switching_component_drops_its_parameters(tmp_path):
     assert same.component("motion_estimator") == ("opencv", {"ratio": 0.7})
     with pytest.raises(CammimicError, match=r"\[run\] seed \(command line\) = -3 is out of range"):
         c.with_overrides({"run.seed": -3})
+    with pytest.raises(CammimicError, match=r"unknown setting 'homography.fil' \(did you mean \"homography.fill\"\?\)"):
+        c.with_overrides({"homography.fil": "black"})
+
+
+def test_transfer_rejects_unknown_overrides(tmp_path):
+    from cammimic.api import transfer
+
+    with pytest.raises(CammimicError, match="unknown setting 'run.framez'"):
+        transfer("ref.mp4", "img.png", tmp_path / "o", framez=3)
+    assert not (tmp_path / "o").exists()
 
 
 def test_resolved_config_round_trips(tmp_path):

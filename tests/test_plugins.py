@@ -185,9 +185,14 @@ def test_duplicate_component_names_name_both_providers(host_with):
 
     mod.register_motion_estimators = register_motion_estimators
     host = host_with(*real_eps(), FakeEntryPoint("zz-dupe", mod))
+    message = 'motion estimator "opencv" is registered by both plugin "opencv" and plugin "zz-dupe"'
     with pytest.raises(CammimicError) as e:
-        host.components("motion_estimator")
-    assert 'motion estimator "opencv" is registered by both plugin "opencv" and plugin "zz-dupe"' in str(e.value)
+        host.create("motion_estimator", "opencv")
+    assert message in str(e.value)
+    # listing still works, so the user can see what to remove
+    problems = []
+    assert "zz-dupe" in {p["name"] for p in host.plugins(problems)}
+    assert len(problems) == 1 and message in problems[0]
 
 
 def test_misspelt_hook_fails_loudly(host_with):
@@ -198,10 +203,13 @@ def test_misspelt_hook_fails_loudly(host_with):
         pass
 
     mod.register_motion_estimator = register_motion_estimator
-    with pytest.raises(CammimicError) as e:
-        host_with(FakeEntryPoint("typo", mod))
-    assert 'plugin "typo" implements unknown hook "register_motion_estimator"' in str(e.value)
-    assert '(did you mean "register_motion_estimators"?)' in str(e.value)
+    host = host_with(FakeEntryPoint("typo", mod), *real_eps())
+    entry = next(p for p in host.plugins() if p["name"] == "typo")
+    assert entry["error"].startswith('plugin "typo" implements unknown hook "register_motion_estimator" '
+                                     '(did you mean "register_motion_estimators"?)')
+    assert '[plugins] block = ["typo"]' in entry["error"]
+    assert "typo" not in {p["name"] for p in host.plugins() if not p.get("error")}
+    assert "opencv" in host.components("motion_estimator")  # the rest keep working
 
 
 def test_hookimpl_with_a_wrong_argument_is_rejected(host_with):
@@ -274,7 +282,7 @@ def test_cli_lists_plugins_as_json():
     assert items["opencv"]["motion_estimators"] == ["opencv"]
     assert items["kornia"]["hooks"] == ["register_motion_estimators"]
     text = subprocess.run([sys.executable, "-m", "cammimic", "plugins"], capture_output=True, text=True).stdout
-    assert "opencv (cammimic " in text and "motion estimators: opencv" in text
+    assert "opencv (cammimic " in text and "motion estimator opencv: SIFT" in text
 
 
 def test_imports_stay_light():
