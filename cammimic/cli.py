@@ -183,7 +183,7 @@ def plugins(as_json):
             continue
         click.echo(f"  hooks: {', '.join(p['hooks'])}")
         for comp in p["components"]:
-            state = "" if comp["available"] else f"  [not installed: pip install \"cammimic[{comp['extra']}]\"]"
+            state = "" if comp["available"] else f"  [not installed: {comp['install']}]"
             click.echo(f"  {comp['kind'].replace('_', ' ')} {comp['name']}: {comp['description']}{state}")
 
 

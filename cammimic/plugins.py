@@ -109,6 +109,7 @@ class Component:
             "requires": list(self.requires),
             "extra": self.extra,
             "available": not self.missing_requirements(),
+            "install": self.install_hint(),
         }
 
 
