@@ -21,7 +21,7 @@ _LAZY = {
     # building blocks
     "MotionEstimate": "cammimic.motion",
     "Fallback": "cammimic.motion",
-    "camera_score": "cammimic.score",
+    "camera_score": "cammimic.metrics",
     "read_video": "cammimic.io",
     "read_image": "cammimic.io",
     "write_video": "cammimic.io",
@@ -44,5 +44,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from cammimic.api import estimate_motion, list_plugins, score, transfer  # noqa: F401
     from cammimic.config import Config, load_config  # noqa: F401
     from cammimic.io import read_image, read_video, write_video  # noqa: F401
+    from cammimic.metrics import camera_score  # noqa: F401
     from cammimic.motion import Fallback, MotionEstimate  # noqa: F401
-    from cammimic.score import camera_score  # noqa: F401

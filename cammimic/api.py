@@ -132,7 +132,7 @@ class ScoreResult:
 
 def score_motions(reference: MotionEstimate, generated: MotionEstimate, *, variant: str = "resolution_free") -> ScoreResult:
     """CameraScore of two motions already estimated."""
-    from cammimic.score import camera_score
+    from cammimic.metrics import camera_score
 
     chosen, per_pair = camera_score(reference, generated, variant=variant, per_pair=True)
     return ScoreResult(
@@ -160,9 +160,9 @@ def score(
 
     Both videos are sampled evenly to the same number of frames: ``frames``, or the shorter
     video's length. Each is estimated at its own resolution; the default resolution-free
-    variant makes the sizes irrelevant (see :mod:`cammimic.score`).
+    variant makes the sizes irrelevant (see :mod:`cammimic.metrics`).
     """
-    from cammimic.score import VARIANTS
+    from cammimic.metrics import VARIANTS
 
     if variant not in VARIANTS:
         raise CammimicError(f"CameraScore variant '{variant}' is unknown. Try one of {list(VARIANTS)}")

@@ -8,8 +8,8 @@ from conftest import clip
 
 from cammimic.errors import CammimicError
 from cammimic.homography import rescale
+from cammimic.metrics import camera_score
 from cammimic.motion import MotionEstimate
-from cammimic.score import camera_score
 from cammimic.synthetic import camera_path
 from cammimic.trajectory import summarize
 
@@ -79,3 +79,16 @@ def test_trajectory_plot(tmp_path):
     out = plot_trajectories(tmp_path / "t.png", {"reference": m, "output": m})
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_api_functions_stay_callable_after_their_modules_load():
+    """``cammimic.score`` is the API function even after every submodule has been imported."""
+    import importlib
+    import pkgutil
+
+    import cammimic
+
+    for mod in pkgutil.iter_modules(cammimic.__path__):
+        importlib.import_module(f"cammimic.{mod.name}") if mod.name != "__main__" else None
+    for name in ("estimate_motion", "score", "transfer", "list_plugins", "camera_score"):
+        assert callable(getattr(cammimic, name)), name
