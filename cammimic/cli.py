@@ -79,6 +79,7 @@ def motion(video, estimator, frames, width, height, json_path, plot_path, config
         data = result.to_json()
         data["trajectory"] = summarize(result)
         data["cammimic_version"] = __version__
+        data["config"] = {k: v for k, v in config.data.items() if v is not None}
         _write_json(json_path, data)
     if plot_path:
         plot_trajectories(plot_path, {Path(video).name: result})
@@ -112,7 +113,10 @@ def score(reference, generated, estimator, frames, variant, json_path, config_pa
     result = score_api(reference, generated, estimator=name, frames=frames, variant=config["score"]["variant"],
                        params=params, host=host)
     if json_path:
-        _write_json(json_path, result.to_json())
+        data = result.to_json()
+        data["cammimic_version"] = __version__
+        data["config"] = {k: v for k, v in config.data.items() if v is not None}
+        _write_json(json_path, data)
     if json_path != "-":
         click.echo(
             f"CameraScore {result.score:.6g} ({result.variant}; paper variant {result.paper_score:.6g}) "

@@ -113,6 +113,7 @@ def test_motion_json_and_plot(tmp_path, capsys):
     assert "8 frames at 384x256" in out
     data = json.loads((tmp_path / "m.json").read_text())
     assert data["estimator"] == "opencv" and (data["width"], data["height"]) == (384, 256)
+    assert data["config"]["motion_estimator"] == {"name": "opencv"} and data["cammimic_version"]
     h = np.array(data["homographies"])
     assert h.shape == (7, 3, 3) and np.allclose(h[:, 2, 2], 1)
     truth = json.loads((ROOT / "examples" / "reference_motion.json").read_text())
