@@ -34,7 +34,7 @@ def _write_json(path: str, data) -> None:
     if path == "-":
         click.echo(text, nl=False)
         return
-    from cammimic.atomic import write_text
+    from cammimic.io import write_text
 
     write_text(path, text)
     click.echo(f"wrote {path}", err=True)
@@ -143,9 +143,7 @@ def run(reference, image, output_dir, method, frames, width, height, fps, estima
         config_path):
     """Move IMAGE with the camera motion of REFERENCE and write the results to --output."""
     from cammimic.api import transfer
-    from cammimic.io import check_output_directory
 
-    check_output_directory(output_dir, overwrite=overwrite)  # before any work
     config = _config(
         config_path,
         {
@@ -191,14 +189,12 @@ def plugins(as_json):
             click.echo(f"  {comp['kind'].replace('_', ' ')} {comp['name']}: {comp['description']}{state}")
 
 
-def _debug() -> bool:
-    return "--debug" in sys.argv[1:] or os.environ.get("CAMMIMIC_DEBUG") == "1"
-
-
 def main(argv=None) -> int:
     """Entry point: one line per error, non-zero exit, traceback only with --debug."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in args or os.environ.get("CAMMIMIC_DEBUG") == "1"
     try:
-        cli.main(args=argv, prog_name="cammimic", standalone_mode=False)
+        cli.main(args=args, prog_name="cammimic", standalone_mode=False)
         return 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
@@ -213,12 +209,12 @@ def main(argv=None) -> int:
         click.echo("Interrupted; nothing was written.", err=True)
         return 130
     except CammimicError as exc:
-        if _debug():
+        if debug:
             raise
         click.echo(f"Error: {exc}", err=True)
         return 1
     except Exception as exc:  # noqa: BLE001
-        if _debug():
+        if debug:
             raise
         click.echo(
             f"Error: unexpected {type(exc).__name__}: {exc}. Run again with --debug for the traceback "

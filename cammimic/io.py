@@ -40,6 +40,8 @@ __all__ = [
     "resize_center_crop",
     "write_video",
     "write_image",
+    "write_text",
+    "atomic_path",
     "output_directory",
     "check_output_directory",
     "VIDEO_SUFFIXES",
@@ -673,9 +675,18 @@ def _temp_file(p: Path) -> Path:
     raise CammimicError(f"cannot create a temporary file next to {p}")  # pragma: no cover
 
 
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write a UTF-8 text file atomically. Returns the path written."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
 @contextlib.contextmanager
-def _atomic_file(p: Path) -> Iterator[Path]:
-    """Yield a temp path next to ``p``; on success rename it onto ``p``, on failure remove it."""
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path next to ``path`` (same suffix); on success it replaces ``path`` in one
+    rename, on failure it is removed and ``path`` is left as it was."""
+    p = Path(path)
     _prepare_parent(p)
     tmp = _temp_file(p)
     try:
@@ -784,7 +795,7 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float, *, crf:
             f"cannot write {p}: H.264 needs even width and height but the frames are "
             f"{width}x{height}; resize or crop them to {width - width % 2}x{height - height % 2}"
         )
-    with _atomic_file(p) as tmp:
+    with atomic_path(p) as tmp:
         try:
             if suffix == ".gif":
                 _encode_gif(tmp, arr, fps)
@@ -816,7 +827,7 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, quality: int = 95
             f"got shape {arr.shape} dtype {arr.dtype}"
         )
     img = Image.fromarray(np.ascontiguousarray(arr))
-    with _atomic_file(p) as tmp:
+    with atomic_path(p) as tmp:
         try:
             if suffix == ".png":
                 img.save(tmp, format="PNG")

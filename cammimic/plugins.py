@@ -145,7 +145,6 @@ class PluginInfo:
     name: str
     distribution: str | None
     version: str | None
-    hooks: list[str]
     error: str | None = None
 
 
@@ -197,7 +196,6 @@ class PluginHost:
                     ep.name,
                     dist_name,
                     version,
-                    [],
                     error=(
                         f'Error importing plugin "{ep.name}" ({ep.value}): {type(exc).__name__}: {exc}. '
                         f'Fix it, {uninstall}, or skip it with [plugins] block = ["{ep.name}"] in your '
@@ -218,7 +216,7 @@ class PluginHost:
             raise CammimicError(f"plugin {plugin!r} is blocked or already registered")
         if version is None:
             version = getattr(plugin, "__version__", None)
-        self.info[name] = PluginInfo(name, distribution, version, [])
+        self.info[name] = PluginInfo(name, distribution, version)
         return name
 
     def unregister(self, name: str) -> None:
@@ -239,7 +237,7 @@ class PluginHost:
             for impl in caller.get_hookimpls():
                 if impl.optionalhook or impl.plugin_name in self.failed:
                     continue
-                info = self.info.get(impl.plugin_name) or PluginInfo(impl.plugin_name, None, None, [])
+                info = self.info.get(impl.plugin_name) or PluginInfo(impl.plugin_name, None, None)
                 self.unregister(impl.plugin_name)
                 info.error = (
                     f'plugin "{impl.plugin_name}" implements unknown hook "{hookname}"'
@@ -339,7 +337,7 @@ class PluginHost:
         for name, plugin in self.pm.list_name_plugin():
             if plugin is None:
                 continue
-            info = self.info.get(name) or PluginInfo(name, None, None, [])
+            info = self.info.get(name) or PluginInfo(name, None, None)
             hooks = sorted(c.name for c in self.pm.get_hookcallers(plugin) or [])
             entry = {
                 "name": name,

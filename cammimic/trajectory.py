@@ -59,7 +59,7 @@ def plot_trajectories(path, curves: dict[str, object], *, title: str = "Camera t
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cammimic.atomic import atomic_path
+    from cammimic.io import atomic_path
 
     units = {"pan": "half short sides", "tilt": "half short sides", "zoom": "scale", "roll": "degrees"}
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.0), constrained_layout=True)
