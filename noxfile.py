@@ -38,4 +38,4 @@ def demo(session: nox.Session) -> None:
         "cammimic", "run", "examples/reference.mp4", "examples/scene.jpg",
         "--method", "homography", "--output", out, "--overwrite", "--gif",
     )
-    session.log(f"results in {out}/: output.mp4, side_by_side.mp4, trajectory.png, score.json, config.toml, run.json")
+    session.log(f"results in {out}/: output.mp4, output.gif, side_by_side.mp4, trajectory.png, score.json, motion.json, config.toml, run.json")
