@@ -17,6 +17,8 @@ _LAZY = {
     "estimate_motion": "cammimic.api",
     "score": "cammimic.api",
     "transfer": "cammimic.api",
+    "finetune": "cammimic.api",
+    "sample": "cammimic.api",
     "list_plugins": "cammimic.api",
     # building blocks
     "MotionEstimate": "cammimic.motion",
@@ -41,7 +43,7 @@ def __getattr__(name: str):
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cammimic.api import estimate_motion, list_plugins, score, transfer  # noqa: F401
+    from cammimic.api import estimate_motion, finetune, list_plugins, sample, score, transfer  # noqa: F401
     from cammimic.config import Config, load_config  # noqa: F401
     from cammimic.io import read_image, read_video, write_video  # noqa: F401
     from cammimic.metrics import camera_score  # noqa: F401

@@ -25,7 +25,7 @@ from cammimic.errors import CammimicError
 from cammimic.motion import MotionEstimate
 from cammimic.plugins import PluginHost, get_host
 
-__all__ = ["estimate_motion", "score", "transfer", "list_plugins", "ScoreResult", "RunResult"]
+__all__ = ["estimate_motion", "score", "transfer", "finetune", "sample", "list_plugins", "ScoreResult", "RunResult"]
 
 
 def _host(host: PluginHost | None, config: Config | None = None) -> PluginHost:
@@ -208,6 +208,15 @@ def _even(n: int) -> int:
     return max(2, n - n % 2)
 
 
+def _resolve(config, overrides) -> Config:
+    if not isinstance(config, Config):
+        config = load_config(config)
+    return config.with_overrides(
+        {(k.replace("__", ".", 1) if "__" in k else k if k == "guidance" else f"run.{k}"): v
+         for k, v in overrides.items()}
+    )
+
+
 def transfer(
     reference,
     image,
@@ -215,6 +224,8 @@ def transfer(
     *,
     config: Config | str | Path | None = None,
     overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = True,
     host: PluginHost | None = None,
     **overrides: Any,
 ) -> RunResult:
@@ -225,28 +236,81 @@ def transfer(
         image: path of the user image.
         output_dir: the run directory; an existing non-empty one needs ``overwrite=True``.
         config: a :class:`~cammimic.config.Config` or the path of a TOML file.
+        resume: continue an interrupted finetuning from its checkpoint (cammimic method).
+        progress: show progress bars (cammimic method).
         **overrides: settings on top of the config, as ``section__key=value`` or, for the
-            ``[run]`` section, bare ``key=value`` (e.g. ``frames=16``, ``homography__fill="reflect"``,
-            ``motion_estimator__name="kornia"``).
+            ``[run]`` section, bare ``key=value`` (e.g. ``prompt="a castle"``, ``frames=16``,
+            ``finetune__stage1_steps=50``, ``backbone__weights="/models/zeroscope"``,
+            ``method="homography"``, ``guidance=[]``).
 
-    The directory holds ``output.mp4``, ``side_by_side.mp4`` (reference | output),
-    ``trajectory.png``, ``score.json``, ``motion.json``, ``config.toml`` (the resolved config)
-    and ``run.json`` (what produced it: versions, plugins, seed, frame indices, resolution).
-    It appears complete or not at all.
+    The cammimic method (the default) writes ``output.mp4``, ``weak.mp4`` (the weak video),
+    ``side_by_side.mp4`` (reference | weak | output), ``trajectory.png``, ``lora/spatial.safetensors``,
+    ``lora/temporal.safetensors``, ``lora/layers.json``, ``losses.csv``, ``score.json``,
+    ``motion.json``, ``config.toml`` and ``run.json``. The homography method writes
+    ``output.mp4``, ``side_by_side.mp4`` (reference | output), ``trajectory.png``, ``score.json``,
+    ``motion.json``, ``config.toml`` and ``run.json``. Either directory appears complete or not at all.
     """
+    config = _resolve(config, overrides)
+    if config["run"]["method"] == "cammimic":
+        from cammimic.methods.cammimic import run_cammimic
+
+        return run_cammimic(reference, image, output_dir, config=config, host=_host(host, config),
+                            overwrite=overwrite, resume=resume, progress=progress)
+    return _transfer_homography(reference, image, output_dir, config=config, overwrite=overwrite,
+                                host=_host(host, config))
+
+
+def finetune(
+    reference,
+    image,
+    output_dir,
+    *,
+    config: Config | str | Path | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    host: PluginHost | None = None,
+    **overrides: Any,
+) -> RunResult:
+    """Phase 1 of CamMimic alone: train the spatial and temporal LoRAs and write them to
+    ``output_dir/lora/`` with ``losses.csv``, ``weak.mp4``, ``config.toml`` and ``run.json``."""
+    from cammimic.methods.cammimic import run_cammimic
+
+    config = _resolve(config, overrides)
+    return run_cammimic(reference, image, output_dir, config=config, host=_host(host, config),
+                        overwrite=overwrite, resume=resume, progress=progress, phases=("finetune",))
+
+
+def sample(
+    reference,
+    image,
+    output_dir,
+    *,
+    spatial_lora: str | Path,
+    temporal_lora: str | Path,
+    allow_other_base: bool = False,
+    config: Config | str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    host: PluginHost | None = None,
+    **overrides: Any,
+) -> RunResult:
+    """Phase 2 of CamMimic alone: sample with saved LoRAs (they may come from different runs:
+    a spatial LoRA of one run with the temporal LoRA of another) and homography guidance."""
+    from cammimic.methods.cammimic import run_cammimic
+
+    config = _resolve(config, overrides)
+    return run_cammimic(reference, image, output_dir, config=config, host=_host(host, config),
+                        overwrite=overwrite, progress=progress, phases=("sample",), spatial_lora=spatial_lora,
+                        temporal_lora=temporal_lora, allow_other_base=allow_other_base)
+
+
+def _transfer_homography(reference, image, output_dir, *, config: Config, overwrite: bool, host: PluginHost) -> RunResult:
     from cammimic.io import check_output_directory, output_directory, read_image, read_video
 
     started = time.perf_counter()
-    if not isinstance(config, Config):
-        config = load_config(config)
-    config = config.with_overrides(
-        {(k.replace("__", ".", 1) if "__" in k else f"run.{k}"): v for k, v in overrides.items()}
-    )
     check_output_directory(output_dir, overwrite=overwrite)
-    host = _host(host, config)
     run = config["run"]
-    if run["method"] != "homography":  # pragma: no cover - config validation restricts methods
-        raise CammimicError(f"method '{run['method']}' is not available")
 
     est_name, est_params = config.component("motion_estimator")
     where = f" ([motion_estimator]{config.where})" if config.source else ""
@@ -277,7 +341,7 @@ def transfer(
     fps = run["fps"] or ref.fps
     # Record what was actually used, so the written config.toml reproduces this run.
     config = config.with_overrides(
-        {"run.frames": len(result.frames), "run.width": width, "run.height": height, "run.fps": float(fps)}
+        {"run.method": "homography", "run.frames": len(result.frames), "run.width": width, "run.height": height, "run.fps": float(fps)}
     )
     used_plugins = {
         "motion_estimator": _component_record(host, "motion_estimator", est_name),

@@ -49,7 +49,11 @@ def cli(debug):
     \b
     cammimic motion VIDEO            camera motion of a video (homographies, pan/tilt/zoom/roll)
     cammimic score REF GENERATED     CameraScore: how well GENERATED follows REF's camera (lower is better)
-    cammimic run REF IMAGE -o DIR    move IMAGE with REF's camera motion
+    cammimic run REF IMAGE --prompt TEXT -o DIR
+                                     move IMAGE with REF's camera motion (CamMimic)
+    cammimic finetune REF IMAGE ...  Phase 1 alone: train the spatial/temporal LoRAs
+    cammimic sample REF IMAGE --lora DIR ...
+                                     Phase 2 alone: sample from saved LoRAs
     cammimic plugins                 installed plugins and the components they provide
     """
 
@@ -124,42 +128,177 @@ def score(reference, generated, estimator, frames, variant, json_path, config_pa
         )
 
 
-@cli.command()
-@click.argument("reference", type=click.Path())
-@click.argument("image", type=click.Path())
-@click.option("-o", "--output", "output_dir", required=True, type=click.Path(), help="Run directory to create.")
-@click.option("--method", type=click.Choice(["homography"]), help="Transfer method (default: homography).")
-@click.option("--frames", type=click.IntRange(min=2), help="Output frames, sampled evenly from the reference (default: all).")
-@click.option("--width", type=click.IntRange(min=16), help="Output width (default: the reference's).")
-@click.option("--height", type=click.IntRange(min=16), help="Output height (default: the reference's).")
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Output frame rate (default: the reference's).")
-@click.option("--estimator", help="Motion estimator (default: opencv).")
-@click.option("--fill", type=click.Choice(["black", "reflect", "replicate"]), help="What fills out-of-view areas.")
-@click.option("--seed", type=click.IntRange(min=0), help="Random seed (default: 0).")
-@click.option("--gif", is_flag=True, default=None, help="Also write output.gif.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing non-empty output directory.")
-@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
-def run(reference, image, output_dir, method, frames, width, height, fps, estimator, fill, seed, gif, overwrite,
-        config_path):
-    """Move IMAGE with the camera motion of REFERENCE and write the results to --output."""
-    from cammimic.api import transfer
+def _options(*decorators):
+    def apply(f):
+        for d in reversed(decorators):
+            f = d(f)
+        return f
 
-    config = _config(
-        config_path,
-        {
-            "run.method": method, "run.frames": frames, "run.width": width, "run.height": height, "run.fps": fps,
-            "run.seed": seed, "motion_estimator.name": estimator, "homography.fill": fill, "output.gif": gif,
-        },
-    )
-    host = _host(config)
-    result = transfer(reference, image, output_dir, config=config, overwrite=overwrite, host=host)
+    return apply
+
+
+_io_options = _options(
+    click.argument("reference", type=click.Path()),
+    click.argument("image", type=click.Path()),
+    click.option("-o", "--output", "output_dir", required=True, type=click.Path(), help="Run directory to create."),
+    click.option("--prompt", help="What your image shows (t_u), e.g. \"a mountain village at dusk\"."),
+    click.option("--reference-prompt", help="What the reference video shows (t_R), e.g. \"a rocket launch\"."),
+    click.option("--frames", type=click.IntRange(min=2), help="Frames, sampled evenly from the reference (cammimic default: 16; homography: all)."),
+    click.option("--width", type=click.IntRange(min=16), help="Output width (cammimic default: the backbone's, e.g. 576; homography: the reference's)."),
+    click.option("--height", type=click.IntRange(min=16), help="Output height (cammimic default: the backbone's, e.g. 320)."),
+    click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Output frame rate (default: the reference's)."),
+    click.option("--estimator", help="Motion estimator (default: opencv)."),
+    click.option("--fill", type=click.Choice(["black", "reflect", "replicate"]), help="What fills out-of-view areas of the weak video."),
+    click.option("--seed", type=click.IntRange(min=0), help="Random seed (default: 0)."),
+    click.option("--backbone", help="Backbone adapter (default: zeroscope; see `cammimic plugins`)."),
+    click.option("--weights", help="Backbone weights: a Hub id or a local diffusers-layout directory."),
+    click.option("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)."),
+    click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), help="Weights' dtype (default: float32 on CPU, float16 on CUDA)."),
+    click.option("--overwrite", is_flag=True, help="Replace an existing non-empty output directory."),
+    click.option("-q", "--quiet", is_flag=True, help="No progress bars."),
+    click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP),
+)
+_finetune_options = _options(
+    click.option("--stage1-steps", type=click.IntRange(min=0), help="Stage 1 steps on the reference video (default: 150)."),
+    click.option("--stage2-steps", type=click.IntRange(min=0), help="Stage 2 steps on your image (default: 150)."),
+    click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Adam learning rate (default: 5e-4)."),
+    click.option("--spatial-rank", type=click.IntRange(min=1), help="Rank of the spatial LoRA (default: 32)."),
+    click.option("--temporal-rank", type=click.IntRange(min=1), help="Rank of the temporal LoRA (default: 32)."),
+    click.option("--no-stage2", is_flag=True, default=None, help="Ablation: skip stage 2 (no user-image spatial learning)."),
+    click.option("--no-ortho", is_flag=True, default=None, help="Ablation: stage 2 without the orthogonality loss."),
+    click.option("--gradient-checkpointing", is_flag=True, default=None, help="Trade compute for memory in training."),
+    click.option("--resume", is_flag=True, help="Continue an interrupted finetuning from OUTPUT.checkpoints/."),
+)
+_sample_options = _options(
+    click.option("--steps", type=click.IntRange(min=1), help="Sampling steps (default: 50)."),
+    click.option("--guidance-scale", type=click.FloatRange(min=0), help="Classifier-free guidance scale (default: 9)."),
+    click.option("--scheduler", type=click.Choice(["ddim", "dpm"]), help="Sampling scheduler (default: ddim)."),
+    click.option("--guidance-weight", type=click.FloatRange(min=0), help="λ_G of the homography guidance (default: 0.02)."),
+    click.option("--no-guidance", is_flag=True, default=None, help="Ablation: sample without homography guidance."),
+    click.option("--gif", is_flag=True, default=None, help="Also write output.gif."),
+)
+
+
+def _overrides(kw) -> dict:
+    return {
+        "run.prompt": kw.get("prompt"), "run.reference_prompt": kw.get("reference_prompt"),
+        "run.frames": kw.get("frames"), "run.width": kw.get("width"), "run.height": kw.get("height"),
+        "run.fps": kw.get("fps"), "run.seed": kw.get("seed"), "run.device": kw.get("device"),
+        "run.dtype": kw.get("dtype"), "motion_estimator.name": kw.get("estimator"),
+        "homography.fill": kw.get("fill"), "backbone.name": kw.get("backbone"),
+        "finetune.stage1_steps": kw.get("stage1_steps"), "finetune.stage2_steps": kw.get("stage2_steps"),
+        "finetune.learning_rate": kw.get("lr"), "lora.spatial_rank": kw.get("spatial_rank"),
+        "lora.temporal_rank": kw.get("temporal_rank"),
+        "finetune.stage2": False if kw.get("no_stage2") else None,
+        "finetune.orthogonality": False if kw.get("no_ortho") else None,
+        "finetune.gradient_checkpointing": kw.get("gradient_checkpointing"),
+        "sampling.steps": kw.get("steps"), "sampling.guidance_scale": kw.get("guidance_scale"),
+        "sampling.scheduler": kw.get("scheduler"), "output.gif": kw.get("gif"),
+    }
+
+
+def _method_config(kw, method=None):
+    config = _config(kw["config_path"], {"run.method": method or kw.get("method"), **_overrides(kw)})
+    extra = {}
+    if kw.get("weights"):
+        extra["backbone.weights"] = kw["weights"]
+    if kw.get("no_guidance"):
+        extra["guidance"] = [{"name": "none"}]
+    elif kw.get("guidance_weight") is not None:
+        terms = [dict(t) for t in config["guidance"]]
+        if not any(t["name"] == "homography" for t in terms):
+            raise CammimicError("--guidance-weight sets the homography guidance, but the config has no [[guidance]] \"homography\"")
+        extra["guidance"] = [t | {"weight": kw["guidance_weight"]} if t["name"] == "homography" else t for t in terms]
+    return config.with_overrides(extra) if extra else config
+
+
+def _report(result) -> None:
     m = result.manifest
-    click.echo(
-        f"wrote {result.output_dir}/ ({m['num_frames']} frames, {m['width']}x{m['height']}, {m['seconds']:.1f} s): "
-        f"CameraScore {result.camera_score:.6g} ({m['camera_score_variant']})"
-    )
+    score = f": CameraScore {result.camera_score:.6g} ({m['camera_score_variant']})" if "camera_score" in m else ""
+    click.echo(f"wrote {result.output_dir}/ ({m['num_frames']} frames, {m['width']}x{m['height']}, {m['seconds']:.1f} s){score}")
     for f in m["fallbacks"]:
         click.echo(f"fallback: reference pair {f['pair']}: {f['reason']}; used {f['used']}", err=True)
+
+
+@cli.command()
+@_io_options
+@click.option("--method", type=click.Choice(["cammimic", "homography"]), help="cammimic (default): the paper's method; homography: the naive-warp baseline.")
+@_finetune_options
+@_sample_options
+def run(**kw):
+    """Move IMAGE with the camera motion of REFERENCE and write the results to --output.
+
+    \b
+    cammimic run reference.mp4 scene.jpg --prompt "a mountain village" \\
+        --reference-prompt "a rocket launch" --weights /models/zeroscope_v2_576w -o out/run1
+    """
+    from cammimic.api import transfer
+
+    config = _method_config(kw)
+    _check_method_options(config, kw)
+    host = _host(config)
+    result = transfer(kw["reference"], kw["image"], kw["output_dir"], config=config, overwrite=kw["overwrite"],
+                      resume=kw["resume"], progress=not kw["quiet"], host=host)
+    _report(result)
+
+
+def _check_method_options(config, kw) -> None:
+    if config["run"]["method"] != "homography":
+        return
+    given = [name for name in ("prompt", "reference_prompt", "weights", "backbone", "stage1_steps", "stage2_steps",
+                               "steps", "guidance_scale", "resume") if kw.get(name)]
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        raise CammimicError(f"{flag} has no effect with --method homography (it warps the image, no diffusion); drop it or use --method cammimic")
+
+
+@cli.command()
+@_io_options
+@_finetune_options
+def finetune(**kw):
+    """Phase 1 alone: train the spatial and temporal LoRAs on REFERENCE and IMAGE.
+
+    Writes lora/spatial.safetensors, lora/temporal.safetensors, lora/layers.json, losses.csv,
+    weak.mp4, config.toml and run.json; `cammimic sample --lora DIR` samples with them.
+    """
+    from cammimic.api import finetune as finetune_api
+
+    config = _method_config(kw, "cammimic")
+    host = _host(config)
+    result = finetune_api(kw["reference"], kw["image"], kw["output_dir"], config=config, overwrite=kw["overwrite"],
+                          resume=kw["resume"], progress=not kw["quiet"], host=host)
+    _report(result)
+
+
+@cli.command()
+@_io_options
+@click.option("--lora", "lora_dir", type=click.Path(), help="A run directory (or its lora/ folder) holding spatial.safetensors and temporal.safetensors.")
+@click.option("--spatial-lora", type=click.Path(), help="Spatial LoRA file (overrides --lora's).")
+@click.option("--temporal-lora", type=click.Path(), help="Temporal LoRA file (overrides --lora's); may come from another run.")
+@click.option("--allow-other-base", is_flag=True, help="Load LoRAs trained on other weights of the same architecture.")
+@click.option("--spatial-scale", type=float, help="Strength of the spatial LoRA (0 = off; default 1).")
+@click.option("--temporal-scale", type=float, help="Strength of the temporal LoRA (0 = off; default 1).")
+@_sample_options
+def sample(**kw):
+    """Phase 2 alone: sample IMAGE with REFERENCE's camera motion from saved LoRAs."""
+    from cammimic.api import sample as sample_api
+
+    config = _method_config(kw, "cammimic").with_overrides(
+        {"sampling.spatial_scale": kw["spatial_scale"], "sampling.temporal_scale": kw["temporal_scale"]}
+    )
+    lora = {"spatial": kw["spatial_lora"], "temporal": kw["temporal_lora"]}
+    if kw["lora_dir"]:
+        base = Path(kw["lora_dir"])
+        base = base / "lora" if (base / "lora").is_dir() else base
+        for name in lora:
+            lora[name] = lora[name] or str(base / f"{name}.safetensors")
+    if not (lora["spatial"] and lora["temporal"]):
+        raise CammimicError("give --lora RUN_DIR, or both --spatial-lora FILE and --temporal-lora FILE")
+    host = _host(config)
+    result = sample_api(kw["reference"], kw["image"], kw["output_dir"], spatial_lora=lora["spatial"],
+                        temporal_lora=lora["temporal"], allow_other_base=kw["allow_other_base"], config=config,
+                        overwrite=kw["overwrite"], progress=not kw["quiet"], host=host)
+    _report(result)
 
 
 @cli.command()

@@ -11,7 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
-__all__ = ["AttentionLayers", "BackboneAdapter", "GuidanceState", "GuidanceTerm"]
+__all__ = ["AttentionLayers", "Backbone", "BackboneAdapter", "GuidanceState", "GuidanceTerm"]
 
 
 def _names(value) -> tuple[str, ...]:
@@ -61,12 +61,74 @@ class BackboneAdapter(Protocol):
     #: Spatial downscale factor of the VAE (8 for zeroscope and ModelScope).
     vae_scale_factor: int
 
-    def load(self, weights: str, **kwargs: Any) -> Any:
+    def load(self, weights: str | None = None, **kwargs: Any) -> Backbone:
         """Load the model components from a Hub id or a local diffusers-layout directory.
 
-        Keyword arguments use diffusers' names: ``torch_dtype``, ``variant``, ``revision``,
-        ``local_files_only``, plus ``device``. Missing weights raise :class:`CammimicError`.
+        ``weights=None`` loads :attr:`default_weights`. Keyword arguments use diffusers' names:
+        ``torch_dtype``, ``variant``, ``revision``, ``local_files_only``, plus ``device``.
+        Missing weights raise :class:`CammimicError` naming the id, the cache and the way out.
         """
+        ...
+
+
+@runtime_checkable
+class Backbone(Protocol):
+    """A loaded text-to-video diffusion model: what :meth:`BackboneAdapter.load` returns.
+
+    The core (finetuning, sampling) only talks to a backbone through this interface, so a
+    backbone that is not a diffusers UNet3D can be plugged in by implementing it.
+    Tensors are torch tensors; video latents are ``(B, C, T, h, w)``, already multiplied by the
+    VAE's scaling factor.
+    """
+
+    name: str  #: the registered backbone name
+    weights: str  #: the Hub id or directory the weights came from
+    device: Any  #: torch.device the models are on
+    dtype: Any  #: torch dtype of the frozen weights
+    #: The denoiser, where the LoRAs go (an ``nn.Module``; ``named_modules()`` names are the
+    #: names :class:`AttentionLayers` uses).
+    unet: Any
+    vae_scale_factor: int
+    latent_channels: int
+
+    def fingerprint(self) -> str:
+        """A short hash of the denoiser's architecture; LoRAs only load onto a matching one."""
+        ...
+
+    def encode_prompt(self, prompts: list[str]) -> Any:
+        """Text embeddings ``(B, L, D)`` for a list of prompts (``""`` = unconditional)."""
+        ...
+
+    def encode_video(self, frames: Any) -> Any:
+        """Latents ``(1, C, T, h, w)`` of uint8 frames ``(T, H, W, 3)`` (the posterior mean).
+
+        Frames go through the VAE in slices, so memory is bounded whatever T is.
+        """
+        ...
+
+    def decode_latents(self, latents: Any) -> Any:
+        """uint8 frames ``(T, H, W, 3)`` of latents ``(1, C, T, h, w)``, decoded in slices."""
+        ...
+
+    def predict_noise(self, latents: Any, timestep: Any, prompt_embeds: Any) -> Any:
+        """The denoiser's noise prediction for noisy latents at ``timestep``."""
+        ...
+
+    def temporal_bypass(self) -> Any:
+        """Context manager: inside it, every temporal module of the denoiser is an identity,
+        so a one-frame latent runs through the spatial (image) path alone."""
+        ...
+
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        """Recompute activations in the backward pass of training to save memory."""
+        ...
+
+    def training_scheduler(self) -> Any:
+        """The noise scheduler for training (``add_noise``, ``num_train_timesteps``)."""
+        ...
+
+    def sampling_scheduler(self, kind: str) -> Any:
+        """A fresh sampling scheduler: ``"ddim"`` or ``"dpm"`` (DPM-Solver++)."""
         ...
 
 

@@ -3,36 +3,37 @@
 Sections (all optional in a file)::
 
     [run]
-    method = "homography"     # the transfer method
-    frames = 0                # frames of the output; 0 = as many as the reference
-    width = 0                 # output size; 0 = the reference's size (rounded down to even)
+    method = "cammimic"       # the transfer method: "cammimic" (the paper's) or "homography"
+    prompt = ""               # the user image's prompt t_u (cammimic)
+    reference_prompt = ""     # the reference's content t_R (cammimic)
+    frames = 0                # frames of the output; 0 = the method's default
+    width = 0                 # output size; 0 = the method's default
     height = 0
     fps = 0.0                 # output frame rate; 0 = the reference's
     seed = 0
+    device = "auto"           # cammimic: "auto", "cpu", "cuda", "cuda:1", ...
+    dtype = "auto"            # cammimic: "auto", "float32", "float16", "bfloat16"
 
     [motion_estimator]        # one component, chosen by name, with its parameters
     name = "opencv"
-    ratio = 0.75
 
-    [backbone]                # the diffusion backbone (for the CamMimic method; none by default)
+    [backbone]                # the diffusion backbone of the cammimic method
     name = "zeroscope"
+    weights = "/models/zeroscope_v2_576w"
 
-    [[guidance]]              # guidance terms for sampling; a list, combined
-    name = "none"
+    [[guidance]]              # guidance terms for sampling; a list, combined in order
+    name = "homography"
+    weight = 0.02
 
+    [lora]                    # the spatial and temporal LoRAs
+    [finetune]                # Phase 1: stage 1 (reference video) and stage 2 (user image)
+    [sampling]                # Phase 2: the denoising loop
     [homography]
-    fill = "black"            # what fills out-of-view areas: black, reflect, replicate
-
     [score]
-    variant = "resolution_free"   # or "paper"
-
     [output]
-    gif = false               # also write output.gif
-    crf = 18                  # H.264 quality (lower is better, 0-51)
-
     [plugins]
-    block = []                # plugin names not to load
 
+docs/config.md lists every key with its default and meaning.
 Unknown sections and keys are errors that name the key and the accepted ones. Component
 parameters are checked against the component's factory when the component is created.
 """
@@ -56,11 +57,25 @@ else:  # pragma: no cover
 
 __all__ = ["Config", "load_config", "DEFAULTS"]
 
-METHODS = ("homography",)
+METHODS = ("cammimic", "homography")
 
 #: Plain settings: section -> key -> default (the default's type is the accepted type).
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "run": {"method": "homography", "frames": 0, "width": 0, "height": 0, "fps": 0.0, "seed": 0},
+    "run": {
+        "method": "cammimic", "prompt": "", "reference_prompt": "", "frames": 0, "width": 0, "height": 0,
+        "fps": 0.0, "seed": 0, "device": "auto", "dtype": "auto",
+    },
+    "lora": {"spatial_rank": 32, "temporal_rank": 32, "alpha": 0.0, "include_ff": False, "token": "sks"},
+    "finetune": {
+        "stage1_steps": 150, "stage2_steps": 150, "learning_rate": 5e-4, "spatial_weight": 0.5,
+        "spatial_mask_probability": 0.2, "stage2": True, "orthogonality": True,
+        "orthogonality_weight": 0.1, "orthogonality_definition": "cosine", "max_grad_norm": 1.0,
+        "checkpoint_every": 50, "gradient_checkpointing": False,
+    },
+    "sampling": {
+        "steps": 50, "guidance_scale": 9.0, "scheduler": "ddim", "negative_prompt": "", "eta": 0.0,
+        "spatial_scale": 1.0, "temporal_scale": 1.0,
+    },
     "homography": {"fill": "black"},
     "score": {"variant": "resolution_free"},
     "output": {"gif": False, "crf": 18},
@@ -69,13 +84,16 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 #: Component sections: one table, or (guidance) a list of tables; each names a component.
 COMPONENT_DEFAULTS: dict[str, Any] = {
     "motion_estimator": {"name": "opencv"},
-    "backbone": None,  # chosen by the method that needs one
-    "guidance": [],
+    "backbone": {"name": "zeroscope"},
+    "guidance": [{"name": "homography"}],
 }
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("run", "method"): METHODS,
     ("homography", "fill"): ("black", "reflect", "replicate"),
     ("score", "variant"): ("resolution_free", "paper"),
+    ("run", "dtype"): ("auto", "float32", "float16", "bfloat16"),
+    ("finetune", "orthogonality_definition"): ("cosine", "inner", "subspace"),
+    ("sampling", "scheduler"): ("ddim", "dpm"),
 }
 RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("run", "frames"): (0, 1000),
@@ -84,6 +102,22 @@ RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("run", "fps"): (0, 240),
     ("run", "seed"): (0, 2**63 - 1),
     ("output", "crf"): (0, 51),
+    ("lora", "spatial_rank"): (1, 1024),
+    ("lora", "temporal_rank"): (1, 1024),
+    ("lora", "alpha"): (0, 1e6),
+    ("finetune", "stage1_steps"): (0, 1_000_000),
+    ("finetune", "stage2_steps"): (0, 1_000_000),
+    ("finetune", "learning_rate"): (0, 1),
+    ("finetune", "spatial_weight"): (0, 1e3),
+    ("finetune", "spatial_mask_probability"): (0, 1),
+    ("finetune", "orthogonality_weight"): (0, 1e6),
+    ("finetune", "max_grad_norm"): (0, 1e6),
+    ("finetune", "checkpoint_every"): (0, 1_000_000),
+    ("sampling", "steps"): (1, 1000),
+    ("sampling", "guidance_scale"): (0, 100),
+    ("sampling", "eta"): (0, 1),
+    ("sampling", "spatial_scale"): (-10, 10),
+    ("sampling", "temporal_scale"): (-10, 10),
 }
 
 
@@ -156,6 +190,10 @@ class Config:
         for dotted, value in overrides.items():
             if value is None:
                 continue
+            if dotted == "guidance":  # the whole list of terms
+                items = value if isinstance(value, list) else [value]
+                data["guidance"] = [_check_component("guidance", t, " (command line)") for t in items]
+                continue
             section, _, key = dotted.partition(".")
             if section in COMPONENT_DEFAULTS and section != "guidance":
                 if key == "name" and (data[section] or {}).get("name") != value:
@@ -177,8 +215,13 @@ class Config:
     def to_toml(self) -> str:
         import tomli_w
 
-        # TOML has no null: leave out component sections nothing selected.
-        return tomli_w.dumps({k: v for k, v in self.data.items() if v is not None and v != []})
+        # TOML has no null: leave out component sections nothing selected. An empty guidance
+        # list is kept (`guidance = []`): it means "no terms", not "the default".
+        data = {k: v for k, v in self.data.items() if v is not None}
+        plain = {k: v for k, v in data.items() if not (isinstance(v, list) and v == [])}
+        empty = [k for k, v in data.items() if isinstance(v, list) and v == []]
+        text = tomli_w.dumps(plain)
+        return "".join(f"{k} = []\n" for k in empty) + ("\n" if empty else "") + text
 
 
 def from_dict(raw: dict[str, Any], source: str | None = None) -> Config:

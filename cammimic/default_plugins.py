@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cammimic.guidance import homography_guidance
 from cammimic.hookspecs import hookimpl
 
 
@@ -21,3 +22,11 @@ def no_guidance() -> NoGuidance:
 @hookimpl
 def register_guidance_terms(register):
     register("none", no_guidance, description="No guidance: the latents are left as they are.")
+    register(
+        "homography",
+        homography_guidance,
+        description="The paper's homography guidance: pull the latents towards the weak video's (z_P).",
+        requires=("torch",),
+        extra="zeroscope",
+    )
+

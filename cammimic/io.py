@@ -715,6 +715,7 @@ def _rate(fps: float) -> Fraction:
 
 def _encode_h264(tmp: Path, frames: np.ndarray, fps: float, crf: int) -> None:
     import av
+    import cv2
 
     rate = _rate(fps)
     with av.open(str(tmp), mode="w") as container:
@@ -724,7 +725,10 @@ def _encode_h264(tmp: Path, frames: np.ndarray, fps: float, crf: int) -> None:
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": str(crf)}
         for f in frames:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
+            # RGB -> YUV 4:2:0 (BT.601) by OpenCV: FFmpeg's swscale gave different bytes for the
+            # same frames from call to call, and the same frames must give the same file.
+            yuv = cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2YUV_I420)
+            frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode(None):

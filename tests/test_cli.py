@@ -53,7 +53,7 @@ def test_run_writes_a_complete_run_directory(tmp_path, capsys):
 
 
 def test_default_run_keeps_the_reference_length_and_size(tmp_path, capsys):
-    code, _, err = cli(capsys, "run", REFERENCE, SCENE, "-o", tmp_path / "r", "--gif", "--fill", "reflect")
+    code, _, err = cli(capsys, "run", REFERENCE, SCENE, "-o", tmp_path / "r", "--method", "homography", "--gif", "--fill", "reflect")
     assert code == 0, err
     assert read_video(tmp_path / "r" / "output.mp4").frames.shape == (24, 256, 384, 3)
     assert (tmp_path / "r" / "output.gif").read_bytes()[:6] == b"GIF89a"
@@ -71,7 +71,7 @@ def test_homography_method_reproduces_the_truth_rendered_video(tmp_path, capsys)
     from cammimic.api import transfer
     from cammimic.homography import warp_along_chain
 
-    result = transfer(tmp_path / "ref.mp4", tmp_path / "user.png", tmp_path / "out")
+    result = transfer(tmp_path / "ref.mp4", tmp_path / "user.png", tmp_path / "out", method="homography")
     out = read_video(result.files["output"]).frames
     _, masks = warp_along_chain(truth[0], h)
     for k in range(10):
@@ -86,7 +86,7 @@ def test_existing_results_are_never_clobbered(tmp_path, capsys, monkeypatch):
     out_dir = tmp_path / "run"
     out_dir.mkdir()
     (out_dir / "precious.txt").write_text("earlier result")
-    code, _, err = cli(capsys, "run", REFERENCE, SCENE, "-o", out_dir, "--frames", 4)
+    code, _, err = cli(capsys, "run", REFERENCE, SCENE, "-o", out_dir, "--method", "homography", "--frames", 4)
     assert code == 1 and "already exists and is not empty" in err and "--overwrite" in err
     # a run that fails half-way with --overwrite leaves the old directory as it was
     import cammimic.api
@@ -95,12 +95,12 @@ def test_existing_results_are_never_clobbered(tmp_path, capsys, monkeypatch):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(cammimic.api, "_write_run", boom)
-    code, _, err = cli(capsys, "run", REFERENCE, SCENE, "-o", out_dir, "--frames", 4, "--overwrite")
+    code, _, err = cli(capsys, "run", REFERENCE, SCENE, "-o", out_dir, "--method", "homography", "--frames", 4, "--overwrite")
     assert code == 1 and "disk full" in err
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
     assert [p.name for p in out_dir.iterdir()] == ["precious.txt"]
     monkeypatch.undo()
-    code, _, err = cli(capsys, "run", REFERENCE, SCENE, "-o", out_dir, "--frames", 4, "--overwrite")
+    code, _, err = cli(capsys, "run", REFERENCE, SCENE, "-o", out_dir, "--method", "homography", "--frames", 4, "--overwrite")
     assert code == 0, err
     assert not (out_dir / "precious.txt").exists() and (out_dir / "output.mp4").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
@@ -156,12 +156,17 @@ def test_score_orders_same_and_different_motion(tmp_path, capsys):
         (["motion", REFERENCE, "--frames", "100"], "--frames must be between 2 and 24"),
         (["motion", REFERENCE, "--width", "64"], "give both --width and --height"),
         (["motion", REFERENCE, "--frames", "1"], "Invalid value for '--frames'"),
-        (["run", REFERENCE, "missing.jpg", "-o", "{tmp}/o"], "missing.jpg"),
-        (["run", REFERENCE, SCENE, "-o", "{tmp}/o", "--width", "101", "--height", "64"], "must be even"),
+        (["run", REFERENCE, "missing.jpg", "-o", "{tmp}/o", "--method", "homography"], "missing.jpg"),
+        (["run", REFERENCE, SCENE, "-o", "{tmp}/o", "--width", "101", "--height", "64", "--method", "homography"], "must be even"),
         (["run", REFERENCE, SCENE, "-o", "{tmp}/o", "--method", "magic"], "Invalid value for '--method'"),
-        (["run", REFERENCE, SCENE, "-o", "{tmp}/o", "--config", "{tmp}/c.toml"], "unknown key 'frame' in [run]"),
-        (["run", REFERENCE, SCENE, "-o", "{tmp}/file.txt"], "file.txt"),
+        (["run", REFERENCE, SCENE, "-o", "{tmp}/o", "--config", "{tmp}/c.toml", "--method", "homography"], "unknown key 'frame' in [run]"),
+        (["run", REFERENCE, SCENE, "-o", "{tmp}/file.txt", "--method", "homography"], "file.txt"),
         (["run", REFERENCE, SCENE], "Missing option '-o' / '--output'"),
+        (["run", REFERENCE, SCENE, "-o", "{tmp}/o"], "needs --prompt"),
+        (["run", REFERENCE, SCENE, "-o", "{tmp}/o", "--method", "homography", "--prompt", "x"], "--prompt has no effect"),
+        (["run", REFERENCE, SCENE, "-o", "{tmp}/o", "--prompt", "x", "--backbone", "zeroscop"], 'did you mean "zeroscope"'),
+        (["sample", REFERENCE, SCENE, "-o", "{tmp}/o", "--prompt", "x"], "give --lora RUN_DIR"),
+        (["sample", REFERENCE, SCENE, "-o", "{tmp}/o", "--prompt", "x", "--lora", "{tmp}"], "does not exist"),
         (["score", REFERENCE, "{bad}"], "bad.mp4"),
         (["score", REFERENCE, REFERENCE, "--variant", "pixels"], "Invalid value for '--variant'"),
         (["nonsense"], "No such command 'nonsense'"),

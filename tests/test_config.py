@@ -16,8 +16,22 @@ def write(tmp_path, text):
 
 def test_defaults():
     c = load_config()
-    assert c["run"]["method"] == "homography" and c.component("motion_estimator") == ("opencv", {})
+    assert c["run"]["method"] == "cammimic" and c.component("motion_estimator") == ("opencv", {})
+    assert c.component("backbone") == ("zeroscope", {})
+    assert c["guidance"] == [{"name": "homography"}]
+    # the paper's Phase 1 defaults
+    assert (c["finetune"]["stage1_steps"], c["finetune"]["stage2_steps"], c["finetune"]["learning_rate"]) == (150, 150, 5e-4)
+
+
+def test_an_empty_guidance_list_survives_the_round_trip(tmp_path):
+    c = load_config().with_overrides({"guidance": []})
     assert c["guidance"] == []
+    path = tmp_path / "c.toml"
+    path.write_text(c.to_toml())
+    assert load_config(path)["guidance"] == []
+    two = load_config().with_overrides({"guidance": [{"name": "homography", "weight": 0.1}, {"name": "none"}]})
+    path.write_text(two.to_toml())
+    assert load_config(path)["guidance"] == [{"name": "homography", "weight": 0.1}, {"name": "none"}]
 
 
 def test_file_selects_components_with_parameters(tmp_path):
@@ -42,7 +56,7 @@ fill = "reflect"
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("[run]\nframe = 16\n", "unknown key 'frame' in [run] in {p} (did you mean \"frames\"?); accepted: method, frames"),
+        ("[run]\nframe = 16\n", "unknown key 'frame' in [run] in {p} (did you mean \"frames\"?); accepted: method, prompt, reference_prompt, frames"),
         ("[runn]\n", "unknown section [runn] in {p} (did you mean \"run\"?)"),
         ("[run]\nframes = \"16\"\n", "[run] frames in {p} must be an integer, got '16'"),
         ("[run]\nframes = true\n", "[run] frames in {p} must be an integer, got True"),

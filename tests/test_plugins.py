@@ -98,7 +98,9 @@ def test_first_party_plugins_load_through_entry_points(plugin_host):
     assert names["opencv"]["hooks"] == ["register_motion_estimators"]
     assert names["opencv"]["motion_estimators"] == ["opencv"]
     assert names["kornia"]["motion_estimators"] == ["kornia"]
-    assert names["cammimic.default_plugins"]["guidance_terms"] == ["none"]
+    assert names["cammimic.default_plugins"]["guidance_terms"] == ["homography", "none"]
+    assert names["zeroscope"]["backbones"] == ["zeroscope"] and names["modelscope"]["backbones"] == ["modelscope"]
+    assert names["unet3d"]["hooks"] == ["locate_attention_layers"]
 
 
 def test_third_party_backbone_is_selectable_with_params(host_with):
@@ -121,8 +123,9 @@ def test_unknown_component_names_valid_ones_and_nearest(plugin_host):
     msg = str(e.value)
     assert 'motion estimator "opencvv"' in msg and '(did you mean "opencv"?)' in msg
     assert "valid: kornia, opencv" in msg
-    with pytest.raises(CammimicError, match='backbone "zeroscope" is unknown; valid: none installed'):
-        plugin_host.get("backbone", "zeroscope")
+    with pytest.raises(CammimicError, match='backbone "zeroscop" is unknown \\(did you mean "zeroscope"\\?\\); '
+                                            'valid: modelscope, zeroscope'):
+        plugin_host.get("backbone", "zeroscop")
 
 
 def test_missing_extra_says_the_exact_pip_install(host_with):
@@ -267,7 +270,7 @@ def test_guidance_terms(host_with):
 
     mod.register_guidance_terms = register_guidance_terms
     host = host_with(*real_eps(), FakeEntryPoint("pull", mod))
-    assert set(host.components("guidance")) == {"none", "pull"}
+    assert set(host.components("guidance")) == {"homography", "none", "pull"}
     state = GuidanceState(step=0, num_steps=10, timestep=999, target=[0.0, 1.0])
     none = host.create("guidance", "none")
     z = [1.0, 1.0]
@@ -287,7 +290,8 @@ def test_cli_lists_plugins_as_json():
 
 def test_imports_stay_light():
     code = (
-        "import sys, cammimic, cammimic_opencv, cammimic_kornia, cammimic.plugins, cammimic.config;"
+        "import sys, cammimic, cammimic_opencv, cammimic_kornia, cammimic_zeroscope, cammimic_modelscope,"
+        " cammimic_unet3d, cammimic.plugins, cammimic.config;"
         "cammimic.plugins.get_host();"
         "heavy = [m for m in ('torch', 'kornia', 'cv2', 'av', 'diffusers', 'transformers', 'peft', 'matplotlib')"
         " if m in sys.modules];"

@@ -1,0 +1,213 @@
+"""Random-weight UNet3D text-to-video components, built in code and saved in diffusers layout.
+
+Tests and benchmarks use them to exercise the real loading path offline:
+
+    >>> from cammimic_unet3d.random_weights import save_components
+    >>> weights = save_components("/tmp/tiny-t2v")            # doctest: +SKIP
+    >>> adapter.load(weights)                                  # doctest: +SKIP
+
+Presets:
+
+- ``"tiny"``: a 1.8 M-parameter UNet3D (block_out_channels (32, 64)), a 4-block AutoencoderKL
+  (scale factor 8), a 2-layer 32-d CLIP text encoder. An 8-frame 64x64 UNet forward takes
+  milliseconds on one CPU thread.
+- ``"zeroscope"``: the architecture of ``cerspense/zeroscope_v2_576w`` (1.41 B-parameter UNet3D,
+  Stable Diffusion's VAE, the OpenCLIP ViT-H text tower), with random weights: for timing and
+  memory benchmarks without a download.
+
+Both use a byte-level CLIP tokenizer made in code (every byte is a token, no merges), so token
+ids stay below any preset's vocabulary size.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["PRESETS", "build_components", "build_tokenizer", "save_components"]
+
+#: The noise schedule of zeroscope and ModelScope (``scheduler/scheduler_config.json``).
+SCHEDULER_CONFIG: dict[str, Any] = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+    "prediction_type": "epsilon",
+}
+
+_BYTE_VOCAB = 256 * 2 + 2  # every byte, every byte + "</w>", and the two special tokens
+
+#: Constructor arguments of each model, per preset.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "tiny": {
+        "unet": {
+            "sample_size": 32,
+            "in_channels": 4,
+            "out_channels": 4,
+            "down_block_types": ("CrossAttnDownBlock3D", "DownBlock3D"),
+            "up_block_types": ("UpBlock3D", "CrossAttnUpBlock3D"),
+            "block_out_channels": (32, 64),
+            "layers_per_block": 2,
+            "norm_num_groups": 32,
+            "cross_attention_dim": 32,
+            "attention_head_dim": 8,
+        },
+        "vae": {
+            "in_channels": 3,
+            "out_channels": 3,
+            "down_block_types": ("DownEncoderBlock2D",) * 4,
+            "up_block_types": ("UpDecoderBlock2D",) * 4,
+            "block_out_channels": (32, 32, 32, 32),
+            "layers_per_block": 1,
+            "latent_channels": 4,
+            "norm_num_groups": 8,
+            "sample_size": 64,
+            "scaling_factor": 0.18215,
+        },
+        "text_encoder": {
+            "vocab_size": 1000,
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "max_position_embeddings": 77,
+            "hidden_act": "gelu",
+            "projection_dim": 32,
+            "layer_norm_eps": 1e-5,
+        },
+    },
+    "zeroscope": {
+        "unet": {
+            "sample_size": 32,
+            "in_channels": 4,
+            "out_channels": 4,
+            "down_block_types": ("CrossAttnDownBlock3D",) * 3 + ("DownBlock3D",),
+            "up_block_types": ("UpBlock3D",) + ("CrossAttnUpBlock3D",) * 3,
+            "block_out_channels": (320, 640, 1280, 1280),
+            "layers_per_block": 2,
+            "norm_num_groups": 32,
+            "norm_eps": 1e-5,
+            "cross_attention_dim": 1024,
+            "attention_head_dim": 64,
+            "act_fn": "silu",
+        },
+        "vae": {
+            "in_channels": 3,
+            "out_channels": 3,
+            "down_block_types": ("DownEncoderBlock2D",) * 4,
+            "up_block_types": ("UpDecoderBlock2D",) * 4,
+            "block_out_channels": (128, 256, 512, 512),
+            "layers_per_block": 2,
+            "latent_channels": 4,
+            "norm_num_groups": 32,
+            "sample_size": 768,
+            "scaling_factor": 0.18215,
+        },
+        "text_encoder": {
+            "vocab_size": 49408,
+            "hidden_size": 1024,
+            "intermediate_size": 4096,
+            "num_hidden_layers": 23,
+            "num_attention_heads": 16,
+            "max_position_embeddings": 77,
+            "hidden_act": "gelu",
+            "projection_dim": 512,
+            "layer_norm_eps": 1e-5,
+        },
+    },
+}
+
+
+def _check_preset(preset: str) -> dict[str, dict[str, Any]]:
+    if preset not in PRESETS:
+        from cammimic.errors import CammimicError
+
+        raise CammimicError(f"random-weights preset '{preset}' is unknown. Try one of {sorted(PRESETS)}")
+    return PRESETS[preset]
+
+
+def _byte_vocab() -> dict[str, int]:
+    """CLIP's byte-to-unicode table as a vocabulary: every byte alone and at a word's end."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars, extra = [], 0
+    for b in range(256):
+        if b in printable:
+            chars.append(chr(b))
+        else:
+            chars.append(chr(256 + extra))
+            extra += 1
+    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
+    return {t: i for i, t in enumerate(tokens)}
+
+
+def build_tokenizer(model_max_length: int = 77):
+    """A CLIPTokenizer over single bytes (no merges): ids < 514, no files to download."""
+    from transformers import CLIPTokenizer
+
+    vocab = _byte_vocab()
+    if "vocab" in inspect.signature(CLIPTokenizer.__init__).parameters:  # transformers >= 5
+        return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=model_max_length)
+    with tempfile.TemporaryDirectory() as tmp:  # transformers 4: the slow tokenizer reads files
+        vocab_file, merges_file = Path(tmp, "vocab.json"), Path(tmp, "merges.txt")
+        vocab_file.write_text(json.dumps(vocab), encoding="utf-8")
+        merges_file.write_text("#version: 0.2\n", encoding="utf-8")
+        return CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=model_max_length)
+
+
+def build_components(preset: str = "tiny", seed: int = 0) -> dict[str, Any]:
+    """Random-weight ``unet``, ``vae``, ``text_encoder``, ``tokenizer`` and ``scheduler``.
+
+    ``torch.manual_seed(seed)`` runs before each model, so every model is reproducible on its own.
+    """
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = _check_preset(preset)
+    torch.manual_seed(seed)
+    unet = UNet3DConditionModel(**config["unet"])
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(**config["vae"])
+    torch.manual_seed(seed)
+    # the special tokens are the vocabulary's last two entries, as in CLIP's
+    special = {"bos_token_id": _BYTE_VOCAB - 2, "eos_token_id": _BYTE_VOCAB - 1, "pad_token_id": _BYTE_VOCAB - 1}
+    text_encoder = CLIPTextModel(CLIPTextConfig(**config["text_encoder"], **special))
+    for model in (unet, vae, text_encoder):
+        model.eval()
+    tokenizer = build_tokenizer(config["text_encoder"]["max_position_embeddings"])
+    scheduler = DDIMScheduler(**SCHEDULER_CONFIG)
+    return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler}
+
+
+def save_components(directory, preset: str = "tiny", seed: int = 0) -> Path:
+    """Build the preset's components and save them in diffusers layout under ``directory``.
+
+    Writes ``unet/ vae/ text_encoder/ tokenizer/ scheduler/`` and a ``model_index.json`` like
+    the one of ``damo-vilab/text-to-video-ms-1.7b``; returns the directory.
+    """
+    import diffusers
+    import transformers
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    components = build_components(preset, seed)
+    for name, component in components.items():
+        component.save_pretrained(directory / name)
+    index = {
+        "_class_name": "TextToVideoSDPipeline",
+        "_diffusers_version": diffusers.__version__,
+        "_cammimic_random_weights": {"preset": preset, "seed": seed, "transformers": transformers.__version__},
+        "scheduler": ["diffusers", "DDIMScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet3DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+    (directory / "model_index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    return directory

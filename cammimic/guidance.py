@@ -1,0 +1,65 @@
+"""Guidance terms of Phase 2 (homography-guided sampling).
+
+The paper's update (eq. 5) after every sampling step but the last::
+
+    ẑ_t = z_t − λ_G · ∇_{z_t} ‖z_t − z_P‖²  =  z_t − 2 λ_G (z_t − z_P)
+
+where z_P are the VAE latents of the weak video (the user image moved along the reference's
+homographies). Each step pulls the latents a fraction 2 λ_G of the way towards z_P.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from cammimic.components import GuidanceState
+from cammimic.errors import CammimicError
+
+__all__ = ["HomographyGuidance", "homography_guidance", "COMPARE"]
+
+#: What z_t is compared with: the clean weak-video latents z_P (the paper's text), or z_P noised to
+#: the noise level of z_t with one fixed noise draw (so the pull does not remove noise the
+#: scheduler still expects).
+COMPARE = ("latents", "noised")
+
+
+@attrs.define
+class HomographyGuidance:
+    """Pull the sampled latents towards the weak video's latents z_P (the paper's HG)."""
+
+    weight: float = 0.02  #: λ_G
+    start: float = 0.0  #: first step of the window, as a fraction of the schedule (0 = first)
+    end: float = 1.0  #: last step of the window, as a fraction (1 = the step before the last)
+    masked: bool = True  #: leave out-of-view regions of the weak video alone
+    compare: str = "latents"
+    name: str = "homography"
+
+    def apply(self, latents, state: GuidanceState):
+        last = state.num_steps - 1
+        if state.step >= last or state.target is None:
+            return latents  # never after the last step: the output is the model's own
+        position = state.step / max(last - 1, 1)
+        if not self.start <= position <= self.end:
+            return latents
+        target = state.extras.get("noised_target") if self.compare == "noised" else state.target
+        if target is None:
+            raise CammimicError("homography guidance with compare = \"noised\" needs a scheduler with add_noise")
+        grad = 2.0 * (latents - target.to(latents.dtype))
+        if self.masked and state.mask is not None:
+            grad = grad * state.mask.to(latents.dtype)
+        return latents - self.weight * grad
+
+
+def homography_guidance(
+    weight: float = 0.02, start: float = 0.0, end: float = 1.0, masked: bool = True, compare: str = "latents"
+) -> HomographyGuidance:
+    """Factory of the ``homography`` guidance term (its parameters are the config's keys)."""
+    if not 0 <= start <= end <= 1:
+        raise CammimicError(f"homography guidance needs 0 <= start <= end <= 1, got start={start}, end={end}")
+    if weight < 0 or weight > 0.5:
+        raise CammimicError(
+            f"homography guidance weight {weight} is outside [0, 0.5]; 0.5 already replaces z_t by z_P at every step"
+        )
+    if compare not in COMPARE:
+        raise CammimicError(f"homography guidance compare '{compare}' is unknown. Try one of {list(COMPARE)}")
+    return HomographyGuidance(weight=weight, start=start, end=end, masked=masked, compare=compare)

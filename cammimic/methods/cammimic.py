@@ -1,0 +1,365 @@
+"""The CamMimic method end to end: Phase 1 (LoRA finetuning) and Phase 2 (guided sampling).
+
+:func:`run_cammimic` is what ``cammimic run`` (``--method cammimic``), ``cammimic finetune``
+(Phase 1 only) and ``cammimic sample`` (Phase 2 only, from saved LoRAs) do. Everything it
+writes lands in the run directory at once, and records what produced it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from cammimic.config import Config
+from cammimic.errors import CammimicError
+
+__all__ = ["run_cammimic", "PAPER_NUM_FRAMES", "prompts", "latent_mask"]
+
+#: Frames the paper finetunes and samples (zeroscope's native is 24).
+PAPER_NUM_FRAMES = 16
+
+
+def prompts(config: Config) -> dict[str, str]:
+    """t_R (stage 1), t_u (stage 2) and t_I (sampling), as the paper builds them."""
+    run = config["run"]
+    token = config["lora"]["token"]
+    motion = f"camera motion of {token}"
+    reference = run["reference_prompt"].strip()
+    user = run["prompt"].strip()
+    return {
+        "reference": f"{reference}, {motion}" if reference else motion,
+        "image": user,
+        "sampling": f"{user}, {motion}" if user else motion,
+    }
+
+
+def latent_mask(masks: np.ndarray, factor: int):
+    """Pixel validity masks ``(T, H, W)`` to a latent mask ``(1, 1, T, H/f, W/f)``.
+
+    A latent cell counts as valid only if every pixel under it is (a min-pool), so the guidance
+    never pulls towards the black fill of out-of-view regions.
+    """
+    import torch
+
+    m = torch.from_numpy(np.ascontiguousarray(masks)).float()[:, None]  # T,1,H,W
+    m = -torch.nn.functional.max_pool2d(-m, kernel_size=factor, stride=factor)
+    return m.permute(1, 0, 2, 3)[None]  # 1,1,T,h,w
+
+
+def checkpoint_dir_for(output_dir) -> Path:
+    """Checkpoints live next to the run directory, so the run directory appears whole or not at all."""
+    out = Path(output_dir)
+    return out.with_name(out.name + ".checkpoints")
+
+
+def _size_multiple(backbone) -> int:
+    f = backbone.vae_scale_factor
+    cfg = getattr(backbone.unet, "config", None)
+    blocks = getattr(cfg, "down_block_types", None)  # each block but the last halves the latents
+    return f * 2 ** (len(blocks) - 1) if blocks else f
+
+
+def _check_size(width: int, height: int, multiple: int, backbone_name: str) -> None:
+    if width % multiple or height % multiple:
+        def near(v):
+            return max(multiple, round(v / multiple) * multiple)
+
+        raise CammimicError(
+            f"--width/--height {width}x{height} must be multiples of {multiple} for backbone "
+            f"\"{backbone_name}\"; try {near(width)}x{near(height)}"
+        )
+
+
+@attrs.frozen(eq=False)
+class _Inputs:
+    reference: Any  #: cammimic.io.Video, sampled and resized
+    image: np.ndarray
+    width: int
+    height: int
+    fps: float
+
+
+def _read_inputs(reference, image, config: Config, adapter) -> _Inputs:
+    from cammimic.api import _as_video, _subsample
+    from cammimic.io import read_image, read_video
+
+    run = config["run"]
+    ref_video = read_video(reference) if isinstance(reference, (str, Path)) else _as_video(reference, name="reference")
+    total = len(ref_video.frames)
+    frames = run["frames"] or min(PAPER_NUM_FRAMES, total)
+    width = run["width"] or adapter.default_size[0]
+    height = run["height"] or adapter.default_size[1]
+    ref = _subsample(ref_video, frames)
+    ref = _as_video(ref, size=(width, height), name="reference")
+    if isinstance(image, (str, Path)):
+        user_image = read_image(image, size=(width, height))
+    else:
+        from cammimic.io import resize_center_crop
+
+        arr = np.asarray(image)
+        if arr.ndim != 3 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
+            raise CammimicError(f"image must be a path or an (H, W, 3) uint8 array, got {arr.shape} {arr.dtype}")
+        user_image = resize_center_crop(arr[None], (width, height))[0][0]
+    return _Inputs(reference=ref, image=user_image, width=width, height=height, fps=run["fps"] or ref.fps)
+
+
+def _load_backbone(config: Config, host):
+    from cammimic.api import _component_record
+
+    name, params = config.component("backbone")
+    where = f" ([backbone]{config.where})" if config.source else ""
+    adapter = host.create("backbone", name, params, where=where)
+    record = _component_record(host, "backbone", name) | {"parameters": params}
+    return adapter, record
+
+
+def _guidance_terms(config: Config, host):
+    from cammimic.api import _component_record
+
+    terms, records = [], []
+    for i, table in enumerate(config["guidance"]):
+        table = dict(table)
+        name = table.pop("name")
+        where = f" ([[guidance]] #{i + 1}{config.where})"
+        terms.append(host.create("guidance", name, table, where=where))
+        records.append(_component_record(host, "guidance", name) | {"parameters": table})
+    return terms, records
+
+
+def _losses_csv(losses: list[dict[str, Any]]) -> str:
+    from cammimic.training import LOSS_FIELDS
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=LOSS_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in losses:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in LOSS_FIELDS})
+    return buf.getvalue()
+
+
+def run_cammimic(
+    reference,
+    image,
+    output_dir,
+    *,
+    config: Config,
+    host,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    phases: tuple[str, ...] = ("finetune", "sample"),
+    spatial_lora: str | Path | None = None,
+    temporal_lora: str | Path | None = None,
+    allow_other_base: bool = False,
+    on_step=None,
+):
+    """Run CamMimic's phases and write the run directory; returns a :class:`cammimic.api.RunResult`.
+
+    ``phases``: ``("finetune", "sample")`` for the whole method, ``("finetune",)`` for Phase 1
+    alone, ``("sample",)`` for Phase 2 from ``spatial_lora``/``temporal_lora`` files.
+    """
+    import torch
+
+    from cammimic import __version__
+    from cammimic.api import RunResult, _component_record, _sha256, score_motions
+    from cammimic.io import check_output_directory, output_directory
+    from cammimic.lora import LoraSpec, inject_loras, load_lora, save_lora, set_lora_scale
+    from cammimic.methods.homography import transfer_homography
+    from cammimic.sampling import sample
+    from cammimic.training import FinetuneSettings, finetune
+
+    started = time.perf_counter()
+    do_finetune, do_sample = "finetune" in phases, "sample" in phases
+    check_output_directory(output_dir, overwrite=overwrite)
+    run = config["run"]
+    texts = prompts(config)
+    if not texts["image"]:
+        raise CammimicError("the cammimic method needs --prompt, a description of your image (e.g. \"a snowy mountain village\")")
+    if not do_finetune and not (spatial_lora and temporal_lora):
+        raise CammimicError("sampling alone needs both LoRAs: --lora RUN_DIR, or --spatial-lora FILE and --temporal-lora FILE")
+    for label, path in (("--spatial-lora", spatial_lora), ("--temporal-lora", temporal_lora)):
+        if path is not None and not Path(path).is_file():
+            raise CammimicError(f"{label} {path} does not exist; give a .safetensors file from a run's lora/ folder")
+
+    adapter, backbone_record = _load_backbone(config, host)
+    terms, guidance_records = _guidance_terms(config, host) if do_sample else ([], [])
+    est_name, est_params = config.component("motion_estimator")
+    estimator = host.create("motion_estimator", est_name, est_params,
+                            where=f" ([motion_estimator]{config.where})" if config.source else "")
+    inputs = _read_inputs(reference, image, config, adapter)
+
+    import cv2
+
+    cv2.setRNGSeed(int(run["seed"]) % 2**31)
+    np.random.seed(int(run["seed"]) % 2**32)
+    torch.manual_seed(int(run["seed"]) % 2**63)
+
+    backbone = adapter.load(
+        device=None if run["device"] == "auto" else run["device"],
+        torch_dtype=None if run["dtype"] == "auto" else run["dtype"],
+    )
+    _check_size(inputs.width, inputs.height, _size_multiple(backbone), backbone.name)
+    lora_cfg = config["lora"]
+    layers = host.locate_attention_layers(backbone.name, backbone.unet, lora_cfg["include_ff"])
+    if layers is None:
+        raise CammimicError(
+            f"no plugin knows where the LoRAs go on backbone \"{backbone.name}\" ({type(backbone.unet).__name__}); "
+            "install or write a plugin implementing locate_attention_layers (docs/plugins.md)"
+        )
+    fingerprint = backbone.fingerprint()
+    ident = {"backbone": backbone.name, "base_model": backbone.weights, "fingerprint": fingerprint}
+
+    ref = inputs.reference
+    ref_motion = estimator.estimate(ref.frames)
+    ref_motion = attrs.evolve(ref_motion, diagnostics={**ref_motion.diagnostics, "source": ref.metadata()})
+    weak = transfer_homography(inputs.image, ref_motion, fill=config["homography"]["fill"])
+
+    alpha = lora_cfg["alpha"] or None
+    lora_sources: dict[str, Any] = {}
+    if do_finetune:
+        inject_loras(backbone.unet, layers, LoraSpec(rank=lora_cfg["spatial_rank"], alpha=alpha),
+                     LoraSpec(rank=lora_cfg["temporal_rank"], alpha=alpha), init_seed=int(run["seed"]))
+        settings = FinetuneSettings.from_config(config)
+        reference_latents = backbone.encode_video(ref.frames)
+        image_latents = backbone.encode_video(inputs.image[None])
+        embeds = backbone.encode_prompt([texts["reference"], texts["image"]])
+        trained = finetune(
+            backbone, layers,
+            reference_latents=reference_latents, reference_embeds=embeds[:1],
+            image_latents=image_latents, image_embeds=embeds[1:],
+            settings=settings, checkpoint_dir=checkpoint_dir_for(output_dir), resume=resume,
+            progress=progress, on_step=on_step,
+        )
+    else:
+        trained = None
+        for adapter_name, path in (("spatial", spatial_lora), ("temporal", temporal_lora)):
+            meta = load_lora(path, backbone.unet, adapter_name, allow_other_base=allow_other_base, **ident)
+            lora_sources[adapter_name] = {"path": str(path), "sha256": _sha256(path), "metadata": meta}
+
+    output_frames = scored = out_motion = None
+    sampling = config["sampling"]
+    if do_sample:
+        set_lora_scale(backbone.unet, "spatial", sampling["spatial_scale"])
+        set_lora_scale(backbone.unet, "temporal", sampling["temporal_scale"])
+        target = backbone.encode_video(weak.frames)
+        mask = latent_mask(weak.masks, backbone.vae_scale_factor)
+        latents = sample(
+            backbone, texts["sampling"], num_frames=len(ref.frames), width=inputs.width, height=inputs.height,
+            steps=sampling["steps"], guidance_scale=sampling["guidance_scale"],
+            negative_prompt=sampling["negative_prompt"], scheduler=sampling["scheduler"], eta=sampling["eta"],
+            seed=int(run["seed"]), guidance_terms=terms, target=target, mask=mask, progress=progress,
+        )
+        output_frames = backbone.decode_latents(latents)
+        out_motion = estimator.estimate(output_frames)
+        scored = score_motions(ref_motion, out_motion, variant=config["score"]["variant"])
+
+    config = config.with_overrides({
+        "run.frames": len(ref.frames), "run.width": inputs.width, "run.height": inputs.height,
+        "run.fps": float(inputs.fps),
+    })
+    manifest: dict[str, Any] = {
+        "cammimic_version": __version__,
+        "method": "cammimic",
+        "phases": list(phases),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "python": __import__("sys").version.split()[0],
+        "platform": __import__("platform").platform(),
+        "torch": torch.__version__,
+        "device": str(backbone.device),
+        "dtype": str(backbone.dtype).replace("torch.", ""),
+        "seed": run["seed"],
+        "width": inputs.width,
+        "height": inputs.height,
+        "num_frames": len(ref.frames),
+        "fps": inputs.fps,
+        "prompts": texts,
+        "reference": {**ref.metadata(), "sha256": _sha256(reference) if isinstance(reference, (str, Path)) else None},
+        "image": {"path": str(image) if isinstance(image, (str, Path)) else "<array>",
+                  "sha256": _sha256(image) if isinstance(image, (str, Path)) else None},
+        "components": {
+            "backbone": backbone_record | {"weights": backbone.weights, "fingerprint": fingerprint},
+            "motion_estimator": _component_record(host, "motion_estimator", est_name),
+            "guidance": guidance_records,
+        },
+        "layers": {"spatial": len(layers.spatial), "temporal": len(layers.temporal), "pairs": len(layers.pairs),
+                   "file": "lora/layers.json"},
+        "fallbacks": [f.to_json() for f in ref_motion.fallbacks],
+        "valid_fraction": [float(m.mean()) for m in weak.masks],
+    }
+    if trained is not None:
+        last = {st: [r for r in trained.losses if r["stage"] == st] for st in (1, 2)}
+        manifest["finetune"] = {
+            "steps": {"stage1": len(last[1]), "stage2": len(last[2])},
+            "resumed_from": trained.resumed_from,
+            "seconds": round(trained.seconds, 3),
+            "temporal_lora_unchanged_in_stage2": trained.temporal_unchanged_in_stage2,
+            "final": {f"stage{st}": rows[-1] for st, rows in last.items() if rows},
+        }
+    if lora_sources:
+        manifest["lora_sources"] = lora_sources
+    if scored is not None:
+        manifest["camera_score"] = scored.score
+        manifest["camera_score_variant"] = scored.variant
+
+    lora_meta = {"seed": str(run["seed"]), "reference_prompt": texts["reference"], "image_prompt": texts["image"]}
+    with output_directory(output_dir, overwrite=overwrite) as tmp:
+        files = _write(tmp, backbone, ident, lora_meta, layers, trained, lora_sources, ref, weak, output_frames,
+                       ref_motion, out_motion, scored, config, inputs.fps, save_lora)
+        manifest["seconds"] = round(time.perf_counter() - started, 3)
+        (tmp / "run.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+    if do_finetune:
+        shutil.rmtree(checkpoint_dir_for(output_dir), ignore_errors=True)
+    out = Path(output_dir)
+    files = {k: out / v.relative_to(tmp) for k, v in files.items()} | {"run": out / "run.json"}
+    return RunResult(output_dir=out, files=files, camera_score=scored.score if scored else float("nan"),
+                     manifest=manifest)
+
+
+def _write(tmp: Path, backbone, ident, lora_meta, layers, trained, lora_sources, ref, weak, output_frames,
+           ref_motion, out_motion, scored, config, fps, save_lora) -> dict[str, Path]:
+    from cammimic.io import write_video
+    from cammimic.trajectory import plot_trajectories, summarize
+
+    crf = config["output"]["crf"]
+    files: dict[str, Path] = {}
+    lora_dir = tmp / "lora"
+    lora_dir.mkdir()
+    if trained is not None:
+        for name in ("spatial", "temporal"):
+            files[f"{name}_lora"] = save_lora(lora_dir / f"{name}.safetensors", backbone.unet, name, extra=lora_meta,
+                                              **ident)
+        (tmp / "losses.csv").write_text(_losses_csv(trained.losses), encoding="utf-8")
+        files["losses"] = tmp / "losses.csv"
+    else:
+        for name, src in lora_sources.items():
+            dst = lora_dir / f"{name}.safetensors"
+            shutil.copyfile(src["path"], dst)
+            files[f"{name}_lora"] = dst
+    (lora_dir / "layers.json").write_text(json.dumps(layers.to_json(), indent=2) + "\n", encoding="utf-8")
+    files["layers"] = lora_dir / "layers.json"
+    files["weak"] = write_video(tmp / "weak.mp4", weak.frames, fps, crf=crf)
+    motions = {"reference": ref_motion}
+    if output_frames is not None:
+        files["output"] = write_video(tmp / "output.mp4", output_frames, fps, crf=crf)
+        side = np.concatenate([ref.frames, weak.frames, output_frames], axis=2)
+        files["side_by_side"] = write_video(tmp / "side_by_side.mp4", side, fps, crf=crf)
+        if config["output"]["gif"]:
+            files["gif"] = write_video(tmp / "output.gif", output_frames, fps)
+        motions["output"] = out_motion
+        (tmp / "score.json").write_text(json.dumps(scored.to_json(), indent=2) + "\n", encoding="utf-8")
+        files["score"] = tmp / "score.json"
+    files["trajectory"] = plot_trajectories(tmp / "trajectory.png", motions)
+    motion = {k: v.to_json() for k, v in motions.items()}
+    motion["trajectory"] = {k: summarize(v) for k, v in motions.items()}
+    (tmp / "motion.json").write_text(json.dumps(motion, indent=2) + "\n", encoding="utf-8")
+    (tmp / "config.toml").write_text(config.to_toml(), encoding="utf-8")
+    files.update(motion=tmp / "motion.json", config=tmp / "config.toml")
+    return files

@@ -1,0 +1,168 @@
+"""The CamMimic method end to end on a tiny zeroscope-layout model loaded through ``--weights DIR``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import clip, photo
+
+from cammimic.cli import main
+from cammimic.config import tomllib
+from cammimic.io import read_video, write_image, write_video
+
+FAST = ["--frames", "8", "--width", "64", "--height", "64", "--stage1-steps", "4", "--stage2-steps", "3",
+        "--steps", "4", "--spatial-rank", "4", "--temporal-rank", "4", "-q"]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """A reference video of a real photograph under a known pan, and a user image (another photo)."""
+    d = tmp_path_factory.mktemp("inputs")
+    frames, _ = clip("pan", 128, 128, frames=8, name="astronaut")
+    write_video(d / "ref.mp4", frames, 8.0, crf=18)
+    import cv2
+
+    write_image(d / "user.png", cv2.resize(photo("coffee"), (128, 128), interpolation=cv2.INTER_AREA))
+    return d / "ref.mp4", d / "user.png"
+
+
+def cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def run_args(inputs, weights, out, *extra):
+    ref, user = inputs
+    return ["run", ref, user, "--prompt", "a cup of coffee", "--reference-prompt", "an astronaut",
+            "--weights", weights, "-o", out, *FAST, *extra]
+
+
+@pytest.fixture(scope="module")
+def first_run(inputs, tiny_weights, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "first"
+    code = main([str(a) for a in run_args(inputs, tiny_weights, out)])
+    assert code == 0
+    return out
+
+
+def test_a_whole_run_writes_every_artifact(first_run):
+    out = first_run
+    names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert names == {
+        "output.mp4", "weak.mp4", "side_by_side.mp4", "trajectory.png", "score.json", "motion.json", "config.toml",
+        "run.json", "losses.csv", "lora/spatial.safetensors", "lora/temporal.safetensors", "lora/layers.json",
+    }
+    assert read_video(out / "output.mp4").frames.shape == (8, 64, 64, 3)
+    assert read_video(out / "weak.mp4").frames.shape == (8, 64, 64, 3)
+    assert read_video(out / "side_by_side.mp4").frames.shape == (8, 64, 192, 3)  # reference | weak | output
+    assert (out / "trajectory.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    score = json.loads((out / "score.json").read_text())
+    assert np.isfinite(score["camera_score"]) and score["num_frames"] == 8
+
+    losses = (out / "losses.csv").read_text().splitlines()
+    assert losses[0].startswith("stage,step,loss,temporal,spatial,ortho")
+    rows = [r.split(",") for r in losses[1:]]
+    assert [(r[0], r[1]) for r in rows] == [("1", str(i)) for i in range(1, 5)] + [("2", str(i)) for i in range(1, 4)]
+    assert all(np.isfinite(float(r[2])) for r in rows)
+
+    config = tomllib.loads((out / "config.toml").read_text())
+    assert config["run"]["method"] == "cammimic"
+    assert (config["run"]["frames"], config["run"]["width"], config["run"]["height"]) == (8, 64, 64)
+    assert config["finetune"]["stage1_steps"] == 4 and config["sampling"]["steps"] == 4
+    assert config["guidance"] == [{"name": "homography"}]
+
+    run = json.loads((out / "run.json").read_text())
+    assert run["components"]["backbone"]["name"] == "zeroscope"
+    assert run["components"]["backbone"]["plugin"] == "zeroscope" and run["components"]["backbone"]["version"]
+    assert run["components"]["guidance"][0]["name"] == "homography"
+    assert run["prompts"]["reference"] == "an astronaut, camera motion of sks"
+    assert run["prompts"]["sampling"] == "a cup of coffee, camera motion of sks"
+    assert run["finetune"]["temporal_lora_unchanged_in_stage2"] is True
+    assert (run["seed"], run["num_frames"], run["width"], run["height"]) == (0, 8, 64, 64)
+    assert len(run["reference"]["indices"]) == 8 and run["device"] == "cpu" and run["dtype"] == "float32"
+
+    layers = json.loads((out / "lora" / "layers.json").read_text())
+    assert run["layers"]["spatial"] == len(layers["spatial"]) > 0
+    assert run["layers"]["pairs"] == len(layers["pairs"]) == len(layers["spatial"])
+
+    from cammimic.lora import read_lora
+
+    tensors, meta = read_lora(out / "lora" / "temporal.safetensors")
+    assert meta["adapter"] == "temporal" and meta["backbone"] == "zeroscope" and meta["rank"] == "4"
+    assert json.loads(meta["target_layers"]) == layers["temporal"]
+    assert not (out.parent / "first.checkpoints").exists()  # removed once the run succeeded
+
+
+def test_a_run_is_reproducible_with_a_seed(first_run, inputs, tiny_weights, tmp_path, capsys):
+    code, _, err = cli(capsys, *run_args(inputs, tiny_weights, tmp_path / "again"))
+    assert code == 0, err
+    a = read_video(first_run / "output.mp4").frames
+    b = read_video(tmp_path / "again" / "output.mp4").frames
+    assert np.array_equal(a, b)
+    from cammimic.lora import read_lora
+
+    for name in ("spatial", "temporal"):
+        ta, _ = read_lora(first_run / "lora" / f"{name}.safetensors")
+        tb, _ = read_lora(tmp_path / "again" / "lora" / f"{name}.safetensors")
+        assert all(torch.equal(ta[k], tb[k]) for k in ta)
+    assert (first_run / "losses.csv").read_text().split("\n")[1].split(",")[:6] == \
+        (tmp_path / "again" / "losses.csv").read_text().split("\n")[1].split(",")[:6]
+
+    code, _, err = cli(capsys, *run_args(inputs, tiny_weights, tmp_path / "seed1", "--seed", "1"))
+    assert code == 0, err
+    c = read_video(tmp_path / "seed1" / "output.mp4").frames
+    assert np.abs(a.astype(int) - c.astype(int)).mean() > 1.0
+
+
+def test_sample_swaps_loras_between_runs(first_run, inputs, tiny_weights, tmp_path, capsys):
+    """A spatial LoRA of one run with the temporal LoRA of another (the MotionDirector swap)."""
+    args = run_args(inputs, tiny_weights, tmp_path / "other", "--seed", "7")[1:]
+    i = args.index("--steps")
+    del args[i:i + 2]  # a sampling option
+    code, _, err = cli(capsys, "finetune", *args)
+    assert code == 0, err
+    assert not (tmp_path / "other" / "output.mp4").exists() and (tmp_path / "other" / "losses.csv").exists()
+    ref, user = inputs
+    code, _, err = cli(
+        capsys, "sample", ref, user, "--prompt", "a cup of coffee", "--weights", tiny_weights, "-o", tmp_path / "swap",
+        "--spatial-lora", first_run / "lora" / "spatial.safetensors",
+        "--temporal-lora", tmp_path / "other" / "lora" / "temporal.safetensors",
+        "--frames", "8", "--width", "64", "--height", "64", "--steps", "4", "-q",
+    )
+    assert code == 0, err
+    run = json.loads((tmp_path / "swap" / "run.json").read_text())
+    assert run["phases"] == ["sample"]
+    assert run["lora_sources"]["temporal"]["metadata"]["seed"] == "7"
+    assert run["lora_sources"]["spatial"]["metadata"]["seed"] == "0"
+    assert (tmp_path / "swap" / "lora" / "temporal.safetensors").read_bytes() == \
+        (tmp_path / "other" / "lora" / "temporal.safetensors").read_bytes()
+    assert read_video(tmp_path / "swap" / "output.mp4").frames.shape == (8, 64, 64, 3)
+
+    # the run's own LoRAs through --lora give the run's output again
+    code, _, err = cli(capsys, "sample", ref, user, "--prompt", "a cup of coffee", "--weights", tiny_weights,
+                       "-o", tmp_path / "same", "--lora", first_run, "--frames", "8", "--width", "64",
+                       "--height", "64", "--steps", "4", "-q")
+    assert code == 0, err
+    assert np.array_equal(read_video(tmp_path / "same" / "output.mp4").frames,
+                          read_video(first_run / "output.mp4").frames)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--weights", "{tmp}/nowhere"], "nowhere"),
+        (["--width", "72"], "multiples of 16"),
+        (["--backbone", "modelscop"], 'did you mean "modelscope"'),
+    ],
+)
+def test_bad_method_input_is_one_line(inputs, tiny_weights, tmp_path, capsys, extra, message):
+    args = run_args(inputs, tiny_weights, tmp_path / "o") + [a.format(tmp=tmp_path) for a in extra]
+    code, _, err = cli(capsys, *args)
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in err, err
+    assert not (tmp_path / "o").exists()
