@@ -31,11 +31,30 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The main job on the examples: move examples/scene.jpg with the camera of examples/reference.mp4."""
-    session.install("-e", ".")
+    """The main job on the examples: move examples/scene.jpg with the camera of examples/reference.mp4.
+
+    Offline and on any machine it runs the homography method. With CAMMIMIC_WEIGHTS set to
+    zeroscope weights (a local diffusers-layout folder, or a Hub id where the Hub is reachable)
+    it also runs the full CamMimic method (a GPU is strongly advised).
+    """
+    weights = os.environ.get("CAMMIMIC_WEIGHTS")
     out = session.posargs[0] if session.posargs else "out/demo"
+    if weights:
+        session.install(TORCH)
+        session.install("-e", ".[zeroscope]")
+    else:
+        session.install("-e", ".")
     session.run(
         "cammimic", "run", "examples/reference.mp4", "examples/scene.jpg",
         "--method", "homography", "--output", out, "--overwrite", "--gif",
     )
     session.log(f"results in {out}/: output.mp4, output.gif, side_by_side.mp4, trajectory.png, score.json, motion.json, config.toml, run.json")
+    if not weights:
+        session.log("set CAMMIMIC_WEIGHTS=/path/to/zeroscope_v2_576w to also run the full CamMimic method")
+        return
+    session.run(
+        "cammimic", "run", "examples/reference.mp4", "examples/scene.jpg",
+        "--prompt", "an astronaut in a white spacesuit", "--reference-prompt", "a rocket on a launch pad",
+        "--weights", weights, "--output", f"{out}-cammimic", "--overwrite", "--gif",
+    )
+    session.log(f"CamMimic results in {out}-cammimic/: output.mp4, weak.mp4, side_by_side.mp4, lora/, losses.csv, score.json, ...")

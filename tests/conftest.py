@@ -56,8 +56,6 @@ def plugin_host(monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory):
     """A tiny random-weight UNet3D text-to-video model saved in diffusers layout (offline)."""
-    pytest.importorskip("diffusers")
-    pytest.importorskip("transformers")
     from cammimic_unet3d.random_weights import save_components
 
     return save_components(tmp_path_factory.mktemp("tiny-weights"), preset="tiny", seed=0)
