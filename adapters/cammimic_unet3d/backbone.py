@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -201,7 +202,9 @@ class UNet3DAdapter:
                 options["revision"] = revision
         variant = variant if variant is not None else self.variant
         model_options = {**options, **({"variant": variant} if variant else {})}
-        with _translate_errors(self, source, local, options):
+        with _translate_errors(self, source, local, options), warnings.catch_warnings():
+            # diffusers passes huggingface_hub an argument it deprecated; not the user's concern.
+            warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
             components = _load_components(source, dtype, options, model_options)
         unet, vae, text_encoder, tokenizer, scheduler_config = components
         for model in (unet, vae, text_encoder):
@@ -246,7 +249,7 @@ class UNet3DAdapter:
         if _looks_local(text):
             raise CammimicError(
                 f"weights directory {path} does not exist; pass a diffusers-layout directory with "
-                f"{'/ '.join(SUBFOLDERS)}/, or a Hub id such as {self.default_weights}"
+                f"{'/ '.join(SUBFOLDERS)}/, or a Hub id (owner/name)"
             )
         return text, False
 
