@@ -11,7 +11,49 @@ from __future__ import annotations
 import cammimic
 
 __version__ = cammimic.__version__
-__all__ = ["locate_attention_layers"]
+__all__ = ["backbone_factory", "locate_attention_layers"]
+
+
+def backbone_factory(name: str, *, default_weights: str, default_size: tuple[int, int], default_num_frames: int):
+    """The factory a UNet3D backbone plugin registers; its keyword parameters are what the
+    ``[backbone]`` config section may set. Nothing heavy is imported until it is called."""
+
+    def factory(
+        *,
+        weights: str = default_weights,
+        revision: str = "",
+        variant: str = "",
+        torch_dtype: str = "auto",
+        vae_batch_size: int = 8,
+        attention: str = "sdpa",
+    ):
+        from cammimic_unet3d.backbone import UNet3DAdapter
+
+        return UNet3DAdapter(
+            name=name,
+            default_weights=weights,
+            default_size=default_size,
+            default_num_frames=default_num_frames,
+            revision=revision or None,
+            variant=variant or None,
+            torch_dtype=torch_dtype,
+            vae_batch_size=vae_batch_size,
+            attention=attention,
+        )
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = f"""Build the ``{name}`` backbone adapter (nothing is loaded until ``load``).
+
+    Args:
+        weights: Hub id or local diffusers-layout directory (default ``{default_weights}``).
+        revision: Hub revision (branch, tag or commit); ``""`` = the default branch.
+        variant: weights variant such as ``"fp16"``; ``""`` = the full-precision files.
+        torch_dtype: ``"auto"`` (float16 on CUDA, float32 on CPU), ``"float32"``, ``"float16"``
+            or ``"bfloat16"``.
+        vae_batch_size: frames per VAE encode/decode call.
+        attention: ``"sdpa"`` (PyTorch scaled-dot-product attention) or ``"default"``.
+    """
+    return factory
 
 
 @cammimic.hookimpl
