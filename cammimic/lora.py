@@ -577,6 +577,21 @@ def _first_shape_difference(unet, tensors, targets: Sequence[str]) -> str | None
     return None
 
 
+def set_lora_state_dict(unet, adapter: str, tensors, *, source: str) -> None:
+    """Put ``tensors`` (as from :func:`lora_state_dict`) into the injected ``adapter`` group;
+    every LoRA weight of the group must be matched, and nothing else given."""
+    from peft import set_peft_model_state_dict
+
+    result = set_peft_model_state_dict(unet, tensors, adapter_name=adapter)
+    marks = (f".lora_A.{adapter}.", f".lora_B.{adapter}.")
+    missing = [k for k in result.missing_keys if any(m in k for m in marks)]
+    if result.unexpected_keys or missing:
+        raise CammimicError(
+            f"loading {source} left {adapter} LoRA weights unmatched (missing {missing[:2]}, unexpected "
+            f"{list(result.unexpected_keys)[:2]}); it does not fit this model"
+        )
+
+
 def load_lora(
     path: str | os.PathLike,
     unet,
@@ -602,7 +617,6 @@ def load_lora(
     False; call :func:`set_trainable` to train it further); the other group keeps its state.
     """
     import torch
-    from peft import set_peft_model_state_dict
 
     _check_adapter(adapter)
     p = Path(path)
@@ -648,14 +662,7 @@ def load_lora(
         for n, q in unet.named_parameters():
             q.requires_grad_(flags.get(n, False))
 
-    result = set_peft_model_state_dict(unet, tensors, adapter_name=adapter)
-    marks = (f".lora_A.{adapter}.", f".lora_B.{adapter}.")
-    missing = [k for k in result.missing_keys if any(m in k for m in marks)]
-    if result.unexpected_keys or missing:
-        raise CammimicError(
-            f"loading {p} left LoRA weights unmatched (missing {missing[:2]}, unexpected "
-            f"{list(result.unexpected_keys)[:2]}); this is a bug, please report it"
-        )
+    set_lora_state_dict(unet, adapter, tensors, source=str(p))
     set_lora_scale(unet, adapter, 1.0)
     for q in lora_parameters(unet, adapter):
         q.requires_grad_(False)

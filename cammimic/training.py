@@ -129,7 +129,13 @@ def finetune(
     """
     import torch
 
-    from cammimic.lora import lora_parameters, orthogonality_loss, set_trainable
+    from cammimic.lora import (
+        lora_parameters,
+        lora_scales,
+        lora_state_dict,
+        orthogonality_loss,
+        set_trainable,
+    )
 
     s = settings
     if s.stage2 and s.stage2_steps and (image_latents is None or image_embeds is None):
@@ -157,7 +163,7 @@ def finetune(
             where = f" in {checkpoint_dir}" if checkpoint_dir is not None else ""
             raise CammimicError(f"--resume: no checkpoint{where}; run without --resume to start afresh")
         state = _load_checkpoint(ckpt_path, key)
-        _restore_loras(unet, state)
+        _restore_loras(unet, state, ckpt_path)
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         losses = list(state["losses"])
@@ -181,7 +187,7 @@ def finetune(
     def step_stage1(params):
         masked = bool(torch.rand((), generator=generator).item() < s.spatial_mask_probability)
         x, target, t = noisy(ref)
-        with _spatial_off(unet) if masked else nullcontext():
+        with lora_scales(unet, spatial=0.0) if masked else nullcontext():
             loss_t = mse(x, reference_embeds, t, target)
         loss_t.backward()
         frame = int(torch.randint(0, ref.shape[2], (1,), generator=generator).item())
@@ -230,7 +236,7 @@ def finetune(
             opt = torch.optim.Adam(params, lr=s.learning_rate)
             if saved_opt is not None and number == stage and first > 0:
                 opt.load_state_dict(saved_opt)
-            before = _temporal_snapshot(unet) if number == 2 else None
+            before = lora_state_dict(unet, "temporal") if number == 2 else None
             bar = _bar(range(first, total), number, total, first, progress)
             completed = first
             try:
@@ -263,7 +269,7 @@ def finetune(
                     f"{ckpt_path.parent}; run the same command with --resume to continue"
                 ) from None
             if before is not None:
-                after = _temporal_snapshot(unet)
+                after = lora_state_dict(unet, "temporal")
                 temporal_unchanged = all(torch.equal(before[k], after[k]) for k in before)
                 if not temporal_unchanged:  # pragma: no cover - a bug, not a user error
                     raise RuntimeError("the temporal LoRA changed during stage 2; it must stay frozen")
@@ -281,27 +287,6 @@ def _bar(steps, number, total, first, progress):
     from cammimic.progress import progress_bar
 
     return progress_bar(steps, desc=f"stage {number}", disable=not progress, total=total, initial=first)
-
-
-class _spatial_off:
-    """Switch the spatial LoRA off (scale 0) for one pass (random masking)."""
-
-    def __init__(self, unet):
-        from cammimic.lora import lora_scales
-
-        self._ctx = lora_scales(unet, spatial=0.0)
-
-    def __enter__(self):
-        return self._ctx.__enter__()
-
-    def __exit__(self, *exc):
-        return self._ctx.__exit__(*exc)
-
-
-def _temporal_snapshot(unet):
-    from cammimic.lora import lora_state_dict
-
-    return lora_state_dict(unet, "temporal")
 
 
 def _save_checkpoint(path: Path, key, stage, step, unet, opt, generator, losses) -> None:
@@ -344,11 +329,8 @@ def _load_checkpoint(path: Path, key):
     return state
 
 
-def _restore_loras(unet, state) -> None:
-    from peft import set_peft_model_state_dict
+def _restore_loras(unet, state, path) -> None:
+    from cammimic.lora import set_lora_state_dict
 
     for adapter in ("spatial", "temporal"):
-        result = set_peft_model_state_dict(unet, state[adapter], adapter_name=adapter)
-        unexpected = getattr(result, "unexpected_keys", [])
-        if unexpected:
-            raise CammimicError(f"checkpoint does not fit this model: unexpected {adapter} keys {unexpected[:2]}")
+        set_lora_state_dict(unet, adapter, state[adapter], source=f"checkpoint {path}")

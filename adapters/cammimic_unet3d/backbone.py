@@ -18,8 +18,6 @@ Two things diffusers' ``UNet3DConditionModel`` lacks are provided here without f
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import re
 import warnings
@@ -371,10 +369,10 @@ class UNet3DBackbone:
 
     # -- identity ------------------------------------------------------------------------
     def fingerprint(self) -> str:
-        """First 16 hex digits of the sha256 of the UNet config (without ``_`` keys)."""
-        config = {k: v for k, v in dict(self.unet.config).items() if not k.startswith("_")}
-        text = json.dumps(config, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        """The architecture hash LoRA files are checked against (:func:`cammimic.lora.unet_fingerprint`)."""
+        from cammimic.lora import unet_fingerprint
+
+        return unet_fingerprint(self.unet)
 
     # -- text and pixels -----------------------------------------------------------------
     @torch.no_grad()
