@@ -82,6 +82,45 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "layer_norm_eps": 1e-5,
         },
     },
+    # The architecture of the shipped proving-ground model ``mini`` (cammimic_mini): 64x64
+    # frames, a scale-factor-4 VAE (16x16 latents), spatial attention below full resolution.
+    "mini": {
+        "unet": {
+            "sample_size": 16,
+            "in_channels": 4,
+            "out_channels": 4,
+            "down_block_types": ("DownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D"),
+            "up_block_types": ("CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "UpBlock3D"),
+            "block_out_channels": (64, 96, 128),
+            "layers_per_block": 1,
+            "norm_num_groups": 32,
+            "cross_attention_dim": 64,
+            "attention_head_dim": 8,
+        },
+        "vae": {
+            "in_channels": 3,
+            "out_channels": 3,
+            "down_block_types": ("DownEncoderBlock2D",) * 3,
+            "up_block_types": ("UpDecoderBlock2D",) * 3,
+            "block_out_channels": (32, 64, 64),
+            "layers_per_block": 1,
+            "latent_channels": 4,
+            "norm_num_groups": 16,
+            "sample_size": 64,
+            "scaling_factor": 1.0,
+        },
+        "text_encoder": {
+            "vocab_size": _BYTE_VOCAB,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "max_position_embeddings": 77,
+            "hidden_act": "gelu",
+            "projection_dim": 64,
+            "layer_norm_eps": 1e-5,
+        },
+    },
     "zeroscope": {
         "unet": {
             "sample_size": 32,

@@ -1,0 +1,67 @@
+"""cammimic-mini: ``mini``, the project's own small text-to-video model (64x64, 8 frames).
+
+A UNet3D text-to-video model with the same diffusers classes as zeroscope (``UNet3DConditionModel``,
+``AutoencoderKL``, ``CLIPTextModel`` + ``CLIPTokenizer``, zeroscope's noise schedule), trained by
+``python -m cammimic_mini.train`` on clips of scikit-image's photographs under known camera motion
+(docs/mini.md). It is a proving ground for the method and an offline demonstration model, not a
+model for real use: use zeroscope for that.
+
+Its weights ship inside this package (``weights/``) once they pass the competence check of
+``benchmarks/mini.py``; loading goes through ``cammimic_unet3d`` like every UNet3D backbone.
+Importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cammimic_unet3d import backbone_factory
+
+import cammimic
+
+__version__ = cammimic.__version__
+__all__ = ["mini", "register_backbones", "WEIGHTS", "NATIVE_SIZE", "NATIVE_FRAMES"]
+
+#: The shipped bundle (diffusers layout, float16 safetensors).
+WEIGHTS = Path(__file__).parent / "weights"
+NATIVE_SIZE = (64, 64)
+NATIVE_FRAMES = 8
+
+_factory = backbone_factory("mini", default_weights=str(WEIGHTS), default_size=NATIVE_SIZE,
+                            default_num_frames=NATIVE_FRAMES)
+
+
+def mini(*, weights: str = "", revision: str = "", variant: str = "", torch_dtype: str = "auto",
+         vae_batch_size: int = 8, attention: str = "sdpa"):
+    """Build the ``mini`` backbone adapter; ``weights=""`` uses the bundle shipped in the package.
+
+    Args:
+        weights: a local diffusers-layout directory of mini weights (e.g. one written by
+            ``python -m cammimic_mini.train --export DIR``); ``""`` = the shipped bundle.
+        revision, variant: as for the other UNet3D backbones (unused for local folders).
+        torch_dtype: ``"auto"`` (float32 on CPU), ``"float32"``, ``"float16"`` or ``"bfloat16"``.
+        vae_batch_size: frames per VAE encode/decode call.
+        attention: ``"sdpa"`` or ``"default"``.
+    """
+    from cammimic.errors import CammimicError
+
+    if not weights and not (WEIGHTS / "model_index.json").is_file():
+        raise CammimicError(
+            f"the mini backbone's weights are not in this installation ({WEIGHTS}): mini is still being "
+            "trained (docs/mini.md); train it with `python -m cammimic_mini.train` and pass "
+            "--weights DIR, or use --method homography"
+        )
+    return _factory(weights=weights or str(WEIGHTS), revision=revision, variant=variant,
+                    torch_dtype=torch_dtype, vae_batch_size=vae_batch_size, attention=attention)
+
+
+@cammimic.hookimpl
+def register_backbones(register):
+    register(
+        "mini",
+        mini,
+        description="mini: cammimic's own small text-to-video model (UNet3D, 10 M parameters), 64x64, "
+        "8 frames; trained on scikit-image photographs, a proving ground and offline demo (docs/mini.md).",
+        requires=("torch", "diffusers", "transformers"),
+        extra="zeroscope",
+    )

@@ -1,0 +1,431 @@
+"""Train ``mini`` from a seed: the VAE, then the UNet3D and the text encoder, then the bundle.
+
+    python -m cammimic_mini.train --work ~/.cache/cammimic-mini            # train (resumes)
+    python -m cammimic_mini.train --work ~/.cache/cammimic-mini --export adapters/cammimic_mini/weights
+
+Everything is resumable: the work directory keeps the trained VAE, the cached clip latents and
+the latest UNet checkpoint (safetensors + JSON, no pickle); running the same command again
+continues from there, bit-exactly (each step's randomness is drawn from ``seed`` and the step
+number alone). ``--export`` writes the EMA weights in float16 in diffusers layout, the layout
+``cammimic_unet3d`` loads.
+
+Recipe (docs/mini.md has the measured curves and timings):
+
+1. Clips: ``--clips`` random clips of :data:`cammimic_mini.data.TRAIN_PHOTOS` (8 frames, 64x64)
+   under known camera motion with captions naming content and motion.
+2. VAE: an ``AutoencoderKL`` with three blocks (scale factor 4: 64x64 frames -> 16x16 latents),
+   trained on the clips' frames with L1 + an edge (Sobel) term + a small KL term; its
+   ``scaling_factor`` is set to 1 / std of the latents, as Stable Diffusion's was.
+3. Latents of every clip are cached once (posterior mean, the same as ``encode_video``).
+4. UNet3D + CLIP text encoder (byte-level tokenizer): epsilon prediction on zeroscope's noise
+   schedule, min-SNR-5 loss weighting, AdamW with warm-up, EMA of the weights, captions dropped
+   10 % of the time (classifier-free guidance), and 15 % of steps in "image mode" (one frame,
+   temporal modules bypassed, a content-only caption), the pass Phase 1's spatial LoRA trains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["main", "export"]
+
+UNET_CHECKPOINT = "unet-checkpoint"
+LOG_FIELDS = ("step", "loss", "video_loss", "image_loss", "lr", "seconds_per_step", "elapsed")
+
+
+def _log(msg: str) -> None:
+    print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+
+# --- safetensors + JSON state -------------------------------------------------------------------
+
+
+def _save_state(directory: Path, tensors: dict, meta: dict) -> None:
+    """Write tensors and JSON atomically: a crash never leaves a half checkpoint behind."""
+    from safetensors.torch import save_file
+
+    tmp = directory.with_name(directory.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / "state.safetensors"))
+    (tmp / "state.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    old = directory.with_name(directory.name + ".old")
+    if directory.exists():
+        directory.rename(old)
+    tmp.rename(directory)
+    if old.exists():
+        import shutil
+
+        shutil.rmtree(old)
+
+
+def _load_state(directory: Path):
+    from safetensors.torch import load_file
+
+    return load_file(str(directory / "state.safetensors")), json.loads((directory / "state.json").read_text())
+
+
+def _optimizer_tensors(opt, prefix: str) -> tuple[dict, dict]:
+    state = opt.state_dict()
+    tensors = {}
+    for idx, st in state["state"].items():
+        for k, v in st.items():
+            tensors[f"{prefix}.{idx}.{k}"] = v if hasattr(v, "dim") else __import__("torch").tensor(v)
+    return tensors, {"param_groups": state["param_groups"]}
+
+
+def _restore_optimizer(opt, tensors: dict, meta: dict, prefix: str) -> None:
+    state: dict = {}
+    for key, v in tensors.items():
+        if not key.startswith(prefix + "."):
+            continue
+        _, idx, name = key.split(".", 2)
+        state.setdefault(int(idx), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+# --- models ------------------------------------------------------------------------------------------
+
+
+def build(seed: int):
+    """Random-weight mini components (the ``mini`` preset of ``cammimic_unet3d.random_weights``)."""
+    from cammimic_unet3d.random_weights import build_components
+
+    return build_components("mini", seed=seed)
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+# --- stage 1: clips ----------------------------------------------------------------------------------
+
+
+def clips(work: Path, count: int, seed: int):
+    """The training clips, made once and kept in ``work/clips.npz``."""
+    from cammimic_mini.data import make_dataset
+
+    path = work / "clips.npz"
+    if path.is_file():
+        data = np.load(path, allow_pickle=False)
+        if len(data["videos"]) == count:
+            return data["videos"], [str(c) for c in data["captions"]], [str(c) for c in data["contents"]]
+    _log(f"rendering {count} clips")
+    videos, captions, _ = make_dataset(count, seed)
+    contents = [c.split(", the camera")[0] for c in captions]
+    tmp = work / "clips.tmp.npz"
+    np.savez(tmp, videos=videos, captions=np.array(captions), contents=np.array(contents))
+    os.replace(tmp, path)
+    return videos, captions, contents
+
+
+# --- stage 2: the VAE --------------------------------------------------------------------------------
+
+
+def _sobel(x):
+    import torch
+
+    kx = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]], device=x.device).view(1, 1, 3, 3)
+    g = x.mean(1, keepdim=True)
+    return torch.cat([torch.nn.functional.conv2d(g, kx, padding=1),
+                      torch.nn.functional.conv2d(g, kx.transpose(2, 3), padding=1)], 1)
+
+
+def train_vae(work: Path, videos: np.ndarray, *, steps: int, seed: int, device, batch: int = 16):
+    """Train the AutoencoderKL on the clips' frames; returns it with its scaling factor set."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    final = work / "vae"
+    if (final / "config.json").is_file():
+        return AutoencoderKL.from_pretrained(final).to(device)
+    vae = build(seed)["vae"].to(device).train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
+    ckpt = work / "vae-checkpoint"
+    start = 0
+    if ckpt.is_dir():
+        tensors, meta = _load_state(ckpt)
+        vae.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        _restore_optimizer(opt, tensors, meta, "opt")
+        start = meta["step"]
+        _log(f"VAE: resuming at step {start}")
+    frames = videos.reshape(-1, *videos.shape[2:])
+    log = (work / "vae-log.csv").open("a", encoding="utf-8")
+    t0 = time.perf_counter()
+    for step in range(start, steps):
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        idx = torch.randint(0, len(frames), (batch,), generator=g).numpy()
+        x = torch.from_numpy(frames[idx]).permute(0, 3, 1, 2).float().to(device) / 127.5 - 1
+        lr = 1e-3 * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        post = vae.encode(x).latent_dist
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=g).to(device)
+        y = vae.decode(z).sample
+        rec = (y - x).abs().mean()
+        edge = (_sobel(y) - _sobel(x)).abs().mean()
+        kl = post.kl().mean() / x[0].numel()
+        loss = rec + 0.5 * edge + 1e-4 * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        if (step + 1) % 25 == 0:
+            log.write(f"{step + 1},{rec.item():.5f},{edge.item():.5f},{kl.item():.5f},{time.perf_counter() - t0:.1f}\n")
+            log.flush()
+        if (step + 1) % 100 == 0:
+            _log(f"VAE step {step + 1}/{steps}: L1 {rec.item():.4f} edge {edge.item():.4f} kl {kl.item():.3f}")
+        if (step + 1) % 500 == 0 or step + 1 == steps:
+            tensors, meta = _optimizer_tensors(opt, "opt")
+            tensors.update({f"model.{k}": v for k, v in vae.state_dict().items()})
+            _save_state(ckpt, tensors, {**meta, "step": step + 1})
+    log.close()
+    vae.eval()
+    with torch.no_grad():  # Stable Diffusion's recipe: scale latents to unit variance
+        idx = np.random.default_rng(seed).choice(len(frames), min(2048, len(frames)), replace=False)
+        zs = []
+        for i in range(0, len(idx), 256):
+            x = torch.from_numpy(frames[idx[i:i + 256]]).permute(0, 3, 1, 2).float().to(device) / 127.5 - 1
+            zs.append(vae.encode(x).latent_dist.mean)
+        std = float(torch.cat(zs).std())
+    vae.register_to_config(scaling_factor=round(1.0 / std, 5))
+    vae.save_pretrained(final)
+    _log(f"VAE done: scaling factor {vae.config.scaling_factor}")
+    return vae
+
+
+def cache_latents(work: Path, vae, videos: np.ndarray, device):
+    """Latents ``(N, C, T, h, w)`` of every clip, scaled, in float16; cached in ``work/latents.npy``."""
+    import torch
+
+    path = work / "latents.npy"
+    if path.is_file():
+        lat = np.load(path, allow_pickle=False)
+        if len(lat) == len(videos):
+            return lat
+    _log("encoding the clips")
+    n, t = videos.shape[:2]
+    out = None
+    with torch.no_grad():
+        for i in range(0, n, 32):
+            v = videos[i:i + 32]
+            x = torch.from_numpy(v.reshape(-1, *v.shape[2:])).permute(0, 3, 1, 2).float().to(device) / 127.5 - 1
+            z = vae.encode(x).latent_dist.mean * vae.config.scaling_factor
+            z = z.reshape(len(v), t, *z.shape[1:]).permute(0, 2, 1, 3, 4).cpu().numpy().astype(np.float16)
+            if out is None:
+                out = np.empty((n, *z.shape[1:]), np.float16)
+            out[i:i + len(v)] = z
+    np.save(work / "latents.tmp.npy", out)
+    os.replace(work / "latents.tmp.npy", path)
+    return out
+
+
+# --- stage 3: the UNet and the text encoder ----------------------------------------------------------
+
+
+def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: list[str], *, steps: int,
+               seed: int, device, batch: int, lr: float = 4e-4, warmup: int = 500, ema_decay: float = 0.999,
+               image_fraction: float = 0.15, drop_caption: float = 0.1, snr_gamma: float = 5.0,
+               checkpoint_every: int = 200):
+    """Train the UNet3D and text encoder on cached latents; resumes from ``work/unet-checkpoint``."""
+    import copy
+
+    import torch
+    from diffusers import DDPMScheduler
+
+    from cammimic_unet3d.backbone import UNet3DBackbone
+
+    parts = build(seed)
+    unet, text, tok = parts["unet"].to(device), parts["text_encoder"].to(device), parts["tokenizer"]
+    sched = DDPMScheduler.from_config(parts["scheduler"].config)
+    ema_unet, ema_text = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(text).requires_grad_(False)
+    params = [*unet.parameters(), *text.parameters()]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    ckpt = work / UNET_CHECKPOINT
+    start = 0
+    if ckpt.is_dir():
+        tensors, meta = _load_state(ckpt)
+        for prefix, model in (("unet.", unet), ("text.", text), ("ema_unet.", ema_unet), ("ema_text.", ema_text)):
+            model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        _restore_optimizer(opt, tensors, meta, "opt")
+        start = meta["step"]
+        _log(f"UNet: resuming at step {start}")
+    # The backbone wrapper gives the trainer the same temporal bypass Phase 1 uses.
+    wrapper = UNet3DBackbone(name="mini", weights=str(work), device=device, dtype=torch.float32, unet=unet,
+                             vae=None, text_encoder=text, tokenizer=tok, scheduler_config=dict(sched.config),
+                             vae_scale_factor=4, latent_channels=int(latents.shape[1]))
+    ids_cache: dict[str, torch.Tensor] = {}
+
+    def token_ids(texts):
+        missing = [t for t in texts if t not in ids_cache]
+        if missing:
+            enc = tok(missing, padding="max_length", max_length=tok.model_max_length, truncation=True,
+                      return_tensors="pt").input_ids
+            ids_cache.update(dict(zip(missing, enc)))
+        return torch.stack([ids_cache[t] for t in texts]).to(device)
+
+    alphas = sched.alphas_cumprod.to(device)
+    log_path = work / "unet-log.csv"
+    if not log_path.is_file():
+        log_path.write_text(",".join(LOG_FIELDS) + "\n", encoding="utf-8")
+    t_start = time.perf_counter()
+    elapsed0 = (_load_state(ckpt)[1].get("elapsed", 0.0)) if ckpt.is_dir() else 0.0
+    window: list[tuple[float, float | None, float | None]] = []
+    unet.train()
+    text.train()
+    last = time.perf_counter()
+    for step in range(start, steps):
+        g = torch.Generator().manual_seed(seed * 1_000_003 + 7919 * step + 1)
+        image_mode = bool(torch.rand((), generator=g) < image_fraction)
+        idx = torch.randint(0, len(latents), (batch,), generator=g).numpy()
+        x0 = torch.from_numpy(latents[idx].astype(np.float32)).to(device)
+        if image_mode:
+            frame = torch.randint(0, x0.shape[2], (batch,), generator=g)
+            x0 = x0[torch.arange(batch), :, frame][:, :, None]
+            texts = [contents[i] for i in idx]
+        else:
+            texts = [captions[i] for i in idx]
+        drop = torch.rand(batch, generator=g) < drop_caption
+        texts = ["" if d else t for t, d in zip(texts, drop.tolist())]
+        noise = torch.randn(x0.shape, generator=g).to(device)
+        t = torch.randint(0, sched.config.num_train_timesteps, (batch,), generator=g).to(device)
+        xt = sched.add_noise(x0, noise, t)
+        lr_now = lr * min(1.0, (step + 1) / warmup)
+        for group in opt.param_groups:
+            group["lr"] = lr_now
+        emb = text(token_ids(texts))[0]
+        if image_mode:
+            with wrapper.temporal_bypass():
+                pred = unet(xt, t, encoder_hidden_states=emb).sample
+        else:
+            pred = unet(xt, t, encoder_hidden_states=emb).sample
+        snr = alphas[t] / (1 - alphas[t])
+        weight = torch.clamp(snr, max=snr_gamma) / snr  # min-SNR-γ for epsilon prediction
+        per = ((pred - noise) ** 2).mean(dim=(1, 2, 3, 4))
+        loss = (weight * per).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        decay = min(ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for ema, model in ((ema_unet, unet), (ema_text, text)):
+                for pe, p in zip(ema.parameters(), model.parameters()):
+                    pe.lerp_(p, 1 - decay)
+        plain = float(per.detach().mean())
+        window.append((plain, None if image_mode else plain, plain if image_mode else None))
+        if (step + 1) % 25 == 0:
+            now = time.perf_counter()
+            vids = [w[1] for w in window if w[1] is not None]
+            imgs = [w[2] for w in window if w[2] is not None]
+            row = [step + 1, np.mean([w[0] for w in window]), np.mean(vids) if vids else "",
+                   np.mean(imgs) if imgs else "", lr_now, (now - last) / len(window),
+                   elapsed0 + now - t_start]
+            with log_path.open("a", encoding="utf-8") as f:
+                f.write(",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row) + "\n")
+            last, window = now, []
+            if (step + 1) % 100 == 0:
+                _log(f"UNet step {step + 1}/{steps}: loss {row[1]:.4f} ({row[5]:.2f} s/step)")
+        if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
+            tensors, meta = _optimizer_tensors(opt, "opt")
+            for prefix, model in (("unet.", unet), ("text.", text), ("ema_unet.", ema_unet), ("ema_text.", ema_text)):
+                tensors.update({prefix + k: v for k, v in model.state_dict().items()})
+            _save_state(ckpt, tensors, {**meta, "step": step + 1, "seed": seed, "batch": batch, "lr": lr,
+                                        "elapsed": elapsed0 + time.perf_counter() - t_start})
+
+
+# --- the bundle ----------------------------------------------------------------------------------------
+
+
+def export(work: Path, out: Path, *, seed: int = 0, ema: bool = True) -> Path:
+    """Write the diffusers-layout bundle (float16 safetensors) from the latest checkpoint."""
+    import diffusers
+    import torch
+    from diffusers import AutoencoderKL
+
+    parts = build(seed)
+    tensors, meta = _load_state(work / UNET_CHECKPOINT)
+    prefix = ("ema_" if ema else "")
+    for name, model in (("unet", parts["unet"]), ("text", parts["text_encoder"])):
+        p = f"{prefix}{name}."
+        model.load_state_dict({k[len(p):]: v for k, v in tensors.items() if k.startswith(p)})
+    vae = AutoencoderKL.from_pretrained(work / "vae")
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    for name, model in (("unet", parts["unet"]), ("vae", vae), ("text_encoder", parts["text_encoder"])):
+        model.to(torch.float16).save_pretrained(tmp / name, safe_serialization=True)
+    parts["tokenizer"].save_pretrained(tmp / "tokenizer")
+    parts["scheduler"].save_pretrained(tmp / "scheduler")
+    index = {
+        "_class_name": "TextToVideoSDPipeline",
+        "_diffusers_version": diffusers.__version__,
+        "_cammimic_mini": {"unet_steps": meta["step"], "seed": seed, "ema": ema,
+                           "train_seconds": round(meta.get("elapsed", 0.0)), "batch": meta.get("batch")},
+        "scheduler": ["diffusers", "DDIMScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet3DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+    (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m cammimic_mini.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--work", type=Path, default=Path("~/.cache/cammimic-mini").expanduser(),
+                   help="working directory: clips, VAE, latents, checkpoints, logs (resumed from)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clips", type=int, default=6000)
+    p.add_argument("--vae-steps", type=int, default=1500)
+    p.add_argument("--unet-steps", type=int, default=30000)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--export", type=Path, default=None, metavar="DIR",
+                   help="write the float16 bundle from the latest checkpoint to DIR and exit")
+    args = p.parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    work = args.work.expanduser()
+    if args.export is not None:
+        print(export(work, args.export, seed=args.seed))
+        return 0
+    work.mkdir(parents=True, exist_ok=True)
+    device = _device(args.device)
+    _log(f"training mini in {work} on {device} ({torch.get_num_threads()} threads)")
+    videos, captions, contents = clips(work, args.clips, args.seed)
+    vae = train_vae(work, videos, steps=args.vae_steps, seed=args.seed, device=device)
+    vae.eval().requires_grad_(False)
+    latents = cache_latents(work, vae, videos, device)
+    del videos
+    train_unet(work, latents, captions, contents, steps=args.unet_steps, seed=args.seed, device=device,
+               batch=args.batch, lr=args.lr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
