@@ -94,11 +94,11 @@ def _restore_optimizer(opt, tensors: dict, meta: dict, prefix: str) -> None:
 # --- models ------------------------------------------------------------------------------------------
 
 
-def build(seed: int):
-    """Random-weight mini components (the ``mini`` preset of ``cammimic_unet3d.random_weights``)."""
+def build(seed: int, preset: str = "mini"):
+    """Random-weight components of a ``cammimic_unet3d.random_weights`` preset (``mini``; tests use ``tiny``)."""
     from cammimic_unet3d.random_weights import build_components
 
-    return build_components("mini", seed=seed)
+    return build_components(preset, seed=seed)
 
 
 def _device(name: str):
@@ -237,7 +237,7 @@ def cache_latents(work: Path, vae, videos: np.ndarray, device):
 def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: list[str], *, steps: int,
                seed: int, device, batch: int, lr: float = 4e-4, warmup: int = 500, ema_decay: float = 0.999,
                image_fraction: float = 0.15, drop_caption: float = 0.1, snr_gamma: float = 5.0,
-               checkpoint_every: int = 200):
+               checkpoint_every: int = 200, preset: str = "mini"):
     """Train the UNet3D and text encoder on cached latents; resumes from ``work/unet-checkpoint``."""
     import copy
 
@@ -246,7 +246,8 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
 
     from cammimic_unet3d.backbone import UNet3DBackbone
 
-    parts = build(seed)
+    work.mkdir(parents=True, exist_ok=True)
+    parts = build(seed, preset)
     unet, text, tok = parts["unet"].to(device), parts["text_encoder"].to(device), parts["tokenizer"]
     sched = DDPMScheduler.from_config(parts["scheduler"].config)
     ema_unet, ema_text = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(text).requires_grad_(False)
@@ -287,6 +288,7 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
     last = time.perf_counter()
     for step in range(start, steps):
         g = torch.Generator().manual_seed(seed * 1_000_003 + 7919 * step + 1)
+        torch.manual_seed(seed * 1_000_003 + 7919 * step + 2)  # the temporal convs' dropout (p = 0.1)
         image_mode = bool(torch.rand((), generator=g) < image_fraction)
         idx = torch.randint(0, len(latents), (batch,), generator=g).numpy()
         x0 = torch.from_numpy(latents[idx].astype(np.float32)).to(device)
@@ -348,13 +350,13 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
 # --- the bundle ----------------------------------------------------------------------------------------
 
 
-def export(work: Path, out: Path, *, seed: int = 0, ema: bool = True) -> Path:
+def export(work: Path, out: Path, *, seed: int = 0, ema: bool = True, preset: str = "mini") -> Path:
     """Write the diffusers-layout bundle (float16 safetensors) from the latest checkpoint."""
     import diffusers
     import torch
     from diffusers import AutoencoderKL
 
-    parts = build(seed)
+    parts = build(seed, preset)
     tensors, meta = _load_state(work / UNET_CHECKPOINT)
     prefix = ("ema_" if ema else "")
     for name, model in (("unet", parts["unet"]), ("text", parts["text_encoder"])):

@@ -1,0 +1,72 @@
+"""Is a camera-motion video moving the way its phrase says? (mini's competence check)
+
+The motion of a clip is read from its frame-to-frame homographies as the cumulative pan, tilt,
+zoom and roll of :func:`cammimic.trajectory.summarize` over the clip, and compared with the
+signs a motion phrase implies (:data:`cammimic_mini.data.MOTIONS`): "pans left" means the
+cumulative pan is below ``-PAN`` (the camera turns left), "zooms in" a cumulative zoom above
+``exp(ZOOM)``, "is static" every component within its threshold.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["THRESHOLDS", "expected", "observed", "matches", "estimate_upsampled"]
+
+#: Smallest cumulative move that counts, over an 8-frame clip: pan and tilt in half short
+#: sides (a slow pan in the training data moves 0.28), zoom as |log scale| (slow: 0.14),
+#: roll in degrees (slow: 10.5).
+THRESHOLDS = {"pan": 0.1, "tilt": 0.1, "zoom": 0.05, "roll": 4.0}
+
+#: phrase part -> (component, sign) in the conventions of cammimic.trajectory.
+_SIGNS = {
+    "pans left": ("pan", -1), "pans right": ("pan", 1),
+    "tilts up": ("tilt", 1), "tilts down": ("tilt", -1),
+    "zooms in": ("zoom", 1), "zooms out": ("zoom", -1),
+    "rolls clockwise": ("roll", -1), "rolls counterclockwise": ("roll", 1),
+}
+
+
+def expected(phrase: str) -> dict[str, int]:
+    """Component -> sign a phrase implies; ``{}`` for "is static"."""
+    out = {}
+    for part in phrase.split(" and "):
+        part = part.strip()
+        if part != "is static":
+            comp, sign = _SIGNS[part]
+            out[comp] = sign
+    return out
+
+
+def observed(motion) -> dict[str, int]:
+    """Component -> sign (-1, 0, 1) of a motion's cumulative pan, tilt, zoom, roll."""
+    from cammimic.trajectory import summarize
+
+    cum = summarize(motion)["cumulative"]
+    values = {"pan": cum["pan"][-1], "tilt": cum["tilt"][-1], "zoom": math.log(max(cum["zoom"][-1], 1e-6)),
+              "roll": cum["roll"][-1]}
+    return {k: (0 if abs(v) < THRESHOLDS[k] else int(np.sign(v))) for k, v in values.items()}
+
+
+def matches(phrase: str, motion) -> bool:
+    """The phrase's components have the right sign; for "is static", nothing moves."""
+    want, got = expected(phrase), observed(motion)
+    if not want:
+        return all(v == 0 for v in got.values())
+    return all(got[k] == s for k, s in want.items())
+
+
+def estimate_upsampled(estimator, frames: np.ndarray, factor: int = 4):
+    """Estimate on frames enlarged ``factor`` times (SIFT needs more than 64 px), reported at
+    the frames' own size: the homographies are conjugated back by the scale."""
+    import attrs
+    import cv2
+
+    from cammimic.homography import rescale
+
+    t, h, w = frames.shape[:3]
+    big = np.stack([cv2.resize(f, (w * factor, h * factor), interpolation=cv2.INTER_CUBIC) for f in frames])
+    m = estimator.estimate(big)
+    return attrs.evolve(m, homographies=rescale(m.homographies, (w * factor, h * factor), (w, h)), width=w, height=h)
