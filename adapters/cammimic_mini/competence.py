@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-__all__ = ["THRESHOLDS", "expected", "observed", "matches", "estimate_upsampled"]
+__all__ = ["THRESHOLDS", "expected", "observed", "matches", "shows", "estimate_upsampled"]
 
 #: Smallest cumulative move that counts, over an 8-frame clip: pan and tilt in half short
 #: sides (a slow pan in the training data moves 0.28), zoom as |log scale| (slow: 0.14),
@@ -56,6 +56,13 @@ def matches(phrase: str, motion) -> bool:
     if not want:
         return all(v == 0 for v in got.values())
     return all(got[k] == s for k, s in want.items())
+
+
+def shows(phrase: str, motion, max_fallback_share: float = 0.15) -> bool:
+    """:func:`matches`, counted only when the estimator could read the clip: a clip whose pairs
+    fell back (to the identity) would otherwise pass as "is static" and fail every move."""
+    pairs = max(motion.num_frames - 1, 1)
+    return len(motion.fallbacks) <= max_fallback_share * pairs and matches(phrase, motion)
 
 
 def estimate_upsampled(estimator, frames: np.ndarray, factor: int = 4):
