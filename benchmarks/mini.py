@@ -27,15 +27,15 @@ CONTENTS = ("a rocket on a launch pad", "galaxies in deep space", "a brick wall"
 
 
 def main(argv=None) -> int:
-    import torch
-
     import cammimic_mini
+    import torch
+    from cammimic_mini import competence, data
+    from cammimic_unet3d.backbone import UNet3DAdapter
+
     from cammimic.api import score_motions
     from cammimic.motion import MotionEstimate
     from cammimic.plugins import get_host
     from cammimic.sampling import sample
-    from cammimic_mini import competence, data
-    from cammimic_unet3d.backbone import UNet3DAdapter
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", default=str(cammimic_mini.WEIGHTS))

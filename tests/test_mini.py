@@ -108,9 +108,8 @@ def test_trainer_resumes_bit_exactly(tmp_path):
 def test_exported_bundle_loads_through_the_mini_plugin(tmp_path, plugin_host):
     """The export is float16 safetensors in diffusers layout; `--backbone mini --weights DIR` loads it."""
     import torch
-    from safetensors import safe_open
-
     from cammimic_mini.train import build, export
+    from safetensors import safe_open
 
     work = tmp_path / "work"
     _train(work, 1)
@@ -133,6 +132,7 @@ def test_missing_shipped_weights_is_one_line(monkeypatch, tmp_path, capsys):
     from pathlib import Path
 
     import cammimic_mini
+
     from cammimic.cli import main
 
     examples = Path(__file__).resolve().parents[1] / "examples"
@@ -149,9 +149,9 @@ def test_missing_shipped_weights_is_one_line(monkeypatch, tmp_path, capsys):
 def test_shipped_mini_pans_left_when_asked(estimator):
     """The shipped model's "pans left" sample moves the camera left by the estimator."""
     import cammimic_mini
-    from cammimic.sampling import sample
-
     from cammimic_unet3d.backbone import UNet3DAdapter
+
+    from cammimic.sampling import sample
 
     adapter = UNet3DAdapter(name="mini", default_weights=str(cammimic_mini.WEIGHTS), default_size=(64, 64),
                             default_num_frames=8)

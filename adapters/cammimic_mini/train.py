@@ -242,9 +242,8 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
     import copy
 
     import torch
-    from diffusers import DDPMScheduler
-
     from cammimic_unet3d.backbone import UNet3DBackbone
+    from diffusers import DDPMScheduler
 
     work.mkdir(parents=True, exist_ok=True)
     parts = build(seed, preset)
