@@ -42,8 +42,12 @@ def demo(session: nox.Session) -> None:
     """
     weights = os.environ.get("CAMMIMIC_WEIGHTS")
     out = session.posargs[0] if session.posargs else "out/demo"
-    session.install(TORCH)
-    session.install("-e", ".[zeroscope]")
+    shipped = Path("adapters/cammimic_mini/weights/model_index.json").is_file()
+    if weights or shipped:
+        session.install(TORCH)
+        session.install("-e", ".[zeroscope]")
+    else:
+        session.install("-e", ".")
     session.run(
         "cammimic", "run", "examples/reference.mp4", "examples/scene.jpg",
         "--method", "homography", "--output", out, "--overwrite", "--gif",
@@ -55,7 +59,6 @@ def demo(session: nox.Session) -> None:
                     "--weights", weights, "--output", f"{out}-cammimic", "--overwrite", "--gif")
         session.log(f"CamMimic results in {out}-cammimic/: output.mp4, weak.mp4, side_by_side.mp4, lora/, losses.csv, score.json, ...")
         return
-    shipped = Path("adapters/cammimic_mini/weights/model_index.json").is_file()
     if not shipped:
         session.log("the full CamMimic method needs a text-to-video model: mini's weights are not shipped yet "
                     "(still training, docs/mini.md); set CAMMIMIC_WEIGHTS=/path/to/zeroscope_v2_576w to run it on zeroscope")

@@ -392,6 +392,40 @@ def export(work: Path, out: Path, *, seed: int = 0, ema: bool = True, preset: st
     return out
 
 
+def plot(work: Path, out: Path) -> Path:
+    """Loss curves of the VAE and the UNet (from the work directory's logs) as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), constrained_layout=True)
+    vae = work / "vae-log.csv"
+    if vae.is_file() and vae.stat().st_size:
+        v = np.loadtxt(vae, delimiter=",", ndmin=2)
+        axes[0].plot(v[:, 0], v[:, 1], label="L1")
+        axes[0].plot(v[:, 0], v[:, 2], label="edge (Sobel L1)")
+        axes[0].legend()
+    axes[0].set(title="VAE", xlabel="step", ylabel="loss")
+    unet = work / "unet-log.csv"
+    if unet.is_file():
+        import csv
+
+        rows = list(csv.DictReader(unet.open(encoding="utf-8")))
+        if rows:
+            steps = [int(r["step"]) for r in rows]
+            axes[1].plot(steps, [float(r["loss"]) for r in rows], label="all (MSE)")
+            vids = [(int(r["step"]), float(r["video_loss"])) for r in rows if r["video_loss"]]
+            axes[1].plot(*zip(*vids), alpha=0.7, label="clips")
+            axes[1].legend()
+    axes[1].set(title="UNet3D (noise MSE per 25 steps)", xlabel="step", yscale="log")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m cammimic_mini.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--work", type=Path, default=Path("~/.cache/cammimic-mini").expanduser(),
@@ -406,7 +440,11 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--export", type=Path, default=None, metavar="DIR",
                    help="write the float16 bundle from the latest checkpoint to DIR and exit")
+    p.add_argument("--plot", type=Path, default=None, metavar="PNG", help="plot the loss curves to PNG and exit")
     args = p.parse_args(argv)
+    if args.plot is not None:
+        print(plot(args.work.expanduser(), args.plot))
+        return 0
     import torch
 
     if args.threads:
