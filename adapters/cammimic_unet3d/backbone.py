@@ -343,6 +343,26 @@ def _identity_forward(module: torch.nn.Module):
     return forward
 
 
+def _lora_scales(module: torch.nn.Module) -> list[tuple[Any, str, float]]:
+    """``(layer, adapter, scaling)`` of every peft LoRA layer in ``module``, as they are now."""
+    from peft.tuners.lora import LoraLayer
+
+    return [(m, a, v) for m in module.modules() if isinstance(m, LoraLayer) for a, v in m.scaling.items()]
+
+
+@contextlib.contextmanager
+def _restored_lora_scales(scales: list[tuple[Any, str, float]]):
+    """Run with the LoRA scales of ``scales``, then put back the ones in force before."""
+    now = [(m, a, m.scaling[a]) for m, a, _ in scales]
+    for m, a, v in scales:
+        m.scaling[a] = v
+    try:
+        yield
+    finally:
+        for m, a, v in now:
+            m.scaling[a] = v
+
+
 @attrs.define(eq=False)
 class UNet3DBackbone:
     """A loaded UNet3D text-to-video model; implements :class:`cammimic.components.Backbone`.
@@ -475,8 +495,9 @@ class UNet3DBackbone:
         """Recompute each down/mid/up block's activations in the backward pass.
 
         Active only while gradients are enabled (training); inference is unchanged. A block
-        that ran inside :meth:`temporal_bypass` is recomputed bypassed too, even if the
-        backward pass runs after the ``with`` block ends.
+        that ran inside :meth:`temporal_bypass` is recomputed bypassed too, and with the LoRA
+        scales it ran with (e.g. the spatial LoRA masked off), even if the backward pass runs
+        after the ``with`` block that set them has ended.
         """
         mid = [self.unet.mid_block] if self.unet.mid_block is not None else []
         blocks = [*self.unet.down_blocks, *mid, *self.unet.up_blocks]
@@ -484,7 +505,7 @@ class UNet3DBackbone:
             for block in blocks:
                 if block not in self._checkpointed:
                     self._checkpointed[block] = block.__dict__.get("forward", _MISSING)
-                    block.forward = self._checkpointed_forward(block.forward)
+                    block.forward = self._checkpointed_forward(block, block.forward)
         else:
             for block, forward in self._checkpointed.items():
                 if forward is _MISSING:
@@ -493,16 +514,17 @@ class UNet3DBackbone:
                     block.forward = forward
             self._checkpointed.clear()
 
-    def _checkpointed_forward(self, forward):
+    def _checkpointed_forward(self, block, forward):
         from torch.utils.checkpoint import checkpoint
 
         def wrapped(*args, **kwargs):
             if not torch.is_grad_enabled():
                 return forward(*args, **kwargs)
             bypassed = self._bypassed
+            scales = _lora_scales(block)  # e.g. the spatial LoRA switched off for a masked step
 
-            def run(*a, **k):  # the recomputation must see the same temporal state
-                with self._temporal_state(bypassed):
+            def run(*a, **k):  # the recomputation must see the same temporal state and LoRA scales
+                with self._temporal_state(bypassed), _restored_lora_scales(scales):
                     return forward(*a, **k)
 
             return checkpoint(run, *args, use_reentrant=False, **kwargs)
