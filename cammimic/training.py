@@ -65,7 +65,7 @@ from cammimic.errors import CammimicError
 
 __all__ = [
     "FinetuneSettings", "FinetuneResult", "TrainingInterrupted", "TrainingDiverged", "finetune",
-    "CHECKPOINT_NAME", "CHECKPOINT_MARKER", "LOSS_FIELDS", "mixed_precision",
+    "CHECKPOINT_NAME", "CHECKPOINT_MARKER", "LOSS_FIELDS", "mixed_precision", "prepare_checkpoint_dir",
 ]
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -88,8 +88,10 @@ class FinetuneSettings:
     temporal_debias: bool = False  #: add MotionDirector's appearance-debiased temporal loss
     stage2: bool = True  #: False = the "no USC" ablation
     orthogonality: bool = True  #: False = the "no ORTHO" ablation
-    orthogonality_weight: float = 0.1  #: λ
-    orthogonality_definition: str = "cosine"
+    #: λ; with ``subspace`` ‖∇(λ·L_ortho)‖/‖∇L_spatial‖ ≈ 0.2–0.4 at zeroscope's widths
+    #: (benchmarks/orthogonality.py, docs/method.md)
+    orthogonality_weight: float = 0.4
+    orthogonality_definition: str = "subspace"
     max_grad_norm: float = 1.0  #: per LoRA group; 0 = no clipping
     checkpoint_every: int = 50  #: 0 = only at the end of a stage and when interrupted
     gradient_checkpointing: bool = False
@@ -617,9 +619,9 @@ def _save_checkpoint(path: Path, key, boundary, unet, scaler, losses, last_saved
         "scaler": scaler.state_dict() if scaler is not None else None,
     }
     data = save_tensors(tensors, metadata={"cammimic": json.dumps(meta, allow_nan=True)})
-    path.parent.mkdir(parents=True, exist_ok=True)  # made by _prepare_checkpoint_dir when possible
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
+        prepare_checkpoint_dir(path.parent)
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
