@@ -166,7 +166,7 @@ def test_half_precision_gradients_agree_with_float32(load, plugin_host, monkeypa
 
 def test_gradient_checkpointing_leaves_the_loras_unchanged(load, plugin_host, data):
     """Masked steps (spatial LoRA off for the all-frame pass) recompute with the same scales."""
-    settings = FinetuneSettings(stage1_steps=4, stage2_steps=2, spatial_mask_probability=0.5, seed=2,
+    settings = FinetuneSettings(stage1_steps=3, stage2_steps=1, spatial_mask_probability=0.5, seed=2,
                                 learning_rate=1e-2, checkpoint_every=0)
     runs = []
     for checkpointing in (False, True):
@@ -205,28 +205,21 @@ def test_checkpointed_blocks_recompute_with_the_lora_scales_of_their_forward(loa
 
 
 def test_stage1_spatial_update_comes_from_the_spatial_loss_alone(load, plugin_host, data):
-    """Masking the spatial LoRA out of the all-frame pass changes L_temporal's path, not the spatial update."""
+    """Changing L_temporal (masking the spatial LoRA out of every all-frame pass, or adding the
+    debiased term) changes the temporal LoRA but leaves the spatial update bit-identical."""
     results = {}
-    for p in (0.0, 1.0):
+    for name, changes in (("plain", {}), ("masked", {"spatial_mask_probability": 1.0}),
+                          ("debiased", {"temporal_debias": True})):
         backbone, layers, kw = prepared(load, plugin_host, data, rank=4)
-        settings = FinetuneSettings(stage1_steps=3, stage2=False, spatial_mask_probability=p, checkpoint_every=0)
-        finetune(backbone, layers, settings=settings, progress=False, **kw)
-        results[p] = _loras(backbone)
-    assert _same_bits(results[0.0]["spatial"], results[1.0]["spatial"])
-    assert not _same_bits(results[0.0]["temporal"], results[1.0]["temporal"])
-
-
-def test_temporal_debias_trains_the_temporal_lora_only(load, plugin_host, data):
-    results = {}
-    for debias in (False, True):
-        backbone, layers, kw = prepared(load, plugin_host, data, rank=4)
-        settings = FinetuneSettings(stage1_steps=2, stage2=False, temporal_debias=debias, checkpoint_every=0)
-        result = finetune(backbone, layers, settings=settings, progress=False, **kw)
-        results[debias] = (_loras(backbone), result.losses)
-    (plain, plain_losses), (debiased, debiased_losses) = results[False], results[True]
-    assert not _same_bits(plain["temporal"], debiased["temporal"])
-    assert _same_bits(plain["spatial"], debiased["spatial"])  # L_temporal never reaches the spatial LoRA
-    assert debiased_losses[0]["temporal"] > plain_losses[0]["temporal"]  # the debiased term adds to it
+        settings = FinetuneSettings(stage1_steps=2, stage2=False, spatial_mask_probability=0.0, checkpoint_every=0)
+        result = finetune(backbone, layers, settings=attrs.evolve(settings, **changes), progress=False, **kw)
+        results[name] = (_loras(backbone), result.losses)
+    plain = results["plain"][0]
+    for name in ("masked", "debiased"):
+        assert _same_bits(plain["spatial"], results[name][0]["spatial"]), name
+        assert not _same_bits(plain["temporal"], results[name][0]["temporal"]), name
+    # the debiased term adds to L_temporal (same draws, same first-step prediction)
+    assert results["debiased"][1][0]["temporal"] > results["plain"][1][0]["temporal"]
 
 
 def test_lora_dropout_acts_while_finetuning_and_never_while_sampling(load, plugin_host, data):
@@ -364,11 +357,9 @@ def test_resume_key_names_what_differs(load, plugin_host, data, tmp_path):
             finetune(backbone, layers, settings=settings, progress=False, checkpoint_dir=tmp_path, resume=True, **kw)
         assert "\n" not in str(err.value) and "start afresh" in str(err.value)
 
-    refused(r"other inputs or settings: run\.seed \(3 then, 4 now\)", settings=attrs.evolve(settings, seed=4))
     refused(r"finetune\.learning_rate \(0\.0005 then, 0\.001 now\)", settings=attrs.evolve(settings, learning_rate=1e-3))
     refused(r"spatial LoRA alpha \(4\.0 then, 8\.0 now\), temporal LoRA alpha", alpha=8.0)
     refused(r"spatial LoRA rank \(4 then, 8 now\)", rank=8)
-    refused(r"spatial LoRA dropout \(0\.0 then, 0\.1 now\)", dropout=0.1)
     refused(r": image prompt embeddings;", image_embeds=True)
 
 
@@ -395,18 +386,18 @@ def test_a_full_disk_keeps_the_previous_checkpoint(load, plugin_host, data, tmp_
 
     from cammimic import training
 
-    settings = FinetuneSettings(stage1_steps=4, stage2=False, checkpoint_every=2, seed=1)
+    settings = FinetuneSettings(stage1_steps=2, stage2=False, checkpoint_every=1, seed=1)
     real_fsync, calls = os.fsync, {"n": 0}
 
     def fsync(fd):
         calls["n"] += 1
-        if calls["n"] == 2:  # the second checkpoint (step 4) hits a full disk
+        if calls["n"] == 2:  # the second checkpoint (step 2) hits a full disk
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_fsync(fd)
 
     monkeypatch.setattr(training.os, "fsync", fsync)
     backbone, layers, kw = prepared(load, plugin_host, data, rank=4)
-    with pytest.raises(CammimicError, match=r"No space left on device\); the previous checkpoint \(stage 1 step 2\) "
+    with pytest.raises(CammimicError, match=r"No space left on device\); the previous checkpoint \(stage 1 step 1\) "
                                             r"is kept; free some disk space") as err:
         finetune(backbone, layers, settings=settings, progress=False, checkpoint_dir=tmp_path, **kw)
     assert "\n" not in str(err.value)
@@ -414,7 +405,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint(load, plugin_host, data, tmp_
     monkeypatch.setattr(training.os, "fsync", real_fsync)
     backbone, layers, kw = prepared(load, plugin_host, data, rank=4)
     resumed = finetune(backbone, layers, settings=settings, progress=False, checkpoint_dir=tmp_path, resume=True, **kw)
-    assert resumed.resumed_from == {"stage": 1, "step": 2}
+    assert resumed.resumed_from == {"stage": 1, "step": 1}
 
 
 def test_resume_without_a_checkpoint_is_one_clear_error(load, plugin_host, data, tmp_path):
