@@ -52,7 +52,7 @@ def build(preset, device, dtype, vae_batch_size):
 
     c = build_components(preset)
     dtype = resolve_dtype(dtype, device)
-    vae_dtype = torch.float32 if dtype == torch.float16 else dtype
+    vae_dtype = torch.float32  # as the loader: the VAE stays float32 under a half-precision UNet
     unet = c["unet"].to(device, dtype).requires_grad_(False)
     vae = c["vae"].to(device, vae_dtype).requires_grad_(False)
     text_encoder = c["text_encoder"].to(device, dtype).requires_grad_(False)

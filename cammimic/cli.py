@@ -153,7 +153,7 @@ _io_options = _options(
     click.option("--backbone", help="Backbone adapter (default: zeroscope; see `cammimic plugins`)."),
     click.option("--weights", help="Backbone weights: a Hub id or a local diffusers-layout directory."),
     click.option("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)."),
-    click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), help="Weights' dtype (default: float32 on CPU, float16 on CUDA)."),
+    click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), help="Weights' dtype (default: float32 on CPU, bfloat16 on CUDA)."),
     click.option("--overwrite", is_flag=True, help="Replace an existing non-empty output directory."),
     click.option("-q", "--quiet", is_flag=True, help="No progress bars."),
     click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP),
@@ -351,7 +351,7 @@ def main(argv=None) -> int:
         if debug:
             raise
         click.echo(f"Error: {exc}", err=True)
-        return 1
+        return getattr(exc, "exit_code", 1)  # 130 for an interrupted finetuning
     except Exception as exc:  # noqa: BLE001
         if debug:
             raise

@@ -65,11 +65,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "method": "cammimic", "prompt": "", "reference_prompt": "", "frames": 0, "width": 0, "height": 0,
         "fps": 0.0, "seed": 0, "device": "auto", "dtype": "auto",
     },
-    "lora": {"spatial_rank": 32, "temporal_rank": 32, "alpha": 0.0, "include_ff": False, "token": "sks"},
+    "lora": {"spatial_rank": 32, "temporal_rank": 32, "alpha": 0.0, "dropout": 0.0, "include_ff": False, "token": "sks"},
     "finetune": {
         "stage1_steps": 150, "stage2_steps": 150, "learning_rate": 5e-4, "spatial_weight": 0.5,
-        "spatial_mask_probability": 0.2, "stage2": True, "orthogonality": True,
-        "orthogonality_weight": 0.1, "orthogonality_definition": "cosine", "max_grad_norm": 1.0,
+        "spatial_mask_probability": 0.2, "temporal_debias": False, "stage2": True, "orthogonality": True,
+        "orthogonality_weight": 0.4, "orthogonality_definition": "subspace", "max_grad_norm": 1.0,
         "checkpoint_every": 50, "gradient_checkpointing": False,
     },
     "sampling": {
@@ -105,6 +105,7 @@ RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("lora", "spatial_rank"): (1, 1024),
     ("lora", "temporal_rank"): (1, 1024),
     ("lora", "alpha"): (0, 1e6),
+    ("lora", "dropout"): (0, 0.9),
     ("finetune", "stage1_steps"): (0, 1_000_000),
     ("finetune", "stage2_steps"): (0, 1_000_000),
     ("finetune", "learning_rate"): (0, 1),
@@ -113,7 +114,7 @@ RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("finetune", "orthogonality_weight"): (0, 1e6),
     ("finetune", "max_grad_norm"): (0, 1e6),
     ("finetune", "checkpoint_every"): (0, 1_000_000),
-    ("sampling", "steps"): (1, 1000),
+    ("sampling", "steps"): (1, 999),  # DDIM on a 1000-step schedule with steps_offset 1 takes at most 999
     ("sampling", "guidance_scale"): (0, 100),
     ("sampling", "eta"): (0, 1),
     ("sampling", "spatial_scale"): (-10, 10),

@@ -10,6 +10,8 @@ homographies). Each step pulls the latents a fraction 2 λ_G of the way towards 
 
 from __future__ import annotations
 
+import math
+
 import attrs
 
 from cammimic.components import GuidanceState
@@ -54,6 +56,13 @@ def homography_guidance(
     weight: float = 0.02, start: float = 0.0, end: float = 1.0, masked: bool = True, compare: str = "latents"
 ) -> HomographyGuidance:
     """Factory of the ``homography`` guidance term (its parameters are the config's keys)."""
+    for label, value in (("weight", weight), ("start", start), ("end", end)):
+        try:
+            ok = not isinstance(value, bool) and math.isfinite(float(value))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise CammimicError(f"homography guidance {label} {value!r} is not a finite number; use e.g. weight 0.02")
     if not 0 <= start <= end <= 1:
         raise CammimicError(f"homography guidance needs 0 <= start <= end <= 1, got start={start}, end={end}")
     if weight < 0 or weight > 0.5:

@@ -13,7 +13,7 @@ from typing import Any
 
 from cammimic.components import GuidanceState
 
-__all__ = ["sample", "make_generator", "initial_noise"]
+__all__ = ["sample", "make_generator", "initial_noise", "check_steps", "max_steps"]
 
 
 def make_generator(seed: int):
@@ -68,7 +68,11 @@ def sample(
 
     device = backbone.device
     f = backbone.vae_scale_factor
+    denoiser = getattr(backbone, "unet", None)
+    if denoiser is not None and hasattr(denoiser, "eval"):
+        denoiser.eval()  # no LoRA dropout (or any dropout) while sampling
     sched = backbone.sampling_scheduler(scheduler)
+    check_steps(sched, steps, scheduler)
     sched.set_timesteps(steps, device=device)
     use_cfg = guidance_scale > 1.0
     with torch.no_grad():
@@ -113,6 +117,32 @@ def sample(
             if callback is not None:
                 callback(i, t, latents)
     return latents
+
+
+def max_steps(sched) -> int:
+    """The most sampling steps ``sched`` can take without stepping past its training schedule.
+
+    DDIM with ``"leading"`` spacing and ``steps_offset`` 1 (zeroscope, ModelScope) maps 1000
+    steps to timesteps 1…1000, one past the last trained one (999).
+    """
+    cfg = sched.config
+    n = int(cfg.get("num_train_timesteps", 1000))
+    offset = int(cfg.get("steps_offset", 0) or 0)
+    if cfg.get("timestep_spacing", "leading") == "leading" and type(sched).__name__.startswith("DDIM"):
+        return n - offset
+    return n
+
+
+def check_steps(sched, steps: int, name: str = "") -> None:
+    """One line when ``steps`` is more than the sampler can take with this schedule."""
+    from cammimic.errors import CammimicError
+
+    most = max_steps(sched)
+    if not 1 <= int(steps) <= most:
+        raise CammimicError(
+            f"--steps {steps} is outside what the {name or type(sched).__name__} sampler can take with this "
+            f"backbone's {sched.config.get('num_train_timesteps', 1000)}-step schedule; use 1 to {most}"
+        )
 
 
 def _step_parameters(sched) -> set[str]:

@@ -4,31 +4,55 @@ Stage 1 (reference video, prompt t_R), each step:
 
 * **temporal loss** — noise-prediction MSE on all frames of the reference latents. With
   probability ``spatial_mask_probability`` the spatial LoRA is switched off for this pass
-  (MotionDirector's random masking), so the temporal LoRA cannot lean on appearance;
+  (MotionDirector's random masking), so the temporal LoRA cannot lean on appearance. With
+  ``temporal_debias`` MotionDirector's appearance-debiased term is added:
+  ``MSE(√2·ε̂_f − ε̂_a, √2·ε_f − ε_a)`` with a random anchor frame ``a``;
 * **spatial loss** — noise-prediction MSE on one random frame, run with every temporal module of
   the denoiser bypassed (``Backbone.temporal_bypass``). We bypass rather than let the temporal
   modules run on a one-frame clip because (a) the temporal LoRA then gets no gradient from the
   spatial loss by construction, not by bookkeeping, (b) it is what MotionDirector does, and
   (c) stage 2 trains on a single image, where the temporal modules have nothing to attend to;
-* ``L1 = L_temporal + δ · L_spatial`` (δ = ``spatial_weight``). The spatial LoRA receives
-  gradient from both terms (it is active in the all-frame pass unless masked); the temporal
-  LoRA only from L_temporal.
+* ``L1 = L_temporal + δ · L_spatial`` (δ = ``spatial_weight``), routed as in MotionDirector:
+  the **temporal LoRA** is updated from ``L_temporal`` alone and the **spatial LoRA** from
+  ``δ · L_spatial`` alone (two Adam optimisers, each fed its own loss through
+  ``backward(inputs=...)``, each group clipped on its own). The spatial LoRA still takes part in
+  the all-frame forward pass (unless masked), but L_temporal's gradient never reaches it: the
+  paper trains the spatial LoRA "on a single, randomly selected frame".
 
 Stage 2 (user image as a one-frame clip, prompt t_u): the same spatial LoRA continues with
 ``L2 = L_spatial + λ · L_ortho`` (λ = ``orthogonality_weight``, definition in
 :func:`cammimic.lora.orthogonality_loss`); the temporal LoRA is frozen and does not change by a
 bit (checked at the end of the stage). The orthogonality value is logged every step, also when it
-is switched off (the "no ORTHO" ablation), so runs can be compared.
+is switched off (the "no ORTHO" ablation), and in stage 2 so is ``ortho_ratio`` =
+‖∇(λ·L_ortho)‖ / ‖∇L_spatial‖ over the spatial LoRA: how much the term steers the update.
 
-Randomness (timesteps, noise, the spatial frame, masking) comes from one CPU ``torch.Generator``
-seeded with the run's seed; its state is saved in every checkpoint, so a resumed run continues
-exactly where the interrupted one stopped.
+Mixed precision: the frozen denoiser may be float16 or bfloat16; the LoRAs stay float32, the
+forward passes run under ``torch.autocast`` in the denoiser's dtype, and float16 scales the
+losses with ``torch.amp.GradScaler`` (gradients unscaled before clipping) so small gradients do
+not flush to zero. bfloat16 has float32's range and needs no scaler.
+
+Failure is loud: a non-finite loss or gradient stops the run at that step with one line naming
+the stage, the step and the loss or LoRA (:class:`TrainingDiverged`); nothing is written for
+that step and the last checkpoint is kept.
+
+Randomness (timesteps, noise, the spatial frame, masking, the debias anchor) comes from one CPU
+``torch.Generator`` seeded with the run's seed; LoRA dropout draws from torch's global RNG.
+Checkpoints are written only at step boundaries: both LoRAs, both optimisers, the gradient
+scaler, every RNG state and the losses, as one safetensors file (tensors) with JSON metadata
+(no pickle), so a resumed run continues exactly where the interrupted one stopped.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import json
+import math
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -39,10 +63,17 @@ import attrs
 
 from cammimic.errors import CammimicError
 
-__all__ = ["FinetuneSettings", "FinetuneResult", "TrainingInterrupted", "finetune", "CHECKPOINT_NAME"]
+__all__ = [
+    "FinetuneSettings", "FinetuneResult", "TrainingInterrupted", "TrainingDiverged", "finetune",
+    "CHECKPOINT_NAME", "CHECKPOINT_MARKER", "LOSS_FIELDS", "mixed_precision", "prepare_checkpoint_dir",
+]
 
-CHECKPOINT_NAME = "checkpoint.pt"
-LOSS_FIELDS = ("stage", "step", "loss", "temporal", "spatial", "ortho", "spatial_masked", "frame", "timestep", "seconds")
+CHECKPOINT_NAME = "checkpoint.safetensors"
+#: Written into a checkpoint folder cammimic created, so only such a folder is removed after a run.
+CHECKPOINT_MARKER = ".cammimic-checkpoints"
+CHECKPOINT_FORMAT = "cammimic-checkpoint/2"
+LOSS_FIELDS = ("stage", "step", "loss", "temporal", "spatial", "ortho", "ortho_ratio", "spatial_masked", "frame",
+               "timestep")
 
 
 @attrs.frozen
@@ -54,12 +85,15 @@ class FinetuneSettings:
     learning_rate: float = 5e-4
     spatial_weight: float = 0.5  #: δ in L1 = L_temporal + δ L_spatial (the paper: δ in (0, 1))
     spatial_mask_probability: float = 0.2  #: P(spatial LoRA off for the all-frame pass)
+    temporal_debias: bool = False  #: add MotionDirector's appearance-debiased temporal loss
     stage2: bool = True  #: False = the "no USC" ablation
     orthogonality: bool = True  #: False = the "no ORTHO" ablation
-    orthogonality_weight: float = 0.1  #: λ
-    orthogonality_definition: str = "cosine"
-    max_grad_norm: float = 1.0  #: 0 = no clipping
-    checkpoint_every: int = 50  #: 0 = only when interrupted
+    #: λ; with ``subspace`` ‖∇(λ·L_ortho)‖/‖∇L_spatial‖ ≈ 0.2–0.4 at zeroscope's widths
+    #: (benchmarks/orthogonality.py, docs/method.md)
+    orthogonality_weight: float = 0.4
+    orthogonality_definition: str = "subspace"
+    max_grad_norm: float = 1.0  #: per LoRA group; 0 = no clipping
+    checkpoint_every: int = 50  #: 0 = only at the end of a stage and when interrupted
     gradient_checkpointing: bool = False
     seed: int = 0
 
@@ -75,10 +109,47 @@ class FinetuneResult:
     seconds: float
     #: True when stage 2 ran and the temporal LoRA was verified bit-identical before and after it.
     temporal_unchanged_in_stage2: bool | None
+    #: ``"float32"``, or ``"float16 autocast + GradScaler"`` / ``"bfloat16 autocast"``.
+    precision: str = "float32"
+    #: float16 steps the gradient scaler skipped (a gradient overflowed at the current scale).
+    skipped_steps: int = 0
+    #: mean seconds per step of each stage run in this call
+    seconds_per_step: dict[str, float] = attrs.field(factory=dict)
 
 
 class TrainingInterrupted(CammimicError):
     """Training stopped early (Ctrl-C); a checkpoint holds the last completed step."""
+
+    exit_code = 130
+
+
+class TrainingDiverged(CammimicError):
+    """A loss or gradient became NaN or infinite; training stopped at that step."""
+
+
+@attrs.frozen
+class _Precision:
+    dtype: Any
+    autocast: bool
+    scaler: bool
+
+    @property
+    def label(self) -> str:
+        name = str(self.dtype).replace("torch.", "")
+        if not self.autocast:
+            return name
+        return f"{name} autocast" + (" + GradScaler" if self.scaler else "")
+
+
+def mixed_precision(dtype) -> _Precision:
+    """How Phase 1 trains with a denoiser in ``dtype``: autocast for half types, a scaler for float16."""
+    import torch
+
+    if dtype == torch.float16:
+        return _Precision(dtype, autocast=True, scaler=True)
+    if dtype == torch.bfloat16:
+        return _Precision(dtype, autocast=True, scaler=False)
+    return _Precision(dtype, autocast=False, scaler=False)
 
 
 def _prediction_target(sched, latents, noise, t):
@@ -90,11 +161,92 @@ def _prediction_target(sched, latents, noise, t):
     raise CammimicError(f"the backbone's scheduler predicts '{kind}'; cammimic trains epsilon or v_prediction models")
 
 
-def _digest(*parts) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(p if isinstance(p, bytes) else repr(p).encode())
+def _tensor_digest(t) -> str:
+    import torch
+
+    t = t.detach().to("cpu").contiguous()
+    h = hashlib.sha256(str((str(t.dtype), tuple(t.shape))).encode())
+    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:16]
+
+
+def _state_digest(state: dict) -> str:
+    h = hashlib.sha256()
+    for k in sorted(state):
+        h.update(k.encode() + _tensor_digest(state[k]).encode())
+    return h.hexdigest()[:16]
+
+
+def _bitwise_equal(a, b) -> bool:
+    """Equal bit for bit (unlike ``torch.equal``, NaN equals the same NaN)."""
+    import torch
+
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    return torch.equal(a.contiguous().view(torch.uint8), b.contiguous().view(torch.uint8))
+
+
+def _resume_key(settings, unet, layers, backbone, tensors: dict[str, Any], initial_loras: dict) -> dict[str, Any]:
+    """Everything that shapes the result, as readable values or digests (compared item by item)."""
+    key: dict[str, Any] = {
+        f"finetune.{k}": v for k, v in attrs.asdict(settings).items() if k not in ("checkpoint_every", "seed")
+    }
+    key["run.seed"] = settings.seed
+    for adapter in ("spatial", "temporal"):
+        cfg = (getattr(unet, "peft_config", None) or {}).get(adapter)
+        if cfg is not None:
+            key[f"{adapter} LoRA rank"] = int(cfg.r)
+            key[f"{adapter} LoRA alpha"] = float(cfg.lora_alpha)
+            key[f"{adapter} LoRA dropout"] = float(cfg.lora_dropout)
+    key["LoRA layers"] = hashlib.sha256(json.dumps(layers.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+    key["initial LoRA weights"] = hashlib.sha256(
+        "".join(_state_digest(initial_loras[a]) for a in sorted(initial_loras)).encode()).hexdigest()[:16]
+    key["dtype"] = str(backbone.dtype).replace("torch.", "")
+    key["device"] = str(getattr(backbone.device, "type", backbone.device))
+    fingerprint = getattr(backbone, "fingerprint", None)
+    key["denoiser"] = fingerprint() if callable(fingerprint) else type(unet).__name__
+    key["base model"] = str(getattr(backbone, "weights", ""))
+    for name, tensor in tensors.items():
+        key[name] = None if tensor is None else _tensor_digest(tensor)
+    return key
+
+
+def _key_difference(saved: dict, now: dict) -> str | None:
+    diffs = []
+    for name in list(now) + [k for k in saved if k not in now]:
+        a, b = saved.get(name, "<absent>"), now.get(name, "<absent>")
+        if a != b:
+            readable = not (isinstance(a, str) and isinstance(b, str) and len(a) == len(b) == 16)
+            diffs.append(f"{name} ({a!r} then, {b!r} now)" if readable else name)
+    return ", ".join(diffs) if diffs else None
+
+
+class _DeferInterrupt:
+    """Hold a Ctrl-C (SIGINT) that arrives inside the block until the block has finished.
+
+    The optimiser steps, the scaler update and the step count form one commit: an interrupt
+    lands before it (the step is redone on resume) or after it, never in between.
+    """
+
+    def __enter__(self):
+        self.pending = False
+        self.old = None
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self.old = signal.signal(signal.SIGINT, self._hold)
+            except (ValueError, OSError):  # pragma: no cover - no signals here
+                self.old = None
+        return self
+
+    def _hold(self, signum, frame):
+        self.pending = True
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+        if self.pending and exc[0] is None:
+            raise KeyboardInterrupt
+        return False
 
 
 def finetune(
@@ -120,13 +272,47 @@ def finetune(
         reference_embeds: ``(1, L, D)`` embeddings of the reference prompt t_R.
         image_latents, image_embeds: the user image as a one-frame clip ``(1, C, 1, h, w)`` and
             the embeddings of t_u; needed when stage 2 runs.
-        checkpoint_dir: where ``checkpoint.pt`` is written every ``checkpoint_every`` steps and
-            on Ctrl-C; with ``resume=True`` training continues from the one there.
+        checkpoint_dir: where ``checkpoint.safetensors`` is written every ``checkpoint_every``
+            steps, at the end of each stage and on Ctrl-C; with ``resume=True`` training
+            continues from the one there.
         on_step: called with each step's loss record (after the optimiser step).
 
     Returns:
         The per-step losses (see ``LOSS_FIELDS``) and whether training was resumed.
+
+    Raises:
+        TrainingInterrupted: on Ctrl-C, after saving the state after the last completed step.
+        TrainingDiverged: a loss or gradient became NaN or infinite.
     """
+    import torch
+
+    from cammimic.lora import lora_state_dict
+
+    s = settings
+    if s.stage2 and s.stage2_steps and (image_latents is None or image_embeds is None):
+        raise CammimicError("stage 2 needs the user image's latents and prompt embeddings")
+    unet = backbone.unet
+    device = backbone.device
+    sched = backbone.training_scheduler()
+    precision = mixed_precision(backbone.dtype)
+    initial = {a: lora_state_dict(unet, a) for a in ("spatial", "temporal")}
+    key = _resume_key(s, unet, layers, backbone, {
+        "reference video latents": reference_latents, "reference prompt embeddings": reference_embeds,
+        "user image latents": image_latents, "image prompt embeddings": image_embeds,
+    }, initial)
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    ckpt_path = ckpt_dir / CHECKPOINT_NAME if ckpt_dir is not None else None
+
+    # LoRA dropout draws from torch's global RNG: seed it too, inside a fork so the caller's
+    # random state is left as it was.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
+        torch.manual_seed(int(s.seed) % 2**63)
+        return _finetune(backbone, layers, s, reference_latents, reference_embeds, image_latents, image_embeds,
+                         ckpt_dir, ckpt_path, key, precision, sched, resume, checkpoint_dir, progress, on_step)
+
+
+def _finetune(backbone, layers, s, reference_latents, reference_embeds, image_latents, image_embeds, ckpt_dir,
+              ckpt_path, key, precision, sched, resume, checkpoint_dir, progress, on_step):
     import torch
 
     from cammimic.lora import (
@@ -137,42 +323,41 @@ def finetune(
         set_trainable,
     )
 
-    s = settings
-    if s.stage2 and s.stage2_steps and (image_latents is None or image_embeds is None):
-        raise CammimicError("stage 2 needs the user image's latents and prompt embeddings")
     unet = backbone.unet
     device = backbone.device
-    sched = backbone.training_scheduler()
     num_train_timesteps = int(sched.config.num_train_timesteps)
-    key = _digest(
-        attrs.asdict(s, filter=lambda a, _: a.name != "checkpoint_every"),
-        reference_latents.float().cpu().numpy().tobytes(),
-        None if image_latents is None else image_latents.float().cpu().numpy().tobytes(),
-        reference_embeds.float().cpu().numpy().tobytes(),
-        layers.to_json(),
-    )
-    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-
     generator = torch.Generator("cpu").manual_seed(int(s.seed) % 2**63)
+    anchors = torch.Generator("cpu").manual_seed((int(s.seed) + 1) % 2**63)  # temporal_debias's anchor frames
+    scaler = torch.amp.GradScaler(device.type) if precision.scaler else None
     losses: list[dict[str, Any]] = []
     stage, done = 1, 0  # the next stage to run and the steps of it already done
     resumed_from = None
-    saved_opt = None
+    saved = None
     if resume:
         if ckpt_path is None or not ckpt_path.is_file():
             where = f" in {checkpoint_dir}" if checkpoint_dir is not None else ""
             raise CammimicError(f"--resume: no checkpoint{where}; run without --resume to start afresh")
-        state = _load_checkpoint(ckpt_path, key)
-        _restore_loras(unet, state, ckpt_path)
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        losses = list(state["losses"])
-        stage, done, saved_opt = state["stage"], state["step"], state["optimizer"]
+        saved = _load_checkpoint(ckpt_path, key)
+        _restore_loras(unet, saved, ckpt_path)
+        _set_rng_states(generator, anchors, saved["rng"])
+        if scaler is not None and saved["scaler"]:
+            scaler.load_state_dict(saved["scaler"])
+        losses = list(saved["losses"])
+        stage, done = saved["stage"], saved["step"]
         resumed_from = {"stage": stage, "step": done}
+        print(f"resuming from stage {stage} step {done}", file=sys.stderr)
 
     ref = reference_latents.to(device=device, dtype=torch.float32)
     img = image_latents.to(device=device, dtype=torch.float32) if image_latents is not None else None
     dtype = backbone.dtype
+
+    def autocast():
+        if not precision.autocast:
+            return nullcontext()
+        return torch.autocast(device_type=device.type, dtype=precision.dtype)
+
+    def scaled(loss):
+        return scaler.scale(loss) if scaler is not None else loss
 
     def noisy(latents):
         t = torch.randint(0, num_train_timesteps, (1,), generator=generator)
@@ -180,42 +365,64 @@ def finetune(
         t_dev = t.to(device)
         return sched.add_noise(latents, noise, t_dev), _prediction_target(sched, latents, noise, t_dev), t_dev
 
-    def mse(latents, embeds, t, target):
-        pred = backbone.predict_noise(latents.to(dtype), t, embeds)
-        return torch.nn.functional.mse_loss(pred.float(), target.float())
+    def predict(latents, embeds, t):
+        with autocast():
+            return backbone.predict_noise(latents.to(dtype), t, embeds).float()
 
-    def step_stage1(params):
+    def finite(value: float, what: str, where: tuple[int, int]) -> float:
+        if not math.isfinite(value):
+            raise _Diverged(what, value, where)
+        return value
+
+    def step_stage1(where, spatial_params, temporal_params):
         masked = bool(torch.rand((), generator=generator).item() < s.spatial_mask_probability)
         x, target, t = noisy(ref)
-        with lora_scales(unet, spatial=0.0) if masked else nullcontext():
-            loss_t = mse(x, reference_embeds, t, target)
-        loss_t.backward()
         frame = int(torch.randint(0, ref.shape[2], (1,), generator=generator).item())
         xs, target_s, ts = noisy(ref[:, :, frame : frame + 1])
+        # its own generator, so switching the option leaves every other draw (and the spatial LoRA) alone
+        anchor = int(torch.randint(0, ref.shape[2], (1,), generator=anchors).item()) if s.temporal_debias else 0
+        # backward inside the block: a recomputed (checkpointed) forward sees the same scales
+        with lora_scales(unet, spatial=0.0) if masked else nullcontext():
+            pred = predict(x, reference_embeds, t)
+            loss_t = torch.nn.functional.mse_loss(pred, target.float())
+            if s.temporal_debias:
+                root2 = math.sqrt(2.0)
+                loss_t = loss_t + torch.nn.functional.mse_loss(
+                    root2 * pred - pred[:, :, anchor:anchor + 1], root2 * target.float() - target[:, :, anchor:anchor + 1].float())
+            finite(loss_t.item(), "the temporal loss", where)
+            torch.autograd.backward(scaled(loss_t), inputs=temporal_params)
         with backbone.temporal_bypass():
-            loss_s = mse(xs, reference_embeds, ts, target_s)
-        (s.spatial_weight * loss_s).backward()
+            loss_s = torch.nn.functional.mse_loss(predict(xs, reference_embeds, ts), target_s.float())
+            finite(loss_s.item(), "the spatial loss", where)
+            torch.autograd.backward(scaled(s.spatial_weight * loss_s), inputs=spatial_params)
         with torch.no_grad():
-            ortho = orthogonality_loss(unet, layers.pairs, definition=s.orthogonality_definition)
+            ortho = float(orthogonality_loss(unet, layers.pairs, definition=s.orthogonality_definition))
         return {"loss": loss_t.item() + s.spatial_weight * loss_s.item(), "temporal": loss_t.item(),
-                "spatial": loss_s.item(), "ortho": float(ortho), "spatial_masked": masked, "frame": frame,
-                "timestep": int(t.item())}
+                "spatial": loss_s.item(), "ortho": ortho, "ortho_ratio": None, "spatial_masked": masked,
+                "frame": frame, "timestep": int(t.item())}
 
-    def step_stage2(params):
+    def step_stage2(where, spatial_params, temporal_params):
         x, target, t = noisy(img)
         with backbone.temporal_bypass():
-            loss_s = mse(x, image_embeds, t, target)
+            loss_s = torch.nn.functional.mse_loss(predict(x, image_embeds, t), target.float())
+            finite(loss_s.item(), "the spatial loss", where)
+            torch.autograd.backward(scaled(loss_s), inputs=spatial_params)
+        ortho = orthogonality_loss(unet, layers.pairs, definition=s.orthogonality_definition, detach_temporal=True)
+        finite(ortho.item(), "the orthogonality loss", where)
+        grads = torch.autograd.grad(s.orthogonality_weight * ortho, spatial_params, allow_unused=True)
+        unscale = 1.0 / scaler.get_scale() if scaler is not None else 1.0
+        g_spatial = _norm([p.grad for p in spatial_params]) * unscale
+        g_ortho = _norm(grads)
+        ratio = g_ortho / g_spatial if g_spatial > 0 else (0.0 if g_ortho == 0 else math.inf)
         if s.orthogonality:
-            ortho = orthogonality_loss(unet, layers.pairs, definition=s.orthogonality_definition,
-                                       detach_temporal=True)
-            loss = loss_s + s.orthogonality_weight * ortho
-        else:
+            factor = scaler.get_scale() if scaler is not None else 1.0
             with torch.no_grad():
-                ortho = orthogonality_loss(unet, layers.pairs, definition=s.orthogonality_definition)
-            loss = loss_s
-        loss.backward()
-        return {"loss": loss.item(), "temporal": None, "spatial": loss_s.item(), "ortho": ortho.item(),
-                "spatial_masked": False, "frame": 0, "timestep": int(t.item())}
+                for p, g in zip(spatial_params, grads, strict=True):
+                    if g is not None:
+                        p.grad.add_(g, alpha=factor)
+        loss = loss_s.item() + (s.orthogonality_weight * ortho.item() if s.orthogonality else 0.0)
+        return {"loss": loss, "temporal": None, "spatial": loss_s.item(), "ortho": ortho.item(),
+                "ortho_ratio": ratio, "spatial_masked": False, "frame": 0, "timestep": int(t.item())}
 
     stages = [(1, s.stage1_steps, step_stage1, True)]
     if s.stage2 and s.stage2_steps:
@@ -223,7 +430,12 @@ def finetune(
 
     started = time.perf_counter()
     temporal_unchanged = None
+    skipped = 0
+    per_step: dict[str, float] = {}
+    boundary = {"stage": stage, "step": done, "rng": _rng_states(generator, anchors), "opts": {}}
+    last_saved = (stage, done) if resume else None
     backbone.set_gradient_checkpointing(s.gradient_checkpointing)
+    unet.train()  # LoRA dropout is active while finetuning (and only then)
     try:
         for number, total, run_step, train_temporal in stages:
             if number < stage:
@@ -232,55 +444,116 @@ def finetune(
             if first >= total:
                 continue
             set_trainable(unet, spatial=True, temporal=train_temporal)
-            params = lora_parameters(unet, "spatial") + (lora_parameters(unet, "temporal") if train_temporal else [])
-            opt = torch.optim.Adam(params, lr=s.learning_rate)
-            if saved_opt is not None and number == stage and first > 0:
-                opt.load_state_dict(saved_opt)
+            groups = {"spatial": lora_parameters(unet, "spatial")}
+            if train_temporal:
+                groups["temporal"] = lora_parameters(unet, "temporal")
+            opts = {g: torch.optim.Adam(ps, lr=s.learning_rate) for g, ps in groups.items()}
+            if saved is not None and number == stage and first > 0:
+                _load_optimizers(opts, saved, ckpt_path)
+            saved = None
+            boundary = {"stage": number, "step": first, "rng": _rng_states(generator, anchors), "opts": opts}
             before = lora_state_dict(unet, "temporal") if number == 2 else None
             bar = _bar(range(first, total), number, total, first, progress)
-            completed = first
-            try:
-                for step in bar:
-                    t0 = time.perf_counter()
-                    record = run_step(params)
-                    if s.max_grad_norm:
-                        torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
-                    completed = step + 1
-                    record = {"stage": number, "step": completed, **record,
-                              "seconds": round(time.perf_counter() - t0, 4)}
+            stage_started, stage_steps = time.perf_counter(), 0
+            for step in bar:
+                where = (number, step + 1)
+                record = run_step(where, groups["spatial"], groups.get("temporal", []))
+                if scaler is not None:
+                    for opt in opts.values():
+                        scaler.unscale_(opt)
+                norms = {g: _clip(ps, s.max_grad_norm) for g, ps in groups.items()}
+                overflow = [g for g, n in norms.items() if not math.isfinite(n)]
+                if overflow and scaler is None:
+                    raise _Diverged(f"the {overflow[0]} LoRA's gradient", norms[overflow[0]], where)
+                with _DeferInterrupt():
+                    if scaler is not None:
+                        for opt in opts.values():
+                            scaler.step(opt)  # skipped when a gradient overflowed at this scale
+                        scaler.update()
+                        skipped += bool(overflow)
+                    else:
+                        for opt in opts.values():
+                            opt.step()
+                    for opt in opts.values():
+                        opt.zero_grad(set_to_none=True)
+                    record = {"stage": number, "step": step + 1, **record}
                     losses.append(record)
-                    if hasattr(bar, "set_postfix"):
-                        bar.set_postfix(loss=f"{record['loss']:.4f}", ortho=f"{record['ortho']:.3g}")
-                    if ckpt_path is not None and s.checkpoint_every and completed % s.checkpoint_every == 0:
-                        _save_checkpoint(ckpt_path, key, number, completed, unet, opt, generator, losses)
-                    if on_step is not None:
-                        on_step(record)
-            except KeyboardInterrupt:
-                if ckpt_path is None:
-                    raise TrainingInterrupted(
-                        f"interrupted at stage {number} step {completed} of {total}; no checkpoint directory, "
-                        "so nothing was kept"
-                    ) from None
-                _save_checkpoint(ckpt_path, key, number, completed, unet, opt, generator, losses)
-                raise TrainingInterrupted(
-                    f"interrupted at stage {number} step {completed} of {total}; checkpoint saved in "
-                    f"{ckpt_path.parent}; run the same command with --resume to continue"
-                ) from None
+                    boundary = {"stage": number, "step": step + 1, "rng": _rng_states(generator, anchors), "opts": opts}
+                stage_steps += 1
+                if scaler is not None and scaler.get_scale() < 1.0:
+                    raise _Diverged(f"the {overflow[0] if overflow else 'spatial'} LoRA's gradient (even at loss "
+                                    "scale < 1)", math.inf, where)
+                if hasattr(bar, "set_postfix"):
+                    bar.set_postfix(loss=f"{record['loss']:.4f}", ortho=f"{record['ortho']:.3g}")
+                if ckpt_path is not None and s.checkpoint_every and (step + 1) % s.checkpoint_every == 0:
+                    _save_checkpoint(ckpt_path, key, boundary, unet, scaler, losses, last_saved)
+                    last_saved = (number, step + 1)
+                if on_step is not None:
+                    on_step(record)
+            if stage_steps:
+                per_step[f"stage{number}"] = round((time.perf_counter() - stage_started) / stage_steps, 4)
             if before is not None:
                 after = lora_state_dict(unet, "temporal")
-                temporal_unchanged = all(torch.equal(before[k], after[k]) for k in before)
+                temporal_unchanged = all(_bitwise_equal(before[k], after[k]) for k in before)
                 if not temporal_unchanged:  # pragma: no cover - a bug, not a user error
                     raise RuntimeError("the temporal LoRA changed during stage 2; it must stay frozen")
-            saved_opt = None
-            if ckpt_path is not None:
-                _save_checkpoint(ckpt_path, key, number, total, unet, opt, generator, losses)
+            if ckpt_path is not None and last_saved != (number, total):
+                _save_checkpoint(ckpt_path, key, boundary, unet, scaler, losses, last_saved)
+                last_saved = (number, total)
+    except KeyboardInterrupt:
+        b = boundary
+        if ckpt_path is None:
+            raise TrainingInterrupted(
+                f"interrupted at stage {b['stage']} step {b['step']}; no checkpoint directory, so nothing was kept"
+            ) from None
+        _save_checkpoint(ckpt_path, key, b, unet, scaler, losses, last_saved)
+        raise TrainingInterrupted(
+            f"interrupted after stage {b['stage']} step {b['step']}; checkpoint saved in {ckpt_path.parent}; "
+            "run the same command with --resume to continue"
+        ) from None
+    except _Diverged as exc:
+        kept = (f"the last checkpoint (stage {last_saved[0]} step {last_saved[1]}) is kept in {ckpt_dir}"
+                if last_saved is not None and ckpt_dir is not None else "no checkpoint was written")
+        raise TrainingDiverged(exc.message(s, precision, kept)) from None
     finally:
         backbone.set_gradient_checkpointing(False)
         set_trainable(unet, spatial=False, temporal=False)
+        unet.eval()
     return FinetuneResult(losses=losses, resumed_from=resumed_from, seconds=time.perf_counter() - started,
-                          temporal_unchanged_in_stage2=temporal_unchanged)
+                          temporal_unchanged_in_stage2=temporal_unchanged, precision=precision.label,
+                          skipped_steps=skipped, seconds_per_step=per_step)
+
+
+class _Diverged(Exception):
+    def __init__(self, what: str, value: float, where: tuple[int, int]):
+        self.what, self.value, self.where = what, value, where
+
+    def message(self, s: FinetuneSettings, precision: _Precision, kept: str) -> str:
+        stage, step = self.where
+        tries = [f"a lower learning rate (now {s.learning_rate:g})"]
+        if precision.autocast:
+            tries.append("--dtype float32")
+        tries.append("base weights free of NaN/inf")
+        return (f"finetuning stopped at stage {stage} step {step}: {self.what} is {self.value} (not finite); "
+                f"nothing was written for this step and {kept}; try {', '.join(tries)}")
+
+
+def _norm(tensors) -> float:
+    import torch
+
+    ts = [t.detach().float() for t in tensors if t is not None]
+    if not ts:
+        return 0.0
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in ts])))
+
+
+def _clip(params, max_norm: float) -> float:
+    """Clip one group's gradient to ``max_norm`` (0: only measure); its norm before clipping."""
+    import torch
+
+    if max_norm:
+        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    return _norm([p.grad for p in params])
 
 
 def _bar(steps, number, total, first, progress):
@@ -289,48 +562,153 @@ def _bar(steps, number, total, first, progress):
     return progress_bar(steps, desc=f"stage {number}", disable=not progress, total=total, initial=first)
 
 
-def _save_checkpoint(path: Path, key, stage, step, unet, opt, generator, losses) -> None:
+# --- random states -------------------------------------------------------------------------
+
+
+def _rng_states(generator, anchors) -> dict[str, Any]:
     import torch
+
+    states = {"generator": generator.get_state(), "anchors": anchors.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, st in enumerate(torch.cuda.get_rng_state_all()):
+            states[f"cuda{i}"] = st
+    return states
+
+
+def _set_rng_states(generator, anchors, states: dict[str, Any]) -> None:
+    import torch
+
+    generator.set_state(states["generator"])
+    anchors.set_state(states["anchors"])
+    torch.set_rng_state(states["torch"])
+    cuda = [states[k] for k in sorted(k for k in states if k.startswith("cuda"))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
+
+
+# --- checkpoints: safetensors + JSON, no pickle ----------------------------------------------
+
+
+def _save_checkpoint(path: Path, key, boundary, unet, scaler, losses, last_saved) -> None:
+    """Write the state after ``boundary``'s step atomically; on failure keep the previous one."""
+    from safetensors.torch import save as save_tensors
 
     from cammimic.lora import lora_state_dict
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {
-        "format": "cammimic-checkpoint/1",
-        "key": key,
-        "stage": stage,
-        "step": step,
-        "spatial": lora_state_dict(unet, "spatial"),
-        "temporal": lora_state_dict(unet, "temporal"),
-        "optimizer": opt.state_dict(),
-        "generator": generator.get_state(),
-        "torch_rng": torch.get_rng_state(),
-        "losses": losses,
+    tensors: dict[str, Any] = {}
+    for adapter in ("spatial", "temporal"):
+        for k, v in lora_state_dict(unet, adapter).items():
+            tensors[f"lora/{adapter}/{k}"] = v
+    for k, v in boundary["rng"].items():
+        tensors[f"rng/{k}"] = v.detach().cpu().contiguous().clone()
+    optimizers = {}
+    for group, opt in boundary["opts"].items():
+        sd = opt.state_dict()
+        scalars: dict[str, dict[str, Any]] = {}
+        for idx, st in sd["state"].items():
+            for name, value in st.items():
+                if hasattr(value, "detach"):
+                    tensors[f"opt/{group}/{idx}/{name}"] = value.detach().cpu().contiguous().clone()
+                else:
+                    scalars.setdefault(str(idx), {})[name] = value
+        optimizers[group] = {"param_groups": sd["param_groups"], "scalars": scalars,
+                             "state_ids": [str(i) for i in sd["state"]]}
+    meta = {
+        "format": CHECKPOINT_FORMAT, "key": key, "stage": boundary["stage"], "step": boundary["step"],
+        "losses": losses, "optimizers": optimizers,
+        "scaler": scaler.state_dict() if scaler is not None else None,
     }
+    data = save_tensors(tensors, metadata={"cammimic": json.dumps(meta, allow_nan=True)})
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        prepare_checkpoint_dir(path.parent)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        kept = (f"the previous checkpoint (stage {last_saved[0]} step {last_saved[1]}) is kept"
+                if last_saved is not None and path.is_file() else "there is no earlier checkpoint")
+        fix = "free some disk space" if exc.errno == errno.ENOSPC else "check that the folder is writable"
+        raise CammimicError(
+            f"could not write the checkpoint {path} ({reason}); {kept}; {fix} and run again"
+            f"{' with --resume' if last_saved is not None else ''}"
+        ) from None
 
 
-def _load_checkpoint(path: Path, key):
-    import torch
+def prepare_checkpoint_dir(path: str | Path) -> bool:
+    """Create the checkpoint folder with a marker file; False if it already existed (the user's)."""
+    p = Path(path)
+    if p.is_dir():
+        return (p / CHECKPOINT_MARKER).is_file()
+    p.mkdir(parents=True)
+    (p / CHECKPOINT_MARKER).write_text("made by cammimic; removed after a successful run\n", encoding="utf-8")
+    return True
+
+
+def _load_checkpoint(path: Path, key) -> dict[str, Any]:
+    """Read a checkpoint: safetensors tensors and JSON metadata only; nothing in it can run code."""
+    from safetensors import safe_open
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
-        raise CammimicError(f"checkpoint {path} cannot be read ({type(exc).__name__}); delete it to start afresh") from exc
-    if not isinstance(state, dict) or state.get("format") != "cammimic-checkpoint/1":
-        raise CammimicError(f"{path} is not a cammimic checkpoint; delete it to start afresh")
-    if state["key"] != key:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta_text = (f.metadata() or {}).get("cammimic")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # noqa: BLE001 - a truncated, foreign or hostile file
         raise CammimicError(
-            f"checkpoint {path} was made with other inputs or settings; resume with the same inputs and "
-            "settings, or delete it to start afresh"
+            f"checkpoint {path} cannot be read as a cammimic checkpoint (safetensors: {type(exc).__name__}); "
+            f"delete {path.parent} to start afresh"
+        ) from None
+    try:
+        meta = json.loads(meta_text) if meta_text else None
+        ok = isinstance(meta, dict) and meta.get("format") == CHECKPOINT_FORMAT
+    except ValueError:
+        ok = False
+    if not ok:
+        raise CammimicError(f"{path} is not a cammimic checkpoint ({CHECKPOINT_FORMAT}); delete {path.parent} "
+                            "to start afresh")
+    diff = _key_difference(meta.get("key") or {}, key)
+    if diff:
+        raise CammimicError(
+            f"checkpoint {path} was made with other inputs or settings: {diff}; resume with the same ones, or "
+            f"delete {path.parent} to start afresh"
         )
+    state = dict(meta)
+    state["lora"] = {a: {k.split("/", 2)[2]: v for k, v in tensors.items() if k.startswith(f"lora/{a}/")}
+                     for a in ("spatial", "temporal")}
+    state["rng"] = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("rng/")}
+    state["tensors"] = tensors
+    if not {"generator", "anchors", "torch"} <= set(state["rng"]):
+        raise CammimicError(f"checkpoint {path} has no random state; delete {path.parent} to start afresh")
     return state
+
+
+def _load_optimizers(opts, state, path) -> None:
+    saved = state["optimizers"]
+    if set(saved) != set(opts):
+        raise CammimicError(f"checkpoint {path} holds optimisers for {sorted(saved)}, not {sorted(opts)}; "
+                            f"delete {path.parent} to start afresh")
+    for group, opt in opts.items():
+        info = saved[group]
+        st: dict[int, dict[str, Any]] = {}
+        for idx in info["state_ids"]:
+            prefix = f"opt/{group}/{idx}/"
+            entry = {k[len(prefix):]: v for k, v in state["tensors"].items() if k.startswith(prefix)}
+            entry.update(info["scalars"].get(idx, {}))
+            st[int(idx)] = entry
+        try:
+            opt.load_state_dict({"state": st, "param_groups": info["param_groups"]})
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CammimicError(f"checkpoint {path}: the {group} optimiser state does not fit ({exc}); "
+                                f"delete {path.parent} to start afresh") from None
 
 
 def _restore_loras(unet, state, path) -> None:
     from cammimic.lora import set_lora_state_dict
 
     for adapter in ("spatial", "temporal"):
-        set_lora_state_dict(unet, adapter, state[adapter], source=f"checkpoint {path}")
+        set_lora_state_dict(unet, adapter, state["lora"][adapter], source=f"checkpoint {path}")

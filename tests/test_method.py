@@ -166,3 +166,67 @@ def test_bad_method_input_is_one_line(inputs, tiny_weights, tmp_path, capsys, ex
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in err, err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--width", "16", "--height", "16"], "too small for backbone \"zeroscope\""),
+        (["--steps", "1000"], "= 1000 is out of range [1, 999]"),
+        (["--guidance-weight", "nan"], "weight nan is not a finite number"),
+        (["-o", "{tmp}/a-file/o"], "is not a writable folder"),
+    ],
+)
+def test_values_that_cannot_work_are_refused_before_any_model_loads(inputs, tiny_weights, tmp_path, capsys,
+                                                                    monkeypatch, extra, message):
+    from cammimic_unet3d.backbone import UNet3DAdapter
+
+    def load(*a, **k):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(UNet3DAdapter, "load", load)
+    (tmp_path / "a-file").write_text("not a folder")
+    args = run_args(inputs, tiny_weights, tmp_path / "o") + [a.format(tmp=tmp_path) for a in extra]
+    code, _, err = cli(capsys, *args)
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_ctrl_c_exits_130_and_resume_gives_the_uninterrupted_run(first_run, inputs, tiny_weights, tmp_path,
+                                                                  capsys, monkeypatch):
+    from cammimic import training
+    from cammimic.lora import read_lora
+
+    out = tmp_path / "run"
+    mine = tmp_path / "run.checkpoints"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("the user's folder")  # not made by cammimic: must survive
+    clip_grad, calls = training._clip, {"n": 0}
+
+    def clip_then_ctrl_c(params, max_norm):
+        calls["n"] += 1
+        if calls["n"] == 3:  # stage 1 step 2, mid-step (two LoRA groups per step)
+            raise KeyboardInterrupt
+        return clip_grad(params, max_norm)
+
+    monkeypatch.setattr(training, "_clip", clip_then_ctrl_c)
+    code, _, err = cli(capsys, *run_args(inputs, tiny_weights, out))
+    assert code == 130, err
+    assert len(err.strip().splitlines()) == 1 and "after stage 1 step 1" in err and "--resume" in err, err
+    assert not out.exists() and (mine / training.CHECKPOINT_NAME).is_file()
+    monkeypatch.undo()
+
+    code, _, err = cli(capsys, *run_args(inputs, tiny_weights, out, "--resume"))
+    assert code == 0, err
+    assert "resuming from stage 1 step 1" in err and f"left {mine} in place" in err
+    assert (mine / "notes.txt").is_file() and not (mine / training.CHECKPOINT_NAME).exists()
+    for name in ("spatial", "temporal"):
+        a, _ = read_lora(first_run / "lora" / f"{name}.safetensors")
+        b, _ = read_lora(out / "lora" / f"{name}.safetensors")
+        assert all(torch.equal(a[k].view(torch.int32), b[k].view(torch.int32)) for k in a)
+    assert (out / "losses.csv").read_bytes() == (first_run / "losses.csv").read_bytes()
+    run = json.loads((out / "run.json").read_text())
+    assert run["finetune"]["resumed_from"] == {"stage": 1, "step": 1}
+    assert run["finetune"]["precision"] == "float32"

@@ -48,7 +48,7 @@ def backbone_factory(name: str, *, default_weights: str, default_size: tuple[int
         weights: Hub id or local diffusers-layout directory (default ``{default_weights}``).
         revision: Hub revision (branch, tag or commit); ``""`` = the default branch.
         variant: weights variant such as ``"fp16"``; ``""`` = the full-precision files.
-        torch_dtype: ``"auto"`` (float16 on CUDA, float32 on CPU), ``"float32"``, ``"float16"``
+        torch_dtype: ``"auto"`` (bfloat16 on CUDA, float16 on GPUs without it, float32 on CPU), ``"float32"``, ``"float16"``
             or ``"bfloat16"``.
         vae_batch_size: frames per VAE encode/decode call.
         attention: ``"sdpa"`` (PyTorch scaled-dot-product attention) or ``"default"``.

@@ -104,9 +104,16 @@ def resolve_device(device: Any = None) -> torch.device:
 
 
 def resolve_dtype(torch_dtype: Any, device: torch.device) -> torch.dtype:
-    """``None``/``"auto"``: float16 on CUDA, float32 on CPU. Names or torch dtypes."""
+    """``None``/``"auto"``: bfloat16 on CUDA (float16 where the GPU lacks bfloat16), float32 on CPU.
+
+    bfloat16 is the safer half type for finetuning the UNet3D: it has float32's exponent range,
+    so its gradients neither underflow nor need a loss scaler (float16 does; see
+    :func:`cammimic.training.mixed_precision`), and the zeroscope VAE does not overflow in it.
+    """
     if torch_dtype is None or torch_dtype == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if isinstance(torch_dtype, torch.dtype):
         dtype = torch_dtype
     elif isinstance(torch_dtype, str) and torch_dtype.removeprefix("torch.") in _DTYPES:
@@ -145,7 +152,7 @@ class UNet3DAdapter:
     vae_scale_factor: int = 8
     revision: str | None = None
     variant: str | None = None
-    torch_dtype: Any = None  #: ``None``/``"auto"``: float16 on CUDA, float32 on CPU
+    torch_dtype: Any = None  #: ``None``/``"auto"``: bfloat16 on CUDA (else float16), float32 on CPU
     vae_batch_size: int = 8  #: frames per VAE call
     attention: str = "sdpa"  #: ``"sdpa"`` (PyTorch scaled-dot-product) or ``"default"``
 
@@ -167,9 +174,9 @@ class UNet3DAdapter:
             weights: a Hub id or a local diffusers-layout directory (``unet/ vae/ text_encoder/
                 tokenizer/ scheduler/``); ``None`` loads :attr:`default_weights`.
             torch_dtype: ``"float32"``, ``"float16"``, ``"bfloat16"`` (or a torch dtype);
-                ``None`` uses the adapter's setting, then float16 on CUDA / float32 on CPU. The
-                VAE stays in float32 when this is float16: the zeroscope VAE overflows in half
-                precision (NaN frames); it is small, so this costs little.
+                ``None`` uses the adapter's setting, then bfloat16 on CUDA (float16 on GPUs
+                without bfloat16) / float32 on CPU. The VAE stays in float32: the zeroscope VAE
+                overflows in float16 (NaN frames); it is small, so this costs little.
             variant, revision: as in diffusers' ``from_pretrained`` (Hub ids only).
             local_files_only: never touch the network; ``None`` follows ``HF_HUB_OFFLINE``.
             device: ``"cpu"``, ``"cuda[:n]"``; ``None`` = CUDA when available.
@@ -277,7 +284,7 @@ def _load_components(source: str, dtype: torch.dtype, options: dict, model_optio
     context = int(text_encoder.config.max_position_embeddings)
     if not tokenizer.model_max_length or tokenizer.model_max_length > context:
         tokenizer.model_max_length = context
-    vae_dtype = torch.float32 if dtype == torch.float16 else dtype
+    vae_dtype = torch.float32  # small; the zeroscope VAE overflows in float16 (NaN frames)
     vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=vae_dtype, **model_options)
     unet = UNet3DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype, **model_options)
     return unet, vae, text_encoder, tokenizer, scheduler_config
@@ -341,6 +348,26 @@ def _identity_forward(module: torch.nn.Module):
         return hidden_states
 
     return forward
+
+
+def _lora_scales(module: torch.nn.Module) -> list[tuple[Any, str, float]]:
+    """``(layer, adapter, scaling)`` of every peft LoRA layer in ``module``, as they are now."""
+    from peft.tuners.lora import LoraLayer
+
+    return [(m, a, v) for m in module.modules() if isinstance(m, LoraLayer) for a, v in m.scaling.items()]
+
+
+@contextlib.contextmanager
+def _restored_lora_scales(scales: list[tuple[Any, str, float]]):
+    """Run with the LoRA scales of ``scales``, then put back the ones in force before."""
+    now = [(m, a, m.scaling[a]) for m, a, _ in scales]
+    for m, a, v in scales:
+        m.scaling[a] = v
+    try:
+        yield
+    finally:
+        for m, a, v in now:
+            m.scaling[a] = v
 
 
 @attrs.define(eq=False)
@@ -411,7 +438,8 @@ class UNet3DBackbone:
             chunk = pixels[start:start + self.vae_batch_size].to(self.device, self.vae.dtype) / 127.5 - 1.0
             latents.append(self.vae.encode(chunk).latent_dist.mean)
         z = torch.cat(latents) * self.vae.config.scaling_factor  # (T, C, h, w)
-        return z.permute(1, 0, 2, 3).unsqueeze(0).to(self.dtype)
+        # float32, not the UNet's dtype: cached training latents are not rounded to half precision
+        return z.permute(1, 0, 2, 3).unsqueeze(0).float()
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
@@ -475,8 +503,9 @@ class UNet3DBackbone:
         """Recompute each down/mid/up block's activations in the backward pass.
 
         Active only while gradients are enabled (training); inference is unchanged. A block
-        that ran inside :meth:`temporal_bypass` is recomputed bypassed too, even if the
-        backward pass runs after the ``with`` block ends.
+        that ran inside :meth:`temporal_bypass` is recomputed bypassed too, and with the LoRA
+        scales it ran with (e.g. the spatial LoRA masked off), even if the backward pass runs
+        after the ``with`` block that set them has ended.
         """
         mid = [self.unet.mid_block] if self.unet.mid_block is not None else []
         blocks = [*self.unet.down_blocks, *mid, *self.unet.up_blocks]
@@ -484,7 +513,7 @@ class UNet3DBackbone:
             for block in blocks:
                 if block not in self._checkpointed:
                     self._checkpointed[block] = block.__dict__.get("forward", _MISSING)
-                    block.forward = self._checkpointed_forward(block.forward)
+                    block.forward = self._checkpointed_forward(block, block.forward)
         else:
             for block, forward in self._checkpointed.items():
                 if forward is _MISSING:
@@ -493,16 +522,17 @@ class UNet3DBackbone:
                     block.forward = forward
             self._checkpointed.clear()
 
-    def _checkpointed_forward(self, forward):
+    def _checkpointed_forward(self, block, forward):
         from torch.utils.checkpoint import checkpoint
 
         def wrapped(*args, **kwargs):
             if not torch.is_grad_enabled():
                 return forward(*args, **kwargs)
             bypassed = self._bypassed
+            scales = _lora_scales(block)  # e.g. the spatial LoRA switched off for a masked step
 
-            def run(*a, **k):  # the recomputation must see the same temporal state
-                with self._temporal_state(bypassed):
+            def run(*a, **k):  # the recomputation must see the same temporal state and LoRA scales
+                with self._temporal_state(bypassed), _restored_lora_scales(scales):
                     return forward(*a, **k)
 
             return checkpoint(run, *args, use_reentrant=False, **kwargs)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -61,21 +63,92 @@ def checkpoint_dir_for(output_dir) -> Path:
 
 
 def _size_multiple(backbone) -> int:
-    f = backbone.vae_scale_factor
     cfg = getattr(backbone.unet, "config", None)
-    blocks = getattr(cfg, "down_block_types", None)  # each block but the last halves the latents
-    return f * 2 ** (len(blocks) - 1) if blocks else f
+    return _geometry(backbone.vae_scale_factor, cfg)[0]
 
 
-def _check_size(width: int, height: int, multiple: int, backbone_name: str) -> None:
+def _geometry(vae_factor: int, unet_config) -> tuple[int, int]:
+    """``(size multiple, smallest channels per norm group)`` of a UNet config (dict or object)."""
+    get = unet_config.get if isinstance(unet_config, dict) else (lambda k, d=None: getattr(unet_config, k, d))
+    blocks = get("down_block_types", None) or ()  # each block but the last halves the latents
+    multiple = vae_factor * 2 ** (len(blocks) - 1) if blocks else vae_factor
+    channels = get("block_out_channels", None) or ()
+    groups = get("norm_num_groups", None) or 0
+    per_group = min(channels) // groups if channels and groups else 0
+    return multiple, per_group
+
+
+def _check_size(width: int, height: int, multiple: int, backbone_name: str, per_group: int = 0) -> None:
+    def near(v):
+        return max(multiple, round(v / multiple) * multiple)
+
     if width % multiple or height % multiple:
-        def near(v):
-            return max(multiple, round(v / multiple) * multiple)
-
         raise CammimicError(
             f"--width/--height {width}x{height} must be multiples of {multiple} for backbone "
             f"\"{backbone_name}\"; try {near(width)}x{near(height)}"
         )
+    # At the deepest level a one-frame latent is (width/multiple)x(height/multiple); group norm
+    # needs more than one value per group there (a 1x1 level with one channel per group fails).
+    if per_group and (width // multiple) * (height // multiple) * per_group < 2:
+        bigger = f"{2 * multiple}x{multiple}" if width <= height else f"{multiple}x{2 * multiple}"
+        raise CammimicError(
+            f"--width/--height {width}x{height} is too small for backbone \"{backbone_name}\" (its deepest "
+            f"layer would be 1x1 with one channel per norm group); use at least {bigger}"
+        )
+
+
+def _early_checks(config: Config, adapter, width: int, height: int) -> None:
+    """Size and sampling steps against a local weights folder's configs, before any model loads."""
+    name, params = config.component("backbone")
+    weights = params.get("weights") or getattr(adapter, "default_weights", None)
+    folder = Path(str(weights)).expanduser() if weights else None
+    if folder is None or not folder.is_dir():
+        return  # a Hub id: checked right after loading, still before any work
+    try:
+        unet_cfg = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
+        vae_cfg = json.loads((folder / "vae" / "config.json").read_text(encoding="utf-8"))
+        sched_cfg = json.loads((folder / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # the loader gives the one-line error for a broken folder
+    if not all(isinstance(c, dict) for c in (unet_cfg, vae_cfg, sched_cfg)):
+        return
+    vae_factor = 2 ** (len(vae_cfg.get("block_out_channels") or [0]) - 1)
+    multiple, per_group = _geometry(vae_factor, unet_cfg)
+    _check_size(width, height, multiple, name, per_group)
+    _check_sampling_steps(config, sched_cfg)
+
+
+def _check_sampling_steps(config: Config, scheduler_config: dict) -> None:
+    from cammimic.sampling import check_steps
+
+    sampling = config["sampling"]
+    kind = sampling["scheduler"]
+    try:
+        from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+        cls = DDIMScheduler if kind == "ddim" else DPMSolverMultistepScheduler
+        sched = cls.from_config(scheduler_config)
+    except Exception:  # noqa: BLE001 - a bogus config is the loader's to report
+        return
+    check_steps(sched, sampling["steps"], kind)
+
+
+def _check_writable(output_dir) -> None:
+    """The run directory and its checkpoints are created next to ``output_dir``: that folder must take files."""
+    import tempfile
+
+    out = Path(output_dir).expanduser()
+    parent = out.absolute().parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".cammimic-write-test-", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise CammimicError(
+            f"cannot write next to the output directory {out}: {parent} is not a writable folder ({reason}); "
+            "choose another --output"
+        ) from None
 
 
 @attrs.frozen(eq=False)
@@ -189,12 +262,15 @@ def run_cammimic(
         if path is not None and not Path(path).is_file():
             raise CammimicError(f"{label} {path} does not exist; give a .safetensors file from a run's lora/ folder")
 
+    _check_writable(output_dir)
+
     adapter, backbone_record = _load_backbone(config, host)
     terms, guidance_records = _guidance_terms(config, host) if do_sample else ([], [])
     est_name, est_params = config.component("motion_estimator")
     estimator = host.create("motion_estimator", est_name, est_params,
                             where=f" ([motion_estimator]{config.where})" if config.source else "")
     inputs = _read_inputs(reference, image, config, adapter)
+    _early_checks(config, adapter, inputs.width, inputs.height)
 
     import cv2
 
@@ -206,7 +282,13 @@ def run_cammimic(
         device=None if run["device"] == "auto" else run["device"],
         torch_dtype=None if run["dtype"] == "auto" else run["dtype"],
     )
-    _check_size(inputs.width, inputs.height, _size_multiple(backbone), backbone.name)
+    multiple, per_group = _geometry(backbone.vae_scale_factor, getattr(backbone.unet, "config", None))
+    _check_size(inputs.width, inputs.height, multiple, backbone.name, per_group)
+    if do_sample and hasattr(backbone, "sampling_scheduler"):
+        from cammimic.sampling import check_steps
+
+        check_steps(backbone.sampling_scheduler(config["sampling"]["scheduler"]), config["sampling"]["steps"],
+                    config["sampling"]["scheduler"])
     lora_cfg = config["lora"]
     layers = host.locate_attention_layers(backbone.name, backbone.unet, lora_cfg["include_ff"])
     if layers is None:
@@ -225,8 +307,9 @@ def run_cammimic(
     alpha = lora_cfg["alpha"] or None
     lora_sources: dict[str, Any] = {}
     if do_finetune:
-        inject_loras(backbone.unet, layers, LoraSpec(rank=lora_cfg["spatial_rank"], alpha=alpha),
-                     LoraSpec(rank=lora_cfg["temporal_rank"], alpha=alpha), init_seed=int(run["seed"]))
+        dropout = lora_cfg["dropout"]
+        inject_loras(backbone.unet, layers, LoraSpec(rank=lora_cfg["spatial_rank"], alpha=alpha, dropout=dropout),
+                     LoraSpec(rank=lora_cfg["temporal_rank"], alpha=alpha, dropout=dropout), init_seed=int(run["seed"]))
         settings = FinetuneSettings.from_config(config)
         reference_latents = backbone.encode_video(ref.frames)
         image_latents = backbone.encode_video(inputs.image[None])
@@ -300,6 +383,9 @@ def run_cammimic(
             "steps": {"stage1": len(last[1]), "stage2": len(last[2])},
             "resumed_from": trained.resumed_from,
             "seconds": round(trained.seconds, 3),
+            "seconds_per_step": trained.seconds_per_step,
+            "precision": trained.precision,
+            "skipped_steps": trained.skipped_steps,
             "temporal_lora_unchanged_in_stage2": trained.temporal_unchanged_in_stage2,
             "final": {f"stage{st}": rows[-1] for st, rows in last.items() if rows},
         }
@@ -316,11 +402,23 @@ def run_cammimic(
         manifest["seconds"] = round(time.perf_counter() - started, 3)
         (tmp / "run.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
     if do_finetune:
-        shutil.rmtree(checkpoint_dir_for(output_dir), ignore_errors=True)
+        _remove_checkpoints(checkpoint_dir_for(output_dir))
     out = Path(output_dir)
     files = {k: out / v.relative_to(tmp) for k, v in files.items()} | {"run": out / "run.json"}
     return RunResult(output_dir=out, files=files, camera_score=scored.score if scored else float("nan"),
                      manifest=manifest)
+
+
+def _remove_checkpoints(folder: Path) -> None:
+    """After a successful run: remove the checkpoint folder if cammimic made it, else only its checkpoint."""
+    from cammimic.training import CHECKPOINT_MARKER, CHECKPOINT_NAME
+
+    if (folder / CHECKPOINT_MARKER).is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+    elif folder.is_dir():
+        (folder / CHECKPOINT_NAME).unlink(missing_ok=True)
+        print(f"note: left {folder} in place (cammimic did not create it); its checkpoint was removed",
+              file=sys.stderr)
 
 
 def _write(tmp: Path, backbone, ident, lora_meta, layers, trained, lora_sources, ref, weak, output_frames,
