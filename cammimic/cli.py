@@ -115,17 +115,14 @@ def score(reference, generated, estimator, frames, variant, json_path, config_pa
     host = _host(config)
     name, params = config.component("motion_estimator")
     result = score_api(reference, generated, estimator=name, frames=frames, variant=config["score"]["variant"],
-                       params=params, host=host)
+                       params=params, host=host, max_fallback_share=config["score"]["max_fallback_share"])
     if json_path:
         data = result.to_json()
         data["cammimic_version"] = __version__
         data["config"] = {k: v for k, v in config.data.items() if v is not None}
         _write_json(json_path, data)
     if json_path != "-":
-        click.echo(
-            f"CameraScore {result.score:.6g} ({result.variant}; paper variant {result.paper_score:.6g}) "
-            f"over {result.reference.num_frames} frames, estimator {result.reference.estimator}"
-        )
+        click.echo(result.summary())
 
 
 def _options(*decorators):
@@ -214,7 +211,12 @@ def _method_config(kw, method=None):
 
 def _report(result) -> None:
     m = result.manifest
-    score = f": CameraScore {result.camera_score:.6g} ({m['camera_score_variant']})" if "camera_score" in m else ""
+    score = ""
+    if "camera_score" in m:
+        fb = m.get("camera_score_fallbacks", {})
+        fbs = f"; fallbacks: reference {fb.get('reference')}/{fb.get('pairs')}, output {fb.get('generated')}/{fb.get('pairs')}"
+        score = (f": CameraScore {result.camera_score:.6g} ({m['camera_score_variant']}{fbs})"
+                 if m.get("camera_score_valid", True) else f": CameraScore invalid: {m['camera_score_reason']}{fbs}")
     click.echo(f"wrote {result.output_dir}/ ({m['num_frames']} frames, {m['width']}x{m['height']}, {m['seconds']:.1f} s){score}")
     for f in m["fallbacks"]:
         click.echo(f"fallback: reference pair {f['pair']}: {f['reason']}; used {f['used']}", err=True)
