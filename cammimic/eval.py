@@ -181,10 +181,11 @@ def _one_line(exc: BaseException) -> str:
 
 
 def run_pair(item: EvalItem, method: str, out_dir: str, config_toml: str, metrics: dict[str, dict[str, Any]],
-             block: tuple[str, ...] = ()) -> dict[str, Any]:
+             block: tuple[str, ...] = (), host=None) -> dict[str, Any]:
     """Run one (item, method) pair and score it; never raises: a failure is a row with its error.
 
-    Top-level and picklable so the Ray executor can ship it to a worker.
+    Top-level and picklable so the Ray executor can ship it to a worker; there ``host`` is
+    ``None`` and the worker loads the installed plugins (entry points) itself.
     """
     import shutil
 
@@ -199,7 +200,7 @@ def run_pair(item: EvalItem, method: str, out_dir: str, config_toml: str, metric
     except ImportError:  # pragma: no cover
         import tomli as tomllib
     try:
-        host = get_host(block=block)
+        host = host or get_host(block=block)
         config = from_dict(tomllib.loads(config_toml))
         runner = host.create("eval_method", method, None, where=" (--methods)")
         if run_dir.exists():
@@ -244,9 +245,9 @@ def _sample(item: EvalItem, method: str, run_dir: Path) -> EvalSample:
 
 
 # -- executors ------------------------------------------------------------------------------
-def _local(tasks, submit_args, on_result: Callable[[dict], None]) -> None:
+def _local(tasks, submit_args, on_result: Callable[[dict], None], host) -> None:
     for args in tasks:
-        on_result(run_pair(*submit_args(args)))
+        on_result(run_pair(*submit_args(args), host=host))
 
 
 def _ray(tasks, submit_args, on_result, *, address: str | None, num_cpus: int | None, num_gpus: float) -> None:
@@ -404,7 +405,7 @@ def evaluate(
 
     try:
         if executor == "local":
-            _local(todo, submit_args, on_result)
+            _local(todo, submit_args, on_result, host)
         else:
             import os
 

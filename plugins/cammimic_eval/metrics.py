@@ -32,7 +32,7 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
         mx, my = blur(x), blur(y)
         vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
         s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-        pad = 3  # skimage crops (win_size - 1) // 2 = 3 px of border (win_size 7 at sigma 1.5)
+        pad = 5  # skimage crops (win_size - 1) // 2 = 5 px of border (win_size 11 at sigma 1.5)
         out.append(s[pad:-pad, pad:-pad].mean())
     return float(np.mean(out))
 
