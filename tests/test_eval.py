@@ -340,3 +340,30 @@ def test_ray_executor_gives_the_local_results(tmp_path, manifest):
             assert float(a[k]) == pytest.approx(float(b[k]), rel=2e-2), k
     assert (tmp_path / "ray" / "runs" / "p1" / "homography" / "output.mp4").exists()
     assert json.loads((tmp_path / "ray" / "eval.json").read_text())["executor"] == "ray"
+
+
+def test_a_plugin_registers_an_eval_metric(tmp_path, manifest, plugin_host):
+    """register_eval_metrics: a third-party metric fills its own column in results.csv and summary.csv."""
+
+    class Brightness:
+        name = "brightness"
+        columns = ("brightness",)
+
+        def compute(self, sample):
+            return {"brightness": float(sample.output.mean())}
+
+    class BrightnessPlugin:
+        @cammimic.hookimpl
+        def register_eval_metrics(self, register):
+            register("brightness", Brightness)
+
+    plugin_host.register(BrightnessPlugin(), name="brightness-plugin")
+    m = _subset(manifest, tmp_path, 1)
+    evaluate(m, tmp_path / "ev", methods="homography", metrics={"brightness": {}}, config=_config(),
+             progress=False, host=plugin_host, echo=lambda s: None)
+    [row] = _rows(tmp_path / "ev")
+    from cammimic.io import read_video
+
+    out = read_video(tmp_path / "ev" / "runs" / "p0" / "homography" / "output.mp4").frames
+    assert float(row["brightness"]) == pytest.approx(float(out.mean()), rel=1e-12)
+    assert "brightness_lo" in (tmp_path / "ev" / "summary.csv").read_text()
