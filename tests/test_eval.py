@@ -236,7 +236,14 @@ def tiny_metric_weights(tmp_path_factory):
     """Tiny random DINOv2 and CLIP models saved in their Hub layout (offline)."""
     import torch
     from cammimic_unet3d.random_weights import build_tokenizer
-    from transformers import BitImageProcessor, CLIPConfig, CLIPImageProcessor, CLIPModel, Dinov2Config, Dinov2Model
+    from transformers import (
+        BitImageProcessor,
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        Dinov2Config,
+        Dinov2Model,
+    )
 
     root = tmp_path_factory.mktemp("metric-weights")
     torch.manual_seed(0)
