@@ -316,10 +316,11 @@ def sample(**kw):
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="local: in this process; ray: one Ray task per (item, method).")
 @click.option("--ray-address", help="Join this Ray cluster (default: start Ray locally).")
 @click.option("--ray-num-cpus", type=click.IntRange(min=1), help="CPUs of a locally started Ray (default: all).")
+@click.option("--ray-num-gpus", type=click.FloatRange(min=0), help="GPUs per Ray task (default: 1 when CUDA is present, else 0).")
 @click.option("--seed", type=click.IntRange(min=0), help="Seed of every run (default: the config's).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def eval_command(manifest, output_dir, methods, metric_names, metric_weights, backbone, weights, config_path,
-                 executor, ray_address, ray_num_cpus, seed, quiet):
+                 executor, ray_address, ray_num_cpus, ray_num_gpus, seed, quiet):
     """Evaluate methods on every (reference, image) pair of MANIFEST (CSV or JSONL with columns
     reference, image, prompt, reference_prompt and optional id): CameraScore, scene and text
     metrics, results.csv, summary.csv, tradeoff.png and report.html in --output.
@@ -341,7 +342,7 @@ def eval_command(manifest, output_dir, methods, metric_names, metric_weights, ba
         metrics.setdefault(name.strip(), {})["weights"] = value.strip()
     host = _host(config)
     result = evaluate(manifest, output_dir, methods=methods, metrics=metrics, config=config, executor=executor,
-                      ray_address=ray_address, ray_num_cpus=ray_num_cpus, progress=not quiet,
+                      ray_address=ray_address, ray_num_cpus=ray_num_cpus, ray_num_gpus=ray_num_gpus, progress=not quiet,
                       echo=lambda line: click.echo(line, err=True), host=host)
     click.echo(f"wrote {output_dir}/ ({result['ran']} run, {result['skipped']} skipped as finished, "
                f"{result['failed']} failed): results.csv, summary.csv, tradeoff.png, report.html")

@@ -174,6 +174,46 @@ def _metric_instances(host, metrics: dict[str, dict[str, Any]]) -> list:
     return out
 
 
+_BACKBONES: dict[tuple, Any] = {}  # per process: each backbone is loaded once, runs get copies
+
+
+class _CachingHost:
+    """The plugin host as an eval method sees it: a backbone is loaded once per worker process
+    and each run gets a deep copy (LoRAs are injected into the copy, never into the cache).
+
+    Costs one more copy of the weights in memory; saves reading them for every run.
+    """
+
+    def __init__(self, host):
+        self._host = host
+
+    def __getattr__(self, name):
+        return getattr(self._host, name)
+
+    def create(self, kind, name, params=None, *, where=""):
+        made = self._host.create(kind, name, params, where=where)
+        if kind == "backbone":
+            return _CachedBackboneAdapter(made, (name, json.dumps(params or {}, sort_keys=True, default=str)))
+        return made
+
+
+class _CachedBackboneAdapter:
+    def __init__(self, adapter, key):
+        self._adapter = adapter
+        self._key = key
+
+    def __getattr__(self, name):
+        return getattr(self._adapter, name)
+
+    def load(self, *args, **kwargs):
+        import copy
+
+        key = (self._key, repr(args), repr(sorted(kwargs.items())))
+        if key not in _BACKBONES:
+            _BACKBONES[key] = self._adapter.load(*args, **kwargs)
+        return copy.deepcopy(_BACKBONES[key])
+
+
 def _one_line(exc: BaseException) -> str:
     msg = str(exc).strip().splitlines()
     first = msg[0] if msg else ""
@@ -205,7 +245,7 @@ def run_pair(item: EvalItem, method: str, out_dir: str, config_toml: str, metric
         runner = host.create("eval_method", method, None, where=" (--methods)")
         if run_dir.exists():
             shutil.rmtree(run_dir)
-        runner.run(item, run_dir, config=config, host=host)
+        runner.run(item, run_dir, config=config, host=_CachingHost(host))
         row.update(_score_row(run_dir))
         sample = _sample(item, method, run_dir)
         for metric in _metric_instances(host, metrics):
@@ -302,6 +342,7 @@ def evaluate(
     executor: str = "local",
     ray_address: str | None = None,
     ray_num_cpus: int | None = None,
+    ray_num_gpus: float | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = print,
     host=None,
@@ -311,7 +352,8 @@ def evaluate(
     ``metrics`` maps metric name to its parameters (e.g. ``{"dinov2": {"weights": DIR}}``);
     the weight-free :data:`DEFAULT_METRICS` are always added. ``config``: a
     :class:`~cammimic.config.Config` or TOML path, the settings of every run (seed, frames,
-    size, backbone, steps...).
+    size, backbone, steps...). ``ray_num_gpus``: GPUs per Ray task (default: 1 when CUDA is
+    present, else 0).
     """
     from cammimic import __version__
     from cammimic.config import Config, load_config
@@ -363,6 +405,7 @@ def evaluate(
         "methods": methods,
         "metrics": metrics,
         "executor": executor,
+        "ray": {"address": ray_address, "num_cpus": ray_num_cpus, "num_gpus_per_task": ray_num_gpus} if executor == "ray" else None,
         "config": config.data,
         "config_toml": config_toml,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -407,15 +450,14 @@ def evaluate(
         if executor == "local":
             _local(todo, submit_args, on_result, host)
         else:
-            import os
+            num_gpus = ray_num_gpus
+            if num_gpus is None:
+                try:
+                    import torch
 
-            num_gpus = 0.0
-            try:
-                import torch
-
-                num_gpus = 1.0 if torch.cuda.is_available() and os.environ.get("CAMMIMIC_RAY_GPUS", "1") != "0" else 0.0
-            except ImportError:
-                pass
+                    num_gpus = 1.0 if torch.cuda.is_available() else 0.0
+                except ImportError:
+                    num_gpus = 0.0
             _ray(todo, submit_args, on_result, address=ray_address, num_cpus=ray_num_cpus, num_gpus=num_gpus)
     finally:
         if bar is not None:

@@ -261,6 +261,19 @@ def tiny_metric_weights(tmp_path_factory):
     CLIPModel(cfg).save_pretrained(root / "clip")
     CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(root / "clip")
     build_tokenizer().save_pretrained(root / "clip")
+    from transformers import VideoMAEImageProcessor, XCLIPConfig, XCLIPModel, XCLIPProcessor
+
+    torch.manual_seed(0)
+    xcfg = XCLIPConfig(
+        text_config={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
+                     "vocab_size": 1000, "max_position_embeddings": 77},
+        vision_config={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
+                       "image_size": 32, "patch_size": 8, "num_frames": 4, "mit_hidden_size": 16,
+                       "mit_intermediate_size": 64, "mit_num_hidden_layers": 1, "mit_num_attention_heads": 2},
+        projection_dim=16, prompt_layers=1, prompt_attention_heads=2)
+    XCLIPModel(xcfg).save_pretrained(root / "xclip")
+    XCLIPProcessor(image_processor=VideoMAEImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+                   tokenizer=build_tokenizer()).save_pretrained(root / "xclip")
     return root
 
 
@@ -268,19 +281,20 @@ def test_dinov2_and_clip_metrics_load_through_metric_weights(tmp_path, manifest,
     out = tmp_path / "ev"
     code = main(["eval", str(manifest), "-o", str(out), "--methods", "homography", "-q",
                  "--metric-weights", f"dinov2={tiny_metric_weights / 'dinov2'}",
-                 "--metric-weights", f"clip={tiny_metric_weights / 'clip'}"])
+                 "--metric-weights", f"clip={tiny_metric_weights / 'clip'}",
+                 "--metric-weights", f"xclip={tiny_metric_weights / 'xclip'}"])
     assert code == 0, capsys.readouterr().err
     rows = _rows(out)
     for r in rows:
-        assert -1 <= float(r["dinov2"]) <= 1 and -1 <= float(r["clip"]) <= 1
+        assert all(-1 <= float(r[k]) <= 1 for k in ("dinov2", "clip", "xclip"))
     # pinned on the seeded tiny models: the numbers a user gets from these weights
-    first = {k: round(float(rows[0][k]), 4) for k in ("dinov2", "clip")}
+    first = {k: round(float(rows[0][k]), 4) for k in ("dinov2", "clip", "xclip")}
     assert first == pytest.approx(PINNED_TINY_METRICS, abs=2e-3)
     record = json.loads((out / "eval.json").read_text())
     assert record["metrics"]["dinov2"] == {"weights": str(tiny_metric_weights / "dinov2")}
 
 
-PINNED_TINY_METRICS = {"dinov2": 0.9964, "clip": -0.3309}
+PINNED_TINY_METRICS = {"dinov2": 0.9964, "clip": -0.3309, "xclip": 0.0}
 
 
 def test_metric_weights_errors_are_one_line(tmp_path, manifest, capsys, monkeypatch):
@@ -304,8 +318,14 @@ def test_every_method_runs_on_tiny_weights(tmp_path, manifest, tiny_weights):
     methods = ["base", "motiondirector", "cammimic", "cammimic-no-usc", "cammimic-no-ortho", "cammimic-no-hg"]
     m = _subset(manifest, tmp_path, 1)
     config = _config(**FAST, **{"backbone.weights": str(tiny_weights)})
+    from cammimic import eval as eval_module
+
+    eval_module._BACKBONES.clear()
     res = evaluate(m, tmp_path / "ev", methods=methods, config=config, progress=False, echo=lambda s: None)
     rows = {r["method"]: r for r in _rows(tmp_path / "ev")}
+    # the backbone was read once for the 8 runs; the cached copy never got a LoRA injected
+    [cached] = eval_module._BACKBONES.values()
+    assert not any("lora" in n for n, _ in cached.unet.named_parameters())
     assert res["failed"] == 0, {k: r["error"] for k, r in rows.items()}
     runs = {k: json.loads((tmp_path / "ev" / "runs" / "p0" / k / "run.json").read_text()) for k in methods}
     # the settings each method stands for reached the run
