@@ -54,6 +54,7 @@ def cli(debug):
     cammimic finetune REF IMAGE ...  Phase 1 alone: train the spatial/temporal LoRAs
     cammimic sample REF IMAGE --lora DIR ...
                                      Phase 2 alone: sample from saved LoRAs
+    cammimic eval MANIFEST -o DIR    the paper's evaluation: methods x pairs, metrics, report
     cammimic plugins                 installed plugins and the components they provide
     """
 
@@ -115,17 +116,14 @@ def score(reference, generated, estimator, frames, variant, json_path, config_pa
     host = _host(config)
     name, params = config.component("motion_estimator")
     result = score_api(reference, generated, estimator=name, frames=frames, variant=config["score"]["variant"],
-                       params=params, host=host)
+                       params=params, host=host, max_fallback_share=config["score"]["max_fallback_share"])
     if json_path:
         data = result.to_json()
         data["cammimic_version"] = __version__
         data["config"] = {k: v for k, v in config.data.items() if v is not None}
         _write_json(json_path, data)
     if json_path != "-":
-        click.echo(
-            f"CameraScore {result.score:.6g} ({result.variant}; paper variant {result.paper_score:.6g}) "
-            f"over {result.reference.num_frames} frames, estimator {result.reference.estimator}"
-        )
+        click.echo(result.summary())
 
 
 def _options(*decorators):
@@ -214,7 +212,12 @@ def _method_config(kw, method=None):
 
 def _report(result) -> None:
     m = result.manifest
-    score = f": CameraScore {result.camera_score:.6g} ({m['camera_score_variant']})" if "camera_score" in m else ""
+    score = ""
+    if "camera_score" in m:
+        fb = m.get("camera_score_fallbacks", {})
+        fbs = f"; fallbacks: reference {fb.get('reference')}/{fb.get('pairs')}, output {fb.get('generated')}/{fb.get('pairs')}"
+        score = (f": CameraScore {result.camera_score:.6g} ({m['camera_score_variant']}{fbs})"
+                 if m.get("camera_score_valid", True) else f": CameraScore invalid: {m['camera_score_reason']}{fbs}")
     click.echo(f"wrote {result.output_dir}/ ({m['num_frames']} frames, {m['width']}x{m['height']}, {m['seconds']:.1f} s){score}")
     for f in m["fallbacks"]:
         click.echo(f"fallback: reference pair {f['pair']}: {f['reason']}; used {f['used']}", err=True)
@@ -299,6 +302,52 @@ def sample(**kw):
                         temporal_lora=lora["temporal"], allow_other_base=kw["allow_other_base"], config=config,
                         overwrite=kw["overwrite"], progress=not kw["quiet"], host=host)
     _report(result)
+
+
+@cli.command("eval")
+@click.argument("manifest", type=click.Path())
+@click.option("--output", "-o", "output_dir", required=True, type=click.Path(), help="The eval directory (results, runs, report); re-run with the same settings to resume.")
+@click.option("--methods", default=",".join(("homography", "base", "motiondirector", "cammimic", "cammimic-no-usc", "cammimic-no-ortho", "cammimic-no-hg")), show_default=True, help="Comma-separated eval methods (see `cammimic plugins`).")
+@click.option("--metrics", "metric_names", default="", help="Metrics besides the weight-free first_frame and in_view, comma-separated: dinov2, clip, xclip.")
+@click.option("--metric-weights", multiple=True, metavar="METRIC=ID_OR_DIR", help="Weights of a metric by Hub id or local folder, e.g. dinov2=/models/dinov2-base (repeatable; implies the metric).")
+@click.option("--backbone", help="Backbone of the diffusion methods (default: the config's).")
+@click.option("--weights", help="Backbone weights: a Hub id or a local diffusers folder.")
+@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="local: in this process; ray: one Ray task per (item, method).")
+@click.option("--ray-address", help="Join this Ray cluster (default: start Ray locally).")
+@click.option("--ray-num-cpus", type=click.IntRange(min=1), help="CPUs of a locally started Ray (default: all).")
+@click.option("--ray-num-gpus", type=click.FloatRange(min=0), help="GPUs per Ray task (default: 1 when CUDA is present, else 0).")
+@click.option("--seed", type=click.IntRange(min=0), help="Seed of every run (default: the config's).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def eval_command(manifest, output_dir, methods, metric_names, metric_weights, backbone, weights, config_path,
+                 executor, ray_address, ray_num_cpus, ray_num_gpus, seed, quiet):
+    """Evaluate methods on every (reference, image) pair of MANIFEST (CSV or JSONL with columns
+    reference, image, prompt, reference_prompt and optional id): CameraScore, scene and text
+    metrics, results.csv, summary.csv, tradeoff.png and report.html in --output.
+
+    \b
+    cammimic eval pairs.csv -o out/eval --methods homography,cammimic --weights /models/zeroscope \\
+        --metric-weights dinov2=/models/dinov2-base --metric-weights clip=/models/clip-vit-base-patch32
+    """
+    from cammimic.eval import evaluate
+
+    config = _config(config_path, {"backbone.name": backbone, "run.seed": seed})
+    if weights:
+        config = config.with_overrides({"backbone.weights": weights})
+    metrics: dict = {m.strip(): {} for m in metric_names.split(",") if m.strip()}
+    for spec in metric_weights:
+        name, sep, value = spec.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise CammimicError(f"--metric-weights '{spec}' must be METRIC=ID_OR_DIR, e.g. dinov2=/models/dinov2-base")
+        metrics.setdefault(name.strip(), {})["weights"] = value.strip()
+    host = _host(config)
+    result = evaluate(manifest, output_dir, methods=methods, metrics=metrics, config=config, executor=executor,
+                      ray_address=ray_address, ray_num_cpus=ray_num_cpus, ray_num_gpus=ray_num_gpus, progress=not quiet,
+                      echo=lambda line: click.echo(line, err=True), host=host)
+    click.echo(f"wrote {output_dir}/ ({result['ran']} run, {result['skipped']} skipped as finished, "
+               f"{result['failed']} failed): results.csv, summary.csv, tradeoff.png, report.html")
+    if result["failed"]:
+        raise CammimicError(f"{result['failed']} (item, method) pair(s) failed; see results.csv, fix them and re-run to redo only those")
 
 
 @cli.command()

@@ -77,7 +77,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "spatial_scale": 1.0, "temporal_scale": 1.0,
     },
     "homography": {"fill": "black"},
-    "score": {"variant": "resolution_free"},
+    "score": {"variant": "resolution_free", "max_fallback_share": 0.25},
     "output": {"gif": False, "crf": 18},
     "plugins": {"block": []},
 }
@@ -114,6 +114,7 @@ RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("finetune", "orthogonality_weight"): (0, 1e6),
     ("finetune", "max_grad_norm"): (0, 1e6),
     ("finetune", "checkpoint_every"): (0, 1_000_000),
+    ("score", "max_fallback_share"): (0, 1),
     ("sampling", "steps"): (1, 999),  # DDIM on a 1000-step schedule with steps_offset 1 takes at most 999
     ("sampling", "guidance_scale"): (0, 100),
     ("sampling", "eta"): (0, 1),

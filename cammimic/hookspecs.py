@@ -54,3 +54,28 @@ def register_guidance_terms(register):
     term. ``factory(**params)`` returns a :class:`cammimic.components.GuidanceTerm`; each
     ``[[guidance]]`` config entry names one term and its parameters.
     """
+
+
+@hookspec
+def register_eval_methods(register):
+    """Register evaluation methods: what ``cammimic eval`` compares (the paper's baselines, ablations).
+
+    Call ``register(name, factory, *, description="", requires=(), extra=None)`` once per
+    method. ``factory()`` returns a :class:`cammimic.eval.EvalMethod`: an object with a ``name``
+    and ``run(item, output_dir, *, config, host)`` that writes one run directory (as ``cammimic
+    run`` does: at least ``output.mp4``, ``score.json``, ``motion.json``, ``config.toml``,
+    ``run.json``) for one manifest item (:class:`cammimic.eval.EvalItem`) under ``config``.
+    """
+
+
+@hookspec
+def register_eval_metrics(register):
+    """Register evaluation metrics: numbers ``cammimic eval`` computes on each output video.
+
+    Call ``register(name, factory, *, description="", requires=(), extra=None)`` once per
+    metric. ``factory(**params)`` returns a :class:`cammimic.eval.EvalMetric`: an object with a
+    ``name``, ``columns`` (the result columns it fills, higher-is-better unless listed in
+    ``lower_is_better``) and ``compute(sample)`` returning ``{column: float}`` for one
+    :class:`cammimic.eval.EvalSample`. ``params`` come from ``--metric-weights`` (``weights``) and
+    the factory loads its models, once per worker.
+    """

@@ -46,6 +46,8 @@ KINDS: dict[str, Kind] = {
         Kind("backbone", "register_backbones", "backbone", "backbones"),
         Kind("motion_estimator", "register_motion_estimators", "motion estimator", "motion_estimators"),
         Kind("guidance", "register_guidance_terms", "guidance term", "guidance_terms"),
+        Kind("eval_method", "register_eval_methods", "eval method", "eval_methods"),
+        Kind("eval_metric", "register_eval_metrics", "eval metric", "eval_metrics"),
     )
 }
 

@@ -20,8 +20,8 @@ def signature(name: str) -> str:
 
 
 def test_there_are_hooks():
-    assert HOOKS == ["locate_attention_layers", "register_backbones", "register_guidance_terms",
-                     "register_motion_estimators"]
+    assert HOOKS == ["locate_attention_layers", "register_backbones", "register_eval_methods",
+                     "register_eval_metrics", "register_guidance_terms", "register_motion_estimators"]
 
 
 @pytest.mark.parametrize("hook", HOOKS)

@@ -342,7 +342,8 @@ def run_cammimic(
         )
         output_frames = backbone.decode_latents(latents)
         out_motion = estimator.estimate(output_frames)
-        scored = score_motions(ref_motion, out_motion, variant=config["score"]["variant"])
+        scored = score_motions(ref_motion, out_motion, variant=config["score"]["variant"],
+                               max_fallback_share=config["score"]["max_fallback_share"])
 
     config = config.with_overrides({
         "run.frames": len(ref.frames), "run.width": inputs.width, "run.height": inputs.height,
@@ -392,8 +393,7 @@ def run_cammimic(
     if lora_sources:
         manifest["lora_sources"] = lora_sources
     if scored is not None:
-        manifest["camera_score"] = scored.score
-        manifest["camera_score_variant"] = scored.variant
+        manifest.update(scored.manifest_fields())
 
     lora_meta = {"seed": str(run["seed"]), "reference_prompt": texts["reference"], "image_prompt": texts["image"]}
     with output_directory(output_dir, overwrite=overwrite) as tmp:
