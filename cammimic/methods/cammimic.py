@@ -88,17 +88,16 @@ class _Inputs:
 
 
 def _read_inputs(reference, image, config: Config, adapter) -> _Inputs:
-    from cammimic.api import _as_video, _subsample
-    from cammimic.io import read_image, read_video
+    from cammimic.api import _as_video, _count
+    from cammimic.io import read_image
 
     run = config["run"]
-    ref_video = read_video(reference) if isinstance(reference, (str, Path)) else _as_video(reference, name="reference")
-    total = len(ref_video.frames)
+    total = _count(reference)
     frames = run["frames"] or min(PAPER_NUM_FRAMES, total)
     width = run["width"] or adapter.default_size[0]
     height = run["height"] or adapter.default_size[1]
-    ref = _subsample(ref_video, frames)
-    ref = _as_video(ref, size=(width, height), name="reference")
+    # only the frames used are decoded, resized as they come
+    ref = _as_video(reference, size=(width, height), name="reference", frames=frames)
     if isinstance(image, (str, Path)):
         user_image = read_image(image, size=(width, height))
     else:
@@ -178,7 +177,8 @@ def run_cammimic(
 
     started = time.perf_counter()
     do_finetune, do_sample = "finetune" in phases, "sample" in phases
-    check_output_directory(output_dir, overwrite=overwrite)
+    input_paths = (reference, image, config.source, spatial_lora, temporal_lora)
+    check_output_directory(output_dir, overwrite=overwrite, inputs=input_paths)
     run = config["run"]
     texts = prompts(config)
     if not texts["image"]:
@@ -310,7 +310,7 @@ def run_cammimic(
         manifest["camera_score_variant"] = scored.variant
 
     lora_meta = {"seed": str(run["seed"]), "reference_prompt": texts["reference"], "image_prompt": texts["image"]}
-    with output_directory(output_dir, overwrite=overwrite) as tmp:
+    with output_directory(output_dir, overwrite=overwrite, inputs=input_paths) as tmp:
         files = _write(tmp, backbone, ident, lora_meta, layers, trained, lora_sources, ref, weak, output_frames,
                        ref_motion, out_motion, scored, config, inputs.fps, save_lora)
         manifest["seconds"] = round(time.perf_counter() - started, 3)
