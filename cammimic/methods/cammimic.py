@@ -170,7 +170,14 @@ def run_cammimic(
     from cammimic import __version__
     from cammimic.api import RunResult, _component_record, _sha256, score_motions
     from cammimic.io import check_output_directory, output_directory
-    from cammimic.lora import LoraSpec, inject_loras, load_lora, save_lora, set_lora_scale
+    from cammimic.lora import (
+        LoraSpec,
+        inject_loras,
+        load_lora,
+        read_lora,
+        save_lora,
+        set_lora_scale,
+    )
     from cammimic.methods.homography import transfer_homography
     from cammimic.sampling import sample
     from cammimic.training import FinetuneSettings, finetune
@@ -188,6 +195,8 @@ def run_cammimic(
     for label, path in (("--spatial-lora", spatial_lora), ("--temporal-lora", temporal_lora)):
         if path is not None and not Path(path).is_file():
             raise CammimicError(f"{label} {path} does not exist; give a .safetensors file from a run's lora/ folder")
+        if path is not None:
+            read_lora(path)  # damaged or non-finite files are refused before any model loads
 
     adapter, backbone_record = _load_backbone(config, host)
     terms, guidance_records = _guidance_terms(config, host) if do_sample else ([], [])
