@@ -326,6 +326,8 @@ def plugins(as_json):
         for comp in p["components"]:
             state = "" if comp["available"] else f"  [not installed: {comp['install']}]"
             click.echo(f"  {comp['kind'].replace('_', ' ')} {comp['name']}: {comp['description']}{state}")
+            if comp.get("attention_layers_from"):
+                click.echo(f"    LoRA layers located by: {', then '.join(comp['attention_layers_from'])}")
 
 
 def main(argv=None) -> int:

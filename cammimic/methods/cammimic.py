@@ -299,7 +299,7 @@ def run_cammimic(
             "guidance": guidance_records,
         },
         "layers": {"spatial": len(layers.spatial), "temporal": len(layers.temporal), "pairs": len(layers.pairs),
-                   "file": "lora/layers.json"},
+                   "file": "lora/layers.json", "located_by": getattr(host, "located_by", {}).get(backbone.name)},
         "fallbacks": [f.to_json() for f in ref_motion.fallbacks],
         "valid_fraction": [float(m.mean()) for m in weak.masks],
     }
