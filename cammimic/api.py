@@ -229,6 +229,19 @@ def _resolve(config, overrides) -> Config:
     )
 
 
+def _require_method_stack(config: Config, host: PluginHost) -> None:
+    """The cammimic method needs its backbone's libraries (torch, diffusers, …): say how to
+    install them before anything is read or written."""
+    name, _ = config.component("backbone")
+    comp = host.get("backbone", name, where=f" ([backbone]{config.where})" if config.source else "")
+    missing = comp.missing_requirements()
+    if missing:
+        raise CammimicError(
+            f"the cammimic method with {comp.label} needs {', '.join(missing)}, which is not installed: "
+            f"{comp.install_hint()} (or use --method homography, which needs no torch)"
+        )
+
+
 def transfer(
     reference,
     image,
@@ -264,6 +277,7 @@ def transfer(
     """
     config = _resolve(config, overrides)
     if config["run"]["method"] == "cammimic":
+        _require_method_stack(config, _host(host, config))
         from cammimic.methods.cammimic import run_cammimic
 
         return run_cammimic(reference, image, output_dir, config=config, host=_host(host, config),
@@ -286,9 +300,10 @@ def finetune(
 ) -> RunResult:
     """Phase 1 of CamMimic alone: train the spatial and temporal LoRAs and write them to
     ``output_dir/lora/`` with ``losses.csv``, ``weak.mp4``, ``config.toml`` and ``run.json``."""
+    config = _resolve(config, overrides)
+    _require_method_stack(config, _host(host, config))
     from cammimic.methods.cammimic import run_cammimic
 
-    config = _resolve(config, overrides)
     return run_cammimic(reference, image, output_dir, config=config, host=_host(host, config),
                         overwrite=overwrite, resume=resume, progress=progress, phases=("finetune",))
 
@@ -309,9 +324,10 @@ def sample(
 ) -> RunResult:
     """Phase 2 of CamMimic alone: sample with saved LoRAs (they may come from different runs:
     a spatial LoRA of one run with the temporal LoRA of another) and homography guidance."""
+    config = _resolve(config, overrides)
+    _require_method_stack(config, _host(host, config))
     from cammimic.methods.cammimic import run_cammimic
 
-    config = _resolve(config, overrides)
     return run_cammimic(reference, image, output_dir, config=config, host=_host(host, config),
                         overwrite=overwrite, progress=progress, phases=("sample",), spatial_lora=spatial_lora,
                         temporal_lora=temporal_lora, allow_other_base=allow_other_base)

@@ -292,6 +292,7 @@ def sample(**kw):
         base = base / "lora" if (base / "lora").is_dir() else base
         for name in lora:
             lora[name] = lora[name] or str(base / f"{name}.safetensors")
+        config = _recorded_settings(config, base.parent if base.name == "lora" else base)
     if not (lora["spatial"] and lora["temporal"]):
         raise CammimicError("give --lora RUN_DIR, or both --spatial-lora FILE and --temporal-lora FILE")
     host = _host(config)
@@ -299,6 +300,33 @@ def sample(**kw):
                         temporal_lora=lora["temporal"], allow_other_base=kw["allow_other_base"], config=config,
                         overwrite=kw["overwrite"], progress=not kw["quiet"], host=host)
     _report(result)
+
+
+def _recorded_settings(config, run_dir: Path):
+    """What RUN_DIR/run.json records (backbone, weights, size, frames) for what the user left unset."""
+    try:
+        run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        backbone = run["components"]["backbone"]
+        recorded = {"backbone.name": str(backbone["name"]), "backbone.weights": str(backbone["weights"]),
+                    "run.width": int(run["width"]), "run.height": int(run["height"]),
+                    "run.frames": int(run["num_frames"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return config  # not a run directory: nothing recorded to reuse
+    name, params = config.component("backbone")
+    same_backbone = name == recorded["backbone.name"] or name == "zeroscope"  # zeroscope: the default
+    use = {}
+    if same_backbone:
+        use["backbone.name"] = recorded["backbone.name"]
+        if "weights" not in params:
+            use["backbone.weights"] = recorded["backbone.weights"]
+    for key in ("run.width", "run.height", "run.frames"):
+        section, field = key.split(".")
+        if not config[section][field]:
+            use[key] = recorded[key]
+    if use:
+        shown = ", ".join(f"{k.split('.')[1]} {v}" for k, v in use.items())
+        click.echo(f"using {shown} recorded in {run_dir / 'run.json'}", err=True)
+    return config.with_overrides(use)
 
 
 @cli.command()

@@ -76,7 +76,13 @@ class Component:
         return out
 
     def missing_requirements(self) -> list[str]:
-        return [m for m in self.requires if importlib.util.find_spec(m) is None]
+        def missing(module: str) -> bool:
+            try:
+                return importlib.util.find_spec(module) is None
+            except (ImportError, ValueError):  # a broken or blocked install counts as missing
+                return True
+
+        return [m for m in self.requires if missing(m)]
 
     def install_hint(self) -> str:
         if self.extra:

@@ -313,3 +313,37 @@ def test_offline_missing_weights_fail_fast_in_one_line(monkeypatch, tmp_path):
     assert "\n" not in text
     assert text.startswith('zeroscope weights "cerspense/zeroscope_v2_576w" are not in the Hugging Face cache')
     assert "the Hub (http://127.0.0.1:1) cannot be reached" in text and "--weights /path/to/zeroscope_v2_576w" in text
+
+
+# --------------------------------------------------------------------------------------------
+# The paths a newcomer copies (issue 8 §6)
+# --------------------------------------------------------------------------------------------
+
+_NO_TORCH = """
+import sys
+class NoTorch:  # a core install: torch (and what needs it) is not there
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "diffusers", "transformers", "peft", "kornia"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+sys.meta_path.insert(0, NoTorch())
+from cammimic.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("command", ["run", "finetune"])
+def test_method_on_a_core_install_gives_the_install_line_before_reading_inputs(tmp_path, command):
+    args = [command, str(tmp_path / "missing.mp4"), str(tmp_path / "missing.jpg"), "-o", str(tmp_path / "o"),
+            "--prompt", "x"]
+    out = subprocess.run([sys.executable, "-c", _NO_TORCH, *args], capture_output=True, text=True)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    line = out.stderr.strip()
+    assert "\n" not in line, line
+    assert line == ('Error: the cammimic method with backbone "zeroscope" needs torch, diffusers, transformers, '
+                    'which is not installed: pip install "cammimic[zeroscope]" (or use --method homography, '
+                    'which needs no torch)')
+    # the homography method still runs there
+    ok = subprocess.run([sys.executable, "-c", _NO_TORCH, "run", REFERENCE, SCENE, "-o", str(tmp_path / "h"),
+                         "--method", "homography", "--frames", "3", "--width", "64", "--height", "64"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr

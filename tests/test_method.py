@@ -166,3 +166,24 @@ def test_bad_method_input_is_one_line(inputs, tiny_weights, tmp_path, capsys, ex
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in err, err
     assert not (tmp_path / "o").exists()
+
+
+def test_sample_with_lora_run_uses_the_runs_weights_size_and_frames(first_run, inputs, tmp_path, capsys):
+    """`cammimic sample --lora RUN` used the default zeroscope weights and 576x320x16 whatever RUN was."""
+    ref, user = inputs
+    code, _, err = cli(capsys, "sample", ref, user, "--prompt", "a cup of coffee", "--lora", first_run,
+                       "-o", tmp_path / "again", "--steps", "4", "-q")
+    assert code == 0, err
+    assert "recorded in" in err and "weights" in err
+    recorded = json.loads((first_run / "run.json").read_text())
+    run = json.loads((tmp_path / "again" / "run.json").read_text())
+    assert run["components"]["backbone"]["weights"] == recorded["components"]["backbone"]["weights"]
+    assert (run["width"], run["height"], run["num_frames"]) == (recorded["width"], recorded["height"],
+                                                                recorded["num_frames"])
+    assert np.array_equal(read_video(tmp_path / "again" / "output.mp4").frames,
+                          read_video(first_run / "output.mp4").frames)
+    # a flag still overrides what was recorded
+    code, _, err = cli(capsys, "sample", ref, user, "--prompt", "a cup of coffee", "--lora", first_run,
+                       "-o", tmp_path / "fewer", "--steps", "4", "--frames", "4", "-q")
+    assert code == 0, err
+    assert json.loads((tmp_path / "fewer" / "run.json").read_text())["num_frames"] == 4
