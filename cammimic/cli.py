@@ -137,27 +137,34 @@ def _options(*decorators):
     return apply
 
 
-_io_options = _options(
-    click.argument("reference", type=click.Path()),
-    click.argument("image", type=click.Path()),
-    click.option("-o", "--output", "output_dir", required=True, type=click.Path(), help="Run directory to create."),
-    click.option("--prompt", help="What your image shows (t_u), e.g. \"a mountain village at dusk\"."),
-    click.option("--reference-prompt", help="What the reference video shows (t_R), e.g. \"a rocket launch\"."),
-    click.option("--frames", type=click.IntRange(min=2), help="Frames, sampled evenly from the reference (cammimic default: 16; homography: all)."),
-    click.option("--width", type=click.IntRange(min=16), help="Output width (cammimic default: the backbone's, e.g. 576; homography: the reference's)."),
-    click.option("--height", type=click.IntRange(min=16), help="Output height (cammimic default: the backbone's, e.g. 320)."),
-    click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Output frame rate (default: the reference's)."),
-    click.option("--estimator", help="Motion estimator (default: opencv)."),
-    click.option("--fill", type=click.Choice(["black", "reflect", "replicate"]), help="What fills out-of-view areas of the weak video."),
-    click.option("--seed", type=click.IntRange(min=0), help="Random seed (default: 0)."),
-    click.option("--backbone", help="Backbone adapter (default: zeroscope; see `cammimic plugins`)."),
-    click.option("--weights", help="Backbone weights: a Hub id or a local diffusers-layout directory."),
-    click.option("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)."),
-    click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), help="Weights' dtype (default: float32 on CPU, float16 on CUDA)."),
-    click.option("--overwrite", is_flag=True, help="Replace an existing non-empty output directory."),
-    click.option("-q", "--quiet", is_flag=True, help="No progress bars."),
-    click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP),
-)
+def _io_options_for(with_homography: bool):
+    """Inputs and outputs; `run` also documents the homography method's defaults."""
+    also = (lambda text: text) if with_homography else (lambda text: "")
+    return _options(
+        click.argument("reference", type=click.Path()),
+        click.argument("image", type=click.Path()),
+        click.option("-o", "--output", "output_dir", required=True, type=click.Path(), help="Run directory to create."),
+        click.option("--prompt", help="What your image shows (t_u), e.g. \"a mountain village at dusk\"."),
+        click.option("--reference-prompt", help="What the reference video shows (t_R), e.g. \"a rocket launch\"."),
+        click.option("--frames", type=click.IntRange(min=2), help="Frames, sampled evenly from the reference (default: 16" + also("; --method homography: all") + ")."),
+        click.option("--width", type=click.IntRange(min=16), help="Output width (default: the backbone's, e.g. 576" + also("; --method homography: the reference's") + ")."),
+        click.option("--height", type=click.IntRange(min=16), help="Output height (default: the backbone's, e.g. 320" + also("; --method homography: the reference's") + ")."),
+        click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Output frame rate (default: the reference's)."),
+        click.option("--estimator", help="Motion estimator (default: opencv)."),
+        click.option("--fill", type=click.Choice(["black", "reflect", "replicate"]), help="What fills out-of-view areas of the weak video."),
+        click.option("--seed", type=click.IntRange(min=0), help="Random seed (default: 0)."),
+        click.option("--backbone", help="Backbone adapter (default: zeroscope; see `cammimic plugins`)."),
+        click.option("--weights", help="Backbone weights: a Hub id or a local diffusers-layout directory."),
+        click.option("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)."),
+        click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), help="Weights' dtype (default: float32 on CPU, float16 on CUDA)."),
+        click.option("--overwrite", is_flag=True, help="Replace an existing non-empty output directory."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bars."),
+        click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP),
+    )
+
+
+_io_options = _io_options_for(True)
+_method_io_options = _io_options_for(False)
 _finetune_options = _options(
     click.option("--stage1-steps", type=click.IntRange(min=0), help="Stage 1 steps on the reference video (default: 150)."),
     click.option("--stage2-steps", type=click.IntRange(min=0), help="Stage 2 steps on your image (default: 150)."),
@@ -253,7 +260,7 @@ def _check_method_options(config, kw) -> None:
 
 
 @cli.command()
-@_io_options
+@_method_io_options
 @_finetune_options
 def finetune(**kw):
     """Phase 1 alone: train the spatial and temporal LoRAs on REFERENCE and IMAGE.
@@ -271,8 +278,8 @@ def finetune(**kw):
 
 
 @cli.command()
-@_io_options
-@click.option("--lora", "lora_dir", type=click.Path(), help="A run directory (or its lora/ folder) holding spatial.safetensors and temporal.safetensors.")
+@_method_io_options
+@click.option("--lora", "lora_dir", type=click.Path(), help="A run directory (or its lora/ folder) holding spatial.safetensors and temporal.safetensors; the backbone, weights, size and frames its run.json records are used unless given.")
 @click.option("--spatial-lora", type=click.Path(), help="Spatial LoRA file (overrides --lora's).")
 @click.option("--temporal-lora", type=click.Path(), help="Temporal LoRA file (overrides --lora's); may come from another run.")
 @click.option("--allow-other-base", is_flag=True, help="Load LoRAs trained on other weights of the same architecture.")
@@ -362,6 +369,8 @@ def main(argv=None) -> int:
     """Entry point: one line per error, non-zero exit, traceback only with --debug."""
     args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args or os.environ.get("CAMMIMIC_DEBUG") == "1"
+    if "--debug" in args[1:]:  # also after the command (`cammimic run … --debug`), where click refuses it
+        args = [args[0], *(a for a in args[1:] if a != "--debug")]
     try:
         cli.main(args=args, prog_name="cammimic", standalone_mode=False)
         return 0

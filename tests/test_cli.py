@@ -347,3 +347,23 @@ def test_method_on_a_core_install_gives_the_install_line_before_reading_inputs(t
                          "--method", "homography", "--frames", "3", "--width", "64", "--height", "64"],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_debug_is_accepted_after_the_command(capsys):
+    from cammimic.errors import CammimicError
+
+    with pytest.raises(CammimicError, match="does not exist"):
+        main(["motion", "missing.mp4", "--debug"])
+    code = main(["motion", "missing.mp4"])
+    assert code == 1 and "does not exist" in capsys.readouterr().err
+
+
+def test_finetune_and_sample_help_do_not_describe_the_homography_method():
+    from click.testing import CliRunner
+
+    from cammimic.cli import cli as group
+
+    for command in ("finetune", "sample"):
+        text = " ".join(CliRunner().invoke(group, [command, "--help"]).output.split())
+        assert "homography: all" not in text and "--method homography" not in text, command
+    assert "--method homography: all" in " ".join(CliRunner().invoke(group, ["run", "--help"]).output.split())
