@@ -95,7 +95,8 @@ def peak_rss(args: list[str], env: dict | None = None) -> tuple[int, int, str]:
     out = subprocess.run([sys.executable, "-c", _CHILD, *args], capture_output=True, text=True, env=env)
     match = re.search(r"MAXRSS_KB (\d+)", out.stderr)
     lines = [ln for ln in out.stderr.splitlines() if not ln.startswith("MAXRSS_KB")]
-    return out.returncode, int(match.group(1)) * 1024 if match else -1, (lines[-1] if lines else out.stdout.strip())
+    said = lines[-1] if lines and (out.returncode or not out.stdout.strip()) else out.stdout.strip()
+    return out.returncode, int(match.group(1)) * 1024 if match else -1, said
 
 
 def main() -> None:
@@ -123,6 +124,7 @@ def main() -> None:
         code, rss, last = peak_rss(cmd)
         seconds = time.perf_counter() - t0
         shown = "cammimic " + " ".join(a if not a.startswith(str(tmp)) else Path(a).name for a in cmd)
+        last = last.replace(f"{tmp}/", "")
         rows.append((shown, path.stat().st_size, code, rss, seconds, last))
         print(f"{shown}: exit {code}, peak RSS {rss / 2**20:.0f} MiB, {seconds:.1f} s; {last[:160]}")
     worst = max(r[3] for r in rows)
