@@ -727,25 +727,25 @@ def test_hostile_video_peak_memory_in_a_real_process(tmp_path):
 
 def test_one_pixel_limit_for_every_image_path(tmp_path, monkeypatch):
     """16-bit PNG (OpenCV path), 8-bit PNG and TIFF (Pillow path): same limit, same line."""
-    big16 = _hostile().make_png16_bomb(tmp_path / "big16.png", side=3000)
-    Image.fromarray(np.zeros((3000, 3000), np.uint8)).save(tmp_path / "big8.png")
-    Image.fromarray(np.zeros((3000, 3000), np.uint8)).save(tmp_path / "big.tif")
-    cv2.imwrite(str(tmp_path / "bigf.tif"), np.zeros((3000, 3000, 3), np.float32))
-    monkeypatch.setenv("CAMMIMIC_MAX_IMAGE_PIXELS", str(3000 * 3000 - 1))
+    big16 = _hostile().make_png16_bomb(tmp_path / "big16.png", side=1500)
+    Image.fromarray(np.zeros((1500, 1500), np.uint8)).save(tmp_path / "big8.png")
+    Image.fromarray(np.zeros((1500, 1500), np.uint8)).save(tmp_path / "big.tif")
+    cv2.imwrite(str(tmp_path / "bigf.tif"), np.zeros((1500, 1500, 3), np.float32))
+    monkeypatch.setenv("CAMMIMIC_MAX_IMAGE_PIXELS", str(1500 * 1500 - 1))
     import cammimic.io as cio
 
     decoded = []
     real = cv2.imdecode
     monkeypatch.setattr(cv2, "imdecode", lambda *a: decoded.append(1) or real(*a))
     for name in ("big16.png", "big8.png", "big.tif", "bigf.tif"):
-        with pytest.raises(CammimicError, match=rf"{name} is 3000x3000 \(9 Mpx\), above the limit of 9 Mpx per image "
+        with pytest.raises(CammimicError, match=rf"{name} is 1500x1500 \(2 Mpx\), above the limit of 2 Mpx per image "
                                                 r".*CAMMIMIC_MAX_IMAGE_PIXELS") as info:
             cio.read_image(tmp_path / name)
         assert "\n" not in str(info.value)
     assert decoded == []  # refused from the header, before OpenCV decodes anything
-    monkeypatch.setenv("CAMMIMIC_MAX_IMAGE_PIXELS", str(3000 * 3000))
-    assert cio.read_image(big16).shape == (3000, 3000, 3)
-    assert cio.read_image(tmp_path / "bigf.tif").shape == (3000, 3000, 3)
+    monkeypatch.setenv("CAMMIMIC_MAX_IMAGE_PIXELS", str(1500 * 1500))
+    assert cio.read_image(big16).shape == (1500, 1500, 3)
+    assert cio.read_image(tmp_path / "bigf.tif").shape == (1500, 1500, 3)
 
 
 def test_default_image_limit_refuses_the_reported_bomb_in_one_line(tmp_path, capsys):

@@ -109,6 +109,9 @@ def test_a_run_is_reproducible_with_a_seed(first_run, inputs, tiny_weights, tmp_
         ta, _ = read_lora(first_run / "lora" / f"{name}.safetensors")
         tb, _ = read_lora(tmp_path / "again" / "lora" / f"{name}.safetensors")
         assert all(torch.equal(ta[k], tb[k]) for k in ta)
+        # the files themselves: safetensors once wrote the metadata in a per-process order
+        assert (first_run / "lora" / f"{name}.safetensors").read_bytes() == \
+            (tmp_path / "again" / "lora" / f"{name}.safetensors").read_bytes()
     assert (first_run / "losses.csv").read_text().split("\n")[1].split(",")[:6] == \
         (tmp_path / "again" / "losses.csv").read_text().split("\n")[1].split(",")[:6]
 
