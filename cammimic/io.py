@@ -1069,7 +1069,7 @@ def check_output_directory(
     """Fail early if ``path`` cannot be used as a run's output directory.
 
     A run replaces its output directory as a whole, so refused are: the filesystem root, the
-    current directory or one of its parents, a directory holding (at any depth) one of
+    current directory or one of its parents, the home directory, a directory holding (at any depth) one of
     ``inputs`` (the files the run reads: paths; other objects are ignored), a file, a dangling
     symbolic link, and a non-empty directory unless ``overwrite``. The first three are refused
     even with ``overwrite``: replacing them would delete the user's files. Returns ``path``.
@@ -1085,8 +1085,9 @@ def check_output_directory(
             "directory as a whole, so pass a new folder such as -o out/run1"
         )
     cwd = _real(os.getcwd())
-    if real == cwd or real in cwd.parents:
-        what = "the current directory" if real == cwd else "a parent of the current directory"
+    if real == cwd or real in cwd.parents or real == _real("~"):
+        what = ("the current directory" if real == cwd else "a parent of the current directory"
+                if real in cwd.parents else "your home directory")
         raise CammimicError(
             f"output directory {text} is {what}; cammimic replaces its output directory as a "
             "whole, so pass a new folder such as -o out/run1"

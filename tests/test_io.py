@@ -638,9 +638,11 @@ def test_run_with_overwrite_never_deletes_its_inputs(tmp_path, capsys):
     ("/", "is the filesystem root"),
     ("..", "is a parent of the current directory"),
     ("", "output directory is empty"),
+    ("~", "is your home directory"),
 ])
 def test_output_directory_dot_root_and_parents_get_one_right_line(tmp_path, monkeypatch, out, message):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path.parent / "home"))
     for overwrite in (False, True):
         with pytest.raises(CammimicError, match=message) as info:
             io.check_output_directory(out, overwrite=overwrite)
