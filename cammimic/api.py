@@ -51,16 +51,21 @@ def _subsample(video, num_frames: int | None):
     )
 
 
-def _as_video(video, *, size=None, name="video"):
+def _as_video(video, *, size=None, name="video", frames=None):
+    """A :class:`cammimic.io.Video` from a path or frames; a path is read with only ``frames``
+    frames (evenly sampled) decoded, so long or large files stay cheap."""
     from cammimic.io import DEFAULT_SEQUENCE_FPS, Video, read_video, resize_center_crop
 
+    if isinstance(video, (str, Path)):
+        if frames and frames > (total := _count(video)):
+            raise CammimicError(f"{video} has {total} frames; --frames must be between 2 and {total}")
+        return read_video(video, size=size, num_frames=frames or None)
+    video = _subsample(video, frames) if isinstance(video, Video) else video
     if isinstance(video, Video):
         if size is not None and video.size != tuple(size):
             frames, crop = resize_center_crop(video.frames, size)
             video = attrs.evolve(video, frames=frames, crop=crop)
         return video
-    if isinstance(video, (str, Path)):
-        return read_video(video, size=size)
     frames = np.asarray(video)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise CammimicError(f"{name} must be a path or a (T, H, W, 3) uint8 array, got {frames.shape} {frames.dtype}")
@@ -97,7 +102,7 @@ def estimate_motion(
         used (path, indices, fps, crop).
     """
     est = _host(host).create("motion_estimator", estimator, params)
-    vid = _subsample(_as_video(video, size=size), frames)
+    vid = _subsample(_as_video(video, size=size, frames=frames), frames)
     motion = est.estimate(vid.frames)
     return attrs.evolve(motion, diagnostics={**motion.diagnostics, "source": vid.metadata()})
 
@@ -234,15 +239,22 @@ def score(
     if variant not in VARIANTS:
         raise CammimicError(f"CameraScore variant '{variant}' is unknown. Try one of {list(VARIANTS)}")
     est = _host(host).create("motion_estimator", estimator, params)
-    ref = _as_video(reference, name="reference")
-    gen = _as_video(generated, name="generated")
-    n = frames or min(len(ref.frames), len(gen.frames))
-    ref, gen = _subsample(ref, n), _subsample(gen, n)
+    n = frames or min(_count(reference), _count(generated))
+    ref = _subsample(_as_video(reference, name="reference", frames=n), n)
+    gen = _subsample(_as_video(generated, name="generated", frames=n), n)
     mr = est.estimate(ref.frames)
     mg = est.estimate(gen.frames)
     mr = attrs.evolve(mr, diagnostics={**mr.diagnostics, "source": ref.metadata()})
     mg = attrs.evolve(mg, diagnostics={**mg.diagnostics, "source": gen.metadata()})
     return score_motions(mr, mg, variant=variant, max_fallback_share=max_fallback_share)
+
+
+def _count(video) -> int:
+    from cammimic.io import Video, count_frames
+
+    if isinstance(video, (str, Path)):
+        return count_frames(video)
+    return len(video.frames) if isinstance(video, Video) else len(np.asarray(video))
 
 
 def list_plugins(host: PluginHost | None = None) -> list[dict[str, Any]]:
@@ -284,6 +296,19 @@ def _resolve(config, overrides) -> Config:
     )
 
 
+def _require_method_stack(config: Config, host: PluginHost) -> None:
+    """The cammimic method needs its backbone's libraries (torch, diffusers, …): say how to
+    install them before anything is read or written."""
+    name, _ = config.component("backbone")
+    comp = host.get("backbone", name, where=f" ([backbone]{config.where})" if config.source else "")
+    missing = comp.missing_requirements()
+    if missing:
+        raise CammimicError(
+            f"the cammimic method with {comp.label} needs {', '.join(missing)}, which is not installed: "
+            f"{comp.install_hint()} (or use --method homography, which needs no torch)"
+        )
+
+
 def transfer(
     reference,
     image,
@@ -319,6 +344,7 @@ def transfer(
     """
     config = _resolve(config, overrides)
     if config["run"]["method"] == "cammimic":
+        _require_method_stack(config, _host(host, config))
         from cammimic.methods.cammimic import run_cammimic
 
         return run_cammimic(reference, image, output_dir, config=config, host=_host(host, config),
@@ -341,9 +367,10 @@ def finetune(
 ) -> RunResult:
     """Phase 1 of CamMimic alone: train the spatial and temporal LoRAs and write them to
     ``output_dir/lora/`` with ``losses.csv``, ``weak.mp4``, ``config.toml`` and ``run.json``."""
+    config = _resolve(config, overrides)
+    _require_method_stack(config, _host(host, config))
     from cammimic.methods.cammimic import run_cammimic
 
-    config = _resolve(config, overrides)
     return run_cammimic(reference, image, output_dir, config=config, host=_host(host, config),
                         overwrite=overwrite, resume=resume, progress=progress, phases=("finetune",))
 
@@ -364,32 +391,33 @@ def sample(
 ) -> RunResult:
     """Phase 2 of CamMimic alone: sample with saved LoRAs (they may come from different runs:
     a spatial LoRA of one run with the temporal LoRA of another) and homography guidance."""
+    config = _resolve(config, overrides)
+    _require_method_stack(config, _host(host, config))
     from cammimic.methods.cammimic import run_cammimic
 
-    config = _resolve(config, overrides)
     return run_cammimic(reference, image, output_dir, config=config, host=_host(host, config),
                         overwrite=overwrite, progress=progress, phases=("sample",), spatial_lora=spatial_lora,
                         temporal_lora=temporal_lora, allow_other_base=allow_other_base)
 
 
 def _transfer_homography(reference, image, output_dir, *, config: Config, overwrite: bool, host: PluginHost) -> RunResult:
-    from cammimic.io import check_output_directory, output_directory, read_image, read_video
+    from cammimic.io import check_output_directory, output_directory, read_image
 
     started = time.perf_counter()
-    check_output_directory(output_dir, overwrite=overwrite)
+    inputs = (reference, image, config.source)
+    check_output_directory(output_dir, overwrite=overwrite, inputs=inputs)
     run = config["run"]
 
     est_name, est_params = config.component("motion_estimator")
     where = f" ([motion_estimator]{config.where})" if config.source else ""
     estimator = host.create("motion_estimator", est_name, est_params, where=where)
 
-    reference_video = read_video(reference) if isinstance(reference, (str, Path)) else _as_video(reference, name="reference")
+    reference_video = _as_video(reference, name="reference", frames=run["frames"] or None)
     width = run["width"] or _even(reference_video.size[0])
     height = run["height"] or _even(reference_video.size[1])
     if width % 2 or height % 2:
         raise CammimicError(f"--width/--height must be even for H.264 video, got {width}x{height}; try {_even(width)}x{_even(height)}")
-    ref = _subsample(reference_video, run["frames"] or None)
-    ref = _as_video(ref, size=(width, height), name="reference")
+    ref = _as_video(reference_video, size=(width, height), name="reference")
     user_image = read_image(image, size=(width, height))
 
     import cv2
@@ -433,7 +461,7 @@ def _transfer_homography(reference, image, output_dir, *, config: Config, overwr
         **scored.manifest_fields(),
     }
     files = {}
-    with output_directory(output_dir, overwrite=overwrite) as tmp:
+    with output_directory(output_dir, overwrite=overwrite, inputs=inputs) as tmp:
         files = _write_run(tmp, ref.frames, result.frames, ref_motion, out_motion, scored, config, manifest, fps)
         manifest["seconds"] = round(time.perf_counter() - started, 3)
         (tmp / "run.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

@@ -135,27 +135,34 @@ def _options(*decorators):
     return apply
 
 
-_io_options = _options(
-    click.argument("reference", type=click.Path()),
-    click.argument("image", type=click.Path()),
-    click.option("-o", "--output", "output_dir", required=True, type=click.Path(), help="Run directory to create."),
-    click.option("--prompt", help="What your image shows (t_u), e.g. \"a mountain village at dusk\"."),
-    click.option("--reference-prompt", help="What the reference video shows (t_R), e.g. \"a rocket launch\"."),
-    click.option("--frames", type=click.IntRange(min=2), help="Frames, sampled evenly from the reference (cammimic default: 16; homography: all)."),
-    click.option("--width", type=click.IntRange(min=16), help="Output width (cammimic default: the backbone's, e.g. 576; homography: the reference's)."),
-    click.option("--height", type=click.IntRange(min=16), help="Output height (cammimic default: the backbone's, e.g. 320)."),
-    click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Output frame rate (default: the reference's)."),
-    click.option("--estimator", help="Motion estimator (default: opencv)."),
-    click.option("--fill", type=click.Choice(["black", "reflect", "replicate"]), help="What fills out-of-view areas of the weak video."),
-    click.option("--seed", type=click.IntRange(min=0), help="Random seed (default: 0)."),
-    click.option("--backbone", help="Backbone adapter (default: zeroscope; see `cammimic plugins`)."),
-    click.option("--weights", help="Backbone weights: a Hub id or a local diffusers-layout directory."),
-    click.option("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)."),
-    click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), help="Weights' dtype (default: float32 on CPU, bfloat16 on CUDA)."),
-    click.option("--overwrite", is_flag=True, help="Replace an existing non-empty output directory."),
-    click.option("-q", "--quiet", is_flag=True, help="No progress bars."),
-    click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP),
-)
+def _io_options_for(with_homography: bool):
+    """Inputs and outputs; `run` also documents the homography method's defaults."""
+    also = (lambda text: text) if with_homography else (lambda text: "")
+    return _options(
+        click.argument("reference", type=click.Path()),
+        click.argument("image", type=click.Path()),
+        click.option("-o", "--output", "output_dir", required=True, type=click.Path(), help="Run directory to create."),
+        click.option("--prompt", help="What your image shows (t_u), e.g. \"a mountain village at dusk\"."),
+        click.option("--reference-prompt", help="What the reference video shows (t_R), e.g. \"a rocket launch\"."),
+        click.option("--frames", type=click.IntRange(min=2), help="Frames, sampled evenly from the reference (default: 16" + also("; --method homography: all") + ")."),
+        click.option("--width", type=click.IntRange(min=16), help="Output width (default: the backbone's, e.g. 576" + also("; --method homography: the reference's") + ")."),
+        click.option("--height", type=click.IntRange(min=16), help="Output height (default: the backbone's, e.g. 320" + also("; --method homography: the reference's") + ")."),
+        click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Output frame rate (default: the reference's)."),
+        click.option("--estimator", help="Motion estimator (default: opencv)."),
+        click.option("--fill", type=click.Choice(["black", "reflect", "replicate"]), help="What fills out-of-view areas of the weak video."),
+        click.option("--seed", type=click.IntRange(min=0), help="Random seed (default: 0)."),
+        click.option("--backbone", help="Backbone adapter (default: zeroscope; see `cammimic plugins`)."),
+        click.option("--weights", help="Backbone weights: a Hub id or a local diffusers-layout directory."),
+        click.option("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)."),
+        click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), help="Weights' dtype (default: float32 on CPU, bfloat16 on CUDA)."),
+        click.option("--overwrite", is_flag=True, help="Replace an existing non-empty output directory."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bars."),
+        click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP),
+    )
+
+
+_io_options = _io_options_for(True)
+_method_io_options = _io_options_for(False)
 _finetune_options = _options(
     click.option("--stage1-steps", type=click.IntRange(min=0), help="Stage 1 steps on the reference video (default: 150)."),
     click.option("--stage2-steps", type=click.IntRange(min=0), help="Stage 2 steps on your image (default: 150)."),
@@ -256,7 +263,7 @@ def _check_method_options(config, kw) -> None:
 
 
 @cli.command()
-@_io_options
+@_method_io_options
 @_finetune_options
 def finetune(**kw):
     """Phase 1 alone: train the spatial and temporal LoRAs on REFERENCE and IMAGE.
@@ -274,8 +281,8 @@ def finetune(**kw):
 
 
 @cli.command()
-@_io_options
-@click.option("--lora", "lora_dir", type=click.Path(), help="A run directory (or its lora/ folder) holding spatial.safetensors and temporal.safetensors.")
+@_method_io_options
+@click.option("--lora", "lora_dir", type=click.Path(), help="A run directory (or its lora/ folder) holding spatial.safetensors and temporal.safetensors; the backbone, weights, size and frames its run.json records are used unless given.")
 @click.option("--spatial-lora", type=click.Path(), help="Spatial LoRA file (overrides --lora's).")
 @click.option("--temporal-lora", type=click.Path(), help="Temporal LoRA file (overrides --lora's); may come from another run.")
 @click.option("--allow-other-base", is_flag=True, help="Load LoRAs trained on other weights of the same architecture.")
@@ -295,6 +302,7 @@ def sample(**kw):
         base = base / "lora" if (base / "lora").is_dir() else base
         for name in lora:
             lora[name] = lora[name] or str(base / f"{name}.safetensors")
+        config = _recorded_settings(config, base.parent if base.name == "lora" else base)
     if not (lora["spatial"] and lora["temporal"]):
         raise CammimicError("give --lora RUN_DIR, or both --spatial-lora FILE and --temporal-lora FILE")
     host = _host(config)
@@ -350,6 +358,33 @@ def eval_command(manifest, output_dir, methods, metric_names, metric_weights, ba
         raise CammimicError(f"{result['failed']} (item, method) pair(s) failed; see results.csv, fix them and re-run to redo only those")
 
 
+def _recorded_settings(config, run_dir: Path):
+    """What RUN_DIR/run.json records (backbone, weights, size, frames) for what the user left unset."""
+    try:
+        run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        backbone = run["components"]["backbone"]
+        recorded = {"backbone.name": str(backbone["name"]), "backbone.weights": str(backbone["weights"]),
+                    "run.width": int(run["width"]), "run.height": int(run["height"]),
+                    "run.frames": int(run["num_frames"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return config  # not a run directory: nothing recorded to reuse
+    name, params = config.component("backbone")
+    same_backbone = name == recorded["backbone.name"] or name == "zeroscope"  # zeroscope: the default
+    use = {}
+    if same_backbone:
+        use["backbone.name"] = recorded["backbone.name"]
+        if "weights" not in params:
+            use["backbone.weights"] = recorded["backbone.weights"]
+    for key in ("run.width", "run.height", "run.frames"):
+        section, field = key.split(".")
+        if not config[section][field]:
+            use[key] = recorded[key]
+    if use:
+        shown = ", ".join(f"{k.split('.')[1]} {v}" for k, v in use.items())
+        click.echo(f"using {shown} recorded in {run_dir / 'run.json'}", err=True)
+    return config.with_overrides(use)
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Output JSON.")
 def plugins(as_json):
@@ -375,12 +410,16 @@ def plugins(as_json):
         for comp in p["components"]:
             state = "" if comp["available"] else f"  [not installed: {comp['install']}]"
             click.echo(f"  {comp['kind'].replace('_', ' ')} {comp['name']}: {comp['description']}{state}")
+            if comp.get("attention_layers_from"):
+                click.echo(f"    LoRA layers located by: {', then '.join(comp['attention_layers_from'])}")
 
 
 def main(argv=None) -> int:
     """Entry point: one line per error, non-zero exit, traceback only with --debug."""
     args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args or os.environ.get("CAMMIMIC_DEBUG") == "1"
+    if "--debug" in args[1:]:  # also after the command (`cammimic run … --debug`), where click refuses it
+        args = [args[0], *(a for a in args[1:] if a != "--debug")]
     try:
         cli.main(args=args, prog_name="cammimic", standalone_mode=False)
         return 0

@@ -257,6 +257,21 @@ def from_dict(raw: dict[str, Any], source: str | None = None) -> Config:
     return Config(data, source)
 
 
+#: Deepest nesting of tables and arrays a config file may have (cammimic's need 3).
+MAX_DEPTH = 8
+
+
+def _depth(value) -> int:
+    """Nesting depth of tables and arrays, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((c, level + 1) for c in children if isinstance(c, (dict, list)))
+    return deepest
+
+
 def load_config(path=None) -> Config:
     """Read and validate a TOML config file; ``None`` gives the defaults."""
     if path is None:
@@ -268,6 +283,14 @@ def load_config(path=None) -> Config:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise CammimicError(f"config file {path} is not valid TOML: {exc}") from exc
+    except RecursionError as exc:
+        raise CammimicError(
+            f"config file {path} nests arrays or tables too deeply; a config needs at most {MAX_DEPTH} levels"
+        ) from exc
     except UnicodeDecodeError as exc:
         raise CammimicError(f"config file {path} is not UTF-8 text") from exc
+    if _depth(raw) > MAX_DEPTH:
+        raise CammimicError(
+            f"config file {path} nests arrays or tables too deeply; a config needs at most {MAX_DEPTH} levels"
+        )
     return from_dict(raw, str(path))

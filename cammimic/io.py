@@ -4,8 +4,9 @@ Conventions:
 
 - Frames are ``(T, H, W, 3)`` uint8 RGB arrays; an image is ``(H, W, 3)`` uint8 RGB.
 - Sizes are ``(width, height)``; crop boxes are ``(x, y, w, h)`` in source pixels.
-- Videos are decoded with PyAV (all frames of the first video stream; the videos cammimic
-  works on are short). A directory of images or a glob pattern is read as an image sequence.
+- Videos are decoded with PyAV (the first video stream): frames are counted from the packets
+  first and only those kept are converted and resized, so memory is bounded by what is kept
+  (:data:`MAX_VIDEO_PIXELS`); one image or frame may hold at most :data:`MAX_IMAGE_PIXELS`. A directory of images or a glob pattern is read as an image sequence.
 - Every file and directory written here appears atomically: it is written under a hidden
   temporary name next to its destination and renamed into place, so a failed or interrupted
   run never leaves a half-written file or replaces a good one.
@@ -23,7 +24,7 @@ import re
 import secrets
 import shutil
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ __all__ = [
     "Video",
     "read_video",
     "read_image",
+    "count_frames",
     "resize_center_crop",
     "write_video",
     "write_image",
@@ -49,6 +51,8 @@ __all__ = [
     "WRITE_VIDEO_SUFFIXES",
     "WRITE_IMAGE_SUFFIXES",
     "DEFAULT_SEQUENCE_FPS",
+    "MAX_IMAGE_PIXELS",
+    "MAX_VIDEO_PIXELS",
 ]
 
 #: Container suffixes :func:`read_video` expects (others are still tried with PyAV).
@@ -61,6 +65,43 @@ WRITE_VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".gif")
 WRITE_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 #: Frame rate given to an image sequence unless ``sequence_fps`` says otherwise.
 DEFAULT_SEQUENCE_FPS = 8.0
+#: Most pixels one image or one video frame may have (Pillow's decompression-bomb error
+#: threshold): a larger header is refused before anything is decoded. Override with the
+#: environment variable ``CAMMIMIC_MAX_IMAGE_PIXELS``.
+MAX_IMAGE_PIXELS = 178_956_970
+#: Most pixels a video read may keep in memory, all kept frames together (after resizing):
+#: 2**28, 768 MiB of RGB. Override with ``max_pixels=`` or ``CAMMIMIC_MAX_VIDEO_PIXELS``.
+MAX_VIDEO_PIXELS = 2**28
+ENV_MAX_IMAGE_PIXELS = "CAMMIMIC_MAX_IMAGE_PIXELS"
+ENV_MAX_VIDEO_PIXELS = "CAMMIMIC_MAX_VIDEO_PIXELS"
+
+
+def _limit(env: str, default: int) -> int:
+    text = os.environ.get(env)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise CammimicError(f"{env}={text[:40]!r} is invalid; set it to a positive number of pixels")
+    return value
+
+
+def max_image_pixels() -> int:
+    """The per-image (and per-video-frame) pixel limit in force now."""
+    return _limit(ENV_MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS)
+
+
+def _check_image_pixels(width: int, height: int, what: str) -> None:
+    limit = max_image_pixels()
+    if width * height > limit:
+        raise CammimicError(
+            f"{what} is {width}x{height} ({width * height / 1e6:.0f} Mpx), above the limit of "
+            f"{limit / 1e6:.0f} Mpx per image (a decompression bomb?); shrink it, or raise the "
+            f"limit with {ENV_MAX_IMAGE_PIXELS}=<pixels> if you trust the file"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,12 +368,72 @@ def _read_high_depth(path: Path) -> np.ndarray | None:
     return arr
 
 
+@contextlib.contextmanager
+def _pillow_limit() -> Iterator[None]:
+    """Pillow's own bomb check at cammimic's limit (its error fires at twice its setting)."""
+    from PIL import Image
+
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_image_pixels() // 2 + 1
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """``(width, height)`` of a PNG (IHDR) or TIFF (first IFD) from its header bytes."""
+    import struct
+
+    with open(path, "rb") as fh:
+        head = fh.read(24)
+        if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 24:
+            return struct.unpack(">II", head[16:24])
+        if head[:4] not in (b"II*\x00", b"MM\x00*"):
+            return None
+        end = "<" if head[:2] == b"II" else ">"
+        fh.seek(struct.unpack(end + "I", head[4:8])[0])
+        (count,) = struct.unpack(end + "H", fh.read(2))
+        found: dict[int, int] = {}
+        for _ in range(min(count, 4096)):
+            entry = fh.read(12)
+            if len(entry) < 12:
+                break
+            tag, kind = struct.unpack(end + "HH", entry[:4])
+            if tag in (256, 257):
+                fmt = "H" if kind == 3 else "I"
+                found[tag] = struct.unpack(end + fmt, entry[8 : 8 + struct.calcsize(fmt)])[0]
+        if 256 in found and 257 in found:
+            return found[256], found[257]
+    return None
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` from the file's header alone (nothing is decoded)."""
+    from PIL import Image, UnidentifiedImageError
+
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # read the header only; the caller compares with the limit
+    try:
+        with Image.open(path) as im:
+            return int(im.size[0]), int(im.size[1])
+    except UnidentifiedImageError:
+        size = _header_size(path)  # e.g. float TIFF that only OpenCV reads
+        if size is None:
+            raise
+        return int(size[0]), int(size[1])
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
 def _exif_orientation(path: Path) -> int:
     """The EXIF orientation tag of an image file (1 when absent or unreadable)."""
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
+        with _pillow_limit(), Image.open(path) as im:
             return int(im.getexif().get(0x0112, 1))
     except Exception:  # noqa: BLE001 - orientation is best effort
         return 1
@@ -384,16 +485,22 @@ def read_image(
     if p.is_dir():
         raise CammimicError(f"image {p} is a directory; pass an image file")
     try:
+        _check_image_pixels(*_image_size(p), f"image {p}")
         high = _read_high_depth(p)
         if high is not None:
             rgb = _apply_orientation(_array_to_rgb(high, bg, "BGR"), _exif_orientation(p))
         else:
-            with Image.open(p) as im:
+            with _pillow_limit(), Image.open(p) as im:
                 im.load()
                 rgb = _pil_to_rgb(ImageOps.exif_transpose(im), bg)
     except UnidentifiedImageError as exc:
         raise CammimicError(
             f"image {p} is not an image file Pillow can read; convert it to PNG or JPEG"
+        ) from exc
+    except Image.DecompressionBombError as exc:  # a frame inside larger than the header says
+        raise CammimicError(
+            f"image {p} holds more pixels than the limit of {max_image_pixels() / 1e6:.0f} Mpx "
+            f"(a decompression bomb?); raise {ENV_MAX_IMAGE_PIXELS} only if you trust the file"
         ) from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise CammimicError(
@@ -437,48 +544,49 @@ def _sample_indices(
     return np.arange(n)
 
 
-def _decode_video(
-    p: Path, max_frames: int, size: tuple[int, int] | None
-) -> tuple[list[np.ndarray], list[float | None], float | None, tuple[int, int], bool]:
-    """Decode the first video stream: frames (resized if ``size``), times, rate, source size."""
+def _video_error(p: Path, exc: BaseException) -> CammimicError:
+    return CammimicError(
+        f"video {p} cannot be decoded ({exc}); is it a video file? Re-encode it, e.g. as H.264 .mp4"
+    )
+
+
+def _open_stream(container, p: Path):
+    if not container.streams.video:
+        raise CammimicError(f"video {p} has no video stream; pass a file with video in it")
+    return container.streams.video[0]
+
+
+def _probe_video(p: Path, max_frames: int):
+    """Count the frames of the first video stream from its packets (nothing is decoded).
+
+    Returns ``(times, rate, (width, height), truncated)``: presentation times in seconds (or
+    ``None`` per frame without a timestamp), the stream's frame rate (``None`` if unknown),
+    the coded size from the stream header, and whether there are more than ``max_frames``.
+    """
     import av
 
-    frames: list[np.ndarray] = []
-    times: list[float | None] = []
+    pts: list[int | None] = []
     truncated = False
-    source_size = (0, 0)
     try:
         with av.open(str(p)) as container:
-            if not container.streams.video:
-                raise CammimicError(f"video {p} has no video stream; pass a file with video in it")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            stream = _open_stream(container, p)
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            size = (int(stream.codec_context.width or 0), int(stream.codec_context.height or 0))
             is_gif = container.format.name == "gif"
-            for frame in container.decode(stream):
-                if len(frames) >= max_frames:
+            base = stream.time_base
+            for packet in container.demux(stream):
+                if packet.size == 0 or packet.is_discard:  # flush packets, edit-list leaders
+                    continue
+                if len(pts) >= max_frames:
                     truncated = True
                     break
-                rgb = frame.to_ndarray(format="rgb24")
-                k = round((frame.rotation or 0) / 90) % 4
-                if k:
-                    rgb = np.ascontiguousarray(np.rot90(rgb, k))
-                this = (rgb.shape[1], rgb.shape[0])
-                if frames and this != source_size and size is None:
-                    raise CammimicError(
-                        f"video {p} changes frame size from {source_size[0]}x{source_size[1]} to "
-                        f"{this[0]}x{this[1]} at frame {len(frames)}; pass size= to resize all frames"
-                    )
-                source_size = this
-                if size is not None:
-                    rgb, _ = resize_center_crop(rgb, size)
-                frames.append(rgb)
-                times.append(frame.time)
+                pts.append(packet.pts)
     except av.FFmpegError as exc:
-        raise CammimicError(
-            f"video {p} cannot be decoded ({exc}); is it a video file? "
-            f"Re-encode it, e.g. as H.264 .mp4"
-        ) from exc
+        raise _video_error(p, exc) from exc
+    if pts and all(t is not None for t in pts) and base is not None:
+        times: list[float | None] = [float(t * base) for t in sorted(pts)]
+    else:
+        times = [None] * len(pts)
     fps = float(rate) if rate else None
     if is_gif and len(times) > 1 and all(t is not None for t in times):
         # GIF delays are whole centiseconds and FFmpeg's rate is a guess from the first delay:
@@ -488,7 +596,77 @@ def _decode_video(
             fps = (len(times) - 1) / span
             if abs(fps - round(fps)) < 0.01 * fps:
                 fps = float(round(fps))
-    return frames, times, fps, source_size, truncated
+    return times, fps, size, truncated
+
+
+def _frame_to_rgb(frame) -> np.ndarray:
+    """A decoded PyAV frame as ``(H, W, 3)`` uint8 RGB, display rotation applied."""
+    rgb = frame.to_ndarray(format="rgb24")
+    k = round((frame.rotation or 0) / 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
+
+
+def _decode_frames(
+    p: Path, keep: Sequence[int], size: tuple[int, int] | None
+) -> tuple[list[np.ndarray], tuple[int, int]]:
+    """Decode the first video stream and keep only the frames numbered ``keep`` (in display
+    order), each resized as it comes when ``size`` is given; returns them and the source size.
+
+    Every frame passes through the decoder (inter-frame codecs need that) but only the kept
+    ones are converted to RGB, so memory holds the kept frames plus the decoder's few buffers.
+    """
+    import av
+
+    wanted = sorted(set(int(k) for k in keep))
+    if not wanted:
+        return [], (0, 0)
+    last = wanted[-1]
+    kept: dict[int, np.ndarray] = {}
+    source_size = (0, 0)
+    ordinal = -1
+    try:
+        with av.open(str(p)) as container:
+            stream = _open_stream(container, p)
+            stream.thread_type = "AUTO"
+            stream.thread_count = min(4, os.cpu_count() or 1)
+            wanted_set = set(wanted)
+            for frame in container.decode(stream):
+                ordinal += 1
+                if ordinal > last:
+                    break
+                if ordinal not in wanted_set:
+                    continue
+                _check_image_pixels(frame.width, frame.height, f"video {p} frame {ordinal}")
+                rgb = _frame_to_rgb(frame)
+                this = (rgb.shape[1], rgb.shape[0])
+                if kept and this != source_size and size is None:
+                    raise CammimicError(
+                        f"video {p} changes frame size from {source_size[0]}x{source_size[1]} to "
+                        f"{this[0]}x{this[1]} at frame {ordinal}; pass size= to resize all frames"
+                    )
+                source_size = this
+                if size is not None:
+                    rgb, _ = resize_center_crop(rgb, size)
+                kept[ordinal] = rgb
+    except av.FFmpegError as exc:
+        raise _video_error(p, exc) from exc
+    if len(kept) < len(wanted):
+        raise CammimicError(
+            f"video {p} lists {last + 1} or more frames but only {ordinal + 1} could be decoded; "
+            "it is damaged or truncated, re-encode it, e.g. as H.264 .mp4"
+        )
+    return [kept[k] for k in keep], source_size
+
+
+def _check_total_pixels(count: int, size: tuple[int, int], where: str, max_pixels: int) -> None:
+    total = count * size[0] * size[1]
+    if total > max_pixels:
+        raise CammimicError(
+            f"{where}: keeping {count} frames of {size[0]}x{size[1]} needs {total / 1e6:.0f} Mpx, "
+            f"above the limit of {max_pixels / 1e6:.0f} Mpx; sample fewer frames (--frames N), "
+            f"downscale (--width/--height), or raise the limit with max_pixels= or "
+            f"{ENV_MAX_VIDEO_PIXELS}=<pixels>"
+        )
 
 
 def _sequence_files(path_str: str, p: Path) -> list[str]:
@@ -506,6 +684,18 @@ def _sequence_files(path_str: str, p: Path) -> list[str]:
     return sorted(files, key=_natural_key)
 
 
+def count_frames(path: str | os.PathLike, *, max_frames: int = 1000) -> int:
+    """How many frames :func:`read_video` would see in ``path`` (at most ``max_frames``),
+    from file names or the container's packets: nothing is decoded."""
+    path_str = os.fspath(path)
+    p = Path(path_str)
+    if p.is_dir() or (not p.exists() and _glob.has_magic(path_str)):
+        return min(len(_sequence_files(path_str, p)), max_frames)
+    if not p.is_file():
+        raise CammimicError(f"video {path_str} does not exist or is not a file; check the path")
+    return len(_probe_video(p, max_frames)[0])
+
+
 def read_video(
     path: str | os.PathLike,
     *,
@@ -514,10 +704,11 @@ def read_video(
     size: Sequence[int] | None = None,
     max_frames: int = 1000,
     sequence_fps: float = DEFAULT_SEQUENCE_FPS,
+    max_pixels: int | None = None,
 ) -> Video:
     """Read a video file, a directory of images, or a glob pattern of images.
 
-    Files (mp4/mov/webm/mkv/avi/gif, anything FFmpeg reads) are decoded with PyAV: every frame
+    Files (mp4/mov/webm/mkv/avi/gif, anything FFmpeg reads) are decoded with PyAV: the frames
     of the first video stream, as RGB, with the container's display rotation applied. Image
     sequences (png/jpg/jpeg/bmp/tif/tiff/webp, natural sort so ``frame2`` < ``frame10``) run at
     ``sequence_fps``.
@@ -532,6 +723,13 @@ def read_video(
         max_frames: decode at most this many source frames; a longer clip is cut (with a
             warning) to its first ``max_frames`` frames.
         sequence_fps: frame rate of an image sequence.
+        max_pixels: most pixels the kept frames may hold together (count x width x height
+            after resizing); ``None``: ``CAMMIMIC_MAX_VIDEO_PIXELS`` or :data:`MAX_VIDEO_PIXELS`.
+            Above it the read is refused before decoding, with the way out.
+
+    Memory stays bounded on hostile files: frames are counted from the container's packets
+    first, then only the frames kept are converted and (with ``size``) resized as they are
+    decoded; one frame larger than :data:`MAX_IMAGE_PIXELS` is refused from the header.
 
     Returns:
         A :class:`Video` with ``frames`` ``(T, H, W, 3)`` uint8 RGB.
@@ -557,36 +755,32 @@ def read_video(
         )
     sequence_fps = _check_positive(sequence_fps, "sequence_fps", path_str)
 
+    if max_pixels is None:
+        max_pixels = _limit(ENV_MAX_VIDEO_PIXELS, MAX_VIDEO_PIXELS)
+    elif not _is_int(max_pixels) or max_pixels < 1:
+        raise CammimicError(
+            f"max_pixels={max_pixels!r} for {path_str} is invalid; pass a positive integer"
+        )
+
+    # First how many frames there are and when (file names, or packets: nothing decoded),
+    # then which to keep, then decode only those.
     is_sequence = p.is_dir() or (not p.exists() and _glob.has_magic(path_str))
     truncated = False
     if is_sequence:
         files = _sequence_files(path_str, p)
         if len(files) > max_frames:
             files, truncated = files[:max_frames], True
-        frames: list[np.ndarray] = []
-        source_size: tuple[int, int] = (0, 0)
-        for k, f in enumerate(files):
-            img = read_image(f)
-            this = (img.shape[1], img.shape[0])
-            if k == 0:
-                source_size = this
-            elif this != source_size:
-                raise CammimicError(
-                    f"image sequence {path_str}: {f} is {this[0]}x{this[1]} but {files[0]} is "
-                    f"{source_size[0]}x{source_size[1]}; all images must have the same size"
-                )
-            if size is not None:
-                img, _ = resize_center_crop(img, size)
-            frames.append(img)
         source_fps = sequence_fps
-        times = np.arange(len(frames)) / source_fps
+        times = np.arange(len(files)) / source_fps
         where = f"image sequence {path_str}"
+        first_size = _image_size(Path(files[0])) if files else (0, 0)
     else:
         if not p.exists():
             raise CammimicError(f"video {path_str} does not exist; check the path")
         if not p.is_file():
             raise CammimicError(f"video {path_str} is not a regular file; pass a video file")
-        frames, raw_times, rate, source_size, truncated = _decode_video(p, max_frames, size)
+        raw_times, rate, first_size, truncated = _probe_video(p, max_frames)
+        _check_image_pixels(*first_size, f"video {path_str}")
         have_times = bool(raw_times) and all(t is not None for t in raw_times)
         if rate is None and have_times and len(raw_times) > 1:
             span = float(raw_times[-1]) - float(raw_times[0])
@@ -599,11 +793,11 @@ def read_video(
         if have_times:
             times = np.asarray(raw_times, dtype=np.float64)
             if np.any(np.diff(times) <= 0):  # broken timestamps: fall back to the rate
-                times = np.arange(len(frames)) / source_fps
+                times = np.arange(len(raw_times)) / source_fps
         else:
-            times = np.arange(len(frames)) / source_fps
+            times = np.arange(len(raw_times)) / source_fps
 
-    n = len(frames)
+    n = len(times)
     if n < 2:
         raise CammimicError(
             f"{where} has {n} frame{'s' if n != 1 else ''}; a video needs at least 2 frames"
@@ -620,6 +814,25 @@ def read_video(
             f"pass fps <= {source_fps:g} or omit it"
         )
     idx = _sample_indices(times, num_frames, fps, where)
+    _check_total_pixels(len(idx), size or first_size, where, max_pixels)
+    if is_sequence:
+        frames: list[np.ndarray] = []
+        source_size: tuple[int, int] = (0, 0)
+        for k in idx:
+            img = read_image(files[k])
+            this = (img.shape[1], img.shape[0])
+            if not frames:
+                source_size, first = this, files[k]
+            elif this != source_size:
+                raise CammimicError(
+                    f"image sequence {path_str}: {files[k]} is {this[0]}x{this[1]} but {first} is "
+                    f"{source_size[0]}x{source_size[1]}; all images must have the same size"
+                )
+            if size is not None:
+                img, _ = resize_center_crop(img, size)
+            frames.append(img)
+    else:
+        frames, source_size = _decode_frames(p, idx, size)
     if fps is not None:
         out_fps = fps
     elif num_frames is not None:
@@ -629,9 +842,8 @@ def read_video(
     crop = None
     if size is not None:
         _, crop = resize_center_crop(np.zeros((source_size[1], source_size[0]), np.uint8), size)
-    stacked = np.stack([frames[i] for i in idx])
     return Video(
-        frames=stacked,
+        frames=np.stack(frames),
         fps=float(out_fps),
         indices=tuple(int(i) for i in idx),
         source_fps=float(source_fps),
@@ -847,20 +1059,61 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, quality: int = 95
 # --------------------------------------------------------------------------------------------
 
 
-def check_output_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+def _real(path) -> Path:
+    return Path(os.path.realpath(os.path.expanduser(os.fspath(path))))
+
+
+def check_output_directory(
+    path: str | os.PathLike, *, overwrite: bool = False, inputs: Iterable[Any] = ()
+) -> Path:
     """Fail early if ``path`` cannot be used as a run's output directory.
 
-    Refused: ``path`` is a file, or a non-empty directory unless ``overwrite``. Returns ``path``.
+    A run replaces its output directory as a whole, so refused are: the filesystem root, the
+    current directory or one of its parents, the home directory, a directory holding (at any depth) one of
+    ``inputs`` (the files the run reads: paths; other objects are ignored), a file, a dangling
+    symbolic link, and a non-empty directory unless ``overwrite``. The first three are refused
+    even with ``overwrite``: replacing them would delete the user's files. Returns ``path``.
     """
-    p = Path(path)
-    if p.exists() or p.is_symlink():
+    text = os.fspath(path)
+    p = Path(text)
+    if not text.strip():
+        raise CammimicError("the output directory is empty; pass a folder name such as -o out/run1")
+    real = _real(p)
+    if real.parent == real:
+        raise CammimicError(
+            f"output directory {text} is the filesystem root; cammimic replaces its output "
+            "directory as a whole, so pass a new folder such as -o out/run1"
+        )
+    cwd = _real(os.getcwd())
+    if real == cwd or real in cwd.parents or real == _real("~"):
+        what = ("the current directory" if real == cwd else "a parent of the current directory"
+                if real in cwd.parents else "your home directory")
+        raise CammimicError(
+            f"output directory {text} is {what}; cammimic replaces its output directory as a "
+            "whole, so pass a new folder such as -o out/run1"
+        )
+    for item in inputs:
+        if not isinstance(item, (str, os.PathLike)):
+            continue
+        src = _real(item)
+        if src == real or real in src.parents:
+            raise CammimicError(
+                f"output directory {text} contains the input {os.fspath(item)}, which the run "
+                "would delete when it replaces the folder; pass a new folder such as -o out/run1"
+            )
+    if p.is_symlink() and not p.exists():
+        raise CammimicError(
+            f"output directory {text} is a symbolic link to {os.readlink(p)}, which does not "
+            "exist; remove the link or choose another --output"
+        )
+    if p.exists():
         if not p.is_dir():
             raise CammimicError(
-                f"output directory {p} exists and is a file; choose another --output"
+                f"output directory {text} exists and is a file; choose another --output"
             )
         if not overwrite and any(p.iterdir()):
             raise CammimicError(
-                f"output directory {p} already exists and is not empty; "
+                f"output directory {text} already exists and is not empty; "
                 f"choose another --output or pass --overwrite"
             )
     return p
@@ -882,17 +1135,20 @@ def _temp_dir(p: Path, tag: str) -> Path:
 
 
 @contextlib.contextmanager
-def output_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+def output_directory(
+    path: str | os.PathLike, *, overwrite: bool = False, inputs: Iterable[Any] = ()
+) -> Iterator[Path]:
     """Give a run a fresh directory that replaces ``path`` only if the run succeeds.
 
-    Checks ``path`` first (see :func:`check_output_directory`), then yields a new hidden
+    Checks ``path`` first (see :func:`check_output_directory`; ``inputs`` as there), then yields a new hidden
     temporary directory next to it. On normal exit the temporary directory is moved into place:
     an existing ``path`` is renamed aside, the new one renamed in, the old one deleted. On an
     exception (including KeyboardInterrupt) the temporary directory is deleted, ``path`` is left
     exactly as it was, and the exception propagates.
     """
+    inputs = list(inputs)
+    check_output_directory(path, overwrite=overwrite, inputs=inputs)
     p = Path(os.path.abspath(os.fspath(path)))
-    check_output_directory(p, overwrite=overwrite)
     _prepare_parent(p)
     tmp = _temp_dir(p, "tmp")
     try:

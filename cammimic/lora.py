@@ -453,7 +453,7 @@ def save_lora(
     replaced by a complete one. Returns the path written.
     """
     from peft import __version__ as peft_version
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from cammimic._version import __version__
     from cammimic.io import atomic_path
@@ -485,16 +485,44 @@ def save_lora(
             )
         metadata[key] = value
     tensors = lora_state_dict(unet, adapter)
+    data = _sorted_header(save(tensors, metadata=metadata))
     with atomic_path(p) as tmp:
         try:
-            save_file(tensors, str(tmp), metadata=metadata)
+            tmp.write_bytes(data)
         except OSError as exc:
             raise CammimicError(f"writing LoRA {p} failed ({exc}); check disk space") from exc
     return p
 
 
+def _sorted_header(data: bytes) -> bytes:
+    """safetensors bytes with the metadata keys in sorted order.
+
+    safetensors keeps the metadata in a Rust ``HashMap``, so its key order (and the file's bytes)
+    changes from process to process; two identical runs must write identical files.
+    """
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    meta = header.pop("__metadata__", None)
+    ordered = ({"__metadata__": dict(sorted(meta.items()))} if meta is not None else {}) | header
+    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # safetensors aligns the data to 8 bytes
+    return len(text).to_bytes(8, "little") + text + data[8 + n :]
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr`` of a value from a file, cut to ``limit`` characters for one-line messages."""
+    text = repr(value) if not isinstance(value, str) or len(value) <= limit else repr(value[:limit])
+    return text if len(text) <= limit + 2 else text[:limit] + "…"
+
+
+def _cut(text: str, limit: int = 80) -> str:
+    """A metadata string cut to ``limit`` characters for one-line messages."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
+    text = text if len(text) <= 200 else text[:200] + "…"
     return text or type(exc).__name__
 
 
@@ -513,9 +541,9 @@ def read_lora(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[st
             fmt = metadata.get("format")
             if fmt != FORMAT:
                 if fmt and fmt.startswith("cammimic-lora/"):
-                    why = f"its format is {fmt!r} but this cammimic reads {FORMAT!r}; upgrade cammimic"
+                    why = f"its format is {_short(fmt)} but this cammimic reads {FORMAT!r}; upgrade cammimic"
                 elif fmt:
-                    why = f"its metadata format is {fmt!r}, not {FORMAT!r}"
+                    why = f"its metadata format is {_short(fmt)}, not {FORMAT!r}"
                 else:
                     why = "it has no cammimic metadata"
                 raise CammimicError(
@@ -534,30 +562,44 @@ def read_lora(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[st
         raise CammimicError(f"LoRA file {p} lacks metadata {missing}; it is damaged, retrain it")
     if metadata["adapter"] not in ADAPTERS:
         raise CammimicError(
-            f"LoRA file {p} holds an adapter {metadata['adapter']!r}; expected one of {list(ADAPTERS)}"
+            f"LoRA file {p} holds an adapter {_short(metadata['adapter'])}; expected one of {list(ADAPTERS)}"
         )
     try:
         rank = int(metadata["rank"])
-        float(metadata["alpha"])
-        float(metadata["dropout"])
+        alpha = float(metadata["alpha"])
+        dropout = float(metadata["dropout"])
+        if rank < 1:
+            raise ValueError(f"rank {rank} is not positive")
+        if not math.isfinite(alpha):
+            raise ValueError(f"alpha is {alpha}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout {dropout} is outside [0, 1)")
         targets = json.loads(metadata["target_layers"])
         if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
             raise ValueError("target_layers is not a list of names")
-    except ValueError as exc:
-        raise CammimicError(f"LoRA file {p} has damaged metadata ({_one_line(exc)}); retrain it") from exc
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
+        why = "target_layers nests too deeply" if isinstance(exc, RecursionError) else _one_line(exc)
+        raise CammimicError(f"LoRA file {p} has damaged metadata ({why}); retrain it") from exc
     expected = {f"{t}.lora_{ab}.weight" for t in targets for ab in "AB"}
     if set(tensors) != expected:
         odd = sorted(set(tensors) ^ expected)
         raise CammimicError(
             f"LoRA file {p} does not hold exactly the LoRA weights of its target_layers "
-            f"(e.g. {odd[0]!r}); it is damaged, retrain it"
+            f"(e.g. {_short(odd[0])}); it is damaged, retrain it"
         )
     for t in targets:
         a, b = tensors[f"{t}.lora_A.weight"], tensors[f"{t}.lora_B.weight"]
         if a.ndim != 2 or b.ndim != 2 or a.shape[0] != rank or b.shape[1] != rank:
             raise CammimicError(
-                f"LoRA file {p}: layer {t!r} has A {tuple(a.shape)}, B {tuple(b.shape)}, "
+                f"LoRA file {p}: layer {_short(t)} has A {tuple(a.shape)}, B {tuple(b.shape)}, "
                 f"not rank {rank}; it is damaged, retrain it"
+            )
+    for key, tensor in tensors.items():
+        if not tensor.is_floating_point() or not bool(tensor.isfinite().all()):
+            what = "is not floating point" if not tensor.is_floating_point() else "holds NaN or inf values"
+            raise CammimicError(
+                f"LoRA file {p}: {_short(key)} {what}; the finetuning that wrote it diverged, "
+                "retrain it (e.g. with a lower --lr)"
             )
     return tensors, metadata
 
@@ -631,7 +673,7 @@ def load_lora(
         diff = _first_shape_difference(unet, tensors, targets)
         raise CammimicError(
             f"{p} was trained on a denoiser of another architecture (fingerprint "
-            f"{meta['fingerprint']}, backbone \"{meta['backbone']}\", base {meta['base_model']}) "
+            f"{_cut(meta['fingerprint'])}, backbone \"{_cut(meta['backbone'])}\", base {_cut(meta['base_model'])}) "
             f"than this run's (fingerprint {fingerprint}, backbone \"{backbone}\", base {base_model})"
             + (f"; {diff}" if diff else "")
             + "; a LoRA only loads onto the architecture it was trained on"
@@ -639,7 +681,7 @@ def load_lora(
     if (meta["backbone"], meta["base_model"]) != (str(backbone), str(base_model)):
         if not allow_other_base:
             raise CammimicError(
-                f"{p} was trained on backbone \"{meta['backbone']}\" (base {meta['base_model']}) "
+                f"{p} was trained on backbone \"{_cut(meta['backbone'])}\" (base {_cut(meta['base_model'])}) "
                 f"but this run uses \"{backbone}\" (base {base_model}); pass "
                 f"allow_other_base=True (--allow-other-base) to load it anyway"
             )

@@ -9,6 +9,7 @@ name. A plugin that fails to import is reported by name and the rest keep workin
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib.util
 import inspect
@@ -77,7 +78,13 @@ class Component:
         return out
 
     def missing_requirements(self) -> list[str]:
-        return [m for m in self.requires if importlib.util.find_spec(m) is None]
+        def missing(module: str) -> bool:
+            try:
+                return importlib.util.find_spec(module) is None
+            except (ImportError, ValueError):  # a broken or blocked install counts as missing
+                return True
+
+        return [m for m in self.requires if missing(m)]
 
     def install_hint(self) -> str:
         if self.extra:
@@ -100,7 +107,16 @@ class Component:
                     f"{_did_you_mean(key, accepted)}; accepted: {', '.join(accepted) or 'none'}"
                 )
             params[key] = _coerce(value, accepted[key], f"{self.label}{where} parameter '{key}'")
-        return self.factory(**params)
+        built = _call_plugin(self.plugin, f"the factory of {self.label}", self.factory, **params)
+        needs, wrapper = _CONTRACTS.get(self.kind, ((), None))
+        lacking = [n for n in needs if not hasattr(built, n)]
+        if built is None or lacking:
+            what = "None" if built is None else f"a {type(built).__name__} without {', '.join(lacking)}"
+            raise CammimicError(
+                f'the factory of {self.label} (plugin "{self.plugin}") returned {what}; this is a bug in the '
+                "plugin: report it to its authors (docs/plugins.md says what a factory must return)"
+            )
+        return wrapper(built, self) if wrapper is not None else built
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -137,9 +153,153 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
     return value
 
 
+def _iterable(value: Any) -> Iterable[Any]:
+    try:
+        return list(value)
+    except TypeError:
+        return [None]
+
+
 def _did_you_mean(name: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
     return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+class _PluginCode:
+    """Run plugin code so that nothing it raises takes the host down (``SystemExit`` and a
+    ``KeyboardInterrupt`` it raises itself included), except a real Ctrl-C from the user,
+    told apart by a SIGINT handler installed for the duration (main thread only)."""
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self.previous = None
+        self.installed = False
+
+    def _on_sigint(self, signum, frame):
+        self.pressed = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _PluginCode:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(ValueError, OSError):
+                self.previous = signal.signal(signal.SIGINT, self._on_sigint)
+                self.installed = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self.installed:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def is_users(self, exc: BaseException) -> bool:
+        """Whether ``exc`` must propagate: a real Ctrl-C (or one we could not tell apart)."""
+        return isinstance(exc, KeyboardInterrupt) and (self.pressed or not self.installed)
+
+
+def _describe(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 200 else text[:200] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _call_plugin(plugin: str, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call plugin code; anything it raises but a CammimicError or a real Ctrl-C becomes one line
+    naming the plugin."""
+    with _PluginCode() as guard:
+        try:
+            return fn(*args, **kwargs)
+        except CammimicError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - SystemExit from a plugin is its problem
+            if guard.is_users(exc):
+                raise
+            raise CammimicError(
+                f'plugin "{plugin}" failed in {what}: {_describe(exc)}; report it to the plugin\'s '
+                f'authors, or block it with [plugins] block = ["{plugin}"]'
+            ) from exc
+
+
+class _Checked:
+    """A component built by a plugin, with its results checked at the contract boundary."""
+
+    __slots__ = ("_inner", "_component")
+
+    def __init__(self, inner: Any, component: Component) -> None:
+        object.__setattr__(self, "_inner", inner)
+        object.__setattr__(self, "_component", component)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(object.__getattribute__(self, "_inner"), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._inner, name, value)
+
+    def __repr__(self) -> str:
+        return repr(self._inner)
+
+    def _fail(self, what: str) -> CammimicError:
+        c = self._component
+        return CammimicError(
+            f'{c.label} of plugin "{c.plugin}" {what}; this is a bug in the plugin: report it to its '
+            f'authors, or use another {KINDS[c.kind].label}'
+        )
+
+
+class _CheckedEstimator(_Checked):
+    __slots__ = ()
+
+    def estimate(self, frames):
+        import numpy as np
+
+        from cammimic.motion import MotionEstimate
+
+        c = self._component
+        result = _call_plugin(c.plugin, f"{c.label}.estimate", self._inner.estimate, frames)
+        if not isinstance(result, MotionEstimate):
+            raise self._fail(f"returned {type(result).__name__}, not a cammimic.motion.MotionEstimate")
+        count = len(frames) - 1
+        if len(result.homographies) != count:
+            raise self._fail(f"returned {len(result.homographies)} homographies for {len(frames)} frames, "
+                             f"not {count}")
+        bad = np.flatnonzero(~np.isfinite(result.homographies).all(axis=(1, 2)))
+        if len(bad):
+            raise self._fail(f"returned non-finite homographies (NaN or inf) for frame pair {int(bad[0])}")
+        return result
+
+
+class _CheckedAdapter(_Checked):
+    __slots__ = ()
+
+    def load(self, *args, **kwargs):
+        from cammimic.components import Backbone
+
+        c = self._component
+        backbone = _call_plugin(c.plugin, f"{c.label}.load", self._inner.load, *args, **kwargs)
+        if not isinstance(backbone, Backbone):
+            missing = [n for n in _protocol_members(Backbone) if not hasattr(backbone, n)]
+            raise self._fail(
+                f"load() returned {type(backbone).__name__}, not a cammimic.components.Backbone"
+                + (f" (missing {', '.join(missing[:4])})" if missing else "")
+            )
+        return backbone
+
+
+def _protocol_members(protocol) -> list[str]:
+    names = set(getattr(protocol, "__annotations__", {}))
+    names |= {n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_")}
+    return sorted(names)
+
+
+#: What each kind's factory must return (attribute names), and the checking wrapper.
+_CONTRACTS: dict[str, tuple[tuple[str, ...], type[_Checked] | None]] = {
+    "backbone": (("load", "default_size", "vae_scale_factor"), _CheckedAdapter),
+    "motion_estimator": (("estimate",), _CheckedEstimator),
+    "guidance": (("apply",), None),
+}
 
 
 @attrs.define
@@ -162,6 +322,9 @@ class PluginHost:
         self.loaded = False
         self.failed: dict[str, PluginInfo] = {}
         self.info: dict[str, PluginInfo] = {}
+        #: backbone name -> the plugin whose locate_attention_layers answered last
+        self.located_by: dict[str, str] = {}
+        self.warned: set[str] = set()
 
     # -- loading -------------------------------------------------------------------------
     def entry_points(self) -> list[metadata.EntryPoint]:
@@ -189,23 +352,29 @@ class PluginHost:
                 continue
             if self.pm.is_blocked(ep.name) or self.pm.has_plugin(ep.name):
                 continue
-            try:
-                module = ep.load()
-                self.register(module, name=ep.name, distribution=dist_name, version=version)
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the host down
-                uninstall = f"pip uninstall {dist_name}" if dist_name else "uninstall it"
-                self.failed[ep.name] = PluginInfo(
-                    ep.name,
-                    dist_name,
-                    version,
-                    error=(
-                        f'Error importing plugin "{ep.name}" ({ep.value}): {type(exc).__name__}: {exc}. '
-                        f'Fix it, {uninstall}, or skip it with [plugins] block = ["{ep.name}"] in your '
-                        f"config or {ENV_LOAD_PLUGINS}=<plugins to load>."
-                    ),
-                )
+            with _PluginCode() as guard:
+                try:
+                    module = ep.load()
+                    self.register(module, name=ep.name, distribution=dist_name, version=version)
+                except BaseException as exc:  # noqa: BLE001 - a broken plugin must not take the host down
+                    if guard.is_users(exc):
+                        raise
+                    self._import_failed(ep, dist_name, version, exc)
         self.check_pending()
         return self
+
+    def _import_failed(self, ep, dist_name: str | None, version: str | None, exc: BaseException) -> None:
+        uninstall = f"pip uninstall {dist_name}" if dist_name else "uninstall it"
+        self.failed[ep.name] = PluginInfo(
+            ep.name,
+            dist_name,
+            version,
+            error=(
+                f'Error importing plugin "{ep.name}" ({ep.value}): {_describe(exc)}. '
+                f'Fix it, {uninstall}, or skip it with [plugins] block = ["{ep.name}"] in your '
+                f"config or {ENV_LOAD_PLUGINS}=<plugins to load>."
+            ),
+        )
 
     def register(self, plugin: Any, *, name: str | None = None, distribution: str | None = None,
                  version: str | None = None) -> str:
@@ -250,48 +419,96 @@ class PluginHost:
                 self.failed[impl.plugin_name] = info
 
     # -- components ----------------------------------------------------------------------
-    def components(self, kind: str, *, problems: list[str] | None = None) -> dict[str, Component]:
-        """Every registered component of a kind, by name.
+    def first_party(self, plugin: str) -> bool:
+        """Whether ``plugin`` ships with cammimic (its distribution is cammimic itself)."""
+        info = self.info.get(plugin)
+        return info is not None and info.distribution == "cammimic"
 
-        Two plugins registering the same name is an error naming both, unless ``problems`` is
-        given (for listings): then the first registration wins and the message is appended.
+    def _collect(self, kind: str) -> tuple[dict[str, Component], list[Component], list[str]]:
+        """``(table, every valid registration, problems)`` for one kind.
+
+        Rule for a name registered twice: cammimic's own component wins over a third-party one,
+        otherwise the first registered wins; every registration stays selectable as
+        ``plugin:name``. Bad registrations and failing register hooks are problems, never errors:
+        a broken plugin loses only what it registered.
         """
         k = KINDS[kind]
-        out: dict[str, Component] = {}
+        table: dict[str, Component] = {}
+        every: list[Component] = []
+        problems: list[str] = []
         caller = getattr(self.pm.hook, k.hook)
         # get_hookimpls() lists in registration order; call each so we know who registered what.
         for impl in caller.get_hookimpls():
             plugin_name = impl.plugin_name
 
             def register(name, factory, *, description="", requires=(), extra=None, _plugin=plugin_name):
-                name = str(name)
-                if name in out:
-                    message = (
-                        f'{k.label} "{name}" is registered by both plugin "{out[name].plugin}" and plugin '
-                        f'"{_plugin}"; uninstall one or block it, e.g. [plugins] block = ["{_plugin}"]'
-                    )
-                    if problems is None:
-                        raise CammimicError(message)
-                    problems.append(message)
+                shown = repr(name)[:60]
+                why = None
+                if not isinstance(name, str) or not name or ":" in name or len(name) > 100:
+                    why = f"an invalid name {shown} (a non-empty string without ':')"
+                elif not callable(factory):
+                    why = f"{k.label} {shown} with a non-callable factory ({type(factory).__name__})"
+                elif not isinstance(description, str):
+                    why = f"{k.label} {shown} with a description that is not a string"
+                elif isinstance(requires, str) or not all(isinstance(r, str) for r in _iterable(requires)):
+                    why = f"{k.label} {shown} with requires that is not a list of module names"
+                elif extra is not None and not isinstance(extra, str):
+                    why = f"{k.label} {shown} with an extra that is not a string"
+                if why:
+                    problems.append(f'plugin "{_plugin}" registered {why}; it is skipped')
                     return
-                if not callable(factory):
-                    raise CammimicError(f'plugin "{_plugin}" registered {k.label} "{name}" with a non-callable factory')
-                out[name] = Component(kind, name, factory, _plugin, description, tuple(requires), extra)
+                comp = Component(kind, name, factory, _plugin, description, tuple(requires), extra)
+                every.append(comp)
+                if name not in table:
+                    table[name] = comp
+                    return
+                first = table[name]
+                if self.first_party(_plugin) and not self.first_party(first.plugin):
+                    table[name], other = comp, first
+                else:
+                    other = comp
+                problems.append(
+                    f'{k.label} "{name}" is registered by both plugin "{first.plugin}" and plugin "{_plugin}"; '
+                    f'using the one from "{table[name].plugin}"'
+                    f"{' (cammimic’s own wins)' if self.first_party(table[name].plugin) else ' (registered first)'}; "
+                    f'select the other as "{other.plugin}:{name}", or block a plugin with '
+                    f'[plugins] block = ["{other.plugin}"]'
+                )
 
             try:
-                impl.function(register=register)
-            except CammimicError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                message = f'plugin "{plugin_name}" failed in {k.hook}: {type(exc).__name__}: {exc}'
-                if problems is None:
-                    raise CammimicError(message) from exc
-                problems.append(message)
-        return out
+                _call_plugin(plugin_name, k.hook, impl.function, register=register)
+            except CammimicError as exc:
+                problems.append(str(exc))
+        return table, every, problems
+
+    def components(self, kind: str, *, problems: list[str] | None = None) -> dict[str, Component]:
+        """Every selectable component of a kind, by name (see :meth:`_collect` for duplicates).
+
+        Problems (duplicates, bad registrations, failing hooks) are appended to ``problems``
+        when given (for listings), else printed once as warnings on stderr.
+        """
+        table, _, found = self._collect(kind)
+        if problems is not None:
+            problems.extend(found)
+        else:
+            self._warn(found)
+        return table
+
+    def _warn(self, messages: Iterable[str]) -> None:
+        for message in messages:
+            if message not in self.warned:
+                self.warned.add(message)
+                print(f"warning: {message}", file=sys.stderr)
 
     def get(self, kind: str, name: str, *, where: str = "") -> Component:
-        """The component ``name`` of ``kind``; unknown names list the valid ones."""
-        table = self.components(kind)
+        """The component ``name`` (or ``plugin:name``) of ``kind``; unknown names list the valid ones."""
+        table, every, found = self._collect(kind)
+        self._warn(found)
+        if ":" in name:
+            plugin, _, base = name.partition(":")
+            for comp in every:
+                if (comp.plugin, comp.name) == (plugin, base):
+                    return comp
         if name not in table:
             label = KINDS[kind].label
             valid = ", ".join(sorted(table)) or "none installed"
@@ -304,22 +521,44 @@ class PluginHost:
     def create(self, kind: str, name: str, params: dict[str, Any] | None = None, *, where: str = "") -> Any:
         return self.get(kind, name, where=where).create(params, where=where)
 
+    def attention_locators(self, backbone: str) -> list[str]:
+        """The plugins asked, in order, where the LoRAs go on ``backbone``: the plugin that
+        registered the backbone first, then the others in pluggy's order (generic ones last)."""
+        impls = list(reversed(self.pm.hook.locate_attention_layers.get_hookimpls()))  # call order
+        owner = self._collect("backbone")[0].get(backbone)
+        names = [i.plugin_name for i in impls]
+        if owner is not None and owner.plugin in names:
+            names.remove(owner.plugin)
+            names.insert(0, owner.plugin)
+        return names
+
     def locate_attention_layers(self, backbone: str, model: Any, include_ff: bool = False):
-        """Ask the plugins which layers of ``model`` get the spatial and temporal LoRA."""
+        """Ask the plugins which layers of ``model`` get the spatial and temporal LoRA.
+
+        The backbone's own plugin answers first; the first non-``None`` answer wins, and
+        :attr:`located_by` records which plugin gave it.
+        """
         from cammimic.components import AttentionLayers
 
-        answer = self.pm.hook.locate_attention_layers(backbone=backbone, model=model, include_ff=include_ff)
-        if answer is None:
-            raise CammimicError(
-                f'no plugin locates the attention layers of backbone "{backbone}"; install or write an '
-                "adapter plugin implementing the locate_attention_layers hook (see docs/plugins.md)"
-            )
-        if not isinstance(answer, AttentionLayers):
-            raise CammimicError(
-                f"locate_attention_layers for backbone \"{backbone}\" returned {type(answer).__name__}, "
-                "expected cammimic.components.AttentionLayers"
-            )
-        return answer
+        impls = {i.plugin_name: i for i in self.pm.hook.locate_attention_layers.get_hookimpls()}
+        kwargs = {"backbone": backbone, "model": model, "include_ff": include_ff}
+        for plugin in self.attention_locators(backbone):
+            impl = impls[plugin]
+            answer = _call_plugin(plugin, "locate_attention_layers", impl.function,
+                                  **{a: kwargs[a] for a in impl.argnames})
+            if answer is None:
+                continue
+            if not isinstance(answer, AttentionLayers):
+                raise CammimicError(
+                    f'plugin "{plugin}": locate_attention_layers for backbone "{backbone}" returned '
+                    f"{type(answer).__name__}, expected cammimic.components.AttentionLayers"
+                )
+            self.located_by[backbone] = plugin
+            return answer
+        raise CammimicError(
+            f'no plugin locates the attention layers of backbone "{backbone}"; install or write an '
+            "adapter plugin implementing the locate_attention_layers hook (see docs/plugins.md)"
+        )
 
     # -- listing -------------------------------------------------------------------------
     def plugins(self, problems: list[str] | None = None) -> list[dict[str, Any]]:
@@ -334,7 +573,10 @@ class PluginHost:
         for kind in KINDS.values():
             for comp in self.components(kind.key, problems=problems).values():
                 provided.setdefault(comp.plugin, {}).setdefault(kind.plural, []).append(comp.name)
-                details.setdefault(comp.plugin, []).append({"kind": kind.key, **comp.to_json()})
+                entry = {"kind": kind.key, **comp.to_json()}
+                if kind.key == "backbone":
+                    entry["attention_layers_from"] = self.attention_locators(comp.name)
+                details.setdefault(comp.plugin, []).append(entry)
         out = []
         for name, plugin in self.pm.list_name_plugin():
             if plugin is None:

@@ -198,3 +198,172 @@ def test_errors_in_a_real_process_have_no_traceback_unless_debug(tmp_path):
 def test_version():
     out = subprocess.run([sys.executable, "-m", "cammimic", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and "cammimic" in out.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# Untrusted files: each one short line, nothing executed (issue 8 §1, issue 7 §5)
+# --------------------------------------------------------------------------------------------
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in err, err
+    assert len(lines[0]) < 600, lines[0][:300]
+    return lines[0]
+
+
+def _copy_weights(tiny_weights, tmp_path, name):
+    import shutil
+
+    return Path(shutil.copytree(tiny_weights, tmp_path / name))
+
+
+class _Payload:
+    """A pickle that would create a file when loaded."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.path),))
+
+
+def test_pickle_bin_weights_are_refused_in_one_line_and_never_run(tiny_weights, tmp_path, capsys):
+    import torch
+
+    weights = _copy_weights(tiny_weights, tmp_path, "w")
+    (weights / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    marker = tmp_path / "pwned"
+    torch.save({"conv_in.weight": _Payload(marker)}, weights / "unet" / "diffusion_pytorch_model.bin")
+    code, _, err = cli(capsys, "run", REFERENCE, SCENE, "-o", tmp_path / "o", "--prompt", "x", "--weights", weights,
+                       "--frames", 2, "--width", 64, "--height", 64, "--device", "cpu")
+    line = _one_error_line(err)
+    assert code == 1 and "a .bin (pickle) weights file holds more than tensors" in line
+    assert not marker.exists() and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"num_train_timesteps": -5}, "num_train_timesteps '-5' is not an integer in 2..100000"),
+    ({"beta_schedule": "bogus"}, "bogus is not implemented"),
+    ({"beta_end": "x" * 1_000_000}, "beta_end 'xxxxxxxx"),
+    ({"prediction_type": "nonsense"}, "nonsense"),
+])
+def test_bogus_scheduler_config_is_one_line_at_load(tiny_weights, tmp_path, capsys, change, why):
+    weights = _copy_weights(tiny_weights, tmp_path, "w")
+    path = weights / "scheduler" / "scheduler_config.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | change))
+    code, _, err = cli(capsys, "run", REFERENCE, SCENE, "-o", tmp_path / "o", "--prompt", "x", "--weights", weights,
+                       "--frames", 2, "--width", 64, "--height", 64, "--device", "cpu", "--stage1-steps", 0,
+                       "--stage2-steps", 0, "--steps", 1, "-q")
+    line = _one_error_line(err)
+    assert code == 1 and "scheduler config of" in line and why in line, line
+
+
+@pytest.mark.parametrize("depth", [9, 500, 100_000])
+def test_deeply_nested_toml_is_one_short_line(tmp_path, capsys, depth):
+    config = tmp_path / "c.toml"
+    config.write_text("[run]\nseed = " + "[" * depth + "]" * depth + "\n")
+    code, _, err = cli(capsys, "motion", REFERENCE, "--config", config)
+    assert code == 1 and "nests arrays or tables too deeply; a config needs at most 8 levels" in _one_error_line(err)
+
+
+def test_non_finite_lora_is_refused_before_any_model_loads(tmp_path, capsys):
+    """issue 7 §5: a NaN LoRA gave exit 0 and a black video; now one line, before the weights load
+    (the --weights folder here does not even exist)."""
+    import torch
+    from safetensors.torch import save_file
+
+    lora_dir = tmp_path / "run" / "lora"
+    lora_dir.mkdir(parents=True)
+    layer = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"
+    for adapter, value in (("spatial", 0.5), ("temporal", float("nan"))):
+        meta = {"format": "cammimic-lora/1", "adapter": adapter, "backbone": "zeroscope", "base_model": "x",
+                "fingerprint": "0" * 16, "rank": "1", "alpha": "1.0", "dropout": "0.0",
+                "target_layers": json.dumps([layer])}
+        tensors = {f"{layer}.lora_A.weight": torch.full((1, 4), value), f"{layer}.lora_B.weight": torch.zeros(4, 1)}
+        save_file(tensors, str(lora_dir / f"{adapter}.safetensors"), metadata=meta)
+    code, _, err = cli(capsys, "sample", REFERENCE, SCENE, "-o", tmp_path / "o", "--prompt", "x",
+                       "--lora", tmp_path / "run", "--weights", tmp_path / "no-such-weights")
+    line = _one_error_line(err)
+    assert code == 1 and "temporal.safetensors" in line and "holds NaN or inf values" in line
+
+
+def test_offline_missing_weights_fail_fast_in_one_line(monkeypatch, tmp_path):
+    """No network and nothing cached: one line within 2 s, not ~28 s of download retries."""
+    import time
+
+    pytest.importorskip("torch")
+    from cammimic_unet3d.backbone import UNet3DAdapter
+
+    from cammimic.errors import CammimicError
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HTTPS_PROXY",
+                "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:1")  # nothing listens there
+    adapter = UNet3DAdapter("zeroscope", "cerspense/zeroscope_v2_576w", (576, 320), 24)
+    start = time.perf_counter()
+    with pytest.raises(CammimicError) as info:
+        adapter.load(device="cpu")
+    assert time.perf_counter() - start < 2
+    text = str(info.value)
+    assert "\n" not in text
+    assert text.startswith('zeroscope weights "cerspense/zeroscope_v2_576w" are not in the Hugging Face cache')
+    assert "the Hub (http://127.0.0.1:1) cannot be reached" in text and "--weights /path/to/zeroscope_v2_576w" in text
+
+
+# --------------------------------------------------------------------------------------------
+# The paths a newcomer copies (issue 8 §6)
+# --------------------------------------------------------------------------------------------
+
+_NO_TORCH = """
+import sys
+class NoTorch:  # a core install: torch (and what needs it) is not there
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "diffusers", "transformers", "peft", "kornia"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+sys.meta_path.insert(0, NoTorch())
+from cammimic.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("command", ["run", "finetune"])
+def test_method_on_a_core_install_gives_the_install_line_before_reading_inputs(tmp_path, command):
+    args = [command, str(tmp_path / "missing.mp4"), str(tmp_path / "missing.jpg"), "-o", str(tmp_path / "o"),
+            "--prompt", "x"]
+    out = subprocess.run([sys.executable, "-c", _NO_TORCH, *args], capture_output=True, text=True)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    line = out.stderr.strip()
+    assert "\n" not in line, line
+    assert line == ('Error: the cammimic method with backbone "zeroscope" needs torch, diffusers, transformers, '
+                    'which is not installed: pip install "cammimic[zeroscope]" (or use --method homography, '
+                    'which needs no torch)')
+    # the homography method still runs there
+    ok = subprocess.run([sys.executable, "-c", _NO_TORCH, "run", REFERENCE, SCENE, "-o", str(tmp_path / "h"),
+                         "--method", "homography", "--frames", "3", "--width", "64", "--height", "64"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_debug_is_accepted_after_the_command(capsys):
+    from cammimic.errors import CammimicError
+
+    with pytest.raises(CammimicError, match="does not exist"):
+        main(["motion", "missing.mp4", "--debug"])
+    code = main(["motion", "missing.mp4"])
+    assert code == 1 and "does not exist" in capsys.readouterr().err
+
+
+def test_finetune_and_sample_help_do_not_describe_the_homography_method():
+    from click.testing import CliRunner
+
+    from cammimic.cli import cli as group
+
+    for command in ("finetune", "sample"):
+        text = " ".join(CliRunner().invoke(group, [command, "--help"]).output.split())
+        assert "homography: all" not in text and "--method homography" not in text, command
+    assert "--method homography: all" in " ".join(CliRunner().invoke(group, ["run", "--help"]).output.split())

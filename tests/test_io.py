@@ -587,3 +587,181 @@ def test_output_directory_replaces_a_link_not_its_target(tmp_path):
     assert not link.is_symlink() and listing(link) == {"new.txt": b"new"}
     assert listing(target) == {"keep.txt": b"keep"}
     assert sorted(os.listdir(tmp_path)) == ["link", "target"]
+
+
+# --------------------------------------------------------------------------------------------
+# never lose a user's files (issue 8 §3)
+# --------------------------------------------------------------------------------------------
+
+
+def test_output_directory_holding_an_input_is_refused_even_with_overwrite(tmp_path):
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "reference.mp4").write_bytes(b"v")
+    (proj / "sub").mkdir()
+    (proj / "sub" / "scene.jpg").write_bytes(b"i")
+    for out, overwrite in ((proj, True), (proj, False), (tmp_path, True)):
+        with pytest.raises(CammimicError, match="contains the input .*reference.mp4.*-o out/run1"):
+            io.check_output_directory(out, overwrite=overwrite, inputs=[proj / "reference.mp4"])
+    with pytest.raises(CammimicError, match="contains the input .*scene.jpg"):
+        with io.output_directory(proj, overwrite=True, inputs=["x.mp4", str(proj / "sub" / "scene.jpg"), None]):
+            pass
+    # through a symbolic link to the folder too
+    link = tmp_path / "link"
+    link.symlink_to(proj)
+    with pytest.raises(CammimicError, match="contains the input"):
+        io.check_output_directory(link, overwrite=True, inputs=[proj / "reference.mp4"])
+    assert sorted(p.name for p in proj.rglob("*")) == ["reference.mp4", "scene.jpg", "sub"]
+
+
+def test_run_with_overwrite_never_deletes_its_inputs(tmp_path, capsys):
+    """The reproduced failure: `cammimic run proj/reference.mp4 proj/scene.jpg -o proj --overwrite`."""
+    import shutil
+
+    from cammimic.cli import main
+
+    root = Path(__file__).resolve().parents[1] / "examples"
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    shutil.copy(root / "reference.mp4", proj)
+    shutil.copy(root / "scene.jpg", proj)
+    (proj / "notes.txt").write_text("mine")
+    code = main(["run", str(proj / "reference.mp4"), str(proj / "scene.jpg"), "-o", str(proj), "--overwrite",
+                 "--method", "homography", "--frames", "3", "--width", "64", "--height", "64"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "contains the input" in err[0]
+    assert sorted(p.name for p in proj.iterdir()) == ["notes.txt", "reference.mp4", "scene.jpg"]
+
+
+@pytest.mark.parametrize("out, message", [
+    (".", "is the current directory"),
+    ("/", "is the filesystem root"),
+    ("..", "is a parent of the current directory"),
+    ("", "output directory is empty"),
+    ("~", "is your home directory"),
+])
+def test_output_directory_dot_root_and_parents_get_one_right_line(tmp_path, monkeypatch, out, message):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path.parent / "home"))
+    for overwrite in (False, True):
+        with pytest.raises(CammimicError, match=message) as info:
+            io.check_output_directory(out, overwrite=overwrite)
+        assert "\n" not in str(info.value) and "empty name" not in str(info.value)
+
+
+def test_dangling_symlink_output_says_so(tmp_path):
+    link = tmp_path / "out"
+    link.symlink_to(tmp_path / "gone")
+    with pytest.raises(CammimicError, match="symbolic link to .*gone, which does not exist"):
+        io.check_output_directory(link, overwrite=True)
+    assert link.is_symlink()
+
+
+# --------------------------------------------------------------------------------------------
+# bounded memory on hostile media (issue 8 §4)
+# --------------------------------------------------------------------------------------------
+
+
+def _hostile():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import hostile_media
+
+    return hostile_media
+
+
+def test_only_the_kept_frames_are_converted(tmp_path, monkeypatch, photos):
+    path = io.write_video(tmp_path / "v.mp4", pan(photos["astronaut"], 40, (64, 48), step=2), 20.0)
+    calls = []
+    real = io._frame_to_rgb
+    monkeypatch.setattr(io, "_frame_to_rgb", lambda f: calls.append(f.pts) or real(f))
+    v = io.read_video(path, num_frames=4, size=(32, 24))
+    assert v.indices == (0, 13, 26, 39) and len(calls) == 4 and v.frames.shape == (4, 24, 32, 3)
+    assert io.count_frames(path) == 40 and len(calls) == 4  # counting decodes nothing
+    calls.clear()
+    v = io.read_video(path, fps=5.0)
+    assert v.indices == (0, 4, 8, 12, 16, 20, 24, 28, 32, 36) and len(calls) == 10
+    # the same pixels as decoding everything and picking afterwards
+    full = io.read_video(path)
+    assert np.array_equal(v.frames, full.frames[list(v.indices)])
+
+
+def test_total_decoded_pixels_are_capped_with_an_override(tmp_path, monkeypatch, photos):
+    path = io.write_video(tmp_path / "v.mp4", pan(photos["astronaut"], 30, (64, 48)), 10.0)
+    calls = []
+    monkeypatch.setattr(io, "_frame_to_rgb", lambda f: calls.append(1))
+    with pytest.raises(CammimicError, match=r"keeping 30 frames of 64x48 needs 0 Mpx, above the limit .*--frames N.*"
+                                            r"CAMMIMIC_MAX_VIDEO_PIXELS") as info:
+        io.read_video(path, max_pixels=64 * 48 * 29)
+    assert "\n" not in str(info.value) and calls == []  # refused before decoding anything
+    monkeypatch.setenv("CAMMIMIC_MAX_VIDEO_PIXELS", str(64 * 48 * 10))
+    with pytest.raises(CammimicError, match="above the limit"):
+        io.read_video(path)
+    monkeypatch.undo()
+    assert io.read_video(path, num_frames=10, max_pixels=64 * 48 * 10).num_frames == 10
+    assert io.read_video(path, size=(16, 12), max_pixels=16 * 12 * 30).num_frames == 30  # after resizing
+    with pytest.raises(CammimicError, match="max_pixels=0"):
+        io.read_video(path, max_pixels=0)
+
+
+def test_huge_gif_canvas_is_refused_cheaply_and_read_small(tmp_path):
+    """A 1-2 KB GIF whose 1x1 frames sit on a 4000x4000 canvas: 48 MB per decoded frame."""
+    gif = _hostile().make_canvas_gif(tmp_path / "canvas.gif", side=4000, frames=20)
+    assert gif.stat().st_size < 1000
+    with pytest.raises(CammimicError, match="keeping 20 frames of 4000x4000 needs 320 Mpx, above the limit of 268 Mpx"):
+        io.read_video(gif)
+    v = io.read_video(gif, num_frames=3, size=(40, 40))
+    assert v.frames.shape == (3, 40, 40, 3) and v.source_size == (4000, 4000) and v.indices == (0, 10, 19)
+
+
+def test_hostile_video_peak_memory_in_a_real_process(tmp_path):
+    """`cammimic motion` on the canvas GIF: one line, and well under 1 GB of peak RSS (it was 4.76 GB)."""
+    hostile = _hostile()
+    gif = hostile.make_canvas_gif(tmp_path / "canvas.gif", side=4000, frames=100)
+    code, rss, last = hostile.peak_rss(["motion", str(gif)])
+    assert code == 1 and last.startswith("Error: ") and "keeping 100 frames of 4000x4000" in last
+    assert rss < 400 * 2**20, rss
+    code, rss, last = hostile.peak_rss(["motion", str(gif), "--frames", "3", "--width", "64", "--height", "64"])
+    assert code == 0, last
+    assert rss < 400 * 2**20, rss  # 100 canvases pass through the decoder, 3 are kept
+
+
+def test_one_pixel_limit_for_every_image_path(tmp_path, monkeypatch):
+    """16-bit PNG (OpenCV path), 8-bit PNG and TIFF (Pillow path): same limit, same line."""
+    big16 = _hostile().make_png16_bomb(tmp_path / "big16.png", side=1500)
+    Image.fromarray(np.zeros((1500, 1500), np.uint8)).save(tmp_path / "big8.png")
+    Image.fromarray(np.zeros((1500, 1500), np.uint8)).save(tmp_path / "big.tif")
+    cv2.imwrite(str(tmp_path / "bigf.tif"), np.zeros((1500, 1500, 3), np.float32))
+    monkeypatch.setenv("CAMMIMIC_MAX_IMAGE_PIXELS", str(1500 * 1500 - 1))
+    import cammimic.io as cio
+
+    decoded = []
+    real = cv2.imdecode
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: decoded.append(1) or real(*a))
+    for name in ("big16.png", "big8.png", "big.tif", "bigf.tif"):
+        with pytest.raises(CammimicError, match=rf"{name} is 1500x1500 \(2 Mpx\), above the limit of 2 Mpx per image "
+                                                r".*CAMMIMIC_MAX_IMAGE_PIXELS") as info:
+            cio.read_image(tmp_path / name)
+        assert "\n" not in str(info.value)
+    assert decoded == []  # refused from the header, before OpenCV decodes anything
+    monkeypatch.setenv("CAMMIMIC_MAX_IMAGE_PIXELS", str(1500 * 1500))
+    assert cio.read_image(big16).shape == (1500, 1500, 3)
+    assert cio.read_image(tmp_path / "bigf.tif").shape == (1500, 1500, 3)
+
+
+def test_default_image_limit_refuses_the_reported_bomb_in_one_line(tmp_path, capsys):
+    """The reported 14000x14000 16-bit PNG (4.4 GiB for cv2) and an 8-bit one (Pillow's
+    DecompressionBombError, once 'unexpected … report it')."""
+    from cammimic.cli import main
+
+    bomb = _hostile().make_png16_bomb(tmp_path / "bomb.png", side=14000)
+    for path in (bomb,):
+        with pytest.raises(CammimicError, match=r"is 14000x14000 \(196 Mpx\), above the limit of 179 Mpx"):
+            io.read_image(path)
+    root = Path(__file__).resolve().parents[1] / "examples"
+    code = main(["run", str(root / "reference.mp4"), str(bomb), "-o", str(tmp_path / "o"), "--method", "homography",
+                 "--frames", "2", "--width", "32", "--height", "32"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "decompression bomb" in err[0] and "unexpected" not in err[0]
+    assert not (tmp_path / "o").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -440,18 +441,16 @@ def test_read_refuses_files_that_are_not_cammimic_loras(tmp_path):
 
 
 def test_save_is_atomic(trained, tmp_path, monkeypatch):
-    import safetensors.torch
-
     unet, _ = trained
     path = tmp_path / "spatial.safetensors"
     path.write_bytes(b"the previous LoRA")
 
-    def broken(tensors, filename, metadata=None):
-        with open(filename, "wb") as f:
-            f.write(b"half")
+    def broken(self, data):
+        with open(self, "wb") as f:
+            f.write(data[:10])
         raise OSError("disk full")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", broken)
+    monkeypatch.setattr(Path, "write_bytes", broken)
     with pytest.raises(CammimicError, match="disk full"):
         save(path, unet, "spatial")
     assert path.read_bytes() == b"the previous LoRA"
@@ -601,3 +600,67 @@ def test_orthogonality_refuses_bad_arguments(trained):
     large = next(t for t in layers.temporal if t.startswith("mid_block"))  # 64 channels
     with pytest.raises(CammimicError, match="different sizes"):
         lora.orthogonality_loss(unet, [(small, large)])
+
+
+# --------------------------------------------------------------------------------------------
+# Untrusted LoRA files (issue 8 §1, issue 7 §5) and reproducible bytes (issue 8 §6)
+# --------------------------------------------------------------------------------------------
+
+
+def _rewrite(src, dst, *, meta=None, tensors=None):
+    """A copy of the LoRA file ``src`` with metadata entries and tensors replaced."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(src), framework="pt") as f:
+        old_meta = dict(f.metadata())
+        old = {k: f.get_tensor(k) for k in f.keys()}
+    save_file(old | (tensors or {}), str(dst), metadata=old_meta | (meta or {}))
+    return dst
+
+
+def test_identical_saves_write_identical_bytes(trained, tmp_path):
+    unet, _ = trained
+    files = [save(tmp_path / f"s{k}.safetensors", unet, "spatial", extra={"seed": "0", "prompt": "x", "token": "sks"})
+             for k in range(4)]
+    assert len({f.read_bytes() for f in files}) == 1
+    head = files[0].read_bytes()
+    n = int.from_bytes(head[:8], "little")
+    meta = json.loads(head[8 : 8 + n])["__metadata__"]
+    assert list(meta) == sorted(meta) and n % 8 == 0
+    assert lora.read_lora(files[0])[1] == meta
+
+
+def test_absurd_metadata_gives_one_short_line(trained, tmp_path):
+    unet, _ = trained
+    good = save(tmp_path / "good.safetensors", unet, "spatial")
+    cases = {
+        "huge adapter": ({"adapter": "x" * 5_000_000}, "holds an adapter 'xxxx"),
+        "huge format": ({"format": "cammimic-lora/" + "9" * 5_000_000}, "upgrade cammimic"),
+        "deep target_layers": ({"target_layers": "[" * 100_000 + "]" * 100_000}, "nests too deeply"),
+        "huge rank": ({"rank": "9" * 5000}, "damaged metadata"),
+        "zero rank": ({"rank": "0"}, "rank 0 is not positive"),
+        "inf alpha": ({"alpha": "inf"}, "alpha is inf"),
+        "nan alpha": ({"alpha": "nan"}, "alpha is nan"),
+        "bad dropout": ({"dropout": "7"}, "dropout 7.0 is outside"),
+        "huge fingerprint": ({"fingerprint": "f" * 5_000_000}, "another architecture"),
+    }
+    for name, (meta, why) in cases.items():
+        bad = _rewrite(good, tmp_path / "bad.safetensors", meta=meta)
+        with pytest.raises(CammimicError) as info:
+            load(bad, make_unet(), "spatial")
+        text = str(info.value)
+        assert why in text and "\n" not in text and len(text) < 600, (name, text[:300])
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_lora_tensors_are_refused(trained, tmp_path, value):
+    unet, _ = trained
+    good = save(tmp_path / "good.safetensors", unet, "temporal")
+    tensors, _ = lora.read_lora(good)
+    key = sorted(tensors)[3]
+    poisoned = tensors[key].clone()
+    poisoned[0, 0] = value
+    bad = _rewrite(good, tmp_path / "bad.safetensors", tensors={key: poisoned})
+    with pytest.raises(CammimicError, match=r"holds NaN or inf values; the finetuning that wrote it diverged"):
+        lora.read_lora(bad)

@@ -111,6 +111,9 @@ def test_a_run_is_reproducible_with_a_seed(first_run, inputs, tiny_weights, tmp_
         ta, _ = read_lora(first_run / "lora" / f"{name}.safetensors")
         tb, _ = read_lora(tmp_path / "again" / "lora" / f"{name}.safetensors")
         assert all(torch.equal(ta[k], tb[k]) for k in ta)
+        # the files themselves: safetensors once wrote the metadata in a per-process order
+        assert (first_run / "lora" / f"{name}.safetensors").read_bytes() == \
+            (tmp_path / "again" / "lora" / f"{name}.safetensors").read_bytes()
     assert (first_run / "losses.csv").read_text().split("\n")[1].split(",")[:6] == \
         (tmp_path / "again" / "losses.csv").read_text().split("\n")[1].split(",")[:6]
 
@@ -232,3 +235,24 @@ def test_ctrl_c_exits_130_and_resume_gives_the_uninterrupted_run(first_run, inpu
     run = json.loads((out / "run.json").read_text())
     assert run["finetune"]["resumed_from"] == {"stage": 1, "step": 1}
     assert run["finetune"]["precision"] == "float32"
+
+
+def test_sample_with_lora_run_uses_the_runs_weights_size_and_frames(first_run, inputs, tmp_path, capsys):
+    """`cammimic sample --lora RUN` used the default zeroscope weights and 576x320x16 whatever RUN was."""
+    ref, user = inputs
+    code, _, err = cli(capsys, "sample", ref, user, "--prompt", "a cup of coffee", "--lora", first_run,
+                       "-o", tmp_path / "again", "--steps", "4", "-q")
+    assert code == 0, err
+    assert "recorded in" in err and "weights" in err
+    recorded = json.loads((first_run / "run.json").read_text())
+    run = json.loads((tmp_path / "again" / "run.json").read_text())
+    assert run["components"]["backbone"]["weights"] == recorded["components"]["backbone"]["weights"]
+    assert (run["width"], run["height"], run["num_frames"]) == (recorded["width"], recorded["height"],
+                                                                recorded["num_frames"])
+    assert np.array_equal(read_video(tmp_path / "again" / "output.mp4").frames,
+                          read_video(first_run / "output.mp4").frames)
+    # a flag still overrides what was recorded
+    code, _, err = cli(capsys, "sample", ref, user, "--prompt", "a cup of coffee", "--lora", first_run,
+                       "-o", tmp_path / "fewer", "--steps", "4", "--frames", "4", "-q")
+    assert code == 0, err
+    assert json.loads((tmp_path / "fewer" / "run.json").read_text())["num_frames"] == 4

@@ -110,7 +110,11 @@ def test_third_party_backbone_is_selectable_with_params(host_with):
     assert entry["hooks"] == ["locate_attention_layers", "register_backbones"]
     assert entry["backbones"] == ["tiny"]
     adapter = host.create("backbone", "tiny", {"rank": 16})
-    assert adapter.rank == 16 and adapter.load("/w", torch_dtype="float16") == {"weights": "/w", "torch_dtype": "float16"}
+    assert adapter.rank == 16
+    # its load returns a dict, not a Backbone: checked where the factory's object is used
+    with pytest.raises(CammimicError, match=r'backbone "tiny" of plugin "tiny" load\(\) returned dict, not a '
+                                            r"cammimic.components.Backbone \(missing "):
+        adapter.load("/w", torch_dtype="float16")
     with pytest.raises(CammimicError, match=r"no parameter 'rnak' \(did you mean \"rank\"\?\); accepted: rank"):
         host.create("backbone", "tiny", {"rnak": 16})
     with pytest.raises(CammimicError, match=r"'rank' must be int, got '16'"):
@@ -179,23 +183,171 @@ def test_broken_plugin_is_reported_and_the_rest_keep_working(host_with):
     assert '[plugins] block = ["broken"]' in entry["error"]
 
 
-def test_duplicate_component_names_name_both_providers(host_with):
+def test_duplicate_names_keep_first_party_warn_naming_both_and_let_the_user_choose(host_with, capsys):
+    """A third-party "opencv" registered before cammimic's own no longer breaks the default for everyone."""
     mod = types.ModuleType("cammimic_dupe")
+
+    class Other:
+        name = "other-opencv"
+
+        def estimate(self, frames):
+            raise AssertionError("not called")
 
     @cammimic.hookimpl
     def register_motion_estimators(register):
-        register("opencv", lambda: None)
+        register("opencv", Other)
 
     mod.register_motion_estimators = register_motion_estimators
-    host = host_with(*real_eps(), FakeEntryPoint("zz-dupe", mod))
-    message = 'motion estimator "opencv" is registered by both plugin "opencv" and plugin "zz-dupe"'
-    with pytest.raises(CammimicError) as e:
-        host.create("motion_estimator", "opencv")
-    assert message in str(e.value)
-    # listing still works, so the user can see what to remove
+    host = host_with(FakeEntryPoint("aa-dupe", mod), *real_eps())  # loads before "opencv"
+    comp = host.get("motion_estimator", "opencv")
+    assert comp.plugin == "opencv"
+    warning = capsys.readouterr().err.strip().splitlines()
+    message = ('motion estimator "opencv" is registered by both plugin "aa-dupe" and plugin "opencv"; using the one '
+               'from "opencv" (cammimic’s own wins); select the other as "aa-dupe:opencv"')
+    assert len(warning) == 1 and warning[0].startswith("warning: " + message)
+    host.get("motion_estimator", "opencv")
+    assert capsys.readouterr().err == ""  # warned once
+    assert host.get("motion_estimator", "aa-dupe:opencv").plugin == "aa-dupe"
+    assert host.create("motion_estimator", "aa-dupe:opencv").name == "other-opencv"
+    # two third-party plugins: the first registered wins
+    twin = types.ModuleType("cammimic_dupe2")
+    twin.register_motion_estimators = register_motion_estimators
+    host = host_with(FakeEntryPoint("aa-dupe", mod), FakeEntryPoint("bb-dupe", twin))
+    assert host.get("motion_estimator", "opencv").plugin == "aa-dupe"
     problems = []
-    assert "zz-dupe" in {p["name"] for p in host.plugins(problems)}
-    assert len(problems) == 1 and message in problems[0]
+    assert "bb-dupe" in {p["name"] for p in host.plugins(problems)}
+    assert len(problems) == 1 and '"bb-dupe:opencv"' in problems[0]
+
+
+def test_plugin_exiting_or_interrupting_at_import_is_that_plugins_problem(host_with):
+    class Exits(FakeEntryPoint):
+        def load(self):
+            raise SystemExit(0)
+
+    class Interrupts(FakeEntryPoint):
+        def load(self):
+            raise KeyboardInterrupt
+
+    host = host_with(Exits("exits", dist="cammimic-exits"), Interrupts("interrupts"), *real_eps())
+    errors = {p["name"]: p.get("error") for p in host.plugins()}
+    assert errors["exits"].startswith('Error importing plugin "exits" (cammimic_exits:exits): SystemExit: 0.')
+    assert errors["interrupts"].startswith('Error importing plugin "interrupts"') and "KeyboardInterrupt" in errors["interrupts"]
+    assert "opencv" in host.components("motion_estimator")
+
+
+def test_a_real_ctrl_c_while_plugins_load_still_stops(host_with):
+    import os
+    import signal
+    import time
+
+    class Slow(FakeEntryPoint):
+        def load(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(2)
+
+    with pytest.raises(KeyboardInterrupt):
+        host_with(Slow("slow"))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_exiting_plugin_in_a_real_process_does_not_end_the_command(tmp_path):
+    """`cammimic motion` with a plugin calling sys.exit(0) at import: exit 0 *with* output, one warning."""
+    pkg = tmp_path / "site"
+    (pkg / "cammimic_exit_plugin-0.1.dist-info").mkdir(parents=True)
+    (pkg / "cammimic_exit_plugin.py").write_text("import sys\nsys.exit(0)\n")
+    info = pkg / "cammimic_exit_plugin-0.1.dist-info"
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: cammimic-exit-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[cammimic]\nexiter = cammimic_exit_plugin\n")
+    env = {**__import__("os").environ, "PYTHONPATH": str(pkg)}
+    env.pop("CAMMIMIC_LOAD_PLUGINS", None)
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-m", "cammimic", "motion", str(root / "examples" / "reference.mp4"),
+                          "--frames", "3"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and "3 frames at 384x256" in out.stdout, out.stderr
+    assert out.stderr.startswith('warning: Error importing plugin "exiter" (cammimic_exit_plugin): SystemExit: 0.')
+
+
+def test_bad_registrations_lose_only_themselves(host_with, capsys):
+    mod = types.ModuleType("cammimic_sloppy")
+
+    class Est:
+        name = "fine"
+
+        def estimate(self, frames):
+            raise AssertionError
+
+    @cammimic.hookimpl
+    def register_motion_estimators(register):
+        register("broken", "not a factory")
+        register(42, Est)
+        register("fine", Est)
+
+    @cammimic.hookimpl
+    def register_backbones(register):
+        raise SystemExit("boom")
+
+    mod.register_motion_estimators = register_motion_estimators
+    mod.register_backbones = register_backbones
+    host = host_with(FakeEntryPoint("sloppy", mod), *real_eps())
+    problems = []
+    listed = {p["name"]: p for p in host.plugins(problems)}  # documented as never raising
+    assert listed["sloppy"]["motion_estimators"] == ["fine"]
+    assert any('plugin "sloppy" registered motion estimator \'broken\' with a non-callable factory (str)' in p
+               for p in problems)
+    assert any("plugin \"sloppy\" registered an invalid name 42" in p for p in problems)
+    assert any('plugin "sloppy" failed in register_backbones: SystemExit: boom' in p for p in problems)
+    # unrelated commands keep working
+    assert host.get("motion_estimator", "opencv").plugin == "opencv"
+    assert host.get("backbone", "zeroscope").plugin == "zeroscope"
+    assert "non-callable" in capsys.readouterr().err
+
+
+def _estimator_plugin(result):
+    mod = types.ModuleType("cammimic_liar")
+
+    class Liar:
+        name = "liar"
+
+        def estimate(self, frames):
+            return result(frames)
+
+    @cammimic.hookimpl
+    def register_motion_estimators(register):
+        register("liar", Liar)
+
+    mod.register_motion_estimators = register_motion_estimators
+    return FakeEntryPoint("liar", mod)
+
+
+@pytest.mark.parametrize("result, why", [
+    (lambda f: None, "returned NoneType, not a cammimic.motion.MotionEstimate"),
+    (lambda f: __import__("cammimic").motion.MotionEstimate(__import__("numpy").tile(__import__("numpy").eye(3), (2, 1, 1)), 8, 8, "liar"),
+     "returned 2 homographies for 4 frames, not 3"),
+    (lambda f: __import__("cammimic").motion.MotionEstimate(__import__("numpy").full((3, 3, 3), float("nan")), 8, 8, "liar"),
+     "returned non-finite homographies (NaN or inf) for frame pair 0"),
+    (lambda f: 1 / 0, "failed in motion estimator \"liar\".estimate: ZeroDivisionError"),
+])
+def test_estimator_outputs_are_checked_at_the_contract_boundary(host_with, result, why):
+    import numpy as np
+
+    host = host_with(_estimator_plugin(result))
+    with pytest.raises(CammimicError) as info:
+        cammimic.estimate_motion(np.zeros((4, 8, 8, 3), np.uint8), estimator="liar", host=host)
+    text = str(info.value)
+    assert why in text and 'plugin "liar"' in text and "\n" not in text
+
+
+def test_factory_returning_nothing_names_the_plugin(host_with):
+    mod = types.ModuleType("cammimic_empty")
+
+    @cammimic.hookimpl
+    def register_backbones(register):
+        register("empty", lambda: None)
+
+    mod.register_backbones = register_backbones
+    host = host_with(FakeEntryPoint("empty", mod))
+    with pytest.raises(CammimicError, match=r'the factory of backbone "empty" \(plugin "empty"\) returned None'):
+        host.create("backbone", "empty")
 
 
 def test_misspelt_hook_fails_loudly(host_with):
@@ -243,6 +395,26 @@ def test_locate_attention_layers_answers_per_backbone(host_with):
     assert len(with_ff.spatial) == 2 and len(with_ff.temporal) == 2
     with pytest.raises(CammimicError, match='no plugin locates the attention layers of backbone "nobody"'):
         host.locate_attention_layers("nobody", model)
+
+
+def test_a_backbones_own_plugin_locates_its_layers_before_the_generic_unet3d(host_with):
+    """A third-party backbone on a diffusers UNet3D was silently shadowed by the generic answer."""
+
+    class UNet3DConditionModel(list):  # what the generic unet3d locator recognises by name
+        pass
+
+    model = UNet3DConditionModel([
+        "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q",
+        "down_blocks.0.temp_attentions.0.transformer_blocks.0.attn1.to_q",
+    ])
+    host = host_with(FakeEntryPoint("aa-myunet", backbone_plugin("myunet")), *real_eps())
+    assert host.attention_locators("myunet") == ["aa-myunet", "unet3d"]
+    assert host.attention_locators("zeroscope") == ["aa-myunet", "unet3d"]  # generic one last
+    layers = host.locate_attention_layers("myunet", model)
+    assert layers.spatial == (model[0],) and host.located_by["myunet"] == "aa-myunet"
+    listed = {c["name"]: c for p in host.plugins() for c in p.get("components", [])}
+    assert listed["myunet"]["attention_layers_from"] == ["aa-myunet", "unet3d"]
+    assert listed["zeroscope"]["attention_layers_from"] == ["aa-myunet", "unet3d"]
 
 
 def test_attention_layers_validate():

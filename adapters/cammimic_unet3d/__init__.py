@@ -56,9 +56,12 @@ def backbone_factory(name: str, *, default_weights: str, default_size: tuple[int
     return factory
 
 
-@cammimic.hookimpl
+@cammimic.hookimpl(trylast=True)
 def locate_attention_layers(backbone, model, include_ff):
-    """Answer for any diffusers ``UNet3DConditionModel``, whichever backbone registered it."""
+    """Answer for any diffusers ``UNet3DConditionModel``, whichever backbone registered it.
+
+    The generic answer: ``trylast``, and the host asks the backbone's own plugin first, so a
+    backbone plugin with its own layer map for a UNet3D is never shadowed by this one."""
     if type(model).__name__ != "UNet3DConditionModel":
         return None
     from cammimic_unet3d.locator import locate_unet3d_layers

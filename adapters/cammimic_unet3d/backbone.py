@@ -62,6 +62,41 @@ def hub_offline() -> bool:
     return any(_truthy(env.get(k)) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")) or bool(constants.HF_HUB_OFFLINE)
 
 
+def hub_unreachable(timeout: float = 1.5) -> str | None:
+    """``None`` if a TCP connection to the Hub (or the HTTPS proxy) opens within ``timeout``
+    seconds, else why not, as a phrase. Name resolution runs in a thread so it cannot hang us."""
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    env = os.environ
+    endpoint = env.get("HF_ENDPOINT") or constants.ENDPOINT
+    proxy = env.get("HTTPS_PROXY") or env.get("https_proxy") or env.get("ALL_PROXY") or env.get("all_proxy")
+    target = urlsplit(proxy if proxy and "://" in proxy else f"http://{proxy}" if proxy else endpoint)
+    host = target.hostname or ""
+    port = target.port or (443 if target.scheme == "https" else 80)
+    outcome: list[BaseException | None] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.2)
+    what = f"the proxy {host}:{port}" if proxy else f"the Hub ({endpoint})"
+    if not outcome:
+        return f"{what} did not answer within {timeout:g} s (offline?)"
+    if outcome[0] is not None:
+        return f"{what} cannot be reached ({_first_line(outcome[0])[:80]})"
+    return None
+
+
 def hub_cache_dir() -> str:
     """The Hugging Face Hub cache, read from the environment now (same rules as huggingface_hub)."""
     from huggingface_hub import constants
@@ -199,19 +234,28 @@ class UNet3DAdapter:
             raise CammimicError(f"vae_batch_size must be at least 1, got {vae_batch_size}")
         source, local = self._resolve(weights)
         options: dict[str, Any] = {}
+        unreachable = None
         if not local:
             offline = hub_offline() if local_files_only is None else bool(local_files_only)
+            if not offline:
+                # No network: use the cache alone instead of ~30 s of download retries.
+                unreachable = hub_unreachable()
+                offline = unreachable is not None
             options = {"local_files_only": offline, "cache_dir": hub_cache_dir()}
             revision = revision if revision is not None else self.revision
             if revision:
                 options["revision"] = revision
         variant = variant if variant is not None else self.variant
         model_options = {**options, **({"variant": variant} if variant else {})}
-        with _translate_errors(self, source, local, options), warnings.catch_warnings():
+        with _translate_errors(self, source, local, options, unreachable), warnings.catch_warnings():
+            if options.get("local_files_only"):
+                _require_cached(source, options)  # before diffusers' heavy imports
             # diffusers passes huggingface_hub an argument it deprecated; not the user's concern.
             warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
-            components = _load_components(source, dtype, options, model_options)
+            with _quiet_libraries():
+                components = _load_components(source, dtype, options, model_options)
         unet, vae, text_encoder, tokenizer, scheduler_config = components
+        _check_scheduler_config(scheduler_config, source)
         for model in (unet, vae, text_encoder):
             model.to(device).eval().requires_grad_(False)
         if attention == "sdpa":
@@ -259,6 +303,16 @@ class UNet3DAdapter:
         return text, False
 
 
+def _require_cached(source: str, options: dict) -> None:
+    """Fail at once (OSError) when a Hub id's scheduler config is not in the cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(source, "scheduler/scheduler_config.json", cache_dir=options.get("cache_dir"),
+                                   revision=options.get("revision"))
+    if not isinstance(found, str):
+        raise OSError(f"{source} is not in the cache")
+
+
 def _load_components(source: str, dtype: torch.dtype, options: dict, model_options: dict):
     """Scheduler config and tokenizer first: they are small, so a missing model fails fast."""
     import transformers
@@ -291,7 +345,66 @@ def _load_components(source: str, dtype: torch.dtype, options: dict, model_optio
 
 
 @contextlib.contextmanager
-def _translate_errors(adapter: UNet3DAdapter, source: str, local: bool, options: dict):
+def _quiet_libraries():
+    """diffusers and transformers log their fallbacks ("Defaulting to unsafe serialization …",
+    "An error occurred while trying to fetch …") on stderr; a failed load is one line of ours."""
+    import diffusers
+    import transformers
+
+    levels = (diffusers.utils.logging.get_verbosity(), transformers.utils.logging.get_verbosity())
+    diffusers.utils.logging.set_verbosity(50)  # CRITICAL: it logs fallbacks as errors
+    transformers.utils.logging.set_verbosity(50)
+    try:
+        yield
+    finally:
+        diffusers.utils.logging.set_verbosity(levels[0])
+        transformers.utils.logging.set_verbosity(levels[1])
+
+
+def _check_scheduler_config(config: dict, source: str) -> None:
+    """Build every scheduler once now, so bogus values fail at load in one line, not mid-run."""
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+    where = f"the scheduler config of {source} (scheduler/scheduler_config.json)"
+
+    def bad(why: str) -> CammimicError:
+        return CammimicError(f"{where} is invalid: {why}; fix the file or use other --weights")
+
+    steps = config.get("num_train_timesteps", 1000)
+    if not isinstance(steps, int) or isinstance(steps, bool) or not 2 <= steps <= 100_000:
+        raise bad(f"num_train_timesteps {str(steps)[:40]!r} is not an integer in 2..100000")
+    for key in ("beta_start", "beta_end"):
+        value = config.get(key, 1e-3)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1
+        if not ok:
+            raise bad(f"{key} {str(value)[:40]!r} is not a number in (0, 1)")
+    kind = config.get("prediction_type", "epsilon")
+    if kind not in ("epsilon", "v_prediction", "sample"):
+        raise bad(f"prediction_type {str(kind)[:40]!r} is not one of ['epsilon', 'v_prediction', 'sample']")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            DDPMScheduler.from_config(config)
+            DDIMScheduler.from_config(config).set_timesteps(2)
+            DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++").set_timesteps(2)
+    except Exception as exc:  # noqa: BLE001 - diffusers raises many kinds for bad values
+        raise bad(_first_line(exc)[:200]) from exc
+
+
+def _unsafe_pickle(exc: BaseException) -> bool:
+    """Whether a load failed because a .bin pickle holds more than tensors (weights_only refused it)."""
+    import pickle
+
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+@contextlib.contextmanager
+def _translate_errors(adapter: UNet3DAdapter, source: str, local: bool, options: dict, unreachable: str | None = None):
     """Turn the many ways a download or a read fails into one line with the way out."""
     try:
         yield
@@ -299,6 +412,12 @@ def _translate_errors(adapter: UNet3DAdapter, source: str, local: bool, options:
         raise
     except _hub_errors() as exc:
         layout = f"a diffusers-layout directory with {'/ '.join(SUBFOLDERS)}/"
+        if _unsafe_pickle(exc):
+            raise CammimicError(
+                f"could not load {adapter.name} weights from {source}: a .bin (pickle) weights file holds "
+                "more than tensors, so it was refused (loading it could run code); use .safetensors "
+                "weights, or convert trusted ones with diffusers' save_pretrained"
+            ) from exc
         if local:
             raise CammimicError(
                 f"could not load {adapter.name} weights from {source}: {_first_line(exc)}; "
@@ -306,7 +425,10 @@ def _translate_errors(adapter: UNet3DAdapter, source: str, local: bool, options:
             ) from exc
         where = f"--weights /path/to/{source.rsplit('/', 1)[-1]}"
         cache = options.get("cache_dir") or hub_cache_dir()
-        if options.get("local_files_only"):
+        if unreachable:
+            reason = f"are not in the Hugging Face cache ({cache}) and {unreachable}"
+            fix = f"download them once online (hf download {source})"
+        elif options.get("local_files_only"):
             reason = (f"are not in the Hugging Face cache ({cache}) and downloads are off "
                       "(HF_HUB_OFFLINE or local_files_only)")
             fix = f"download them once online (hf download {source})"

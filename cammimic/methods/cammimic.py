@@ -161,17 +161,16 @@ class _Inputs:
 
 
 def _read_inputs(reference, image, config: Config, adapter) -> _Inputs:
-    from cammimic.api import _as_video, _subsample
-    from cammimic.io import read_image, read_video
+    from cammimic.api import _as_video, _count
+    from cammimic.io import read_image
 
     run = config["run"]
-    ref_video = read_video(reference) if isinstance(reference, (str, Path)) else _as_video(reference, name="reference")
-    total = len(ref_video.frames)
+    total = _count(reference)
     frames = run["frames"] or min(PAPER_NUM_FRAMES, total)
     width = run["width"] or adapter.default_size[0]
     height = run["height"] or adapter.default_size[1]
-    ref = _subsample(ref_video, frames)
-    ref = _as_video(ref, size=(width, height), name="reference")
+    # only the frames used are decoded, resized as they come
+    ref = _as_video(reference, size=(width, height), name="reference", frames=frames)
     if isinstance(image, (str, Path)):
         user_image = read_image(image, size=(width, height))
     else:
@@ -244,14 +243,22 @@ def run_cammimic(
     from cammimic import __version__
     from cammimic.api import RunResult, _component_record, _sha256, score_motions
     from cammimic.io import check_output_directory, output_directory
-    from cammimic.lora import LoraSpec, inject_loras, load_lora, save_lora, set_lora_scale
+    from cammimic.lora import (
+        LoraSpec,
+        inject_loras,
+        load_lora,
+        read_lora,
+        save_lora,
+        set_lora_scale,
+    )
     from cammimic.methods.homography import transfer_homography
     from cammimic.sampling import sample
     from cammimic.training import FinetuneSettings, finetune
 
     started = time.perf_counter()
     do_finetune, do_sample = "finetune" in phases, "sample" in phases
-    check_output_directory(output_dir, overwrite=overwrite)
+    input_paths = (reference, image, config.source, spatial_lora, temporal_lora)
+    check_output_directory(output_dir, overwrite=overwrite, inputs=input_paths)
     run = config["run"]
     texts = prompts(config)
     if not texts["image"]:
@@ -261,6 +268,8 @@ def run_cammimic(
     for label, path in (("--spatial-lora", spatial_lora), ("--temporal-lora", temporal_lora)):
         if path is not None and not Path(path).is_file():
             raise CammimicError(f"{label} {path} does not exist; give a .safetensors file from a run's lora/ folder")
+        if path is not None:
+            read_lora(path)  # damaged or non-finite files are refused before any model loads
 
     _check_writable(output_dir)
 
@@ -374,7 +383,7 @@ def run_cammimic(
             "guidance": guidance_records,
         },
         "layers": {"spatial": len(layers.spatial), "temporal": len(layers.temporal), "pairs": len(layers.pairs),
-                   "file": "lora/layers.json"},
+                   "file": "lora/layers.json", "located_by": getattr(host, "located_by", {}).get(backbone.name)},
         "fallbacks": [f.to_json() for f in ref_motion.fallbacks],
         "valid_fraction": [float(m.mean()) for m in weak.masks],
     }
@@ -396,7 +405,7 @@ def run_cammimic(
         manifest.update(scored.manifest_fields())
 
     lora_meta = {"seed": str(run["seed"]), "reference_prompt": texts["reference"], "image_prompt": texts["image"]}
-    with output_directory(output_dir, overwrite=overwrite) as tmp:
+    with output_directory(output_dir, overwrite=overwrite, inputs=input_paths) as tmp:
         files = _write(tmp, backbone, ident, lora_meta, layers, trained, lora_sources, ref, weak, output_frames,
                        ref_motion, out_motion, scored, config, inputs.fps, save_lora)
         manifest["seconds"] = round(time.perf_counter() - started, 3)
