@@ -96,9 +96,12 @@ def estimate_motion(
         A :class:`~cammimic.motion.MotionEstimate`; ``diagnostics["source"]`` records the frames
         used (path, indices, fps, crop).
     """
+    from cammimic.camera import reference_motion, resolve_reference
+
     est = _host(host).create("motion_estimator", estimator, params)
+    video = resolve_reference(video, size=size, frames=frames)  # camera presets and path files
     vid = _subsample(_as_video(video, size=size), frames)
-    motion = est.estimate(vid.frames)
+    motion = reference_motion(vid, est)
     return attrs.evolve(motion, diagnostics={**motion.diagnostics, "source": vid.metadata()})
 
 
@@ -166,12 +169,14 @@ def score(
 
     if variant not in VARIANTS:
         raise CammimicError(f"CameraScore variant '{variant}' is unknown. Try one of {list(VARIANTS)}")
+    from cammimic.camera import reference_motion, resolve_reference
+
     est = _host(host).create("motion_estimator", estimator, params)
-    ref = _as_video(reference, name="reference")
     gen = _as_video(generated, name="generated")
+    ref = _as_video(resolve_reference(reference, size=gen.size, frames=frames or len(gen.frames)), name="reference")
     n = frames or min(len(ref.frames), len(gen.frames))
     ref, gen = _subsample(ref, n), _subsample(gen, n)
-    mr = est.estimate(ref.frames)
+    mr = reference_motion(ref, est)
     mg = est.estimate(gen.frames)
     mr = attrs.evolve(mr, diagnostics={**mr.diagnostics, "source": ref.metadata()})
     mg = attrs.evolve(mg, diagnostics={**mg.diagnostics, "source": gen.metadata()})
@@ -316,6 +321,11 @@ def _transfer_homography(reference, image, output_dir, *, config: Config, overwr
     where = f" ([motion_estimator]{config.where})" if config.source else ""
     estimator = host.create("motion_estimator", est_name, est_params, where=where)
 
+    from cammimic.camera import reference_motion, resolve_reference
+
+    # A camera preset or path file becomes the image moved along that path (exact motion).
+    reference = resolve_reference(reference, size=(run["width"], run["height"]), frames=run["frames"] or None,
+                                  image=image)
     reference_video = read_video(reference) if isinstance(reference, (str, Path)) else _as_video(reference, name="reference")
     width = run["width"] or _even(reference_video.size[0])
     height = run["height"] or _even(reference_video.size[1])
@@ -332,7 +342,7 @@ def _transfer_homography(reference, image, output_dir, *, config: Config, overwr
 
     from cammimic.methods.homography import transfer_homography
 
-    ref_motion = estimator.estimate(ref.frames)
+    ref_motion = reference_motion(ref, estimator)
     ref_motion = attrs.evolve(ref_motion, diagnostics={**ref_motion.diagnostics, "source": ref.metadata()})
     result = transfer_homography(user_image, ref_motion, fill=config["homography"]["fill"])
     out_motion = estimator.estimate(result.frames)

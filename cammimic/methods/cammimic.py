@@ -89,14 +89,18 @@ class _Inputs:
 
 def _read_inputs(reference, image, config: Config, adapter) -> _Inputs:
     from cammimic.api import _as_video, _subsample
+    from cammimic.camera import resolve_reference
     from cammimic.io import read_image, read_video
 
     run = config["run"]
+    width = run["width"] or adapter.default_size[0]
+    height = run["height"] or adapter.default_size[1]
+    # A camera preset or path file: the stage-1 reference video is the user image moved along it.
+    reference = resolve_reference(reference, size=(width, height), frames=run["frames"] or PAPER_NUM_FRAMES,
+                                  image=image)
     ref_video = read_video(reference) if isinstance(reference, (str, Path)) else _as_video(reference, name="reference")
     total = len(ref_video.frames)
     frames = run["frames"] or min(PAPER_NUM_FRAMES, total)
-    width = run["width"] or adapter.default_size[0]
-    height = run["height"] or adapter.default_size[1]
     ref = _subsample(ref_video, frames)
     ref = _as_video(ref, size=(width, height), name="reference")
     if isinstance(image, (str, Path)):
@@ -170,6 +174,7 @@ def run_cammimic(
 
     from cammimic import __version__
     from cammimic.api import RunResult, _component_record, _sha256, score_motions
+    from cammimic.camera import reference_motion
     from cammimic.io import check_output_directory, output_directory
     from cammimic.lora import LoraSpec, inject_loras, load_lora, save_lora, set_lora_scale
     from cammimic.methods.homography import transfer_homography
@@ -218,7 +223,7 @@ def run_cammimic(
     ident = {"backbone": backbone.name, "base_model": backbone.weights, "fingerprint": fingerprint}
 
     ref = inputs.reference
-    ref_motion = estimator.estimate(ref.frames)
+    ref_motion = reference_motion(ref, estimator)  # exact for a camera preset or path file
     ref_motion = attrs.evolve(ref_motion, diagnostics={**ref_motion.diagnostics, "source": ref.metadata()})
     weak = transfer_homography(inputs.image, ref_motion, fill=config["homography"]["fill"])
 
