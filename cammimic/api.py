@@ -380,8 +380,11 @@ def _transfer_homography(reference, image, output_dir, *, config: Config, overwr
         files = _write_run(tmp, ref.frames, result.frames, ref_motion, out_motion, scored, config, manifest, fps)
         manifest["seconds"] = round(time.perf_counter() - started, 3)
         (tmp / "run.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        from cammimic.report import write_run_report
+
+        write_run_report(tmp, title=f"cammimic run: {Path(output_dir).name}")
     out = Path(output_dir)
-    files = {k: out / v.name for k, v in files.items()} | {"run": out / "run.json"}
+    files = {k: out / v.name for k, v in files.items()} | {"run": out / "run.json", "report": out / "report.html"}
     return RunResult(output_dir=out, files=files, camera_score=scored.score, manifest=manifest)
 
 

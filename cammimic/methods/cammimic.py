@@ -320,10 +320,13 @@ def run_cammimic(
                        ref_motion, out_motion, scored, config, inputs.fps, save_lora)
         manifest["seconds"] = round(time.perf_counter() - started, 3)
         (tmp / "run.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+        from cammimic.report import write_run_report
+
+        write_run_report(tmp, title=f"cammimic run: {Path(output_dir).name}")
     if do_finetune:
         shutil.rmtree(checkpoint_dir_for(output_dir), ignore_errors=True)
     out = Path(output_dir)
-    files = {k: out / v.relative_to(tmp) for k, v in files.items()} | {"run": out / "run.json"}
+    files = {k: out / v.relative_to(tmp) for k, v in files.items()} | {"run": out / "run.json", "report": out / "report.html"}
     return RunResult(output_dir=out, files=files, camera_score=scored.score if scored else float("nan"),
                      manifest=manifest)
 
