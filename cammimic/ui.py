@@ -331,8 +331,8 @@ def build_app(settings: UISettings, *, host=None):
                                             elem_id="camera-preset")
                 image = gr.Image(label="Your image (the scene)", type="filepath", sources=["upload"],
                                  elem_id="user-image")
-                prompt = gr.Textbox(label="Prompt: what your image shows (cammimic)", elem_id="prompt")
-                reference_prompt = gr.Textbox(label="Reference prompt: what the reference shows (cammimic)",
+                prompt = gr.Textbox("", label="Prompt: what your image shows (cammimic)", elem_id="prompt")
+                reference_prompt = gr.Textbox("", label="Reference prompt: what the reference shows (cammimic)",
                                               elem_id="reference-prompt")
                 method = gr.Radio(list(METHODS), value=settings.method, label="Method", elem_id="method")
                 with gr.Row():
@@ -363,7 +363,7 @@ def build_app(settings: UISettings, *, host=None):
                                 elem_id="side-by-side")
                 weak = gr.Video(label="Weak video (cammimic)", interactive=False, elem_id="weak-video")
                 trajectory = gr.Image(label="Camera trajectory", interactive=False, elem_id="trajectory")
-                score = gr.Markdown(elem_id="score")
+                score = gr.Markdown(label="CameraScore", elem_id="score")
                 downloads = gr.File(label="Downloads: LoRAs, run.json, report.html, run folder (zip)",
                                     file_count="multiple", interactive=False, elem_id="downloads")
                 run_dir = gr.Textbox(label="Run directory", interactive=False, elem_id="run-dir")

@@ -79,8 +79,9 @@ def test_transfer_endpoint_runs_the_homography_method(client, app):
 
 
 def test_transfer_endpoint_takes_a_camera_preset(client):
-    out = client.predict(*args(camera_preset="zoom-in", image=gradio_client.handle_file(SCENE), frames=8, width=128,
-                               height=128, speed=2.0, ease="linear"), api_name="/transfer")
+    # keywords, as docs/ui.md shows: everything but reference_video and image has the form's default
+    out = client.predict(reference_video=None, camera_preset="zoom-in", image=gradio_client.handle_file(SCENE), frames=8,
+                         width=128, height=128, speed=2.0, ease="linear", api_name="/transfer")
     run = json.loads((Path(out[-1]) / "run.json").read_text())
     assert run["reference"]["path"] == "camera:zoom-in:speed=2,ease=linear"
     motion = json.loads((Path(out[-1]) / "motion.json").read_text())
