@@ -269,20 +269,42 @@ def collect_outputs(run_dir: Path) -> dict[str, Any]:
     }
 
 
+#: Children not yet reaped. A cancelled child may take a few seconds to stop (it saves a
+#: checkpoint and removes its directory); the next request waits for it, so one runs at a time.
+RUNNING: set[Job] = set()
+
+
 def run_transfer(req: TransferRequest, settings: UISettings, *, poll: float = 0.3) -> Iterator[tuple[str, Any]]:
     """Run one request: yields ``("progress", (desc, n, total, status))`` while it runs, then
-    ``("done", outputs)``. Closing the generator (a cancelled request) interrupts the child."""
-    run_dir = new_run_dir(settings, req.method)
-    job = Job(run_command(req, run_dir, settings), run_dir)
+    ``("done", outputs)``. Closing the generator (a cancelled request) interrupts the child
+    without waiting for it."""
+    cmd_dir = new_run_dir(settings, req.method)
+    cmd = run_command(req, cmd_dir, settings)  # a bad request fails before anything starts
+    while any(not j.done() for j in list(RUNNING)):
+        yield "progress", ("waiting for the previous run to stop", 0, 0, "waiting for the previous run to stop")
+        time.sleep(poll)
+    job = Job(cmd, cmd_dir)
+    RUNNING.add(job)
+    finished = False
     try:
         while not job.done():
             desc, n, total = job.stage or ("starting", 0, 0)
             yield "progress", (desc, n, total, job.status())
             time.sleep(poll)
         job.finish()
+        finished = True
     finally:
-        job.cancel()  # no-op when it finished
-    yield "done", collect_outputs(run_dir)
+        if finished:
+            RUNNING.discard(job)
+        else:  # cancelled or failed: stop the child in the background, so Cancel returns at once
+            def stop():
+                try:
+                    job.cancel()
+                finally:
+                    RUNNING.discard(job)
+
+            threading.Thread(target=stop, daemon=True).start()
+    yield "done", collect_outputs(cmd_dir)
 
 
 def build_app(settings: UISettings, *, host=None):

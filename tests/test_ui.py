@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cammimic.errors import CammimicError
-from cammimic.ui import NO_PRESET, TransferRequest, UISettings, run_command, run_transfer
+from cammimic.ui import NO_PRESET, TransferRequest, UISettings, run_command
 
 gr = pytest.importorskip("gradio", reason='the app needs gradio: pip install "cammimic[ui]"')
 gradio_client = pytest.importorskip("gradio_client")
@@ -114,21 +114,29 @@ def test_transfer_endpoint_runs_a_short_cammimic_run(client, tiny_weights):
     assert run["components"]["backbone"]["weights"] == str(Path(tiny_weights).resolve())
 
 
-def test_cancel_interrupts_the_run_and_leaves_nothing(tiny_weights, tmp_path):
-    """Closing the request (what Cancel does) stops the child mid-training; no directory is left."""
-    settings = UISettings(runs_dir=tmp_path)
-    req = TransferRequest(reference_video=REFERENCE, image=SCENE, method="cammimic", prompt="x",
-                          weights=str(tiny_weights), **{**TINY, "stage1_steps": 100000})
-    gen = run_transfer(req, settings, poll=0.1)
+def test_cancel_interrupts_the_run_and_leaves_nothing(client, app, tiny_weights):
+    """Cancel (gradio_client's job.cancel, as the Cancel button) stops the child mid-training."""
+    from cammimic import ui
+
+    before = set(app[1].iterdir())
+    job = client.submit(reference_video=gradio_client.handle_file(REFERENCE), image=gradio_client.handle_file(SCENE),
+                        method="cammimic", prompt="x", weights=str(tiny_weights), frames=8, width=64, height=64,
+                        stage1_steps=100000, api_name="/transfer")
     started = time.monotonic()
-    for kind, value in gen:
-        assert kind == "progress"
-        if value[0] == "stage 1" and value[1] >= 1:
-            break
-        assert time.monotonic() - started < 120
-    assert value[2] == 100000  # the training loop's own progress
-    gen.close()
-    assert list(tmp_path.iterdir()) == []
+    while not (job.outputs() and job.outputs()[-1][0].startswith("stage 1: step")):
+        assert time.monotonic() - started < 120 and not job.done()
+        time.sleep(0.2)
+    assert "/100000" in job.outputs()[-1][0]  # the training loop's own progress
+    children = list(ui.RUNNING)
+    assert len(children) == 1 and children[0].proc.poll() is None
+    job.cancel()
+    while ui.RUNNING:
+        assert time.monotonic() - started < 150
+        time.sleep(0.2)
+    # interrupted as by Ctrl-C: training stops at a step boundary and says so
+    assert children[0].proc.returncode == 1
+    assert any(line.startswith("Error: interrupted at stage 1 step") for line in children[0].lines), children[0].lines
+    assert set(app[1].iterdir()) == before  # no run directory, no temporary or checkpoint folder left
 
 
 def test_run_command_checks_the_request(tmp_path):
