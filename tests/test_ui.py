@@ -101,42 +101,41 @@ def test_errors_come_back_as_one_line(client, app):
     assert set(app[1].iterdir()) == before
 
 
-def test_transfer_endpoint_runs_a_short_cammimic_run(client, tiny_weights):
-    out = client.predict(*args(reference_video=gradio_client.handle_file(REFERENCE), image=gradio_client.handle_file(SCENE),
-                               method="cammimic", prompt="an astronaut", reference_prompt="a rocket",
-                               weights=str(tiny_weights), **TINY), api_name="/transfer")
-    status, video, side, weak, trajectory, score, downloads, run_dir = out
-    assert Path(weak).name == "weak.mp4" and Path(video).name == "output.mp4"
+def test_runs_queue_one_at_a_time_and_cancel_leaves_nothing(client, app, tiny_weights):
+    """A long cammimic run, a short one queued behind it; Cancel (gradio_client's job.cancel, as the
+    button) stops the long one mid-training, then the short one runs to the end."""
+    from gradio_client.utils import Status
+
+    from cammimic import ui
+
+    before = set(app[1].iterdir())
+    inputs = dict(reference_video=gradio_client.handle_file(REFERENCE), image=gradio_client.handle_file(SCENE),
+                  method="cammimic", prompt="an astronaut", reference_prompt="a rocket", weights=str(tiny_weights),
+                  **TINY, api_name="/transfer")
+    long = client.submit(**{**inputs, "stage1_steps": 100000})
+    started = time.monotonic()
+    while not (long.outputs() and long.outputs()[-1][0].startswith("stage 1: step")):
+        assert time.monotonic() - started < 120 and not long.done()
+        time.sleep(0.2)
+    assert "/100000" in long.outputs()[-1][0]  # the training loop's own progress
+    short = client.submit(**inputs)
+    time.sleep(1.0)
+    assert short.status().code == Status.IN_QUEUE  # one at a time
+    children = list(ui.RUNNING)
+    assert len(children) == 1 and children[0].proc.poll() is None
+    long.cancel()
+
+    status, video, side, weak, trajectory, score, downloads, run_dir = short.result(timeout=300)
+    # the long run was interrupted as by Ctrl-C: training stops at a step boundary and says so
+    assert children[0].proc.returncode == 1
+    assert any(line.startswith("Error: interrupted at stage 1 step") for line in children[0].lines), children[0].lines
+    assert set(app[1].iterdir()) - before == {Path(run_dir), Path(run_dir + ".zip")}  # nothing left of the long one
+    assert Path(weak).name == "weak.mp4" and Path(video).name == "output.mp4" and "CameraScore" in score
     assert {Path(d).name for d in downloads} == {"report.html", "run.json", "spatial.safetensors",
                                                   "temporal.safetensors", f"{Path(run_dir).name}.zip"}
     run = json.loads((Path(run_dir) / "run.json").read_text())
     assert run["finetune"]["steps"] == {"stage1": 2, "stage2": 2} and run["num_frames"] == 8
     assert run["components"]["backbone"]["weights"] == str(Path(tiny_weights).resolve())
-
-
-def test_cancel_interrupts_the_run_and_leaves_nothing(client, app, tiny_weights):
-    """Cancel (gradio_client's job.cancel, as the Cancel button) stops the child mid-training."""
-    from cammimic import ui
-
-    before = set(app[1].iterdir())
-    job = client.submit(reference_video=gradio_client.handle_file(REFERENCE), image=gradio_client.handle_file(SCENE),
-                        method="cammimic", prompt="x", weights=str(tiny_weights), frames=8, width=64, height=64,
-                        stage1_steps=100000, api_name="/transfer")
-    started = time.monotonic()
-    while not (job.outputs() and job.outputs()[-1][0].startswith("stage 1: step")):
-        assert time.monotonic() - started < 120 and not job.done()
-        time.sleep(0.2)
-    assert "/100000" in job.outputs()[-1][0]  # the training loop's own progress
-    children = list(ui.RUNNING)
-    assert len(children) == 1 and children[0].proc.poll() is None
-    job.cancel()
-    while ui.RUNNING:
-        assert time.monotonic() - started < 150
-        time.sleep(0.2)
-    # interrupted as by Ctrl-C: training stops at a step boundary and says so
-    assert children[0].proc.returncode == 1
-    assert any(line.startswith("Error: interrupted at stage 1 step") for line in children[0].lines), children[0].lines
-    assert set(app[1].iterdir()) == before  # no run directory, no temporary or checkpoint folder left
 
 
 def test_run_command_checks_the_request(tmp_path):

@@ -54,6 +54,8 @@ def test_the_app_in_a_browser(tiny_weights, tmp_path):
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.set_default_timeout(90_000)
             page.goto(app.local_url)
+            page.locator("#settings").get_by_text("Settings").click()  # open the accordion early
+            page.locator("#sampling-steps input").wait_for(state="visible")
 
             # 1. the homography method on the example video and image
             page.locator("#reference-video input[type=file]").set_input_files(str(ROOT / "examples" / "reference.mp4"))
@@ -80,10 +82,18 @@ def test_the_app_in_a_browser(tiny_weights, tmp_path):
             page.locator("#method label", has_text="cammimic").click()
             page.locator("#prompt textarea").fill("an astronaut")
             page.locator("#weights textarea").fill(str(tiny_weights))
-            page.locator("#settings").get_by_text("Settings").click()
-            for name, value in (("frames", 8), ("width", 64), ("height", 64), ("stage1-steps", 2),
-                                ("stage2-steps", 2), ("sampling-steps", 2)):
-                page.locator(f"#{name} input").fill(str(value))
+            tiny = (("frames", 8), ("width", 64), ("height", 64), ("stage1-steps", 2), ("stage2-steps", 2),
+                    ("sampling-steps", 2))
+            for name, value in tiny:
+                field = page.locator(f"#{name} input")
+                for _ in range(5):  # a field filled while the app re-renders can lose its value: retry
+                    field.fill(str(value))
+                    field.press("Tab")  # commit the value (blur)
+                    page.wait_for_timeout(100)
+                    if field.input_value() == str(value):
+                        break
+            for name, value in tiny:
+                sync_api.expect(page.locator(f"#{name} input")).to_have_value(str(value))
             page.locator("#run").click()
             page.wait_for_function(f"() => {{ const v = document.querySelector('#status textarea').value;"
                                    f" return v.startsWith('done: ') && v !== 'done: {first}'; }}")
