@@ -320,8 +320,9 @@ def ui(host, port, runs_dir, method, backbone, weights):
     Needs `pip install "cammimic[ui]"`. It also serves an API endpoint named `transfer`
     (docs/ui.md shows how to call it with gradio_client).
     """
-    from cammimic.ui import UISettings, default_backbone, launch
+    from cammimic.ui import UISettings, default_backbone, launch, require_gradio
 
+    require_gradio()
     settings = UISettings(runs_dir=runs_dir, backbone=backbone or default_backbone(), weights=weights or "",
                           method=method or ("cammimic" if weights else "homography"))
     click.echo(f"runs go to {settings.runs_dir}/", err=True)

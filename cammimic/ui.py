@@ -29,7 +29,7 @@ import attrs
 from cammimic.camera import EASES, PRESETS
 from cammimic.errors import CammimicError
 
-__all__ = ["UISettings", "TransferRequest", "Job", "run_command", "collect_outputs", "build_app", "launch",
+__all__ = ["require_gradio", "UISettings", "TransferRequest", "Job", "run_command", "collect_outputs", "build_app", "launch",
            "default_backbone", "NO_PRESET", "INPUT_NAMES"]
 
 #: The preset choice meaning "use the uploaded reference video".
@@ -307,12 +307,18 @@ def run_transfer(req: TransferRequest, settings: UISettings, *, poll: float = 0.
     yield "done", collect_outputs(cmd_dir)
 
 
-def build_app(settings: UISettings, *, host=None):
-    """The Gradio Blocks app; ``.launch()`` it, or call :func:`launch`."""
+def require_gradio():
+    """The gradio module, or a one-line error saying how to install it."""
     try:
-        import gradio as gr
+        import gradio
     except ImportError as exc:
         raise CammimicError('the app needs gradio: pip install "cammimic[ui]"') from exc
+    return gradio
+
+
+def build_app(settings: UISettings, *, host=None):
+    """The Gradio Blocks app; ``.launch()`` it, or call :func:`launch`."""
+    gr = require_gradio()
 
     backbones = backbone_names(host)
     if settings.backbone not in backbones:

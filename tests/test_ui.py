@@ -151,3 +151,32 @@ def test_run_command_checks_the_request(tmp_path):
                          (TransferRequest(reference_video="r.mp4", image="a.png", method="x"), "method 'x' is unknown")]:
         with pytest.raises(CammimicError, match=message):
             run_command(req, tmp_path / "r", settings)
+
+
+def test_without_gradio_the_command_says_what_to_install(monkeypatch, tmp_path, capsys):
+    import sys
+
+    from cammimic.cli import main
+
+    monkeypatch.setitem(sys.modules, "gradio", None)  # as if not installed
+    assert main(["ui", "--runs-dir", str(tmp_path / "runs")]) == 1
+    assert capsys.readouterr().err == 'Error: the app needs gradio: pip install "cammimic[ui]"\n'
+    assert not (tmp_path / "runs").exists()
+
+
+def test_default_backbone_is_configurable(monkeypatch):
+    from cammimic.ui import default_backbone
+
+    class Host:
+        def __init__(self, names):
+            self.names = names
+
+        def components(self, kind):
+            return dict.fromkeys(self.names)
+
+    monkeypatch.delenv("CAMMIMIC_UI_BACKBONE", raising=False)
+    assert default_backbone(Host(["zeroscope", "modelscope"])) == "zeroscope"
+    assert default_backbone(Host(["zeroscope", "mini"])) == "mini"  # the offline proving-ground backbone
+    monkeypatch.setenv("CAMMIMIC_UI_BACKBONE", "modelscope")
+    assert default_backbone(Host(["zeroscope", "mini"])) == "modelscope"
+
