@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no usage reports
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CAMMIMIC_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -42,7 +44,6 @@ def save_for_docs(src: Path, dst: Path) -> None:
 def test_the_app_in_a_browser(tiny_weights, tmp_path):
     pytest.importorskip("gradio", reason='the app needs gradio: pip install "cammimic[ui]"')
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from cammimic.ui import UISettings, launch
 
     started = time.monotonic()
