@@ -124,7 +124,7 @@ class ScoreResult:
             "camera_score_paper": self.paper_score,
             "camera_score_resolution_free": self.resolution_free_score,
             "per_pair": self.per_pair.tolist(),
-            "estimator": self.reference.estimator,
+            "estimator": self.generated.estimator,  # the reference may be an exact camera path
             "num_frames": self.reference.num_frames,
             "reference": {"width": self.reference.width, "height": self.reference.height,
                           "source": self.reference.diagnostics.get("source")},

@@ -129,7 +129,7 @@ def score(reference, generated, estimator, frames, variant, json_path, config_pa
     if json_path != "-":
         click.echo(
             f"CameraScore {result.score:.6g} ({result.variant}; paper variant {result.paper_score:.6g}) "
-            f"over {result.reference.num_frames} frames, estimator {result.reference.estimator}"
+            f"over {result.reference.num_frames} frames, estimator {result.generated.estimator}"
         )
 
 

@@ -36,6 +36,7 @@ h1{font-size:1.5em;margin-bottom:.2em} h2{font-size:1.15em;margin-top:1.6em;bord
 td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top} th{background:#f5f5f5}
 td.k{font-family:ui-monospace,monospace;color:#555;white-space:nowrap} .row{display:flex;gap:1em;flex-wrap:wrap}
 figure{margin:0} figcaption{font-size:.85em;color:#555} video,img{max-width:100%;border:1px solid #ccc}
+video{min-width:min(100%,720px);image-rendering:pixelated}
 .bad{color:#b00020;font-weight:600} .good{color:#11772d;font-weight:600} .note{font-size:.85em;color:#666}
 """
 
@@ -133,7 +134,8 @@ LOSS_TERMS = {1: ("loss", "temporal", "spatial"), 2: ("loss", "spatial", "ortho"
 
 def loss_curves_png(rows: Sequence[dict[str, float | None]]) -> bytes | None:
     """PNG of the finetuning losses: stage 1 (L1, L_temporal, L_spatial), stage 2 (L2, L_spatial)
-    and the orthogonality term L_ortho of stage 2 on its own log axis. None without rows."""
+    and the orthogonality term L_ortho of both stages on its own axis (log where positive).
+    None without rows."""
     if not rows:
         return None
     import matplotlib
@@ -142,7 +144,7 @@ def loss_curves_png(rows: Sequence[dict[str, float | None]]) -> bytes | None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.0), constrained_layout=True)
-    titles = ("stage 1: reference video", "stage 2: user image", "stage 2: orthogonality term")
+    titles = ("stage 1: reference video", "stage 2: user image", "orthogonality term |L_ortho|")
     for ax, t in zip(axes, titles):
         ax.set_title(t, fontsize=10)
         ax.set_xlabel("step")
@@ -159,15 +161,17 @@ def loss_curves_png(rows: Sequence[dict[str, float | None]]) -> bytes | None:
             ax.legend(fontsize=8)
         else:
             ax.text(0.5, 0.5, "no steps", ha="center", va="center", transform=ax.transAxes, color="#888")
-    ortho = [(r["step"], abs(r["ortho"])) for r in rows
-             if r.get("stage") == 2 and r.get("ortho") is not None and r.get("step") is not None]
-    if ortho:
-        axes[2].plot(*zip(*ortho), marker=".", color="C2", label="|ortho|")
-        if all(v > 0 for _, v in ortho):
+    for stage in (1, 2):  # logged in both stages; part of the loss in stage 2
+        ortho = [(r["step"], abs(r["ortho"])) for r in rows
+                 if r.get("stage") == stage and r.get("ortho") is not None and r.get("step") is not None]
+        if ortho:
+            axes[2].plot(*zip(*ortho), marker=".", color=f"C{stage + 1}", label=f"stage {stage}")
+    if axes[2].lines:
+        if all(v > 0 for line in axes[2].lines for v in line.get_ydata()):
             axes[2].set_yscale("log")
         axes[2].legend(fontsize=8)
     else:
-        axes[2].text(0.5, 0.5, "not used", ha="center", va="center", transform=axes[2].transAxes, color="#888")
+        axes[2].text(0.5, 0.5, "not logged", ha="center", va="center", transform=axes[2].transAxes, color="#888")
     buf = io.BytesIO()
     fig.savefig(buf, dpi=90, format="png")
     plt.close(fig)
