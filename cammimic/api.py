@@ -101,9 +101,12 @@ def estimate_motion(
         A :class:`~cammimic.motion.MotionEstimate`; ``diagnostics["source"]`` records the frames
         used (path, indices, fps, crop).
     """
+    from cammimic.camera import reference_motion, resolve_reference
+
     est = _host(host).create("motion_estimator", estimator, params)
+    video = resolve_reference(video, size=size, frames=frames)  # camera presets and path files
     vid = _subsample(_as_video(video, size=size, frames=frames), frames)
-    motion = est.estimate(vid.frames)
+    motion = reference_motion(vid, est)
     return attrs.evolve(motion, diagnostics={**motion.diagnostics, "source": vid.metadata()})
 
 
@@ -150,9 +153,9 @@ class ScoreResult:
         fb = (f"fallbacks: reference {self.reference_fallbacks}/{self.num_pairs}, "
               f"generated {self.generated_fallbacks}/{self.num_pairs}")
         if not self.valid:
-            return f"CameraScore invalid: {self.reason} ({fb}, estimator {self.reference.estimator})"
+            return f"CameraScore invalid: {self.reason} ({fb}, estimator {self.generated.estimator})"
         return (f"CameraScore {self.score:.6g} ({self.variant}; paper variant {self.paper_score:.6g}) over "
-                f"{self.pairs_used} of {self.num_pairs} frame pairs, {fb}, estimator {self.reference.estimator}")
+                f"{self.pairs_used} of {self.num_pairs} frame pairs, {fb}, estimator {self.generated.estimator}")
 
     def manifest_fields(self) -> dict[str, Any]:
         """The score's entries in a run's ``run.json``."""
@@ -179,7 +182,7 @@ class ScoreResult:
             "reference_fallbacks": self.reference_fallbacks,
             "generated_fallbacks": self.generated_fallbacks,
             "per_pair": self.per_pair.tolist(),
-            "estimator": self.reference.estimator,
+            "estimator": self.generated.estimator,  # the reference may be an exact camera path
             "num_frames": self.reference.num_frames,
             "reference": {"width": self.reference.width, "height": self.reference.height,
                           "source": self.reference.diagnostics.get("source"),
@@ -238,11 +241,16 @@ def score(
 
     if variant not in VARIANTS:
         raise CammimicError(f"CameraScore variant '{variant}' is unknown. Try one of {list(VARIANTS)}")
+    from cammimic.camera import is_camera_reference, reference_motion, resolve_reference
+
     est = _host(host).create("motion_estimator", estimator, params)
+    if is_camera_reference(reference):  # rendered at the generated video's size and length
+        first = _as_video(generated, name="generated", frames=frames)
+        reference = resolve_reference(reference, size=first.size, frames=frames or len(first.frames))
     n = frames or min(_count(reference), _count(generated))
     ref = _subsample(_as_video(reference, name="reference", frames=n), n)
     gen = _subsample(_as_video(generated, name="generated", frames=n), n)
-    mr = est.estimate(ref.frames)
+    mr = reference_motion(ref, est)
     mg = est.estimate(gen.frames)
     mr = attrs.evolve(mr, diagnostics={**mr.diagnostics, "source": ref.metadata()})
     mg = attrs.evolve(mg, diagnostics={**mg.diagnostics, "source": gen.metadata()})
@@ -412,6 +420,11 @@ def _transfer_homography(reference, image, output_dir, *, config: Config, overwr
     where = f" ([motion_estimator]{config.where})" if config.source else ""
     estimator = host.create("motion_estimator", est_name, est_params, where=where)
 
+    from cammimic.camera import reference_motion, resolve_reference
+
+    # A camera preset or path file becomes the image moved along that path (exact motion).
+    reference = resolve_reference(reference, size=(run["width"], run["height"]), frames=run["frames"] or None,
+                                  image=image)
     reference_video = _as_video(reference, name="reference", frames=run["frames"] or None)
     width = run["width"] or _even(reference_video.size[0])
     height = run["height"] or _even(reference_video.size[1])
@@ -427,7 +440,7 @@ def _transfer_homography(reference, image, output_dir, *, config: Config, overwr
 
     from cammimic.methods.homography import transfer_homography
 
-    ref_motion = estimator.estimate(ref.frames)
+    ref_motion = reference_motion(ref, estimator)
     ref_motion = attrs.evolve(ref_motion, diagnostics={**ref_motion.diagnostics, "source": ref.metadata()})
     result = transfer_homography(user_image, ref_motion, fill=config["homography"]["fill"])
     out_motion = estimator.estimate(result.frames)
@@ -465,8 +478,11 @@ def _transfer_homography(reference, image, output_dir, *, config: Config, overwr
         files = _write_run(tmp, ref.frames, result.frames, ref_motion, out_motion, scored, config, manifest, fps)
         manifest["seconds"] = round(time.perf_counter() - started, 3)
         (tmp / "run.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        from cammimic.report import write_run_report
+
+        write_run_report(tmp, title=f"cammimic run: {Path(output_dir).name}")
     out = Path(output_dir)
-    files = {k: out / v.name for k, v in files.items()} | {"run": out / "run.json"}
+    files = {k: out / v.name for k, v in files.items()} | {"run": out / "run.json", "report": out / "report.html"}
     return RunResult(output_dir=out, files=files, camera_score=scored.score, manifest=manifest)
 
 

@@ -56,6 +56,11 @@ def cli(debug):
                                      Phase 2 alone: sample from saved LoRAs
     cammimic eval MANIFEST -o DIR    the paper's evaluation: methods x pairs, metrics, report
     cammimic plugins                 installed plugins and the components they provide
+    cammimic ui                      the web app (pip install "cammimic[ui]")
+
+    REF may also be a camera preset such as camera:zoom-in or camera:pan-left:speed=2,frames=24
+    (pan-left/right, tilt-up/down, zoom-in/out, roll-cw/ccw, orbit-left/right) or a camera-path
+    .json file; see docs/cli.md.
     """
 
 
@@ -383,6 +388,29 @@ def _recorded_settings(config, run_dir: Path):
         shown = ", ".join(f"{k.split('.')[1]} {v}" for k, v in use.items())
         click.echo(f"using {shown} recorded in {run_dir / 'run.json'}", err=True)
     return config.with_overrides(use)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on (0.0.0.0: every interface).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default: 7860, or the next free one).")
+@click.option("--runs-dir", default="cammimic-runs", show_default=True, type=click.Path(file_okay=False),
+              help="Where each run gets its own run directory.")
+@click.option("--method", type=click.Choice(["homography", "cammimic"]), help="Method selected at start (default: cammimic with --weights, else homography).")
+@click.option("--backbone", help="Backbone selected at start (default: $CAMMIMIC_UI_BACKBONE, else mini where installed, else zeroscope).")
+@click.option("--weights", help="Backbone weights filled in at start: a local diffusers-layout folder or a Hub id.")
+def ui(host, port, runs_dir, method, backbone, weights):
+    """Start the web app (Gradio): upload a reference video or pick a camera preset, upload an image, run.
+
+    Needs `pip install "cammimic[ui]"`. It also serves an API endpoint named `transfer`
+    (docs/ui.md shows how to call it with gradio_client).
+    """
+    from cammimic.ui import UISettings, default_backbone, launch, require_gradio
+
+    require_gradio()
+    settings = UISettings(runs_dir=runs_dir, backbone=backbone or default_backbone(), weights=weights or "",
+                          method=method or ("cammimic" if weights else "homography"))
+    click.echo(f"runs go to {settings.runs_dir}/", err=True)
+    launch(host=host, port=port, settings=settings)
 
 
 @cli.command()

@@ -34,7 +34,7 @@ def test_run_writes_a_complete_run_directory(tmp_path, capsys):
     assert "CameraScore" in out
     names = {p.name for p in out_dir.iterdir()}
     assert names == {"output.mp4", "side_by_side.mp4", "trajectory.png", "score.json", "motion.json",
-                     "config.toml", "run.json"}
+                     "config.toml", "run.json", "report.html"}
     video = read_video(out_dir / "output.mp4")
     assert video.frames.shape == (12, 128, 192, 3)
     assert read_video(out_dir / "side_by_side.mp4").frames.shape == (12, 128, 384, 3)

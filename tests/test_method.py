@@ -54,7 +54,7 @@ def test_a_whole_run_writes_every_artifact(first_run):
     names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     assert names == {
         "output.mp4", "weak.mp4", "side_by_side.mp4", "trajectory.png", "score.json", "motion.json", "config.toml",
-        "run.json", "losses.csv", "lora/spatial.safetensors", "lora/temporal.safetensors", "lora/layers.json",
+        "run.json", "report.html", "losses.csv", "lora/spatial.safetensors", "lora/temporal.safetensors", "lora/layers.json",
     }
     assert read_video(out / "output.mp4").frames.shape == (8, 64, 64, 3)
     assert read_video(out / "weak.mp4").frames.shape == (8, 64, 64, 3)

@@ -162,13 +162,17 @@ class _Inputs:
 
 def _read_inputs(reference, image, config: Config, adapter) -> _Inputs:
     from cammimic.api import _as_video, _count
+    from cammimic.camera import resolve_reference
     from cammimic.io import read_image
 
     run = config["run"]
-    total = _count(reference)
-    frames = run["frames"] or min(PAPER_NUM_FRAMES, total)
     width = run["width"] or adapter.default_size[0]
     height = run["height"] or adapter.default_size[1]
+    # A camera preset or path file: the stage-1 reference video is the user image moved along it.
+    reference = resolve_reference(reference, size=(width, height), frames=run["frames"] or PAPER_NUM_FRAMES,
+                                  image=image)
+    total = _count(reference)
+    frames = run["frames"] or min(PAPER_NUM_FRAMES, total)
     # only the frames used are decoded, resized as they come
     ref = _as_video(reference, size=(width, height), name="reference", frames=frames)
     if isinstance(image, (str, Path)):
@@ -242,6 +246,7 @@ def run_cammimic(
 
     from cammimic import __version__
     from cammimic.api import RunResult, _component_record, _sha256, score_motions
+    from cammimic.camera import reference_motion
     from cammimic.io import check_output_directory, output_directory
     from cammimic.lora import (
         LoraSpec,
@@ -309,7 +314,7 @@ def run_cammimic(
     ident = {"backbone": backbone.name, "base_model": backbone.weights, "fingerprint": fingerprint}
 
     ref = inputs.reference
-    ref_motion = estimator.estimate(ref.frames)
+    ref_motion = reference_motion(ref, estimator)  # exact for a camera preset or path file
     ref_motion = attrs.evolve(ref_motion, diagnostics={**ref_motion.diagnostics, "source": ref.metadata()})
     weak = transfer_homography(inputs.image, ref_motion, fill=config["homography"]["fill"])
 
@@ -410,10 +415,13 @@ def run_cammimic(
                        ref_motion, out_motion, scored, config, inputs.fps, save_lora)
         manifest["seconds"] = round(time.perf_counter() - started, 3)
         (tmp / "run.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+        from cammimic.report import write_run_report
+
+        write_run_report(tmp, title=f"cammimic run: {Path(output_dir).name}")
     if do_finetune:
         _remove_checkpoints(checkpoint_dir_for(output_dir))
     out = Path(output_dir)
-    files = {k: out / v.relative_to(tmp) for k, v in files.items()} | {"run": out / "run.json"}
+    files = {k: out / v.relative_to(tmp) for k, v in files.items()} | {"run": out / "run.json", "report": out / "report.html"}
     return RunResult(output_dir=out, files=files, camera_score=scored.score if scored else float("nan"),
                      manifest=manifest)
 

@@ -1,0 +1,423 @@
+"""Camera presets and camera-path files as the reference: camera motion without a reference clip.
+
+Anywhere a REFERENCE is taken (``run``, ``finetune``, ``sample``, ``motion``, ``score``, eval
+manifests) it may also be
+
+- a **preset**: ``camera:NAME[:key=value,...]``, NAME one of :data:`PRESETS` (several joined by
+  ``+``, e.g. ``camera:pan-left+zoom-in``), keys ``speed`` (motion per frame, 1 = about 1% of
+  the short side per frame), ``frames`` (length of the path, default 16) and ``ease``
+  (``in-out`` default, ``linear``, ``in``, ``out``); or
+- a **camera-path file** (``.json``): per-frame homographies, or per-frame cameras
+  (intrinsics ``K``, rotation ``R``, translation ``t``) and a scene plane, turned into
+  homographies ``H = K_b (R - t nᵀ/d) K_a⁻¹`` (see :func:`plane_homography` and docs/cli.md).
+
+:func:`resolve_reference` turns such a text into a :class:`CameraVideo`: the frames of an image
+moved along the path (the user image for the cammimic method, whose stage 1 learns from it) and
+the exact motion, which :func:`known_motion` hands to the method instead of an estimate. Any
+other reference is returned unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from cammimic.errors import CammimicError
+from cammimic.homography import chain, from_resolution_free, invert, normalize, to_resolution_free
+from cammimic.io import Video
+from cammimic.motion import MotionEstimate
+from cammimic.synthetic import camera_step
+
+__all__ = [
+    "PRESETS", "KEYS", "EASES", "PREFIX", "CameraPath", "CameraVideo", "is_camera_reference", "parse",
+    "load_path_file", "plane_homography", "resolve_reference", "known_motion", "reference_motion",
+]
+
+PREFIX = "camera:"
+#: Per-frame move at speed 1 (``camera_step`` arguments in units of the short side; orbit in degrees).
+PRESETS: dict[str, dict[str, float]] = {
+    "pan-left": {"dx": 0.012},      # the camera turns left: the scene moves right on screen
+    "pan-right": {"dx": -0.012},
+    "tilt-up": {"dy": 0.010},       # the camera turns up: the scene moves down on screen
+    "tilt-down": {"dy": -0.010},
+    "zoom-in": {"zoom": 0.012},     # log-scale per frame: zoom-out is the exact inverse
+    "zoom-out": {"zoom": -0.012},
+    "roll-cw": {"roll": -0.8},      # the camera rolls clockwise: the scene turns counter-clockwise
+    "roll-ccw": {"roll": 0.8},
+    "orbit-left": {"orbit": 1.0},   # degrees per frame around the point at the image centre
+    "orbit-right": {"orbit": -1.0},
+}
+KEYS = ("speed", "frames", "ease")
+EASES = ("in-out", "linear", "in", "out")
+DEFAULT_FRAMES = 16
+#: Size a path is rendered at when neither a size nor an image says otherwise (zeroscope's).
+DEFAULT_SIZE = (576, 320)
+#: Horizontal field of view of the pinhole camera the orbit presets assume.
+ORBIT_FOV_DEGREES = 50.0
+#: Largest zoom applied to frame 0 of a rendered path so that later frames stay inside the image.
+MAX_COVER_ZOOM = 3.0
+#: Distance of the scene plane in the orbit presets, in units of the distance to the point orbited.
+ORBIT_PLANE_DEPTH = 2.0
+
+_VALID = (f"valid: camera:NAME[:key=value,...] with NAME in {', '.join(PRESETS)} (join with +), "
+          f"keys speed=NUMBER>0, frames=INTEGER>=2, ease={'|'.join(EASES)}; or a camera-path .json file")
+
+
+def _ease(kind: str, steps: int) -> np.ndarray:
+    """Per-step multipliers of a move (mean 1, so the total motion does not depend on the ease)."""
+    u = np.linspace(0.0, 1.0, steps + 1)
+    p = {"linear": u, "in": u**2, "out": 1 - (1 - u) ** 2, "in-out": u * u * (3 - 2 * u)}[kind]
+    return np.diff(p) * steps
+
+
+def plane_homography(k_a, k_b, rotation, translation, normal, depth) -> np.ndarray:
+    """The homography of a scene plane between two pinhole cameras a and b.
+
+    ``H = K_b (R - t nᵀ/d) K_a⁻¹`` where ``X_b = R X_a + t`` (camera a's coordinates to camera
+    b's) and the plane is ``nᵀ X_a + d = 0`` in camera a's coordinates: ``n`` its unit normal
+    pointing towards camera a, ``d > 0`` its distance (a wall 5 units ahead: ``n = (0, 0, -1)``,
+    ``d = 5``). Maps pixel coordinates of a to those of b, normalised so ``H[2, 2] = 1``.
+    """
+    k_a, k_b, r = (np.asarray(m, np.float64) for m in (k_a, k_b, rotation))
+    t = np.asarray(translation, np.float64).reshape(3, 1)
+    n = np.asarray(normal, np.float64).reshape(1, 3)
+    return normalize(k_b @ (r - t @ n / float(depth)) @ np.linalg.inv(k_a))
+
+
+def _orbit_step(width: int, height: int, degrees: float) -> np.ndarray:
+    """The camera circles the point on its optical axis at distance 1 by ``degrees`` (yaw), looking at it.
+
+    Homography approximation: the scene is one plane facing the camera at distance 2 (a
+    background twice as far as the point orbited), so the background slides opposite to the
+    camera and foreshortens; a real orbit would add parallax between near and far objects.
+    """
+    f = (width / 2) / math.tan(math.radians(ORBIT_FOV_DEGREES) / 2)
+    k = np.array([[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1]])
+    a = math.radians(degrees)
+    ry = np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
+    pivot = np.array([0.0, 0.0, 1.0])
+    centre = pivot - ry @ pivot  # camera b's centre in camera a's coordinates
+    r = ry.T
+    return plane_homography(k, k, r, -r @ centre, (0, 0, -1), ORBIT_PLANE_DEPTH)
+
+
+@attrs.frozen(eq=False)
+class CameraPath:
+    """A camera motion given as a preset or a path file: frame-to-frame homographies at any size."""
+
+    spec: str  #: the text the user gave
+    kind: str  #: "preset" or "file"
+    num_frames: int
+    moves: tuple[str, ...] = ()  #: preset names (kind "preset")
+    speed: float = 1.0
+    ease: str = "in-out"
+    #: (T-1, 3, 3) resolution-free homographies (kind "file")
+    file_homographies: np.ndarray | None = None
+    sha256: str | None = None  #: of the path file
+
+    def homographies(self, width: int, height: int) -> np.ndarray:
+        """``(num_frames - 1, 3, 3)`` frame-to-frame homographies in pixels of a ``width`` x ``height`` video."""
+        if self.kind == "file":
+            return from_resolution_free(self.file_homographies, width, height)
+        s = min(width, height)
+        out = []
+        for e in _ease(self.ease, self.num_frames - 1) * self.speed:
+            h = np.eye(3)
+            for move in self.moves:
+                p = PRESETS[move]
+                if "orbit" in p:
+                    step = _orbit_step(width, height, p["orbit"] * e)
+                else:
+                    step = camera_step(width, height, dx=p.get("dx", 0.0) * s * e, dy=p.get("dy", 0.0) * s * e,
+                                       zoom=math.exp(p.get("zoom", 0.0) * e), roll=p.get("roll", 0.0) * e)
+                h = step @ h
+            out.append(normalize(h))
+        return np.stack(out)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"spec": self.spec, "kind": self.kind, "num_frames": self.num_frames}
+        if self.kind == "preset":
+            data |= {"moves": list(self.moves), "speed": self.speed, "ease": self.ease}
+        else:
+            data["sha256"] = self.sha256
+        return data
+
+
+def is_camera_reference(reference) -> bool:
+    """True for ``camera:...`` presets and ``.json`` camera-path files."""
+    if not isinstance(reference, (str, Path)):
+        return False
+    text = str(reference)
+    return text.startswith(PREFIX) or text.lower().endswith(".json")
+
+
+def _bad(spec: str, what: str) -> CammimicError:
+    return CammimicError(f"camera reference '{spec}': {what}; {_VALID}")
+
+
+def parse(reference, *, frames: int | None = None) -> CameraPath:
+    """A :class:`CameraPath` from ``camera:NAME[:key=value,...]`` or a path-file name.
+
+    ``frames`` is the path length when the text does not give one (default 16).
+    """
+    text = str(reference)
+    if not text.startswith(PREFIX):
+        return load_path_file(text)
+    body = text[len(PREFIX):]
+    name, _, opts = body.partition(":")
+    moves = tuple(m.strip() for m in name.split("+"))
+    for m in moves:
+        if m not in PRESETS:
+            raise _bad(text, f"preset '{m}' is unknown" if m else "no preset name")
+    values: dict[str, str] = {}
+    for item in filter(None, (o.strip() for o in opts.split(","))):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if key not in KEYS or not eq:
+            raise _bad(text, f"'{item}' is not a key=value with a known key" if key in KEYS else f"key '{key}' is unknown")
+        values[key] = value.strip()
+    try:
+        speed = float(values.get("speed", 1.0))
+        if not (math.isfinite(speed) and speed > 0):
+            raise ValueError
+    except ValueError:
+        raise _bad(text, f"speed={values['speed']} is not a number > 0") from None
+    n = frames or DEFAULT_FRAMES
+    if "frames" in values:
+        try:
+            n = int(values["frames"])
+            if n < 2:
+                raise ValueError
+        except ValueError:
+            raise _bad(text, f"frames={values['frames']} is not an integer >= 2") from None
+    ease = values.get("ease", "in-out")
+    if ease not in EASES:
+        raise _bad(text, f"ease={ease} is unknown")
+    return CameraPath(spec=text, kind="preset", num_frames=n, moves=moves, speed=speed, ease=ease)
+
+
+_FILE_HELP = ('a camera-path file is JSON with "width", "height" and either "homographies" (T-1 '
+              'frame-to-frame 3x3 lists in pixels of width x height, or "coordinates": "resolution_free") '
+              'or "cameras" (one per frame: "K" 3x3 (or a top-level "K"), "R" 3x3 world-to-camera, optional "t" [x,y,z]) '
+              'with "plane": {"depth": d, "normal": [nx,ny,nz]} (frame 0\'s camera coordinates, normal towards the camera, default [0,0,-1]); see docs/cli.md')
+
+
+def _matrix(value, where: str, shape=(3, 3)) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or arr.shape != shape or not np.all(np.isfinite(arr)):
+        raise CammimicError(f"{where} must be a {'x'.join(map(str, shape))} list of finite numbers; {_FILE_HELP}")
+    return arr
+
+
+def load_path_file(path) -> CameraPath:
+    """Read a camera-path JSON file (see :data:`_FILE_HELP` and docs/cli.md). Never executes code."""
+    p = Path(path)
+    if not p.is_file():
+        raise CammimicError(f"camera-path file {p} does not exist; give a .json camera path or one of {_VALID}")
+    raw = p.read_bytes()
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CammimicError(f"camera-path file {p} is not valid JSON ({exc}); {_FILE_HELP}") from None
+    if not isinstance(data, dict):
+        raise CammimicError(f"camera-path file {p} must hold a JSON object; {_FILE_HELP}")
+    coords = data.get("coordinates", "pixels")
+    if coords not in ("pixels", "resolution_free"):
+        raise CammimicError(f"camera-path file {p}: coordinates '{coords}' is unknown; valid: pixels, resolution_free")
+    width, height = data.get("width"), data.get("height")
+    if coords == "pixels" or "cameras" in data:
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
+            raise CammimicError(f"camera-path file {p} needs integer \"width\" and \"height\" > 0; {_FILE_HELP}")
+    if "homographies" in data:
+        hs = data["homographies"]
+        if not isinstance(hs, list) or not hs:
+            raise CammimicError(f"camera-path file {p}: \"homographies\" must be a non-empty list; {_FILE_HELP}")
+        hs = np.stack([_matrix(h, f"camera-path file {p}: homographies[{i}]") for i, h in enumerate(hs)])
+        rf = hs if coords == "resolution_free" else to_resolution_free(hs, width, height)
+    elif "cameras" in data:
+        rf = to_resolution_free(_camera_homographies(data, p), width, height)
+    else:
+        raise CammimicError(f"camera-path file {p} has neither \"homographies\" nor \"cameras\"; {_FILE_HELP}")
+    if np.any(np.abs(np.linalg.det(rf)) < 1e-9):
+        raise CammimicError(f"camera-path file {p}: a homography is singular; check the matrices")
+    return CameraPath(spec=str(p), kind="file", num_frames=len(rf) + 1, file_homographies=normalize(rf),
+                      sha256=hashlib.sha256(raw).hexdigest())
+
+
+def _camera_homographies(data: dict, p: Path) -> np.ndarray:
+    cams = data["cameras"]
+    if not isinstance(cams, list) or len(cams) < 2 or not all(isinstance(c, dict) for c in cams):
+        raise CammimicError(f"camera-path file {p}: \"cameras\" must list at least 2 objects; {_FILE_HELP}")
+    plane = data.get("plane") or {}
+    normal = _matrix(plane.get("normal", [0, 0, -1]), f"camera-path file {p}: plane.normal", (3,))
+    depth = plane.get("depth")
+    needs_plane = any("t" in c for c in cams)
+    if needs_plane and not (isinstance(depth, (int, float)) and not isinstance(depth, bool) and depth > 0):
+        raise CammimicError(f"camera-path file {p}: cameras with a translation \"t\" need \"plane\": "
+                            f"{{\"depth\": d > 0, \"normal\": [nx, ny, nz]}}; {_FILE_HELP}")
+    normal = normal / (np.linalg.norm(normal) or 1.0)
+    ks, rs, ts = [], [], []
+    for i, c in enumerate(cams):
+        where = f"camera-path file {p}: cameras[{i}]"
+        if "K" not in c and "K" not in data:
+            raise CammimicError(f"{where} has no \"K\" (and there is no top-level \"K\"); {_FILE_HELP}")
+        ks.append(_matrix(c.get("K", data.get("K")), f"{where}.K"))
+        r = _matrix(c.get("R", np.eye(3).tolist()), f"{where}.R")
+        if not np.allclose(r @ r.T, np.eye(3), atol=1e-4) or np.linalg.det(r) < 0:
+            raise CammimicError(f"{where}.R is not a rotation matrix (R Rᵀ = I, det 1)")
+        rs.append(r)
+        ts.append(_matrix(c.get("t", [0, 0, 0]), f"{where}.t", (3,)))
+    # Homography frame 0 -> frame k from the relative pose; frame-to-frame by composition.
+    to_k = []
+    for k in range(len(cams)):
+        r_rel = rs[k] @ rs[0].T
+        t_rel = ts[k] - r_rel @ ts[0]
+        to_k.append(plane_homography(ks[0], ks[k], r_rel, t_rel, normal, depth or 1.0))
+    return np.stack([normalize(to_k[k + 1] @ np.linalg.inv(to_k[k])) for k in range(len(cams) - 1)])
+
+
+@attrs.frozen(eq=False)
+class CameraVideo(Video):
+    """A reference video rendered along a :class:`CameraPath`; it carries the exact motion."""
+
+    camera: CameraPath | None = None
+    #: (T, 3, 3) cumulative homographies of the rendered frames (frame 0 -> k), pixels of ``render_size``
+    camera_chain: np.ndarray | None = None
+    render_size: tuple[int, int] = (0, 0)
+    render: dict[str, Any] = attrs.field(factory=dict)  #: how it was rendered (source, cover zoom)
+
+    def metadata(self) -> dict[str, Any]:
+        return {**super().metadata(), "camera": self.camera.to_json() if self.camera else None, "render": self.render}
+
+
+def _cover_zoom(cum: np.ndarray, width: int, height: int) -> tuple[float, bool]:
+    """Smallest zoom of frame 0 (about the centre, <= MAX_COVER_ZOOM) keeping every frame inside the image."""
+    from cammimic.homography import transform_points
+
+    corners = np.array([[-0.5, -0.5], [width - 0.5, -0.5], [width - 0.5, height - 0.5], [-0.5, height - 0.5]])
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+
+    def inside(s: float) -> bool:
+        z_inv = np.array([[1 / s, 0, cx - cx / s], [0, 1 / s, cy - cy / s], [0, 0, 1]])
+        for c in cum:
+            pts = transform_points(z_inv @ invert(c), corners)
+            if (pts[:, 0].min() < -0.5 - 1e-6 or pts[:, 0].max() > width - 0.5 + 1e-6
+                    or pts[:, 1].min() < -0.5 - 1e-6 or pts[:, 1].max() > height - 0.5 + 1e-6):
+                return False
+        return True
+
+    if inside(1.0):
+        return 1.0, True
+    if not inside(MAX_COVER_ZOOM):
+        return MAX_COVER_ZOOM, False
+    lo, hi = 1.0, MAX_COVER_ZOOM
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if inside(mid) else (mid, hi)
+    return hi, True
+
+
+def _texture(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """A seeded multi-scale random texture: something to render a path on when there is no image."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    acc = np.zeros((height, width, 3), np.float32)
+    for cell in (4, 16, 64):
+        small = rng.random((max(2, height // cell), max(2, width // cell), 3)).astype(np.float32)
+        acc += cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+    acc -= acc.min()
+    return (255 * acc / max(acc.max(), 1e-6)).astype(np.uint8)
+
+
+def render_path(camera: CameraPath, image: np.ndarray, *, source: str = "image") -> CameraVideo:
+    """The video of ``image`` (H, W, 3 uint8) seen by a camera moving along ``camera``.
+
+    Frame 0 is the image, zoomed about its centre just enough (at most ``MAX_COVER_ZOOM``) that
+    no later frame looks past its edges (beyond that, edges are reflected); frame k is frame 0
+    moved by the composed homographies, so the video's motion is exactly the path.
+    """
+    import cv2
+
+    height, width = image.shape[:2]
+    hs = camera.homographies(width, height)
+    cum = chain(hs)
+    zoom, covered = _cover_zoom(cum, width, height)
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    z = np.array([[zoom, 0, cx - zoom * cx], [0, zoom, cy - zoom * cy], [0, 0, 1]])
+    frames = np.stack([
+        cv2.warpPerspective(image, c @ z, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        for c in cum
+    ])
+    return CameraVideo(
+        frames=frames, fps=8.0, indices=tuple(range(len(frames))), source_fps=8.0, source_num_frames=len(frames),
+        source_size=(width, height), crop=None, path=camera.spec, camera=camera, camera_chain=cum,
+        render_size=(width, height), render={"source": source, "cover_zoom": round(zoom, 4), "covered": covered},
+    )
+
+
+def resolve_reference(reference, size=None, frames=None, image=None):
+    """A camera preset or path file as a reference video; anything else comes back unchanged.
+
+    Args:
+        reference: ``camera:NAME[:key=value,...]``, a ``.json`` camera-path file, or any other
+            reference (a video path, a :class:`~cammimic.io.Video`, frames), returned as is.
+        size: ``(width, height)`` to render at; default the image's size (even, long side at
+            most 1024) or, without an image, :data:`DEFAULT_SIZE`.
+        frames: the path length when the preset does not set ``frames`` (default 16).
+        image: what the camera looks at: a path or an (H, W, 3) uint8 array (the user image; it
+            is resized and centre-cropped to ``size``). Without one, a seeded random texture.
+
+    Returns:
+        A :class:`CameraVideo` at 8 fps whose :func:`known_motion` is the path's exact motion.
+    """
+    if not is_camera_reference(reference):
+        return reference
+    from cammimic.io import read_image, resize_center_crop
+
+    camera = parse(reference, frames=frames)
+    arr = None
+    if image is not None:
+        arr = read_image(image) if isinstance(image, (str, Path)) else np.asarray(image)
+        if arr.ndim != 3 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
+            raise CammimicError(f"image must be a path or an (H, W, 3) uint8 array, got {arr.shape} {arr.dtype}")
+    if size is None or not all(size):
+        if arr is None:
+            size = DEFAULT_SIZE
+        else:
+            h, w = arr.shape[:2]
+            f = min(1.0, 1024 / max(w, h))
+            size = (max(2, int(w * f) // 2 * 2), max(2, int(h * f) // 2 * 2))
+    width, height = int(size[0]), int(size[1])
+    if arr is None:
+        return render_path(camera, _texture(width, height), source="texture")
+    src = str(image) if isinstance(image, (str, Path)) else "<image array>"
+    return render_path(camera, resize_center_crop(arr, (width, height))[0], source=src)
+
+
+def known_motion(video) -> MotionEstimate | None:
+    """The exact motion of a :class:`CameraVideo` (after any frame sampling or resizing), else None."""
+    if not isinstance(video, CameraVideo) or video.camera_chain is None:
+        return None
+    c = video.camera_chain[list(video.indices)]
+    hs = np.stack([normalize(c[k + 1] @ invert(c[k])) for k in range(len(c) - 1)])
+    width, height = video.size
+    if (width, height) != tuple(video.render_size):
+        # Resize + centre crop keeps resolution-free coordinates (cammimic.homography).
+        hs = from_resolution_free(to_resolution_free(hs, *video.render_size), width, height)
+    return MotionEstimate(homographies=hs, width=width, height=height, estimator="camera path",
+                          diagnostics={"camera": video.camera.to_json()})
+
+
+def reference_motion(video, estimator) -> MotionEstimate:
+    """The reference's motion: exact for a camera path, else ``estimator.estimate(video.frames)``."""
+    return known_motion(video) or estimator.estimate(video.frames)

@@ -1,0 +1,416 @@
+"""``cammimic ui``: a Gradio app over the run command, and its ``transfer`` API endpoint.
+
+Each request becomes one ``cammimic run`` in a child process writing its own run directory
+under ``runs_dir``: the queue runs one at a time (one GPU), Cancel interrupts the child (which
+deletes its unfinished directory, as Ctrl-C does), and the progress bars of the training and
+sampling loops (tqdm on the child's stderr) drive the app's progress bar.
+
+Gradio is imported only by :func:`build_app` (``pip install "cammimic[ui]"``); the rest of this
+module (building the command, following the job, collecting the outputs) is plain Python.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from cammimic.camera import EASES, PRESETS
+from cammimic.errors import CammimicError
+
+__all__ = ["require_gradio", "UISettings", "TransferRequest", "Job", "run_command", "collect_outputs", "build_app", "launch",
+           "default_backbone", "NO_PRESET", "INPUT_NAMES"]
+
+#: The preset choice meaning "use the uploaded reference video".
+NO_PRESET = "none: use the uploaded video"
+METHODS = ("homography", "cammimic")
+#: The ``transfer`` endpoint's inputs, in order (docs/ui.md documents each).
+INPUT_NAMES = ("reference_video", "camera_preset", "image", "prompt", "reference_prompt", "method", "backbone",
+               "weights", "frames", "width", "height", "seed", "stage1_steps", "stage2_steps", "sampling_steps",
+               "speed", "ease")
+
+
+def default_backbone(host=None) -> str:
+    """The backbone the app selects first: ``$CAMMIMIC_UI_BACKBONE``, else ``mini`` where a plugin
+    registers it (the small offline backbone), else the config default (``zeroscope``)."""
+    env = os.environ.get("CAMMIMIC_UI_BACKBONE")
+    if env:
+        return env
+    names = backbone_names(host)
+    return "mini" if "mini" in names else "zeroscope"
+
+
+def backbone_names(host=None) -> list[str]:
+    try:
+        if host is None:
+            from cammimic.plugins import get_host
+
+            host = get_host()
+        return sorted(host.components("backbone"))
+    except Exception:  # noqa: BLE001 - a broken plugin must not stop the app; `cammimic plugins` says why
+        return ["zeroscope"]
+
+
+@attrs.frozen
+class UISettings:
+    """How the app runs: where run directories go and what the form starts with."""
+
+    runs_dir: Path = attrs.field(converter=lambda p: Path(p).resolve())
+    backbone: str = "zeroscope"
+    weights: str = ""
+    method: str = "homography"
+    #: Extra arguments for every ``cammimic run`` (e.g. ``["--device", "cpu"]``).
+    extra_args: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class TransferRequest:
+    """The inputs of one transfer, as the form and the API give them."""
+
+    reference_video: str | None = None
+    camera_preset: str | None = None
+    image: str | None = None
+    prompt: str = ""
+    reference_prompt: str = ""
+    method: str = "homography"
+    backbone: str = ""
+    weights: str = ""
+    frames: int = 0  #: 0: the method's default
+    width: int = 0
+    height: int = 0
+    seed: int = 0
+    stage1_steps: int = 150
+    stage2_steps: int = 150
+    sampling_steps: int = 50
+    speed: float = 1.0
+    ease: str = "in-out"
+
+    def reference(self) -> str:
+        """The REFERENCE argument: ``camera:PRESET:speed=..,ease=..`` or the uploaded video."""
+        preset = (self.camera_preset or "").strip()
+        if preset and preset != NO_PRESET:
+            if preset not in PRESETS:
+                raise CammimicError(f"camera preset '{preset}' is unknown; valid: {', '.join(PRESETS)}")
+            if self.ease not in EASES:
+                raise CammimicError(f"ease '{self.ease}' is unknown; valid: {', '.join(EASES)}")
+            return f"camera:{preset}:speed={float(self.speed):g},ease={self.ease}"
+        if not self.reference_video:
+            raise CammimicError("upload a reference video or pick a camera preset")
+        return str(self.reference_video)
+
+
+def _int(value, name: str, low: int) -> int:
+    try:
+        v = int(value or 0)
+    except (TypeError, ValueError):
+        raise CammimicError(f"{name} must be a whole number, got {value!r}") from None
+    if v and v < low:
+        raise CammimicError(f"{name} must be 0 (default) or at least {low}, got {v}")
+    return v
+
+
+def run_command(req: TransferRequest, run_dir: Path, settings: UISettings) -> list[str]:
+    """The ``cammimic run`` command line of a request (a list for ``subprocess``, no shell)."""
+    if req.method not in METHODS:
+        raise CammimicError(f"method '{req.method}' is unknown; valid: {', '.join(METHODS)}")
+    if not req.image:
+        raise CammimicError("upload an image (the scene to move)")
+    cmd = [sys.executable, "-m", "cammimic", "run", req.reference(), str(req.image), "-o", str(run_dir),
+           "--method", req.method, "--seed", str(_int(req.seed, "seed", 0))]
+    for flag, value, low in (("--frames", req.frames, 2), ("--width", req.width, 16), ("--height", req.height, 16)):
+        if _int(value, flag, low):
+            cmd += [flag, str(int(value))]
+    if req.method == "cammimic":
+        if not (req.prompt or "").strip():
+            raise CammimicError("the cammimic method needs a prompt describing your image")
+        weights = (req.weights or settings.weights or "").strip()
+        cmd += ["--prompt", req.prompt.strip(), "--backbone", req.backbone or settings.backbone]
+        if (req.reference_prompt or "").strip():
+            cmd += ["--reference-prompt", req.reference_prompt.strip()]
+        if weights:
+            cmd += ["--weights", weights]
+        cmd += ["--stage1-steps", str(_int(req.stage1_steps, "stage 1 steps", 0)),
+                "--stage2-steps", str(_int(req.stage2_steps, "stage 2 steps", 0)),
+                "--steps", str(_int(req.sampling_steps, "sampling steps", 1) or 1)]
+    return cmd + list(settings.extra_args)
+
+
+# tqdm on the child's stderr: "stage 1:  50%|#####     | 2/4 [00:01<00:01,  1.50it/s]"
+_BAR = re.compile(r"(?P<desc>stage \d|sampling):\s*\d+%\|[^|]*\|\s*(?P<n>\d+)/(?P<total>\d+)")
+
+
+class Job:
+    """One ``cammimic run`` in a child process, followed from its stderr."""
+
+    def __init__(self, cmd: list[str], run_dir: Path):
+        self.run_dir = run_dir
+        self.started = time.monotonic()
+        self.stage: tuple[str, int, int] | None = None
+        self.lines: list[str] = []
+        env = dict(os.environ, PYTHONUNBUFFERED="1", CAMMIMIC_DEBUG="0")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                     start_new_session=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.stdout = ""
+
+    def _read(self) -> None:
+        buf = b""
+        while True:
+            chunk = self.proc.stderr.read1(4096) if hasattr(self.proc.stderr, "read1") else self.proc.stderr.read(4096)
+            if not chunk:
+                break
+            buf += chunk
+            *parts, buf = re.split(rb"[\r\n]", buf)
+            for raw in parts:
+                self._line(raw.decode("utf-8", "replace"))
+        if buf:
+            self._line(buf.decode("utf-8", "replace"))
+
+    def _line(self, line: str) -> None:
+        m = _BAR.search(line)
+        if m:
+            self.stage = (m["desc"], int(m["n"]), int(m["total"]))
+        elif line.strip():
+            self.lines.append(line.strip())
+
+    def _close(self) -> None:
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+    def done(self) -> bool:
+        return self.proc.poll() is not None
+
+    def status(self) -> str:
+        secs = time.monotonic() - self.started
+        if self.stage:
+            desc, n, total = self.stage
+            return f"{desc}: step {n}/{total} ({secs:.0f} s)"
+        return f"running ({secs:.0f} s)"
+
+    def finish(self) -> None:
+        """Wait for the child; raise its one-line error if it failed."""
+        self.stdout = self.proc.stdout.read().decode("utf-8", "replace") if self.proc.stdout else ""
+        self.proc.wait()
+        self._reader.join(timeout=5)
+        self._close()
+        if self.proc.returncode != 0:
+            errors = [line for line in self.lines if line.startswith("Error:")]
+            raise CammimicError(errors[-1][len("Error:"):].strip() if errors else
+                                 f"the run failed (exit {self.proc.returncode}): {' '.join(self.lines[-3:])}")
+
+    def cancel(self, grace: float = 10.0) -> None:
+        """Interrupt the child as Ctrl-C would (it removes its unfinished directory), then kill it."""
+        if not self.done():
+            try:
+                self.proc.send_signal(signal.SIGINT)
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(timeout=5)
+        self._close()
+        if self.proc.returncode == 0:
+            return
+        # A killed child cannot clean up: its hidden temporary directory is ours to remove.
+        for tmp in self.run_dir.parent.glob(f".{self.run_dir.name}.tmp-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(self.run_dir.with_name(self.run_dir.name + ".checkpoints"), ignore_errors=True)
+
+
+def new_run_dir(settings: UISettings, method: str) -> Path:
+    settings.runs_dir.mkdir(parents=True, exist_ok=True)
+    return settings.runs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{method}-{secrets.token_hex(3)}"
+
+
+def _score_markdown(run_dir: Path) -> str:
+    from cammimic.report import read_json
+
+    score = read_json(run_dir / "score.json")
+    run = read_json(run_dir / "run.json") or {}
+    if score is None:
+        return "No CameraScore (no output video)."
+    text = (f"**CameraScore {score.get('camera_score', float('nan')):.4g}** ({score.get('variant')}; lower is better; "
+            f"paper variant {score.get('camera_score_paper', float('nan')):.4g})")
+    if "valid" in score:
+        text += f" · valid: **{'yes' if score['valid'] else 'NO'}**"
+    fallbacks = score.get("fallbacks", run.get("fallbacks"))
+    if fallbacks is not None:
+        count = len(fallbacks) if isinstance(fallbacks, list) else fallbacks
+        text += f" · fallbacks: {count}"
+    return text + f" · estimator {score.get('estimator')}, {score.get('num_frames')} frames"
+
+
+def collect_outputs(run_dir: Path) -> dict[str, Any]:
+    """What the app shows for a finished run directory (paths exist or are None)."""
+    def path(name):
+        p = run_dir / name
+        return str(p) if p.is_file() else None
+
+    archive = shutil.make_archive(str(run_dir), "zip", root_dir=run_dir.parent, base_dir=run_dir.name)
+    downloads = [p for p in (path("lora/spatial.safetensors"), path("lora/temporal.safetensors"), path("run.json"),
+                             path("report.html"), archive) if p]
+    return {
+        "output": path("output.mp4"), "side_by_side": path("side_by_side.mp4"), "weak": path("weak.mp4"),
+        "trajectory": path("trajectory.png"), "score": _score_markdown(run_dir), "downloads": downloads,
+        "run_dir": str(run_dir),
+    }
+
+
+#: Children not yet reaped. A cancelled child may take a few seconds to stop (it saves a
+#: checkpoint and removes its directory); the next request waits for it, so one runs at a time.
+RUNNING: set[Job] = set()
+
+
+def run_transfer(req: TransferRequest, settings: UISettings, *, poll: float = 0.3) -> Iterator[tuple[str, Any]]:
+    """Run one request: yields ``("progress", (desc, n, total, status))`` while it runs, then
+    ``("done", outputs)``. Closing the generator (a cancelled request) interrupts the child
+    without waiting for it."""
+    cmd_dir = new_run_dir(settings, req.method)
+    cmd = run_command(req, cmd_dir, settings)  # a bad request fails before anything starts
+    while any(not j.done() for j in list(RUNNING)):
+        yield "progress", ("waiting for the previous run to stop", 0, 0, "waiting for the previous run to stop")
+        time.sleep(poll)
+    job = Job(cmd, cmd_dir)
+    RUNNING.add(job)
+    finished = False
+    try:
+        while not job.done():
+            desc, n, total = job.stage or ("starting", 0, 0)
+            yield "progress", (desc, n, total, job.status())
+            time.sleep(poll)
+        job.finish()
+        finished = True
+    finally:
+        if finished:
+            RUNNING.discard(job)
+        else:  # cancelled or failed: stop the child in the background, so Cancel returns at once
+            def stop():
+                try:
+                    job.cancel()
+                finally:
+                    RUNNING.discard(job)
+
+            threading.Thread(target=stop, daemon=True).start()
+    yield "done", collect_outputs(cmd_dir)
+
+
+def require_gradio():
+    """The gradio module, or a one-line error saying how to install it."""
+    try:
+        import gradio
+    except ImportError as exc:
+        raise CammimicError('the app needs gradio: pip install "cammimic[ui]"') from exc
+    return gradio
+
+
+def build_app(settings: UISettings, *, host=None):
+    """The Gradio Blocks app; ``.launch()`` it, or call :func:`launch`."""
+    gr = require_gradio()
+
+    backbones = backbone_names(host)
+    if settings.backbone not in backbones:
+        backbones = [settings.backbone, *backbones]
+    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                              font_mono=["ui-monospace", "monospace"])  # no web fonts: works offline
+
+    def transfer(reference_video, camera_preset, image, prompt, reference_prompt, method, backbone, weights, frames,
+                 width, height, seed, stage1_steps, stage2_steps, sampling_steps, speed, ease,
+                 progress=gr.Progress()):
+        req = TransferRequest(reference_video=reference_video, camera_preset=camera_preset, image=image, prompt=prompt or "",
+                              reference_prompt=reference_prompt or "", method=method, backbone=backbone or "",
+                              weights=weights or "", frames=frames, width=width, height=height, seed=seed,
+                              stage1_steps=stage1_steps, stage2_steps=stage2_steps, sampling_steps=sampling_steps,
+                              speed=speed, ease=ease)
+        skip = (gr.skip(),) * 7
+        try:
+            for kind, value in run_transfer(req, settings):
+                if kind == "progress":
+                    desc, n, total, status = value
+                    progress((n, total) if total else None, desc=desc)
+                    yield (status, *skip)
+                else:
+                    yield (f"done: {value['run_dir']}", value["output"], value["side_by_side"], value["weak"],
+                           value["trajectory"], value["score"], value["downloads"], value["run_dir"])
+        except CammimicError as exc:
+            raise gr.Error(str(exc)) from None
+
+    with gr.Blocks(title="cammimic") as app:
+        gr.Markdown("# cammimic\nGive your image the camera motion of a video or of a camera preset. "
+                    "`homography` warps the image (seconds, CPU); `cammimic` is the paper's method (LoRA "
+                    "finetuning + guided sampling: needs backbone weights).")
+        with gr.Row():
+            with gr.Column():
+                reference_video = gr.Video(label="Reference video (its camera motion)", sources=["upload"],
+                                           elem_id="reference-video")
+                camera_preset = gr.Dropdown([NO_PRESET, *PRESETS], value=NO_PRESET, label="…or a camera preset",
+                                            elem_id="camera-preset")
+                image = gr.Image(label="Your image (the scene)", type="filepath", sources=["upload"],
+                                 elem_id="user-image")
+                prompt = gr.Textbox("", label="Prompt: what your image shows (cammimic)", elem_id="prompt")
+                reference_prompt = gr.Textbox("", label="Reference prompt: what the reference shows (cammimic)",
+                                              elem_id="reference-prompt")
+                method = gr.Radio(list(METHODS), value=settings.method, label="Method", elem_id="method")
+                with gr.Row():
+                    backbone = gr.Dropdown(backbones, value=settings.backbone, label="Backbone",
+                                           allow_custom_value=True, elem_id="backbone")
+                    weights = gr.Textbox(value=settings.weights, label="Weights (local folder or Hub id)",
+                                         elem_id="weights")
+                with gr.Accordion("Settings", open=False, elem_id="settings"):
+                    with gr.Row():
+                        frames = gr.Number(0, label="Frames (0: default)", precision=0, elem_id="frames")
+                        width = gr.Number(0, label="Width (0: default)", precision=0, elem_id="width")
+                        height = gr.Number(0, label="Height (0: default)", precision=0, elem_id="height")
+                        seed = gr.Number(0, label="Seed", precision=0, elem_id="seed")
+                    with gr.Row():
+                        stage1 = gr.Number(150, label="Stage 1 steps", precision=0, elem_id="stage1-steps")
+                        stage2 = gr.Number(150, label="Stage 2 steps", precision=0, elem_id="stage2-steps")
+                        steps = gr.Number(50, label="Sampling steps", precision=0, elem_id="sampling-steps")
+                    with gr.Row():
+                        speed = gr.Slider(0.25, 4, value=1, step=0.25, label="Preset speed", elem_id="speed")
+                        ease = gr.Dropdown(list(EASES), value="in-out", label="Preset ease", elem_id="ease")
+                with gr.Row():
+                    run_btn = gr.Button("Transfer", variant="primary", elem_id="run")
+                    cancel_btn = gr.Button("Cancel", elem_id="cancel")
+            with gr.Column():
+                status = gr.Textbox(label="Status", interactive=False, elem_id="status")
+                output = gr.Video(label="Output", interactive=False, autoplay=True, loop=True, elem_id="output-video")
+                side = gr.Video(label="Side by side: reference | (weak) | output", interactive=False, loop=True,
+                                elem_id="side-by-side")
+                weak = gr.Video(label="Weak video (cammimic)", interactive=False, elem_id="weak-video")
+                trajectory = gr.Image(label="Camera trajectory", interactive=False, elem_id="trajectory")
+                score = gr.Markdown(label="CameraScore", elem_id="score")
+                downloads = gr.File(label="Downloads: LoRAs, run.json, report.html, run folder (zip)",
+                                    file_count="multiple", interactive=False, elem_id="downloads")
+                run_dir = gr.Textbox(label="Run directory", interactive=False, elem_id="run-dir")
+        inputs = [reference_video, camera_preset, image, prompt, reference_prompt, method, backbone, weights, frames,
+                  width, height, seed, stage1, stage2, steps, speed, ease]
+        outputs = [status, output, side, weak, trajectory, score, downloads, run_dir]
+        event = run_btn.click(transfer, inputs, outputs, api_name="transfer", concurrency_limit=1,
+                              concurrency_id="gpu")
+        cancel_btn.click(None, None, None, cancels=[event], api_visibility="private")
+    app.queue(default_concurrency_limit=1)
+    app.cammimic_theme = theme
+    return app
+
+
+def launch(*, host: str = "127.0.0.1", port: int | None = None, settings: UISettings, block: bool = True):
+    """Start the app on ``host:port`` (a free port when None); returns the app (and its URL as ``app.local_url``)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    app = build_app(settings)
+    app.launch(server_name=host, server_port=port, prevent_thread_lock=not block, share=False, show_error=True,
+               allowed_paths=[str(settings.runs_dir)], theme=app.cammimic_theme, quiet=not block)
+    return app
+
