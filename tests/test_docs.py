@@ -124,11 +124,31 @@ def _env():
     return env
 
 
-def _sh(command, cwd):
+def _run(args, cwd, timeout=300):
+    """Run an example in its own process group with its own HOME: a timeout ends every process it
+    started (not only the shell), and nothing it writes under ``~`` touches the real home."""
+    import os
+    import signal
     import subprocess
 
-    return subprocess.run(["bash", "-e", "-o", "pipefail", "-c", command], cwd=cwd, capture_output=True,
-                          text=True, env=_env(), timeout=300)
+    env = _env()
+    # matplotlib keeps its font cache under HOME: keep the real one (a fresh cache costs seconds)
+    env.setdefault("MPLCONFIGDIR", str(Path("~/.config/matplotlib").expanduser()))
+    env["HOME"] = str(Path(cwd) / "home")
+    Path(env["HOME"]).mkdir(exist_ok=True)
+    proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+def _sh(command, cwd):
+    return _run(["bash", "-e", "-o", "pipefail", "-c", command], cwd)
 
 
 def _normal(text: str) -> list[str]:
@@ -139,7 +159,6 @@ def _normal(text: str) -> list[str]:
 @pytest.mark.parametrize("block", RUNNABLE, ids=_id)
 def test_every_fenced_example_runs(block, docs_run1, tmp_path):
     import shutil
-    import subprocess
     import sys
 
     doc, line, lang, body, _ = block
@@ -153,8 +172,7 @@ def test_every_fenced_example_runs(block, docs_run1, tmp_path):
     where = f"{doc.relative_to(ROOT)}:{line}"
     if lang == "python":
         (tmp_path / "example.py").write_text(body)
-        out = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True, text=True,
-                             env=_env(), timeout=300)
+        out = _run([sys.executable, "example.py"], tmp_path)
         assert out.returncode == 0, f"{where}: {out.stderr[-2000:]}"
         return
     if lang != "console":
