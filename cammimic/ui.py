@@ -242,14 +242,17 @@ def _score_markdown(run_dir: Path) -> str:
     run = read_json(run_dir / "run.json") or {}
     if score is None:
         return "No CameraScore (no output video)."
-    text = (f"**CameraScore {score.get('camera_score', float('nan')):.4g}** ({score.get('variant')}; lower is better; "
-            f"paper variant {score.get('camera_score_paper', float('nan')):.4g})")
-    if "valid" in score:
-        text += f" · valid: **{'yes' if score['valid'] else 'NO'}**"
-    fallbacks = score.get("fallbacks", run.get("fallbacks"))
-    if fallbacks is not None:
-        count = len(fallbacks) if isinstance(fallbacks, list) else fallbacks
-        text += f" · fallbacks: {count}"
+    if score.get("valid", True) and score.get("camera_score") is not None:
+        text = (f"**CameraScore {score['camera_score']:.4g}** ({score.get('variant')}; lower is better; "
+                f"paper variant {score.get('camera_score_paper') or float('nan'):.4g}) · valid: **yes**")
+    else:  # never a bare number for a score over fallbacks (cammimic.metrics)
+        text = f"**CameraScore invalid**: {score.get('reason') or 'no frame pair could be compared'}"
+    if "reference_fallbacks" in score:
+        pairs = score.get("num_pairs", "?")
+        text += (f" · fallbacks: reference {score['reference_fallbacks']}/{pairs}, "
+                 f"output {score.get('generated_fallbacks')}/{pairs}")
+    elif run.get("fallbacks") is not None:
+        text += f" · fallbacks: {len(run['fallbacks'])}"
     return text + f" · estimator {score.get('estimator')}, {score.get('num_frames')} frames"
 
 

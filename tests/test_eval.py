@@ -324,6 +324,7 @@ def test_every_method_runs_on_tiny_weights(tmp_path, manifest, tiny_weights):
     res = evaluate(m, tmp_path / "ev", methods=methods, config=config, progress=False, echo=lambda s: None)
     rows = {r["method"]: r for r in _rows(tmp_path / "ev")}
     # the backbone was read once for the 8 runs; the cached copy never got a LoRA injected
+    assert res["failed"] == 0, {k: r["error"] for k, r in rows.items()}
     [cached] = eval_module._BACKBONES.values()
     assert not any("lora" in n for n, _ in cached.unet.named_parameters())
     assert res["failed"] == 0, {k: r["error"] for k, r in rows.items()}

@@ -139,6 +139,8 @@ def _check_writable(output_dir) -> None:
 
     out = Path(output_dir).expanduser()
     parent = out.absolute().parent
+    while not parent.exists() and parent != parent.parent:  # missing folders are created later
+        parent = parent.parent
     try:
         fd, probe = tempfile.mkstemp(prefix=".cammimic-write-test-", dir=parent)
         os.close(fd)
