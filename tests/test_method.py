@@ -105,6 +105,8 @@ def test_a_run_is_reproducible_with_a_seed(first_run, inputs, tiny_weights, tmp_
     a = read_video(first_run / "output.mp4").frames
     b = read_video(tmp_path / "again" / "output.mp4").frames
     assert np.array_equal(a, b)
+    for name in ("output.mp4", "weak.mp4", "side_by_side.mp4"):  # the files, not only their frames
+        assert (first_run / name).read_bytes() == (tmp_path / "again" / name).read_bytes(), name
     from cammimic.lora import read_lora
 
     for name in ("spatial", "temporal"):
