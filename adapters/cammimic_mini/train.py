@@ -353,8 +353,8 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
 
 def export(work: Path, out: Path, *, seed: int = 0, ema: bool = True, preset: str = "mini") -> Path:
     """Write the diffusers-layout bundle (float16 safetensors) from the latest checkpoint."""
-    import diffusers
     import torch
+    from cammimic_unet3d.random_weights import write_model_index
     from diffusers import AutoencoderKL
 
     parts = build(seed, preset)
@@ -374,18 +374,8 @@ def export(work: Path, out: Path, *, seed: int = 0, ema: bool = True, preset: st
         model.to(torch.float16).save_pretrained(tmp / name, safe_serialization=True)
     parts["tokenizer"].save_pretrained(tmp / "tokenizer")
     parts["scheduler"].save_pretrained(tmp / "scheduler")
-    index = {
-        "_class_name": "TextToVideoSDPipeline",
-        "_diffusers_version": diffusers.__version__,
-        "_cammimic_mini": {"unet_steps": meta["step"], "seed": seed, "ema": ema,
-                           "train_seconds": round(meta.get("elapsed", 0.0)), "batch": meta.get("batch")},
-        "scheduler": ["diffusers", "DDIMScheduler"],
-        "text_encoder": ["transformers", "CLIPTextModel"],
-        "tokenizer": ["transformers", "CLIPTokenizer"],
-        "unet": ["diffusers", "UNet3DConditionModel"],
-        "vae": ["diffusers", "AutoencoderKL"],
-    }
-    (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    write_model_index(tmp, _cammimic_mini={"unet_steps": meta["step"], "seed": seed, "ema": ema,
+                                           "train_seconds": round(meta.get("elapsed", 0.0)), "batch": meta.get("batch")})
     if out.exists():
         import shutil
 

@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PRESETS", "build_components", "build_tokenizer", "save_components"]
+__all__ = ["PRESETS", "build_components", "build_tokenizer", "save_components", "write_model_index"]
 
 #: The noise schedule of zeroscope and ModelScope (``scheduler/scheduler_config.json``).
 SCHEDULER_CONFIG: dict[str, Any] = {
@@ -230,7 +230,6 @@ def save_components(directory, preset: str = "tiny", seed: int = 0) -> Path:
     Writes ``unet/ vae/ text_encoder/ tokenizer/ scheduler/`` and a ``model_index.json`` like
     the one of ``damo-vilab/text-to-video-ms-1.7b``; returns the directory.
     """
-    import diffusers
     import transformers
 
     directory = Path(directory)
@@ -238,15 +237,26 @@ def save_components(directory, preset: str = "tiny", seed: int = 0) -> Path:
     components = build_components(preset, seed)
     for name, component in components.items():
         component.save_pretrained(directory / name)
+    provenance = {"preset": preset, "seed": seed, "transformers": transformers.__version__}
+    write_model_index(directory, _cammimic_random_weights=provenance)
+    return directory
+
+
+def write_model_index(directory, **provenance) -> Path:
+    """``model_index.json`` of a UNet3D text-to-video folder (the layout of
+    ``damo-vilab/text-to-video-ms-1.7b``), with ``provenance`` keys recording what made it."""
+    import diffusers
+
     index = {
         "_class_name": "TextToVideoSDPipeline",
         "_diffusers_version": diffusers.__version__,
-        "_cammimic_random_weights": {"preset": preset, "seed": seed, "transformers": transformers.__version__},
+        **provenance,
         "scheduler": ["diffusers", "DDIMScheduler"],
         "text_encoder": ["transformers", "CLIPTextModel"],
         "tokenizer": ["transformers", "CLIPTokenizer"],
         "unet": ["diffusers", "UNet3DConditionModel"],
         "vae": ["diffusers", "AutoencoderKL"],
     }
-    (directory / "model_index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
-    return directory
+    path = Path(directory) / "model_index.json"
+    path.write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    return path
