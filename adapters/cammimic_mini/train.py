@@ -148,7 +148,7 @@ def train_vae(work: Path, videos: np.ndarray, *, steps: int, seed: int, device, 
     from diffusers import AutoencoderKL
 
     final = work / "vae"
-    if (final / "config.json").is_file():
+    if (final / "config.json").is_file() and vae_steps(work) >= steps:
         return AutoencoderKL.from_pretrained(final).to(device)
     vae = build(seed)["vae"].to(device).train()
     opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
@@ -203,16 +203,24 @@ def train_vae(work: Path, videos: np.ndarray, *, steps: int, seed: int, device, 
         std = float(torch.cat(zs).std())
     vae.register_to_config(scaling_factor=round(1.0 / std, 5))
     vae.save_pretrained(final)
+    (final / "cammimic_mini.json").write_text(json.dumps({"steps": steps}) + "\n", encoding="utf-8")
     _log(f"VAE done: scaling factor {vae.config.scaling_factor}")
     return vae
 
 
+def vae_steps(work: Path) -> int:
+    """Steps the saved VAE was trained for (0 if none): latents and the UNet belong to one VAE."""
+    meta = work / "vae" / "cammimic_mini.json"
+    return int(json.loads(meta.read_text())["steps"]) if meta.is_file() else 0
+
+
 def cache_latents(work: Path, vae, videos: np.ndarray, device):
-    """Latents ``(N, C, T, h, w)`` of every clip, scaled, in float16; cached in ``work/latents.npy``."""
+    """Latents ``(N, C, T, h, w)`` of every clip, scaled, in float16; cached in ``work/latents.npy``
+    for the VAE of ``vae_steps(work)`` (a retrained VAE re-encodes)."""
     import torch
 
-    path = work / "latents.npy"
-    if path.is_file():
+    path, tag = work / "latents.npy", work / "latents.json"
+    if path.is_file() and tag.is_file() and json.loads(tag.read_text()).get("vae_steps") == vae_steps(work):
         lat = np.load(path, allow_pickle=False)
         if len(lat) == len(videos):
             return lat
@@ -230,6 +238,7 @@ def cache_latents(work: Path, vae, videos: np.ndarray, device):
             out[i:i + len(v)] = z
     np.save(work / "latents.tmp.npy", out)
     os.replace(work / "latents.tmp.npy", path)
+    tag.write_text(json.dumps({"vae_steps": vae_steps(work)}) + "\n", encoding="utf-8")
     return out
 
 
@@ -256,6 +265,12 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     ckpt = work / UNET_CHECKPOINT
     start = 0
+    if ckpt.is_dir() and _load_state(ckpt)[1].get("vae_steps", vae_steps(work)) != vae_steps(work):
+        stale = ckpt.with_name(f"{UNET_CHECKPOINT}-vae{_load_state(ckpt)[1].get('vae_steps')}")
+        _log(f"UNet checkpoint was trained on another VAE: kept as {stale.name}, starting afresh")
+        ckpt.rename(stale)
+        if (work / "unet-log.csv").is_file():
+            (work / "unet-log.csv").rename(work / f"unet-log-{stale.name}.csv")
     if ckpt.is_dir():
         tensors, meta = _load_state(ckpt)
         for prefix, model in (("unet.", unet), ("text.", text), ("ema_unet.", ema_unet), ("ema_text.", ema_text)):
@@ -345,6 +360,7 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
             for prefix, model in (("unet.", unet), ("text.", text), ("ema_unet.", ema_unet), ("ema_text.", ema_text)):
                 tensors.update({prefix + k: v for k, v in model.state_dict().items()})
             _save_state(ckpt, tensors, {**meta, "step": step + 1, "seed": seed, "batch": batch, "lr": lr,
+                                        "vae_steps": vae_steps(work),
                                         "elapsed": elapsed0 + time.perf_counter() - t_start})
 
 
@@ -424,7 +440,7 @@ def main(argv=None) -> int:
                    help="working directory: clips, VAE, latents, checkpoints, logs (resumed from)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--clips", type=int, default=6000)
-    p.add_argument("--vae-steps", type=int, default=1500)
+    p.add_argument("--vae-steps", type=int, default=6000)
     p.add_argument("--unet-steps", type=int, default=30000)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=4e-4)
