@@ -355,17 +355,14 @@ def test_ray_executor_gives_the_local_results(tmp_path, manifest):
                    progress=False, echo=lambda s: None)
     assert local["failed"] == ray["failed"] == 0 and ray["ran"] == 2
 
-    pixel = ("psnr_first", "ssim_first", "psnr_in_view")
-
     def strip(rows):
-        return [{k: v for k, v in r.items() if k != "seconds" and k not in pixel} for r in rows]
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
+    # every column but the timing, the pixel metrics included: output.mp4 is byte-reproducible
     assert strip(_rows(tmp_path / "ray")) == strip(_rows(tmp_path / "local"))
-    # Pixel metrics read output.mp4, and libx264 does not always give the same bytes for the same
-    # frames (measured: 2-4 distinct files in 30 encodes): equal within that encoder noise.
-    for a, b in zip(_rows(tmp_path / "ray"), _rows(tmp_path / "local")):
-        for k in pixel:
-            assert float(a[k]) == pytest.approx(float(b[k]), rel=2e-2), k
+    for p in ("p0", "p1"):
+        assert (tmp_path / "ray" / "runs" / p / "homography" / "output.mp4").read_bytes() == \
+            (tmp_path / "local" / "runs" / p / "homography" / "output.mp4").read_bytes()
     assert (tmp_path / "ray" / "runs" / "p1" / "homography" / "output.mp4").exists()
     assert json.loads((tmp_path / "ray" / "eval.json").read_text())["executor"] == "ray"
 
