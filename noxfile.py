@@ -52,7 +52,7 @@ def demo(session: nox.Session) -> None:
         "cammimic", "run", "examples/reference.mp4", "examples/scene.jpg",
         "--method", "homography", "--output", out, "--overwrite", "--gif",
     )
-    session.log(f"results in {out}/: output.mp4, output.gif, side_by_side.mp4, trajectory.png, score.json, motion.json, config.toml, run.json")
+    session.log(f"results in {out}/: report.html (open it in a browser), output.mp4, output.gif, side_by_side.mp4, trajectory.png, score.json, motion.json, config.toml, run.json")
     prompts = ["--prompt", "an astronaut", "--reference-prompt", "a rocket on a launch pad"]
     if weights:
         session.run("cammimic", "run", "examples/reference.mp4", "examples/scene.jpg", *prompts,
