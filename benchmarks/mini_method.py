@@ -15,7 +15,7 @@ Then every method of the paper's table (``homography, base, motiondirector, camm
 ablations ``-no-usc, -no-ortho, -no-hg``) runs with step counts scaled to mini (:data:`CONFIG`,
 written to ``OUT/mini-method.toml``), and ``--record`` writes the summary table into docs/mini.md.
 
-    python benchmarks/mini_method.py --record                    # the shipped bundle; CPU: about 45 min
+    python benchmarks/mini_method.py --record                    # the shipped bundle; one CPU thread: about 50 min
     python benchmarks/mini_method.py --weights DIR --executor ray
     python benchmarks/mini_method.py --manifest-only --out /tmp/pairs
     python benchmarks/mini_method.py --methods homography        # no weights needed
