@@ -245,8 +245,8 @@ def score(
 
     est = _host(host).create("motion_estimator", estimator, params)
     if is_camera_reference(reference):  # rendered at the generated video's size and length
-        first = _as_video(generated, name="generated", frames=frames)
-        reference = resolve_reference(reference, size=first.size, frames=frames or len(first.frames))
+        generated = _as_video(generated, name="generated", frames=frames)  # read once
+        reference = resolve_reference(reference, size=generated.size, frames=frames or len(generated.frames))
     n = frames or min(_count(reference), _count(generated))
     ref = _subsample(_as_video(reference, name="reference", frames=n), n)
     gen = _subsample(_as_video(generated, name="generated", frames=n), n)
