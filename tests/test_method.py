@@ -158,6 +158,16 @@ def test_sample_swaps_loras_between_runs(first_run, inputs, tiny_weights, tmp_pa
                           read_video(first_run / "output.mp4").frames)
 
 
+def _assert_refused_in_one_line(inputs, tiny_weights, tmp_path, capsys, extra, message):
+    """`cammimic run` with ``extra`` fails with exit 1, one line holding ``message``, and no output."""
+    args = run_args(inputs, tiny_weights, tmp_path / "o") + [a.format(tmp=tmp_path) for a in extra]
+    code, _, err = cli(capsys, *args)
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in err, err
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -167,12 +177,7 @@ def test_sample_swaps_loras_between_runs(first_run, inputs, tiny_weights, tmp_pa
     ],
 )
 def test_bad_method_input_is_one_line(inputs, tiny_weights, tmp_path, capsys, extra, message):
-    args = run_args(inputs, tiny_weights, tmp_path / "o") + [a.format(tmp=tmp_path) for a in extra]
-    code, _, err = cli(capsys, *args)
-    assert code == 1
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0] and "Traceback" not in err, err
-    assert not (tmp_path / "o").exists()
+    _assert_refused_in_one_line(inputs, tiny_weights, tmp_path, capsys, extra, message)
 
 
 @pytest.mark.parametrize(
@@ -193,12 +198,7 @@ def test_values_that_cannot_work_are_refused_before_any_model_loads(inputs, tiny
 
     monkeypatch.setattr(UNet3DAdapter, "load", load)
     (tmp_path / "a-file").write_text("not a folder")
-    args = run_args(inputs, tiny_weights, tmp_path / "o") + [a.format(tmp=tmp_path) for a in extra]
-    code, _, err = cli(capsys, *args)
-    assert code == 1
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0] and "Traceback" not in err, err
-    assert not (tmp_path / "o").exists()
+    _assert_refused_in_one_line(inputs, tiny_weights, tmp_path, capsys, extra, message)
 
 
 def test_ctrl_c_exits_130_and_resume_gives_the_uninterrupted_run(first_run, inputs, tiny_weights, tmp_path,
