@@ -66,6 +66,11 @@ def _save_state(directory: Path, tensors: dict, meta: dict) -> None:
         shutil.rmtree(old)
 
 
+def _load_meta(directory: Path) -> dict:
+    """The JSON half of a checkpoint, without reading its tensors."""
+    return json.loads((directory / "state.json").read_text())
+
+
 def _load_state(directory: Path):
     from safetensors.torch import load_file
 
@@ -73,11 +78,13 @@ def _load_state(directory: Path):
 
 
 def _optimizer_tensors(opt, prefix: str) -> tuple[dict, dict]:
+    import torch
+
     state = opt.state_dict()
     tensors = {}
     for idx, st in state["state"].items():
         for k, v in st.items():
-            tensors[f"{prefix}.{idx}.{k}"] = v if hasattr(v, "dim") else __import__("torch").tensor(v)
+            tensors[f"{prefix}.{idx}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
     return tensors, {"param_groups": state["param_groups"]}
 
 
@@ -265,8 +272,9 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     ckpt = work / UNET_CHECKPOINT
     start = 0
-    if ckpt.is_dir() and _load_state(ckpt)[1].get("vae_steps", vae_steps(work)) != vae_steps(work):
-        stale = ckpt.with_name(f"{UNET_CHECKPOINT}-vae{_load_state(ckpt)[1].get('vae_steps')}")
+    saved_vae = _load_meta(ckpt).get("vae_steps", vae_steps(work)) if ckpt.is_dir() else vae_steps(work)
+    if saved_vae != vae_steps(work):
+        stale = ckpt.with_name(f"{UNET_CHECKPOINT}-vae{saved_vae}")
         _log(f"UNet checkpoint was trained on another VAE: kept as {stale.name}, starting afresh")
         ckpt.rename(stale)
         if (work / "unet-log.csv").is_file():
@@ -297,7 +305,7 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
     if not log_path.is_file():
         log_path.write_text(",".join(LOG_FIELDS) + "\n", encoding="utf-8")
     t_start = time.perf_counter()
-    elapsed0 = (_load_state(ckpt)[1].get("elapsed", 0.0)) if ckpt.is_dir() else 0.0
+    elapsed0 = _load_meta(ckpt).get("elapsed", 0.0) if ckpt.is_dir() else 0.0
     window: list[tuple[float, float | None, float | None]] = []
     unet.train()
     text.train()
