@@ -52,9 +52,12 @@ def register_backbones(register):
     )
 
 
-@cammimic.hookimpl
+@cammimic.hookimpl(trylast=True)
 def locate_attention_layers(backbone, model, include_ff):
-    """Answer for a diffusers ``WanTransformer3DModel``, whichever backbone registered it."""
+    """Answer for any diffusers ``WanTransformer3DModel``, whichever backbone registered it.
+
+    The generic answer: ``trylast``, and the host asks the backbone's own plugin first, so a
+    backbone plugin with its own layer map for a Wan transformer is never shadowed by this one."""
     if type(model).__name__ != "WanTransformer3DModel":
         return None
     from cammimic_wan.locator import locate_wan_layers
