@@ -597,6 +597,18 @@ class PluginHost:
                         "hooks": [], "error": info.error})
         return out
 
+    def component_record(self, kind: str, name: str) -> dict[str, Any]:
+        """Which plugin (distribution, version) provides component ``name`` of ``kind``: the
+        record a run writes into ``run.json`` for every component it used."""
+        comp = self.get(kind, name)
+        info = self.info.get(comp.plugin)
+        return {
+            "name": name,
+            "plugin": comp.plugin,
+            "distribution": info.distribution if info else None,
+            "version": info.version if info else None,
+        }
+
 
 #: The process-wide plugin host used by the CLI and the Python API.
 host = PluginHost()

@@ -42,8 +42,11 @@ from cammimic.io.video import (
     VIDEO_SUFFIXES,
     WRITE_VIDEO_SUFFIXES,
     Video,
+    as_video,
     count_frames,
+    frame_count,
     read_video,
+    subsample,
     write_video,
 )
 
@@ -70,5 +73,8 @@ __all__ = [
     "ENV_MAX_IMAGE_PIXELS",
     "ENV_MAX_VIDEO_PIXELS",
     "max_image_pixels",
+    "as_video",
+    "subsample",
+    "frame_count",
 ]
 

@@ -34,7 +34,7 @@ from cammimic.io.images import (
     resize_center_crop,
 )
 
-__all__ = ["Video", "read_video", "count_frames", "write_video", "VIDEO_SUFFIXES", "WRITE_VIDEO_SUFFIXES",
+__all__ = ["Video", "read_video", "count_frames", "write_video", "as_video", "subsample", "frame_count", "VIDEO_SUFFIXES", "WRITE_VIDEO_SUFFIXES",
            "DEFAULT_SEQUENCE_FPS", "MAX_VIDEO_PIXELS"]
 
 #: Container suffixes :func:`read_video` expects (others are still tried with PyAV).
@@ -569,3 +569,58 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float, *, crf:
         except (av.FFmpegError, OSError) as exc:
             raise CammimicError(f"writing video {p} failed ({exc}); check disk space") from exc
     return p
+
+
+# --------------------------------------------------------------------------------------------
+# Videos from paths, Video objects or frame arrays
+# --------------------------------------------------------------------------------------------
+
+
+def subsample(video: Video, num_frames: int | None) -> Video:
+    """Keep ``num_frames`` frames evenly spread over ``video``."""
+    total = len(video.frames)
+    if not num_frames or num_frames == total:
+        return video
+    if num_frames < 2 or num_frames > total:
+        raise CammimicError(f"{video.path} has {total} frames; --frames must be between 2 and {total}")
+    idx = np.round(np.linspace(0, total - 1, num_frames)).astype(int)
+    # Same convention as read_video: the clip keeps its duration.
+    return attrs.evolve(
+        video,
+        frames=video.frames[idx],
+        indices=tuple(int(video.indices[i]) for i in idx),
+        fps=video.fps * (num_frames - 1) / (total - 1),
+    )
+
+
+def as_video(video, *, size=None, name: str = "video", frames: int | None = None) -> Video:
+    """A :class:`Video` from a path, a :class:`Video` or ``(T, H, W, 3)`` uint8 frames; a path is
+    read with only ``frames`` frames (evenly sampled) decoded, so long or large files stay cheap."""
+    if isinstance(video, (str, Path)):
+        if frames and frames > (total := frame_count(video)):
+            raise CammimicError(f"{video} has {total} frames; --frames must be between 2 and {total}")
+        return read_video(video, size=size, num_frames=frames or None)
+    video = subsample(video, frames) if isinstance(video, Video) else video
+    if isinstance(video, Video):
+        if size is not None and video.size != tuple(size):
+            frames, crop = resize_center_crop(video.frames, size)
+            video = attrs.evolve(video, frames=frames, crop=crop)
+        return video
+    frames = np.asarray(video)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise CammimicError(f"{name} must be a path or a (T, H, W, 3) uint8 array, got {frames.shape} {frames.dtype}")
+    crop = None
+    src = (frames.shape[2], frames.shape[1])
+    if size is not None:
+        frames, crop = resize_center_crop(frames, size)
+    return Video(
+        frames=frames, fps=DEFAULT_SEQUENCE_FPS, indices=tuple(range(len(frames))), source_fps=DEFAULT_SEQUENCE_FPS,
+        source_num_frames=len(frames), source_size=src, crop=crop, path=f"<{name} array>",
+    )
+
+
+def frame_count(video) -> int:
+    """Frames in a path (counted from packets, nothing decoded), a :class:`Video` or an array."""
+    if isinstance(video, (str, Path)):
+        return count_frames(video)
+    return len(video.frames) if isinstance(video, Video) else len(np.asarray(video))
