@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from cammimic.metrics import MAX_FALLBACK_SHARE, camera_score, fallback_pairs, validity
 from cammimic.motion import MotionEstimate
 
 __all__ = ["ScoreResult", "RunResult", "score_motions"]
@@ -47,8 +48,6 @@ class ScoreResult:
 
     @property
     def pairs_used(self) -> int:
-        from cammimic.metrics import fallback_pairs
-
         return self.num_pairs - len(fallback_pairs(self.reference) | fallback_pairs(self.generated))
 
     def summary(self) -> str:
@@ -103,8 +102,6 @@ def _finite_or_none(x: float) -> float | None:
 def score_motions(reference: MotionEstimate, generated: MotionEstimate, *, variant: str = "resolution_free",
                   max_fallback_share: float | None = None) -> ScoreResult:
     """CameraScore of two motions already estimated, with its validity (see :class:`ScoreResult`)."""
-    from cammimic.metrics import MAX_FALLBACK_SHARE, camera_score, validity
-
     share = MAX_FALLBACK_SHARE if max_fallback_share is None else float(max_fallback_share)
     chosen, per_pair = camera_score(reference, generated, variant=variant, per_pair=True)
     valid, reason = validity(reference, generated, max_fallback_share=share)

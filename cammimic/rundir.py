@@ -20,7 +20,9 @@ from cammimic.config import Config
 from cammimic.errors import CammimicError
 from cammimic.io import output_directory, sha256, write_video
 from cammimic.motion import MotionEstimate
+from cammimic.report import write_run_report
 from cammimic.results import RunResult, ScoreResult
+from cammimic.trajectory import plot_trajectories, summarize
 
 __all__ = ["seed_all", "even", "check_even_size", "provenance", "input_records", "write_outputs", "write_run"]
 
@@ -87,8 +89,6 @@ def write_outputs(
     """The files every run writes into ``tmp``: ``output.mp4`` and ``side_by_side.mp4`` (the
     panels side by side) and ``output.gif`` (``[output] gif``) when there is an output,
     ``score.json`` when scored, and always ``trajectory.png``, ``motion.json`` and ``config.toml``."""
-    from cammimic.trajectory import plot_trajectories, summarize
-
     crf = config["output"]["crf"]
     files: dict[str, Path] = {}
     if output_frames is not None:
@@ -121,8 +121,6 @@ def write_run(
     """Write a run directory: ``write_files(tmp)`` writes the method's files into a hidden folder,
     then ``run.json`` (``manifest`` and the seconds since ``started``) and ``report.html``; the
     folder replaces ``output_dir`` only if all of it was written."""
-    from cammimic.report import write_run_report
-
     with output_directory(output_dir, overwrite=overwrite, inputs=inputs) as tmp:
         files = write_files(tmp)
         manifest["seconds"] = round(time.perf_counter() - started, 3)

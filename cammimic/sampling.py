@@ -17,6 +17,9 @@ from typing import Any
 import numpy as np
 
 from cammimic.components import GuidanceState
+from cammimic.errors import CammimicError
+from cammimic.lora import set_lora_scale
+from cammimic.progress import progress_bar
 
 __all__ = ["phase2", "latent_mask", "sample", "make_generator", "initial_noise", "check_steps", "max_steps"]
 
@@ -40,8 +43,6 @@ def phase2(backbone, weak, prompt: str, *, settings, seed: int, guidance_terms: 
     Returns:
         The decoded video, ``(T, H, W, 3)`` uint8.
     """
-    from cammimic.lora import set_lora_scale
-
     set_lora_scale(backbone.unet, "spatial", settings["spatial_scale"])
     set_lora_scale(backbone.unet, "temporal", settings["temporal_scale"])
     target = backbone.encode_video(weak.frames)  # z_P
@@ -117,8 +118,6 @@ def sample(
     """
     import torch
 
-    from cammimic.progress import progress_bar
-
     device = backbone.device
     f = backbone.vae_scale_factor
     denoiser = getattr(backbone, "unet", None)
@@ -187,8 +186,6 @@ def max_steps(sched) -> int:
 
 def check_steps(sched, steps: int, name: str = "") -> None:
     """One line when ``steps`` is more than the sampler can take with this schedule."""
-    from cammimic.errors import CammimicError
-
     most = max_steps(sched)
     if not 1 <= int(steps) <= most:
         raise CammimicError(

@@ -89,12 +89,12 @@ def test_existing_results_are_never_clobbered(tmp_path, capsys, monkeypatch):
     code, _, err = cli(capsys, "run", REFERENCE, SCENE, "-o", out_dir, "--method", "homography", "--frames", 4)
     assert code == 1 and "already exists and is not empty" in err and "--overwrite" in err
     # a run that fails half-way with --overwrite leaves the old directory as it was
-    import cammimic.api
+    import cammimic.methods.homography
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(cammimic.api, "_write_run", boom)
+    monkeypatch.setattr(cammimic.methods.homography, "write_outputs", boom)
     code, _, err = cli(capsys, "run", REFERENCE, SCENE, "-o", out_dir, "--method", "homography", "--frames", 4, "--overwrite")
     assert code == 1 and "disk full" in err
     assert [p.name for p in tmp_path.iterdir()] == ["run"]

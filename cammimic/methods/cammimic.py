@@ -32,12 +32,22 @@ from cammimic.io import (
     read_image,
     resize_center_crop,
     sha256,
+    write_video,
 )
+from cammimic.lora import LoraSpec, inject_loras, load_lora, read_lora, save_lora
 from cammimic.methods.homography import Transfer, transfer_homography
 from cammimic.motion import MotionEstimate
 from cammimic.plugins import PluginHost
 from cammimic.results import RunResult, ScoreResult, score_motions
 from cammimic.rundir import input_records, provenance, seed_all, write_outputs, write_run
+from cammimic.sampling import check_steps, phase2
+from cammimic.training import (
+    CHECKPOINT_MARKER,
+    CHECKPOINT_NAME,
+    LOSS_FIELDS,
+    FinetuneSettings,
+    finetune,
+)
 
 __all__ = ["run_cammimic", "CamMimicResult", "PAPER_NUM_FRAMES", "prompts", "losses_csv", "checkpoint_dir_for"]
 
@@ -122,8 +132,6 @@ def _early_checks(config: Config, adapter, width: int, height: int) -> None:
 
 
 def _check_sampling_steps(config: Config, scheduler_config: dict) -> None:
-    from cammimic.sampling import check_steps
-
     sampling = config["sampling"]
     kind = sampling["scheduler"]
     try:
@@ -207,8 +215,6 @@ def _guidance_terms(config: Config, host: PluginHost):
 
 def losses_csv(losses: list[dict[str, Any]]) -> str:
     """Phase 1's loss rows as the ``losses.csv`` a run writes (columns :data:`~cammimic.training.LOSS_FIELDS`)."""
-    from cammimic.training import LOSS_FIELDS
-
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=LOSS_FIELDS, lineterminator="\n")
     writer.writeheader()
@@ -219,8 +225,6 @@ def losses_csv(losses: list[dict[str, Any]]) -> str:
 
 def _check_request(config: Config, texts: dict[str, str], do_finetune: bool, spatial_lora, temporal_lora) -> None:
     """Refuse a request that cannot work before anything loads: no prompt, missing or damaged LoRAs."""
-    from cammimic.lora import read_lora
-
     if not texts["image"]:
         raise CammimicError("the cammimic method needs --prompt, a description of your image (e.g. \"a snowy mountain village\")")
     if not do_finetune and not (spatial_lora and temporal_lora):
@@ -274,10 +278,6 @@ def run_cammimic(
     alone, ``("sample",)`` for Phase 2 from ``spatial_lora``/``temporal_lora`` files.
     """
     import torch
-
-    from cammimic.lora import LoraSpec, inject_loras, load_lora
-    from cammimic.sampling import check_steps, phase2
-    from cammimic.training import FinetuneSettings, finetune
 
     started = time.perf_counter()
     do_finetune, do_sample = "finetune" in phases, "sample" in phases
@@ -409,8 +409,6 @@ def _finetune_record(trained) -> dict[str, Any]:
 
 def _remove_checkpoints(folder: Path) -> None:
     """After a successful run: remove the checkpoint folder if cammimic made it, else only its checkpoint."""
-    from cammimic.training import CHECKPOINT_MARKER, CHECKPOINT_NAME
-
     if (folder / CHECKPOINT_MARKER).is_file():
         shutil.rmtree(folder, ignore_errors=True)
     elif folder.is_dir():
@@ -423,9 +421,6 @@ def _write_files(tmp: Path, result: CamMimicResult) -> dict[str, Path]:
     """The method's files: the LoRAs (trained, or copies of those read), ``lora/layers.json``,
     ``losses.csv`` after Phase 1, ``weak.mp4``, then the files every run writes
     (:func:`cammimic.rundir.write_outputs`; the side by side is reference | weak | output)."""
-    from cammimic.io import write_video
-    from cammimic.lora import save_lora
-
     files: dict[str, Path] = {}
     lora_dir = tmp / "lora"
     lora_dir.mkdir()

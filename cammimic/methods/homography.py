@@ -13,6 +13,7 @@ from pathlib import Path
 import attrs
 import numpy as np
 
+from cammimic.camera import reference_motion, resolve_reference
 from cammimic.config import Config
 from cammimic.homography import warp_along_chain
 from cammimic.io import as_video, check_output_directory, read_image
@@ -56,8 +57,6 @@ def run_homography(reference, image, output_dir, *, config: Config, host: Plugin
                    overwrite: bool = False) -> RunResult:
     """``cammimic run --method homography``: warp the image along the reference's camera motion,
     score the result and write the run directory (see :func:`cammimic.api.transfer`)."""
-    from cammimic.camera import reference_motion, resolve_reference
-
     # 1. check the inputs and the output directory
     started = time.perf_counter()
     inputs = (reference, image, config.source)
