@@ -223,7 +223,7 @@ def losses_csv(losses: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _check_request(config: Config, texts: dict[str, str], do_finetune: bool, spatial_lora, temporal_lora) -> None:
+def _check_request(texts: dict[str, str], do_finetune: bool, spatial_lora, temporal_lora) -> None:
     """Refuse a request that cannot work before anything loads: no prompt, missing or damaged LoRAs."""
     if not texts["image"]:
         raise CammimicError("the cammimic method needs --prompt, a description of your image (e.g. \"a snowy mountain village\")")
@@ -287,7 +287,7 @@ def run_cammimic(
     input_paths = (reference, image, config.source, spatial_lora, temporal_lora)
     check_output_directory(output_dir, overwrite=overwrite, inputs=input_paths)
     texts = prompts(config)
-    _check_request(config, texts, do_finetune, spatial_lora, temporal_lora)
+    _check_request(texts, do_finetune, spatial_lora, temporal_lora)
     _check_writable(output_dir)
 
     # 2. Load: the components, the inputs (checked against the weights' configs), then the backbone.
