@@ -34,8 +34,10 @@ from cammimic.io.images import (
     resize_center_crop,
 )
 
-__all__ = ["Video", "read_video", "count_frames", "write_video", "as_video", "subsample", "frame_count", "VIDEO_SUFFIXES", "WRITE_VIDEO_SUFFIXES",
-           "DEFAULT_SEQUENCE_FPS", "MAX_VIDEO_PIXELS"]
+__all__ = [
+    "Video", "read_video", "count_frames", "write_video", "as_video", "subsample", "frame_count",
+    "VIDEO_SUFFIXES", "WRITE_VIDEO_SUFFIXES", "DEFAULT_SEQUENCE_FPS", "MAX_VIDEO_PIXELS",
+]
 
 #: Container suffixes :func:`read_video` expects (others are still tried with PyAV).
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".gif")
