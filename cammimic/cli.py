@@ -17,7 +17,7 @@ CONFIG_HELP = "TOML config file (see docs/config.md); command-line options overr
 
 #: option's Python name -> (the setting it overrides, the option): filled by :func:`_setting`,
 #: read by :func:`_overrides`. Every option that overrides a config setting is made there.
-_OVERRIDES: dict[str, tuple[str, schema.Option]] = {}
+SETTING_OPTIONS: dict[str, tuple[str, schema.Option]] = {}
 
 
 def _setting(dotted: str, *, help: str | None = None, also: bool = False):
@@ -32,10 +32,10 @@ def _setting(dotted: str, *, help: str | None = None, also: bool = False):
     text = help or opt.help
     if also and opt.also:
         text = text[:-2] + opt.also + text[-2:]  # "... (default: 16)." -> "... (default: 16; …: all)."
-    known = _OVERRIDES.setdefault(opt.name, (dotted, opt))
+    known = SETTING_OPTIONS.setdefault(opt.name, (dotted, opt))
     assert known[0] == dotted, f"{opt.flag} overrides both {known[0]} and {dotted}"
     if opt.sets is not None:
-        return click.option(opt.flag, opt.name, is_flag=True, default=None, help=text)
+        return _tagged(dotted, click.option(opt.flag, opt.name, is_flag=True, default=None, help=text))
     kind: object = None
     if dotted in schema.COMPONENT_OPTIONS or isinstance(default, str):
         choices = () if dotted in schema.COMPONENT_OPTIONS else schema.field(dotted).metadata["choices"]
@@ -45,13 +45,24 @@ def _setting(dotted: str, *, help: str | None = None, also: bool = False):
     elif isinstance(default, float):
         kind = click.FloatRange(min=opt.min, min_open=opt.min_open) if opt.min is not None else float
     params = (opt.flag, opt.name) if opt.param else (opt.flag,)
-    return click.option(*params, type=kind, help=text)
+    return _tagged(dotted, click.option(*params, type=kind, help=text))
+
+
+def _tagged(dotted: str, decorator):
+    """``decorator`` that also marks its click parameter with the setting it overrides (for the docs)."""
+
+    def apply(f):
+        f = decorator(f)
+        f.__click_params__[-1].setting = dotted
+        return f
+
+    return apply
 
 
 def _overrides(kw) -> dict:
     """``{"section.key": value}`` of the setting options in ``kw`` (unset ones are ``None``)."""
     out = {}
-    for name, (dotted, opt) in _OVERRIDES.items():
+    for name, (dotted, opt) in SETTING_OPTIONS.items():
         value = kw.get(name)
         out[dotted] = (opt.sets if value else None) if opt.sets is not None else value
     return out
