@@ -30,12 +30,12 @@ def _setting(dotted: str, *, help: str | None = None, also: bool = False):
         meta = schema.field(dotted)
         opt, default = meta.metadata["option"], meta.default
     text = help or opt.help
-    if also and opt.also:
-        text = text[:-2] + opt.also + text[-2:]  # "... (default: 16)." -> "... (default: 16; …: all)."
+    if also and opt.also:  # "... (default: 16)." -> "... (default: 16; --method homography: all)."
+        text = text.removesuffix(").") + opt.also + ")."
     known = SETTING_OPTIONS.setdefault(opt.name, (dotted, opt))
     assert known[0] == dotted, f"{opt.flag} overrides both {known[0]} and {dotted}"
     if opt.sets is not None:
-        return _tagged(dotted, click.option(opt.flag, opt.name, is_flag=True, default=None, help=text))
+        return _tagged(dotted, click.option(opt.flag, is_flag=True, default=None, help=text))
     kind: object = None
     if dotted in schema.COMPONENT_OPTIONS or isinstance(default, str):
         choices = () if dotted in schema.COMPONENT_OPTIONS else schema.field(dotted).metadata["choices"]
@@ -44,8 +44,7 @@ def _setting(dotted: str, *, help: str | None = None, also: bool = False):
         kind = click.IntRange(min=opt.min) if opt.min is not None else int
     elif isinstance(default, float):
         kind = click.FloatRange(min=opt.min, min_open=opt.min_open) if opt.min is not None else float
-    params = (opt.flag, opt.name) if opt.param else (opt.flag,)
-    return _tagged(dotted, click.option(*params, type=kind, help=text))
+    return _tagged(dotted, click.option(opt.flag, type=kind, help=text))
 
 
 def _tagged(dotted: str, decorator):

@@ -33,7 +33,12 @@ Sections (all optional in a file)::
     [output]
     [plugins]
 
-docs/config.md lists every key with its default and meaning.
+Each plain section is one attrs class (``RunSection``, ``FinetuneSection``, ...) whose fields,
+made by :func:`setting`, carry the default (its type is the accepted type), the choices or range,
+the help and the command-line :class:`Option`. Everything else derives from them: ``DEFAULTS``,
+``CHOICES`` and ``RANGES``, the validation here, the CLI's options and override map
+(``cammimic.cli``), ``FinetuneSettings``'s defaults, and docs/config.md's tables
+(``python -m cammimic.config_docs``, checked by the tests).
 Unknown sections and keys are errors that name the key and the accepted ones. Component
 parameters are checked against the component's factory when the component is created.
 """
@@ -76,11 +81,11 @@ class Option:
     sets: Any = None
     #: help that only ``cammimic run`` shows (the homography method's default), inserted before ")."
     also: str = ""
-    param: str | None = None  #: the Python name when it is not the flag's (``--lr`` → ``lr``)
 
     @property
     def name(self) -> str:
-        return self.param or self.flag.lstrip("-").replace("-", "_")
+        """The Python name click gives it (``--no-stage2`` → ``no_stage2``)."""
+        return self.flag.lstrip("-").replace("-", "_")
 
 
 def setting(default: Any, help: str, *, choices=(), range=None, accepts: str | None = None,
