@@ -33,7 +33,8 @@ def _setting(dotted: str, *, help: str | None = None, also: bool = False):
     if also and opt.also:  # "... (default: 16)." -> "... (default: 16; --method homography: all)."
         text = text.removesuffix(").") + opt.also + ")."
     known = SETTING_OPTIONS.setdefault(opt.name, (dotted, opt))
-    assert known[0] == dotted, f"{opt.flag} overrides both {known[0]} and {dotted}"
+    if known[0] != dotted:  # a mistake in the schema, caught when cammimic.cli is imported
+        raise ValueError(f"{opt.flag} would override both {known[0]} and {dotted}")
     if opt.sets is not None:
         return _tagged(dotted, click.option(opt.flag, is_flag=True, default=None, help=text))
     kind: object = None
@@ -68,9 +69,7 @@ def _overrides(kw) -> dict:
 
 
 def _config(path, overrides):
-    from cammimic.config import load_config
-
-    return load_config(path).with_overrides(overrides)
+    return schema.load_config(path).with_overrides(overrides)
 
 
 def _host(config):
