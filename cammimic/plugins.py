@@ -10,7 +10,6 @@ name. A plugin that fails to import is reported by name and the rest keep workin
 from __future__ import annotations
 
 import contextlib
-import difflib
 import importlib.util
 import inspect
 import os
@@ -24,6 +23,7 @@ import pluggy
 
 from cammimic import hookspecs
 from cammimic._version import __version__
+from cammimic.config import conforms, did_you_mean
 from cammimic.errors import CammimicError
 
 ENTRY_POINT_GROUP = "cammimic"
@@ -136,18 +136,7 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
     if default is None or value is None:
         return value
     expected = type(default)
-    if expected is bool:
-        ok = isinstance(value, bool)
-    elif expected is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif expected is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif expected in (tuple, list):
-        ok = isinstance(value, (list, tuple))
-        value = expected(value) if ok else value
-    else:
-        ok = isinstance(value, expected)
+    ok, value = conforms(value, default)  # the config's one type rule
     if not ok:
         raise CammimicError(f"{where} must be {expected.__name__}, got {value!r}")
     return value
@@ -160,9 +149,7 @@ def _iterable(value: Any) -> Iterable[Any]:
         return [None]
 
 
-def _did_you_mean(name: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
-    return f' (did you mean "{close[0]}"?)' if close else ""
+_did_you_mean = did_you_mean  # one helper for config keys, parameters, names and hooks
 
 
 class _PluginCode:

@@ -61,6 +61,7 @@ from typing import Any
 
 import attrs
 
+from cammimic.config import FinetuneSection
 from cammimic.errors import CammimicError
 
 __all__ = [
@@ -76,25 +77,30 @@ LOSS_FIELDS = ("stage", "step", "loss", "temporal", "spatial", "ortho", "ortho_r
                "timestep")
 
 
+#: The defaults of [finetune] (the config schema, cammimic.config.FinetuneSection).
+_FINETUNE = FinetuneSection()
+
+
 @attrs.frozen
 class FinetuneSettings:
-    """Phase 1 settings; the defaults are the paper's (150 steps per stage, Adam, lr 5e-4)."""
+    """Phase 1 settings; the defaults are the config's [finetune] defaults, the paper's where it
+    gives one (150 steps per stage, Adam, lr 5e-4)."""
 
-    stage1_steps: int = 150
-    stage2_steps: int = 150
-    learning_rate: float = 5e-4
-    spatial_weight: float = 0.5  #: δ in L1 = L_temporal + δ L_spatial (the paper: δ in (0, 1))
-    spatial_mask_probability: float = 0.2  #: P(spatial LoRA off for the all-frame pass)
-    temporal_debias: bool = False  #: add MotionDirector's appearance-debiased temporal loss
-    stage2: bool = True  #: False = the "no USC" ablation
-    orthogonality: bool = True  #: False = the "no ORTHO" ablation
+    stage1_steps: int = _FINETUNE.stage1_steps
+    stage2_steps: int = _FINETUNE.stage2_steps
+    learning_rate: float = _FINETUNE.learning_rate
+    spatial_weight: float = _FINETUNE.spatial_weight  #: δ in L1 = L_temporal + δ L_spatial (the paper: δ in (0, 1))
+    spatial_mask_probability: float = _FINETUNE.spatial_mask_probability  #: P(spatial LoRA off for the all-frame pass)
+    temporal_debias: bool = _FINETUNE.temporal_debias  #: add MotionDirector's appearance-debiased temporal loss
+    stage2: bool = _FINETUNE.stage2  #: False = the "no USC" ablation
+    orthogonality: bool = _FINETUNE.orthogonality  #: False = the "no ORTHO" ablation
     #: λ; with ``subspace`` ‖∇(λ·L_ortho)‖/‖∇L_spatial‖ ≈ 0.2–0.4 at zeroscope's widths
     #: (benchmarks/orthogonality.py, docs/method.md)
-    orthogonality_weight: float = 0.4
-    orthogonality_definition: str = "subspace"
-    max_grad_norm: float = 1.0  #: per LoRA group; 0 = no clipping
-    checkpoint_every: int = 50  #: 0 = only at the end of a stage and when interrupted
-    gradient_checkpointing: bool = False
+    orthogonality_weight: float = _FINETUNE.orthogonality_weight
+    orthogonality_definition: str = _FINETUNE.orthogonality_definition
+    max_grad_norm: float = _FINETUNE.max_grad_norm  #: per LoRA group; 0 = no clipping
+    checkpoint_every: int = _FINETUNE.checkpoint_every  #: 0 = only at the end of a stage and when interrupted
+    gradient_checkpointing: bool = _FINETUNE.gradient_checkpointing
     seed: int = 0
 
     @classmethod
