@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from cammimic.devices import resolve_device
 from cammimic.errors import CammimicError
 
 __all__ = ["SUBFOLDERS", "UNet3DAdapter", "UNet3DBackbone", "resolve_dtype"]
@@ -124,19 +125,6 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
 
         kinds.append(requests.RequestException)
     return tuple(kinds)
-
-
-def resolve_device(device: Any = None) -> torch.device:
-    """``None``/``"auto"``: CUDA when available, else CPU."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise CammimicError(f"device '{device}' is not a torch device; use 'cpu', 'cuda' or 'cuda:N'") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CammimicError(f"device '{device}' was asked for but CUDA is not available; use device 'cpu'")
-    return device
 
 
 def resolve_dtype(torch_dtype: Any, device: torch.device) -> torch.dtype:
