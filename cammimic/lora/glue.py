@@ -200,8 +200,8 @@ def _seeded(seed: int | None) -> Iterator[None]:
 
 
 def _inject(unet, adapter: str, names: Sequence[str], rank: int, alpha: float, dropout: float):
-    from peft import LoraConfig, inject_adapter_in_model
-    from peft.tuners.tuners_utils import cast_adapter_dtype
+    from peft import LoraConfig
+    from peft.functional import cast_adapter_dtype, inject_adapter_in_model
 
     config = LoraConfig(
         r=int(rank),
@@ -268,7 +268,6 @@ def inject_loras(
     ``init_seed`` seeds the initialisation of ``A`` (Kaiming uniform) without touching the
     caller's random state; ``None`` draws from the current global generator.
     """
-
     if not isinstance(spatial, LoraSpec) or not isinstance(temporal, LoraSpec):
         raise CammimicError("inject_loras needs a LoraSpec for the spatial and the temporal LoRA")
     present = injected_adapters(unet)
