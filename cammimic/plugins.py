@@ -312,6 +312,9 @@ class PluginHost:
         #: backbone name -> the plugin whose locate_attention_layers answered last
         self.located_by: dict[str, str] = {}
         self.warned: set[str] = set()
+        #: kind -> (name -> component, every valid registration, problems); built on the first
+        #: lookup after loading and again only when the set of plugins changes
+        self._tables: dict[str, tuple[dict[str, Component], list[Component], list[str]]] = {}
 
     # -- loading -------------------------------------------------------------------------
     def entry_points(self) -> list[metadata.EntryPoint]:
@@ -323,6 +326,7 @@ class PluginHost:
             self.pm.set_blocked(name)
             self.info.pop(name, None)
             self.failed.pop(name, None)
+            self._tables.clear()
         if self.loaded:
             return self
         self.loaded = True
@@ -375,11 +379,13 @@ class PluginHost:
         if version is None:
             version = getattr(plugin, "__version__", None)
         self.info[name] = PluginInfo(name, distribution, version)
+        self._tables.clear()
         return name
 
     def unregister(self, name: str) -> None:
         self.pm.unregister(name=name)
         self.info.pop(name, None)
+        self._tables.clear()
 
     def check_pending(self) -> None:
         """Catch hook implementations of hooks that do not exist (a misspelt hook name).
@@ -412,21 +418,34 @@ class PluginHost:
         return info is not None and info.distribution == "cammimic"
 
     def _collect(self, kind: str) -> tuple[dict[str, Component], list[Component], list[str]]:
-        """``(table, every valid registration, problems)`` for one kind.
+        """``(table, every valid registration, problems)`` for one kind, built once (see
+        :meth:`_build`) and kept until a plugin is registered, unregistered or blocked."""
+        if kind not in self._tables:
+            self._tables[kind] = self._build(kind)
+        return self._tables[kind]
+
+    def _build(self, kind: str) -> tuple[dict[str, Component], list[Component], list[str]]:
+        """Run the kind's register hook through pluggy, one plugin at a time.
+
+        Each plugin's implementation is called through ``pm.subset_hook_caller`` (the hook with
+        every other plugin removed), with a ``register`` bound to that plugin: so every
+        registration is attributed to its plugin, and a plugin whose hook raises loses only
+        what it registered (one ``pm.hook`` call for all would stop at the first failure).
 
         Rule for a name registered twice: cammimic's own component wins over a third-party one,
         otherwise the first registered wins; every registration stays selectable as
-        ``plugin:name``. Bad registrations and failing register hooks are problems, never errors:
-        a broken plugin loses only what it registered.
+        ``plugin:name``. Bad registrations and failing register hooks are problems, never errors.
         """
         k = KINDS[kind]
         table: dict[str, Component] = {}
         every: list[Component] = []
         problems: list[str] = []
-        caller = getattr(self.pm.hook, k.hook)
-        # get_hookimpls() lists in registration order; call each so we know who registered what.
-        for impl in caller.get_hookimpls():
+        impls = getattr(self.pm.hook, k.hook).get_hookimpls()  # in registration order
+        for impl in impls:
             plugin_name = impl.plugin_name
+            only_this = self.pm.subset_hook_caller(
+                k.hook, remove_plugins=[i.plugin for i in impls if i.plugin is not impl.plugin]
+            )
 
             def register(name, factory, *, description="", requires=(), extra=None, _plugin=plugin_name):
                 shown = repr(name)[:60]
@@ -463,13 +482,13 @@ class PluginHost:
                 )
 
             try:
-                _call_plugin(plugin_name, k.hook, impl.function, register=register)
+                _call_plugin(plugin_name, k.hook, only_this, register=register)
             except CammimicError as exc:
                 problems.append(str(exc))
         return table, every, problems
 
     def components(self, kind: str, *, problems: list[str] | None = None) -> dict[str, Component]:
-        """Every selectable component of a kind, by name (see :meth:`_collect` for duplicates).
+        """Every selectable component of a kind, by name (see :meth:`_build` for duplicates).
 
         Problems (duplicates, bad registrations, failing hooks) are appended to ``problems``
         when given (for listings), else printed once as warnings on stderr.
@@ -479,7 +498,7 @@ class PluginHost:
             problems.extend(found)
         else:
             self._warn(found)
-        return table
+        return dict(table)
 
     def _warn(self, messages: Iterable[str]) -> None:
         for message in messages:
