@@ -25,9 +25,8 @@ def main() -> None:
 
     from cammimic.guidance import homography_guidance
     from cammimic.homography import warp_along_chain
-    from cammimic.methods.cammimic import latent_mask
     from cammimic.plugins import get_host
-    from cammimic.sampling import sample
+    from cammimic.sampling import latent_mask, sample
 
     torch.set_num_threads(1)
     weights = save_components(Path(tempfile.mkdtemp()))

@@ -17,7 +17,7 @@ CPU and combines them at zeroscope's real layer widths (no 1.4 B-parameter UNet 
    rank-32 LoRAs on them with peft's initialisation (:func:`cammimic.lora.inject_loras`), sets
    B and A's drift to the sizes measured in 1 (independent random directions), and computes
    the exact gradient of L_ortho (one of zeroscope's 64 pairs: the loss is their mean, so 1/64
-   of the pair's term) with :func:`cammimic.lora.orthogonality_loss`. ‖∇L_spatial‖ for the
+   of the pair's term) with :func:`cammimic.training.orthogonality_loss`. ‖∇L_spatial‖ for the
    layer is the measured per-element RMS × √(2·r·C).
 
     python benchmarks/orthogonality.py [--stage1-steps 60]
@@ -112,7 +112,8 @@ def tiny_measurements(stage1_steps: int, seed: int = 0) -> dict[str, float]:
 
 def real_width_ratios(measured: dict[str, float], seed: int = 0) -> dict[tuple[str, int], float]:
     from cammimic.components import AttentionLayers
-    from cammimic.lora import LoraSpec, inject_loras, lora_parameters, orthogonality_loss
+    from cammimic.lora import LoraSpec, inject_loras, lora_parameters
+    from cammimic.training import orthogonality_loss
 
     ratios = {}
     for c in WIDTHS:

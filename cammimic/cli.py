@@ -9,16 +9,67 @@ from pathlib import Path
 
 import click
 
+from cammimic import config as schema
 from cammimic._version import __version__
 from cammimic.errors import CammimicError
 
 CONFIG_HELP = "TOML config file (see docs/config.md); command-line options override it."
 
+#: option's Python name -> (the setting it overrides, the option): filled by :func:`_setting`,
+#: read by :func:`_overrides`. Every option that overrides a config setting is made there.
+SETTING_OPTIONS: dict[str, tuple[str, schema.Option]] = {}
+
+
+def _setting(dotted: str, *, help: str | None = None, also: bool = False):
+    """The click option of the setting ``"section.key"``, derived from the config schema: flag,
+    type (choices, the option's lower bound), flag-ness and help. ``help`` replaces the schema's
+    for a command where the option means something narrower; ``also`` adds the `run`-only text."""
+    if dotted in schema.COMPONENT_OPTIONS:
+        opt, default = schema.COMPONENT_OPTIONS[dotted], None
+    else:
+        meta = schema.field(dotted)
+        opt, default = meta.metadata["option"], meta.default
+    text = help or opt.help
+    if also and opt.also:  # "... (default: 16)." -> "... (default: 16; --method homography: all)."
+        text = text.removesuffix(").") + opt.also + ")."
+    known = SETTING_OPTIONS.setdefault(opt.name, (dotted, opt))
+    if known[0] != dotted:  # a mistake in the schema, caught when cammimic.cli is imported
+        raise ValueError(f"{opt.flag} would override both {known[0]} and {dotted}")
+    if opt.sets is not None:
+        return _tagged(dotted, click.option(opt.flag, is_flag=True, default=None, help=text))
+    kind: object = None
+    if dotted in schema.COMPONENT_OPTIONS or isinstance(default, str):
+        choices = () if dotted in schema.COMPONENT_OPTIONS else schema.field(dotted).metadata["choices"]
+        kind = click.Choice(list(choices)) if choices else None
+    elif isinstance(default, int) and not isinstance(default, bool):
+        kind = click.IntRange(min=opt.min) if opt.min is not None else int
+    elif isinstance(default, float):
+        kind = click.FloatRange(min=opt.min, min_open=opt.min_open) if opt.min is not None else float
+    return _tagged(dotted, click.option(opt.flag, type=kind, help=text))
+
+
+def _tagged(dotted: str, decorator):
+    """``decorator`` that also marks its click parameter with the setting it overrides (for the docs)."""
+
+    def apply(f):
+        f = decorator(f)
+        f.__click_params__[-1].setting = dotted
+        return f
+
+    return apply
+
+
+def _overrides(kw) -> dict:
+    """``{"section.key": value}`` of the setting options in ``kw`` (unset ones are ``None``)."""
+    out = {}
+    for name, (dotted, opt) in SETTING_OPTIONS.items():
+        value = kw.get(name)
+        out[dotted] = (opt.sets if value else None) if opt.sets is not None else value
+    return out
+
 
 def _config(path, overrides):
-    from cammimic.config import load_config
-
-    return load_config(path).with_overrides(overrides)
+    return schema.load_config(path).with_overrides(overrides)
 
 
 def _host(config):
@@ -66,7 +117,7 @@ def cli(debug):
 
 @cli.command()
 @click.argument("video", type=click.Path())
-@click.option("--estimator", help="Motion estimator (default: opencv; see `cammimic plugins`).")
+@_setting("motion_estimator.name", help="Motion estimator (default: opencv; see `cammimic plugins`).")
 @click.option("--frames", type=click.IntRange(min=2), help="Sample N frames evenly (default: all).")
 @click.option("--width", type=click.IntRange(min=8), help="Resize and centre-crop to this width first.")
 @click.option("--height", type=click.IntRange(min=8), help="Resize and centre-crop to this height first.")
@@ -80,7 +131,7 @@ def motion(video, estimator, frames, width, height, json_path, plot_path, config
 
     if (width is None) != (height is None):
         raise CammimicError("give both --width and --height, or neither")
-    config = _config(config_path, {"motion_estimator.name": estimator})
+    config = _config(config_path, _overrides({"estimator": estimator}))
     host = _host(config)
     name, params = config.component("motion_estimator")
     size = (width, height) if width else None
@@ -108,16 +159,16 @@ def motion(video, estimator, frames, width, height, json_path, plot_path, config
 @cli.command()
 @click.argument("reference", type=click.Path())
 @click.argument("generated", type=click.Path())
-@click.option("--estimator", help="Motion estimator (default: opencv).")
+@_setting("motion_estimator.name")
 @click.option("--frames", type=click.IntRange(min=2), help="Sample both videos to N frames (default: the shorter's count).")
-@click.option("--variant", type=click.Choice(["resolution_free", "paper"]), help="CameraScore variant (default: resolution_free).")
+@_setting("score.variant")
 @click.option("--json", "json_path", help="Write the score and both motions' summary as JSON ('-' for stdout).")
 @click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
 def score(reference, generated, estimator, frames, variant, json_path, config_path):
     """CameraScore of GENERATED against REFERENCE: lower means closer camera motion."""
     from cammimic.api import score as score_api
 
-    config = _config(config_path, {"motion_estimator.name": estimator, "score.variant": variant})
+    config = _config(config_path, _overrides({"estimator": estimator, "variant": variant}))
     host = _host(config)
     name, params = config.component("motion_estimator")
     result = score_api(reference, generated, estimator=name, frames=frames, variant=config["score"]["variant"],
@@ -142,24 +193,23 @@ def _options(*decorators):
 
 def _io_options_for(with_homography: bool):
     """Inputs and outputs; `run` also documents the homography method's defaults."""
-    also = (lambda text: text) if with_homography else (lambda text: "")
     return _options(
         click.argument("reference", type=click.Path()),
         click.argument("image", type=click.Path()),
         click.option("-o", "--output", "output_dir", required=True, type=click.Path(), help="Run directory to create."),
-        click.option("--prompt", help="What your image shows (t_u), e.g. \"a mountain village at dusk\"."),
-        click.option("--reference-prompt", help="What the reference video shows (t_R), e.g. \"a rocket launch\"."),
-        click.option("--frames", type=click.IntRange(min=2), help="Frames, sampled evenly from the reference (default: 16" + also("; --method homography: all") + ")."),
-        click.option("--width", type=click.IntRange(min=16), help="Output width (default: the backbone's, e.g. 576" + also("; --method homography: the reference's") + ")."),
-        click.option("--height", type=click.IntRange(min=16), help="Output height (default: the backbone's, e.g. 320" + also("; --method homography: the reference's") + ")."),
-        click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Output frame rate (default: the reference's)."),
-        click.option("--estimator", help="Motion estimator (default: opencv)."),
-        click.option("--fill", type=click.Choice(["black", "reflect", "replicate"]), help="What fills out-of-view areas of the weak video."),
-        click.option("--seed", type=click.IntRange(min=0), help="Random seed (default: 0)."),
-        click.option("--backbone", help="Backbone adapter (default: zeroscope; see `cammimic plugins`)."),
-        click.option("--weights", help="Backbone weights: a Hub id or a local diffusers-layout directory."),
-        click.option("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)."),
-        click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), help="Weights' dtype (default: float32 on CPU, bfloat16 on CUDA)."),
+        _setting("run.prompt"),
+        _setting("run.reference_prompt"),
+        _setting("run.frames", also=with_homography),
+        _setting("run.width", also=with_homography),
+        _setting("run.height", also=with_homography),
+        _setting("run.fps"),
+        _setting("motion_estimator.name"),
+        _setting("homography.fill"),
+        _setting("run.seed"),
+        _setting("backbone.name"),
+        _setting("backbone.weights"),
+        _setting("run.device"),
+        _setting("run.dtype"),
         click.option("--overwrite", is_flag=True, help="Replace an existing non-empty output directory."),
         click.option("-q", "--quiet", is_flag=True, help="No progress bars."),
         click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP),
@@ -169,49 +219,33 @@ def _io_options_for(with_homography: bool):
 _io_options = _io_options_for(True)
 _method_io_options = _io_options_for(False)
 _finetune_options = _options(
-    click.option("--stage1-steps", type=click.IntRange(min=0), help="Stage 1 steps on the reference video (default: 150)."),
-    click.option("--stage2-steps", type=click.IntRange(min=0), help="Stage 2 steps on your image (default: 150)."),
-    click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Adam learning rate (default: 5e-4)."),
-    click.option("--spatial-rank", type=click.IntRange(min=1), help="Rank of the spatial LoRA (default: 32)."),
-    click.option("--temporal-rank", type=click.IntRange(min=1), help="Rank of the temporal LoRA (default: 32)."),
-    click.option("--no-stage2", is_flag=True, default=None, help="Ablation: skip stage 2 (no user-image spatial learning)."),
-    click.option("--no-ortho", is_flag=True, default=None, help="Ablation: stage 2 without the orthogonality loss."),
-    click.option("--gradient-checkpointing", is_flag=True, default=None, help="Trade compute for memory in training."),
+    _setting("finetune.stage1_steps"),
+    _setting("finetune.stage2_steps"),
+    _setting("finetune.learning_rate"),
+    _setting("lora.spatial_rank"),
+    _setting("lora.temporal_rank"),
+    _setting("finetune.stage2"),
+    _setting("finetune.orthogonality"),
+    _setting("finetune.gradient_checkpointing"),
     click.option("--resume", is_flag=True, help="Continue an interrupted finetuning from OUTPUT.checkpoints/."),
 )
 _sample_options = _options(
-    click.option("--steps", type=click.IntRange(min=1), help="Sampling steps (default: 50)."),
-    click.option("--guidance-scale", type=click.FloatRange(min=0), help="Classifier-free guidance scale (default: 9)."),
-    click.option("--scheduler", type=click.Choice(["ddim", "dpm"]), help="Sampling scheduler (default: ddim)."),
+    _setting("sampling.steps"),
+    _setting("sampling.guidance_scale"),
+    _setting("sampling.scheduler"),
     click.option("--guidance-weight", type=click.FloatRange(min=0), help="λ_G of the homography guidance (default: 0.02)."),
     click.option("--no-guidance", is_flag=True, default=None, help="Ablation: sample without homography guidance."),
-    click.option("--gif", is_flag=True, default=None, help="Also write output.gif."),
+    _setting("output.gif"),
 )
 
 
-def _overrides(kw) -> dict:
-    return {
-        "run.prompt": kw.get("prompt"), "run.reference_prompt": kw.get("reference_prompt"),
-        "run.frames": kw.get("frames"), "run.width": kw.get("width"), "run.height": kw.get("height"),
-        "run.fps": kw.get("fps"), "run.seed": kw.get("seed"), "run.device": kw.get("device"),
-        "run.dtype": kw.get("dtype"), "motion_estimator.name": kw.get("estimator"),
-        "homography.fill": kw.get("fill"), "backbone.name": kw.get("backbone"),
-        "finetune.stage1_steps": kw.get("stage1_steps"), "finetune.stage2_steps": kw.get("stage2_steps"),
-        "finetune.learning_rate": kw.get("lr"), "lora.spatial_rank": kw.get("spatial_rank"),
-        "lora.temporal_rank": kw.get("temporal_rank"),
-        "finetune.stage2": False if kw.get("no_stage2") else None,
-        "finetune.orthogonality": False if kw.get("no_ortho") else None,
-        "finetune.gradient_checkpointing": kw.get("gradient_checkpointing"),
-        "sampling.steps": kw.get("steps"), "sampling.guidance_scale": kw.get("guidance_scale"),
-        "sampling.scheduler": kw.get("scheduler"), "output.gif": kw.get("gif"),
-    }
-
-
 def _method_config(kw, method=None):
-    config = _config(kw["config_path"], {"run.method": method or kw.get("method"), **_overrides(kw)})
+    overrides = _overrides(kw)
+    weights = overrides.pop("backbone.weights")
+    config = _config(kw["config_path"], {**overrides, "run.method": method or kw.get("method")})
     extra = {}
-    if kw.get("weights"):
-        extra["backbone.weights"] = kw["weights"]
+    if weights:  # after backbone.name, which drops the file's parameters of another backbone
+        extra["backbone.weights"] = weights
     if kw.get("no_guidance"):
         extra["guidance"] = [{"name": "none"}]
     elif kw.get("guidance_weight") is not None:
@@ -237,7 +271,7 @@ def _report(result) -> None:
 
 @cli.command()
 @_io_options
-@click.option("--method", type=click.Choice(["cammimic", "homography"]), help="cammimic (default): the paper's method; homography: the naive-warp baseline.")
+@_setting("run.method")
 @_finetune_options
 @_sample_options
 def run(**kw):
@@ -291,16 +325,14 @@ def finetune(**kw):
 @click.option("--spatial-lora", type=click.Path(), help="Spatial LoRA file (overrides --lora's).")
 @click.option("--temporal-lora", type=click.Path(), help="Temporal LoRA file (overrides --lora's); may come from another run.")
 @click.option("--allow-other-base", is_flag=True, help="Load LoRAs trained on other weights of the same architecture.")
-@click.option("--spatial-scale", type=float, help="Strength of the spatial LoRA (0 = off; default 1).")
-@click.option("--temporal-scale", type=float, help="Strength of the temporal LoRA (0 = off; default 1).")
+@_setting("sampling.spatial_scale")
+@_setting("sampling.temporal_scale")
 @_sample_options
 def sample(**kw):
     """Phase 2 alone: sample IMAGE with REFERENCE's camera motion from saved LoRAs."""
     from cammimic.api import sample as sample_api
 
-    config = _method_config(kw, "cammimic").with_overrides(
-        {"sampling.spatial_scale": kw["spatial_scale"], "sampling.temporal_scale": kw["temporal_scale"]}
-    )
+    config = _method_config(kw, "cammimic")
     lora = {"spatial": kw["spatial_lora"], "temporal": kw["temporal_lora"]}
     if kw["lora_dir"]:
         base = Path(kw["lora_dir"])
@@ -323,14 +355,14 @@ def sample(**kw):
 @click.option("--methods", default=",".join(("homography", "base", "motiondirector", "cammimic", "cammimic-no-usc", "cammimic-no-ortho", "cammimic-no-hg")), show_default=True, help="Comma-separated eval methods (see `cammimic plugins`).")
 @click.option("--metrics", "metric_names", default="", help="Metrics besides the weight-free first_frame and in_view, comma-separated: dinov2, clip, xclip.")
 @click.option("--metric-weights", multiple=True, metavar="METRIC=ID_OR_DIR", help="Weights of a metric by Hub id or local folder, e.g. dinov2=/models/dinov2-base (repeatable; implies the metric).")
-@click.option("--backbone", help="Backbone of the diffusion methods (default: the config's).")
-@click.option("--weights", help="Backbone weights: a Hub id or a local diffusers folder.")
+@_setting("backbone.name", help="Backbone of the diffusion methods (default: the config's).")
+@_setting("backbone.weights", help="Backbone weights: a Hub id or a local diffusers folder.")
 @click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="local: in this process; ray: one Ray task per (item, method).")
 @click.option("--ray-address", help="Join this Ray cluster (default: start Ray locally).")
 @click.option("--ray-num-cpus", type=click.IntRange(min=1), help="CPUs of a locally started Ray (default: all).")
 @click.option("--ray-num-gpus", type=click.FloatRange(min=0), help="GPUs per Ray task (default: 1 when CUDA is present, else 0).")
-@click.option("--seed", type=click.IntRange(min=0), help="Seed of every run (default: the config's).")
+@_setting("run.seed", help="Seed of every run (default: the config's).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def eval_command(manifest, output_dir, methods, metric_names, metric_weights, backbone, weights, config_path,
                  executor, ray_address, ray_num_cpus, ray_num_gpus, seed, quiet):
@@ -344,7 +376,7 @@ def eval_command(manifest, output_dir, methods, metric_names, metric_weights, ba
     """
     from cammimic.eval import evaluate
 
-    config = _config(config_path, {"backbone.name": backbone, "run.seed": seed})
+    config = _config(config_path, _overrides({"backbone": backbone, "seed": seed}))
     if weights:
         config = config.with_overrides({"backbone.weights": weights})
     metrics: dict = {m.strip(): {} for m in metric_names.split(",") if m.strip()}

@@ -143,9 +143,9 @@ class GuidanceState:
     target: Any = None
     #: Where ``target`` is valid (1) or out of view (0), broadcastable to the latents.
     mask: Any = None
-    #: The model's prediction of the clean latents at this step, when available.
-    predicted_original: Any = None
-    #: Anything else a term may need, by name.
+    #: Anything else a term may need, by name: ``noised_target``, z_P noised to the next step's
+    #: level (None after the last step), which the ``homography`` term compares with when
+    #: ``compare = "noised"``.
     extras: dict[str, Any] = attrs.field(factory=dict)
 
 

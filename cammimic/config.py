@@ -33,7 +33,12 @@ Sections (all optional in a file)::
     [output]
     [plugins]
 
-docs/config.md lists every key with its default and meaning.
+Each plain section is one attrs class (``RunSection``, ``FinetuneSection``, ...) whose fields,
+made by :func:`setting`, carry the default (its type is the accepted type), the choices or range,
+the help and the command-line :class:`Option`. Everything else derives from them: ``DEFAULTS``,
+``CHOICES`` and ``RANGES``, the validation here, the CLI's options and override map
+(``cammimic.cli``), ``FinetuneSettings``'s defaults, and docs/config.md's tables
+(``python -m cammimic.config_docs``, checked by the tests).
 Unknown sections and keys are errors that name the key and the accepted ones. Component
 parameters are checked against the component's factory when the component is created.
 """
@@ -55,77 +60,298 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Config", "load_config", "DEFAULTS"]
+__all__ = ["Config", "load_config", "DEFAULTS", "SECTIONS", "Option", "setting", "did_you_mean", "conforms"]
 
 METHODS = ("cammimic", "homography")
 
-#: Plain settings: section -> key -> default (the default's type is the accepted type).
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "run": {
-        "method": "cammimic", "prompt": "", "reference_prompt": "", "frames": 0, "width": 0, "height": 0,
-        "fps": 0.0, "seed": 0, "device": "auto", "dtype": "auto",
-    },
-    "lora": {"spatial_rank": 32, "temporal_rank": 32, "alpha": 0.0, "dropout": 0.0, "include_ff": False, "token": "sks"},
-    "finetune": {
-        "stage1_steps": 150, "stage2_steps": 150, "learning_rate": 5e-4, "spatial_weight": 0.5,
-        "spatial_mask_probability": 0.2, "temporal_debias": False, "stage2": True, "orthogonality": True,
-        "orthogonality_weight": 0.4, "orthogonality_definition": "subspace", "max_grad_norm": 1.0,
-        "checkpoint_every": 50, "gradient_checkpointing": False,
-    },
-    "sampling": {
-        "steps": 50, "guidance_scale": 9.0, "scheduler": "ddim", "negative_prompt": "", "eta": 0.0,
-        "spatial_scale": 1.0, "temporal_scale": 1.0,
-    },
-    "homography": {"fill": "black"},
-    "score": {"variant": "resolution_free", "max_fallback_share": 0.25},
-    "output": {"gif": False, "crf": 18},
-    "plugins": {"block": []},
+
+@attrs.frozen
+class Option:
+    """How a setting appears on the command line; ``cammimic.cli`` builds the click option from it.
+
+    Bounds here are the option's own, checked by click (``--frames 1`` is refused as
+    ``1 is not in the range x>=2``); the setting's range is checked after that, as for a file.
+    """
+
+    flag: str  #: ``"--stage1-steps"``
+    help: str
+    min: float | None = None  #: click's lower bound; ``None``: the plain type
+    min_open: bool = False
+    #: a flag that sets the setting to this value (``--no-stage2`` sets False); ``None``: takes a value
+    sets: Any = None
+    #: help that only ``cammimic run`` shows (the homography method's default), inserted before ")."
+    also: str = ""
+
+    @property
+    def name(self) -> str:
+        """The Python name click gives it (``--no-stage2`` → ``no_stage2``)."""
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+def setting(default: Any, help: str, *, choices=(), range=None, accepts: str | None = None,
+            option: Option | None = None, range_note: str = ""):
+    """One setting of a config section: its default (whose type is the accepted type), the
+    choices or the closed range it must lie in, the help that docs/config.md shows, and the
+    command-line option that overrides it (``None``: config-only)."""
+    metadata = {"help": help, "choices": tuple(choices), "range": range, "accepts": accepts, "option": option}
+    if isinstance(default, list):
+        return attrs.field(factory=lambda: list(default), metadata=metadata)
+    return attrs.field(default=default, metadata=metadata)
+
+
+@attrs.frozen
+class RunSection:
+    """[run]: what to transfer, at which size, seed and device."""
+
+    method: str = setting(
+        "cammimic", "The transfer method. `cammimic` is the paper's method (LoRA finetuning, then homography-guided "
+        "sampling; needs a backbone and its weights, see [method.md](method.md)). `homography` is the paper's "
+        "naive-homography baseline, which warps the user image along the reference's camera motion.",
+        choices=METHODS,
+        option=Option("--method", "cammimic (default): the paper's method; homography: the naive-warp baseline."))
+    prompt: str = setting(
+        "", 'What the user image shows: t_u (stage 2). Sampling uses t_I = t_u + ", camera motion of <token>". '
+        "Required by `cammimic`.",
+        option=Option("--prompt", 'What your image shows (t_u), e.g. "a mountain village at dusk".'))
+    reference_prompt: str = setting(
+        "", 'What the reference video shows: t_R = this + ", camera motion of <token>" (stage 1).',
+        option=Option("--reference-prompt", 'What the reference video shows (t_R), e.g. "a rocket launch".'))
+    frames: int = setting(
+        0, "Frames of the output, sampled evenly from the reference. `0`: the method's default, 16 (the paper's) "
+        "or fewer if the reference is shorter for `cammimic`, all of the reference's frames for `homography`. At run "
+        "time the value must be between 2 and the reference's frame count.",
+        range=(0, 1000),
+        option=Option("--frames", "Frames, sampled evenly from the reference (default: 16).", min=2,
+                      also="; --method homography: all"))
+    width: int = setting(
+        0, "Output width. `0`: the backbone's native width (576 for zeroscope, 256 for ModelScope) for `cammimic`; "
+        "the reference's width, rounded down to even, for `homography`. `cammimic` needs a multiple of 64 on these "
+        "backbones; `homography` an even number (H.264).",
+        range=(0, 8192),
+        option=Option("--width", "Output width (default: the backbone's, e.g. 576).", min=16,
+                      also="; --method homography: the reference's"))
+    height: int = setting(
+        0, "Output height, as `width` (320 for zeroscope, 256 for ModelScope).", range=(0, 8192),
+        option=Option("--height", "Output height (default: the backbone's, e.g. 320).", min=16,
+                      also="; --method homography: the reference's"))
+    fps: float = setting(
+        0.0, "Output frame rate. `0` uses the reference's frame rate after sampling. Sampling keeps the time from the "
+        "first frame to the last: 24 frames at 12 fps sampled to 16 frames play at 12 · 15/23 ≈ 7.83 fps.",
+        range=(0, 240),
+        option=Option("--fps", "Output frame rate (default: the reference's).", min=0, min_open=True))
+    seed: int = setting(
+        0, "Seeds everything random: LoRA initialisation, the finetuning generator (timesteps, noise, the spatial "
+        "frame, masking), the sampling noise, OpenCV's RNG (modulo 2³¹; RANSAC) and NumPy's (modulo 2³²). Same seed, "
+        "inputs and device: the same output.",
+        range=(0, 2**63 - 1), accepts="0 – 2⁶³−1",
+        option=Option("--seed", "Random seed (default: 0).", min=0))
+    device: str = setting(
+        "auto", '`cammimic`: `"auto"` (CUDA if available, else CPU), `"cpu"`, `"cuda"`, `"cuda:1"`, ...',
+        option=Option("--device", "cpu, cuda, cuda:1, ... (default: cuda if available)."))
+    dtype: str = setting(
+        "auto", "`cammimic`: the dtype of the frozen weights. `auto` is float32 on CPU and bfloat16 on CUDA (float16 "
+        "on GPUs without bfloat16). The LoRAs train in float32 whatever this is; float16 finetuning uses autocast "
+        "and a loss scaler, bfloat16 autocast ([method.md](method.md#mixed-precision)).",
+        choices=("auto", "float32", "float16", "bfloat16"),
+        option=Option("--dtype", "Weights' dtype (default: float32 on CPU, bfloat16 on CUDA)."))
+
+
+@attrs.frozen
+class LoraSection:
+    """[lora]: the spatial and temporal LoRAs."""
+
+    spatial_rank: int = setting(
+        32, "Rank of the spatial LoRA (on spatial self-attention). MotionDirector's is 32.", range=(1, 1024),
+        option=Option("--spatial-rank", "Rank of the spatial LoRA (default: 32).", min=1))
+    temporal_rank: int = setting(
+        32, "Rank of the temporal LoRA (on temporal attention).", range=(1, 1024),
+        option=Option("--temporal-rank", "Rank of the temporal LoRA (default: 32).", min=1))
+    alpha: float = setting(0.0, "LoRA alpha of both; `0` means alpha = rank (scale 1).", range=(0, 1e6))
+    dropout: float = setting(
+        0.0, "Dropout on the LoRA input of both groups while finetuning (never while sampling). The paper gives none; "
+        "MotionDirector uses 0.1.", range=(0, 0.9))
+    include_ff: bool = setting(
+        False, "Also adapt the feed-forward layers of the spatial and temporal transformer blocks (MotionDirector "
+        "does; the paper adapts attention only).")
+    token: str = setting("sks", 'The rare token <v> of "camera motion of <v>".')
+
+
+@attrs.frozen
+class FinetuneSection:
+    """[finetune]: Phase 1, stage 1 (reference video) and stage 2 (user image)."""
+
+    stage1_steps: int = setting(
+        150, "Stage 1 steps on the reference video (L_temporal + δ·L_spatial).", range=(0, 1_000_000),
+        option=Option("--stage1-steps", "Stage 1 steps on the reference video (default: 150).", min=0))
+    stage2_steps: int = setting(
+        150, "Stage 2 steps on the user image (L_spatial + λ·L_ortho).", range=(0, 1_000_000),
+        option=Option("--stage2-steps", "Stage 2 steps on your image (default: 150).", min=0))
+    learning_rate: float = setting(
+        5e-4, "Adam learning rate (both stages).", range=(0, 1),
+        option=Option("--lr", "Adam learning rate (default: 5e-4).", min=0, min_open=True))
+    spatial_weight: float = setting(
+        0.5, "δ: weight of the spatial loss in stage 1 (the paper: δ ∈ (0, 1)).", range=(0, 1e3))
+    spatial_mask_probability: float = setting(
+        0.2, "Probability that the spatial LoRA is switched off for a step's all-frame (temporal) pass, as in "
+        "MotionDirector.", range=(0, 1))
+    temporal_debias: bool = setting(
+        False, "Add MotionDirector's appearance-debiased temporal loss, MSE(√2·ε̂_f − ε̂_a, √2·ε_f − ε_a) with a "
+        "random anchor frame a, to L_temporal.")
+    stage2: bool = setting(
+        True, 'Run stage 2. `false` is the paper\'s "no USC" ablation (`--no-stage2`).',
+        option=Option("--no-stage2", "Ablation: skip stage 2 (no user-image spatial learning).", sets=False))
+    orthogonality: bool = setting(
+        True, 'Use the orthogonality loss in stage 2. `false` is the "no ORTHO" ablation (`--no-ortho`); its value '
+        "is still logged.",
+        option=Option("--no-ortho", "Ablation: stage 2 without the orthogonality loss.", sets=False))
+    orthogonality_weight: float = setting(
+        0.4, "λ: weight of L_ortho in stage 2. With `subspace`, ‖∇(λ·L_ortho)‖/‖∇L_spatial‖ ≈ 0.2–0.4 at zeroscope's "
+        "widths; `losses.csv` logs the ratio (`ortho_ratio`).", range=(0, 1e6))
+    orthogonality_definition: str = setting(
+        "subspace", "How ⟨W_spatial, W_temporal⟩ is measured on paired layers; see "
+        "[method.md](method.md#the-orthogonality-loss) (cosine needs λ in the hundreds to thousands at real widths).",
+        choices=("cosine", "inner", "subspace"))
+    max_grad_norm: float = setting(
+        1.0, "Gradient-norm clipping of each LoRA group (spatial, temporal) on its own; `0` turns it off.",
+        range=(0, 1e6))
+    checkpoint_every: int = setting(
+        50, "Write `OUTPUT.checkpoints/checkpoint.safetensors` every N steps (and at the end of each stage, and on "
+        "Ctrl-C); `0` only at stage ends and on Ctrl-C. `--resume` continues from it.", range=(0, 1_000_000))
+    gradient_checkpointing: bool = setting(
+        False, "Recompute the denoiser's activations in the backward pass: less memory, more time.",
+        option=Option("--gradient-checkpointing", "Trade compute for memory in training.", sets=True))
+
+
+@attrs.frozen
+class SamplingSection:
+    """[sampling]: Phase 2, the denoising loop."""
+
+    # DDIM on a 1000-step schedule with steps_offset 1 takes at most 999
+    steps: int = setting(
+        50, "Denoising steps (DDIM on a 1000-step schedule with `steps_offset` 1 can take at most 999).",
+        range=(1, 999), option=Option("--steps", "Sampling steps (default: 50).", min=1))
+    guidance_scale: float = setting(
+        9.0, "Classifier-free guidance scale; ≤ 1 turns it off (one denoiser pass per step).", range=(0, 100),
+        option=Option("--guidance-scale", "Classifier-free guidance scale (default: 9).", min=0))
+    scheduler: str = setting(
+        "ddim", "DDIM, or DPM-Solver++ (multistep).", choices=("ddim", "dpm"),
+        option=Option("--scheduler", "Sampling scheduler (default: ddim)."))
+    negative_prompt: str = setting("", "The prompt of the unconditional branch.")
+    eta: float = setting(0.0, "DDIM's η (0 = deterministic DDIM).", range=(0, 1))
+    spatial_scale: float = setting(
+        1.0, "Strength of the spatial LoRA at sampling (0 = off).", range=(-10, 10),
+        option=Option("--spatial-scale", "Strength of the spatial LoRA (0 = off; default 1)."))
+    temporal_scale: float = setting(
+        1.0, "Strength of the temporal LoRA at sampling (0 = off).", range=(-10, 10),
+        option=Option("--temporal-scale", "Strength of the temporal LoRA (0 = off; default 1)."))
+
+
+@attrs.frozen
+class HomographySection:
+    """[homography]: the weak video (and the homography method's output)."""
+
+    fill: str = setting(
+        "black", "What fills the parts of a frame that the user image does not cover.",
+        choices=("black", "reflect", "replicate"),
+        option=Option("--fill", "What fills out-of-view areas of the weak video."))
+
+
+@attrs.frozen
+class ScoreSection:
+    """[score]: CameraScore."""
+
+    variant: str = setting(
+        "resolution_free", "Which CameraScore to report (see [motion.md](motion.md#camerascore)). `score.json` always "
+        "holds both.", choices=("resolution_free", "paper"),
+        option=Option("--variant", "CameraScore variant (default: resolution_free)."))
+    max_fallback_share: float = setting(
+        0.25, "A CameraScore is *invalid* when more than this share of either video's frame pairs fell back (see "
+        "[motion.md](motion.md#fallbacks-and-validity)).", range=(0, 1))
+
+
+@attrs.frozen
+class OutputSection:
+    """[output]: the files written."""
+
+    gif: bool = setting(False, "Also write `output.gif`.",
+                        option=Option("--gif", "Also write output.gif.", sets=True))
+    crf: int = setting(
+        18, "H.264 constant quality of the `.mp4` files. Lower means better quality. libx264's macroblock-tree is off "
+        "so the same frames always give the same file.", range=(0, 51))
+
+
+@attrs.frozen
+class PluginsSection:
+    """[plugins]: which plugins load."""
+
+    block: list = setting(
+        [], "Plugin names not to load (entry-point names, or `cammimic.default_plugins`). See "
+        "[plugins.md](plugins.md#how-plugins-are-found).", accepts="list of strings")
+
+
+#: The plain sections, in the order files, messages and docs list them: one schema per section.
+SECTIONS: dict[str, type] = {
+    "run": RunSection, "lora": LoraSection, "finetune": FinetuneSection, "sampling": SamplingSection,
+    "homography": HomographySection, "score": ScoreSection, "output": OutputSection, "plugins": PluginsSection,
 }
-#: Component sections: one table, or (guidance) a list of tables; each names a component.
+#: Component sections: one table, or (guidance) a list of tables; each names a component. Their
+#: parameters belong to the component's factory; names come from plugins, so no choices here.
 COMPONENT_DEFAULTS: dict[str, Any] = {
     "motion_estimator": {"name": "opencv"},
     "backbone": {"name": "zeroscope"},
     "guidance": [{"name": "homography"}],
 }
+#: Command-line options that select a component or set a component parameter.
+COMPONENT_OPTIONS: dict[str, Option] = {
+    "motion_estimator.name": Option("--estimator", "Motion estimator (default: opencv)."),
+    "backbone.name": Option("--backbone", "Backbone adapter (default: zeroscope; see `cammimic plugins`)."),
+    "backbone.weights": Option("--weights", "Backbone weights: a Hub id or a local diffusers-layout directory."),
+}
+
+
+def fields(section: str) -> tuple[attrs.Attribute, ...]:
+    """The settings of a plain section, with their metadata (help, choices, range, option)."""
+    return attrs.fields(SECTIONS[section])
+
+
+def field(dotted: str) -> attrs.Attribute:
+    """The setting ``"section.key"``."""
+    section, _, key = dotted.partition(".")
+    return getattr(attrs.fields(SECTIONS[section]), key)
+
+
+#: Derived from the schema (kept as tables for callers): section -> key -> default.
+DEFAULTS: dict[str, dict[str, Any]] = {name: attrs.asdict(cls()) for name, cls in SECTIONS.items()}
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("run", "method"): METHODS,
-    ("homography", "fill"): ("black", "reflect", "replicate"),
-    ("score", "variant"): ("resolution_free", "paper"),
-    ("run", "dtype"): ("auto", "float32", "float16", "bfloat16"),
-    ("finetune", "orthogonality_definition"): ("cosine", "inner", "subspace"),
-    ("sampling", "scheduler"): ("ddim", "dpm"),
+    (s, f.name): f.metadata["choices"] for s in SECTIONS for f in fields(s) if f.metadata["choices"]
 }
 RANGES: dict[tuple[str, str], tuple[float, float]] = {
-    ("run", "frames"): (0, 1000),
-    ("run", "width"): (0, 8192),
-    ("run", "height"): (0, 8192),
-    ("run", "fps"): (0, 240),
-    ("run", "seed"): (0, 2**63 - 1),
-    ("output", "crf"): (0, 51),
-    ("lora", "spatial_rank"): (1, 1024),
-    ("lora", "temporal_rank"): (1, 1024),
-    ("lora", "alpha"): (0, 1e6),
-    ("lora", "dropout"): (0, 0.9),
-    ("finetune", "stage1_steps"): (0, 1_000_000),
-    ("finetune", "stage2_steps"): (0, 1_000_000),
-    ("finetune", "learning_rate"): (0, 1),
-    ("finetune", "spatial_weight"): (0, 1e3),
-    ("finetune", "spatial_mask_probability"): (0, 1),
-    ("finetune", "orthogonality_weight"): (0, 1e6),
-    ("finetune", "max_grad_norm"): (0, 1e6),
-    ("finetune", "checkpoint_every"): (0, 1_000_000),
-    ("score", "max_fallback_share"): (0, 1),
-    ("sampling", "steps"): (1, 999),  # DDIM on a 1000-step schedule with steps_offset 1 takes at most 999
-    ("sampling", "guidance_scale"): (0, 100),
-    ("sampling", "eta"): (0, 1),
-    ("sampling", "spatial_scale"): (-10, 10),
-    ("sampling", "temporal_scale"): (-10, 10),
+    (s, f.name): f.metadata["range"] for s in SECTIONS for f in fields(s) if f.metadata["range"]
 }
 
 
-def _did_you_mean(name: str, choices) -> str:
+def did_you_mean(name: str, choices) -> str:
+    """`` (did you mean "x"?)`` for the closest of ``choices``, or ``""``."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
     return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def conforms(value: Any, default: Any) -> tuple[bool, Any]:
+    """Whether ``value`` has the type of ``default`` (the one type rule of settings and component
+    parameters): a bool is never a number, an int is accepted (and converted) where a float is
+    expected, a list or tuple where a list or tuple is. Returns ``(ok, value converted)``."""
+    expected = type(default)
+    if expected is bool:
+        return isinstance(value, bool), value
+    if expected is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if expected in (tuple, list):
+        ok = isinstance(value, (list, tuple))
+        return ok, expected(value) if ok else value
+    return isinstance(value, expected), value
 
 
 def _type_name(value) -> str:
@@ -134,20 +360,18 @@ def _type_name(value) -> str:
 
 def _check_value(section: str, key: str, value: Any, where: str) -> Any:
     default = DEFAULTS[section][key]
-    expected = type(default)
-    ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        value, ok = float(value), True
+    ok, value = conforms(value, default)
     if not ok:
         raise CammimicError(f"[{section}] {key}{where} must be {_type_name(default)}, got {value!r}")
-    if (section, key) in CHOICES and value not in CHOICES[section, key]:
-        choices = CHOICES[section, key]
+    meta = getattr(fields(section), key).metadata
+    if meta["choices"] and value not in meta["choices"]:
+        choices = meta["choices"]
         raise CammimicError(
-            f"[{section}] {key}{where} = {value!r} is unknown{_did_you_mean(value, choices)}; "
+            f"[{section}] {key}{where} = {value!r} is unknown{did_you_mean(value, choices)}; "
             f"try one of {list(choices)}"
         )
-    if (section, key) in RANGES:
-        lo, hi = RANGES[section, key]
+    if meta["range"]:
+        lo, hi = meta["range"]
         if not lo <= value <= hi:
             raise CammimicError(f"[{section}] {key}{where} = {value!r} is out of range [{lo}, {hi}]")
     return value
@@ -208,7 +432,7 @@ class Config:
                 known = [f"{s}.{k}" for s, keys in DEFAULTS.items() for k in keys]
                 known += [f"{s}.name" for s in COMPONENT_DEFAULTS if s != "guidance"]
                 raise CammimicError(
-                    f"unknown setting '{dotted}'{_did_you_mean(dotted, known)}; accepted: {', '.join(known)}"
+                    f"unknown setting '{dotted}'{did_you_mean(dotted, known)}; accepted: {', '.join(known)}"
                 )
             else:
                 data[section][key] = _check_value(section, key, value, " (command line)")
@@ -234,7 +458,7 @@ def from_dict(raw: dict[str, Any], source: str | None = None) -> Config:
     for section, table in raw.items():
         if section not in accepted_sections:
             raise CammimicError(
-                f"unknown section [{section}]{where}{_did_you_mean(section, accepted_sections)}; "
+                f"unknown section [{section}]{where}{did_you_mean(section, accepted_sections)}; "
                 f"accepted: {', '.join(f'[{s}]' for s in accepted_sections)}"
             )
         if section == "guidance":
@@ -250,7 +474,7 @@ def from_dict(raw: dict[str, Any], source: str | None = None) -> Config:
             if key not in DEFAULTS[section]:
                 accepted = DEFAULTS[section]
                 raise CammimicError(
-                    f"unknown key '{key}' in [{section}]{where}{_did_you_mean(key, accepted)}; "
+                    f"unknown key '{key}' in [{section}]{where}{did_you_mean(key, accepted)}; "
                     f"accepted: {', '.join(accepted)}"
                 )
             data[section][key] = _check_value(section, key, value, where)

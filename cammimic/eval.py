@@ -27,6 +27,7 @@ import attrs
 import numpy as np
 
 from cammimic.errors import CammimicError
+from cammimic.eval_report import RESULT_COLUMNS, write_outputs
 
 __all__ = [
     "EvalItem", "EvalSample", "EvalMethod", "EvalMetric", "read_manifest", "evaluate", "DEFAULT_METHODS",
@@ -38,9 +39,6 @@ DEFAULT_METHODS = ("homography", "base", "motiondirector", "cammimic", "cammimic
                    "cammimic-no-hg")
 #: Metrics that need no weights and always run; dinov2/clip/xclip run when asked for (--metrics).
 DEFAULT_METRICS = ("first_frame", "in_view")
-#: Always in results.csv, whatever the metrics.
-RESULT_COLUMNS = ("id", "method", "status", "error", "camera_score", "camera_score_paper", "valid",
-                  "reference_fallbacks", "output_fallbacks", "num_pairs", "seconds")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -462,8 +460,6 @@ def evaluate(
     finally:
         if bar is not None:
             bar.close()
-    from cammimic.eval_report import write_outputs
-
     files = write_outputs(out, items, methods, metrics, host)
     return {"ran": len(todo), "skipped": skipped, "failed": len(failed), "files": files}
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from cammimic.eval import RESULT_COLUMNS
-
+#: Always in results.csv, whatever the metrics (``cammimic.eval.RESULT_COLUMNS`` too).
+RESULT_COLUMNS = ("id", "method", "status", "error", "camera_score", "camera_score_paper", "valid",
+                  "reference_fallbacks", "output_fallbacks", "num_pairs", "seconds")
 #: Lower is better for these columns; every other metric column is higher-is-better.
 LOWER_IS_BETTER = ("camera_score", "camera_score_paper")
 BOOTSTRAP_SAMPLES = 2000

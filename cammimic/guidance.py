@@ -15,6 +15,7 @@ import math
 import attrs
 
 from cammimic.components import GuidanceState
+from cammimic.config import setting
 from cammimic.errors import CammimicError
 
 __all__ = ["HomographyGuidance", "homography_guidance", "COMPARE"]
@@ -29,11 +30,15 @@ COMPARE = ("latents", "noised")
 class HomographyGuidance:
     """Pull the sampled latents towards the weak video's latents z_P (the paper's HG)."""
 
-    weight: float = 0.02  #: λ_G
-    start: float = 0.0  #: first step of the window, as a fraction of the schedule (0 = first)
-    end: float = 1.0  #: last step of the window, as a fraction (1 = the step before the last)
-    masked: bool = True  #: leave out-of-view regions of the weak video alone
-    compare: str = "latents"
+    # The parameters' schema: defaults, ranges and choices, read by the factory's checks.
+    weight: float = setting(0.02, "λ_G: each step pulls z_t a fraction 2 λ_G of the way to z_P.", range=(0, 0.5))
+    start: float = setting(0.0, "First step of the window, as a fraction of the schedule (0 = first).",
+                           range=(0, 1))
+    end: float = setting(1.0, "Last step of the window, as a fraction (1 = the step before the last).",
+                         range=(0, 1))
+    masked: bool = setting(True, "Leave out-of-view regions of the weak video alone.")
+    compare: str = setting("latents", "Compare z_t with z_P (latents) or z_P noised to z_t's level (noised).",
+                           choices=COMPARE)
     name: str = "homography"
 
     def apply(self, latents, state: GuidanceState):
@@ -52,8 +57,12 @@ class HomographyGuidance:
         return latents - self.weight * grad
 
 
+_SCHEMA = attrs.fields(HomographyGuidance)
+
+
 def homography_guidance(
-    weight: float = 0.02, start: float = 0.0, end: float = 1.0, masked: bool = True, compare: str = "latents"
+    weight: float = _SCHEMA.weight.default, start: float = _SCHEMA.start.default, end: float = _SCHEMA.end.default,
+    masked: bool = _SCHEMA.masked.default, compare: str = _SCHEMA.compare.default,
 ) -> HomographyGuidance:
     """Factory of the ``homography`` guidance term (its parameters are the config's keys)."""
     for label, value in (("weight", weight), ("start", start), ("end", end)):
@@ -63,12 +72,15 @@ def homography_guidance(
             ok = False
         if not ok:
             raise CammimicError(f"homography guidance {label} {value!r} is not a finite number; use e.g. weight 0.02")
-    if not 0 <= start <= end <= 1:
-        raise CammimicError(f"homography guidance needs 0 <= start <= end <= 1, got start={start}, end={end}")
-    if weight < 0 or weight > 0.5:
+    lo, hi = _SCHEMA.start.metadata["range"]
+    if not lo <= start <= end <= hi:
+        raise CammimicError(f"homography guidance needs {lo} <= start <= end <= {hi}, got start={start}, end={end}")
+    lo, hi = _SCHEMA.weight.metadata["range"]
+    if weight < lo or weight > hi:
         raise CammimicError(
-            f"homography guidance weight {weight} is outside [0, 0.5]; 0.5 already replaces z_t by z_P at every step"
+            f"homography guidance weight {weight} is outside [{lo}, {hi}]; {hi} already replaces z_t by z_P at every step"
         )
-    if compare not in COMPARE:
-        raise CammimicError(f"homography guidance compare '{compare}' is unknown. Try one of {list(COMPARE)}")
+    choices = _SCHEMA.compare.metadata["choices"]
+    if compare not in choices:
+        raise CammimicError(f"homography guidance compare '{compare}' is unknown. Try one of {list(choices)}")
     return HomographyGuidance(weight=weight, start=start, end=end, masked=masked, compare=compare)

@@ -35,7 +35,6 @@ __all__ = [
     "to_resolution_free",
     "from_resolution_free",
     "rescale",
-    "to_latent",
     "transform_points",
     "corner_error",
     "warp_along_chain",
@@ -131,14 +130,6 @@ def rescale(h, src_size: tuple[int, int], dst_size: tuple[int, int]) -> np.ndarr
     """
     a = _resize_matrix(src_size, dst_size)
     return normalize(a @ _as_h(h) @ np.linalg.inv(a))
-
-
-def to_latent(h, size: tuple[int, int], factor: int = 8) -> np.ndarray:
-    """Rescale pixel homographies of a ``size`` = (width, height) video to its VAE latent grid."""
-    w, h_ = size
-    if w % factor or h_ % factor:
-        raise CammimicError(f"size {w}x{h_} is not divisible by the latent factor {factor}")
-    return rescale(h, size, (w // factor, h_ // factor))
 
 
 def transform_points(h, points) -> np.ndarray:

@@ -10,7 +10,6 @@ name. A plugin that fails to import is reported by name and the rest keep workin
 from __future__ import annotations
 
 import contextlib
-import difflib
 import importlib.util
 import inspect
 import os
@@ -24,6 +23,7 @@ import pluggy
 
 from cammimic import hookspecs
 from cammimic._version import __version__
+from cammimic.config import conforms, did_you_mean
 from cammimic.errors import CammimicError
 
 ENTRY_POINT_GROUP = "cammimic"
@@ -136,18 +136,7 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
     if default is None or value is None:
         return value
     expected = type(default)
-    if expected is bool:
-        ok = isinstance(value, bool)
-    elif expected is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif expected is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif expected in (tuple, list):
-        ok = isinstance(value, (list, tuple))
-        value = expected(value) if ok else value
-    else:
-        ok = isinstance(value, expected)
+    ok, value = conforms(value, default)  # the config's one type rule
     if not ok:
         raise CammimicError(f"{where} must be {expected.__name__}, got {value!r}")
     return value
@@ -160,9 +149,7 @@ def _iterable(value: Any) -> Iterable[Any]:
         return [None]
 
 
-def _did_you_mean(name: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
-    return f' (did you mean "{close[0]}"?)' if close else ""
+_did_you_mean = did_you_mean  # one helper for config keys, parameters, names and hooks
 
 
 class _PluginCode:
@@ -325,6 +312,9 @@ class PluginHost:
         #: backbone name -> the plugin whose locate_attention_layers answered last
         self.located_by: dict[str, str] = {}
         self.warned: set[str] = set()
+        #: kind -> (name -> component, every valid registration, problems); built on the first
+        #: lookup after loading and again only when the set of plugins changes
+        self._tables: dict[str, tuple[dict[str, Component], list[Component], list[str]]] = {}
 
     # -- loading -------------------------------------------------------------------------
     def entry_points(self) -> list[metadata.EntryPoint]:
@@ -336,6 +326,7 @@ class PluginHost:
             self.pm.set_blocked(name)
             self.info.pop(name, None)
             self.failed.pop(name, None)
+            self._tables.clear()
         if self.loaded:
             return self
         self.loaded = True
@@ -388,11 +379,13 @@ class PluginHost:
         if version is None:
             version = getattr(plugin, "__version__", None)
         self.info[name] = PluginInfo(name, distribution, version)
+        self._tables.clear()
         return name
 
     def unregister(self, name: str) -> None:
         self.pm.unregister(name=name)
         self.info.pop(name, None)
+        self._tables.clear()
 
     def check_pending(self) -> None:
         """Catch hook implementations of hooks that do not exist (a misspelt hook name).
@@ -425,21 +418,34 @@ class PluginHost:
         return info is not None and info.distribution == "cammimic"
 
     def _collect(self, kind: str) -> tuple[dict[str, Component], list[Component], list[str]]:
-        """``(table, every valid registration, problems)`` for one kind.
+        """``(table, every valid registration, problems)`` for one kind, built once (see
+        :meth:`_build`) and kept until a plugin is registered, unregistered or blocked."""
+        if kind not in self._tables:
+            self._tables[kind] = self._build(kind)
+        return self._tables[kind]
+
+    def _build(self, kind: str) -> tuple[dict[str, Component], list[Component], list[str]]:
+        """Run the kind's register hook through pluggy, one plugin at a time.
+
+        Each plugin's implementation is called through ``pm.subset_hook_caller`` (the hook with
+        every other plugin removed), with a ``register`` bound to that plugin: so every
+        registration is attributed to its plugin, and a plugin whose hook raises loses only
+        what it registered (one ``pm.hook`` call for all would stop at the first failure).
 
         Rule for a name registered twice: cammimic's own component wins over a third-party one,
         otherwise the first registered wins; every registration stays selectable as
-        ``plugin:name``. Bad registrations and failing register hooks are problems, never errors:
-        a broken plugin loses only what it registered.
+        ``plugin:name``. Bad registrations and failing register hooks are problems, never errors.
         """
         k = KINDS[kind]
         table: dict[str, Component] = {}
         every: list[Component] = []
         problems: list[str] = []
-        caller = getattr(self.pm.hook, k.hook)
-        # get_hookimpls() lists in registration order; call each so we know who registered what.
-        for impl in caller.get_hookimpls():
+        impls = getattr(self.pm.hook, k.hook).get_hookimpls()  # in registration order
+        for impl in impls:
             plugin_name = impl.plugin_name
+            only_this = self.pm.subset_hook_caller(
+                k.hook, remove_plugins=[i.plugin for i in impls if i.plugin is not impl.plugin]
+            )
 
             def register(name, factory, *, description="", requires=(), extra=None, _plugin=plugin_name):
                 shown = repr(name)[:60]
@@ -476,13 +482,13 @@ class PluginHost:
                 )
 
             try:
-                _call_plugin(plugin_name, k.hook, impl.function, register=register)
+                _call_plugin(plugin_name, k.hook, only_this, register=register)
             except CammimicError as exc:
                 problems.append(str(exc))
         return table, every, problems
 
     def components(self, kind: str, *, problems: list[str] | None = None) -> dict[str, Component]:
-        """Every selectable component of a kind, by name (see :meth:`_collect` for duplicates).
+        """Every selectable component of a kind, by name (see :meth:`_build` for duplicates).
 
         Problems (duplicates, bad registrations, failing hooks) are appended to ``problems``
         when given (for listings), else printed once as warnings on stderr.
@@ -492,7 +498,7 @@ class PluginHost:
             problems.extend(found)
         else:
             self._warn(found)
-        return table
+        return dict(table)
 
     def _warn(self, messages: Iterable[str]) -> None:
         for message in messages:
@@ -596,6 +602,18 @@ class PluginHost:
             out.append({"name": info.name, "distribution": info.distribution, "version": info.version,
                         "hooks": [], "error": info.error})
         return out
+
+    def component_record(self, kind: str, name: str) -> dict[str, Any]:
+        """Which plugin (distribution, version) provides component ``name`` of ``kind``: the
+        record a run writes into ``run.json`` for every component it used."""
+        comp = self.get(kind, name)
+        info = self.info.get(comp.plugin)
+        return {
+            "name": name,
+            "plugin": comp.plugin,
+            "distribution": info.distribution if info else None,
+            "version": info.version if info else None,
+        }
 
 
 #: The process-wide plugin host used by the CLI and the Python API.

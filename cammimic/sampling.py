@@ -1,5 +1,8 @@
 """Phase 2: the denoising loop, owned here instead of a diffusers pipeline.
 
+:func:`phase2` is CamMimic's Phase 2 as one unit: encode the weak video to z_P, make its latent
+mask, set the LoRA scales, sample with guidance, decode.
+
 ``TextToVideoSDPipeline`` is deprecated and has no per-step callback; the loop below is the
 same algorithm (classifier-free guidance over a DDIM or DPM-Solver++ schedule), written against
 the :class:`cammimic.components.Backbone` interface so guidance terms can act after every
@@ -11,9 +14,60 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cammimic.components import GuidanceState
+import numpy as np
 
-__all__ = ["sample", "make_generator", "initial_noise", "check_steps", "max_steps"]
+from cammimic.components import GuidanceState
+from cammimic.errors import CammimicError
+from cammimic.lora import set_lora_scale
+from cammimic.progress import progress_bar
+
+__all__ = ["phase2", "latent_mask", "sample", "make_generator", "initial_noise", "check_steps", "max_steps"]
+
+
+def phase2(backbone, weak, prompt: str, *, settings, seed: int, guidance_terms: Sequence[Any] = (),
+           progress: bool = True):
+    """CamMimic's Phase 2: the video for ``prompt``, drawn towards the weak video.
+
+    Args:
+        backbone: a loaded :class:`~cammimic.components.Backbone` holding the ``spatial`` and
+            ``temporal`` LoRAs (finetuned in Phase 1 or loaded from files).
+        weak: the weak video (:class:`~cammimic.methods.homography.Transfer`: ``frames``
+            ``(T, H, W, 3)`` uint8 and validity ``masks`` ``(T, H, W)``); its size and length
+            are the output's.
+        prompt: t_I, the sampling prompt.
+        settings: the ``[sampling]`` section: LoRA scales, steps, CFG scale, negative prompt,
+            scheduler, eta.
+        seed: seeds the initial noise (drawn on the CPU, so the same on every device).
+        guidance_terms: applied after every scheduler step, drawing towards z_P where the mask is 1.
+
+    Returns:
+        The decoded video, ``(T, H, W, 3)`` uint8.
+    """
+    set_lora_scale(backbone.unet, "spatial", settings["spatial_scale"])
+    set_lora_scale(backbone.unet, "temporal", settings["temporal_scale"])
+    target = backbone.encode_video(weak.frames)  # z_P
+    mask = latent_mask(weak.masks, backbone.vae_scale_factor)
+    num_frames, height, width = weak.frames.shape[:3]
+    latents = sample(
+        backbone, prompt, num_frames=num_frames, width=width, height=height,
+        steps=settings["steps"], guidance_scale=settings["guidance_scale"],
+        negative_prompt=settings["negative_prompt"], scheduler=settings["scheduler"], eta=settings["eta"],
+        seed=int(seed), guidance_terms=guidance_terms, target=target, mask=mask, progress=progress,
+    )
+    return backbone.decode_latents(latents)
+
+
+def latent_mask(masks: np.ndarray, factor: int):
+    """Pixel validity masks ``(T, H, W)`` to a latent mask ``(1, 1, T, H/f, W/f)``.
+
+    A latent cell counts as valid only if every pixel under it is (a min-pool), so the guidance
+    never pulls towards the black fill of out-of-view regions.
+    """
+    import torch
+
+    m = torch.from_numpy(np.ascontiguousarray(masks)).float()[:, None]  # T,1,H,W
+    m = -torch.nn.functional.max_pool2d(-m, kernel_size=factor, stride=factor)
+    return m.permute(1, 0, 2, 3)[None]  # 1,1,T,h,w
 
 
 def make_generator(seed: int):
@@ -64,8 +118,6 @@ def sample(
     """
     import torch
 
-    from cammimic.progress import progress_bar
-
     device = backbone.device
     f = backbone.vae_scale_factor
     denoiser = getattr(backbone, "unet", None)
@@ -109,8 +161,7 @@ def sample(
                     noised_target = sched.add_noise(target, target_noise, next_t.reshape(1))
                 state = GuidanceState(
                     step=i, num_steps=len(timesteps), timestep=t, target=target, mask=mask,
-                    predicted_original=getattr(out, "pred_original_sample", None),
-                    extras={"next_timestep": next_t, "noised_target": noised_target, "scheduler": sched},
+                    extras={"noised_target": noised_target},
                 )
                 for term in guidance_terms:
                     latents = term.apply(latents, state)
@@ -135,8 +186,6 @@ def max_steps(sched) -> int:
 
 def check_steps(sched, steps: int, name: str = "") -> None:
     """One line when ``steps`` is more than the sampler can take with this schedule."""
-    from cammimic.errors import CammimicError
-
     most = max_steps(sched)
     if not 1 <= int(steps) <= most:
         raise CammimicError(

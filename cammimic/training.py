@@ -21,7 +21,7 @@ Stage 1 (reference video, prompt t_R), each step:
 
 Stage 2 (user image as a one-frame clip, prompt t_u): the same spatial LoRA continues with
 ``L2 = L_spatial + λ · L_ortho`` (λ = ``orthogonality_weight``, definition in
-:func:`cammimic.lora.orthogonality_loss`); the temporal LoRA is frozen and does not change by a
+:func:`orthogonality_loss`); the temporal LoRA is frozen and does not change by a
 bit (checked at the end of the stage). The orthogonality value is logged every step, also when it
 is switched off (the "no ORTHO" ablation), and in stage 2 so is ``ortho_ratio`` =
 ‖∇(λ·L_ortho)‖ / ‖∇L_spatial‖ over the spatial LoRA: how much the term steers the update.
@@ -54,18 +54,23 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from cammimic.config import FinetuneSection
 from cammimic.errors import CammimicError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 __all__ = [
     "FinetuneSettings", "FinetuneResult", "TrainingInterrupted", "TrainingDiverged", "finetune",
     "CHECKPOINT_NAME", "CHECKPOINT_MARKER", "LOSS_FIELDS", "mixed_precision", "prepare_checkpoint_dir",
+    "orthogonality_loss", "ORTHOGONALITY_DEFINITIONS",
 ]
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -74,27 +79,131 @@ CHECKPOINT_MARKER = ".cammimic-checkpoints"
 CHECKPOINT_FORMAT = "cammimic-checkpoint/2"
 LOSS_FIELDS = ("stage", "step", "loss", "temporal", "spatial", "ortho", "ortho_ratio", "spatial_masked", "frame",
                "timestep")
+#: Choices of :func:`orthogonality_loss`'s ``definition``.
+ORTHOGONALITY_DEFINITIONS = ("cosine", "inner", "subspace")
+_ORTHO_EPS = 1e-12
+
+
+# --------------------------------------------------------------------------------------------
+# The orthogonality loss of stage 2 (L2 = L_spatial + λ·L_ortho)
+# --------------------------------------------------------------------------------------------
+
+
+def _lora_factors(layer, adapter: str, detach: bool):
+    """``(A, B, s)`` of one layer's LoRA in float32."""
+    a = layer.lora_A[adapter].weight.float()
+    b = layer.lora_B[adapter].weight.float()
+    if detach:
+        a, b = a.detach(), b.detach()
+    return a, b, float(layer.scaling[adapter])
+
+
+def orthogonality_loss(
+    unet,
+    pairs: Iterable[tuple[str, str]],
+    *,
+    definition: str = "cosine",
+    detach_temporal: bool = True,
+) -> torch.Tensor:
+    """How far each spatial LoRA is from orthogonal to its paired temporal LoRA (0-d, float32).
+
+    ``pairs`` are ``(spatial layer, temporal layer)`` names (:attr:`AttentionLayers.pairs`).
+    ``definition`` is one of :data:`ORTHOGONALITY_DEFINITIONS`; ``detach_temporal`` stops
+    gradients into the temporal LoRA (stage 2 trains only the spatial LoRA). Everything is
+    computed in float32 whatever the parameter dtype.
+
+    The paper writes ``L_ortho = ⟨W_spatial_LoRA, W_temporal_LoRA⟩``. Literally that does not
+    type-check (there are more temporal than spatial layers, of several sizes); what does is to
+    pair each spatial self-attention projection with the temporal-attention projection of the
+    same block and role (all C×C) and compare their ``ΔW``. The Frobenius inner product
+    ``⟨ΔW_s, ΔW_t⟩ = s_s·s_t·tr((B_sᵀB_t)(A_tA_sᵀ))`` and the norms ``‖ΔW‖² = s²·tr((BᵀB)(AAᵀ))``
+    need only r×r products, never a C×C matrix. Definitions:
+
+    ``"cosine"`` (default)
+        mean over pairs of ``cos² = ⟨ΔW_s,ΔW_t⟩² / (‖ΔW_s‖²‖ΔW_t‖² + eps)``. Scale-free and in
+        [0, 1], so the same λ means the same thing at every rank, layer width, LoRA scale and
+        training length; it only asks the spatial update to point away from the temporal one,
+        not to shrink. It is 0 with zero gradient while a ``B`` is zero (peft starts ``B`` at
+        zero); in CamMimic stage 2 starts after stage 1 trained both ``B``, so that does not bite.
+    ``"inner"``
+        mean over pairs of ``⟨ΔW_s,ΔW_t⟩²``: the paper's expression, squared so it is a penalty.
+        Grows with the fourth power of the LoRA magnitudes, so λ has to be tuned per setting, and
+        it can also be lowered by shrinking ``ΔW_s``.
+    ``"subspace"``
+        mean over pairs of ``‖A_sA_tᵀ‖² + ‖B_sᵀB_t‖²``: the row and column spaces of the two LoRAs
+        orthogonal. Stronger than orthogonal ``ΔW`` and non-zero from step 0, but not scale-free.
+    """
+    import torch
+
+    from cammimic.lora.glue import lora_layers
+
+    if definition not in ORTHOGONALITY_DEFINITIONS:
+        raise CammimicError(
+            f"orthogonality definition {definition!r} is unknown. "
+            f"Try one of {list(ORTHOGONALITY_DEFINITIONS)}"
+        )
+    pairs = [tuple(p) for p in pairs]
+    if not pairs:
+        raise CammimicError(
+            "the orthogonality loss got no (spatial, temporal) layer pairs; the backbone's "
+            "locator must pair them, or set the orthogonality weight to 0"
+        )
+    spatial = lora_layers(unet, "spatial")
+    temporal = lora_layers(unet, "temporal")
+    terms = []
+    for s_name, t_name in pairs:
+        if s_name not in spatial or t_name not in temporal:
+            which = f"{s_name!r} has no spatial" if s_name not in spatial else f"{t_name!r} has no temporal"
+            raise CammimicError(f"orthogonality pair ({s_name!r}, {t_name!r}): {which} LoRA")
+        a_s, b_s, s_s = _lora_factors(spatial[s_name], "spatial", detach=False)
+        a_t, b_t, s_t = _lora_factors(temporal[t_name], "temporal", detach=detach_temporal)
+        if a_s.shape[1] != a_t.shape[1] or b_s.shape[0] != b_t.shape[0]:
+            raise CammimicError(
+                f"orthogonality pair ({s_name!r}, {t_name!r}) pairs layers of different sizes "
+                f"({a_s.shape[1]}->{b_s.shape[0]} vs {a_t.shape[1]}->{b_t.shape[0]}); "
+                f"check the backbone's locator"
+            )
+        q = a_s @ a_t.T  # (r_s, r_t) = A_s A_tᵀ
+        g = b_s.T @ b_t  # (r_s, r_t) = B_sᵀ B_t
+        if definition == "subspace":
+            terms.append(q.square().sum() + g.square().sum())
+            continue
+        # ⟨B_sA_s, B_tA_t⟩ = tr(A_sᵀB_sᵀB_tA_t) = tr(G Qᵀ) = Σ G∘Q
+        inner = (s_s * s_t) * (g * q).sum()
+        if definition == "inner":
+            terms.append(inner.square())
+            continue
+        norm_s = (s_s * s_s) * ((b_s.T @ b_s) * (a_s @ a_s.T)).sum()
+        norm_t = (s_t * s_t) * ((b_t.T @ b_t) * (a_t @ a_t.T)).sum()
+        terms.append(inner.square() / (norm_s * norm_t + _ORTHO_EPS))
+    return torch.stack(terms).mean()
+
+
+
+#: The defaults of [finetune] (the config schema, cammimic.config.FinetuneSection).
+_FINETUNE = FinetuneSection()
 
 
 @attrs.frozen
 class FinetuneSettings:
-    """Phase 1 settings; the defaults are the paper's (150 steps per stage, Adam, lr 5e-4)."""
+    """Phase 1 settings; the defaults are the config's [finetune] defaults, the paper's where it
+    gives one (150 steps per stage, Adam, lr 5e-4)."""
 
-    stage1_steps: int = 150
-    stage2_steps: int = 150
-    learning_rate: float = 5e-4
-    spatial_weight: float = 0.5  #: δ in L1 = L_temporal + δ L_spatial (the paper: δ in (0, 1))
-    spatial_mask_probability: float = 0.2  #: P(spatial LoRA off for the all-frame pass)
-    temporal_debias: bool = False  #: add MotionDirector's appearance-debiased temporal loss
-    stage2: bool = True  #: False = the "no USC" ablation
-    orthogonality: bool = True  #: False = the "no ORTHO" ablation
+    stage1_steps: int = _FINETUNE.stage1_steps
+    stage2_steps: int = _FINETUNE.stage2_steps
+    learning_rate: float = _FINETUNE.learning_rate
+    spatial_weight: float = _FINETUNE.spatial_weight  #: δ in L1 = L_temporal + δ L_spatial (the paper: δ in (0, 1))
+    spatial_mask_probability: float = _FINETUNE.spatial_mask_probability  #: P(spatial LoRA off for the all-frame pass)
+    temporal_debias: bool = _FINETUNE.temporal_debias  #: add MotionDirector's appearance-debiased temporal loss
+    stage2: bool = _FINETUNE.stage2  #: False = the "no USC" ablation
+    orthogonality: bool = _FINETUNE.orthogonality  #: False = the "no ORTHO" ablation
     #: λ; with ``subspace`` ‖∇(λ·L_ortho)‖/‖∇L_spatial‖ ≈ 0.2–0.4 at zeroscope's widths
     #: (benchmarks/orthogonality.py, docs/method.md)
-    orthogonality_weight: float = 0.4
-    orthogonality_definition: str = "subspace"
-    max_grad_norm: float = 1.0  #: per LoRA group; 0 = no clipping
-    checkpoint_every: int = 50  #: 0 = only at the end of a stage and when interrupted
-    gradient_checkpointing: bool = False
+    orthogonality_weight: float = _FINETUNE.orthogonality_weight
+    orthogonality_definition: str = _FINETUNE.orthogonality_definition
+    max_grad_norm: float = _FINETUNE.max_grad_norm  #: per LoRA group; 0 = no clipping
+    checkpoint_every: int = _FINETUNE.checkpoint_every  #: 0 = only at the end of a stage and when interrupted
+    gradient_checkpointing: bool = _FINETUNE.gradient_checkpointing
     seed: int = 0
 
     @classmethod
@@ -319,7 +428,6 @@ def _finetune(backbone, layers, s, reference_latents, reference_embeds, image_la
         lora_parameters,
         lora_scales,
         lora_state_dict,
-        orthogonality_loss,
         set_trainable,
     )
 

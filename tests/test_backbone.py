@@ -249,15 +249,6 @@ def test_predict_noise_is_deterministic_and_broadcasts_the_prompt(backbone):
     torch.testing.assert_close(two[1:], a, rtol=1e-5, atol=1e-6)
 
 
-def test_8_frame_forward_is_fast(backbone):
-    z, t, e = inputs(backbone)
-    with torch.no_grad():
-        backbone.predict_noise(z, t, e)
-        start = time.perf_counter()
-        backbone.predict_noise(z, t, e)
-    assert time.perf_counter() - start < 0.5
-
-
 def test_schedulers(backbone):
     train = backbone.training_scheduler()
     assert type(train).__name__ == "DDPMScheduler" and train.config.num_train_timesteps == 1000

@@ -74,10 +74,10 @@ def test_the_rendered_reference_moves_exactly_along_the_path(plugin_host):
 
 
 def test_sampling_and_resizing_keep_the_exact_motion():
-    from cammimic.api import _as_video, _subsample
+    from cammimic.io import as_video, subsample
 
     video = resolve_reference("camera:zoom-in:frames=9", size=(128, 96))
-    sub = _as_video(_subsample(video, 5), size=(64, 48))
+    sub = as_video(subsample(video, 5), size=(64, 48))
     assert summarize(known_motion(sub))["cumulative"]["zoom"][-1] == pytest.approx(math.exp(0.096), rel=1e-9)
     assert known_motion(sub).homographies.shape == (4, 3, 3) and (known_motion(sub).width, known_motion(sub).height) == (64, 48)
 

@@ -89,12 +89,12 @@ def test_existing_results_are_never_clobbered(tmp_path, capsys, monkeypatch):
     code, _, err = cli(capsys, "run", REFERENCE, SCENE, "-o", out_dir, "--method", "homography", "--frames", 4)
     assert code == 1 and "already exists and is not empty" in err and "--overwrite" in err
     # a run that fails half-way with --overwrite leaves the old directory as it was
-    import cammimic.api
+    import cammimic.methods.homography
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(cammimic.api, "_write_run", boom)
+    monkeypatch.setattr(cammimic.methods.homography, "write_outputs", boom)
     code, _, err = cli(capsys, "run", REFERENCE, SCENE, "-o", out_dir, "--method", "homography", "--frames", 4, "--overwrite")
     assert code == 1 and "disk full" in err
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
@@ -367,3 +367,51 @@ def test_finetune_and_sample_help_do_not_describe_the_homography_method():
         text = " ".join(CliRunner().invoke(group, [command, "--help"]).output.split())
         assert "homography: all" not in text and "--method homography" not in text, command
     assert "--method homography: all" in " ".join(CliRunner().invoke(group, ["run", "--help"]).output.split())
+
+
+@pytest.mark.parametrize(
+    "args, line, code",
+    [  # captured from the CLI before its setting options were derived from the config schema (issue 11)
+        (["run", "r.mp4", "i.png", "-o", "{tmp}/o", "--frames", "1"],
+         "Error: Invalid value for '--frames': 1 is not in the range x>=2. (see `cammimic run --help`)", 2),
+        (["run", "r.mp4", "i.png", "-o", "{tmp}/o", "--frames", "2000"],
+         "Error: [run] frames (command line) = 2000 is out of range [0, 1000]", 1),
+        (["run", "r.mp4", "i.png", "-o", "{tmp}/o", "--fill", "blak"],
+         "Error: Invalid value for '--fill': 'blak' is not one of 'black', 'reflect', 'replicate'. (see `cammimic run --help`)", 2),
+        (["run", "r.mp4", "i.png", "-o", "{tmp}/o", "--lr", "2"],
+         "Error: [finetune] learning_rate (command line) = 2.0 is out of range [0, 1]", 1),
+        (["finetune", "r.mp4", "i.png", "-o", "{tmp}/o", "--lr", "0"],
+         "Error: Invalid value for '--lr': 0.0 is not in the range x>0. (see `cammimic finetune --help`)", 2),
+        (["sample", "r.mp4", "i.png", "-o", "{tmp}/o", "--lora", "x", "--spatial-scale", "11"],
+         "Error: [sampling] spatial_scale (command line) = 11.0 is out of range [-10, 10]", 1),
+        (["run", "r.mp4", "i.png", "-o", "{tmp}/o", "--steps", "1000"],
+         "Error: [sampling] steps (command line) = 1000 is out of range [1, 999]", 1),
+        (["score", "a", "b", "--variant", "x"],
+         "Error: Invalid value for '--variant': 'x' is not one of 'resolution_free', 'paper'. (see `cammimic score --help`)", 2),
+        (["eval", "m.csv", "-o", "{tmp}/o", "--seed", "-1"],
+         "Error: Invalid value for '--seed': -1 is not in the range x>=0. (see `cammimic eval --help`)", 2),
+        (["run", "r.mp4", "i.png", "-o", "{tmp}/o", "--dtype", "float64"],
+         "Error: Invalid value for '--dtype': 'float64' is not one of 'auto', 'float32', 'float16', 'bfloat16'. (see `cammimic run --help`)", 2),
+        (["run", "r.mp4", "i.png", "-o", "{tmp}/o", "--seed", str(2**63)],
+         "Error: [run] seed (command line) = 9223372036854775808 is out of range [0, 9223372036854775807]", 1),
+        (["run", "r.mp4", "i.png", "-o", "{tmp}/o", "--scheduler", "euler"],
+         "Error: Invalid value for '--scheduler': 'euler' is not one of 'ddim', 'dpm'. (see `cammimic run --help`)", 2),
+        (["run", "r.mp4", "i.png", "-o", "{tmp}/o", "--method", "homography", "--steps", "3"],
+         "Error: --steps has no effect with --method homography (it warps the image, no diffusion); drop it or use --method cammimic", 1),
+    ],
+)
+def test_setting_options_refuse_bad_values_with_the_same_line_as_before(tmp_path, capsys, args, line, code):
+    got, out, err = cli(capsys, *[a.format(tmp=tmp_path) for a in args])
+    assert (got, err.strip()) == (code, line)
+    assert not (tmp_path / "o").exists()
+
+
+def test_finetune_and_sample_run_cammimic_whatever_the_file_says(tmp_path):
+    from cammimic.cli import _method_config
+
+    (tmp_path / "c.toml").write_text('[run]\nmethod = "homography"\n')
+    kw = {"config_path": str(tmp_path / "c.toml")}
+    assert _method_config(kw, "cammimic")["run"]["method"] == "cammimic"
+    assert _method_config(kw)["run"]["method"] == "homography"
+    assert _method_config(kw | {"method": "cammimic", "no_stage2": True, "lr": 1e-3})["finetune"] == (
+        load_config().data["finetune"] | {"stage2": False, "learning_rate": 1e-3})

@@ -112,3 +112,178 @@ def test_component_parameters_are_checked_against_the_factory(tmp_path, plugin_h
     name, params = c.component("motion_estimator")
     with pytest.raises(CammimicError, match=r"has no parameter 'ratoi' \(did you mean \"ratio\"\?\); accepted: detector"):
         plugin_host.create("motion_estimator", name, params)
+
+
+# -- one schema per setting (issue 11) ---------------------------------------------------------
+
+#: The tables config.py held by hand before the schema (copied from it): section -> key -> default,
+#: choices and ranges. The schema must reproduce them exactly, types and order included.
+OLD_DEFAULTS = {
+    "run": {
+        "method": "cammimic", "prompt": "", "reference_prompt": "", "frames": 0, "width": 0, "height": 0,
+        "fps": 0.0, "seed": 0, "device": "auto", "dtype": "auto",
+    },
+    "lora": {"spatial_rank": 32, "temporal_rank": 32, "alpha": 0.0, "dropout": 0.0, "include_ff": False, "token": "sks"},
+    "finetune": {
+        "stage1_steps": 150, "stage2_steps": 150, "learning_rate": 5e-4, "spatial_weight": 0.5,
+        "spatial_mask_probability": 0.2, "temporal_debias": False, "stage2": True, "orthogonality": True,
+        "orthogonality_weight": 0.4, "orthogonality_definition": "subspace", "max_grad_norm": 1.0,
+        "checkpoint_every": 50, "gradient_checkpointing": False,
+    },
+    "sampling": {
+        "steps": 50, "guidance_scale": 9.0, "scheduler": "ddim", "negative_prompt": "", "eta": 0.0,
+        "spatial_scale": 1.0, "temporal_scale": 1.0,
+    },
+    "homography": {"fill": "black"},
+    "score": {"variant": "resolution_free", "max_fallback_share": 0.25},
+    "output": {"gif": False, "crf": 18},
+    "plugins": {"block": []},
+}
+OLD_CHOICES = {
+    ("run", "method"): ("cammimic", "homography"),
+    ("homography", "fill"): ("black", "reflect", "replicate"),
+    ("score", "variant"): ("resolution_free", "paper"),
+    ("run", "dtype"): ("auto", "float32", "float16", "bfloat16"),
+    ("finetune", "orthogonality_definition"): ("cosine", "inner", "subspace"),
+    ("sampling", "scheduler"): ("ddim", "dpm"),
+}
+OLD_RANGES = {
+    ("run", "frames"): (0, 1000), ("run", "width"): (0, 8192), ("run", "height"): (0, 8192), ("run", "fps"): (0, 240),
+    ("run", "seed"): (0, 2**63 - 1), ("output", "crf"): (0, 51), ("lora", "spatial_rank"): (1, 1024),
+    ("lora", "temporal_rank"): (1, 1024), ("lora", "alpha"): (0, 1e6), ("lora", "dropout"): (0, 0.9),
+    ("finetune", "stage1_steps"): (0, 1_000_000), ("finetune", "stage2_steps"): (0, 1_000_000),
+    ("finetune", "learning_rate"): (0, 1), ("finetune", "spatial_weight"): (0, 1e3),
+    ("finetune", "spatial_mask_probability"): (0, 1), ("finetune", "orthogonality_weight"): (0, 1e6),
+    ("finetune", "max_grad_norm"): (0, 1e6), ("finetune", "checkpoint_every"): (0, 1_000_000),
+    ("score", "max_fallback_share"): (0, 1), ("sampling", "steps"): (1, 999), ("sampling", "guidance_scale"): (0, 100),
+    ("sampling", "eta"): (0, 1), ("sampling", "spatial_scale"): (-10, 10), ("sampling", "temporal_scale"): (-10, 10),
+}
+#: Settings with no command-line option: set them in a file (docs/config.md says so by listing
+#: only the others under "Command-line overrides").
+CONFIG_ONLY = {
+    "lora.alpha", "lora.dropout", "lora.include_ff", "lora.token", "finetune.spatial_weight",
+    "finetune.spatial_mask_probability", "finetune.temporal_debias", "finetune.orthogonality_weight",
+    "finetune.orthogonality_definition", "finetune.max_grad_norm", "finetune.checkpoint_every",
+    "sampling.negative_prompt", "sampling.eta", "score.max_fallback_share", "output.crf", "plugins.block",
+}
+
+
+def test_the_schema_reproduces_the_old_defaults_choices_and_ranges():
+    from cammimic import config
+
+    defaults = {s: attrs_asdict(cls()) for s, cls in config.SECTIONS.items()}
+    assert defaults == OLD_DEFAULTS == config.DEFAULTS
+    assert [list(t) for t in defaults.values()] == [list(t) for t in OLD_DEFAULTS.values()]  # order of messages
+    types = {(s, k): type(v) for s, t in defaults.items() for k, v in t.items()}
+    assert types == {(s, k): type(v) for s, t in OLD_DEFAULTS.items() for k, v in t.items()}  # 0.0 stays a float
+    assert config.CHOICES == OLD_CHOICES and config.RANGES == OLD_RANGES
+    assert all(f.metadata["help"] for s in config.SECTIONS for f in config.fields(s))
+
+
+def attrs_asdict(instance):
+    import attrs
+
+    return attrs.asdict(instance)
+
+
+def test_finetune_settings_and_homography_guidance_take_the_schema_defaults():
+    import attrs
+
+    from cammimic import config
+    from cammimic.guidance import HomographyGuidance, homography_guidance
+    from cammimic.training import FinetuneSettings
+
+    settings = attrs.asdict(FinetuneSettings())
+    assert settings.pop("seed") == OLD_DEFAULTS["run"]["seed"]
+    assert settings == OLD_DEFAULTS["finetune"] == config.DEFAULTS["finetune"]
+    assert FinetuneSettings.from_config(load_config()) == FinetuneSettings()
+    # the guidance term's parameters: the old defaults, and the factory's ranges and choices from them
+    assert homography_guidance() == HomographyGuidance(weight=0.02, start=0.0, end=1.0, masked=True, compare="latents")
+    for kwargs, message in [
+        ({"weight": 0.51}, "homography guidance weight 0.51 is outside [0, 0.5]; 0.5 already replaces z_t by z_P at every step"),
+        ({"start": 0.6, "end": 0.5}, "homography guidance needs 0 <= start <= end <= 1, got start=0.6, end=0.5"),
+        ({"compare": "latent"}, "homography guidance compare 'latent' is unknown. Try one of ['latents', 'noised']"),
+    ]:
+        with pytest.raises(CammimicError) as e:
+            homography_guidance(**kwargs)
+        assert str(e.value) == message
+    assert homography_guidance(weight=0.5, start=1.0, end=1.0).weight == 0.5  # the bounds are closed
+
+
+def test_every_setting_has_a_command_line_option_or_is_config_only():
+    from cammimic import cli, config
+
+    with_option = {f"{s}.{f.name}" for s in config.SECTIONS for f in config.fields(s) if f.metadata["option"]}
+    everything = {f"{s}.{k}" for s, t in config.DEFAULTS.items() for k in t}
+    assert everything - with_option == CONFIG_ONLY
+    # each such option is on some command, and overrides the setting it claims to
+    on_commands = {p.setting for c in cli.cli.commands.values() for p in c.params if getattr(p, "setting", None)}
+    assert with_option | set(config.COMPONENT_OPTIONS) == on_commands
+
+
+def test_the_derived_override_map_is_the_old_hand_kept_one():
+    from cammimic.cli import _overrides
+
+    # cli._overrides as it was written by hand, plus the overrides `sample` and `score` applied on their own
+    old = {
+        "prompt": "run.prompt", "reference_prompt": "run.reference_prompt", "frames": "run.frames",
+        "width": "run.width", "height": "run.height", "fps": "run.fps", "seed": "run.seed", "device": "run.device",
+        "dtype": "run.dtype", "estimator": "motion_estimator.name", "fill": "homography.fill",
+        "backbone": "backbone.name", "stage1_steps": "finetune.stage1_steps", "stage2_steps": "finetune.stage2_steps",
+        "lr": "finetune.learning_rate", "spatial_rank": "lora.spatial_rank", "temporal_rank": "lora.temporal_rank",
+        "gradient_checkpointing": "finetune.gradient_checkpointing", "steps": "sampling.steps",
+        "guidance_scale": "sampling.guidance_scale", "scheduler": "sampling.scheduler", "gif": "output.gif",
+        "spatial_scale": "sampling.spatial_scale", "temporal_scale": "sampling.temporal_scale",
+        "variant": "score.variant", "method": "run.method", "weights": "backbone.weights",
+    }
+    flags = {"gradient_checkpointing": True, "gif": True, "no_stage2": True, "no_ortho": True}  # click gives True
+    kw = {name: f"value of {name}" for name in old} | flags
+    expected = {key: kw[name] for name, key in old.items()}
+    assert _overrides(kw) == expected | {"finetune.stage2": False, "finetune.orthogonality": False}
+    # unset options (None, or a flag not given) override nothing
+    assert set(_overrides({"no_stage2": None, "gif": None}).values()) == {None}
+
+
+def test_defaults_the_help_states_are_the_schema_defaults():
+    import re
+
+    from cammimic import cli, config
+
+    # settings whose default (0 or "auto") means "decided at run time", which the help spells out
+    described = {"run.frames", "run.width", "run.height", "run.fps", "run.device", "run.dtype", "run.method"}
+    checked = set()
+    for command in cli.cli.commands.values():
+        for param in command.params:
+            dotted = getattr(param, "setting", None)
+            if not dotted or dotted in described or dotted in config.COMPONENT_OPTIONS:
+                continue
+            m = re.search(r"default:? ([\w.+-]+)", param.help)
+            if m is None:
+                continue
+            default = config.field(dotted).default
+            stated = m[1].rstrip(".")
+            if stated == "the":  # "default: the config's" (eval): defers to the file
+                continue
+            assert (float(stated) if not isinstance(default, str) else stated) == default, (dotted, param.help)
+            checked.add(dotted)
+    assert {"finetune.stage1_steps", "finetune.learning_rate", "lora.spatial_rank", "sampling.guidance_scale",
+            "sampling.spatial_scale", "sampling.scheduler", "score.variant", "run.seed"} <= checked
+
+
+def test_docs_config_md_is_the_schema(tmp_path):
+    from pathlib import Path
+
+    from cammimic.config_docs import main, render
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "config.md"
+    text = docs.read_text(encoding="utf-8")
+    assert render(text) == text, "docs/config.md disagrees with the schema: run python -m cammimic.config_docs"
+    for section in ("run", "lora", "finetune", "sampling", "homography", "score", "output", "plugins"):
+        assert f"<!-- generated: [{section}] -->" in text
+    assert "| `--lr` | `finetune.learning_rate` | `finetune`, `run` |" in text
+    # the check catches a stale default and rewrites it from the schema
+    stale = tmp_path / "config.md"
+    stale.write_text(text.replace("| `crf` | `18` | 0–51 |", "| `crf` | `23` | 0–51 |"), encoding="utf-8")
+    assert main(["--check", str(stale)]) == 1
+    assert main([str(stale)]) == 0 and stale.read_text(encoding="utf-8") == text
+    assert main(["--check", str(docs)]) == 0

@@ -70,14 +70,6 @@ def test_rescale_matches_resizing_the_frames():
     assert err < err_naive
 
 
-def test_to_latent_divides_by_the_vae_factor():
-    h = camera_step(576, 320, dx=16)
-    lat = hg.to_latent(h, (576, 320))
-    assert lat[0, 2] == pytest.approx(2.0)  # 16 px at 1/8 scale
-    with pytest.raises(CammimicError, match="divisible"):
-        hg.to_latent(h, (570, 320))
-
-
 def test_corner_error():
     h = np.eye(3)
     shifted = camera_step(100, 100, dx=3, dy=4)

@@ -359,6 +359,21 @@ def test_read_image_exif_orientation(tmp_path, photos):
     assert mae(got, np.rot90(img, -1)) < 3
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_read_image_exif_orientation_of_16_bit_png(tmp_path, photos, orientation):
+    """16-bit PNGs are decoded by OpenCV (which ignores EXIF) and turned by Pillow's exif_transpose,
+    exactly as the same picture saved as an 8-bit PNG (read by Pillow) is."""
+    img = photos["chelsea"][:40, :60, 1]
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(img.astype(np.uint16) * 257).save(tmp_path / "g16.png", exif=exif)
+    Image.fromarray(img).save(tmp_path / "g8.png", exif=exif)
+    got = io.read_image(tmp_path / "g16.png")
+    assert got.shape == ((40, 60, 3) if orientation < 5 else (60, 40, 3))
+    assert np.array_equal(got, io.read_image(tmp_path / "g8.png"))
+    assert orientation == 1 or not np.array_equal(got[..., 0], np.resize(img, got.shape[:2]))
+
+
 # --------------------------------------------------------------------------------------------
 # errors
 # --------------------------------------------------------------------------------------------
@@ -702,8 +717,8 @@ def _hostile():
 def test_only_the_kept_frames_are_converted(tmp_path, monkeypatch, photos):
     path = io.write_video(tmp_path / "v.mp4", pan(photos["astronaut"], 40, (64, 48), step=2), 20.0)
     calls = []
-    real = io._frame_to_rgb
-    monkeypatch.setattr(io, "_frame_to_rgb", lambda f: calls.append(f.pts) or real(f))
+    real = io.video._frame_to_rgb
+    monkeypatch.setattr(io.video, "_frame_to_rgb", lambda f: calls.append(f.pts) or real(f))
     v = io.read_video(path, num_frames=4, size=(32, 24))
     assert v.indices == (0, 13, 26, 39) and len(calls) == 4 and v.frames.shape == (4, 24, 32, 3)
     assert io.count_frames(path) == 40 and len(calls) == 4  # counting decodes nothing
@@ -718,7 +733,7 @@ def test_only_the_kept_frames_are_converted(tmp_path, monkeypatch, photos):
 def test_total_decoded_pixels_are_capped_with_an_override(tmp_path, monkeypatch, photos):
     path = io.write_video(tmp_path / "v.mp4", pan(photos["astronaut"], 30, (64, 48)), 10.0)
     calls = []
-    monkeypatch.setattr(io, "_frame_to_rgb", lambda f: calls.append(1))
+    monkeypatch.setattr(io.video, "_frame_to_rgb", lambda f: calls.append(1))
     with pytest.raises(CammimicError, match=r"keeping 30 frames of 64x48 needs 0 Mpx, above the limit .*--frames N.*"
                                             r"CAMMIMIC_MAX_VIDEO_PIXELS") as info:
         io.read_video(path, max_pixels=64 * 48 * 29)

@@ -16,6 +16,7 @@ diffusers = pytest.importorskip("diffusers")
 from cammimic import lora  # noqa: E402
 from cammimic.components import AttentionLayers  # noqa: E402
 from cammimic.errors import CammimicError  # noqa: E402
+from cammimic.training import ORTHOGONALITY_DEFINITIONS, orthogonality_loss  # noqa: E402
 
 BLK = r"(?:(?:down_blocks|up_blocks)\.\d+\.|mid_block\.)"
 PROJ = r"(?:to_q|to_k|to_v|to_out\.0)"
@@ -501,7 +502,7 @@ def brute_force(unet, pairs, definition):
     return torch.stack(terms).mean().item()
 
 
-@pytest.mark.parametrize("definition", lora.ORTHOGONALITY_DEFINITIONS)
+@pytest.mark.parametrize("definition", ORTHOGONALITY_DEFINITIONS)
 def test_orthogonality_matches_brute_force(trained, definition):
     unet, layers = trained
     lora.set_lora_scale(unet, "spatial", 0.7)
@@ -511,24 +512,24 @@ def test_orthogonality_matches_brute_force(trained, definition):
             ls, lt = lora_layers(unet, "spatial")[s], lora_layers(unet, "temporal")[t]
             lt.lora_A["temporal"].weight += ls.lora_A["spatial"].weight[:TEMPORAL_RANK]
             lt.lora_B["temporal"].weight += ls.lora_B["spatial"].weight[:, :TEMPORAL_RANK]
-    value = lora.orthogonality_loss(unet, layers.pairs, definition=definition)
+    value = orthogonality_loss(unet, layers.pairs, definition=definition)
     assert value.dtype == torch.float32 and value.ndim == 0
     expected = brute_force(unet, layers.pairs, definition)
     assert expected > 1e-3
     assert value.item() == pytest.approx(expected, rel=1e-5)
 
 
-@pytest.mark.parametrize("definition", lora.ORTHOGONALITY_DEFINITIONS)
+@pytest.mark.parametrize("definition", ORTHOGONALITY_DEFINITIONS)
 def test_orthogonality_gradient_reaches_only_the_spatial_lora(trained, definition):
     unet, layers = trained
-    lora.orthogonality_loss(unet, layers.pairs, definition=definition).backward()
+    orthogonality_loss(unet, layers.pairs, definition=definition).backward()
     assert all(p.grad is None for p in lora.lora_parameters(unet, "temporal"))
     paired = [p for n in {s for s, _ in layers.pairs} for p in
               (lora_layers(unet, "spatial")[n].lora_A["spatial"].weight,
                lora_layers(unet, "spatial")[n].lora_B["spatial"].weight)]
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in paired)
     unet.zero_grad(set_to_none=True)
-    lora.orthogonality_loss(unet, layers.pairs, definition=definition, detach_temporal=False).backward()
+    orthogonality_loss(unet, layers.pairs, definition=definition, detach_temporal=False).backward()
     temporal = lora_layers(unet, "temporal")
     for _, t in layers.pairs:
         for p in (temporal[t].lora_A["temporal"].weight, temporal[t].lora_B["temporal"].weight):
@@ -548,19 +549,19 @@ def test_cosine_is_zero_for_orthogonal_and_one_for_identical_updates():
             temporal[t].lora_A["temporal"].weight.copy_(q[:, 4:8].T)
             spatial[s].lora_B["spatial"].weight.normal_(generator=g)
             temporal[t].lora_B["temporal"].weight.normal_(generator=g)
-    assert lora.orthogonality_loss(unet, layers.pairs).item() < 1e-10
-    assert lora.orthogonality_loss(unet, layers.pairs, definition="inner").item() < 1e-8
-    assert lora.orthogonality_loss(unet, layers.pairs, definition="subspace").item() > 1.0
+    assert orthogonality_loss(unet, layers.pairs).item() < 1e-10
+    assert orthogonality_loss(unet, layers.pairs, definition="inner").item() < 1e-8
+    assert orthogonality_loss(unet, layers.pairs, definition="subspace").item() > 1.0
     with torch.no_grad():
         for s, t in layers.pairs:
             temporal[t].lora_A["temporal"].weight.copy_(spatial[s].lora_A["spatial"].weight * 3)
             temporal[t].lora_B["temporal"].weight.copy_(spatial[s].lora_B["spatial"].weight)
-    assert lora.orthogonality_loss(unet, layers.pairs).item() == pytest.approx(1.0, abs=1e-5)
+    assert orthogonality_loss(unet, layers.pairs).item() == pytest.approx(1.0, abs=1e-5)
     # B = 0 (fresh LoRA): zero, and no NaN
     with torch.no_grad():
         for p in lora.lora_parameters(unet, "spatial")[1::2]:
             p.zero_()
-    value = lora.orthogonality_loss(unet, layers.pairs)
+    value = orthogonality_loss(unet, layers.pairs)
     value.backward()
     assert value.item() == 0.0
     assert all(torch.isfinite(p.grad).all() for p in lora.lora_parameters(unet, "spatial"))
@@ -576,30 +577,30 @@ def test_cosine_is_in_range_and_adam_lowers_it(trained):
     lora.set_trainable(unet, spatial=True, temporal=False)
     params = lora.lora_parameters(unet, "spatial")
     opt = torch.optim.Adam(params, lr=1e-2)
-    start = lora.orthogonality_loss(unet, layers.pairs).item()
+    start = orthogonality_loss(unet, layers.pairs).item()
     assert 0.0 < start <= 1.0
     for _ in range(30):
         opt.zero_grad()
-        loss = lora.orthogonality_loss(unet, layers.pairs)
+        loss = orthogonality_loss(unet, layers.pairs)
         assert 0.0 <= loss.item() <= 1.0
         loss.backward()
         opt.step()
-    end = lora.orthogonality_loss(unet, layers.pairs).item()
+    end = orthogonality_loss(unet, layers.pairs).item()
     assert end < 0.5 * start, (start, end)
 
 
 def test_orthogonality_refuses_bad_arguments(trained):
     unet, layers = trained
     with pytest.raises(CammimicError, match=r"'cos' is unknown. Try one of \['cosine'"):
-        lora.orthogonality_loss(unet, layers.pairs, definition="cos")
+        orthogonality_loss(unet, layers.pairs, definition="cos")
     with pytest.raises(CammimicError, match="no \\(spatial, temporal\\) layer pairs"):
-        lora.orthogonality_loss(unet, [])
+        orthogonality_loss(unet, [])
     with pytest.raises(CammimicError, match="has no temporal LoRA"):
-        lora.orthogonality_loss(unet, [(layers.spatial[0], layers.spatial[1])])
+        orthogonality_loss(unet, [(layers.spatial[0], layers.spatial[1])])
     small = layers.spatial[0]  # 32 channels
     large = next(t for t in layers.temporal if t.startswith("mid_block"))  # 64 channels
     with pytest.raises(CammimicError, match="different sizes"):
-        lora.orthogonality_loss(unet, [(small, large)])
+        orthogonality_loss(unet, [(small, large)])
 
 
 # --------------------------------------------------------------------------------------------

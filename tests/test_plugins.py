@@ -471,3 +471,31 @@ def test_imports_stay_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_the_component_table_is_built_once_through_pluggy(host_with):
+    calls = []
+    mod = backbone_plugin("counted")
+
+    @cammimic.hookimpl
+    def register_backbones(register):
+        calls.append(1)
+        register("counted", lambda: None, description="counted")
+
+    mod.register_backbones = register_backbones
+    host = host_with(FakeEntryPoint("counted", mod), *real_eps())
+    for _ in range(3):  # lookups, creation and listing reuse one table
+        assert host.get("backbone", "counted").plugin == "counted"
+        assert "zeroscope" in host.components("backbone")
+        host.attention_locators("zeroscope")
+    host.plugins()
+    assert len(calls) == 1
+    host.components("backbone").clear()  # a caller's copy: the table is not touched
+    assert "counted" in host.components("backbone") and len(calls) == 1
+    # a plugin registered later is seen (the table is rebuilt once), and attribution holds
+    host.register(backbone_plugin("late"), name="late")
+    assert host.get("backbone", "late").plugin == "late" and len(calls) == 2
+    assert host.get("backbone", "counted").plugin == "counted" and len(calls) == 2
+    host.unregister("late")
+    with pytest.raises(CammimicError, match='backbone "late" is unknown'):
+        host.get("backbone", "late")

@@ -334,9 +334,9 @@ def test_resume_after_ctrl_c_is_bit_identical(load, plugin_host, data, tmp_path,
     assert f"resuming from stage {stage} step {step}" in capsys.readouterr().err
     assert _same_bits(expected["spatial"], _loras(backbone)["spatial"])
     assert _same_bits(expected["temporal"], _loras(backbone)["temporal"])
-    from cammimic.methods.cammimic import _losses_csv
+    from cammimic.methods.cammimic import losses_csv
 
-    assert _losses_csv(resumed.losses) == _losses_csv(expected_losses)
+    assert losses_csv(resumed.losses) == losses_csv(expected_losses)
 
 
 def test_resume_key_names_what_differs(load, plugin_host, data, tmp_path):
@@ -418,8 +418,7 @@ def test_resume_without_a_checkpoint_is_one_clear_error(load, plugin_host, data,
 def test_homography_guidance_draws_the_samples_to_the_weak_video(load, plugin_host, data):
     from cammimic.guidance import homography_guidance
     from cammimic.homography import warp_along_chain
-    from cammimic.methods.cammimic import latent_mask
-    from cammimic.sampling import sample
+    from cammimic.sampling import latent_mask, sample
 
     frames, image, h = data
     backbone = load()

@@ -27,7 +27,9 @@ from typing import Any
 import attrs
 import numpy as np
 import torch
+from einops import rearrange
 
+from cammimic.devices import resolve_device
 from cammimic.errors import CammimicError
 
 __all__ = ["SUBFOLDERS", "UNet3DAdapter", "UNet3DBackbone", "resolve_dtype"]
@@ -123,19 +125,6 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
 
         kinds.append(requests.RequestException)
     return tuple(kinds)
-
-
-def resolve_device(device: Any = None) -> torch.device:
-    """``None``/``"auto"``: CUDA when available, else CPU."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise CammimicError(f"device '{device}' is not a torch device; use 'cpu', 'cuda' or 'cuda:N'") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CammimicError(f"device '{device}' was asked for but CUDA is not available; use device 'cpu'")
-    return device
 
 
 def resolve_dtype(torch_dtype: Any, device: torch.device) -> torch.dtype:
@@ -554,26 +543,26 @@ class UNet3DBackbone:
         f = self.vae_scale_factor
         if h % f or w % f:
             raise CammimicError(f"frame size {w}x{h} must be a multiple of {f} (the VAE's scale factor)")
-        pixels = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+        pixels = rearrange(torch.from_numpy(np.ascontiguousarray(frames)), "t h w c -> t c h w")
         latents = []
         for start in range(0, t, self.vae_batch_size):
             chunk = pixels[start:start + self.vae_batch_size].to(self.device, self.vae.dtype) / 127.5 - 1.0
             latents.append(self.vae.encode(chunk).latent_dist.mean)
         z = torch.cat(latents) * self.vae.config.scaling_factor  # (T, C, h, w)
         # float32, not the UNet's dtype: cached training latents are not rounded to half precision
-        return z.permute(1, 0, 2, 3).unsqueeze(0).float()
+        return rearrange(z, "t c h w -> 1 c t h w").float()
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
         """uint8 frames ``(T, H, W, 3)`` of latents ``(1, C, T, h, w)``, decoded in slices."""
         if latents.ndim != 5 or latents.shape[0] != 1:
             raise CammimicError(f"decode_latents needs latents (1, C, T, h, w), got {tuple(latents.shape)}")
-        z = latents[0].permute(1, 0, 2, 3) / self.vae.config.scaling_factor  # (T, C, h, w)
+        z = rearrange(latents, "1 c t h w -> t c h w") / self.vae.config.scaling_factor
         frames = []
         for start in range(0, z.shape[0], self.vae_batch_size):
             chunk = z[start:start + self.vae_batch_size].to(self.device, self.vae.dtype)
             x = self.vae.decode(chunk).sample.float().clamp(-1.0, 1.0)
-            frames.append(((x + 1.0) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu())
+            frames.append(rearrange(((x + 1.0) * 127.5).round().to(torch.uint8), "t c h w -> t h w c").cpu())
         return torch.cat(frames).numpy()
 
     # -- denoising -----------------------------------------------------------------------

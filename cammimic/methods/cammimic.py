@@ -1,8 +1,10 @@
 """The CamMimic method end to end: Phase 1 (LoRA finetuning) and Phase 2 (guided sampling).
 
 :func:`run_cammimic` is what ``cammimic run`` (``--method cammimic``), ``cammimic finetune``
-(Phase 1 only) and ``cammimic sample`` (Phase 2 only, from saved LoRAs) do. Everything it
-writes lands in the run directory at once, and records what produced it.
+(Phase 1 only) and ``cammimic sample`` (Phase 2 only, from saved LoRAs) do. Phase 1 is
+:func:`cammimic.training.finetune`, Phase 2 :func:`cammimic.sampling.phase2`. Everything it
+writes lands in the run directory at once (:func:`cammimic.rundir.write_run`), and records what
+produced it.
 """
 
 from __future__ import annotations
@@ -20,10 +22,34 @@ from typing import Any
 import attrs
 import numpy as np
 
+from cammimic.camera import reference_motion, resolve_reference
 from cammimic.config import Config
 from cammimic.errors import CammimicError
+from cammimic.io import (
+    as_video,
+    check_output_directory,
+    frame_count,
+    read_image,
+    resize_center_crop,
+    sha256,
+    write_video,
+)
+from cammimic.lora import LoraSpec, inject_loras, load_lora, read_lora, save_lora
+from cammimic.methods.homography import Transfer, transfer_homography
+from cammimic.motion import MotionEstimate
+from cammimic.plugins import PluginHost
+from cammimic.results import RunResult, ScoreResult, score_motions
+from cammimic.rundir import input_records, provenance, seed_all, write_outputs, write_run
+from cammimic.sampling import check_steps, phase2
+from cammimic.training import (
+    CHECKPOINT_MARKER,
+    CHECKPOINT_NAME,
+    LOSS_FIELDS,
+    FinetuneSettings,
+    finetune,
+)
 
-__all__ = ["run_cammimic", "PAPER_NUM_FRAMES", "prompts", "latent_mask"]
+__all__ = ["run_cammimic", "CamMimicResult", "PAPER_NUM_FRAMES", "prompts", "losses_csv", "checkpoint_dir_for"]
 
 #: Frames the paper finetunes and samples (zeroscope's native is 24).
 PAPER_NUM_FRAMES = 16
@@ -41,19 +67,6 @@ def prompts(config: Config) -> dict[str, str]:
         "image": user,
         "sampling": f"{user}, {motion}" if user else motion,
     }
-
-
-def latent_mask(masks: np.ndarray, factor: int):
-    """Pixel validity masks ``(T, H, W)`` to a latent mask ``(1, 1, T, H/f, W/f)``.
-
-    A latent cell counts as valid only if every pixel under it is (a min-pool), so the guidance
-    never pulls towards the black fill of out-of-view regions.
-    """
-    import torch
-
-    m = torch.from_numpy(np.ascontiguousarray(masks)).float()[:, None]  # T,1,H,W
-    m = -torch.nn.functional.max_pool2d(-m, kernel_size=factor, stride=factor)
-    return m.permute(1, 0, 2, 3)[None]  # 1,1,T,h,w
 
 
 def checkpoint_dir_for(output_dir) -> Path:
@@ -119,8 +132,6 @@ def _early_checks(config: Config, adapter, width: int, height: int) -> None:
 
 
 def _check_sampling_steps(config: Config, scheduler_config: dict) -> None:
-    from cammimic.sampling import check_steps
-
     sampling = config["sampling"]
     kind = sampling["scheduler"]
     try:
@@ -163,25 +174,19 @@ class _Inputs:
 
 
 def _read_inputs(reference, image, config: Config, adapter) -> _Inputs:
-    from cammimic.api import _as_video, _count
-    from cammimic.camera import resolve_reference
-    from cammimic.io import read_image
-
     run = config["run"]
     width = run["width"] or adapter.default_size[0]
     height = run["height"] or adapter.default_size[1]
     # A camera preset or path file: the stage-1 reference video is the user image moved along it.
     reference = resolve_reference(reference, size=(width, height), frames=run["frames"] or PAPER_NUM_FRAMES,
                                   image=image)
-    total = _count(reference)
+    total = frame_count(reference)
     frames = run["frames"] or min(PAPER_NUM_FRAMES, total)
     # only the frames used are decoded, resized as they come
-    ref = _as_video(reference, size=(width, height), name="reference", frames=frames)
+    ref = as_video(reference, size=(width, height), name="reference", frames=frames)
     if isinstance(image, (str, Path)):
         user_image = read_image(image, size=(width, height))
     else:
-        from cammimic.io import resize_center_crop
-
         arr = np.asarray(image)
         if arr.ndim != 3 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
             raise CammimicError(f"image must be a path or an (H, W, 3) uint8 array, got {arr.shape} {arr.dtype}")
@@ -189,32 +194,27 @@ def _read_inputs(reference, image, config: Config, adapter) -> _Inputs:
     return _Inputs(reference=ref, image=user_image, width=width, height=height, fps=run["fps"] or ref.fps)
 
 
-def _load_backbone(config: Config, host):
-    from cammimic.api import _component_record
-
+def _load_backbone(config: Config, host: PluginHost):
     name, params = config.component("backbone")
     where = f" ([backbone]{config.where})" if config.source else ""
     adapter = host.create("backbone", name, params, where=where)
-    record = _component_record(host, "backbone", name) | {"parameters": params}
+    record = host.component_record("backbone", name) | {"parameters": params}
     return adapter, record
 
 
-def _guidance_terms(config: Config, host):
-    from cammimic.api import _component_record
-
+def _guidance_terms(config: Config, host: PluginHost):
     terms, records = [], []
     for i, table in enumerate(config["guidance"]):
         table = dict(table)
         name = table.pop("name")
         where = f" ([[guidance]] #{i + 1}{config.where})"
         terms.append(host.create("guidance", name, table, where=where))
-        records.append(_component_record(host, "guidance", name) | {"parameters": table})
+        records.append(host.component_record("guidance", name) | {"parameters": table})
     return terms, records
 
 
-def _losses_csv(losses: list[dict[str, Any]]) -> str:
-    from cammimic.training import LOSS_FIELDS
-
+def losses_csv(losses: list[dict[str, Any]]) -> str:
+    """Phase 1's loss rows as the ``losses.csv`` a run writes (columns :data:`~cammimic.training.LOSS_FIELDS`)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=LOSS_FIELDS, lineterminator="\n")
     writer.writeheader()
@@ -223,51 +223,8 @@ def _losses_csv(losses: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def run_cammimic(
-    reference,
-    image,
-    output_dir,
-    *,
-    config: Config,
-    host,
-    overwrite: bool = False,
-    resume: bool = False,
-    progress: bool = True,
-    phases: tuple[str, ...] = ("finetune", "sample"),
-    spatial_lora: str | Path | None = None,
-    temporal_lora: str | Path | None = None,
-    allow_other_base: bool = False,
-    on_step=None,
-):
-    """Run CamMimic's phases and write the run directory; returns a :class:`cammimic.api.RunResult`.
-
-    ``phases``: ``("finetune", "sample")`` for the whole method, ``("finetune",)`` for Phase 1
-    alone, ``("sample",)`` for Phase 2 from ``spatial_lora``/``temporal_lora`` files.
-    """
-    import torch
-
-    from cammimic import __version__
-    from cammimic.api import RunResult, _component_record, _sha256, score_motions
-    from cammimic.camera import reference_motion
-    from cammimic.io import check_output_directory, output_directory
-    from cammimic.lora import (
-        LoraSpec,
-        inject_loras,
-        load_lora,
-        read_lora,
-        save_lora,
-        set_lora_scale,
-    )
-    from cammimic.methods.homography import transfer_homography
-    from cammimic.sampling import sample
-    from cammimic.training import FinetuneSettings, finetune
-
-    started = time.perf_counter()
-    do_finetune, do_sample = "finetune" in phases, "sample" in phases
-    input_paths = (reference, image, config.source, spatial_lora, temporal_lora)
-    check_output_directory(output_dir, overwrite=overwrite, inputs=input_paths)
-    run = config["run"]
-    texts = prompts(config)
+def _check_request(texts: dict[str, str], do_finetune: bool, spatial_lora, temporal_lora) -> None:
+    """Refuse a request that cannot work before anything loads: no prompt, missing or damaged LoRAs."""
     if not texts["image"]:
         raise CammimicError("the cammimic method needs --prompt, a description of your image (e.g. \"a snowy mountain village\")")
     if not do_finetune and not (spatial_lora and temporal_lora):
@@ -278,8 +235,62 @@ def run_cammimic(
         if path is not None:
             read_lora(path)  # damaged or non-finite files are refused before any model loads
 
+
+@attrs.frozen(eq=False)
+class CamMimicResult:
+    """Everything a CamMimic run produced, in memory: what :func:`_write_files` writes."""
+
+    config: Config  #: as resolved (frames, size and fps filled in), written as config.toml
+    backbone: Any  #: the loaded backbone, holding the LoRAs
+    ident: dict[str, Any]  #: backbone name, base model and fingerprint, stored with each LoRA file
+    lora_meta: dict[str, str]  #: seed and prompts, stored with each LoRA file
+    layers: Any  #: cammimic.components.AttentionLayers, written as lora/layers.json
+    reference: Any  #: cammimic.io.Video, the frames used
+    fps: float
+    reference_motion: MotionEstimate
+    weak: Transfer  #: the weak (homography) video
+    trained: Any = None  #: cammimic.training.FinetuneResult when Phase 1 ran
+    lora_sources: dict[str, Any] = attrs.field(factory=dict)  #: the LoRA files Phase 2 read, else empty
+    output_frames: np.ndarray | None = None  #: Phase 2's video
+    output_motion: MotionEstimate | None = None
+    scored: ScoreResult | None = None
+
+
+def run_cammimic(
+    reference,
+    image,
+    output_dir,
+    *,
+    config: Config,
+    host: PluginHost,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    phases: tuple[str, ...] = ("finetune", "sample"),
+    spatial_lora: str | Path | None = None,
+    temporal_lora: str | Path | None = None,
+    allow_other_base: bool = False,
+    on_step=None,
+) -> RunResult:
+    """Run CamMimic's phases and write the run directory.
+
+    ``phases``: ``("finetune", "sample")`` for the whole method, ``("finetune",)`` for Phase 1
+    alone, ``("sample",)`` for Phase 2 from ``spatial_lora``/``temporal_lora`` files.
+    """
+    import torch
+
+    started = time.perf_counter()
+    do_finetune, do_sample = "finetune" in phases, "sample" in phases
+    run, lora_cfg = config["run"], config["lora"]
+
+    # 1. Check the inputs: the output directory, the prompt, the LoRA files, a writable folder.
+    input_paths = (reference, image, config.source, spatial_lora, temporal_lora)
+    check_output_directory(output_dir, overwrite=overwrite, inputs=input_paths)
+    texts = prompts(config)
+    _check_request(texts, do_finetune, spatial_lora, temporal_lora)
     _check_writable(output_dir)
 
+    # 2. Load: the components, the inputs (checked against the weights' configs), then the backbone.
     adapter, backbone_record = _load_backbone(config, host)
     terms, guidance_records = _guidance_terms(config, host) if do_sample else ([], [])
     est_name, est_params = config.component("motion_estimator")
@@ -287,13 +298,7 @@ def run_cammimic(
                             where=f" ([motion_estimator]{config.where})" if config.source else "")
     inputs = _read_inputs(reference, image, config, adapter)
     _early_checks(config, adapter, inputs.width, inputs.height)
-
-    import cv2
-
-    cv2.setRNGSeed(int(run["seed"]) % 2**31)
-    np.random.seed(int(run["seed"]) % 2**32)
-    torch.manual_seed(int(run["seed"]) % 2**63)
-
+    seed_all(run["seed"], torch=True)
     backbone = adapter.load(
         device=None if run["device"] == "auto" else run["device"],
         torch_dtype=None if run["dtype"] == "auto" else run["dtype"],
@@ -301,92 +306,73 @@ def run_cammimic(
     multiple, per_group = _geometry(backbone.vae_scale_factor, getattr(backbone.unet, "config", None))
     _check_size(inputs.width, inputs.height, multiple, backbone.name, per_group)
     if do_sample and hasattr(backbone, "sampling_scheduler"):
-        from cammimic.sampling import check_steps
-
         check_steps(backbone.sampling_scheduler(config["sampling"]["scheduler"]), config["sampling"]["steps"],
                     config["sampling"]["scheduler"])
-    lora_cfg = config["lora"]
     layers = host.locate_attention_layers(backbone.name, backbone.unet, lora_cfg["include_ff"])
     if layers is None:
         raise CammimicError(
             f"no plugin knows where the LoRAs go on backbone \"{backbone.name}\" ({type(backbone.unet).__name__}); "
             "install or write a plugin implementing locate_attention_layers (docs/plugins.md)"
         )
-    fingerprint = backbone.fingerprint()
-    ident = {"backbone": backbone.name, "base_model": backbone.weights, "fingerprint": fingerprint}
+    ident = {"backbone": backbone.name, "base_model": backbone.weights, "fingerprint": backbone.fingerprint()}
 
+    # The reference's camera motion (exact for a camera preset or path file) and the weak video.
     ref = inputs.reference
-    ref_motion = reference_motion(ref, estimator)  # exact for a camera preset or path file
+    ref_motion = reference_motion(ref, estimator)
     ref_motion = attrs.evolve(ref_motion, diagnostics={**ref_motion.diagnostics, "source": ref.metadata()})
     weak = transfer_homography(inputs.image, ref_motion, fill=config["homography"]["fill"])
 
+    # 3. Phase 1: finetune the spatial and temporal LoRAs, or load them from files.
     alpha = lora_cfg["alpha"] or None
-    lora_sources: dict[str, Any] = {}
+    trained, lora_sources = None, {}
     if do_finetune:
         dropout = lora_cfg["dropout"]
         inject_loras(backbone.unet, layers, LoraSpec(rank=lora_cfg["spatial_rank"], alpha=alpha, dropout=dropout),
                      LoraSpec(rank=lora_cfg["temporal_rank"], alpha=alpha, dropout=dropout), init_seed=int(run["seed"]))
-        settings = FinetuneSettings.from_config(config)
-        reference_latents = backbone.encode_video(ref.frames)
-        image_latents = backbone.encode_video(inputs.image[None])
         embeds = backbone.encode_prompt([texts["reference"], texts["image"]])
         trained = finetune(
             backbone, layers,
-            reference_latents=reference_latents, reference_embeds=embeds[:1],
-            image_latents=image_latents, image_embeds=embeds[1:],
-            settings=settings, checkpoint_dir=checkpoint_dir_for(output_dir), resume=resume,
-            progress=progress, on_step=on_step,
+            reference_latents=backbone.encode_video(ref.frames), reference_embeds=embeds[:1],
+            image_latents=backbone.encode_video(inputs.image[None]), image_embeds=embeds[1:],
+            settings=FinetuneSettings.from_config(config), checkpoint_dir=checkpoint_dir_for(output_dir),
+            resume=resume, progress=progress, on_step=on_step,
         )
     else:
-        trained = None
         for adapter_name, path in (("spatial", spatial_lora), ("temporal", temporal_lora)):
             meta = load_lora(path, backbone.unet, adapter_name, allow_other_base=allow_other_base, **ident)
-            lora_sources[adapter_name] = {"path": str(path), "sha256": _sha256(path), "metadata": meta}
+            lora_sources[adapter_name] = {"path": str(path), "sha256": sha256(path), "metadata": meta}
 
-    output_frames = scored = out_motion = None
-    sampling = config["sampling"]
+    # 4. Phase 2: sample guided by the weak video, then score the result against the reference.
+    output_frames = out_motion = scored = None
     if do_sample:
-        set_lora_scale(backbone.unet, "spatial", sampling["spatial_scale"])
-        set_lora_scale(backbone.unet, "temporal", sampling["temporal_scale"])
-        target = backbone.encode_video(weak.frames)
-        mask = latent_mask(weak.masks, backbone.vae_scale_factor)
-        latents = sample(
-            backbone, texts["sampling"], num_frames=len(ref.frames), width=inputs.width, height=inputs.height,
-            steps=sampling["steps"], guidance_scale=sampling["guidance_scale"],
-            negative_prompt=sampling["negative_prompt"], scheduler=sampling["scheduler"], eta=sampling["eta"],
-            seed=int(run["seed"]), guidance_terms=terms, target=target, mask=mask, progress=progress,
-        )
-        output_frames = backbone.decode_latents(latents)
+        output_frames = phase2(backbone, weak, texts["sampling"], settings=config["sampling"], seed=int(run["seed"]),
+                               guidance_terms=terms, progress=progress)
         out_motion = estimator.estimate(output_frames)
         scored = score_motions(ref_motion, out_motion, variant=config["score"]["variant"],
                                max_fallback_share=config["score"]["max_fallback_share"])
 
-    config = config.with_overrides({
-        "run.frames": len(ref.frames), "run.width": inputs.width, "run.height": inputs.height,
-        "run.fps": float(inputs.fps),
-    })
+    # 5. Write the run directory.
+    result = CamMimicResult(
+        config=config.with_overrides({"run.frames": len(ref.frames), "run.width": inputs.width,
+                                      "run.height": inputs.height, "run.fps": float(inputs.fps)}),
+        backbone=backbone, ident=ident, layers=layers, reference=ref, fps=inputs.fps, reference_motion=ref_motion,
+        weak=weak, trained=trained, lora_sources=lora_sources, output_frames=output_frames,
+        output_motion=out_motion, scored=scored,
+        lora_meta={"seed": str(run["seed"]), "reference_prompt": texts["reference"], "image_prompt": texts["image"]},
+    )
     manifest: dict[str, Any] = {
-        "cammimic_version": __version__,
-        "method": "cammimic",
-        "phases": list(phases),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "python": __import__("sys").version.split()[0],
-        "platform": __import__("platform").platform(),
-        "torch": torch.__version__,
-        "device": str(backbone.device),
-        "dtype": str(backbone.dtype).replace("torch.", ""),
+        **provenance("cammimic", phases=phases, torch=torch.__version__, device=str(backbone.device),
+                     dtype=str(backbone.dtype).replace("torch.", "")),
         "seed": run["seed"],
         "width": inputs.width,
         "height": inputs.height,
         "num_frames": len(ref.frames),
         "fps": inputs.fps,
         "prompts": texts,
-        "reference": {**ref.metadata(), "sha256": _sha256(reference) if isinstance(reference, (str, Path)) else None},
-        "image": {"path": str(image) if isinstance(image, (str, Path)) else "<array>",
-                  "sha256": _sha256(image) if isinstance(image, (str, Path)) else None},
+        **input_records(reference, ref, image),
         "components": {
-            "backbone": backbone_record | {"weights": backbone.weights, "fingerprint": fingerprint},
-            "motion_estimator": _component_record(host, "motion_estimator", est_name),
+            "backbone": backbone_record | {"weights": backbone.weights, "fingerprint": ident["fingerprint"]},
+            "motion_estimator": host.component_record("motion_estimator", est_name),
             "guidance": guidance_records,
         },
         "layers": {"spatial": len(layers.spatial), "temporal": len(layers.temporal), "pairs": len(layers.pairs),
@@ -395,43 +381,34 @@ def run_cammimic(
         "valid_fraction": [float(m.mean()) for m in weak.masks],
     }
     if trained is not None:
-        last = {st: [r for r in trained.losses if r["stage"] == st] for st in (1, 2)}
-        manifest["finetune"] = {
-            "steps": {"stage1": len(last[1]), "stage2": len(last[2])},
-            "resumed_from": trained.resumed_from,
-            "seconds": round(trained.seconds, 3),
-            "seconds_per_step": trained.seconds_per_step,
-            "precision": trained.precision,
-            "skipped_steps": trained.skipped_steps,
-            "temporal_lora_unchanged_in_stage2": trained.temporal_unchanged_in_stage2,
-            "final": {f"stage{st}": rows[-1] for st, rows in last.items() if rows},
-        }
+        manifest["finetune"] = _finetune_record(trained)
     if lora_sources:
         manifest["lora_sources"] = lora_sources
     if scored is not None:
         manifest.update(scored.manifest_fields())
-
-    lora_meta = {"seed": str(run["seed"]), "reference_prompt": texts["reference"], "image_prompt": texts["image"]}
-    with output_directory(output_dir, overwrite=overwrite, inputs=input_paths) as tmp:
-        files = _write(tmp, backbone, ident, lora_meta, layers, trained, lora_sources, ref, weak, output_frames,
-                       ref_motion, out_motion, scored, config, inputs.fps, save_lora)
-        manifest["seconds"] = round(time.perf_counter() - started, 3)
-        (tmp / "run.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
-        from cammimic.report import write_run_report
-
-        write_run_report(tmp, title=f"cammimic run: {Path(output_dir).name}")
+    out = write_run(output_dir, lambda tmp: _write_files(tmp, result), manifest, started=started,
+                    overwrite=overwrite, inputs=input_paths, camera_score=scored.score if scored else float("nan"))
     if do_finetune:
         _remove_checkpoints(checkpoint_dir_for(output_dir))
-    out = Path(output_dir)
-    files = {k: out / v.relative_to(tmp) for k, v in files.items()} | {"run": out / "run.json", "report": out / "report.html"}
-    return RunResult(output_dir=out, files=files, camera_score=scored.score if scored else float("nan"),
-                     manifest=manifest)
+    return out
+
+
+def _finetune_record(trained) -> dict[str, Any]:
+    last = {st: [r for r in trained.losses if r["stage"] == st] for st in (1, 2)}
+    return {
+        "steps": {"stage1": len(last[1]), "stage2": len(last[2])},
+        "resumed_from": trained.resumed_from,
+        "seconds": round(trained.seconds, 3),
+        "seconds_per_step": trained.seconds_per_step,
+        "precision": trained.precision,
+        "skipped_steps": trained.skipped_steps,
+        "temporal_lora_unchanged_in_stage2": trained.temporal_unchanged_in_stage2,
+        "final": {f"stage{st}": rows[-1] for st, rows in last.items() if rows},
+    }
 
 
 def _remove_checkpoints(folder: Path) -> None:
     """After a successful run: remove the checkpoint folder if cammimic made it, else only its checkpoint."""
-    from cammimic.training import CHECKPOINT_MARKER, CHECKPOINT_NAME
-
     if (folder / CHECKPOINT_MARKER).is_file():
         shutil.rmtree(folder, ignore_errors=True)
     elif folder.is_dir():
@@ -440,43 +417,32 @@ def _remove_checkpoints(folder: Path) -> None:
               file=sys.stderr)
 
 
-def _write(tmp: Path, backbone, ident, lora_meta, layers, trained, lora_sources, ref, weak, output_frames,
-           ref_motion, out_motion, scored, config, fps, save_lora) -> dict[str, Path]:
-    from cammimic.io import write_video
-    from cammimic.trajectory import plot_trajectories, summarize
-
-    crf = config["output"]["crf"]
+def _write_files(tmp: Path, result: CamMimicResult) -> dict[str, Path]:
+    """The method's files: the LoRAs (trained, or copies of those read), ``lora/layers.json``,
+    ``losses.csv`` after Phase 1, ``weak.mp4``, then the files every run writes
+    (:func:`cammimic.rundir.write_outputs`; the side by side is reference | weak | output)."""
     files: dict[str, Path] = {}
     lora_dir = tmp / "lora"
     lora_dir.mkdir()
-    if trained is not None:
+    if result.trained is not None:
         for name in ("spatial", "temporal"):
-            files[f"{name}_lora"] = save_lora(lora_dir / f"{name}.safetensors", backbone.unet, name, extra=lora_meta,
-                                              **ident)
-        (tmp / "losses.csv").write_text(_losses_csv(trained.losses), encoding="utf-8")
+            files[f"{name}_lora"] = save_lora(lora_dir / f"{name}.safetensors", result.backbone.unet, name,
+                                              extra=result.lora_meta, **result.ident)
+        (tmp / "losses.csv").write_text(losses_csv(result.trained.losses), encoding="utf-8")
         files["losses"] = tmp / "losses.csv"
     else:
-        for name, src in lora_sources.items():
+        for name, src in result.lora_sources.items():
             dst = lora_dir / f"{name}.safetensors"
             shutil.copyfile(src["path"], dst)
             files[f"{name}_lora"] = dst
-    (lora_dir / "layers.json").write_text(json.dumps(layers.to_json(), indent=2) + "\n", encoding="utf-8")
+    (lora_dir / "layers.json").write_text(json.dumps(result.layers.to_json(), indent=2) + "\n", encoding="utf-8")
     files["layers"] = lora_dir / "layers.json"
-    files["weak"] = write_video(tmp / "weak.mp4", weak.frames, fps, crf=crf)
-    motions = {"reference": ref_motion}
-    if output_frames is not None:
-        files["output"] = write_video(tmp / "output.mp4", output_frames, fps, crf=crf)
-        side = np.concatenate([ref.frames, weak.frames, output_frames], axis=2)
-        files["side_by_side"] = write_video(tmp / "side_by_side.mp4", side, fps, crf=crf)
-        if config["output"]["gif"]:
-            files["gif"] = write_video(tmp / "output.gif", output_frames, fps)
-        motions["output"] = out_motion
-        (tmp / "score.json").write_text(json.dumps(scored.to_json(), indent=2) + "\n", encoding="utf-8")
-        files["score"] = tmp / "score.json"
-    files["trajectory"] = plot_trajectories(tmp / "trajectory.png", motions)
-    motion = {k: v.to_json() for k, v in motions.items()}
-    motion["trajectory"] = {k: summarize(v) for k, v in motions.items()}
-    (tmp / "motion.json").write_text(json.dumps(motion, indent=2) + "\n", encoding="utf-8")
-    (tmp / "config.toml").write_text(config.to_toml(), encoding="utf-8")
-    files.update(motion=tmp / "motion.json", config=tmp / "config.toml")
+    files["weak"] = write_video(tmp / "weak.mp4", result.weak.frames, result.fps, crf=result.config["output"]["crf"])
+    motions = {"reference": result.reference_motion}
+    if result.output_frames is not None:
+        motions["output"] = result.output_motion
+    files |= write_outputs(tmp, config=result.config, fps=result.fps, motions=motions,
+                           output_frames=result.output_frames,
+                           side_by_side=[result.reference.frames, result.weak.frames, result.output_frames],
+                           scored=result.scored)
     return files

@@ -7,11 +7,30 @@ the weak video that guides CamMimic's Phase 2 sampling.
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import attrs
 import numpy as np
 
+from cammimic.camera import reference_motion, resolve_reference
+from cammimic.config import Config
 from cammimic.homography import warp_along_chain
+from cammimic.io import as_video, check_output_directory, read_image
 from cammimic.motion import MotionEstimate
+from cammimic.plugins import PluginHost
+from cammimic.results import RunResult, score_motions
+from cammimic.rundir import (
+    check_even_size,
+    even,
+    input_records,
+    provenance,
+    seed_all,
+    write_outputs,
+    write_run,
+)
+
+__all__ = ["Transfer", "transfer_homography", "run_homography"]
 
 
 @attrs.frozen(eq=False)
@@ -32,3 +51,63 @@ def transfer_homography(image: np.ndarray, reference_motion: MotionEstimate, *, 
         )
     frames, masks = warp_along_chain(image, reference_motion.homographies, fill=fill)
     return Transfer(frames=frames, masks=masks, reference_motion=reference_motion)
+
+
+def run_homography(reference, image, output_dir, *, config: Config, host: PluginHost,
+                   overwrite: bool = False) -> RunResult:
+    """``cammimic run --method homography``: warp the image along the reference's camera motion,
+    score the result and write the run directory (see :func:`cammimic.api.transfer`)."""
+    # 1. check the inputs and the output directory
+    started = time.perf_counter()
+    inputs = (reference, image, config.source)
+    check_output_directory(output_dir, overwrite=overwrite, inputs=inputs)
+    run = config["run"]
+
+    # 2. load the estimator and read the inputs
+    est_name, est_params = config.component("motion_estimator")
+    where = f" ([motion_estimator]{config.where})" if config.source else ""
+    estimator = host.create("motion_estimator", est_name, est_params, where=where)
+    # A camera preset or path file becomes the image moved along that path (exact motion).
+    reference = resolve_reference(reference, size=(run["width"], run["height"]), frames=run["frames"] or None,
+                                  image=image)
+    reference_video = as_video(reference, name="reference", frames=run["frames"] or None)
+    width = run["width"] or even(reference_video.size[0])
+    height = run["height"] or even(reference_video.size[1])
+    check_even_size(width, height)
+    ref = as_video(reference_video, size=(width, height), name="reference")
+    user_image = read_image(image, size=(width, height))
+    seed_all(run["seed"])
+
+    # 3. transfer and score
+    ref_motion = reference_motion(ref, estimator)
+    ref_motion = attrs.evolve(ref_motion, diagnostics={**ref_motion.diagnostics, "source": ref.metadata()})
+    result = transfer_homography(user_image, ref_motion, fill=config["homography"]["fill"])
+    out_motion = estimator.estimate(result.frames)
+    scored = score_motions(ref_motion, out_motion, variant=config["score"]["variant"],
+                           max_fallback_share=config["score"]["max_fallback_share"])
+
+    # 4. write the run directory
+    fps = run["fps"] or ref.fps
+    # Record what was actually used, so the written config.toml reproduces this run.
+    config = config.with_overrides({"run.method": "homography", "run.frames": len(result.frames), "run.width": width,
+                                    "run.height": height, "run.fps": float(fps)})
+    manifest = {
+        **provenance(run["method"]),
+        "seed": run["seed"],
+        "width": width,
+        "height": height,
+        "num_frames": len(result.frames),
+        "fps": fps,
+        **input_records(reference, ref, image),
+        "components": {"motion_estimator": host.component_record("motion_estimator", est_name)},
+        "fallbacks": [f.to_json() for f in ref_motion.fallbacks],
+        "valid_fraction": [float(m.mean()) for m in result.masks],
+        **scored.manifest_fields(),
+    }
+
+    def write_files(tmp: Path) -> dict[str, Path]:
+        return write_outputs(tmp, config=config, fps=fps, motions={"reference": ref_motion, "output": out_motion},
+                             output_frames=result.frames, side_by_side=[ref.frames, result.frames], scored=scored)
+
+    return write_run(output_dir, write_files, manifest, started=started, overwrite=overwrite, inputs=inputs,
+                     camera_score=scored.score)

@@ -35,10 +35,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cammimic.devices import resolve_device
 from cammimic.errors import CammimicError
+from cammimic.homography import resolution_free_matrix
 from cammimic.motion import Fallback, MotionEstimate
 
-__all__ = ["KorniaHomographyEstimator", "ROBUST_LOSSES"]
+__all__ = [
+    "KorniaHomographyEstimator",
+    "ROBUST_LOSSES",
+    "align_homographies",
+    "gauss_newton_level",
+    "pyramid_levels",
+    "robust_weights",
+]
 
 ROBUST_LOSSES = ("huber", "tukey", "none")
 _ROBUST_C = {"huber": 1.345, "tukey": 4.685, "none": 0.0}
@@ -122,7 +131,14 @@ class KorniaHomographyEstimator:
         for ok, message in checks:
             if not ok:
                 raise CammimicError(f"kornia estimator: {message}")
-        self.device = _resolve_device(device)
+        if not isinstance(device, str):
+            raise CammimicError(
+                f"kornia estimator: device must be a string such as 'auto', 'cpu' or 'cuda', got {device!r}"
+            )
+        try:
+            self.device = resolve_device(device)
+        except CammimicError as exc:
+            raise CammimicError(f"kornia estimator: {exc}") from exc
         self.levels = int(levels)
         self.min_size = int(min_size)
         self.finest_level = int(finest_level)
@@ -244,168 +260,19 @@ class KorniaHomographyEstimator:
     # ------------------------------------------------------------------ internals
 
     def _num_levels(self, height: int, width: int) -> int:
-        short = min(height, width)
-        if self.levels:
-            levels = self.levels
-        else:
-            levels = 1 + max(0, int(math.floor(math.log2(short / self.min_size))))
-        # never go below 4 px on the short side
-        levels = min(levels, 1 + max(0, int(math.floor(math.log2(short / 4)))))
-        return max(levels, self.finest_level + 1)
+        return pyramid_levels(
+            height, width, levels=self.levels, min_size=self.min_size, finest_level=self.finest_level
+        )
 
     def _run(
         self, frames: torch.Tensor, *, with_stats: bool
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Align ``frames`` (T, 3, H, W) float; return pixel homographies (T-1, 3, 3) and stats."""
-        # oneDNN's convolutions are several times slower than the native ones on single-channel
-        # images (the pyramid and gradient filters); use the native ones on CPU.
-        with _native_cpu_convolutions(frames.device):
-            return self._run_impl(frames, with_stats=with_stats)
-
-    def _run_impl(
-        self, frames: torch.Tensor, *, with_stats: bool
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        t, _, height, width = frames.shape
-        dtype, device = frames.dtype, frames.device
-        gray = kornia.color.rgb_to_grayscale(frames)
-        levels = self._num_levels(height, width)
-        pyramid = kornia.geometry.transform.build_pyramid(
-            gray, levels, border_type="reflect", align_corners=False
+        return align_homographies(
+            frames, levels=self.levels, min_size=self.min_size, finest_level=self.finest_level,
+            iterations=self.iterations, tolerance=self.tolerance, robust=self.robust,
+            damping=self.damping, with_stats=with_stats,
         )
-
-        short = min(height, width)
-        ax, ay = short / width, short / height  # resolution-free -> grid_sample coordinates
-        h_n = torch.eye(3, dtype=dtype, device=device).repeat(t - 1, 1, 1)
-        last_update = torch.zeros(t - 1, dtype=dtype, device=device)
-        for level in range(levels - 1, self.finest_level - 1, -1):
-            img = pyramid[level]
-            h_n, last_update = self._align_level(img[:-1], img[1:], h_n, ax, ay)
-
-        # to pixel coordinates in float64: translations of hundreds of pixels lose digits in float32
-        wide = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
-        n = _resolution_free_matrix(width, height, wide, device)
-        h_pix = torch.linalg.inv(n) @ h_n.to(wide) @ n
-        h_pix = h_pix / h_pix[:, 2:3, 2:3]
-        if not with_stats:
-            h_pix = h_pix.to(dtype)
-        if not with_stats:
-            return h_pix, {}
-        stats = _photometric_stats(gray[:-1], gray[1:], h_n, ax, ay)
-        stats["last_update"] = last_update * (2**self.finest_level)
-        return h_pix, stats
-
-    def _align_level(
-        self, template: torch.Tensor, image: torch.Tensor, h_n: torch.Tensor, ax: float, ay: float
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inverse-compositional Gauss–Newton on one pyramid level.
-
-        Args:
-            template: :math:`(B, 1, h, w)` frames i.
-            image: :math:`(B, 1, h, w)` frames i+1.
-            h_n: :math:`(B, 3, 3)` current homographies in resolution-free coordinates.
-
-        Returns:
-            The refined :math:`(B, 3, 3)` homographies and :math:`(B,)` the last update's largest
-            corner shift in pixels of this level.
-        """
-        b, _, h, w = template.shape
-        dtype, device = template.dtype, template.device
-        u, v = _grid_uv(h, w, ax, ay, dtype, device)  # (N,) resolution-free coordinates
-        px_per_unit = w * ax / 2  # pixels of this level per resolution-free unit
-
-        grad = kornia.filters.spatial_gradient(
-            template, mode="sobel", normalized=True
-        )  # (B,1,2,h,w)
-        gx = grad[:, 0, 0].reshape(b, -1) * px_per_unit
-        gy = grad[:, 0, 1].reshape(b, -1) * (h * ay / 2)
-        gr = gx * u + gy * v
-        # steepest-descent images dT/dp at the identity, p = H - I (8 entries, row-major): (B,8,N)
-        rows = (gx * u, gx * v, gx, gy * u, gy * v, gy, -gr * u, -gr * v)
-        tmpl = template.reshape(b, -1)
-        pts = torch.stack([u, v, torch.ones_like(u)])  # (3,N)
-        # every reduction of an iteration is one bmm of [sd; r; 1] (B,10,N) with itself, weighted,
-        # so a pair's sums do not depend on the batch it is in (bmv and sum kernels do)
-        needs_grad = torch.is_grad_enabled() and (
-            gx.requires_grad or h_n.requires_grad or image.requires_grad
-        )
-        ones = torch.ones(b, 1, h * w, dtype=dtype, device=device)
-        if needs_grad:
-            sd, aug_buf, mul_buf = torch.stack(rows, dim=1), None, None
-        else:  # reuse buffers: large fresh allocations cost page faults on CPU
-            aug_buf = torch.empty(b, 10, h * w, dtype=dtype, device=device)
-            for k, row in enumerate(rows):
-                aug_buf[:, k] = row
-            aug_buf[:, 9] = 1
-            sd, mul_buf = aug_buf[:, :8], torch.empty_like(aug_buf)
-        del rows
-
-        eye = torch.eye(3, dtype=dtype, device=device)
-        corners = torch.tensor(
-            [
-                [-1 / ax, -1 / ay, 1],
-                [1 / ax, -1 / ay, 1],
-                [1 / ax, 1 / ay, 1],
-                [-1 / ax, 1 / ay, 1],
-            ],
-            dtype=dtype,
-            device=device,
-        )
-        active = torch.ones(b, dtype=torch.bool, device=device)
-        shift = torch.zeros(b, dtype=dtype, device=device)
-        for _ in range(self.iterations):
-            warped, valid = _warp(image, h_n, pts, ax, ay)
-            r = (warped - tmpl) * valid
-            weights = self._weights(r.detach(), valid)
-            if aug_buf is None:
-                aug = torch.cat([sd, r[:, None], ones], dim=1)
-                sums = (aug * weights[:, None]) @ aug.transpose(1, 2)  # (B,10,10)
-            else:  # no autograd: reuse buffers (large fresh allocations cost page faults)
-                aug_buf[:, 8] = r
-                sums = torch.mul(aug_buf, weights[:, None], out=mul_buf) @ aug_buf.transpose(1, 2)
-            hess, rhs, weight_sum = sums[:, :8, :8], sums[:, :8, 8], sums[:, 9, 9:]
-            diag = torch.diagonal(hess, dim1=1, dim2=2)
-            # relative damping, plus a floor worth a gradient of 0.1 grey level per pixel, so a
-            # textureless pair gets a zero update instead of amplified rounding noise
-            floor = weight_sum * (0.1 / 255 * px_per_unit) ** 2 + 1e-12
-            lam = self.damping * diag.mean(dim=1, keepdim=True).detach() + floor
-            hess = hess + torch.diag_embed(lam.expand_as(diag))
-            dp = torch.linalg.solve(hess, rhs[..., None])[..., 0]
-            dp = torch.where(torch.isfinite(dp), dp, torch.zeros_like(dp))
-            dh = eye + F.pad(dp, (0, 1)).reshape(b, 3, 3)
-            new = h_n @ torch.linalg.inv(dh)
-            new = new / new[:, 2:3, 2:3]
-            # largest corner shift of this update, in pixels of this level
-            moved = corners @ dh.transpose(1, 2)
-            moved = moved[..., :2] / moved[..., 2:3]
-            step = (moved - corners[:, :2]).detach().norm(dim=-1).amax(dim=-1) * px_per_unit
-            step = torch.nan_to_num(step, nan=float("inf"))
-            h_n = torch.where(active[:, None, None], new, h_n)
-            shift = torch.where(active, step, shift)
-            active = active & (step > self.tolerance)
-            if not bool(active.any()):
-                break
-        return h_n, shift
-
-    def _weights(self, r: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """IRLS weights :math:`(B, N)` for residuals ``r`` :math:`(B, N)`; zero where not ``valid``."""
-        if self.robust == "none":
-            return valid
-        n = r.shape[1]
-        stride = max(1, n // _MAD_SAMPLES)
-        sample = torch.where(
-            valid[:, ::stride] > 0,
-            r[:, ::stride].abs(),
-            torch.full_like(r[:, ::stride], float("nan")),
-        )
-        sigma = 1.4826 * torch.nanmedian(sample, dim=1).values
-        sigma = torch.nan_to_num(sigma, nan=1.0).clamp_min(_SIGMA_FLOOR)[:, None]
-        c = _ROBUST_C[self.robust] * sigma
-        a = r.abs()
-        if self.robust == "huber":
-            wts = c / a.clamp_min(c)
-        else:  # tukey
-            wts = (1 - (a / c) ** 2).clamp_min(0) ** 2
-        return wts * valid
 
     def _failure(
         self, pair: int, h: np.ndarray, info: dict[str, float], width: int, height: int
@@ -447,6 +314,221 @@ class KorniaHomographyEstimator:
         return None
 
 
+# ---------------------------------------------------------------------- the functional core
+
+
+def pyramid_levels(height: int, width: int, *, levels: int = 0, min_size: int = 16, finest_level: int = 0) -> int:
+    """How many pyramid levels frames of ``height`` x ``width`` get.
+
+    ``levels`` if given, else as many as keep the coarsest short side ``>= min_size``; never a
+    level under 4 px on the short side, and always at least ``finest_level + 1``.
+    """
+    short = min(height, width)
+    if not levels:
+        levels = 1 + max(0, int(math.floor(math.log2(short / min_size))))
+    # never go below 4 px on the short side
+    levels = min(levels, 1 + max(0, int(math.floor(math.log2(short / 4)))))
+    return max(levels, finest_level + 1)
+
+
+def align_homographies(
+    frames: torch.Tensor,
+    *,
+    levels: int = 0,
+    min_size: int = 16,
+    finest_level: int = 0,
+    iterations: int = 10,
+    tolerance: float = 0.01,
+    robust: str = "tukey",
+    damping: float = 1e-4,
+    with_stats: bool = False,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Align every consecutive frame pair of a clip at once, coarse to fine.
+
+    Args:
+        frames: :math:`(T, 3, H, W)` RGB in [0, 1], float32 or float64, ``T >= 2``.
+        levels, min_size, finest_level: the pyramid (:func:`pyramid_levels`); the levels down
+            to ``finest_level`` are aligned with :func:`gauss_newton_level`.
+        iterations, tolerance, robust, damping: as in :func:`gauss_newton_level`.
+        with_stats: also compute the per-pair photometric statistics.
+
+    Returns:
+        :math:`(T-1, 3, 3)` homographies in pixel coordinates (``H[i]`` maps frame i to frame
+        i+1, ``H[2, 2] = 1``), in ``frames``' dtype (float64 when ``with_stats``), and ``{}`` or
+        per-pair statistics :math:`(T-1,)`: ``residual``, ``identity_residual``,
+        ``correlation``, ``valid_fraction``, ``texture``, ``texture_first``, ``last_update``.
+        Differentiable with respect to ``frames`` (the robust weights are detached).
+    """
+    # oneDNN's convolutions are several times slower than the native ones on single-channel
+    # images (the pyramid and gradient filters); use the native ones on CPU.
+    with _native_cpu_convolutions(frames.device):
+        t, _, height, width = frames.shape
+        dtype, device = frames.dtype, frames.device
+        gray = kornia.color.rgb_to_grayscale(frames)
+        n_levels = pyramid_levels(height, width, levels=levels, min_size=min_size, finest_level=finest_level)
+        pyramid = kornia.geometry.transform.build_pyramid(
+            gray, n_levels, border_type="reflect", align_corners=False
+        )
+
+        short = min(height, width)
+        ax, ay = short / width, short / height  # resolution-free -> grid_sample coordinates
+        h_n = torch.eye(3, dtype=dtype, device=device).repeat(t - 1, 1, 1)
+        last_update = torch.zeros(t - 1, dtype=dtype, device=device)
+        for level in range(n_levels - 1, finest_level - 1, -1):
+            img = pyramid[level]
+            h_n, last_update = gauss_newton_level(
+                img[:-1], img[1:], h_n, ax=ax, ay=ay, iterations=iterations, tolerance=tolerance,
+                robust=robust, damping=damping,
+            )
+
+        # to pixel coordinates in float64: translations of hundreds of pixels lose digits in float32
+        wide = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+        n = torch.as_tensor(resolution_free_matrix(width, height), dtype=wide, device=device)
+        h_pix = torch.linalg.inv(n) @ h_n.to(wide) @ n
+        h_pix = h_pix / h_pix[:, 2:3, 2:3]
+        if not with_stats:
+            return h_pix.to(dtype), {}
+        stats = _photometric_stats(gray[:-1], gray[1:], h_n, ax, ay)
+        stats["last_update"] = last_update * (2**finest_level)
+        return h_pix, stats
+
+
+def gauss_newton_level(
+    template: torch.Tensor,
+    image: torch.Tensor,
+    h_n: torch.Tensor,
+    *,
+    ax: float,
+    ay: float,
+    iterations: int = 10,
+    tolerance: float = 0.01,
+    robust: str = "tukey",
+    damping: float = 1e-4,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse-compositional Gauss–Newton (Baker & Matthews 2004) with IRLS, on one pyramid level.
+
+    Args:
+        template: :math:`(B, 1, h, w)` frames i (grey, float).
+        image: :math:`(B, 1, h, w)` frames i+1, warped onto ``template``.
+        h_n: :math:`(B, 3, 3)` current homographies in resolution-free coordinates
+            (:mod:`cammimic.homography`).
+        ax, ay: ``short side / width`` and ``short side / height`` of the full-resolution
+            frames (resolution-free to ``grid_sample`` coordinates).
+        iterations: the most iterations; a pair stops once an update moves no corner by more
+            than ``tolerance`` pixels of this level.
+        robust: the IRLS loss (:data:`ROBUST_LOSSES`, :func:`robust_weights`).
+        damping: Levenberg–Marquardt damping relative to the mean diagonal of the normal matrix.
+
+    Returns:
+        The refined :math:`(B, 3, 3)` homographies and :math:`(B,)` the last update's largest
+        corner shift in pixels of this level.
+    """
+    b, _, h, w = template.shape
+    dtype, device = template.dtype, template.device
+    u, v = _grid_uv(h, w, ax, ay, dtype, device)  # (N,) resolution-free coordinates
+    px_per_unit = w * ax / 2  # pixels of this level per resolution-free unit
+
+    grad = kornia.filters.spatial_gradient(
+        template, mode="sobel", normalized=True
+    )  # (B,1,2,h,w)
+    gx = grad[:, 0, 0].reshape(b, -1) * px_per_unit
+    gy = grad[:, 0, 1].reshape(b, -1) * (h * ay / 2)
+    gr = gx * u + gy * v
+    # steepest-descent images dT/dp at the identity, p = H - I (8 entries, row-major): (B,8,N)
+    rows = (gx * u, gx * v, gx, gy * u, gy * v, gy, -gr * u, -gr * v)
+    tmpl = template.reshape(b, -1)
+    pts = torch.stack([u, v, torch.ones_like(u)])  # (3,N)
+    # every reduction of an iteration is one bmm of [sd; r; 1] (B,10,N) with itself, weighted,
+    # so a pair's sums do not depend on the batch it is in (bmv and sum kernels do)
+    needs_grad = torch.is_grad_enabled() and (
+        gx.requires_grad or h_n.requires_grad or image.requires_grad
+    )
+    ones = torch.ones(b, 1, h * w, dtype=dtype, device=device)
+    if needs_grad:
+        sd, aug_buf, mul_buf = torch.stack(rows, dim=1), None, None
+    else:  # reuse buffers: large fresh allocations cost page faults on CPU
+        aug_buf = torch.empty(b, 10, h * w, dtype=dtype, device=device)
+        for k, row in enumerate(rows):
+            aug_buf[:, k] = row
+        aug_buf[:, 9] = 1
+        sd, mul_buf = aug_buf[:, :8], torch.empty_like(aug_buf)
+    del rows
+
+    eye = torch.eye(3, dtype=dtype, device=device)
+    corners = torch.tensor(
+        [
+            [-1 / ax, -1 / ay, 1],
+            [1 / ax, -1 / ay, 1],
+            [1 / ax, 1 / ay, 1],
+            [-1 / ax, 1 / ay, 1],
+        ],
+        dtype=dtype,
+        device=device,
+    )
+    active = torch.ones(b, dtype=torch.bool, device=device)
+    shift = torch.zeros(b, dtype=dtype, device=device)
+    for _ in range(iterations):
+        warped, valid = _warp(image, h_n, pts, ax, ay)
+        r = (warped - tmpl) * valid
+        weights = robust_weights(r.detach(), valid, robust)
+        if aug_buf is None:
+            aug = torch.cat([sd, r[:, None], ones], dim=1)
+            sums = (aug * weights[:, None]) @ aug.transpose(1, 2)  # (B,10,10)
+        else:  # no autograd: reuse buffers (large fresh allocations cost page faults)
+            aug_buf[:, 8] = r
+            sums = torch.mul(aug_buf, weights[:, None], out=mul_buf) @ aug_buf.transpose(1, 2)
+        hess, rhs, weight_sum = sums[:, :8, :8], sums[:, :8, 8], sums[:, 9, 9:]
+        diag = torch.diagonal(hess, dim1=1, dim2=2)
+        # relative damping, plus a floor worth a gradient of 0.1 grey level per pixel, so a
+        # textureless pair gets a zero update instead of amplified rounding noise
+        floor = weight_sum * (0.1 / 255 * px_per_unit) ** 2 + 1e-12
+        lam = damping * diag.mean(dim=1, keepdim=True).detach() + floor
+        hess = hess + torch.diag_embed(lam.expand_as(diag))
+        dp = torch.linalg.solve(hess, rhs[..., None])[..., 0]
+        dp = torch.where(torch.isfinite(dp), dp, torch.zeros_like(dp))
+        dh = eye + F.pad(dp, (0, 1)).reshape(b, 3, 3)
+        new = h_n @ torch.linalg.inv(dh)
+        new = new / new[:, 2:3, 2:3]
+        # largest corner shift of this update, in pixels of this level
+        moved = corners @ dh.transpose(1, 2)
+        moved = moved[..., :2] / moved[..., 2:3]
+        step = (moved - corners[:, :2]).detach().norm(dim=-1).amax(dim=-1) * px_per_unit
+        step = torch.nan_to_num(step, nan=float("inf"))
+        h_n = torch.where(active[:, None, None], new, h_n)
+        shift = torch.where(active, step, shift)
+        active = active & (step > tolerance)
+        if not bool(active.any()):
+            break
+    return h_n, shift
+
+
+def robust_weights(r: torch.Tensor, valid: torch.Tensor, robust: str = "tukey") -> torch.Tensor:
+    """IRLS weights :math:`(B, N)` for residuals ``r`` :math:`(B, N)`; zero where not ``valid`` :math:`(B, N)`.
+
+    The scale is 1.4826 x the median absolute residual of the valid pixels (a subsample of at
+    most 16384 per pair), floored at half a grey level; ``robust`` is ``"tukey"``, ``"huber"`` or
+    ``"none"`` (least squares: the weights are ``valid``).
+    """
+    if robust == "none":
+        return valid
+    n = r.shape[1]
+    stride = max(1, n // _MAD_SAMPLES)
+    sample = torch.where(
+        valid[:, ::stride] > 0,
+        r[:, ::stride].abs(),
+        torch.full_like(r[:, ::stride], float("nan")),
+    )
+    sigma = 1.4826 * torch.nanmedian(sample, dim=1).values
+    sigma = torch.nan_to_num(sigma, nan=1.0).clamp_min(_SIGMA_FLOOR)[:, None]
+    c = _ROBUST_C[robust] * sigma
+    a = r.abs()
+    if robust == "huber":
+        wts = c / a.clamp_min(c)
+    else:  # tukey
+        wts = (1 - (a / c) ** 2).clamp_min(0) ** 2
+    return wts * valid
+
+
 # ---------------------------------------------------------------------- helpers
 
 
@@ -474,26 +556,6 @@ def _check_types(kind: type, **params) -> None:
             )
 
 
-def _resolve_device(device: str) -> torch.device:
-    if not isinstance(device, str):
-        raise CammimicError(
-            f"kornia estimator: device must be a string such as 'auto', 'cpu' or 'cuda', got {device!r}"
-        )
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError) as exc:
-        raise CammimicError(
-            f"kornia estimator: device '{device}' is not a torch device. Try 'auto', 'cpu' or 'cuda'"
-        ) from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise CammimicError(
-            "kornia estimator: device 'cuda' was asked for but CUDA is not available. Use device = 'auto' or 'cpu'"
-        )
-    return dev
-
-
 def _check_size(height: int, width: int) -> None:
     if min(height, width) < 8:
         raise CammimicError(
@@ -516,16 +578,6 @@ def _check_frames_numpy(frames) -> np.ndarray:
         )
     _check_size(frames.shape[1], frames.shape[2])
     return frames
-
-
-def _resolution_free_matrix(width: int, height: int, dtype, device) -> torch.Tensor:
-    """The torch twin of :func:`cammimic.homography.resolution_free_matrix`."""
-    s = min(width, height) / 2.0
-    return torch.tensor(
-        [[1 / s, 0, (0.5 - width / 2) / s], [0, 1 / s, (0.5 - height / 2) / s], [0, 0, 1]],
-        dtype=dtype,
-        device=device,
-    )
 
 
 def _grid_uv(
