@@ -23,6 +23,11 @@ class AttentionLayers:
     """Which modules of a denoiser get the spatial LoRA and which the temporal LoRA.
 
     Names are fully qualified module names as in ``model.named_modules()``.
+
+    A UNet3D has separate spatial and temporal modules, so the lists are disjoint. A video
+    diffusion transformer (Wan) has one self-attention for space and time: with ``shared=True``
+    a layer may carry both adapters (two LoRAs on one Linear), and a pair may name the same
+    layer twice (the orthogonality of the two adapters of that layer).
     """
 
     #: Projections of spatial self-attention (and optionally spatial feed-forward layers).
@@ -31,18 +36,22 @@ class AttentionLayers:
     temporal: tuple[str, ...] = attrs.field(converter=_names)
     #: (spatial, temporal) pairs of the same block and role, used by the orthogonality loss.
     pairs: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=lambda v: tuple(tuple(p) for p in v))
+    #: Whether a layer may be in both lists (both LoRAs on it); ``False`` refuses an overlap.
+    shared: bool = False
 
     def __attrs_post_init__(self):
         overlap = set(self.spatial) & set(self.temporal)
-        if overlap:
-            raise ValueError(f"layers named both spatial and temporal: {sorted(overlap)[:3]}")
+        if overlap and not self.shared:
+            raise ValueError(f"layers named both spatial and temporal: {sorted(overlap)[:3]} "
+                             "(pass shared=True if both LoRAs are meant to sit on them)")
         known_s, known_t = set(self.spatial), set(self.temporal)
         for s, t in self.pairs:
             if s not in known_s or t not in known_t:
                 raise ValueError(f"pair ({s!r}, {t!r}) names a layer outside the spatial/temporal lists")
 
     def to_json(self) -> dict[str, Any]:
-        return {"spatial": list(self.spatial), "temporal": list(self.temporal), "pairs": [list(p) for p in self.pairs]}
+        out = {"spatial": list(self.spatial), "temporal": list(self.temporal), "pairs": [list(p) for p in self.pairs]}
+        return out | ({"shared": True} if self.shared else {})
 
 
 @runtime_checkable
@@ -77,17 +86,24 @@ class Backbone(Protocol):
 
     The core (finetuning, sampling) only talks to a backbone through this interface, so a
     backbone that is not a diffusers UNet3D can be plugged in by implementing it.
-    Tensors are torch tensors; video latents are ``(B, C, T, h, w)``, already multiplied by the
-    VAE's scaling factor.
+    Tensors are torch tensors; video latents are ``(B, C, T', h, w)``, already scaled (or
+    normalised) as the denoiser expects; ``T'`` is the number of latent frames (``T`` for a
+    per-frame VAE, ``(T − 1)/4 + 1`` for Wan's).
+
+    Beyond these members a backbone may state its own rules — size multiple, valid frame
+    counts, latent shape, frames per latent frame, its samplers, training's noise and target;
+    :mod:`cammimic.backbones` lists them with the defaults (a UNet3D's) core uses when they
+    are absent. ``denoiser`` may be called ``unet``, its name in the first protocol.
     """
 
     name: str  #: the registered backbone name
     weights: str  #: the Hub id or directory the weights came from
     device: Any  #: torch.device the models are on
     dtype: Any  #: torch dtype of the frozen weights
-    #: The denoiser, where the LoRAs go (an ``nn.Module``; ``named_modules()`` names are the
-    #: names :class:`AttentionLayers` uses).
-    unet: Any
+    #: The denoiser, where the LoRAs go (an ``nn.Module``: a UNet3D, a video transformer;
+    #: ``named_modules()`` names are the names :class:`AttentionLayers` uses). Backbones written
+    #: for the first protocol call it ``unet``; that name is still accepted.
+    denoiser: Any
     vae_scale_factor: int
     latent_channels: int
 
@@ -111,12 +127,15 @@ class Backbone(Protocol):
         ...
 
     def predict_noise(self, latents: Any, timestep: Any, prompt_embeds: Any) -> Any:
-        """The denoiser's noise prediction for noisy latents at ``timestep``."""
+        """The denoiser's prediction for noisy latents at ``timestep``: what training's target is
+        (ε or v for a DDPM model, the flow velocity ε − x₀ for a flow-matching one)."""
         ...
 
     def temporal_bypass(self) -> Any:
-        """Context manager: inside it, every temporal module of the denoiser is an identity,
-        so a one-frame latent runs through the spatial (image) path alone."""
+        """Context manager: inside it, a one-frame latent runs through the spatial (image) path
+        alone and the temporal LoRA gets no gradient. A UNet3D swaps its temporal modules for
+        identities; a video transformer, whose attention serves space and time, sets the
+        temporal LoRA's scale to 0 (one latent frame already makes its attention spatial)."""
         ...
 
     def set_gradient_checkpointing(self, enabled: bool) -> None:
@@ -124,11 +143,13 @@ class Backbone(Protocol):
         ...
 
     def training_scheduler(self) -> Any:
-        """The noise scheduler for training (``add_noise``, ``num_train_timesteps``)."""
+        """The noise scheduler for training (``config.num_train_timesteps``; ``add_noise`` unless
+        the backbone has its own ``noise_and_target``)."""
         ...
 
     def sampling_scheduler(self, kind: str) -> Any:
-        """A fresh sampling scheduler: ``"ddim"`` or ``"dpm"`` (DPM-Solver++)."""
+        """A fresh sampling scheduler, one of the backbone's ``samplers`` (``"ddim"`` or ``"dpm"``
+        for a UNet3D)."""
         ...
 
 

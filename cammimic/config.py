@@ -233,9 +233,11 @@ class SamplingSection:
     guidance_scale: float = setting(
         9.0, "Classifier-free guidance scale; ≤ 1 turns it off (one denoiser pass per step).", range=(0, 100),
         option=Option("--guidance-scale", "Classifier-free guidance scale (default: 9).", min=0))
+    # each backbone lists its samplers (cammimic.backbones.samplers); the run checks the name against them
     scheduler: str = setting(
-        "ddim", "DDIM, or DPM-Solver++ (multistep).", choices=("ddim", "dpm"),
-        option=Option("--scheduler", "Sampling scheduler (default: ddim)."))
+        "auto", "The sampler, one of the backbone's: `ddim` or `dpm` (DPM-Solver++) for zeroscope, ModelScope and "
+        "mini; `unipc` or `euler` (flow matching) for wan; `auto` = the backbone's first (`ddim`, `unipc`).",
+        option=Option("--scheduler", "Sampling scheduler, one of the backbone's (default: auto = its own default)."))
     negative_prompt: str = setting("", "The prompt of the unconditional branch.")
     eta: float = setting(0.0, "DDIM's η (0 = deterministic DDIM).", range=(0, 1))
     spatial_scale: float = setting(

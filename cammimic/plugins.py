@@ -266,8 +266,10 @@ class _CheckedAdapter(_Checked):
 
         c = self._component
         backbone = _call_plugin(c.plugin, f"{c.label}.load", self._inner.load, *args, **kwargs)
-        if not isinstance(backbone, Backbone):
-            missing = [n for n in _protocol_members(Backbone) if not hasattr(backbone, n)]
+        # ``denoiser`` was ``unet`` in the first protocol: either name satisfies it
+        missing = [n for n in _protocol_members(Backbone)
+                   if not hasattr(backbone, n) and not (n == "denoiser" and hasattr(backbone, "unet"))]
+        if missing:
             raise self._fail(
                 f"load() returned {type(backbone).__name__}, not a cammimic.components.Backbone"
                 + (f" (missing {', '.join(missing[:4])})" if missing else "")

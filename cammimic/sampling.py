@@ -4,7 +4,8 @@
 mask, set the LoRA scales, sample with guidance, decode.
 
 ``TextToVideoSDPipeline`` is deprecated and has no per-step callback; the loop below is the
-same algorithm (classifier-free guidance over a DDIM or DPM-Solver++ schedule), written against
+same algorithm (classifier-free guidance over the backbone's sampler: DDIM or DPM-Solver++ for a UNet3D,
+UniPC or flow-matching Euler for Wan), written against
 the :class:`cammimic.components.Backbone` interface so guidance terms can act after every
 scheduler step and any backbone plugin can be sampled.
 """
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from cammimic.backbones import denoiser, frame_groups, latent_shape, noise_to, resolve_sampler
 from cammimic.components import GuidanceState
 from cammimic.errors import CammimicError
 from cammimic.lora import set_lora_scale
@@ -43,11 +45,12 @@ def phase2(backbone, weak, prompt: str, *, settings, seed: int, guidance_terms: 
     Returns:
         The decoded video, ``(T, H, W, 3)`` uint8.
     """
-    set_lora_scale(backbone.unet, "spatial", settings["spatial_scale"])
-    set_lora_scale(backbone.unet, "temporal", settings["temporal_scale"])
-    target = backbone.encode_video(weak.frames)  # z_P
-    mask = latent_mask(weak.masks, backbone.vae_scale_factor)
+    model = denoiser(backbone)
+    set_lora_scale(model, "spatial", settings["spatial_scale"])
+    set_lora_scale(model, "temporal", settings["temporal_scale"])
+    target = backbone.encode_video(weak.frames)  # z_P, (1, C, T', h, w)
     num_frames, height, width = weak.frames.shape[:3]
+    mask = latent_mask(weak.masks, backbone.vae_scale_factor, frame_groups(backbone, num_frames))
     latents = sample(
         backbone, prompt, num_frames=num_frames, width=width, height=height,
         steps=settings["steps"], guidance_scale=settings["guidance_scale"],
@@ -57,17 +60,21 @@ def phase2(backbone, weak, prompt: str, *, settings, seed: int, guidance_terms: 
     return backbone.decode_latents(latents)
 
 
-def latent_mask(masks: np.ndarray, factor: int):
-    """Pixel validity masks ``(T, H, W)`` to a latent mask ``(1, 1, T, H/f, W/f)``.
+def latent_mask(masks: np.ndarray, factor: int, groups: Sequence[Sequence[int]] | None = None):
+    """Pixel validity masks ``(T, H, W)`` to a latent mask ``(1, 1, T', H/f, W/f)``.
 
     A latent cell counts as valid only if every pixel under it is (a min-pool), so the guidance
-    never pulls towards the black fill of out-of-view regions.
+    never pulls towards the black fill of out-of-view regions. ``groups`` lists the frames each
+    latent frame holds (:func:`cammimic.backbones.frame_groups`; ``None``: one each); a latent
+    frame of a VAE that compresses time is valid where all of its frames are.
     """
     import torch
 
     m = torch.from_numpy(np.ascontiguousarray(masks)).float()[:, None]  # T,1,H,W
     m = -torch.nn.functional.max_pool2d(-m, kernel_size=factor, stride=factor)
-    return m.permute(1, 0, 2, 3)[None]  # 1,1,T,h,w
+    if groups is not None and [list(g) for g in groups] != [[i] for i in range(m.shape[0])]:
+        m = torch.stack([m[list(g)].amin(dim=0) for g in groups])  # T',1,h,w
+    return m.permute(1, 0, 2, 3)[None]  # 1,1,T',h,w
 
 
 def make_generator(seed: int):
@@ -94,7 +101,7 @@ def sample(
     steps: int = 50,
     guidance_scale: float = 9.0,
     negative_prompt: str = "",
-    scheduler: str = "ddim",
+    scheduler: str = "auto",
     eta: float = 0.0,
     seed: int = 0,
     guidance_terms: Sequence[Any] = (),
@@ -104,12 +111,15 @@ def sample(
     progress: bool = True,
     callback: Callable[[int, Any, Any], None] | None = None,
 ):
-    """Sample video latents ``(1, C, T, h, w)`` from ``backbone`` for ``prompt``.
+    """Sample video latents ``(1, C, T', h, w)`` from ``backbone`` for ``prompt``.
 
     Args:
+        num_frames, width, height: the video's; the latents' shape is the backbone's
+            (:func:`cammimic.backbones.latent_shape`: ``T' = T`` for a UNet3D, ``(T − 1)/4 + 1`` for Wan).
+        scheduler: one of the backbone's samplers; ``"auto"`` = its default (``ddim``, ``unipc``).
         guidance_terms: :class:`~cammimic.components.GuidanceTerm` objects applied in order after
             every scheduler step (each decides itself whether to act, e.g. not after the last).
-        target: latents the guidance draws towards (z_P), ``(1, C, T, h, w)``.
+        target: latents the guidance draws towards (z_P), ``(1, C, T', h, w)``.
         mask: 1 where ``target`` is valid, broadcastable to the latents.
         prompt_embeds: precomputed ``(2, L, D)`` embeddings of ``[negative_prompt, prompt]``.
         callback: ``callback(step, timestep, latents)`` after each step (after guidance).
@@ -119,10 +129,10 @@ def sample(
     import torch
 
     device = backbone.device
-    f = backbone.vae_scale_factor
-    denoiser = getattr(backbone, "unet", None)
-    if denoiser is not None and hasattr(denoiser, "eval"):
-        denoiser.eval()  # no LoRA dropout (or any dropout) while sampling
+    model = denoiser(backbone)
+    if hasattr(model, "eval"):
+        model.eval()  # no LoRA dropout (or any dropout) while sampling
+    scheduler = resolve_sampler(backbone, scheduler)
     sched = backbone.sampling_scheduler(scheduler)
     check_steps(sched, steps, scheduler)
     sched.set_timesteps(steps, device=device)
@@ -133,8 +143,8 @@ def sample(
         embeds = prompt_embeds if use_cfg else prompt_embeds[1:]
 
         generator = make_generator(seed)
-        shape = (1, backbone.latent_channels, num_frames, height // f, width // f)
-        latents = initial_noise(shape, generator, device) * sched.init_noise_sigma
+        shape = latent_shape(backbone, num_frames, width, height)
+        latents = initial_noise(shape, generator, device) * getattr(sched, "init_noise_sigma", 1.0)
         step_kwargs = {}
         if "eta" in _step_parameters(sched):
             step_kwargs = {"eta": eta, "generator": generator}
@@ -148,7 +158,8 @@ def sample(
         timesteps = list(sched.timesteps)
         for i, t in enumerate(progress_bar(timesteps, desc="sampling", disable=not progress)):
             model_in = torch.cat([latents] * 2) if use_cfg else latents
-            model_in = sched.scale_model_input(model_in, t)
+            if hasattr(sched, "scale_model_input"):  # flow-matching Euler has none (an identity)
+                model_in = sched.scale_model_input(model_in, t)
             noise = backbone.predict_noise(model_in.to(backbone.dtype), t, embeds).float()
             if use_cfg:
                 uncond, cond = noise.chunk(2)
@@ -157,8 +168,8 @@ def sample(
             latents = out.prev_sample
             if guidance_terms:
                 next_t = timesteps[i + 1] if i + 1 < len(timesteps) else None
-                if target is not None and next_t is not None and hasattr(sched, "add_noise"):
-                    noised_target = sched.add_noise(target, target_noise, next_t.reshape(1))
+                if target is not None and next_t is not None:
+                    noised_target = noise_to(backbone, sched, target, target_noise, next_t)
                 state = GuidanceState(
                     step=i, num_steps=len(timesteps), timestep=t, target=target, mask=mask,
                     extras={"noised_target": noised_target},

@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from cammimic.backbones import denoiser, noise_and_target, training_timesteps
 from cammimic.config import FinetuneSection
 from cammimic.errors import CammimicError
 
@@ -261,13 +262,10 @@ def mixed_precision(dtype) -> _Precision:
     return _Precision(dtype, autocast=False, scaler=False)
 
 
-def _prediction_target(sched, latents, noise, t):
-    kind = sched.config.get("prediction_type", "epsilon")
-    if kind == "epsilon":
-        return noise
-    if kind == "v_prediction":
-        return sched.get_velocity(latents, noise, t)
-    raise CammimicError(f"the backbone's scheduler predicts '{kind}'; cammimic trains epsilon or v_prediction models")
+def _timestep_value(t):
+    """A loss record's timestep: an integer (DDPM), or a float rounded to 0.01 (flow matching)."""
+    value = t.item()
+    return int(value) if float(value).is_integer() else round(float(value), 2)
 
 
 def _tensor_digest(t) -> str:
@@ -366,13 +364,14 @@ def finetune(
     reference_embeds,
     image_latents=None,
     image_embeds=None,
+    reference_frame_latents=None,
     settings: FinetuneSettings = FinetuneSettings(),
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
     on_step: Callable[[dict[str, Any]], None] | None = None,
 ) -> FinetuneResult:
-    """Train the spatial and temporal LoRAs already injected into ``backbone.unet``.
+    """Train the spatial and temporal LoRAs already injected into the backbone's denoiser.
 
     Args:
         layers: the :class:`~cammimic.components.AttentionLayers` the LoRAs sit on (``pairs``
@@ -381,6 +380,9 @@ def finetune(
         reference_embeds: ``(1, L, D)`` embeddings of the reference prompt t_R.
         image_latents, image_embeds: the user image as a one-frame clip ``(1, C, 1, h, w)`` and
             the embeddings of t_u; needed when stage 2 runs.
+        reference_frame_latents: each reference frame alone as an image, ``(T, C, 1, h, w)``:
+            the spatial LoRA's single-frame inputs when the VAE compresses time (Wan:
+            :meth:`encode_frames`); ``None`` = slices of ``reference_latents`` (a per-frame VAE).
         checkpoint_dir: where ``checkpoint.safetensors`` is written every ``checkpoint_every``
             steps, at the end of each stage and on Ctrl-C; with ``resume=True`` training
             continues from the one there.
@@ -400,7 +402,7 @@ def finetune(
     s = settings
     if s.stage2 and s.stage2_steps and (image_latents is None or image_embeds is None):
         raise CammimicError("stage 2 needs the user image's latents and prompt embeddings")
-    unet = backbone.unet
+    unet = denoiser(backbone)
     device = backbone.device
     sched = backbone.training_scheduler()
     precision = mixed_precision(backbone.dtype)
@@ -408,6 +410,7 @@ def finetune(
     key = _resume_key(s, unet, layers, backbone, {
         "reference video latents": reference_latents, "reference prompt embeddings": reference_embeds,
         "user image latents": image_latents, "image prompt embeddings": image_embeds,
+        **({"reference frame latents": reference_frame_latents} if reference_frame_latents is not None else {}),
     }, initial)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     ckpt_path = ckpt_dir / CHECKPOINT_NAME if ckpt_dir is not None else None
@@ -417,11 +420,13 @@ def finetune(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
         torch.manual_seed(int(s.seed) % 2**63)
         return _finetune(backbone, layers, s, reference_latents, reference_embeds, image_latents, image_embeds,
-                         ckpt_dir, ckpt_path, key, precision, sched, resume, checkpoint_dir, progress, on_step)
+                         reference_frame_latents, ckpt_dir, ckpt_path, key, precision, sched, resume, checkpoint_dir,
+                         progress, on_step)
 
 
-def _finetune(backbone, layers, s, reference_latents, reference_embeds, image_latents, image_embeds, ckpt_dir,
-              ckpt_path, key, precision, sched, resume, checkpoint_dir, progress, on_step):
+def _finetune(backbone, layers, s, reference_latents, reference_embeds, image_latents, image_embeds,
+              reference_frame_latents, ckpt_dir, ckpt_path, key, precision, sched, resume, checkpoint_dir, progress,
+              on_step):
     import torch
 
     from cammimic.lora import (
@@ -431,9 +436,8 @@ def _finetune(backbone, layers, s, reference_latents, reference_embeds, image_la
         set_trainable,
     )
 
-    unet = backbone.unet
+    unet = denoiser(backbone)
     device = backbone.device
-    num_train_timesteps = int(sched.config.num_train_timesteps)
     generator = torch.Generator("cpu").manual_seed(int(s.seed) % 2**63)
     anchors = torch.Generator("cpu").manual_seed((int(s.seed) + 1) % 2**63)  # temporal_debias's anchor frames
     scaler = torch.amp.GradScaler(device.type) if precision.scaler else None
@@ -457,6 +461,9 @@ def _finetune(backbone, layers, s, reference_latents, reference_embeds, image_la
 
     ref = reference_latents.to(device=device, dtype=torch.float32)
     img = image_latents.to(device=device, dtype=torch.float32) if image_latents is not None else None
+    frames = (reference_frame_latents.to(device=device, dtype=torch.float32)
+              if reference_frame_latents is not None else None)
+    num_frames = frames.shape[0] if frames is not None else ref.shape[2]
     dtype = backbone.dtype
 
     def autocast():
@@ -468,10 +475,11 @@ def _finetune(backbone, layers, s, reference_latents, reference_embeds, image_la
         return scaler.scale(loss) if scaler is not None else loss
 
     def noisy(latents):
-        t = torch.randint(0, num_train_timesteps, (1,), generator=generator)
+        # timestep first, then noise: the order every checkpoint and pinned value assumes
+        t = training_timesteps(backbone, sched, 1, generator)
         noise = torch.randn(latents.shape, generator=generator).to(device)
         t_dev = t.to(device)
-        return sched.add_noise(latents, noise, t_dev), _prediction_target(sched, latents, noise, t_dev), t_dev
+        return (*noise_and_target(backbone, sched, latents, noise, t_dev), t_dev)
 
     def predict(latents, embeds, t):
         with autocast():
@@ -485,8 +493,8 @@ def _finetune(backbone, layers, s, reference_latents, reference_embeds, image_la
     def step_stage1(where, spatial_params, temporal_params):
         masked = bool(torch.rand((), generator=generator).item() < s.spatial_mask_probability)
         x, target, t = noisy(ref)
-        frame = int(torch.randint(0, ref.shape[2], (1,), generator=generator).item())
-        xs, target_s, ts = noisy(ref[:, :, frame : frame + 1])
+        frame = int(torch.randint(0, num_frames, (1,), generator=generator).item())
+        xs, target_s, ts = noisy(frames[frame : frame + 1] if frames is not None else ref[:, :, frame : frame + 1])
         # its own generator, so switching the option leaves every other draw (and the spatial LoRA) alone
         anchor = int(torch.randint(0, ref.shape[2], (1,), generator=anchors).item()) if s.temporal_debias else 0
         # backward inside the block: a recomputed (checkpointed) forward sees the same scales
@@ -507,7 +515,7 @@ def _finetune(backbone, layers, s, reference_latents, reference_embeds, image_la
             ortho = float(orthogonality_loss(unet, layers.pairs, definition=s.orthogonality_definition))
         return {"loss": loss_t.item() + s.spatial_weight * loss_s.item(), "temporal": loss_t.item(),
                 "spatial": loss_s.item(), "ortho": ortho, "ortho_ratio": None, "spatial_masked": masked,
-                "frame": frame, "timestep": int(t.item())}
+                "frame": frame, "timestep": _timestep_value(t)}
 
     def step_stage2(where, spatial_params, temporal_params):
         x, target, t = noisy(img)
@@ -530,7 +538,7 @@ def _finetune(backbone, layers, s, reference_latents, reference_embeds, image_la
                         p.grad.add_(g, alpha=factor)
         loss = loss_s.item() + (s.orthogonality_weight * ortho.item() if s.orthogonality else 0.0)
         return {"loss": loss, "temporal": None, "spatial": loss_s.item(), "ortho": ortho.item(),
-                "ortho_ratio": ratio, "spatial_masked": False, "frame": 0, "timestep": int(t.item())}
+                "ortho_ratio": ratio, "spatial_masked": False, "frame": 0, "timestep": _timestep_value(t)}
 
     stages = [(1, s.stage1_steps, step_stage1, True)]
     if s.stage2 and s.stage2_steps:

@@ -22,7 +22,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import numpy as np
@@ -179,6 +179,8 @@ class UNet3DAdapter:
     torch_dtype: Any = None  #: ``None``/``"auto"``: bfloat16 on CUDA (else float16), float32 on CPU
     vae_batch_size: int = 8  #: frames per VAE call
     attention: str = "sdpa"  #: ``"sdpa"`` (PyTorch scaled-dot-product) or ``"default"``
+    #: the sampler names :meth:`UNet3DBackbone.sampling_scheduler` takes; the first is the default
+    samplers: ClassVar[tuple[str, ...]] = SAMPLERS
 
     def load(
         self,
@@ -504,6 +506,12 @@ class UNet3DBackbone:
     _bypassed: bool = attrs.field(default=False, init=False)
     _saved_forwards: dict = attrs.field(factory=dict, init=False, repr=False)
     _checkpointed: dict = attrs.field(factory=dict, init=False, repr=False)
+    samplers: ClassVar[tuple[str, ...]] = SAMPLERS  #: what :meth:`sampling_scheduler` takes; ddim is the default
+
+    @property
+    def denoiser(self):
+        """The UNet3D (the protocol's name for :attr:`unet`)."""
+        return self.unet
 
     # -- identity ------------------------------------------------------------------------
     def fingerprint(self) -> str:

@@ -26,7 +26,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import numpy as np
@@ -42,10 +42,10 @@ from cammimic_unet3d.backbone import (
     hub_cache_dir,
     hub_offline,
     hub_unreachable,
-    resolve_device,
     resolve_dtype,
 )
 
+from cammimic.devices import resolve_device
 from cammimic.errors import CammimicError
 
 __all__ = ["SUBFOLDERS", "SAMPLERS", "WanAdapter", "WanBackbone", "flow_sigmas", "frame_groups"]
@@ -107,6 +107,8 @@ class WanAdapter:
     attention: str = "sdpa"
     #: flow shift of training's noise levels; 0 = the scheduler's ``flow_shift`` (3.0 for 1.3B)
     training_shift: float = 0.0
+    samplers: ClassVar[tuple[str, ...]] = SAMPLERS
+    frame_rule: ClassVar[str] = "4k+1 frames (its VAE compresses time 4x after the first frame)"
 
     @property
     def size_multiple(self) -> int:
@@ -335,6 +337,8 @@ class WanBackbone:
     latent_channels: int = 16
     patch_size: tuple[int, int, int] = (1, 2, 2)
     training_shift: float = 3.0
+    samplers: ClassVar[tuple[str, ...]] = SAMPLERS
+    frame_rule: ClassVar[str] = WanAdapter.frame_rule
     _image_mode: bool = attrs.field(default=False, init=False)
     _checkpointed: dict = attrs.field(factory=dict, init=False, repr=False)
 
@@ -342,10 +346,6 @@ class WanBackbone:
     @property
     def denoiser(self):
         return self.unet
-
-    @property
-    def samplers(self) -> tuple[str, ...]:
-        return SAMPLERS
 
     @property
     def size_multiple(self) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from cammimic.backbones import check_num_frames, denoiser, fit_num_frames, resolve_sampler
 from cammimic.camera import reference_motion, resolve_reference
 from cammimic.config import Config
 from cammimic.errors import CammimicError
@@ -75,9 +76,13 @@ def checkpoint_dir_for(output_dir) -> Path:
     return out.with_name(out.name + ".checkpoints")
 
 
-def _size_multiple(backbone) -> int:
-    cfg = getattr(backbone.unet, "config", None)
-    return _geometry(backbone.vae_scale_factor, cfg)[0]
+def _size_rule(backbone_or_adapter, vae_factor: int, unet_config) -> tuple[int, int]:
+    """``(size multiple, smallest channels per norm group)``: the backbone's own
+    ``size_multiple`` when it states one (Wan: 16), else read from its UNet config."""
+    own = getattr(backbone_or_adapter, "size_multiple", None)
+    if own:
+        return int(own), 0
+    return _geometry(vae_factor, unet_config)
 
 
 def _geometry(vae_factor: int, unet_config) -> tuple[int, int]:
@@ -117,6 +122,9 @@ def _early_checks(config: Config, adapter, width: int, height: int) -> None:
     folder = Path(str(weights)).expanduser() if weights else None
     if folder is None or not folder.is_dir():
         return  # a Hub id: checked right after loading, still before any work
+    if getattr(adapter, "size_multiple", None):  # the backbone states its own size rule
+        _check_size(width, height, int(adapter.size_multiple), name)
+        return
     try:
         unet_cfg = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
         vae_cfg = json.loads((folder / "vae" / "config.json").read_text(encoding="utf-8"))
@@ -134,6 +142,8 @@ def _early_checks(config: Config, adapter, width: int, height: int) -> None:
 def _check_sampling_steps(config: Config, scheduler_config: dict) -> None:
     sampling = config["sampling"]
     kind = sampling["scheduler"]
+    if kind not in ("ddim", "dpm"):
+        return  # another backbone's sampler: checked on the loaded backbone
     try:
         from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
@@ -178,10 +188,15 @@ def _read_inputs(reference, image, config: Config, adapter) -> _Inputs:
     width = run["width"] or adapter.default_size[0]
     height = run["height"] or adapter.default_size[1]
     # A camera preset or path file: the stage-1 reference video is the user image moved along it.
-    reference = resolve_reference(reference, size=(width, height), frames=run["frames"] or PAPER_NUM_FRAMES,
+    # The backbone may take only some frame counts (Wan: 4k+1): an explicit --frames must be one;
+    # the default (the paper's 16) moves to the nearest one the backbone takes (17 for Wan).
+    if run["frames"]:
+        check_num_frames(adapter, run["frames"])
+    reference = resolve_reference(reference, size=(width, height),
+                                  frames=run["frames"] or fit_num_frames(adapter, PAPER_NUM_FRAMES, 10**6),
                                   image=image)
     total = frame_count(reference)
-    frames = run["frames"] or min(PAPER_NUM_FRAMES, total)
+    frames = run["frames"] or fit_num_frames(adapter, PAPER_NUM_FRAMES, total)
     # only the frames used are decoded, resized as they come
     ref = as_video(reference, size=(width, height), name="reference", frames=frames)
     if isinstance(image, (str, Path)):
@@ -292,6 +307,8 @@ def run_cammimic(
 
     # 2. Load: the components, the inputs (checked against the weights' configs), then the backbone.
     adapter, backbone_record = _load_backbone(config, host)
+    # the sampler must be one the backbone offers ("auto": its default), recorded as resolved
+    config = config.with_overrides({"sampling.scheduler": resolve_sampler(adapter, config["sampling"]["scheduler"])})
     terms, guidance_records = _guidance_terms(config, host) if do_sample else ([], [])
     est_name, est_params = config.component("motion_estimator")
     estimator = host.create("motion_estimator", est_name, est_params,
@@ -303,15 +320,16 @@ def run_cammimic(
         device=None if run["device"] == "auto" else run["device"],
         torch_dtype=None if run["dtype"] == "auto" else run["dtype"],
     )
-    multiple, per_group = _geometry(backbone.vae_scale_factor, getattr(backbone.unet, "config", None))
+    model = denoiser(backbone)
+    multiple, per_group = _size_rule(backbone, backbone.vae_scale_factor, getattr(model, "config", None))
     _check_size(inputs.width, inputs.height, multiple, backbone.name, per_group)
     if do_sample and hasattr(backbone, "sampling_scheduler"):
         check_steps(backbone.sampling_scheduler(config["sampling"]["scheduler"]), config["sampling"]["steps"],
                     config["sampling"]["scheduler"])
-    layers = host.locate_attention_layers(backbone.name, backbone.unet, lora_cfg["include_ff"])
+    layers = host.locate_attention_layers(backbone.name, model, lora_cfg["include_ff"])
     if layers is None:
         raise CammimicError(
-            f"no plugin knows where the LoRAs go on backbone \"{backbone.name}\" ({type(backbone.unet).__name__}); "
+            f"no plugin knows where the LoRAs go on backbone \"{backbone.name}\" ({type(model).__name__}); "
             "install or write a plugin implementing locate_attention_layers (docs/plugins.md)"
         )
     ident = {"backbone": backbone.name, "base_model": backbone.weights, "fingerprint": backbone.fingerprint()}
@@ -327,19 +345,22 @@ def run_cammimic(
     trained, lora_sources = None, {}
     if do_finetune:
         dropout = lora_cfg["dropout"]
-        inject_loras(backbone.unet, layers, LoraSpec(rank=lora_cfg["spatial_rank"], alpha=alpha, dropout=dropout),
+        inject_loras(model, layers, LoraSpec(rank=lora_cfg["spatial_rank"], alpha=alpha, dropout=dropout),
                      LoraSpec(rank=lora_cfg["temporal_rank"], alpha=alpha, dropout=dropout), init_seed=int(run["seed"]))
         embeds = backbone.encode_prompt([texts["reference"], texts["image"]])
         trained = finetune(
             backbone, layers,
             reference_latents=backbone.encode_video(ref.frames), reference_embeds=embeds[:1],
             image_latents=backbone.encode_video(inputs.image[None]), image_embeds=embeds[1:],
+            # a VAE that compresses time: the spatial LoRA's frames are encoded one by one (images)
+            reference_frame_latents=(backbone.encode_frames(ref.frames) if hasattr(backbone, "encode_frames")
+                                     else None),
             settings=FinetuneSettings.from_config(config), checkpoint_dir=checkpoint_dir_for(output_dir),
             resume=resume, progress=progress, on_step=on_step,
         )
     else:
         for adapter_name, path in (("spatial", spatial_lora), ("temporal", temporal_lora)):
-            meta = load_lora(path, backbone.unet, adapter_name, allow_other_base=allow_other_base, **ident)
+            meta = load_lora(path, model, adapter_name, allow_other_base=allow_other_base, **ident)
             lora_sources[adapter_name] = {"path": str(path), "sha256": sha256(path), "metadata": meta}
 
     # 4. Phase 2: sample guided by the weak video, then score the result against the reference.
@@ -426,7 +447,7 @@ def _write_files(tmp: Path, result: CamMimicResult) -> dict[str, Path]:
     lora_dir.mkdir()
     if result.trained is not None:
         for name in ("spatial", "temporal"):
-            files[f"{name}_lora"] = save_lora(lora_dir / f"{name}.safetensors", result.backbone.unet, name,
+            files[f"{name}_lora"] = save_lora(lora_dir / f"{name}.safetensors", denoiser(result.backbone), name,
                                               extra=result.lora_meta, **result.ident)
         (tmp / "losses.csv").write_text(losses_csv(result.trained.losses), encoding="utf-8")
         files["losses"] = tmp / "losses.csv"
