@@ -6,6 +6,7 @@ the real path (``from_pretrained`` on a local folder), as a user's downloaded we
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import numpy as np
@@ -174,3 +175,245 @@ def test_missing_weights_fail_fast_in_one_line(tmp_path, monkeypatch):
     (tmp_path / "partial" / "vae").mkdir(parents=True)
     with pytest.raises(CammimicError, match="has no transformer/, text_encoder/, tokenizer/, scheduler/ subfolders"):
         factory().load(str(tmp_path / "partial"), device="cpu")
+
+
+# --- the whole method on Wan (the seam) --------------------------------------------------------
+
+FAST = ["--width", "64", "--height", "64", "--stage1-steps", "4", "--stage2-steps", "3", "--steps", "4",
+        "--spatial-rank", "4", "--temporal-rank", "4", "-q"]
+
+
+@pytest.fixture(scope="module")
+def wan_inputs(tmp_path_factory):
+    """A 12-frame reference video of a photograph under a known pan, and a user image."""
+    import cv2
+    from conftest import clip, photo
+
+    from cammimic.io import write_image, write_video
+
+    d = tmp_path_factory.mktemp("wan-inputs")
+    frames, _ = clip("pan", 128, 128, frames=12, name="astronaut", magnitude=2.0)
+    write_video(d / "ref.mp4", frames, 8.0, crf=18)
+    write_image(d / "user.png", cv2.resize(photo("coffee"), (128, 128), interpolation=cv2.INTER_AREA))
+    return d / "ref.mp4", d / "user.png"
+
+
+def cli(capsys, *args):
+    from cammimic.cli import main
+
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def wan_run_args(wan_inputs, weights, out, *extra):
+    ref, user = wan_inputs
+    return ["run", ref, user, "--prompt", "a cup of coffee", "--reference-prompt", "an astronaut",
+            "--backbone", "wan", "--weights", weights, "-o", out, *FAST, *extra]
+
+
+@pytest.fixture(scope="module")
+def wan_run(wan_inputs, wan_weights, tmp_path_factory):
+    from cammimic.cli import main
+
+    out = tmp_path_factory.mktemp("wan-runs") / "first"
+    assert main([str(a) for a in wan_run_args(wan_inputs, wan_weights, out)]) == 0
+    return out
+
+
+def test_cammimic_run_on_wan_through_the_cli(wan_run):
+    from cammimic.config import tomllib
+    from cammimic.io import read_video
+    from cammimic.lora import read_lora
+
+    out = wan_run
+    # no --frames: the paper's 16 moves to a count Wan takes (4k+1) within the 12-frame reference
+    assert read_video(out / "output.mp4").frames.shape == (9, 64, 64, 3)
+    assert read_video(out / "weak.mp4").frames.shape == (9, 64, 64, 3)
+    config = tomllib.loads((out / "config.toml").read_text())
+    assert (config["run"]["frames"], config["sampling"]["scheduler"]) == (9, "unipc")  # "auto", resolved
+    run = json.loads((out / "run.json").read_text())
+    assert run["components"]["backbone"]["name"] == "wan" and run["layers"]["located_by"] == "wan"
+    assert (run["layers"]["spatial"], run["layers"]["temporal"], run["layers"]["pairs"]) == (8, 4, 4)
+    assert run["finetune"]["temporal_lora_unchanged_in_stage2"] is True
+    layers = json.loads((out / "lora" / "layers.json").read_text())
+    assert layers["shared"] is True and layers["pairs"] == [[n, n] for n in layers["temporal"]]
+    rows = [r.split(",") for r in (out / "losses.csv").read_text().splitlines()[1:]]
+    assert len(rows) == 7 and all(0.0 <= float(r[-1]) <= 1000.0 for r in rows)  # flow-matching timesteps
+    assert {int(r[-2]) for r in rows if r[0] == "1"} <= set(range(9))  # the spatial frame: a video frame
+    _, meta = read_lora(out / "lora" / "temporal.safetensors")
+    assert meta["backbone"] == "wan" and json.loads(meta["target_layers"]) == layers["temporal"]
+
+
+def test_plugins_lists_wan(capsys):
+    code, out, _ = cli(capsys, "plugins")
+    assert code == 0 and "backbone wan: Wan 2.1 T2V 1.3B" in out
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--frames", "8"], 'backbone "wan" takes 4k+1 frames (its VAE compresses time 4x after the first frame) '
+                        "(e.g. --frames 9)"),
+    (["--scheduler", "ddim"], "'ddim' is not a sampler of backbone \"wan\"; try one of ['unipc', 'euler']"),
+    (["--width", "72"], 'must be multiples of 16 for backbone "wan"'),
+])
+def test_wan_rules_refuse_bad_settings_in_one_line(wan_inputs, wan_weights, tmp_path, capsys, extra, message):
+    code, _, err = cli(capsys, *wan_run_args(wan_inputs, wan_weights, tmp_path / "out", *extra))
+    assert code != 0 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def _prepared(wan_weights, plugin_host, rank=4, dropout=0.0):
+    from conftest import clip, photo
+
+    from cammimic.lora import LoraSpec, inject_loras
+
+    backbone = plugin_host.create("backbone", "wan", {"weights": str(wan_weights)}).load(device="cpu")
+    frames, _ = clip("pan", 64, 64, frames=9, magnitude=3.0)
+    image = photo("coffee")[100:164, 100:164]
+    layers = plugin_host.locate_attention_layers("wan", backbone.denoiser, False)
+    inject_loras(backbone.denoiser, layers, LoraSpec(rank=rank, dropout=dropout), LoraSpec(rank=rank, dropout=dropout),
+                 init_seed=0)
+    embeds = backbone.encode_prompt(["an astronaut, camera motion of sks", "a cup of coffee"])
+    kw = dict(reference_latents=backbone.encode_video(frames), reference_embeds=embeds[:1],
+              image_latents=backbone.encode_video(image[None]), image_embeds=embeds[1:],
+              reference_frame_latents=backbone.encode_frames(frames))
+    return backbone, layers, kw
+
+
+def _flow_probe(backbone, latents, embeds, image_mode=False):
+    """Flow-matching MSE at fixed noise levels and noise: a loss that does not jitter."""
+    g = torch.Generator().manual_seed(1234)
+    losses = []
+    with torch.no_grad():
+        for t in (150.0, 350.0, 550.0, 750.0, 950.0):
+            x, target = backbone.noise_and_target(latents, torch.randn(latents.shape, generator=g), torch.tensor([t]))
+            with backbone.temporal_bypass() if image_mode else contextlib.nullcontext():
+                losses.append(torch.nn.functional.mse_loss(backbone.predict_noise(x, t, embeds), target).item())
+    return float(np.mean(losses))
+
+
+def test_losses_of_both_stages_fall_on_wan(wan_weights, plugin_host):
+    from cammimic.training import FinetuneSettings, finetune
+
+    backbone, layers, kw = _prepared(wan_weights, plugin_host)
+    ref, img = kw["reference_latents"], kw["image_latents"]
+    before = (_flow_probe(backbone, ref, kw["reference_embeds"]),
+              _flow_probe(backbone, img, kw["image_embeds"], image_mode=True))
+    settings = FinetuneSettings(stage1_steps=30, stage2_steps=30, learning_rate=5e-3, checkpoint_every=0)
+    result = finetune(backbone, layers, settings=settings, progress=False, **kw)
+    after = (_flow_probe(backbone, ref, kw["reference_embeds"]),
+             _flow_probe(backbone, img, kw["image_embeds"], image_mode=True))
+    assert len(result.losses) == 60 and result.temporal_unchanged_in_stage2 is True
+    assert after[0] < 0.85 * before[0], (before, after)  # stage 1: the whole clip
+    assert after[1] < 0.85 * before[1], (before, after)  # stage 2: the user image
+
+
+def test_image_mode_gives_the_temporal_lora_no_gradient(wan_weights, plugin_host):
+    from cammimic.lora import lora_parameters
+
+    backbone, _, kw = _prepared(wan_weights, plugin_host)
+    model = backbone.denoiser
+    with torch.no_grad():  # B starts at zero: move it so both LoRAs act
+        for p in lora_parameters(model, "spatial") + lora_parameters(model, "temporal"):
+            p.add_(0.01)
+    x, target = backbone.noise_and_target(kw["reference_frame_latents"][:1], torch.ones_like(
+        kw["reference_frame_latents"][:1]), torch.tensor([500.0]))
+    with backbone.temporal_bypass():
+        scales = {m.scaling["temporal"] for m in model.modules() if "temporal" in getattr(m, "scaling", {})}
+        loss = torch.nn.functional.mse_loss(backbone.predict_noise(x, 500.0, kw["reference_embeds"]), target)
+        loss.backward()
+    assert scales == {0.0}
+    assert all(p.grad is None or not p.grad.any() for p in lora_parameters(model, "temporal"))
+    assert all(p.grad is not None and p.grad.any() for p in lora_parameters(model, "spatial"))
+    restored = {m.scaling["temporal"] for m in model.modules() if "temporal" in getattr(m, "scaling", {})}
+    assert restored == {1.0}
+
+
+def test_lora_files_round_trip_and_refuse_a_unet3d_base(wan_run, wan_weights, tiny_weights, plugin_host):
+    from cammimic.lora import load_lora, lora_state_dict, read_lora
+
+    fresh = plugin_host.create("backbone", "wan", {"weights": str(wan_weights)}).load(device="cpu")
+    ident = {"backbone": "wan", "base_model": fresh.weights, "fingerprint": fresh.fingerprint()}
+    for adapter in ("spatial", "temporal"):
+        path = wan_run / "lora" / f"{adapter}.safetensors"
+        load_lora(path, fresh.denoiser, adapter, **ident)
+        saved, _ = read_lora(path)
+        now = lora_state_dict(fresh.denoiser, adapter)
+        assert set(saved) == set(now) and all(torch.equal(saved[k], now[k]) for k in saved)
+    # both adapters share the query/key layers, each with its own weights
+    q = fresh.denoiser.get_submodule("blocks.0.attn1.to_q")
+    assert set(q.lora_A) == {"spatial", "temporal"}
+    unet3d = plugin_host.create("backbone", "zeroscope", {"weights": str(tiny_weights)}).load(device="cpu")
+    with pytest.raises(CammimicError) as err:
+        load_lora(wan_run / "lora" / "temporal.safetensors", unet3d.unet, "temporal", backbone="zeroscope",
+                  base_model=unet3d.weights, fingerprint=unet3d.fingerprint(), allow_other_base=True)
+    assert "another architecture" in str(err.value) and "\n" not in str(err.value)
+    assert not any("lora_" in n for n, _ in unet3d.unet.named_parameters())  # untouched
+
+
+def test_homography_guidance_pulls_towards_zp_across_latent_frames(wan):
+    from conftest import clip, photo
+
+    from cammimic.guidance import homography_guidance
+    from cammimic.homography import warp_along_chain
+    from cammimic.sampling import latent_mask, sample
+
+    _, h = clip("pan", 64, 64, frames=9, magnitude=3.0)
+    image = photo("coffee")[100:164, 100:164]
+    weak, masks = warp_along_chain(image, h)
+    target = wan.encode_video(weak)  # z_P: 9 frames -> 3 latent frames
+    mask = latent_mask(masks, wan.vae_scale_factor, wan.frame_groups(9))
+    assert target.shape == (1, 16, 3, 8, 8) and mask.shape == (1, 1, 3, 8, 8)
+    per_frame = latent_mask(masks, wan.vae_scale_factor)[0, 0]  # (9, 8, 8)
+    assert torch.equal(mask[0, 0, 0], per_frame[0]) and torch.equal(mask[0, 0, 2], per_frame[5:9].amin(0))
+    assert 0.3 < float(mask.mean()) < 1.0  # the pan moves part of the image out of view
+
+    def run(terms, scheduler="unipc"):
+        return sample(wan, "a cup of coffee", num_frames=9, width=64, height=64, steps=6, guidance_scale=5.0,
+                      scheduler=scheduler, seed=0, guidance_terms=terms, target=target, mask=mask, progress=False)
+
+    def distance(latents, where):
+        where = where.expand_as(latents).bool()
+        return (latents - target)[where].pow(2).mean().item()
+
+    inside, outside = mask > 0.5, mask < 0.5
+    # measured ratios (guided / unguided squared distance in view): unipc 0.24 / 0.31, euler 0.04 / 0.13
+    for scheduler in ("unipc", "euler"):
+        none = run([], scheduler)
+        assert none.shape == (1, 16, 3, 8, 8)
+        for compare in ("latents", "noised"):  # "noised": z_P noised by the backbone's flow-matching rule
+            guided = run([homography_guidance(weight=0.2, compare=compare)], scheduler)
+            assert distance(guided, inside) < 0.5 * distance(none, inside), (scheduler, compare)
+            # out of view (the weak video's black fill) is left to the model
+            assert 0.95 < distance(guided, outside) / distance(none, outside) < 1.05, (scheduler, compare)
+    assert torch.equal(run([homography_guidance(weight=0.2)]), run([homography_guidance(weight=0.2)]))
+
+
+def test_resume_on_wan_is_bit_identical(wan_weights, plugin_host, tmp_path):
+    from cammimic.lora import lora_state_dict
+    from cammimic.training import FinetuneSettings, TrainingInterrupted, finetune
+
+    settings = FinetuneSettings(stage1_steps=3, stage2_steps=2, checkpoint_every=2, seed=3, temporal_debias=True,
+                                spatial_mask_probability=0.5)
+
+    def loras(backbone):
+        return {a: lora_state_dict(backbone.denoiser, a) for a in ("spatial", "temporal")}
+
+    backbone, layers, kw = _prepared(wan_weights, plugin_host, dropout=0.1)
+    whole = finetune(backbone, layers, settings=settings, progress=False, **kw)
+    expected = loras(backbone)
+
+    def stop(record):
+        if (record["stage"], record["step"]) == (1, 3):
+            raise KeyboardInterrupt
+
+    backbone, layers, kw = _prepared(wan_weights, plugin_host, dropout=0.1)
+    with pytest.raises(TrainingInterrupted):
+        finetune(backbone, layers, settings=settings, progress=False, on_step=stop, checkpoint_dir=tmp_path, **kw)
+    backbone, layers, kw = _prepared(wan_weights, plugin_host, dropout=0.1)
+    resumed = finetune(backbone, layers, settings=settings, progress=False, checkpoint_dir=tmp_path, resume=True, **kw)
+    assert resumed.resumed_from == {"stage": 1, "step": 3}
+    got = loras(backbone)
+    for a in ("spatial", "temporal"):
+        assert all(torch.equal(expected[a][k], got[a][k]) for k in expected[a]), a
+    assert [r["loss"] for r in resumed.losses] == [r["loss"] for r in whole.losses]
