@@ -1,12 +1,16 @@
-"""Speed and peak memory of the CamMimic method on the real-size zeroscope architecture.
+"""Speed and peak memory of the CamMimic method on a real-size backbone architecture.
 
-Builds zeroscope_v2_576w's UNet3D (1.41 B parameters), VAE and text encoder with random weights
-(nothing is downloaded), then times a few steps of stage 1, stage 2 and sampling through the
-same code a run uses (``cammimic.training.finetune``, ``cammimic.sampling.sample``), and
-extrapolates the whole run at the paper's defaults (150 + 150 training steps, 50 sampling steps).
+Builds zeroscope_v2_576w's UNet3D (1.41 B parameters), VAE and text encoder — or, with
+``--backbone wan``, Wan 2.1 T2V 1.3B's transformer (1.42 B), VAE and scheduler
+(``cammimic_wan.random_weights`` preset ``1.3b``) — with random weights (nothing is downloaded),
+then times a few steps of stage 1, stage 2 and sampling through the same code a run uses
+(``cammimic.training.finetune``, ``cammimic.sampling.sample``), and extrapolates the whole run at
+the paper's defaults (150 + 150 training steps, 50 sampling steps).
 
     python benchmarks/method.py                                  # 576x320x16 on the GPU
     python benchmarks/method.py --device cpu --width 128 --height 64 --frames 4 --steps 2
+    python benchmarks/method.py --backbone wan                   # 832x480x81 on the GPU
+    python benchmarks/method.py --backbone wan --device cpu --width 128 --height 64 --frames 5 --steps 1
     python benchmarks/method.py ... --record                     # also write docs/benchmarks.md
 
 Random weights change no timing: the same tensors flow through the same layers.
@@ -25,6 +29,8 @@ import torch
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- method:begin -->", "<!-- method:end -->"
+#: each backbone's table has its own markers in docs/benchmarks.md
+MARKERS = {"zeroscope": (BEGIN, END), "wan": ("<!-- method-wan:begin -->", "<!-- method-wan:end -->")}
 
 
 def peak_memory(device) -> float:
@@ -66,23 +72,49 @@ def build(preset, device, dtype, vae_batch_size):
     )
 
 
+def build_wan(preset, device, dtype):
+    from cammimic_unet3d.backbone import resolve_dtype
+    from cammimic_wan.backbone import WanBackbone
+    from cammimic_wan.random_weights import SCHEDULER_CONFIG, build_components
+
+    c = build_components(preset)
+    dtype = resolve_dtype(dtype, device)
+    transformer = c["transformer"].to(device, dtype).requires_grad_(False)
+    vae = c["vae"].to(device, torch.float32).requires_grad_(False)  # as the loader: the VAE stays float32
+    text_encoder = c["text_encoder"].to(device, dtype).requires_grad_(False)
+    return WanBackbone(
+        name="wan", weights=f"random:{preset}", device=device, dtype=dtype, unet=transformer, vae=vae,
+        text_encoder=text_encoder, tokenizer=c["tokenizer"], scheduler_config=dict(SCHEDULER_CONFIG),
+        latent_channels=int(vae.config.z_dim), patch_size=tuple(transformer.config.patch_size),
+        training_shift=float(SCHEDULER_CONFIG["flow_shift"]),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="zeroscope", choices=["zeroscope", "tiny"])
+    parser.add_argument("--backbone", default="zeroscope", choices=["zeroscope", "wan"])
+    parser.add_argument("--preset", default=None, help="zeroscope: zeroscope (default) or tiny; wan: 1.3b (default) or tiny")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--width", type=int, default=576)
-    parser.add_argument("--height", type=int, default=320)
-    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--width", type=int, default=None, help="default: 576 (zeroscope), 832 (wan)")
+    parser.add_argument("--height", type=int, default=None, help="default: 320 (zeroscope), 480 (wan)")
+    parser.add_argument("--frames", type=int, default=None, help="default: 16 (the paper's; zeroscope), 81 (wan: 4k+1)")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per phase (after one warm-up step)")
     parser.add_argument("--rank", type=int, default=32)
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--vae-batch-size", type=int, default=8)
     parser.add_argument("--record", action="store_true", help="write the table into docs/benchmarks.md")
     args = parser.parse_args()
+    wan = args.backbone == "wan"
+    args.preset = args.preset or ("1.3b" if wan else "zeroscope")
+    args.width = args.width or (832 if wan else 576)
+    args.height = args.height or (480 if wan else 320)
+    args.frames = args.frames or (81 if wan else 16)
 
     from cammimic_unet3d.locator import locate_unet3d_layers
+    from cammimic_wan.locator import locate_wan_layers
 
+    from cammimic.backbones import check_num_frames
     from cammimic.lora import LoraSpec, inject_loras
     from cammimic.sampling import sample
     from cammimic.training import FinetuneSettings, finetune
@@ -90,10 +122,13 @@ def main() -> None:
     device = torch.device(args.device)
     wall = time.perf_counter()
     t0 = time.perf_counter()
-    backbone = build(args.preset, device, args.dtype, args.vae_batch_size)
+    backbone = build_wan(args.preset, device, args.dtype) if wan else build(args.preset, device, args.dtype,
+                                                                             args.vae_batch_size)
+    check_num_frames(backbone, args.frames)
     build_s = time.perf_counter() - t0
     params = sum(p.numel() for p in backbone.unet.parameters()) / 1e9
-    layers = locate_unet3d_layers(backbone.unet, include_ff=False)
+    locate = locate_wan_layers if wan else locate_unet3d_layers
+    layers = locate(backbone.unet, include_ff=False)
     inject_loras(backbone.unet, layers, LoraSpec(args.rank), LoraSpec(args.rank), init_seed=0)
 
     rng = np.random.default_rng(0)
@@ -103,6 +138,8 @@ def main() -> None:
     ref_latents = backbone.encode_video(frames)
     img_latents = backbone.encode_video(frames[:1])
     embeds = backbone.encode_prompt(["a rocket launch, camera motion of sks", "a village", ""])
+    # Wan's VAE compresses time: the spatial LoRA's single frames are encoded one by one
+    frame_latents = backbone.encode_frames(frames) if wan else None
     sync(device)
     encode_s = time.perf_counter() - t0
 
@@ -121,7 +158,8 @@ def main() -> None:
                                 gradient_checkpointing=args.gradient_checkpointing)
     reset_peak(device)
     finetune(backbone, layers, reference_latents=ref_latents, reference_embeds=embeds[:1], image_latents=img_latents,
-             image_embeds=embeds[1:2], settings=settings, progress=False, on_step=on_step)
+             image_embeds=embeds[1:2], reference_frame_latents=frame_latents, settings=settings, progress=False,
+             on_step=on_step)
     peaks["stage 2"] = peak_memory(device)
     per_step = {f"stage {s}": float(np.mean(np.diff(marks[s]))) for s in (1, 2)}
 
@@ -129,7 +167,7 @@ def main() -> None:
     ticks: list[float] = []
     target = backbone.encode_video(frames)
     sample(backbone, "a village, camera motion of sks", num_frames=args.frames, width=args.width, height=args.height,
-           steps=n, guidance_scale=9.0, seed=0, target=target, progress=False,
+           steps=n, guidance_scale=5.0 if wan else 9.0, seed=0, target=target, progress=False,
            callback=lambda i, t, z: (sync(device), ticks.append(time.perf_counter())))
     per_step["sampling"] = float(np.mean(np.diff(ticks)))
     t0 = time.perf_counter()
@@ -145,8 +183,11 @@ def main() -> None:
     else:
         where = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads), {str(backbone.dtype).replace('torch.', '')}"
     size = f"{args.width}x{args.height}x{args.frames}"
+    if wan:
+        size += f" (latents {'x'.join(str(v) for v in tuple(ref_latents.shape[2:]))})"
+    model = "WanTransformer3DModel" if wan else "UNet3D"
     lines = [
-        f"Setup: {where}; preset `{args.preset}` (UNet3D {params * 1000:.1f} M parameters, random weights); {size}; "
+        f"Setup: {where}; preset `{args.preset}` ({model} {params * 1000:.1f} M parameters, random weights); {size}; "
         f"LoRA rank {args.rank}; gradient checkpointing {'on' if args.gradient_checkpointing else 'off'}; "
         f"mean of {args.steps} steps after one warm-up; torch {torch.__version__}.",
         "",
@@ -167,11 +208,13 @@ def main() -> None:
     print(table)
     if args.record:
         text = DOC.read_text(encoding="utf-8")
-        block = f"{BEGIN}\n{table}\n{END}"
-        if BEGIN in text:
-            text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+        begin, end = MARKERS[args.backbone]
+        block = f"{begin}\n{table}\n{end}"
+        if begin in text:
+            text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
         else:
-            text = text.rstrip("\n") + "\n\n## The CamMimic method\n\n" + block + "\n"
+            title = "The CamMimic method on Wan 2.1" if wan else "The CamMimic method"
+            text = text.rstrip("\n") + f"\n\n## {title}\n\n" + block + "\n"
         DOC.write_text(text, encoding="utf-8")
         print(f"recorded in {DOC}")
 

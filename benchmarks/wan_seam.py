@@ -28,7 +28,7 @@ gradients of the shared base weights.
 
     python benchmarks/wan_seam.py [--steps 60] [--seeds 3]
 
-Prints one JSON object; docs/wan-seam-draft.md records a run.
+Prints one JSON object; docs/wan.md records a run.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ themselves, as ``WanPipeline.__call__`` does:
 - **image mode** (:meth:`WanBackbone.temporal_bypass`): Wan has no temporal modules to bypass —
   one self-attention over all ``T·h·w`` tokens serves space and time — so the spatial LoRA's
   single-frame passes run the transformer on one latent frame (then self-attention is spatial
-  only) with the temporal LoRA at scale 0. See ``docs/wan-seam-draft.md``.
+  only) with the temporal LoRA at scale 0. See ``docs/wan.md``.
 """
 
 from __future__ import annotations

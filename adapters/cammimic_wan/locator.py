@@ -2,7 +2,7 @@
 
 Wan has one self-attention per block over all ``T'·h·w`` tokens of the clip: no module is
 spatial or temporal by itself. The placement (measured in ``benchmarks/wan_seam.py``, decided
-in ``docs/plugins.md``):
+in ``docs/wan.md``):
 
 - **spatial LoRA**: the self-attention projections ``blocks.N.attn1.{to_q,to_k,to_v,to_out.0}``
   (4 per block: 120 Linear layers in Wan 2.1 T2V 1.3B), plus with ``include_ff`` the
