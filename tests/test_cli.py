@@ -394,8 +394,13 @@ def test_finetune_and_sample_help_do_not_describe_the_homography_method():
          "Error: Invalid value for '--dtype': 'float64' is not one of 'auto', 'float32', 'float16', 'bfloat16'. (see `cammimic run --help`)", 2),
         (["run", "r.mp4", "i.png", "-o", "{tmp}/o", "--seed", str(2**63)],
          "Error: [run] seed (command line) = 9223372036854775808 is out of range [0, 9223372036854775807]", 1),
-        (["run", "r.mp4", "i.png", "-o", "{tmp}/o", "--scheduler", "euler"],
-         "Error: Invalid value for '--scheduler': 'euler' is not one of 'ddim', 'dpm'. (see `cammimic run --help`)", 2),
+        # each backbone lists its samplers: checked against the chosen one's, before anything loads
+        (["run", "r.mp4", "i.png", "-o", "{tmp}/o", "--prompt", "x", "--scheduler", "euler"],
+         "Error: [sampling] scheduler = 'euler' is not a sampler of backbone \"zeroscope\"; try one of ['ddim', 'dpm'], "
+         "or 'auto' (ddim)", 1),
+        (["run", "r.mp4", "i.png", "-o", "{tmp}/o", "--prompt", "x", "--scheduler", "dpn"],
+         "Error: [sampling] scheduler = 'dpn' is not a sampler of backbone \"zeroscope\" (did you mean \"dpm\"?); "
+         "try one of ['ddim', 'dpm'], or 'auto' (ddim)", 1),
         (["run", "r.mp4", "i.png", "-o", "{tmp}/o", "--method", "homography", "--steps", "3"],
          "Error: --steps has no effect with --method homography (it warps the image, no diffusion); drop it or use --method cammimic", 1),
     ],

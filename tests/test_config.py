@@ -131,7 +131,8 @@ OLD_DEFAULTS = {
         "checkpoint_every": 50, "gradient_checkpointing": False,
     },
     "sampling": {
-        "steps": 50, "guidance_scale": 9.0, "scheduler": "ddim", "negative_prompt": "", "eta": 0.0,
+        # "auto" (the backbone's first sampler, ddim for the UNet3D backbones): each backbone lists its own
+        "steps": 50, "guidance_scale": 9.0, "scheduler": "auto", "negative_prompt": "", "eta": 0.0,
         "spatial_scale": 1.0, "temporal_scale": 1.0,
     },
     "homography": {"fill": "black"},
@@ -145,8 +146,7 @@ OLD_CHOICES = {
     ("score", "variant"): ("resolution_free", "paper"),
     ("run", "dtype"): ("auto", "float32", "float16", "bfloat16"),
     ("finetune", "orthogonality_definition"): ("cosine", "inner", "subspace"),
-    ("sampling", "scheduler"): ("ddim", "dpm"),
-}
+}  # [sampling] scheduler: no fixed choices, the backbone's samplers (cammimic.backbones)
 OLD_RANGES = {
     ("run", "frames"): (0, 1000), ("run", "width"): (0, 8192), ("run", "height"): (0, 8192), ("run", "fps"): (0, 240),
     ("run", "seed"): (0, 2**63 - 1), ("output", "crf"): (0, 51), ("lora", "spatial_rank"): (1, 1024),

@@ -128,7 +128,7 @@ def test_unknown_component_names_valid_ones_and_nearest(plugin_host):
     assert 'motion estimator "opencvv"' in msg and '(did you mean "opencv"?)' in msg
     assert "valid: kornia, opencv" in msg
     with pytest.raises(CammimicError, match='backbone "zeroscop" is unknown \\(did you mean "zeroscope"\\?\\); '
-                                            'valid: mini, modelscope, zeroscope'):
+                                            'valid: mini, modelscope, wan, zeroscope'):
         plugin_host.get("backbone", "zeroscop")
 
 
@@ -408,13 +408,15 @@ def test_a_backbones_own_plugin_locates_its_layers_before_the_generic_unet3d(hos
         "down_blocks.0.temp_attentions.0.transformer_blocks.0.attn1.to_q",
     ])
     host = host_with(FakeEntryPoint("aa-myunet", backbone_plugin("myunet")), *real_eps())
-    assert host.attention_locators("myunet") == ["aa-myunet", "unet3d"]
-    assert host.attention_locators("zeroscope") == ["aa-myunet", "unet3d"]  # generic one last
+    # the generic locators (unet3d, wan: trylast) come last
+    assert host.attention_locators("myunet") == ["aa-myunet", "unet3d", "wan"]
+    assert host.attention_locators("zeroscope") == ["aa-myunet", "unet3d", "wan"]
+    assert host.attention_locators("wan") == ["wan", "aa-myunet", "unet3d"]  # its own plugin first
     layers = host.locate_attention_layers("myunet", model)
     assert layers.spatial == (model[0],) and host.located_by["myunet"] == "aa-myunet"
     listed = {c["name"]: c for p in host.plugins() for c in p.get("components", [])}
-    assert listed["myunet"]["attention_layers_from"] == ["aa-myunet", "unet3d"]
-    assert listed["zeroscope"]["attention_layers_from"] == ["aa-myunet", "unet3d"]
+    assert listed["myunet"]["attention_layers_from"] == ["aa-myunet", "unet3d", "wan"]
+    assert listed["zeroscope"]["attention_layers_from"] == ["aa-myunet", "unet3d", "wan"]
 
 
 def test_attention_layers_validate():
@@ -422,6 +424,12 @@ def test_attention_layers_validate():
         AttentionLayers(spatial=["a"], temporal=["a"])
     with pytest.raises(ValueError, match="outside"):
         AttentionLayers(spatial=["a"], temporal=["b"], pairs=[("a", "c")])
+    # a video transformer's attention serves space and time: both LoRAs on one layer, if asked
+    shared = AttentionLayers(spatial=["a", "b"], temporal=["a"], pairs=[("a", "a")], shared=True)
+    assert shared.to_json() == {"spatial": ["a", "b"], "temporal": ["a"], "pairs": [["a", "a"]], "shared": True}
+    assert "shared" not in AttentionLayers(spatial=["a"], temporal=["b"]).to_json()
+    with pytest.raises(ValueError, match="outside"):
+        AttentionLayers(spatial=["a"], temporal=["a"], pairs=[("a", "b")], shared=True)
 
 
 def test_guidance_terms(host_with):
