@@ -80,6 +80,11 @@ def build_wan(preset, device, dtype):
     c = build_components(preset)
     dtype = resolve_dtype(dtype, device)
     transformer = c["transformer"].to(device, dtype).requires_grad_(False)
+    # as from_pretrained(torch_dtype=...) does: Wan's norms, RoPE and time embedding stay float32
+    keep = set(getattr(transformer, "_keep_in_fp32_modules", None) or ())
+    for name, tensor in [*transformer.named_parameters(), *transformer.named_buffers()]:
+        if keep & set(name.split(".")):
+            tensor.data = tensor.data.float()
     vae = c["vae"].to(device, torch.float32).requires_grad_(False)  # as the loader: the VAE stays float32
     text_encoder = c["text_encoder"].to(device, dtype).requires_grad_(False)
     return WanBackbone(

@@ -417,3 +417,32 @@ def test_resume_on_wan_is_bit_identical(wan_weights, plugin_host, tmp_path):
     for a in ("spatial", "temporal"):
         assert all(torch.equal(expected[a][k], got[a][k]) for k in expected[a]), a
     assert [r["loss"] for r in resumed.losses] == [r["loss"] for r in whole.losses]
+
+
+def test_bfloat16_as_on_a_gpu_trains_and_samples(wan_weights, plugin_host):
+    """Wan's default dtype on CUDA, run here on the CPU: norms stay float32, LoRAs float32, losses finite."""
+    from cammimic.lora import LoraSpec, inject_loras, lora_parameters, lora_state_dict
+    from cammimic.sampling import sample
+    from cammimic.training import FinetuneSettings, finetune
+
+    backbone = plugin_host.create("backbone", "wan", {"weights": str(wan_weights)}).load(
+        device="cpu", torch_dtype="bfloat16")
+    model = backbone.denoiser
+    assert model.blocks[0].attn1.to_q.weight.dtype == torch.bfloat16
+    assert model.blocks[0].scale_shift_table.dtype == torch.float32  # kept, as diffusers does
+    layers = plugin_host.locate_attention_layers("wan", model, False)
+    inject_loras(model, layers, LoraSpec(rank=4), LoraSpec(rank=4), init_seed=0)
+    frames = np.asarray(np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3)), np.uint8)
+    embeds = backbone.encode_prompt(["a, camera motion of sks", "b"])
+    before = lora_state_dict(model, "temporal")
+    result = finetune(backbone, layers, reference_latents=backbone.encode_video(frames), reference_embeds=embeds[:1],
+                      image_latents=backbone.encode_video(frames[:1]), image_embeds=embeds[1:],
+                      reference_frame_latents=backbone.encode_frames(frames), progress=False,
+                      settings=FinetuneSettings(stage1_steps=2, stage2_steps=2, checkpoint_every=0))
+    assert result.precision == "bfloat16 autocast"
+    assert all(np.isfinite(r["loss"]) for r in result.losses)
+    assert all(p.dtype == torch.float32 for p in lora_parameters(model, "spatial"))
+    after = lora_state_dict(model, "temporal")
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    latents = sample(backbone, "b", num_frames=5, width=32, height=32, steps=2, seed=0, progress=False)
+    assert latents.shape == (1, 16, 2, 4, 4) and torch.isfinite(latents).all()
