@@ -446,3 +446,51 @@ def test_bfloat16_as_on_a_gpu_trains_and_samples(wan_weights, plugin_host):
     assert any(not torch.equal(before[k], after[k]) for k in before)
     latents = sample(backbone, "b", num_frames=5, width=32, height=32, steps=2, seed=0, progress=False)
     assert latents.shape == (1, 16, 2, 4, 4) and torch.isfinite(latents).all()
+
+
+def test_gradient_checkpointing_on_wan_leaves_the_loras_unchanged(wan_weights, plugin_host):
+    """Finetuning with checkpointed transformer blocks gives the LoRAs of finetuning without."""
+    from cammimic.lora import lora_state_dict
+    from cammimic.training import FinetuneSettings, finetune
+
+    settings = FinetuneSettings(stage1_steps=3, stage2_steps=1, spatial_mask_probability=0.5, seed=2,
+                                learning_rate=1e-2, checkpoint_every=0)
+    runs = []
+    for checkpointing in (False, True):
+        backbone, layers, kw = _prepared(wan_weights, plugin_host)
+        result = finetune(backbone, layers, progress=False, **kw, settings=FinetuneSettings(
+            **{**{f: getattr(settings, f) for f in ("stage1_steps", "stage2_steps", "spatial_mask_probability",
+                                                   "seed", "learning_rate", "checkpoint_every")},
+               "gradient_checkpointing": checkpointing}))
+        runs.append(({a: lora_state_dict(backbone.denoiser, a) for a in ("spatial", "temporal")},
+                     [r["spatial_masked"] for r in result.losses if r["stage"] == 1]))
+    (plain, masked), (ckpt, masked_ckpt) = runs
+    assert masked == masked_ckpt and True in masked and False in masked
+    for adapter in ("spatial", "temporal"):
+        for k in plain[adapter]:
+            torch.testing.assert_close(ckpt[adapter][k], plain[adapter][k], rtol=1e-5, atol=1e-7)
+
+
+def test_checkpointed_blocks_recompute_in_image_mode_after_it_ended(wan_weights, plugin_host):
+    """Forward in image mode (temporal LoRA at scale 0), backward after the block restored the scale."""
+    from cammimic.lora import lora_parameters
+
+    backbone, _, kw = _prepared(wan_weights, plugin_host)
+    model = backbone.denoiser
+    with torch.no_grad():
+        for p in lora_parameters(model, "spatial") + lora_parameters(model, "temporal"):
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    x = kw["reference_frame_latents"][:1]
+    grads = []
+    for checkpointing in (False, True):
+        backbone.set_gradient_checkpointing(checkpointing)
+        with backbone.temporal_bypass():
+            loss = backbone.predict_noise(x, 500.0, kw["reference_embeds"]).square().mean()
+        loss.backward()  # outside the block: the temporal LoRA is back at scale 1
+        params = lora_parameters(model, "spatial")
+        grads.append(torch.cat([p.grad.flatten() for p in params]))
+        for p in params + lora_parameters(model, "temporal"):
+            p.grad = None
+    backbone.set_gradient_checkpointing(False)
+    assert all(b.forward.__func__ is type(b).forward for b in model.blocks if hasattr(b.forward, "__func__"))
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-8)
