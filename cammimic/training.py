@@ -11,7 +11,11 @@ Stage 1 (reference video, prompt t_R), each step:
   the denoiser bypassed (``Backbone.temporal_bypass``). We bypass rather than let the temporal
   modules run on a one-frame clip because (a) the temporal LoRA then gets no gradient from the
   spatial loss by construction, not by bookkeeping, (b) it is what MotionDirector does, and
-  (c) stage 2 trains on a single image, where the temporal modules have nothing to attend to;
+  (c) stage 2 trains on a single image, where the temporal modules have nothing to attend to.
+  A video transformer (Wan) has no temporal modules: its "bypass" sets the temporal LoRA's
+  scale to 0, and since its VAE compresses time the frame is encoded alone as an image
+  (``reference_frame_latents``); the noise, the timestep and the target of every loss are the
+  backbone's (:func:`cammimic.backbones.noise_and_target`: DDPM ε/v, or flow matching);
 * ``L1 = L_temporal + δ · L_spatial`` (δ = ``spatial_weight``), routed as in MotionDirector:
   the **temporal LoRA** is updated from ``L_temporal`` alone and the **spatial LoRA** from
   ``δ · L_spatial`` alone (two Adam optimisers, each fed its own loss through
