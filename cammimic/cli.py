@@ -339,7 +339,7 @@ def sample(**kw):
         base = base / "lora" if (base / "lora").is_dir() else base
         for name in lora:
             lora[name] = lora[name] or str(base / f"{name}.safetensors")
-        config = _recorded_settings(config, base.parent if base.name == "lora" else base)
+        config = _recorded_settings(config, base.parent if base.name == "lora" else base, kw.get("backbone"))
     if not (lora["spatial"] and lora["temporal"]):
         raise CammimicError("give --lora RUN_DIR, or both --spatial-lora FILE and --temporal-lora FILE")
     host = _host(config)
@@ -395,8 +395,12 @@ def eval_command(manifest, output_dir, methods, metric_names, metric_weights, ba
         raise CammimicError(f"{result['failed']} (item, method) pair(s) failed; see results.csv, fix them and re-run to redo only those")
 
 
-def _recorded_settings(config, run_dir: Path):
-    """What RUN_DIR/run.json records (backbone, weights, size, frames) for what the user left unset."""
+def _recorded_settings(config, run_dir: Path, given_backbone: str | None = None):
+    """What RUN_DIR/run.json records (backbone, weights, size, frames) for what the user left unset.
+
+    ``given_backbone``: ``--backbone`` as typed (``None`` when absent); a backbone the user names
+    is kept even if it is the default one, so LoRAs of another architecture are refused, not
+    silently loaded onto the recorded backbone."""
     try:
         run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
         backbone = run["components"]["backbone"]
@@ -406,7 +410,8 @@ def _recorded_settings(config, run_dir: Path):
     except (OSError, ValueError, KeyError, TypeError):
         return config  # not a run directory: nothing recorded to reuse
     name, params = config.component("backbone")
-    same_backbone = name == recorded["backbone.name"] or name == "zeroscope"  # zeroscope: the default
+    # without --backbone the config's name may be the default (zeroscope): take the recorded one
+    same_backbone = name == recorded["backbone.name"] or (name == "zeroscope" and not given_backbone)
     use = {}
     if same_backbone:
         use["backbone.name"] = recorded["backbone.name"]

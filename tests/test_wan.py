@@ -494,3 +494,16 @@ def test_checkpointed_blocks_recompute_in_image_mode_after_it_ended(wan_weights,
     backbone.set_gradient_checkpointing(False)
     assert all(b.forward.__func__ is type(b).forward for b in model.blocks if hasattr(b.forward, "__func__"))
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-8)
+
+
+def test_cammimic_sample_refuses_wan_loras_on_a_unet3d_named_on_the_command_line(wan_run, wan_inputs, tiny_weights,
+                                                                                tmp_path, capsys):
+    """`--backbone zeroscope` named by the user was taken for the default and replaced by the run's
+    recorded backbone (wan, from the Hub): the refusal must name the architectures instead."""
+    ref, user = wan_inputs
+    code, _, err = cli(capsys, "sample", ref, user, "--lora", wan_run, "--backbone", "zeroscope", "--weights",
+                       tiny_weights, "--prompt", "a cup", "--steps", "2", "-o", tmp_path / "out", "-q")
+    line = err.strip().splitlines()[-1]
+    assert code == 1 and "was trained on a denoiser of another architecture" in line, err
+    assert 'backbone "wan"' in line and 'backbone "zeroscope"' in line
+    assert not (tmp_path / "out").exists()
