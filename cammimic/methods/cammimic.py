@@ -118,13 +118,13 @@ def _check_size(width: int, height: int, multiple: int, backbone_name: str, per_
 def _early_checks(config: Config, adapter, width: int, height: int) -> None:
     """Size and sampling steps against a local weights folder's configs, before any model loads."""
     name, params = config.component("backbone")
+    if getattr(adapter, "size_multiple", None):  # the backbone states its own size rule: no folder needed
+        _check_size(width, height, int(adapter.size_multiple), name)
+        return
     weights = params.get("weights") or getattr(adapter, "default_weights", None)
     folder = Path(str(weights)).expanduser() if weights else None
     if folder is None or not folder.is_dir():
         return  # a Hub id: checked right after loading, still before any work
-    if getattr(adapter, "size_multiple", None):  # the backbone states its own size rule
-        _check_size(width, height, int(adapter.size_multiple), name)
-        return
     try:
         unet_cfg = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
         vae_cfg = json.loads((folder / "vae" / "config.json").read_text(encoding="utf-8"))
