@@ -20,7 +20,9 @@ def tests(session: nox.Session) -> None:
     """Install cammimic with its test extra and run the test suite (offline, CPU, a few minutes)."""
     session.install(TORCH)
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    # One worker per core (pytest-xdist); a test file's tests stay together on one worker, in
+    # order, because docs examples and some fixtures build on the ones before them.
+    session.run("pytest", "-n", "auto", "--dist", "loadfile", *session.posargs)
 
 
 @nox.session
