@@ -163,3 +163,19 @@ def test_shipped_mini_pans_left_when_asked(estimator):
         motion = competence.estimate_upsampled(estimator, backbone.decode_latents(z))
         hits += competence.shows("pans left", motion)
     assert hits >= 2
+
+
+def test_resuming_drops_the_log_rows_of_steps_it_will_redo(tmp_path):
+    """A run stopped after its last checkpoint logged steps it redoes: each step is logged once."""
+    from cammimic_mini.train import trim_log
+
+    unet = tmp_path / "unet-log.csv"
+    unet.write_text("step,loss\n25,1.1\n50,0.9\n25,1.1\n50,0.8\n75,0.6\n")  # restarted from step 0, stopped at 75
+    trim_log(unet, 50)  # the checkpoint it resumes from is at step 50
+    assert unet.read_text() == "step,loss\n25,1.1\n50,0.8\n"
+    vae = tmp_path / "vae-log.csv"  # the VAE's log has no header row
+    vae.write_text("25,0.37\n50,0.42\n75,0.30\n")
+    trim_log(vae, 60)
+    assert vae.read_text() == "25,0.37\n50,0.42\n"
+    trim_log(tmp_path / "absent.csv", 10)
+    assert not (tmp_path / "absent.csv").exists()

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["main", "export"]
+__all__ = ["main", "export", "trim_log"]
 
 UNET_CHECKPOINT = "unet-checkpoint"
 LOG_FIELDS = ("step", "loss", "video_loss", "image_loss", "lr", "seconds_per_step", "elapsed")
@@ -43,6 +43,28 @@ LOG_FIELDS = ("step", "loss", "video_loss", "image_loss", "lr", "seconds_per_ste
 
 def _log(msg: str) -> None:
     print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+
+def trim_log(path: Path, start: int) -> None:
+    """Keep a loss log's rows of steps ``<= start``, one per step (the last written), in step order.
+
+    A run that stopped after its last checkpoint logged steps it will redo on resuming; without
+    this they would appear twice in the log and in the plotted curves.
+    """
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines:
+        return
+    header = [] if lines[0].split(",", 1)[0].isdigit() else lines[:1]  # the VAE's log has none
+    rows: dict[int, str] = {}
+    for line in lines[len(header):]:
+        step = line.split(",", 1)[0]
+        if step.isdigit() and int(step) <= start:
+            rows[int(step)] = line
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join([*header, *(rows[k] for k in sorted(rows))]) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 # --- safetensors + JSON state -------------------------------------------------------------------
@@ -168,6 +190,7 @@ def train_vae(work: Path, videos: np.ndarray, *, steps: int, seed: int, device, 
         start = meta["step"]
         _log(f"VAE: resuming at step {start}")
     frames = videos.reshape(-1, *videos.shape[2:])
+    trim_log(work / "vae-log.csv", start)
     log = (work / "vae-log.csv").open("a", encoding="utf-8")
     t0 = time.perf_counter()
     for step in range(start, steps):
@@ -302,6 +325,7 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
 
     alphas = sched.alphas_cumprod.to(device)
     log_path = work / "unet-log.csv"
+    trim_log(log_path, start)
     if not log_path.is_file():
         log_path.write_text(",".join(LOG_FIELDS) + "\n", encoding="utf-8")
     t_start = time.perf_counter()
