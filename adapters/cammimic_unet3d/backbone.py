@@ -223,7 +223,7 @@ class UNet3DAdapter:
         vae_batch_size = int(vae_batch_size if vae_batch_size is not None else self.vae_batch_size)
         if vae_batch_size < 1:
             raise CammimicError(f"vae_batch_size must be at least 1, got {vae_batch_size}")
-        source, local = self._resolve(weights)
+        source, local = resolve_weights(weights, SUBFOLDERS, self.name)
         options: dict[str, Any] = {}
         unreachable = None
         if not local:
@@ -240,7 +240,7 @@ class UNet3DAdapter:
         model_options = {**options, **({"variant": variant} if variant else {})}
         with _translate_errors(self, source, local, options, unreachable), warnings.catch_warnings():
             if options.get("local_files_only"):
-                _require_cached(source, options)  # before diffusers' heavy imports
+                require_cached(source, options)  # before diffusers' heavy imports
             # diffusers passes huggingface_hub an argument it deprecated; not the user's concern.
             warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
             with _quiet_libraries():
@@ -269,32 +269,30 @@ class UNet3DAdapter:
             vae_batch_size=vae_batch_size,
         )
 
-    def _resolve(self, weights: str | os.PathLike) -> tuple[str, bool]:
-        """``(source, is_local_directory)``; missing local directories fail here."""
-        text = os.fspath(weights)
-        path = Path(os.path.expanduser(text))
-        if path.is_dir():
-            missing = [s for s in SUBFOLDERS if not (path / s).is_dir()]
-            if missing:
-                raise CammimicError(
-                    f"weights directory {path} has no {'/, '.join(missing)}/ subfolder"
-                    f"{'s' if len(missing) > 1 else ''}; {self.name} weights need a diffusers-layout "
-                    f"directory with {'/ '.join(SUBFOLDERS)}/"
-                )
-            return str(path.resolve()), True
-        if path.exists():
+def resolve_weights(weights: str | os.PathLike, subfolders, name: str, example: str = "") -> tuple[str, bool]:
+    """``(source, is_local_directory)`` for ``--weights``: a diffusers-layout directory with
+    ``subfolders`` (missing or incomplete ones fail here, in one line) or a Hub id. ``example`` is
+    a command that writes such a directory, named when subfolders are missing."""
+    text = os.fspath(weights)
+    path = Path(os.path.expanduser(text))
+    layout = f"a diffusers-layout directory with {'/ '.join(subfolders)}/"
+    if path.is_dir():
+        missing = [s for s in subfolders if not (path / s).is_dir()]
+        if missing:
             raise CammimicError(
-                f"weights {path} is a file; pass a diffusers-layout directory with {'/ '.join(SUBFOLDERS)}/"
+                f"weights directory {path} has no {'/, '.join(missing)}/ subfolder"
+                f"{'s' if len(missing) > 1 else ''}; {name} weights need {layout}"
+                + (f" (e.g. {example} for random test weights)" if example else "")
             )
-        if _looks_local(text):
-            raise CammimicError(
-                f"weights directory {path} does not exist; pass a diffusers-layout directory with "
-                f"{'/ '.join(SUBFOLDERS)}/, or a Hub id (owner/name)"
-            )
-        return text, False
+        return str(path.resolve()), True
+    if path.exists():
+        raise CammimicError(f"weights {path} is a file; pass {layout}")
+    if _looks_local(text):
+        raise CammimicError(f"weights directory {path} does not exist; pass {layout}, or a Hub id (owner/name)")
+    return text, False
 
 
-def _require_cached(source: str, options: dict) -> None:
+def require_cached(source: str, options: dict) -> None:
     """Fail at once (OSError) when a Hub id's scheduler config is not in the cache."""
     from huggingface_hub import try_to_load_from_cache
 
@@ -304,26 +302,30 @@ def _require_cached(source: str, options: dict) -> None:
         raise OSError(f"{source} is not in the cache")
 
 
+def load_text_encoder(cls, source: str, dtype: torch.dtype, model_options: dict):
+    """``cls.from_pretrained(source, subfolder="text_encoder")`` in ``dtype``, without the
+    "Loading weights" bar transformers draws for every load, even from a local folder (the run has
+    its own progress bars; downloads keep huggingface_hub's)."""
+    import transformers
+
+    dtype_key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        return cls.from_pretrained(source, subfolder="text_encoder", **{dtype_key: dtype}, **model_options)
+    finally:
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
+
+
 def _load_components(source: str, dtype: torch.dtype, options: dict, model_options: dict):
     """Scheduler config and tokenizer first: they are small, so a missing model fails fast."""
-    import transformers
     from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
     scheduler_config = dict(DDIMScheduler.load_config(source, subfolder="scheduler", **options))
     tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **options)
-    dtype_key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
-    # transformers draws a "Loading weights" bar for every load, even from a local folder; the
-    # run has its own progress bars. Downloads keep huggingface_hub's.
-    bars = transformers.utils.logging.is_progress_bar_enabled()
-    transformers.utils.logging.disable_progress_bar()
-    try:
-        text_encoder = CLIPTextModel.from_pretrained(
-            source, subfolder="text_encoder", **{dtype_key: dtype}, **model_options
-        )
-    finally:
-        if bars:
-            transformers.utils.logging.enable_progress_bar()
+    text_encoder = load_text_encoder(CLIPTextModel, source, dtype, model_options)
     # A tokenizer saved without model_max_length reports a huge sentinel (1e30): use the
     # text encoder's context length instead (77 for CLIP).
     context = int(text_encoder.config.max_position_embeddings)

@@ -25,7 +25,6 @@ import contextlib
 import math
 import os
 import warnings
-from pathlib import Path
 from typing import Any, ClassVar
 
 import attrs
@@ -34,7 +33,6 @@ import torch
 from cammimic_unet3d.backbone import (
     _first_line,
     _hub_errors,
-    _looks_local,
     _lora_scales,
     _quiet_libraries,
     _restored_lora_scales,
@@ -42,7 +40,10 @@ from cammimic_unet3d.backbone import (
     hub_cache_dir,
     hub_offline,
     hub_unreachable,
+    load_text_encoder,
+    require_cached,
     resolve_dtype,
+    resolve_weights,
 )
 
 from cammimic.devices import resolve_device
@@ -152,7 +153,8 @@ class WanAdapter:
         attention = attention if attention is not None else self.attention
         if attention not in ATTENTION_CHOICES:
             raise CammimicError(f"attention '{attention}' is unknown. Try one of {list(ATTENTION_CHOICES)}")
-        source, local = self._resolve(weights)
+        source, local = resolve_weights(weights, SUBFOLDERS, self.name,
+                                        "python -m cammimic_wan.random_weights DIR")
         options: dict[str, Any] = {}
         unreachable = None
         if not local:
@@ -168,7 +170,7 @@ class WanAdapter:
         model_options = {**options, **({"variant": variant} if variant else {})}
         with _translate_errors(self.name, source, local, options, unreachable), warnings.catch_warnings():
             if options.get("local_files_only"):
-                _require_cached(source, options)
+                require_cached(source, options)
             warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
             with _quiet_libraries():
                 transformer, vae, text_encoder, tokenizer, scheduler_config = _load_components(
@@ -194,39 +196,8 @@ class WanAdapter:
             training_shift=shift,
         )
 
-    def _resolve(self, weights: str | os.PathLike) -> tuple[str, bool]:
-        """``(source, is_local_directory)``; missing local directories fail here."""
-        text = os.fspath(weights)
-        path = Path(os.path.expanduser(text))
-        layout = f"a diffusers-layout directory with {'/ '.join(SUBFOLDERS)}/"
-        if path.is_dir():
-            missing = [s for s in SUBFOLDERS if not (path / s).is_dir()]
-            if missing:
-                raise CammimicError(
-                    f"weights directory {path} has no {'/, '.join(missing)}/ subfolder"
-                    f"{'s' if len(missing) > 1 else ''}; {self.name} weights need {layout} "
-                    f"(e.g. python -m cammimic_wan.random_weights DIR for random test weights)"
-                )
-            return str(path.resolve()), True
-        if path.exists():
-            raise CammimicError(f"weights {path} is a file; pass {layout}")
-        if _looks_local(text):
-            raise CammimicError(f"weights directory {path} does not exist; pass {layout}, or a Hub id (owner/name)")
-        return text, False
-
-
-def _require_cached(source: str, options: dict) -> None:
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache(source, "scheduler/scheduler_config.json", cache_dir=options.get("cache_dir"),
-                                   revision=options.get("revision"))
-    if not isinstance(found, str):
-        raise OSError(f"{source} is not in the cache")
-
-
 def _load_components(source: str, dtype: torch.dtype, options: dict, model_options: dict):
     """Scheduler config and tokenizer first: they are small, so a missing model fails fast."""
-    import transformers
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
     from transformers import AutoTokenizer, UMT5EncoderModel
 
@@ -234,15 +205,7 @@ def _load_components(source: str, dtype: torch.dtype, options: dict, model_optio
     tokenizer = AutoTokenizer.from_pretrained(source, subfolder="tokenizer", **options)
     if not tokenizer.model_max_length or tokenizer.model_max_length > 512:
         tokenizer.model_max_length = 512  # WanPipeline's max_sequence_length
-    dtype_key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
-    bars = transformers.utils.logging.is_progress_bar_enabled()
-    transformers.utils.logging.disable_progress_bar()
-    try:
-        text_encoder = UMT5EncoderModel.from_pretrained(
-            source, subfolder="text_encoder", **{dtype_key: dtype}, **model_options)
-    finally:
-        if bars:
-            transformers.utils.logging.enable_progress_bar()
+    text_encoder = load_text_encoder(UMT5EncoderModel, source, dtype, model_options)
     vae = AutoencoderKLWan.from_pretrained(source, subfolder="vae", torch_dtype=torch.float32, **model_options)
     transformer = WanTransformer3DModel.from_pretrained(source, subfolder="transformer", torch_dtype=dtype,
                                                         **model_options)
