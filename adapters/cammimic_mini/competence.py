@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-__all__ = ["THRESHOLDS", "expected", "observed", "matches", "shows", "estimate_upsampled"]
+__all__ = ["THRESHOLDS", "expected", "observed", "matches", "shows", "estimate_upsampled", "ceiling"]
 
 #: Smallest cumulative move that counts, over an 8-frame clip: pan and tilt in half short
 #: sides (a slow pan in the training data moves 0.28), zoom as |log scale| (slow: 0.14),
@@ -73,7 +73,31 @@ def estimate_upsampled(estimator, frames: np.ndarray, factor: int = 4):
 
     from cammimic.homography import rescale
 
+    if factor == 1:
+        return estimator.estimate(frames)
     t, h, w = frames.shape[:3]
     big = np.stack([cv2.resize(f, (w * factor, h * factor), interpolation=cv2.INTER_CUBIC) for f in frames])
     m = estimator.estimate(big)
     return attrs.evolve(m, homographies=rescale(m.homographies, (w * factor, h * factor), (w, h)), width=w, height=h)
+
+
+def ceiling(backbone, estimator, *, clips: int = 40, seed: int = 1, upsample: int = 1) -> dict:
+    """How well ``estimator`` reads motion in frames this backbone's VAE renders.
+
+    ``clips`` random clips of the held-out photographs (:data:`cammimic_mini.data.HELD_OUT`)
+    under known motion, encoded and decoded by ``backbone`` (the softness of its frames), read
+    back with :func:`estimate_upsampled` and checked with :func:`shows` against their phrase.
+    Returns ``{"clips", "hits", "pairs", "fallbacks"}``: the best the competence check can score.
+    """
+    from cammimic_mini import data
+
+    rng = np.random.default_rng(seed)
+    photos = {n: data.load_photo(n) for n in data.HELD_OUT}
+    hits = fallbacks = 0
+    for _ in range(clips):
+        clip = data.sample_clip(rng, photos, data.HELD_OUT)
+        frames = backbone.decode_latents(backbone.encode_video(clip.frames))
+        motion = estimate_upsampled(estimator, frames, upsample)
+        hits += shows(clip.phrase, motion)
+        fallbacks += len(motion.fallbacks)
+    return {"clips": clips, "hits": hits, "pairs": clips * (data.FRAMES - 1), "fallbacks": fallbacks}
