@@ -65,8 +65,9 @@ def demo(session: nox.Session) -> None:
         session.log("the full CamMimic method needs a text-to-video model: mini's weights are not shipped yet "
                     "(still training, docs/mini.md); set CAMMIMIC_WEIGHTS=/path/to/zeroscope_v2_576w to run it on zeroscope")
         return
-    # mini at its native 64x64x8, with step counts scaled to its size (docs/mini.md).
+    # mini at its native 64x64x8, with step counts scaled to its size, read by the estimator that
+    # reads its soft 64 px frames (kornia; SIFT falls back on them): docs/mini.md.
     session.run("cammimic", "run", "examples/reference.mp4", "examples/scene.jpg", *prompts,
                 "--backbone", "mini", "--frames", "8", "--stage1-steps", "60", "--stage2-steps", "60",
-                "--steps", "25", "--output", f"{out}-mini", "--overwrite", "--gif")
+                "--steps", "25", "--estimator", "kornia", "--output", f"{out}-mini", "--overwrite", "--gif")
     session.log(f"CamMimic on mini (a small demonstration model) in {out}-mini/: output.mp4, weak.mp4, side_by_side.mp4, ...")
