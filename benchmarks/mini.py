@@ -14,6 +14,7 @@ motion, passed through the bundle's VAE, read back against their truth
     python benchmarks/mini.py                                  # the shipped bundle
     python benchmarks/mini.py --weights DIR --seeds 2          # a bundle written by --export
     python benchmarks/mini.py --record                         # also write docs/mini.md
+    python benchmarks/mini.py --weights DIR --strip docs/mini/samples-stepN.png   # the samples figure only
 """
 
 from __future__ import annotations
@@ -29,6 +30,26 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "mini.md"
 BEGIN, END = "<!-- mini-competence:begin -->", "<!-- mini-competence:end -->"
 CONTENTS = ("a rocket on a launch pad", "galaxies in deep space", "a brick wall", "old coins",
             "a motorcycle in a garage", "a lawn of grass")
+#: The captions of the samples figure in docs/mini.md (``--strip``): one row each, seed 0.
+STRIP = ("a brick wall, the camera pans left", "old coins, the camera zooms in",
+         "a rocket on a launch pad, the camera is static", "a lawn of grass, the camera tilts up")
+
+
+def strip(backbone, out: Path, *, steps: int, guidance_scale: float) -> Path:
+    """A PNG of the 8 frames (columns) of one seed-0 sample per :data:`STRIP` caption (rows), 2x."""
+    from PIL import Image
+
+    from cammimic.sampling import sample
+
+    rows = []
+    for caption in STRIP:
+        z = sample(backbone, caption, num_frames=8, width=64, height=64, steps=steps,
+                   guidance_scale=guidance_scale, seed=0, progress=False)
+        rows.append(np.concatenate(list(backbone.decode_latents(z)), axis=1))
+    image = Image.fromarray(np.concatenate(rows, axis=0))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image.resize((image.width * 2, image.height * 2), Image.NEAREST).save(out, optimize=True)
+    return out
 
 
 def main(argv=None) -> int:
@@ -52,11 +73,16 @@ def main(argv=None) -> int:
     p.add_argument("--upsample", type=int, default=None,
                    help="read frames enlarged this many times (default: 1 for kornia, 4 for others)")
     p.add_argument("--record", action="store_true")
+    p.add_argument("--strip", type=Path, default=None, metavar="PNG",
+                   help="only write the samples figure (one row per caption of STRIP) to PNG")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     backbone = UNet3DAdapter(name="mini", default_weights=args.weights, default_size=(64, 64),
                              default_num_frames=8).load(device="cpu")
+    if args.strip is not None:
+        print(strip(backbone, args.strip, steps=args.steps, guidance_scale=args.guidance_scale))
+        return 0
     estimator = get_host().create("motion_estimator", args.estimator, {})
     upsample = args.upsample or (1 if args.estimator == "kornia" else 4)
     started = time.perf_counter()
