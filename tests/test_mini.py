@@ -75,6 +75,49 @@ def test_the_competence_estimator_reads_soft_frames_that_sift_cannot():
     assert sift["fallbacks"] > 0.05 * sift["pairs"] and sift["hits"] < 20
 
 
+class _Denoiser:
+    """A stand-in backbone for ``competence.caption_preference``: its noise prediction is exact
+    for the first prompt it is given and off by ``miss`` for the second (``miss = 0``: it
+    ignores captions)."""
+
+    def __init__(self, miss):
+        import torch
+        from diffusers import DDPMScheduler
+
+        self.miss, self.torch = miss, torch
+        self.sched = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+        self.prompts = []
+
+    def training_scheduler(self):
+        return self.sched
+
+    def encode_video(self, frames):
+        self.z0 = self.torch.from_numpy(frames).float().permute(3, 0, 1, 2)[None] / 255
+        return self.z0
+
+    def encode_prompt(self, prompts):
+        self.prompts.append(prompts)
+        return self.torch.zeros(2, 1, 1)
+
+    def predict_noise(self, zt, t, embeds):
+        a = self.sched.alphas_cumprod[t[0]]
+        noise = (zt - a.sqrt() * self.z0) / (1 - a).sqrt()
+        return noise + self.miss * self.torch.tensor([0.0, 1.0]).view(2, 1, 1, 1, 1)
+
+
+@pytest.mark.parametrize(("miss", "share"), [(0.1, 1.0), (0.0, 0.5)])
+def test_caption_preference_counts_the_clips_whose_own_motion_caption_denoises_better(miss, share):
+    """1.0 for a model that needs the true motion words, 0.5 (not 0) for one that ignores them;
+    the second caption names the opposite motion of the same content."""
+    fake = _Denoiser(miss)
+    assert competence.caption_preference(fake, clips=6, timesteps=(500, 900)) == {500: share, 900: share}
+    assert len(fake.prompts) == 6
+    for own, other in fake.prompts:
+        content, motion = own.split(", the camera ")
+        phrase = next(p for p in competence.OPPOSITE if motion.startswith(p))  # then "slowly"/"quickly"
+        assert other == f"{content}, the camera {competence.OPPOSITE[phrase]}{motion[len(phrase):]}" != own
+
+
 def test_phrases_are_told_apart():
     """A clip of one phrase does not also pass as its opposite (the check is not vacuous)."""
     import attrs

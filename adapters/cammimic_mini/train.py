@@ -278,8 +278,14 @@ def cache_latents(work: Path, vae, videos: np.ndarray, device):
 def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: list[str], *, steps: int,
                seed: int, device, batch: int, lr: float = 4e-4, warmup: int = 500, ema_decay: float = 0.999,
                image_fraction: float = 0.15, drop_caption: float = 0.1, snr_gamma: float = 5.0,
-               checkpoint_every: int = 200, preset: str = "mini"):
-    """Train the UNet3D and text encoder on cached latents; resumes from ``work/unet-checkpoint``."""
+               checkpoint_every: int = 200, preset: str = "mini", high_noise_max: float = 1.0,
+               high_noise_from: int = 0):
+    """Train the UNet3D and text encoder on cached latents; resumes from ``work/unet-checkpoint``.
+
+    ``high_noise_max`` > 1 multiplies each sample's loss weight by ``clip(1 / SNR(t), 1,
+    high_noise_max)`` from step ``high_noise_from`` on: epsilon's error is tiny at high noise,
+    where a clip's global layout and motion are decided, so without it those steps barely count.
+    """
     import copy
 
     import torch
@@ -362,6 +368,8 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
             pred = unet(xt, t, encoder_hidden_states=emb).sample
         snr = alphas[t] / (1 - alphas[t])
         weight = torch.clamp(snr, max=snr_gamma) / snr  # min-SNR-γ for epsilon prediction
+        if high_noise_max > 1 and step >= high_noise_from:
+            weight = weight * torch.clamp(1 / snr, min=1.0, max=high_noise_max)
         per = ((pred - noise) ** 2).mean(dim=(1, 2, 3, 4))
         loss = (weight * per).mean()
         opt.zero_grad(set_to_none=True)
@@ -392,7 +400,8 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
             for prefix, model in (("unet.", unet), ("text.", text), ("ema_unet.", ema_unet), ("ema_text.", ema_text)):
                 tensors.update({prefix + k: v for k, v in model.state_dict().items()})
             _save_state(ckpt, tensors, {**meta, "step": step + 1, "seed": seed, "batch": batch, "lr": lr,
-                                        "vae_steps": vae_steps(work),
+                                        "vae_steps": vae_steps(work), "high_noise_max": high_noise_max,
+                                        "high_noise_from": high_noise_from,
                                         "elapsed": elapsed0 + time.perf_counter() - t_start})
 
 
@@ -476,6 +485,10 @@ def main(argv=None) -> int:
     p.add_argument("--unet-steps", type=int, default=30000)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--high-noise-max", type=float, default=1.0,
+                   help="weigh high-noise steps up to this many times more (clip(1/SNR, 1, MAX)); 1 = off")
+    p.add_argument("--high-noise-from", type=int, default=0, metavar="STEP",
+                   help="the UNet step from which --high-noise-max applies")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--export", type=Path, default=None, metavar="DIR",
@@ -502,7 +515,8 @@ def main(argv=None) -> int:
     latents = cache_latents(work, vae, videos, device)
     del videos
     train_unet(work, latents, captions, contents, steps=args.unet_steps, seed=args.seed, device=device,
-               batch=args.batch, lr=args.lr)
+               batch=args.batch, lr=args.lr, high_noise_max=args.high_noise_max,
+               high_noise_from=args.high_noise_from)
     return 0
 
 
