@@ -1,17 +1,17 @@
 """Is mini competent? Does each motion phrase produce that camera motion?
 
 For every trained single motion phrase and six content prompts, seeded samples of the model are
-read back by a motion estimator and checked against the phrase (:mod:`cammimic_mini.competence`): the direction must match in at
-least 90 % of samples, with estimator fallbacks on at most 5 % of frame pairs, before mini is a
-proving ground. The mean CameraScore against the rendered motion of the phrase is reported too.
+read back by a motion estimator and checked against the phrase (:mod:`cammimic_mini.competence`):
+the direction must match in at least 90 % of samples, with estimator fallbacks on at most 5 % of
+frame pairs, before mini is a proving ground. The mean CameraScore against the rendered motion of the phrase is reported too.
 
 The estimator is ``kornia`` (direct photometric alignment) at the frames' own 64 px: mini's VAE
 renders soft frames, on which SIFT finds too few matches. Before the samples, the benchmark
 measures the estimator's ceiling on this model's frames: held-out clips rendered with known
 motion, passed through the bundle's VAE, read back against their truth
 (:func:`cammimic_mini.competence.ceiling`); a low ceiling says the estimator, not the model, fails.
-Then how much the model uses its captions' motion words (:func:`cammimic_mini.competence.caption_preference`),
-which shows long before its samples move the right way.
+Then how much the model uses its captions' motion words
+(:func:`cammimic_mini.competence.caption_preference`), which shows long before its samples move.
 
     python benchmarks/mini.py                                  # the shipped bundle
     python benchmarks/mini.py --weights DIR --seeds 2          # a bundle written by --export

@@ -60,19 +60,18 @@ def test_manifest_pairs_two_different_held_out_photographs(pairs):
     assert len({(m["reference_photo"], m["image_photo"]) for m in meta["items"].values()}) == 6
 
 
-def test_references_read_back_as_their_true_motion(pairs):
+def test_references_read_back_as_their_true_motion(bench, pairs, tmp_path):
     """The benchmark's estimator (kornia, at 64 px) recovers the rendered homographies of the
     references after the mp4 round trip: otherwise no method could be scored against them."""
     from cammimic.api import score_motions
+    from cammimic.config import load_config
     from cammimic.io import read_video
     from cammimic.motion import MotionEstimate
     from cammimic.plugins import get_host
 
     meta = json.loads((pairs.parent / "pairs.json").read_text())
-    import tomllib
-
-    settings = tomllib.loads(_bench().CONFIG)["motion_estimator"]
-    estimator = get_host().create("motion_estimator", settings.pop("name"), settings)
+    (tmp_path / "mini-method.toml").write_text(bench.CONFIG)
+    estimator = get_host().create("motion_estimator", *load_config(tmp_path / "mini-method.toml").component("motion_estimator"))
     scores = []
     for pid, m in meta["items"].items():
         frames = read_video(pairs.parent / f"{pid}-ref.mp4").frames
