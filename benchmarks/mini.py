@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -55,6 +56,17 @@ def strip(backbone, out: Path, *, steps: int, guidance_scale: float) -> Path:
 
 
 def main(argv=None) -> int:
+    """Run the check; bad weights or options end in one ``Error:`` line and exit status 2."""
+    from cammimic.errors import CammimicError
+
+    try:
+        return _check(argv)
+    except CammimicError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _check(argv) -> int:
     import cammimic_mini
     import torch
     from cammimic_mini import competence, data
@@ -78,6 +90,8 @@ def main(argv=None) -> int:
     p.add_argument("--strip", type=Path, default=None, metavar="PNG",
                    help="only write the samples figure (one row per caption of STRIP) to PNG")
     args = p.parse_args(argv)
+    if args.upsample is not None and args.upsample < 1:
+        p.error(f"--upsample must be at least 1, got {args.upsample}")
     if args.threads:
         torch.set_num_threads(args.threads)
     backbone = UNet3DAdapter(name="mini", default_weights=args.weights, default_size=(64, 64),

@@ -104,11 +104,11 @@ def ceiling(backbone, estimator, *, clips: int = 40, seed: int = 1, upsample: in
     return {"clips": clips, "hits": hits, "pairs": clips * (data.FRAMES - 1), "fallbacks": fallbacks}
 
 
-#: A motion phrase -> the phrase whose motion is its opposite ("is static" -> a pan).
+#: A motion phrase -> the phrase of the same component with the opposite sign ("is static" -> a pan).
 OPPOSITE = {
-    "pans left": "pans right", "pans right": "pans left", "tilts up": "tilts down", "tilts down": "tilts up",
-    "zooms in": "zooms out", "zooms out": "zooms in", "rolls clockwise": "rolls counterclockwise",
-    "rolls counterclockwise": "rolls clockwise", "is static": "pans left",
+    **{p: q for p, (comp, sign) in _SIGNS.items() for q, (comp2, sign2) in _SIGNS.items()
+       if comp == comp2 and sign == -sign2},
+    "is static": "pans left",
 }
 
 
