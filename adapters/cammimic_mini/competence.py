@@ -140,10 +140,11 @@ def caption_preference(backbone, *, clips: int = 48, timesteps=(600, 850), seed:
         z0 = backbone.encode_video(clip.frames)
         embeds = backbone.encode_prompt([clip.caption, wrong])
         for t in timesteps:
-            noise = torch.randn(z0.shape, generator=gen)
-            zt = sched.add_noise(z0, noise, torch.tensor([t]))
+            noise = torch.randn(z0.shape, generator=gen).to(z0.device)  # CPU draws: the same on any device
+            zt = sched.add_noise(z0, noise, torch.tensor([t], device=z0.device))
             with torch.no_grad():
-                pred = backbone.predict_noise(zt.repeat(2, 1, 1, 1, 1), torch.tensor([t, t]), embeds).float()
+                pred = backbone.predict_noise(zt.repeat(2, 1, 1, 1, 1), torch.tensor([t, t], device=z0.device),
+                                              embeds).float()
             err = ((pred - noise) ** 2).mean(dim=(1, 2, 3, 4))
             wins[t] += 1.0 if err[0] < err[1] else 0.5 if err[0] == err[1] else 0.0  # a tie is no preference
         done += 1
