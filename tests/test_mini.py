@@ -255,3 +255,71 @@ def test_resuming_drops_the_log_rows_of_steps_it_will_redo(tmp_path):
     assert vae.read_text() == "25,0.37\n50,0.42\n"
     trim_log(tmp_path / "absent.csv", 10)
     assert not (tmp_path / "absent.csv").exists()
+
+
+def test_motion_words_are_single_tokens_and_held_out_prompts_name_no_motion():
+    """mini's tokenizer gives each word of its motion phrases one token of its own (a byte-level
+    encoder barely told "left" from "right"), keeps every other training word byte for byte
+    except word endings those merges share, and no held-out prompt contains a motion word."""
+    from cammimic_unet3d.random_weights import MOTION_WORDS, build_components, build_tokenizer
+
+    parts = build_components("mini")
+    tok, text = parts["tokenizer"], parts["text_encoder"]
+    assert text.config.vocab_size == len(tok.get_vocab()) == 576
+    words = {w for p in PHRASES for w in p.split()} | {w for w in data.SPEEDS if w}
+    assert words == set(MOTION_WORDS)
+    for word in words:
+        assert tok.tokenize(f"the camera {word}") == ["t", "h", "e</w>", "c", "a", "m", "e", "r", "a</w>", word + "</w>"]
+    bytewise = build_tokenizer()
+    caption = data.caption("a brick wall", "rolls counterclockwise", "slowly")
+    assert len(tok(caption).input_ids) == len(bytewise(caption).input_ids) - len("rollscounterclockwiseslowly") + 3
+    assert tok.tokenize("a brick wall, camera motion of sks") == bytewise.tokenize("a brick wall, camera motion of sks")
+    whole = {w + "</w>" for w in MOTION_WORDS}
+    for content in data.HELD_OUT.values():
+        assert not set(tok.tokenize(content)) & whole, content
+    assert set(tok.tokenize("old coins")) - set(bytewise.tokenize("old coins")) == {"ns</w>"}  # "pans" ends so
+
+
+def test_a_byte_vocabulary_checkpoint_resumes_with_word_tokens(tmp_path, monkeypatch):
+    """A run trained on bytes switches to word tokens: the saved embedding (fewer rows) and its
+    Adam moments grow, the word rows start at the trained rows' scale, and the run goes on."""
+    import torch
+    from cammimic_mini.train import UNET_CHECKPOINT, _load_state, _save_state, export, train_unet
+    from cammimic_unet3d import random_weights
+
+    tiny = random_weights.PRESETS["tiny"]
+    bytes_only = {**tiny, "text_encoder": {**tiny["text_encoder"], "vocab_size": 514}}
+    monkeypatch.setitem(random_weights.PRESETS, "tiny-bytes", bytes_only)
+    monkeypatch.setitem(random_weights.PRESETS, "tiny-words", {**bytes_only, "words": ("pans", "left")})
+    work = tmp_path / "w"
+    captions = [f"{c}, the camera pans left" for c in "abcdef"]
+
+    def run(steps, preset, **kw):
+        train_unet(work, _latents(), captions, list("abcdef"), steps=steps, seed=1, device="cpu", batch=2,
+                   checkpoint_every=1, preset=preset, warmup=2, **kw)
+
+    run(2, "tiny-bytes")
+    tensors, meta = _load_state(work / UNET_CHECKPOINT)
+    key = next(k[len("text."):] for k in tensors if k.startswith("text.") and k.endswith("token_embedding.weight"))
+    for prefix in ("text.", "ema_text."):  # stand in for byte rows trained to a larger scale
+        tensors[prefix + key] = tensors[prefix + key] * 5
+    _save_state(work / UNET_CHECKPOINT, tensors, meta)
+    run(3, "tiny-words", motion_words_from=2)
+    after, meta = _load_state(work / UNET_CHECKPOINT)
+    n = len(random_weights.build_tokenizer(words=("pans", "left")).get_vocab())
+    assert meta["step"] == 3 and meta["motion_words_from"] == 2 and n == 514 + 6  # ns, ans, pans; ft, eft, left
+    assert after["text." + key].shape == (n, 32) and after["ema_text." + key].shape == (n, 32)
+    old_rms = float(tensors["text." + key].pow(2).mean().sqrt())
+    new_rms = float(after["ema_text." + key][514:].pow(2).mean().sqrt())
+    assert abs(new_rms / old_rms - 1) < 0.05  # drawn at the trained rows' scale, not the init's (5x smaller)
+    first_text = len(list(random_weights.build_components("tiny")["unet"].parameters()))
+    assert after[f"opt.{first_text}.exp_avg"].shape == (n, 32)  # the embedding's Adam moments grew too
+    random_weights.build_components("tiny")["vae"].save_pretrained(work / "vae")
+    bundle = export(work, tmp_path / "bundle", preset="tiny-words")
+    from cammimic_unet3d.backbone import UNet3DAdapter
+
+    backbone = UNet3DAdapter(name="mini", default_weights=str(bundle), default_size=(64, 64),
+                             default_num_frames=8).load(device="cpu")
+    ids = backbone.tokenizer("the camera pans left").input_ids
+    assert ids[-3:-1] == [backbone.tokenizer.convert_tokens_to_ids(w) for w in ("pans</w>", "left</w>")]
+    assert torch.isfinite(backbone.encode_prompt(["a, the camera pans left"])).all()

@@ -45,7 +45,7 @@ TRAIN_PHOTOS: dict[str, str] = {
 #: Never seen in training: the method's user images and references come from these.
 HELD_OUT: dict[str, str] = {
     "astronaut": "an astronaut",
-    "coffee": "a cup of coffee",
+    "coffee": "a coffee on a saucer",  # not "a cup": its "up" would be a motion-word token
     "chelsea": "a cat",
 }
 

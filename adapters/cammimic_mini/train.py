@@ -110,14 +110,47 @@ def _optimizer_tensors(opt, prefix: str) -> tuple[dict, dict]:
     return tensors, {"param_groups": state["param_groups"]}
 
 
-def _restore_optimizer(opt, tensors: dict, meta: dict, prefix: str) -> None:
+def _restore_optimizer(opt, tensors: dict, meta: dict, prefix: str, params=None) -> None:
+    """Load an optimizer's state; with ``params``, moments of a parameter that has grown since
+    (an embedding with new rows) are padded with zeros, as for a parameter never stepped."""
+    import torch
+
     state: dict = {}
     for key, v in tensors.items():
         if not key.startswith(prefix + "."):
             continue
         _, idx, name = key.split(".", 2)
+        if params is not None and v.dim() > 0 and v.shape != params[int(idx)].shape:
+            v = torch.cat([v, v.new_zeros(params[int(idx)].shape[0] - v.shape[0], *v.shape[1:])])
         state.setdefault(int(idx), {})[name] = v
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def _grown(saved: dict, current: dict) -> dict:
+    """``saved`` weights, where one has fewer rows than the model's (a vocabulary that has
+    grown since), completed with the model's own rows."""
+    import torch
+
+    out = dict(saved)
+    for key, value in saved.items():
+        want = current[key]
+        if value.shape != want.shape and value.dim() == want.dim() and value.shape[1:] == want.shape[1:] \
+                and value.shape[0] < want.shape[0]:
+            out[key] = torch.cat([value.to(want.dtype), want[value.shape[0]:].to(value.device)])
+    return out
+
+
+def _redraw_word_rows(text, ema_text, fresh_rows, *, byte_rows: int) -> None:
+    """Give the word tokens (embedding rows from ``byte_rows`` on) their seeded initial values
+    rescaled to the root-mean-square of the trained rows before them, in the model and its EMA."""
+    import torch
+
+    with torch.no_grad():
+        for model in (text, ema_text):
+            weight = model.get_input_embeddings().weight
+            rms = weight[:byte_rows].pow(2).mean().sqrt()
+            new = fresh_rows[byte_rows:].to(weight.device)
+            weight[byte_rows:] = new * (rms / new.pow(2).mean().sqrt())
 
 
 # --- models ------------------------------------------------------------------------------------------
@@ -279,22 +312,32 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
                seed: int, device, batch: int, lr: float = 4e-4, warmup: int = 500, ema_decay: float = 0.999,
                image_fraction: float = 0.15, drop_caption: float = 0.1, snr_gamma: float = 5.0,
                checkpoint_every: int = 200, preset: str = "mini", high_noise_max: float = 1.0,
-               high_noise_from: int = 0):
+               high_noise_from: int = 0, motion_words_from: int = 0):
     """Train the UNet3D and text encoder on cached latents; resumes from ``work/unet-checkpoint``.
 
     ``high_noise_max`` > 1 multiplies each sample's loss weight by ``clip(1 / SNR(t), 1,
     high_noise_max)`` from step ``high_noise_from`` on: epsilon's error is tiny at high noise,
     where a clip's global layout and motion are decided, so without it those steps barely count.
+
+    ``motion_words_from``: the step from which captions are tokenized with the preset's whole-word
+    motion tokens (:data:`cammimic_unet3d.random_weights.MOTION_WORDS`); before it, byte by byte.
+    At a switch after step 0 the word tokens' embeddings, untrained until then, are drawn afresh
+    at the scale of the trained byte embeddings. A checkpoint from before the vocabulary grew
+    (fewer embedding rows) resumes with the new rows appended.
     """
     import copy
 
     import torch
     from cammimic_unet3d.backbone import UNet3DBackbone
+    from cammimic_unet3d.random_weights import build_tokenizer
     from diffusers import DDPMScheduler
 
     work.mkdir(parents=True, exist_ok=True)
     parts = build(seed, preset)
     unet, text, tok = parts["unet"].to(device), parts["text_encoder"].to(device), parts["tokenizer"]
+    byte_tok = build_tokenizer(tok.model_max_length)
+    has_words = len(tok.get_vocab()) > len(byte_tok.get_vocab())
+    fresh_rows = text.get_input_embeddings().weight.detach().clone()
     sched = DDPMScheduler.from_config(parts["scheduler"].config)
     ema_unet, ema_text = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(text).requires_grad_(False)
     params = [*unet.parameters(), *text.parameters()]
@@ -311,23 +354,29 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
     if ckpt.is_dir():
         tensors, meta = _load_state(ckpt)
         for prefix, model in (("unet.", unet), ("text.", text), ("ema_unet.", ema_unet), ("ema_text.", ema_text)):
-            model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-        _restore_optimizer(opt, tensors, meta, "opt")
+            model.load_state_dict(_grown({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)},
+                                         model.state_dict()))
+        _restore_optimizer(opt, tensors, meta, "opt", params)
         start = meta["step"]
+        switched = meta.get("motion_words_from")
+        if switched is not None and switched < start and switched != motion_words_from:
+            _log(f"the checkpoint's run switched to word tokens at step {switched}: kept")
+            motion_words_from = switched
         _log(f"UNet: resuming at step {start}")
     # The backbone wrapper gives the trainer the same temporal bypass Phase 1 uses.
     wrapper = UNet3DBackbone(name="mini", weights=str(work), device=device, dtype=torch.float32, unet=unet,
                              vae=None, text_encoder=text, tokenizer=tok, scheduler_config=dict(sched.config),
                              vae_scale_factor=4, latent_channels=int(latents.shape[1]))
-    ids_cache: dict[str, torch.Tensor] = {}
+    ids_cache: dict[tuple[bool, str], torch.Tensor] = {}
 
-    def token_ids(texts):
-        missing = [t for t in texts if t not in ids_cache]
+    def token_ids(texts, words: bool):
+        missing = [t for t in texts if (words, t) not in ids_cache]
         if missing:
-            enc = tok(missing, padding="max_length", max_length=tok.model_max_length, truncation=True,
-                      return_tensors="pt").input_ids
-            ids_cache.update(dict(zip(missing, enc)))
-        return torch.stack([ids_cache[t] for t in texts]).to(device)
+            which = tok if words else byte_tok
+            enc = which(missing, padding="max_length", max_length=tok.model_max_length, truncation=True,
+                        return_tensors="pt").input_ids
+            ids_cache.update({(words, t): e for t, e in zip(missing, enc)})
+        return torch.stack([ids_cache[(words, t)] for t in texts]).to(device)
 
     alphas = sched.alphas_cumprod.to(device)
     log_path = work / "unet-log.csv"
@@ -341,6 +390,9 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
     text.train()
     last = time.perf_counter()
     for step in range(start, steps):
+        if step == motion_words_from and step > 0:
+            _log(f"step {step}: captions from now on tokenized with whole-word motion tokens")
+            _redraw_word_rows(text, ema_text, fresh_rows, byte_rows=len(byte_tok))
         g = torch.Generator().manual_seed(seed * 1_000_003 + 7919 * step + 1)
         torch.manual_seed(seed * 1_000_003 + 7919 * step + 2)  # the temporal convs' dropout (p = 0.1)
         image_mode = bool(torch.rand((), generator=g) < image_fraction)
@@ -360,7 +412,7 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
         lr_now = lr * min(1.0, (step + 1) / warmup)
         for group in opt.param_groups:
             group["lr"] = lr_now
-        emb = text(token_ids(texts))[0]
+        emb = text(token_ids(texts, step >= motion_words_from))[0]
         if image_mode:
             with wrapper.temporal_bypass():
                 pred = unet(xt, t, encoder_hidden_states=emb).sample
@@ -402,6 +454,7 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
             _save_state(ckpt, tensors, {**meta, "step": step + 1, "seed": seed, "batch": batch, "lr": lr,
                                         "vae_steps": vae_steps(work), "high_noise_max": high_noise_max,
                                         "high_noise_from": high_noise_from,
+                                        "motion_words_from": motion_words_from if has_words else None,
                                         "elapsed": elapsed0 + time.perf_counter() - t_start})
 
 
@@ -417,9 +470,19 @@ def export(work: Path, out: Path, *, seed: int = 0, ema: bool = True, preset: st
     parts = build(seed, preset)
     tensors, meta = _load_state(work / UNET_CHECKPOINT)
     prefix = ("ema_" if ema else "")
+    rows = next(v.shape[0] for k, v in tensors.items() if k.startswith(f"{prefix}text.") and k.endswith("token_embedding.weight"))
+    if rows < parts["text_encoder"].get_input_embeddings().num_embeddings or \
+            meta["step"] <= (meta.get("motion_words_from") or 0):  # trained on bytes only: export it so
+        from cammimic_unet3d.random_weights import build_tokenizer
+        from transformers import CLIPTextModel
+
+        parts["tokenizer"] = build_tokenizer(parts["tokenizer"].model_max_length)
+        parts["text_encoder"] = CLIPTextModel(parts["text_encoder"].config.__class__(
+            **{**parts["text_encoder"].config.to_dict(), "vocab_size": rows}))
     for name, model in (("unet", parts["unet"]), ("text", parts["text_encoder"])):
         p = f"{prefix}{name}."
-        model.load_state_dict({k[len(p):]: v for k, v in tensors.items() if k.startswith(p)})
+        model.load_state_dict(_grown({k[len(p):]: v for k, v in tensors.items() if k.startswith(p)},
+                                     model.state_dict()))
     vae = AutoencoderKL.from_pretrained(work / "vae")
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
@@ -489,6 +552,8 @@ def main(argv=None) -> int:
                    help="weigh high-noise steps up to this many times more (clip(1/SNR, 1, MAX)); 1 = off")
     p.add_argument("--high-noise-from", type=int, default=0, metavar="STEP",
                    help="the UNet step from which --high-noise-max applies")
+    p.add_argument("--motion-words-from", type=int, default=0, metavar="STEP",
+                   help="the UNet step from which captions use whole-word motion tokens (0 = from the start)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--export", type=Path, default=None, metavar="DIR",
@@ -516,7 +581,7 @@ def main(argv=None) -> int:
     del videos
     train_unet(work, latents, captions, contents, steps=args.unet_steps, seed=args.seed, device=device,
                batch=args.batch, lr=args.lr, high_noise_max=args.high_noise_max,
-               high_noise_from=args.high_noise_from)
+               high_noise_from=args.high_noise_from, motion_words_from=args.motion_words_from)
     return 0
 
 
