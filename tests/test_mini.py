@@ -129,6 +129,8 @@ def test_phrases_are_told_apart():
         m = MotionEstimate(data.motion_path(phrase, 1.0), data.WIDTH, data.HEIGHT, "truth")
         assert competence.matches(phrase, m)
         assert not competence.matches(opposite, m)
+        (comp, sign), = competence.expected(phrase).items()
+        assert sign * competence.moves(m)[comp] > 2 * competence.THRESHOLDS[comp]  # a full-speed move is clear
         still = attrs.evolve(m, homographies=np.repeat(np.eye(3)[None], data.FRAMES - 1, axis=0))
         assert competence.matches("is static", still) and not competence.matches(phrase, still)
         unread = attrs.evolve(still, fallbacks=[Fallback(i, "too few keypoints", "identity") for i in range(3)])

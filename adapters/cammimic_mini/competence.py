@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-__all__ = ["THRESHOLDS", "expected", "observed", "matches", "shows", "estimate_upsampled", "ceiling",
+__all__ = ["THRESHOLDS", "expected", "moves", "observed", "matches", "shows", "estimate_upsampled", "ceiling",
            "OPPOSITE", "caption_preference"]
 
 #: Smallest cumulative move that counts, over an 8-frame clip: pan and tilt in half short
@@ -41,14 +41,18 @@ def expected(phrase: str) -> dict[str, int]:
     return out
 
 
-def observed(motion) -> dict[str, int]:
-    """Component -> sign (-1, 0, 1) of a motion's cumulative pan, tilt, zoom, roll."""
+def moves(motion) -> dict[str, float]:
+    """A motion's cumulative pan and tilt (half short sides), zoom (log scale) and roll (degrees)."""
     from cammimic.trajectory import summarize
 
     cum = summarize(motion)["cumulative"]
-    values = {"pan": cum["pan"][-1], "tilt": cum["tilt"][-1], "zoom": math.log(max(cum["zoom"][-1], 1e-6)),
-              "roll": cum["roll"][-1]}
-    return {k: (0 if abs(v) < THRESHOLDS[k] else int(np.sign(v))) for k, v in values.items()}
+    return {"pan": float(cum["pan"][-1]), "tilt": float(cum["tilt"][-1]),
+            "zoom": math.log(max(float(cum["zoom"][-1]), 1e-6)), "roll": float(cum["roll"][-1])}
+
+
+def observed(motion) -> dict[str, int]:
+    """Component -> sign (-1, 0, 1) of a motion's cumulative pan, tilt, zoom, roll."""
+    return {k: (0 if abs(v) < THRESHOLDS[k] else int(np.sign(v))) for k, v in moves(motion).items()}
 
 
 def matches(phrase: str, motion) -> bool:

@@ -312,7 +312,7 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
                seed: int, device, batch: int, lr: float = 4e-4, warmup: int = 500, ema_decay: float = 0.999,
                image_fraction: float = 0.15, drop_caption: float = 0.1, snr_gamma: float = 5.0,
                checkpoint_every: int = 200, preset: str = "mini", high_noise_max: float = 1.0,
-               high_noise_from: int = 0, motion_words_from: int = 0):
+               high_noise_from: int = 0, motion_words_from: int = 0, timestep_min: int = 0):
     """Train the UNet3D and text encoder on cached latents; resumes from ``work/unet-checkpoint``.
 
     ``high_noise_max`` > 1 multiplies each sample's loss weight by ``clip(1 / SNR(t), 1,
@@ -407,7 +407,7 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
         drop = torch.rand(batch, generator=g) < drop_caption
         texts = ["" if d else t for t, d in zip(texts, drop.tolist())]
         noise = torch.randn(x0.shape, generator=g).to(device)
-        t = torch.randint(0, sched.config.num_train_timesteps, (batch,), generator=g).to(device)
+        t = torch.randint(timestep_min, sched.config.num_train_timesteps, (batch,), generator=g).to(device)
         xt = sched.add_noise(x0, noise, t)
         lr_now = lr * min(1.0, (step + 1) / warmup)
         for group in opt.param_groups:
@@ -455,6 +455,7 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
                                         "vae_steps": vae_steps(work), "high_noise_max": high_noise_max,
                                         "high_noise_from": high_noise_from,
                                         "motion_words_from": motion_words_from if has_words else None,
+                                        "timestep_min": timestep_min,
                                         "elapsed": elapsed0 + time.perf_counter() - t_start})
 
 
@@ -554,6 +555,8 @@ def main(argv=None) -> int:
                    help="the UNet step from which --high-noise-max applies")
     p.add_argument("--motion-words-from", type=int, default=0, metavar="STEP",
                    help="the UNet step from which captions use whole-word motion tokens (0 = from the start)")
+    p.add_argument("--timestep-min", type=int, default=0, metavar="T",
+                   help="train on timesteps T..999 only (0 = all): the high-noise steps that decide a clip's motion")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--export", type=Path, default=None, metavar="DIR",
@@ -581,7 +584,8 @@ def main(argv=None) -> int:
     del videos
     train_unet(work, latents, captions, contents, steps=args.unet_steps, seed=args.seed, device=device,
                batch=args.batch, lr=args.lr, high_noise_max=args.high_noise_max,
-               high_noise_from=args.high_noise_from, motion_words_from=args.motion_words_from)
+               high_noise_from=args.high_noise_from, motion_words_from=args.motion_words_from,
+               timestep_min=args.timestep_min)
     return 0
 
 
