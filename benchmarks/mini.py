@@ -109,6 +109,9 @@ def _check(argv) -> int:
     pref_text = ", ".join(f"t = {t}: {v:.0%}" for t, v in pref.items())
     print(f"own motion caption denoises better than the opposite motion's ({pref_text}; 96 clips, 50 % = ignored)",
           flush=True)
+    content = competence.caption_preference(backbone, clips=48, timesteps=(400, 600, 850), swap="content")
+    content_text = ", ".join(f"t = {t}: {v:.0%}" for t, v in content.items())
+    print(f"own content caption denoises better than another photograph's ({content_text}; 48 clips)", flush=True)
     rows = []
     for phrase in data.MOTIONS:
         truth = MotionEstimate(data.motion_path(phrase), data.WIDTH, data.HEIGHT, "rendered")
@@ -158,7 +161,8 @@ def _check(argv) -> int:
                  f"{cal['fallbacks']}/{cal['pairs']} frame pairs.", "",
                  f"Motion words: the clip's own caption denoises better than the caption naming the opposite "
                  f"motion in {pref_text} of 96 fresh training-photograph clips (50 % = the words are ignored; "
-                 f"`competence.caption_preference`).", "",
+                 f"`competence.caption_preference`); for the content words (another training photograph named "
+                 f"instead): {content_text} of 48.", "",
                  "| phrase | direction matches | fallback pairs | mean move (cumulative) | CameraScore vs rendered |",
                  "|---|---|---|---|---|"]
         lines += [f"| {r[0]} | {r[1]:.0%} | {r[2]:.1%} | {r[5]} | {r[3]} |" for r in rows]

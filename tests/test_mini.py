@@ -325,3 +325,34 @@ def test_a_byte_vocabulary_checkpoint_resumes_with_word_tokens(tmp_path, monkeyp
     ids = backbone.tokenizer("the camera pans left").input_ids
     assert ids[-3:-1] == [backbone.tokenizer.convert_tokens_to_ids(w) for w in ("pans</w>", "left</w>")]
     assert torch.isfinite(backbone.encode_prompt(["a, the camera pans left"])).all()
+
+
+def test_timestep_min_trains_on_high_noise_only(tmp_path, monkeypatch):
+    """--timestep-min T draws every training timestep from T..999, and the checkpoint records it."""
+    from cammimic_mini.train import UNET_CHECKPOINT, _load_meta
+    from diffusers import DDPMScheduler
+
+    seen = []
+    original = DDPMScheduler.add_noise
+
+    def spy(self, x, noise, t):
+        seen.extend(t.tolist())
+        return original(self, x, noise, t)
+
+    monkeypatch.setattr(DDPMScheduler, "add_noise", spy)
+    _train(tmp_path, 3, timestep_min=990)
+    assert len(seen) == 6 and min(seen) >= 990
+    assert _load_meta(tmp_path / UNET_CHECKPOINT)["timestep_min"] == 990
+
+
+def test_caption_preference_can_swap_the_content_instead_of_the_motion():
+    """swap="content" names another training photograph, with the same motion words."""
+    fake = _Denoiser(0.1)
+    assert competence.caption_preference(fake, clips=5, timesteps=(900,), swap="content") == {900: 1.0}
+    for own, other in fake.prompts:
+        content, motion = own.split(", the camera ")
+        other_content, other_motion = other.split(", the camera ")
+        assert other_motion == motion and other_content != content
+        assert other_content in data.TRAIN_PHOTOS.values()
+    with pytest.raises(ValueError, match="swap"):
+        competence.caption_preference(fake, clips=1, swap="speed")

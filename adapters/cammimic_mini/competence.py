@@ -116,7 +116,8 @@ OPPOSITE = {
 }
 
 
-def caption_preference(backbone, *, clips: int = 48, timesteps=(600, 850), seed: int = 7) -> dict[int, float]:
+def caption_preference(backbone, *, clips: int = 48, timesteps=(600, 850), seed: int = 7,
+                       swap: str = "motion") -> dict[int, float]:
     """Does the model use the motion words of its captions? A cheap check, long before samples move.
 
     ``clips`` fresh clips of the training photographs (new crops, single motion phrases) are
@@ -125,7 +126,12 @@ def caption_preference(backbone, *, clips: int = 48, timesteps=(600, 850), seed:
     clips whose own caption gives the lower noise error: 0.5 means the motion words are ignored.
     At high noise the clip's motion is not yet visible in its latents, so only the caption can
     tell the model which way to move.
+
+    ``swap="content"`` names another training photograph's content instead (the motion kept):
+    the same measure for the content words, which a model uses long before its motion words.
     """
+    if swap not in ("motion", "content"):
+        raise ValueError(f"swap must be 'motion' or 'content', got {swap!r}")
     import torch
 
     from cammimic_mini import data
@@ -140,7 +146,13 @@ def caption_preference(backbone, *, clips: int = 48, timesteps=(600, 850), seed:
         clip = data.sample_clip(rng, photos, data.TRAIN_PHOTOS)
         if " and " in clip.phrase:
             continue
-        wrong = clip.caption.replace(f"the camera {clip.phrase}", f"the camera {OPPOSITE[clip.phrase]}")
+        if swap == "motion":
+            wrong = clip.caption.replace(f"the camera {clip.phrase}", f"the camera {OPPOSITE[clip.phrase]}")
+        else:
+            names = list(data.TRAIN_PHOTOS.values())
+            own = data.TRAIN_PHOTOS[clip.photo]
+            other = names[(names.index(own) + 1 + done % (len(names) - 1)) % len(names)]
+            wrong = clip.caption.replace(own + ",", other + ",", 1)
         z0 = backbone.encode_video(clip.frames)
         embeds = backbone.encode_prompt([clip.caption, wrong])
         for t in timesteps:

@@ -121,7 +121,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "scaling_factor": 1.0,
         },
         "text_encoder": {
-            "vocab_size": _BYTE_VOCAB,
+            "vocab_size": _BYTE_VOCAB,  # grown by the "words" tokens in build_components
             "hidden_size": 64,
             "intermediate_size": 128,
             "num_hidden_layers": 2,
