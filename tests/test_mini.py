@@ -356,3 +356,30 @@ def test_caption_preference_can_swap_the_content_instead_of_the_motion():
         assert other_content in data.TRAIN_PHOTOS.values()
     with pytest.raises(ValueError, match="swap"):
         competence.caption_preference(fake, clips=1, swap="speed")
+
+
+def test_opposite_caption_flips_every_motion_part_and_keeps_the_rest():
+    assert competence.opposite_caption("a brick wall, the camera pans left quickly") == \
+        "a brick wall, the camera pans right quickly"
+    assert competence.opposite_caption("old coins, the camera tilts up and pans left") == \
+        "old coins, the camera tilts down and pans right"
+    assert competence.opposite_caption("a, the camera rolls counterclockwise slowly") == "a, the camera rolls clockwise slowly"
+    assert competence.opposite_caption("a, the camera is static") == "a, the camera pans left"
+    assert competence.opposite_caption("old coins") is None
+    assert competence.opposite_caption("a, the camera flies away") is None
+
+
+def test_the_direction_term_denoises_once_more_under_the_opposite_caption(tmp_path, monkeypatch):
+    """--direction-weight: high-noise video clips with a motion caption are denoised again with the
+    opposite caption, and the trained model changes (the term has a gradient)."""
+    import torch
+    from cammimic_mini.train import UNET_CHECKPOINT, _load_meta, _load_state
+
+    _train(tmp_path / "plain", 2)
+    _train(tmp_path / "dir", 2, direction_weight=1.0, direction_t_min=0)
+    meta = _load_meta(tmp_path / "dir" / UNET_CHECKPOINT)
+    assert meta["direction_weight"] == 1.0 and meta["direction_t_min"] == 0
+    a, _ = _load_state(tmp_path / "plain" / UNET_CHECKPOINT)
+    b, _ = _load_state(tmp_path / "dir" / UNET_CHECKPOINT)
+    changed = [k for k in a if k.startswith("unet.") and not torch.equal(a[k], b[k])]
+    assert changed  # the ranking term reached the UNet's weights

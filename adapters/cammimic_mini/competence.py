@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 __all__ = ["THRESHOLDS", "expected", "moves", "observed", "matches", "shows", "estimate_upsampled", "ceiling",
-           "OPPOSITE", "caption_preference"]
+           "OPPOSITE", "opposite_caption", "caption_preference"]
 
 #: Smallest cumulative move that counts, over an 8-frame clip: pan and tilt in half short
 #: sides (a slow pan in the training data moves 0.28), zoom as |log scale| (slow: 0.14),
@@ -116,6 +116,22 @@ OPPOSITE = {
 }
 
 
+def opposite_caption(caption: str) -> str | None:
+    """The caption with each part of its motion phrase replaced by the opposite
+    (:data:`OPPOSITE`; speed words kept), or ``None`` when it names no known motion."""
+    content, sep, motion = caption.partition(", the camera ")
+    if not sep:
+        return None
+    parts = motion.split(" and ")
+    out = []
+    for part in parts:
+        phrase = next((p for p in OPPOSITE if part == p or part.startswith(p + " ")), None)
+        if phrase is None:
+            return None
+        out.append(OPPOSITE[phrase] + part[len(phrase):])
+    return f"{content}, the camera " + " and ".join(out)
+
+
 def caption_preference(backbone, *, clips: int = 48, timesteps=(600, 850), seed: int = 7,
                        swap: str = "motion") -> dict[int, float]:
     """Does the model use the motion words of its captions? A cheap check, long before samples move.
@@ -147,7 +163,7 @@ def caption_preference(backbone, *, clips: int = 48, timesteps=(600, 850), seed:
         if " and " in clip.phrase:
             continue
         if swap == "motion":
-            wrong = clip.caption.replace(f"the camera {clip.phrase}", f"the camera {OPPOSITE[clip.phrase]}")
+            wrong = opposite_caption(clip.caption)
         else:
             names = list(data.TRAIN_PHOTOS.values())
             own = data.TRAIN_PHOTOS[clip.photo]

@@ -312,7 +312,8 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
                seed: int, device, batch: int, lr: float = 4e-4, warmup: int = 500, ema_decay: float = 0.999,
                image_fraction: float = 0.15, drop_caption: float = 0.1, snr_gamma: float = 5.0,
                checkpoint_every: int = 200, preset: str = "mini", high_noise_max: float = 1.0,
-               high_noise_from: int = 0, motion_words_from: int = 0, timestep_min: int = 0):
+               high_noise_from: int = 0, motion_words_from: int = 0, timestep_min: int = 0,
+               direction_weight: float = 0.0, direction_from: int = 0, direction_t_min: int = 500):
     """Train the UNet3D and text encoder on cached latents; resumes from ``work/unet-checkpoint``.
 
     ``high_noise_max`` > 1 multiplies each sample's loss weight by ``clip(1 / SNR(t), 1,
@@ -324,6 +325,15 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
     At a switch after step 0 the word tokens' embeddings, untrained until then, are drawn afresh
     at the scale of the trained byte embeddings. A checkpoint from before the vocabulary grew
     (fewer embedding rows) resumes with the new rows appended.
+
+    ``direction_weight`` > 0 adds, from step ``direction_from``, a ranking term on the clips of a
+    video batch noised to ``t >= direction_t_min`` whose caption names a motion: the same noisy
+    latents are denoised once more with the caption naming the opposite motion
+    (:func:`cammimic_mini.competence.opposite_caption`), and the model is asked to be a better
+    denoiser under its own caption. Treating the noise error as Gaussian, ``kappa = D / 2`` (``D``
+    latent elements) turns the two mean errors into a log-likelihood ratio; the term is
+    ``softplus(-kappa (L_opposite - L_own)) / kappa``, which weighs like ``(L_own - L_opposite) / 2``
+    while the model cannot tell the two apart and vanishes once it clearly can.
     """
     import copy
 
@@ -331,6 +341,8 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
     from cammimic_unet3d.backbone import UNet3DBackbone
     from cammimic_unet3d.random_weights import build_tokenizer
     from diffusers import DDPMScheduler
+
+    from cammimic_mini.competence import opposite_caption
 
     work.mkdir(parents=True, exist_ok=True)
     parts = build(seed, preset)
@@ -424,6 +436,17 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
             weight = weight * torch.clamp(1 / snr, min=1.0, max=high_noise_max)
         per = ((pred - noise) ** 2).mean(dim=(1, 2, 3, 4))
         loss = (weight * per).mean()
+        if direction_weight > 0 and step >= direction_from and not image_mode:
+            pairs = [(i, opposite_caption(texts[i])) for i in range(batch) if int(t[i]) >= direction_t_min and texts[i]]
+            pairs = [(i, c) for i, c in pairs if c is not None]
+            if pairs:
+                sel = torch.tensor([i for i, _ in pairs], device=device)
+                emb_o = text(token_ids([c for _, c in pairs], step >= motion_words_from))[0]
+                pred_o = unet(xt[sel], t[sel], encoder_hidden_states=emb_o).sample
+                opp = ((pred_o - noise[sel]) ** 2).mean(dim=(1, 2, 3, 4))
+                kappa = noise[0].numel() / 2
+                rank = torch.nn.functional.softplus(-kappa * (opp - per[sel])) / kappa
+                loss = loss + direction_weight * rank.sum() / batch
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -455,7 +478,8 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
                                         "vae_steps": vae_steps(work), "high_noise_max": high_noise_max,
                                         "high_noise_from": high_noise_from,
                                         "motion_words_from": motion_words_from if has_words else None,
-                                        "timestep_min": timestep_min,
+                                        "timestep_min": timestep_min, "direction_weight": direction_weight,
+                                        "direction_from": direction_from, "direction_t_min": direction_t_min,
                                         "elapsed": elapsed0 + time.perf_counter() - t_start})
 
 
@@ -557,6 +581,10 @@ def main(argv=None) -> int:
                    help="the UNet step from which captions use whole-word motion tokens (0 = from the start)")
     p.add_argument("--timestep-min", type=int, default=0, metavar="T",
                    help="train on timesteps T..999 only (0 = all): the high-noise steps that decide a clip's motion")
+    p.add_argument("--direction-weight", type=float, default=0.0, metavar="W",
+                   help="weight of the ranking term: own motion caption vs the opposite one (0 = off)")
+    p.add_argument("--direction-from", type=int, default=0, metavar="STEP",
+                   help="the UNet step from which --direction-weight applies")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--export", type=Path, default=None, metavar="DIR",
@@ -585,7 +613,8 @@ def main(argv=None) -> int:
     train_unet(work, latents, captions, contents, steps=args.unet_steps, seed=args.seed, device=device,
                batch=args.batch, lr=args.lr, high_noise_max=args.high_noise_max,
                high_noise_from=args.high_noise_from, motion_words_from=args.motion_words_from,
-               timestep_min=args.timestep_min)
+               timestep_min=args.timestep_min, direction_weight=args.direction_weight,
+               direction_from=args.direction_from)
     return 0
 
 
