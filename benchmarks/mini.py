@@ -10,8 +10,10 @@ renders soft frames, on which SIFT finds too few matches. Before the samples, th
 measures the estimator's ceiling on this model's frames: held-out clips rendered with known
 motion, passed through the bundle's VAE, read back against their truth
 (:func:`cammimic_mini.competence.ceiling`); a low ceiling says the estimator, not the model, fails.
-Then how much the model uses its captions' motion words
+Then how much the model uses its captions' motion words, and its content words for comparison
 (:func:`cammimic_mini.competence.caption_preference`), which shows long before its samples move.
+Per phrase it prints the mean signed move along the phrase's component: opposite phrases with
+the same mean move mean the model ignores the direction words.
 
     python benchmarks/mini.py                                  # the shipped bundle
     python benchmarks/mini.py --weights DIR --seeds 2          # a bundle written by --export

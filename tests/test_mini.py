@@ -383,3 +383,14 @@ def test_the_direction_term_denoises_once_more_under_the_opposite_caption(tmp_pa
     b, _ = _load_state(tmp_path / "dir" / UNET_CHECKPOINT)
     changed = [k for k in a if k.startswith("unet.") and not torch.equal(a[k], b[k])]
     assert changed  # the ranking term reached the UNet's weights
+
+
+@pytest.mark.parametrize("bad", [["--timestep-min", "1000"], ["--timestep-min", "-1"], ["--direction-weight", "-1"]])
+def test_trainer_rejects_bad_experiment_options_in_one_line(tmp_path, capsys, bad):
+    from cammimic_mini.train import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--work", str(tmp_path / "work"), *bad])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and bad[0] in err[-1] and "must be" in err[-1]
+    assert not (tmp_path / "work").exists()  # nothing made before the options were checked

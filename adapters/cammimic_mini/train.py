@@ -17,10 +17,13 @@ Recipe (docs/mini.md has the measured curves and timings):
    trained on random 32x32 crops of the clips' frames with L1 + an edge (Sobel) term + a small KL term; its
    ``scaling_factor`` is set to 1 / std of the latents, as Stable Diffusion's was.
 3. Latents of every clip are cached once (posterior mean, the same as ``encode_video``).
-4. UNet3D + CLIP text encoder (byte-level tokenizer): epsilon prediction on zeroscope's noise
+4. UNet3D + CLIP text encoder (bytes, plus one token per motion or speed word): epsilon prediction on zeroscope's noise
    schedule, min-SNR-5 loss weighting, AdamW with warm-up, EMA of the weights, captions dropped
    10 % of the time (classifier-free guidance), and 15 % of steps in "image mode" (one frame,
    temporal modules bypassed, a content-only caption), the pass Phase 1's spatial LoRA trains.
+
+Options for experiments from a checkpoint, each recorded in it: ``--high-noise-max``,
+``--motion-words-from``, ``--timestep-min``, ``--direction-weight`` (docs/mini.md has their A/Bs).
 """
 
 from __future__ import annotations
@@ -591,6 +594,10 @@ def main(argv=None) -> int:
                    help="write the float16 bundle from the latest checkpoint to DIR and exit")
     p.add_argument("--plot", type=Path, default=None, metavar="PNG", help="plot the loss curves to PNG and exit")
     args = p.parse_args(argv)
+    if not 0 <= args.timestep_min <= 999:
+        p.error(f"--timestep-min must be within 0..999 (zeroscope's 1,000 timesteps), got {args.timestep_min}")
+    if args.direction_weight < 0:
+        p.error(f"--direction-weight must be 0 (off) or positive, got {args.direction_weight}")
     if args.plot is not None:
         print(plot(args.work.expanduser(), args.plot))
         return 0
