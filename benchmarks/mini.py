@@ -111,8 +111,8 @@ def _check(argv) -> int:
     pref_text = ", ".join(f"t = {t}: {v:.0%}" for t, v in pref.items())
     print(f"own motion caption denoises better than the opposite motion's ({pref_text}; 96 clips, 50 % = ignored)",
           flush=True)
-    content = competence.caption_preference(backbone, clips=48, timesteps=(400, 600, 850), swap="content")
-    content_text = ", ".join(f"t = {t}: {v:.0%}" for t, v in content.items())
+    content_pref = competence.caption_preference(backbone, clips=48, timesteps=(400, 600, 850), swap="content")
+    content_text = ", ".join(f"t = {t}: {v:.0%}" for t, v in content_pref.items())
     print(f"own content caption denoises better than another photograph's ({content_text}; 48 clips)", flush=True)
     rows = []
     for phrase in data.MOTIONS:

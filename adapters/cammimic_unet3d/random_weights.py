@@ -199,7 +199,8 @@ def _byte_vocab() -> dict[str, int]:
 
 def _word_merges(words) -> list[tuple[str, str]]:
     """BPE merges that join each word into one token, built from its end ("f t</w>", "e ft</w>",
-    "l eft</w>"): every intermediate token ends a word, so no other word's start is touched."""
+    "l eft</w>"): every intermediate token ends a word, so another word changes only where it
+    shares an ending ("coins" becomes "c o i ns</w>", "cup" "c up</w>")."""
     merges: list[tuple[str, str]] = []
     for word in words:
         tail = word[-1] + "</w>"
