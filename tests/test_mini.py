@@ -385,7 +385,8 @@ def test_the_direction_term_denoises_once_more_under_the_opposite_caption(tmp_pa
     assert changed  # the ranking term reached the UNet's weights
 
 
-@pytest.mark.parametrize("bad", [["--timestep-min", "1000"], ["--timestep-min", "-1"], ["--direction-weight", "-1"]])
+@pytest.mark.parametrize("bad", [["--timestep-min", "1000"], ["--timestep-min", "-1"], ["--direction-weight", "-1"],
+                                 ["--direction-t-min", "1000"]])
 def test_trainer_rejects_bad_experiment_options_in_one_line(tmp_path, capsys, bad):
     from cammimic_mini.train import main
 

@@ -588,6 +588,9 @@ def main(argv=None) -> int:
                    help="weight of the ranking term: own motion caption vs the opposite one (0 = off)")
     p.add_argument("--direction-from", type=int, default=0, metavar="STEP",
                    help="the UNet step from which --direction-weight applies")
+    p.add_argument("--direction-t-min", type=int, default=500, metavar="T",
+                   help="the ranking term's clips are noised to T..999 (the caption can name a motion that "
+                        "the noisy latents no longer show only at high noise)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--export", type=Path, default=None, metavar="DIR",
@@ -596,6 +599,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if not 0 <= args.timestep_min <= 999:
         p.error(f"--timestep-min must be within 0..999 (zeroscope's 1,000 timesteps), got {args.timestep_min}")
+    if not 0 <= args.direction_t_min <= 999:
+        p.error(f"--direction-t-min must be within 0..999 (zeroscope's 1,000 timesteps), got {args.direction_t_min}")
     if args.direction_weight < 0:
         p.error(f"--direction-weight must be 0 (off) or positive, got {args.direction_weight}")
     if args.plot is not None:
@@ -621,7 +626,7 @@ def main(argv=None) -> int:
                batch=args.batch, lr=args.lr, high_noise_max=args.high_noise_max,
                high_noise_from=args.high_noise_from, motion_words_from=args.motion_words_from,
                timestep_min=args.timestep_min, direction_weight=args.direction_weight,
-               direction_from=args.direction_from)
+               direction_from=args.direction_from, direction_t_min=args.direction_t_min)
     return 0
 
 
