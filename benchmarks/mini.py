@@ -107,7 +107,8 @@ def _check(argv) -> int:
     cal = competence.ceiling(backbone, estimator, upsample=upsample)
     print(f"estimator ceiling ({args.estimator}, x{upsample}): direction {cal['hits']}/{cal['clips']} and "
           f"fallbacks {cal['fallbacks']}/{cal['pairs']} on held-out clips through the bundle's VAE", flush=True)
-    pref = competence.caption_preference(backbone, clips=96, timesteps=(400, 600, 850))
+    # t = 950: where the caption's direction is worth most to the loss (benchmarks/mini_direction_signal.py)
+    pref = competence.caption_preference(backbone, clips=96, timesteps=(400, 600, 850, 950))
     pref_text = ", ".join(f"t = {t}: {v:.0%}" for t, v in pref.items())
     print(f"own motion caption denoises better than the opposite motion's ({pref_text}; 96 clips, 50 % = ignored)",
           flush=True)

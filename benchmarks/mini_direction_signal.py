@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--speed", type=float, default=0.64, help="latent px per frame (mini's normal pan: 0.64)")
     p.add_argument("--sigma", type=float, default=1.0, help="the fields' smoothness, latent px")
-    p.add_argument("--samples", type=int, default=2000, help="Monte Carlo clips per timestep")
+    p.add_argument("--samples", type=int, default=1000, help="Monte Carlo clips per timestep")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     for name in ("size", "frames", "samples"):
