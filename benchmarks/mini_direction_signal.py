@@ -76,10 +76,8 @@ def main(argv=None) -> int:
     if not (args.speed > 0 and args.sigma > 0):
         p.error(f"--speed and --sigma must be positive, got {args.speed} and {args.sigma}")
 
-    from diffusers import DDPMScheduler
-
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "adapters"))
     from cammimic_unet3d.random_weights import SCHEDULER_CONFIG
+    from diffusers import DDPMScheduler
 
     t0 = time.perf_counter()
     alphas = DDPMScheduler.from_config(SCHEDULER_CONFIG).alphas_cumprod.double().numpy()
