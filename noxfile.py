@@ -63,7 +63,7 @@ def demo(session: nox.Session) -> None:
         return
     if not shipped:
         session.log("the full CamMimic method needs a text-to-video model: mini's weights are not shipped yet "
-                    "(still training, docs/mini.md); set CAMMIMIC_WEIGHTS=/path/to/zeroscope_v2_576w to run it on zeroscope")
+                    "(not yet competent, docs/mini.md); set CAMMIMIC_WEIGHTS=/path/to/zeroscope_v2_576w to run it on zeroscope")
         return
     # mini at its native 64x64x8, with step counts scaled to its size, read by the estimator that
     # reads its soft 64 px frames (kornia; SIFT falls back on them): docs/mini.md.

@@ -220,7 +220,7 @@ def test_missing_shipped_weights_is_one_line(monkeypatch, tmp_path, capsys):
 
 
 @pytest.mark.skipif(not (data.__file__ and (__import__("cammimic_mini").WEIGHTS / "model_index.json").is_file()),
-                    reason="mini's weights are not shipped yet: training is under way (docs/mini.md)")
+                    reason="mini's weights are not shipped yet: not competent (docs/mini.md)")
 def test_shipped_mini_pans_left_when_asked():
     """The shipped model's "pans left" sample moves the camera left by the estimator
     benchmarks/mini.py reads it with (kornia at 64 px)."""
