@@ -31,6 +31,8 @@ import time
 
 import numpy as np
 
+#: Largest clip (frames x size x size) whose dense covariance the script inverts: 8 x 16 x 16 is mini's.
+MAX_DIM = 4096
 TIMESTEPS = (10, 50, 100, 200, 300, 500, 600, 700, 800, 850, 900, 950, 980, 999)
 
 
@@ -75,6 +77,9 @@ def main(argv=None) -> int:
             p.error(f"--{name} must be at least 2, got {getattr(args, name)}")
     if not (args.speed > 0 and args.sigma > 0):
         p.error(f"--speed and --sigma must be positive, got {args.speed} and {args.sigma}")
+    if args.frames * args.size ** 2 > MAX_DIM:
+        p.error(f"--frames x --size^2 must be at most {MAX_DIM} (dense {MAX_DIM}x{MAX_DIM} covariances), "
+                f"got {args.frames * args.size ** 2}: lower --size or --frames")
 
     from cammimic_unet3d.random_weights import SCHEDULER_CONFIG
     from diffusers import DDPMScheduler
@@ -83,7 +88,7 @@ def main(argv=None) -> int:
     alphas = DDPMScheduler.from_config(SCHEDULER_CONFIG).alphas_cumprod.double().numpy()
     ops = {d: clip_operator(args.size, args.frames, args.speed, args.sigma, d) for d in (1, -1)}
     covs = {d: a @ a.T for d, a in ops.items()}
-    dim = covs[1].shape[0]
+    eye = np.eye(covs[1].shape[0])
     rng = np.random.default_rng(args.seed)
     print(f"Gaussian fields (sigma {args.sigma} latent px), {args.frames} frames of {args.size}x{args.size}, "
           f"panned +-{args.speed} latent px per frame; zeroscope's schedule; {args.samples} clips per timestep")
@@ -91,7 +96,6 @@ def main(argv=None) -> int:
     gaps, aware_all = {}, {}
     for t in TIMESTEPS:
         a = float(alphas[t])
-        eye = np.eye(dim)
         inv, logdet = {}, {}
         for d, c in covs.items():
             s = a * c + (1 - a) * eye

@@ -440,8 +440,9 @@ def test_direction_signal_is_zero_where_the_noisy_latents_show_the_direction(cap
     assert 0.5 < float(rows[999][4].rstrip("%")) < 10 and float(rows[999][5]) < 0.45
 
 
-def test_direction_signal_rejects_bad_sizes_in_one_line(capsys):
+@pytest.mark.parametrize("bad", [["--speed", "0"], ["--size", "64"]])
+def test_direction_signal_rejects_bad_sizes_in_one_line(capsys, bad):
     mod = _direction_signal()
     with pytest.raises(SystemExit) as exc:
-        mod.main(["--speed", "0"])
-    assert exc.value.code == 2 and "--speed" in capsys.readouterr().err.strip().splitlines()[-1]
+        mod.main(bad)
+    assert exc.value.code == 2 and bad[0] in capsys.readouterr().err.strip().splitlines()[-1]

@@ -589,8 +589,8 @@ def main(argv=None) -> int:
     p.add_argument("--direction-from", type=int, default=0, metavar="STEP",
                    help="the UNet step from which --direction-weight applies")
     p.add_argument("--direction-t-min", type=int, default=500, metavar="T",
-                   help="the ranking term's clips are noised to T..999 (the caption can name a motion that "
-                        "the noisy latents no longer show only at high noise)")
+                   help="the ranking term uses clips noised to T..999 only: below about 700 the noisy latents "
+                        "show the motion themselves (benchmarks/mini_direction_signal.py)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--export", type=Path, default=None, metavar="DIR",
