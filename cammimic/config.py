@@ -29,6 +29,7 @@ Sections (all optional in a file)::
     [finetune]                # Phase 1: stage 1 (reference video) and stage 2 (user image)
     [sampling]                # Phase 2: the denoising loop
     [homography]
+    [motion]                  # strength, speed, reverse, smooth of the reference's motion
     [score]
     [output]
     [plugins]
@@ -259,6 +260,32 @@ class HomographySection:
 
 
 @attrs.frozen
+class MotionSection:
+    """[motion]: controls on the reference's camera motion, applied before the weak video is built."""
+
+    strength: float = setting(
+        1.0, "Scale every frame-to-frame motion in the Lie algebra (H^S via the matrix logarithm): `0.5` half the "
+        "move, `0` a still camera, `-1` the opposite move. See [cli.md](cli.md#controls-on-the-references-motion).",
+        range=(-10, 10),
+        option=Option("--motion-strength", "Scale the reference's motion: H^S per frame (0.5 = half; default: 1)."))
+    speed: float = setting(
+        1.0, "Retime the camera path: covered in round((T-1)/speed) + 1 frames (`2`: the same path in half the "
+        "frames; `0.5`: in twice as many). The output has that many frames.",
+        range=(0.05, 20),
+        option=Option("--motion-speed", "Retime the camera path: 2 covers it in half the frames (default: 1).",
+                      min=0, min_open=True))
+    reverse: bool = setting(
+        False, "Play the reference's camera path backwards.",
+        option=Option("--motion-reverse", "Play the reference's camera path backwards.", sets=True))
+    smooth: float = setting(
+        0.0, "Remove hand-shake: low-pass the per-frame log-homographies with a Gaussian of this sigma, in frames "
+        "(`0`: off; `2`–`3` removes jitter and keeps the move).",
+        range=(0, 100),
+        option=Option("--motion-smooth", "Remove hand-shake: Gaussian sigma in frames on the log-homographies "
+                      "(default: 0 = off).", min=0))
+
+
+@attrs.frozen
 class ScoreSection:
     """[score]: CameraScore."""
 
@@ -294,7 +321,8 @@ class PluginsSection:
 #: The plain sections, in the order files, messages and docs list them: one schema per section.
 SECTIONS: dict[str, type] = {
     "run": RunSection, "lora": LoraSection, "finetune": FinetuneSection, "sampling": SamplingSection,
-    "homography": HomographySection, "score": ScoreSection, "output": OutputSection, "plugins": PluginsSection,
+    "homography": HomographySection, "motion": MotionSection, "score": ScoreSection, "output": OutputSection,
+    "plugins": PluginsSection,
 }
 #: Component sections: one table, or (guidance) a list of tables; each names a component. Their
 #: parameters belong to the component's factory; names come from plugins, so no choices here.

@@ -136,6 +136,7 @@ OLD_DEFAULTS = {
         "spatial_scale": 1.0, "temporal_scale": 1.0,
     },
     "homography": {"fill": "black"},
+    "motion": {"strength": 1.0, "speed": 1.0, "reverse": False, "smooth": 0.0},  # issue 25, not an old table
     "score": {"variant": "resolution_free", "max_fallback_share": 0.25},
     "output": {"gif": False, "crf": 18},
     "plugins": {"block": []},
@@ -157,6 +158,7 @@ OLD_RANGES = {
     ("finetune", "max_grad_norm"): (0, 1e6), ("finetune", "checkpoint_every"): (0, 1_000_000),
     ("score", "max_fallback_share"): (0, 1), ("sampling", "steps"): (1, 999), ("sampling", "guidance_scale"): (0, 100),
     ("sampling", "eta"): (0, 1), ("sampling", "spatial_scale"): (-10, 10), ("sampling", "temporal_scale"): (-10, 10),
+    ("motion", "strength"): (-10, 10), ("motion", "speed"): (0.05, 20), ("motion", "smooth"): (0, 100),  # issue 25
 }
 #: Settings with no command-line option: set them in a file (docs/config.md says so by listing
 #: only the others under "Command-line overrides").
@@ -235,11 +237,14 @@ def test_the_derived_override_map_is_the_old_hand_kept_one():
         "guidance_scale": "sampling.guidance_scale", "scheduler": "sampling.scheduler", "gif": "output.gif",
         "spatial_scale": "sampling.spatial_scale", "temporal_scale": "sampling.temporal_scale",
         "variant": "score.variant", "method": "run.method", "weights": "backbone.weights",
+        "motion_strength": "motion.strength", "motion_speed": "motion.speed", "motion_smooth": "motion.smooth",
     }
-    flags = {"gradient_checkpointing": True, "gif": True, "no_stage2": True, "no_ortho": True}  # click gives True
+    flags = {"gradient_checkpointing": True, "gif": True, "no_stage2": True, "no_ortho": True,
+             "motion_reverse": True}  # click gives True
     kw = {name: f"value of {name}" for name in old} | flags
     expected = {key: kw[name] for name, key in old.items()}
-    assert _overrides(kw) == expected | {"finetune.stage2": False, "finetune.orthogonality": False}
+    assert _overrides(kw) == expected | {"finetune.stage2": False, "finetune.orthogonality": False,
+                                         "motion.reverse": True}
     # unset options (None, or a flag not given) override nothing
     assert set(_overrides({"no_stage2": None, "gif": None}).values()) == {None}
 

@@ -38,6 +38,7 @@ from cammimic.io import (
 from cammimic.lora import LoraSpec, inject_loras, load_lora, read_lora, save_lora
 from cammimic.methods.homography import Transfer, transfer_homography
 from cammimic.motion import MotionEstimate
+from cammimic.motion_controls import MotionControls, reference_frames
 from cammimic.plugins import PluginHost
 from cammimic.results import RunResult, ScoreResult, score_motions
 from cammimic.rundir import input_records, provenance, seed_all, write_outputs, write_run
@@ -338,6 +339,9 @@ def run_cammimic(
     ref = inputs.reference
     ref_motion = reference_motion(ref, estimator)
     ref_motion = attrs.evolve(ref_motion, diagnostics={**ref_motion.diagnostics, "source": ref.metadata()})
+    # [motion] strength, speed, reverse, smooth; a retimed length moves to one the backbone takes
+    ref_motion = MotionControls.from_config(config).apply(
+        ref_motion, fit_frames=lambda n: fit_num_frames(adapter, n, 10**6))
     weak = transfer_homography(inputs.image, ref_motion, fill=config["homography"]["fill"])
 
     # 3. Phase 1: finetune the spatial and temporal LoRAs, or load them from files.
@@ -464,6 +468,7 @@ def _write_files(tmp: Path, result: CamMimicResult) -> dict[str, Path]:
         motions["output"] = result.output_motion
     files |= write_outputs(tmp, config=result.config, fps=result.fps, motions=motions,
                            output_frames=result.output_frames,
-                           side_by_side=[result.reference.frames, result.weak.frames, result.output_frames],
+                           side_by_side=[reference_frames(result.reference.frames, result.reference_motion),
+                                         result.weak.frames, result.output_frames],
                            scored=result.scored)
     return files

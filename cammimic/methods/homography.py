@@ -18,6 +18,7 @@ from cammimic.config import Config
 from cammimic.homography import warp_along_chain
 from cammimic.io import as_video, check_output_directory, read_image
 from cammimic.motion import MotionEstimate
+from cammimic.motion_controls import MotionControls, reference_frames
 from cammimic.plugins import PluginHost
 from cammimic.results import RunResult, score_motions
 from cammimic.rundir import (
@@ -81,6 +82,7 @@ def run_homography(reference, image, output_dir, *, config: Config, host: Plugin
     # 3. transfer and score
     ref_motion = reference_motion(ref, estimator)
     ref_motion = attrs.evolve(ref_motion, diagnostics={**ref_motion.diagnostics, "source": ref.metadata()})
+    ref_motion = MotionControls.from_config(config).apply(ref_motion)  # [motion] strength, speed, ...
     result = transfer_homography(user_image, ref_motion, fill=config["homography"]["fill"])
     out_motion = estimator.estimate(result.frames)
     scored = score_motions(ref_motion, out_motion, variant=config["score"]["variant"],
@@ -89,7 +91,7 @@ def run_homography(reference, image, output_dir, *, config: Config, host: Plugin
     # 4. write the run directory
     fps = run["fps"] or ref.fps
     # Record what was actually used, so the written config.toml reproduces this run.
-    config = config.with_overrides({"run.method": "homography", "run.frames": len(result.frames), "run.width": width,
+    config = config.with_overrides({"run.method": "homography", "run.frames": len(ref.frames), "run.width": width,
                                     "run.height": height, "run.fps": float(fps)})
     manifest = {
         **provenance(run["method"]),
@@ -107,7 +109,8 @@ def run_homography(reference, image, output_dir, *, config: Config, host: Plugin
 
     def write_files(tmp: Path) -> dict[str, Path]:
         return write_outputs(tmp, config=config, fps=fps, motions={"reference": ref_motion, "output": out_motion},
-                             output_frames=result.frames, side_by_side=[ref.frames, result.frames], scored=scored)
+                             output_frames=result.frames, scored=scored,
+                             side_by_side=[reference_frames(ref.frames, ref_motion), result.frames])
 
     return write_run(output_dir, write_files, manifest, started=started, overwrite=overwrite, inputs=inputs,
                      camera_score=scored.score)
