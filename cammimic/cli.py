@@ -439,7 +439,12 @@ def _recorded_settings(config, run_dir: Path, given_backbone: str | None = None)
 @click.option("--method", type=click.Choice(["homography", "cammimic"]), help="Method selected at start (default: cammimic with --weights, else homography).")
 @click.option("--backbone", help="Backbone selected at start (default: $CAMMIMIC_UI_BACKBONE, else mini where installed, else zeroscope).")
 @click.option("--weights", help="Backbone weights filled in at start: a local diffusers-layout folder or a Hub id.")
-def ui(host, port, runs_dir, method, backbone, weights):
+@click.option("--weights-dir", "weights_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="A folder whose sub-folders web clients may name as weights (repeatable; default: none, so "
+                   "clients may name only --weights or a Hub id).")
+@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=50, show_default=True,
+              help="Largest upload a web client may send, in MB.")
+def ui(host, port, runs_dir, method, backbone, weights, weights_dirs, max_upload_mb):
     """Start the web app (Gradio): upload a reference video or pick a camera preset, upload an image, run.
 
     Needs `pip install "cammimic[ui]"`. It also serves an API endpoint named `transfer`
@@ -448,8 +453,11 @@ def ui(host, port, runs_dir, method, backbone, weights):
     from cammimic.ui import UISettings, default_backbone, launch, require_gradio
 
     require_gradio()
+    if weights and Path(weights).expanduser().is_dir():  # the child runs in an empty folder: an absolute path
+        weights = str(Path(weights).expanduser().resolve())
     settings = UISettings(runs_dir=runs_dir, backbone=backbone or default_backbone(), weights=weights or "",
-                          method=method or ("cammimic" if weights else "homography"))
+                          method=method or ("cammimic" if weights else "homography"), weights_dirs=weights_dirs,
+                          max_upload_bytes=int(max_upload_mb * 2**20))
     click.echo(f"runs go to {settings.runs_dir}/", err=True)
     launch(host=host, port=port, settings=settings)
 
@@ -483,12 +491,44 @@ def plugins(as_json):
                 click.echo(f"    LoRA layers located by: {', then '.join(comp['attention_layers_from'])}")
 
 
+def _without_debug(args: list[str]) -> tuple[list[str], bool]:
+    """``args`` without the global ``--debug`` flag, and whether it was there. ``--debug`` counts
+    also after the command (`cammimic run … --debug`, where click refuses it), but never as an
+    option's value (`--prompt --debug`) nor after ``--``: those stay values."""
+    out: list[str] = []
+    found = False
+    command = None
+    takes_value: dict[str, int] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            out += args[i:]
+            break
+        if arg == "--debug":
+            found = True
+            i += 1
+            continue
+        out.append(arg)
+        if command is None and not arg.startswith("-"):
+            command = cli.commands.get(arg)
+            if command is None:
+                out += args[i + 1:]  # an unknown command: click says so
+                break
+            takes_value = {opt: p.nargs for p in command.params if isinstance(p, click.Option) and not p.is_flag
+                           and not p.count for opt in (*p.opts, *p.secondary_opts)}
+        elif arg in takes_value:  # its value(s) follow, whatever they look like
+            out += args[i + 1:i + 1 + takes_value[arg]]
+            i += takes_value[arg]
+        i += 1
+    return out, found
+
+
 def main(argv=None) -> int:
     """Entry point: one line per error, non-zero exit, traceback only with --debug."""
     args = sys.argv[1:] if argv is None else list(argv)
-    debug = "--debug" in args or os.environ.get("CAMMIMIC_DEBUG") == "1"
-    if "--debug" in args[1:]:  # also after the command (`cammimic run … --debug`), where click refuses it
-        args = [args[0], *(a for a in args[1:] if a != "--debug")]
+    args, flagged = _without_debug(args)
+    debug = flagged or os.environ.get("CAMMIMIC_DEBUG") == "1"
     try:
         cli.main(args=args, prog_name="cammimic", standalone_mode=False)
         return 0

@@ -11,13 +11,16 @@ module (building the command, following the job, collecting the outputs) is plai
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -35,6 +38,12 @@ __all__ = ["require_gradio", "UISettings", "TransferRequest", "Job", "run_comman
 #: The preset choice meaning "use the uploaded reference video".
 NO_PRESET = "none: use the uploaded video"
 METHODS = ("homography", "cammimic")
+#: The preset speeds a client may ask for (the form's slider).
+SPEED_RANGE = (0.25, 4.0)
+#: The longest prompt (or other text) a client may send.
+MAX_TEXT = 2000
+#: A Hub id, ``owner/name`` (the child runs in an empty folder, so it never names a server folder).
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 #: The ``transfer`` endpoint's inputs, in order (docs/ui.md documents each).
 INPUT_NAMES = ("reference_video", "camera_preset", "image", "prompt", "reference_prompt", "method", "backbone",
                "weights", "frames", "width", "height", "seed", "stage1_steps", "stage2_steps", "sampling_steps",
@@ -70,8 +79,14 @@ class UISettings:
     backbone: str = "zeroscope"
     weights: str = ""
     method: str = "homography"
-    #: Extra arguments for every ``cammimic run`` (e.g. ``["--device", "cpu"]``).
+    #: Extra arguments for every ``cammimic run`` (e.g. ``["--device", "cpu"]``); the child runs in
+    #: an empty folder, so paths in them must be absolute.
     extra_args: tuple[str, ...] = ()
+    #: Folders whose sub-folders a web client may name as weights (``cammimic ui --weights-dir``);
+    #: any other server path is refused. ``weights`` itself is always allowed.
+    weights_dirs: tuple[Path, ...] = attrs.field(default=(), converter=lambda ps: tuple(Path(p).resolve() for p in ps))
+    #: Largest upload in bytes (Gradio's ``max_file_size``; ``cammimic ui --max-upload-mb``).
+    max_upload_bytes: int = 50 * 1024 * 1024
 
 
 @attrs.frozen
@@ -104,7 +119,14 @@ class TransferRequest:
                 raise CammimicError(f"camera preset '{preset}' is unknown; valid: {', '.join(PRESETS)}")
             if self.ease not in EASES:
                 raise CammimicError(f"ease '{self.ease}' is unknown; valid: {', '.join(EASES)}")
-            return f"camera:{preset}:speed={float(self.speed):g},ease={self.ease}"
+            try:
+                speed = float(self.speed)
+            except (TypeError, ValueError):
+                speed = math.nan
+            if not SPEED_RANGE[0] <= speed <= SPEED_RANGE[1]:  # also refuses NaN
+                raise CammimicError(f"preset speed must be between {SPEED_RANGE[0]:g} and {SPEED_RANGE[1]:g} "
+                                    f"(the slider's range), got {self.speed!r}")
+            return f"camera:{preset}:speed={speed:g},ease={self.ease}"
         if not self.reference_video:
             raise CammimicError("upload a reference video or pick a camera preset")
         return str(self.reference_video)
@@ -120,30 +142,100 @@ def _int(value, name: str, low: int) -> int:
     return v
 
 
-def run_command(req: TransferRequest, run_dir: Path, settings: UISettings) -> list[str]:
-    """The ``cammimic run`` command line of a request (a list for ``subprocess``, no shell)."""
+def _text(value, name: str) -> str:
+    """A client's text, as one value: bounded, without NUL (argv cannot hold one)."""
+    text = str(value or "").strip()
+    if len(text) > MAX_TEXT:
+        raise CammimicError(f"{name} is {len(text)} characters long; at most {MAX_TEXT} are accepted")
+    if "\0" in text:
+        raise CammimicError(f"{name} contains a NUL character; remove it")
+    return text
+
+
+def _client_weights(value: str, settings: UISettings) -> str:
+    """The ``--weights`` of a client's value: the server's own weights, a Hub id, or a folder under
+    ``settings.weights_dirs``. Anything else, present or absent, gets the same line, so a client
+    cannot learn which server folders exist."""
+    if not value or value == settings.weights:
+        return settings.weights
+    if _HUB_ID.fullmatch(value) and ".." not in value:
+        return value  # the child runs in an empty folder: a Hub id never names a server folder
+    path = Path(value)
+    if path.is_absolute() and settings.weights_dirs:
+        real = path.resolve()
+        if any(real != root and real.is_relative_to(root) for root in settings.weights_dirs) and real.is_dir():
+            return str(real)
+    raise CammimicError(f"weights '{value}' are not available on this server; give a Hub id (owner/name) or a "
+                        "folder under a weights folder the server allows (cammimic ui --weights-dir)")
+
+
+def run_command(req: TransferRequest, run_dir: Path, settings: UISettings, backbones=None) -> list[str]:
+    """The ``cammimic run`` command line of a request (a list for ``subprocess``, no shell).
+
+    Every client value travels as ``--option=VALUE`` or after ``--``, so none can become an option
+    (``--output``, ``--overwrite``, ``--debug``). ``backbones``: the names a client may choose
+    (default: the installed ones and ``settings.backbone``)."""
     if req.method not in METHODS:
         raise CammimicError(f"method '{req.method}' is unknown; valid: {', '.join(METHODS)}")
     if not req.image:
         raise CammimicError("upload an image (the scene to move)")
-    cmd = [sys.executable, "-m", "cammimic", "run", req.reference(), str(req.image), "-o", str(run_dir),
-           "--method", req.method, "--seed", str(_int(req.seed, "seed", 0))]
+    reference, image = _text(req.reference(), "the reference"), _text(req.image, "the image")
+    cmd = [sys.executable, "-m", "cammimic", "run", f"--output={run_dir}", f"--method={req.method}",
+           f"--seed={_int(req.seed, 'seed', 0)}"]
     for flag, value, low in (("--frames", req.frames, 2), ("--width", req.width, 16), ("--height", req.height, 16)):
         if _int(value, flag, low):
-            cmd += [flag, str(int(value))]
+            cmd.append(f"{flag}={_int(value, flag, low)}")
     if req.method == "cammimic":
-        if not (req.prompt or "").strip():
+        prompt = _text(req.prompt, "the prompt")
+        if not prompt:
             raise CammimicError("the cammimic method needs a prompt describing your image")
-        weights = (req.weights or settings.weights or "").strip()
-        cmd += ["--prompt", req.prompt.strip(), "--backbone", req.backbone or settings.backbone]
-        if (req.reference_prompt or "").strip():
-            cmd += ["--reference-prompt", req.reference_prompt.strip()]
+        backbone = _text(req.backbone, "the backbone") or settings.backbone
+        known = sorted({settings.backbone, *(backbone_names() if backbones is None else backbones)})
+        if backbone not in known:
+            raise CammimicError(f"backbone '{backbone}' is unknown; valid: {', '.join(known)}")
+        cmd += [f"--prompt={prompt}", f"--backbone={backbone}"]
+        reference_prompt = _text(req.reference_prompt, "the reference prompt")
+        if reference_prompt:
+            cmd.append(f"--reference-prompt={reference_prompt}")
+        weights = _client_weights(_text(req.weights, "the weights"), settings)
         if weights:
-            cmd += ["--weights", weights]
-        cmd += ["--stage1-steps", str(_int(req.stage1_steps, "stage 1 steps", 0)),
-                "--stage2-steps", str(_int(req.stage2_steps, "stage 2 steps", 0)),
-                "--steps", str(_int(req.sampling_steps, "sampling steps", 1) or 1)]
-    return cmd + list(settings.extra_args)
+            cmd.append(f"--weights={weights}")
+        cmd += [f"--stage1-steps={_int(req.stage1_steps, 'stage 1 steps', 0)}",
+                f"--stage2-steps={_int(req.stage2_steps, 'stage 2 steps', 0)}",
+                f"--steps={_int(req.sampling_steps, 'sampling steps', 1) or 1}"]
+    return cmd + list(settings.extra_args) + ["--", reference, image]
+
+
+def check_upload(path, what: str, upload_dir, max_bytes: int | None = None) -> str:
+    """``path`` if it is a regular file that arrived through the app's upload (inside Gradio's
+    ``upload_dir``), else a one-line error that names ``what`` but no server path."""
+    if not path:
+        return path
+    try:
+        real = Path(path).resolve()
+        inside = real.is_relative_to(Path(upload_dir).resolve())
+        st = real.stat() if inside else None
+    except (OSError, ValueError, RuntimeError):
+        inside, st = False, None
+    if not inside or st is None or not stat.S_ISREG(st.st_mode):
+        raise CammimicError(f"the {what} must be a file uploaded to this app; upload it again")
+    if max_bytes and st.st_size > max_bytes:
+        raise CammimicError(f"the {what} is {st.st_size / 2**20:.1f} MB; this app accepts at most "
+                            f"{max_bytes / 2**20:.0f} MB")
+    return str(real)
+
+
+#: Absolute paths left in a child's error line (after the known ones are named).
+_PATH = re.compile(r"(?<![\w.~])/[^\s'\",;()\[\]]+")
+
+
+def redact(line: str, names: dict[str, str]) -> str:
+    """``line`` without server paths: each key of ``names`` replaced by its value, any other
+    absolute path by ``<server path>``."""
+    for server, shown in sorted(names.items(), key=lambda kv: -len(kv[0])):
+        if server:
+            line = line.replace(server, shown)
+    return _PATH.sub("<server path>", line)
 
 
 # tqdm on the child's stderr: "stage 1:  50%|#####     | 2/4 [00:01<00:01,  1.50it/s]"
@@ -153,14 +245,22 @@ _BAR = re.compile(r"(?P<desc>stage \d|sampling):\s*\d+%\|[^|]*\|\s*(?P<n>\d+)/(?
 class Job:
     """One ``cammimic run`` in a child process, followed from its stderr."""
 
-    def __init__(self, cmd: list[str], run_dir: Path):
+    def __init__(self, cmd: list[str], run_dir: Path, names: dict[str, str] | None = None):
         self.run_dir = run_dir
+        #: server path -> what a client may see of it, for the error line (:func:`redact`)
+        self.names = {str(run_dir): run_dir.name, **(names or {})}
         self.started = time.monotonic()
         self.stage: tuple[str, int, int] | None = None
         self.lines: list[str] = []
         env = dict(os.environ, PYTHONUNBUFFERED="1", CAMMIMIC_DEBUG="0")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                                     start_new_session=True)
+        # an empty working folder: a client's relative value (a Hub id) never names a server file
+        self.cwd = tempfile.mkdtemp(prefix="cammimic-ui-")
+        try:
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                         start_new_session=True, cwd=self.cwd)
+        except BaseException:
+            shutil.rmtree(self.cwd, ignore_errors=True)
+            raise
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.stdout = ""
@@ -189,6 +289,7 @@ class Job:
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()
+        shutil.rmtree(self.cwd, ignore_errors=True)
 
     def done(self) -> bool:
         return self.proc.poll() is not None
@@ -208,8 +309,9 @@ class Job:
         self._close()
         if self.proc.returncode != 0:
             errors = [line for line in self.lines if line.startswith("Error:")]
-            raise CammimicError(errors[-1][len("Error:"):].strip() if errors else
-                                 f"the run failed (exit {self.proc.returncode}): {' '.join(self.lines[-3:])}")
+            line = (errors[-1][len("Error:"):].strip() if errors else
+                    f"the run failed (exit {self.proc.returncode}): {' '.join(self.lines[-3:])}")
+            raise CammimicError(redact(line, self.names))
 
     def cancel(self, grace: float = 10.0) -> None:
         """Interrupt the child as Ctrl-C would (it removes its unfinished directory), then kill it."""
@@ -286,7 +388,11 @@ def run_transfer(req: TransferRequest, settings: UISettings, *, poll: float = 0.
     while any(not j.done() for j in list(RUNNING)):
         yield "progress", ("waiting for the previous run to stop", 0, 0, "waiting for the previous run to stop")
         time.sleep(poll)
-    job = Job(cmd, cmd_dir)
+    names = {str(settings.runs_dir): "runs"}
+    for upload, what in ((req.reference_video, "the reference video"), (req.image, "the image")):
+        if upload:
+            names[str(upload)] = Path(upload).name
+    job = Job(cmd, cmd_dir, names)
     RUNNING.add(job)
     finished = False
     try:
@@ -339,16 +445,28 @@ def build_app(settings: UISettings, *, host=None):
                               speed=speed, ease=ease)
         skip = (gr.skip(),) * 7
         try:
+            # Gradio already refuses files a client did not upload; this also refuses FIFOs and
+            # links out of the upload folder, before anything opens them
+            upload_dir = gr.utils.get_upload_folder()
+            req = attrs.evolve(req, reference_video=check_upload(req.reference_video, "reference video", upload_dir,
+                                                                 settings.max_upload_bytes),
+                               image=check_upload(req.image, "image", upload_dir, settings.max_upload_bytes))
             for kind, value in run_transfer(req, settings):
                 if kind == "progress":
                     desc, n, total, status = value
                     progress((n, total) if total else None, desc=desc)
                     yield (status, *skip)
                 else:
-                    yield (f"done: {value['run_dir']}", value["output"], value["side_by_side"], value["weak"],
-                           value["trajectory"], value["score"], value["downloads"], value["run_dir"])
+                    name = Path(value["run_dir"]).name  # its folder under the runs folder: no server path
+                    yield (f"done: {name}", value["output"], value["side_by_side"], value["weak"],
+                           value["trajectory"], value["score"], value["downloads"], name)
         except CammimicError as exc:
             raise gr.Error(str(exc)) from None
+        except Exception:  # noqa: BLE001 - its text may hold server paths: the log has it, the client a line
+            import logging
+
+            logging.getLogger(__name__).exception("transfer failed")
+            raise gr.Error("the transfer failed unexpectedly; the server's log has the details") from None
 
     with gr.Blocks(title="cammimic") as app:
         gr.Markdown("# cammimic\nGive your image the camera motion of a video or of a camera preset. "
@@ -397,7 +515,7 @@ def build_app(settings: UISettings, *, host=None):
                 score = gr.Markdown(label="CameraScore", elem_id="score")
                 downloads = gr.File(label="Downloads: LoRAs, run.json, report.html, run folder (zip)",
                                     file_count="multiple", interactive=False, elem_id="downloads")
-                run_dir = gr.Textbox(label="Run directory", interactive=False, elem_id="run-dir")
+                run_dir = gr.Textbox(label="Run directory (in the runs folder)", interactive=False, elem_id="run-dir")
         inputs = [reference_video, camera_preset, image, prompt, reference_prompt, method, backbone, weights, frames,
                   width, height, seed, stage1, stage2, steps, speed, ease]
         outputs = [status, output, side, weak, trajectory, score, downloads, run_dir]
@@ -414,6 +532,7 @@ def launch(*, host: str = "127.0.0.1", port: int | None = None, settings: UISett
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     app = build_app(settings)
     app.launch(server_name=host, server_port=port, prevent_thread_lock=not block, share=False, show_error=True,
-               allowed_paths=[str(settings.runs_dir)], theme=app.cammimic_theme, quiet=not block)
+               allowed_paths=[str(settings.runs_dir)], theme=app.cammimic_theme, quiet=not block,
+               max_file_size=settings.max_upload_bytes)
     return app
 

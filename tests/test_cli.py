@@ -13,6 +13,7 @@ from conftest import clip
 
 from cammimic.cli import main
 from cammimic.config import load_config
+from cammimic.errors import CammimicError
 from cammimic.io import read_video, write_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -347,6 +348,29 @@ def test_method_on_a_core_install_gives_the_install_line_before_reading_inputs(t
                          "--method", "homography", "--frames", "3", "--width", "64", "--height", "64"],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_debug_as_an_options_value_stays_a_value(tmp_path, capsys, monkeypatch):
+    """The attack (issue 21): the web app's old command line with prompt="--debug",
+    reference_prompt="--debug", backbone="--output=VICTIM", weights="--overwrite". Removing every
+    `--debug` turned the values into options: the run was asked to replace VICTIM."""
+    import cammimic.api
+
+    seen = {}
+
+    def transfer(reference, image, output_dir, *, config, overwrite, **kw):
+        seen.update(output_dir=output_dir, overwrite=overwrite, backbone=config["backbone"]["name"],
+                    prompt=config["run"]["prompt"], reference_prompt=config["run"]["reference_prompt"])
+        raise CammimicError("stopped by the test")
+
+    monkeypatch.setattr(cammimic.api, "transfer", transfer)
+    victim = tmp_path / "victim"
+    code, _, err = cli(capsys, "run", "camera:zoom-in:frames=4", SCENE, "-o", tmp_path / "run", "--method", "cammimic",
+                       "--prompt", "--debug", "--backbone", f"--output={victim}", "--reference-prompt", "--debug",
+                       "--weights", "--overwrite")
+    assert code == 1 and err == "Error: stopped by the test\n"  # no traceback: --debug was a value
+    assert seen == {"output_dir": str(tmp_path / "run"), "overwrite": False, "backbone": f"--output={victim}",
+                    "prompt": "--debug", "reference_prompt": "--debug"}
 
 
 def test_debug_is_accepted_after_the_command(capsys):

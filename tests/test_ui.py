@@ -46,14 +46,18 @@ def app(tmp_path_factory):
     from cammimic.ui import launch
 
     runs = tmp_path_factory.mktemp("runs")
-    app = launch(host="127.0.0.1", port=free_port(), settings=UISettings(runs_dir=runs), block=False)
+    # a client may name weights folders under the test's temporary folders (tiny_weights is there)
+    settings = UISettings(runs_dir=runs, weights_dirs=[tmp_path_factory.getbasetemp()])
+    app = launch(host="127.0.0.1", port=free_port(), settings=settings, block=False)
     yield app, runs
     app.close()
 
 
 @pytest.fixture(scope="module")
 def client(app):
-    return gradio_client.Client(app[0].local_url, verbose=False)
+    client = gradio_client.Client(app[0].local_url, verbose=False)
+    client.app_runs = app[1]  # the server's runs folder: the app names run folders relative to it
+    return client
 
 
 def test_the_transfer_endpoint_is_documented():
@@ -69,8 +73,8 @@ def test_transfer_endpoint_runs_the_homography_method(client, app):
     out = client.predict(*args(reference_video=gradio_client.handle_file(REFERENCE), image=gradio_client.handle_file(SCENE),
                                frames=8, width=192, height=128), api_name="/transfer")
     status, video, side, weak, trajectory, score, downloads, run_dir = out
-    run_dir = Path(run_dir)
-    assert status == f"done: {run_dir}" and run_dir.parent == app[1]  # its own run directory
+    assert status == f"done: {run_dir}" and "/" not in run_dir  # its own run directory, named without a server path
+    run_dir = app[1] / run_dir
     assert Path(video).read_bytes() == (run_dir / "output.mp4").read_bytes()
     assert Path(side).name == "side_by_side.mp4" and weak is None and Path(trajectory).name == "trajectory.png"
     scored = json.loads((run_dir / "score.json").read_text())
@@ -84,9 +88,9 @@ def test_transfer_endpoint_takes_a_camera_preset(client):
     # keywords, as docs/ui.md shows: everything but reference_video and image has the form's default
     out = client.predict(reference_video=None, camera_preset="zoom-in", image=gradio_client.handle_file(SCENE), frames=8,
                          width=128, height=128, speed=2.0, ease="linear", api_name="/transfer")
-    run = json.loads((Path(out[-1]) / "run.json").read_text())
+    run = json.loads((client.app_runs / out[-1] / "run.json").read_text())
     assert run["reference"]["path"] == "camera:zoom-in:speed=2,ease=linear"
-    motion = json.loads((Path(out[-1]) / "motion.json").read_text())
+    motion = json.loads((client.app_runs / out[-1] / "motion.json").read_text())
     assert motion["trajectory"]["output"]["cumulative"]["zoom"][-1] == pytest.approx(math.exp(0.024 * 7), abs=5e-3)
 
 
@@ -96,10 +100,13 @@ def test_errors_come_back_as_one_line(client, app):
         client.predict(*args(image=gradio_client.handle_file(SCENE)), api_name="/transfer")
     with pytest.raises(gradio_client.exceptions.AppError, match=r"zoom-inn is not in the list of choices: .*'pan-left', 'pan-right'"):
         client.predict(*args(camera_preset="zoom-inn", image=gradio_client.handle_file(SCENE)), api_name="/transfer")
-    # an error of the run itself: the child's one line, and no directory left behind
-    with pytest.raises(gradio_client.exceptions.AppError, match=r"^weights directory .*no-such-weights does not exist; pass a diffusers-layout directory"):
+    # an error of the run itself: the child's one line, with no server path, and no directory left behind
+    bad = app[1].parent / "bad-weights"
+    bad.mkdir(exist_ok=True)
+    with pytest.raises(gradio_client.exceptions.AppError) as info:
         client.predict(*args(camera_preset="zoom-in", image=gradio_client.handle_file(SCENE), method="cammimic",
-                             prompt="a scene", weights=str(app[1] / "no-such-weights"), **TINY), api_name="/transfer")
+                             prompt="a scene", weights=str(bad), **TINY), api_name="/transfer")
+    assert str(info.value).startswith("weights directory <server path> has no ") and str(bad) not in str(info.value)
     assert set(app[1].iterdir()) == before
 
 
@@ -128,6 +135,7 @@ def test_runs_queue_one_at_a_time_and_cancel_leaves_nothing(client, app, tiny_we
     long.cancel()
 
     status, video, side, weak, trajectory, score, downloads, run_dir = short.result(timeout=300)
+    run_dir = str(app[1] / run_dir)
     # the long run was interrupted as by Ctrl-C: training stops at a step boundary and says so
     assert children[0].proc.returncode == 130  # as docs/cli.md promises for an interrupted finetuning
     assert any(line.startswith("Error: interrupted after stage 1 step") for line in children[0].lines), children[0].lines
@@ -144,9 +152,9 @@ def test_run_command_checks_the_request(tmp_path):
     settings = UISettings(runs_dir=tmp_path, weights="/models/z")
     cmd = run_command(TransferRequest(camera_preset="pan-left", image="a.png", method="cammimic", prompt=" a cat ",
                                       frames=8, backbone="modelscope"), tmp_path / "r", settings)
-    assert cmd[3:] == ["run", "camera:pan-left:speed=1,ease=in-out", "a.png", "-o", str(tmp_path / "r"), "--method",
-                       "cammimic", "--seed", "0", "--frames", "8", "--prompt", "a cat", "--backbone", "modelscope",
-                       "--weights", "/models/z", "--stage1-steps", "150", "--stage2-steps", "150", "--steps", "50"]
+    assert cmd[3:] == ["run", f"--output={tmp_path / 'r'}", "--method=cammimic", "--seed=0", "--frames=8",
+                       "--prompt=a cat", "--backbone=modelscope", "--weights=/models/z", "--stage1-steps=150",
+                       "--stage2-steps=150", "--steps=50", "--", "camera:pan-left:speed=1,ease=in-out", "a.png"]
     for req, message in [(TransferRequest(reference_video="r.mp4"), "upload an image"),
                          (TransferRequest(reference_video="r.mp4", image="a.png", method="cammimic"), "needs a prompt"),
                          (TransferRequest(reference_video="r.mp4", image="a.png", frames=1), "--frames must be 0"),
@@ -182,3 +190,134 @@ def test_default_backbone_is_configurable(monkeypatch):
     monkeypatch.setenv("CAMMIMIC_UI_BACKBONE", "modelscope")
     assert default_backbone(Host(["zeroscope", "mini"])) == "modelscope"
 
+
+
+# --- issue 21 §1: whatever a web client sends is a value, never an option, a server path or unbounded
+
+
+def test_client_values_never_become_options(tmp_path):
+    """The attack: prompt="--debug", reference_prompt="--debug", backbone="--output=DIR",
+    weights="--overwrite" made the child replace DIR."""
+    from cammimic.cli import _without_debug, run
+
+    settings = UISettings(runs_dir=tmp_path)
+    attack = dict(camera_preset="zoom-in", image="a.png", method="cammimic", prompt="--debug",
+                  reference_prompt="--debug", backbone=f"--output={tmp_path / 'victim'}", weights="--overwrite")
+    with pytest.raises(CammimicError, match=r"^backbone '--output=.*victim' is unknown; valid: .*zeroscope"):
+        run_command(TransferRequest(**attack), tmp_path / "r", settings, backbones=["zeroscope"])
+    with pytest.raises(CammimicError, match=r"^weights '--overwrite' are not available on this server"):
+        run_command(TransferRequest(**{**attack, "backbone": "zeroscope"}), tmp_path / "r", settings,
+                    backbones=["zeroscope"])
+    cmd = run_command(TransferRequest(**{**attack, "backbone": "zeroscope", "weights": "owner/model"}), tmp_path / "r",
+                      settings, backbones=["zeroscope"])
+    args, debug = _without_debug(cmd[3:])
+    assert args == cmd[3:] and not debug  # `--prompt=--debug` is a prompt, not the debug flag
+    ctx = run.make_context("run", args[1:])
+    assert ctx.params["output_dir"] == str(tmp_path / "r") and not ctx.params["overwrite"]
+    assert ctx.params["prompt"] == "--debug" and ctx.params["reference_prompt"] == "--debug"
+    assert ctx.params["weights"] == "owner/model"
+
+
+def test_the_argument_injection_attack_through_the_endpoint_deletes_nothing(client, app, tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep me")
+    before = set(app[1].iterdir())
+    with pytest.raises(gradio_client.exceptions.AppError, match=r"^backbone '--output=.*' is unknown; valid: "):
+        client.predict(*args(camera_preset="zoom-in", image=gradio_client.handle_file(SCENE), method="cammimic",
+                             prompt="--debug", reference_prompt="--debug", backbone=f"--output={victim}",
+                             weights="--overwrite", **TINY), api_name="/transfer")
+    assert [p.name for p in victim.iterdir()] == ["precious.txt"] and set(app[1].iterdir()) == before
+
+
+def test_weights_give_one_line_whether_a_server_folder_exists_or_not(client):
+    lines = {}
+    for weights in ("/root/.ssh", "/root/no-such-folder", str(Path.home()), "/etc", "../..", "~/.ssh"):
+        with pytest.raises(gradio_client.exceptions.AppError) as info:
+            client.predict(*args(camera_preset="zoom-in", image=gradio_client.handle_file(SCENE), method="cammimic",
+                                 prompt="a scene", weights=weights, **TINY), api_name="/transfer")
+        lines[weights] = str(info.value).replace(weights, "W")
+    assert len(set(lines.values())) == 1, lines
+    assert next(iter(lines.values())).startswith("weights 'W' are not available on this server; give a Hub id")
+
+
+def _call(app, data):
+    """A raw call of the endpoint (as a hand-written client would send it): the error event's text."""
+    import httpx
+
+    url = app[0].local_url.rstrip("/")
+    event = httpx.post(f"{url}/gradio_api/call/transfer", json={"data": data}, timeout=30).json()["event_id"]
+    return httpx.get(f"{url}/gradio_api/call/transfer/{event}", timeout=120).text
+
+
+@pytest.mark.parametrize("field", ["reference_video", "image"])
+def test_a_server_path_as_file_data_is_refused_and_never_served(app, field):
+    import httpx
+
+    secret = {"path": "/etc/passwd", "orig_name": "passwd", "meta": {"_type": "gradio.FileData"}}
+    scene = {"path": "/etc/hostname", "orig_name": "hostname", "meta": {"_type": "gradio.FileData"}}
+    data = args(camera_preset="zoom-in" if field == "image" else NO_PRESET, image=scene, frames=8, width=64, height=64)
+    data[0 if field == "reference_video" else 2] = secret
+    text = _call(app, data)
+    assert "event: error" in text and "root:" not in text
+    assert "/tmp/gradio" not in text and str(app[1]) not in text  # no server path comes back
+    # nothing was copied into Gradio's cache for a client to fetch
+    from gradio.utils import get_upload_folder
+
+    copies = [p for p in Path(get_upload_folder()).rglob("passwd")]
+    assert copies == []
+    url = app[0].local_url.rstrip("/")
+    assert httpx.get(f"{url}/gradio_api/file=/etc/passwd").status_code in (403, 404)
+
+
+def test_only_regular_uploaded_files_are_accepted(tmp_path):
+    from cammimic.ui import check_upload
+
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    (uploads / "ok.jpg").write_bytes(b"x" * 10)
+    assert check_upload(str(uploads / "ok.jpg"), "image", uploads) == str((uploads / "ok.jpg").resolve())
+    os.mkfifo(uploads / "fifo.jpg")
+    (uploads / "link.jpg").symlink_to("/etc/passwd")
+    (uploads / "big.jpg").write_bytes(b"x" * 2048)
+    for path in ("/etc/passwd", str(uploads / "fifo.jpg"), str(uploads / "link.jpg"), str(uploads / "../x.jpg"),
+                 str(uploads / "absent.jpg"), str(uploads)):
+        with pytest.raises(CammimicError) as info:
+            check_upload(path, "image", uploads)
+        assert str(info.value) == "the image must be a file uploaded to this app; upload it again"
+    with pytest.raises(CammimicError, match=r"^the image is 0.0 MB; this app accepts at most 0 MB"):
+        check_upload(str(uploads / "big.jpg"), "image", uploads, max_bytes=1024)
+
+
+def test_uploads_are_bounded(app, tmp_path):
+    """The attack: a 60 MB upload was accepted."""
+    import httpx
+
+    big = tmp_path / "big.mp4"
+    with big.open("wb") as f:
+        f.truncate(60 * 1024 * 1024)
+    url = app[0].local_url.rstrip("/")
+    with big.open("rb") as f:
+        r = httpx.post(f"{url}/gradio_api/upload", files={"files": ("big.mp4", f, "video/mp4")}, timeout=60)
+    assert r.status_code == 413, r.text
+
+
+def test_text_and_speed_are_bounded(tmp_path):
+    settings = UISettings(runs_dir=tmp_path)
+    with pytest.raises(CammimicError, match=r"^the prompt is 50001 characters long; at most 2000 are accepted"):
+        run_command(TransferRequest(camera_preset="zoom-in", image="a.png", method="cammimic", prompt="x" * 50001,
+                                    backbone="zeroscope"), tmp_path / "r", settings, backbones=["zeroscope"])
+    with pytest.raises(CammimicError, match="contains a NUL character"):
+        run_command(TransferRequest(camera_preset="zoom-in", image="a.png", method="cammimic", prompt="a\0b",
+                                    backbone="zeroscope"), tmp_path / "r", settings, backbones=["zeroscope"])
+    for speed in (10000, float("nan"), -1, "x"):
+        with pytest.raises(CammimicError, match=r"^preset speed must be between 0.25 and 4"):
+            run_command(TransferRequest(camera_preset="zoom-in", image="a.png", speed=speed), tmp_path / "r", settings)
+
+
+def test_child_errors_name_no_server_path():
+    from cammimic.ui import redact
+
+    line = "weights directory /srv/models/x has no unet/ subfolder; image /tmp/gradio/ab12/scene.jpg is bad"
+    assert redact(line, {"/tmp/gradio/ab12/scene.jpg": "scene.jpg"}) == (
+        "weights directory <server path> has no unet/ subfolder; image scene.jpg is bad")
