@@ -230,6 +230,12 @@ def load_path_file(path) -> CameraPath:
         raise CammimicError(f"camera-path file {p} is not valid JSON ({exc}); {_FILE_HELP}") from None
     if not isinstance(data, dict):
         raise CammimicError(f"camera-path file {p} must hold a JSON object; {_FILE_HELP}")
+    if data.get("format") == "cammimic-camera":  # the editable camera file (cammimic.camera_file)
+        from cammimic.camera_file import path_homographies
+
+        rf, _ = path_homographies(data, f"camera file {p}")
+        return CameraPath(spec=str(p), kind="file", num_frames=len(rf) + 1, file_homographies=rf,
+                          sha256=hashlib.sha256(raw).hexdigest())
     coords = data.get("coordinates", "pixels")
     if coords not in ("pixels", "resolution_free"):
         raise CammimicError(f"camera-path file {p}: coordinates '{coords}' is unknown; valid: pixels, resolution_free")

@@ -123,8 +123,11 @@ def cli(debug):
 @click.option("--height", type=click.IntRange(min=8), help="Resize and centre-crop to this height first.")
 @click.option("--json", "json_path", help="Write the motion as JSON here ('-' for stdout).")
 @click.option("--plot", "plot_path", type=click.Path(), help="Write the pan/tilt/zoom/roll plot here (PNG).")
+@click.option("--camera-file", "camera_path", type=click.Path(),
+              help="Write the editable camera file here: per-frame pan, tilt, zoom, roll (authoritative) and the "
+                   "exact homographies; `run` takes it as REF.")
 @click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
-def motion(video, estimator, frames, width, height, json_path, plot_path, config_path):
+def motion(video, estimator, frames, width, height, json_path, plot_path, camera_path, config_path):
     """Estimate the camera motion of VIDEO as frame-to-frame homographies."""
     from cammimic.api import estimate_motion
     from cammimic.trajectory import plot_trajectories, summarize
@@ -145,6 +148,11 @@ def motion(video, estimator, frames, width, height, json_path, plot_path, config
     if plot_path:
         plot_trajectories(plot_path, {Path(video).name: result})
         click.echo(f"wrote {plot_path}", err=True)
+    if camera_path:
+        from cammimic.camera_file import to_camera_file
+
+        source = {"reference": str(video), "estimator": result.estimator, "cammimic_version": __version__}
+        _write_json(camera_path, to_camera_file(result, source=source))
     if json_path != "-":
         cum = summarize(result)["cumulative"]
         click.echo(
@@ -429,6 +437,32 @@ def _recorded_settings(config, run_dir: Path, given_backbone: str | None = None)
         shown = ", ".join(f"{k.split('.')[1]} {v}" for k, v in use.items())
         click.echo(f"using {shown} recorded in {run_dir / 'run.json'}", err=True)
     return config.with_overrides(use)
+
+
+@cli.command("import-camera")
+@click.argument("cameras", type=click.Path())
+@click.option("-o", "--output", "output_path", required=True, help="The camera file to write (.json; '-' for stdout).")
+@click.option("--width", type=click.IntRange(min=8), default=576, show_default=True, help="Width of the video it is for.")
+@click.option("--height", type=click.IntRange(min=8), default=320, show_default=True, help="Height of the video it is for.")
+@click.option("--depth", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
+              help="Distance of the scene plane ahead of frame 0's camera, in the file's translation units "
+                   "(inf: rotation only).")
+@click.option("--frames", type=click.IntRange(min=2), help="Sample N frames evenly (default: all).")
+def import_camera(cameras, output_path, width, height, depth, frames):
+    """Turn a RealEstate10K camera file (CameraCtrl, CamI2V) into an editable camera file.
+
+    CAMERAS is the clip's .txt: its URL, then per frame `timestamp fx fy cx cy k1 k2` and the 3x4
+    world-to-camera matrix. Each frame becomes the homography of a scene plane --depth ahead.
+    """
+    from cammimic.camera_file import read_re10k
+
+    data = read_re10k(cameras, width=width, height=height, depth=depth, frames=frames)
+    _write_json(output_path, data)
+    if output_path != "-":
+        last = data["frames"][-1]
+        click.echo(f"{len(data['frames'])} frames at {width}x{height}: pan {last['pan']:+.3f}, tilt {last['tilt']:+.3f}, "
+                   f"zoom {last['zoom']:.3f}x, roll {last['roll']:+.2f} deg (frame 0 to last); "
+                   f"cammimic run {output_path} IMAGE ... uses it")
 
 
 @cli.command()
