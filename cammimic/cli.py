@@ -247,6 +247,7 @@ _sample_options = _options(
     _setting("sampling.scheduler"),
     click.option("--guidance-weight", type=click.FloatRange(min=0), help="λ_G of the homography guidance (default: 0.02)."),
     click.option("--no-guidance", is_flag=True, default=None, help="Ablation: sample without homography guidance."),
+    _setting("noise.name"),
     _setting("output.gif"),
 )
 
@@ -375,9 +376,11 @@ def sample(**kw):
 @click.option("--ray-num-cpus", type=click.IntRange(min=1), help="CPUs of a locally started Ray (default: all).")
 @click.option("--ray-num-gpus", type=click.FloatRange(min=0), help="GPUs per Ray task (default: 1 when CUDA is present, else 0).")
 @_setting("run.seed", help="Seed of every run (default: the config's).")
+@_setting("noise.name", help="Initial noise of every diffusion method's sampling (default: the config's, iid); "
+                             "a method that names its own (base-warped-noise) keeps it.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def eval_command(manifest, output_dir, methods, metric_names, metric_weights, backbone, weights, config_path,
-                 executor, ray_address, ray_num_cpus, ray_num_gpus, seed, quiet):
+                 executor, ray_address, ray_num_cpus, ray_num_gpus, seed, noise, quiet):
     """Evaluate methods on every (reference, image) pair of MANIFEST (CSV or JSONL with columns
     reference, image, prompt, reference_prompt and optional id): CameraScore, scene and text
     metrics, results.csv, summary.csv, tradeoff.png and report.html in --output.
@@ -388,7 +391,7 @@ def eval_command(manifest, output_dir, methods, metric_names, metric_weights, ba
     """
     from cammimic.eval import evaluate
 
-    config = _config(config_path, _overrides({"backbone": backbone, "seed": seed}))
+    config = _config(config_path, _overrides({"backbone": backbone, "seed": seed, "noise": noise}))
     if weights:
         config = config.with_overrides({"backbone.weights": weights})
     metrics: dict = {m.strip(): {} for m in metric_names.split(",") if m.strip()}

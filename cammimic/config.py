@@ -330,12 +330,15 @@ COMPONENT_DEFAULTS: dict[str, Any] = {
     "motion_estimator": {"name": "opencv"},
     "backbone": {"name": "zeroscope"},
     "guidance": [{"name": "homography"}],
+    "noise": {"name": "iid"},
 }
 #: Command-line options that select a component or set a component parameter.
 COMPONENT_OPTIONS: dict[str, Option] = {
     "motion_estimator.name": Option("--estimator", "Motion estimator (default: opencv)."),
     "backbone.name": Option("--backbone", "Backbone adapter (default: zeroscope; see `cammimic plugins`)."),
     "backbone.weights": Option("--weights", "Backbone weights: a Hub id or a local diffusers-layout directory."),
+    "noise.name": Option("--noise", "Initial noise of sampling: iid (default) or warped-noise (moved along the "
+                                    "reference's camera; see `cammimic plugins`)."),
 }
 
 

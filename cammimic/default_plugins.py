@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cammimic.guidance import homography_guidance
 from cammimic.hookspecs import hookimpl
+from cammimic.noise import iid_noise
 
 
 class NoGuidance:
@@ -30,3 +31,8 @@ def register_guidance_terms(register):
         extra="zeroscope",
     )
 
+
+@hookimpl
+def register_noise_initialisers(register):
+    register("iid", iid_noise, description="I.i.d. standard normal initial latents (every pipeline's default).",
+             requires=("torch",), extra="zeroscope")

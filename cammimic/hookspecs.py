@@ -57,6 +57,18 @@ def register_guidance_terms(register):
 
 
 @hookspec
+def register_noise_initialisers(register):
+    """Register noise initialisers: what the initial latents x_T of sampling are drawn as.
+
+    Call ``register(name, factory, *, description="", requires=(), extra=None)`` once per
+    initialiser. ``factory(**params)`` returns a :class:`cammimic.noise.NoiseInitialiser`: an
+    object with a ``name`` and ``draw(generator, context)`` returning standard normal latents of
+    ``context.shape`` (a :class:`cammimic.noise.NoiseContext`, which carries the reference's
+    homographies); ``params`` come from the ``[noise]`` config section.
+    """
+
+
+@hookspec
 def register_eval_methods(register):
     """Register evaluation methods: what ``cammimic eval`` compares (the paper's baselines, ablations).
 

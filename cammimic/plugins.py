@@ -47,6 +47,7 @@ KINDS: dict[str, Kind] = {
         Kind("backbone", "register_backbones", "backbone", "backbones"),
         Kind("motion_estimator", "register_motion_estimators", "motion estimator", "motion_estimators"),
         Kind("guidance", "register_guidance_terms", "guidance term", "guidance_terms"),
+        Kind("noise", "register_noise_initialisers", "noise initialiser", "noise_initialisers"),
         Kind("eval_method", "register_eval_methods", "eval method", "eval_methods"),
         Kind("eval_metric", "register_eval_metrics", "eval metric", "eval_metrics"),
     )
@@ -288,6 +289,7 @@ _CONTRACTS: dict[str, tuple[tuple[str, ...], type[_Checked] | None]] = {
     "backbone": (("load", "default_size", "vae_scale_factor"), _CheckedAdapter),
     "motion_estimator": (("estimate",), _CheckedEstimator),
     "guidance": (("apply",), None),
+    "noise": (("draw",), None),
 }
 
 

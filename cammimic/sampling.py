@@ -27,7 +27,7 @@ __all__ = ["phase2", "latent_mask", "sample", "make_generator", "initial_noise",
 
 
 def phase2(backbone, weak, prompt: str, *, settings, seed: int, guidance_terms: Sequence[Any] = (),
-           progress: bool = True):
+           progress: bool = True, noise=None):
     """CamMimic's Phase 2: the video for ``prompt``, drawn towards the weak video.
 
     Args:
@@ -41,6 +41,8 @@ def phase2(backbone, weak, prompt: str, *, settings, seed: int, guidance_terms: 
             scheduler, eta.
         seed: seeds the initial noise (drawn on the CPU, so the same on every device).
         guidance_terms: applied after every scheduler step, drawing towards z_P where the mask is 1.
+        noise: the noise initialiser of x_T (:class:`cammimic.noise.NoiseInitialiser`; ``None``:
+            i.i.d.); it sees the reference's homographies.
 
     Returns:
         The decoded video, ``(T, H, W, 3)`` uint8.
@@ -56,6 +58,7 @@ def phase2(backbone, weak, prompt: str, *, settings, seed: int, guidance_terms: 
         steps=settings["steps"], guidance_scale=settings["guidance_scale"],
         negative_prompt=settings["negative_prompt"], scheduler=settings["scheduler"], eta=settings["eta"],
         seed=int(seed), guidance_terms=guidance_terms, target=target, mask=mask, progress=progress,
+        noise=noise, homographies=weak.reference_motion.homographies,
     )
     return backbone.decode_latents(latents)
 
@@ -110,6 +113,8 @@ def sample(
     prompt_embeds=None,
     progress: bool = True,
     callback: Callable[[int, Any, Any], None] | None = None,
+    noise=None,
+    homographies=None,
 ):
     """Sample video latents ``(1, C, T', h, w)`` from ``backbone`` for ``prompt``.
 
@@ -123,6 +128,9 @@ def sample(
         mask: 1 where ``target`` is valid, broadcastable to the latents.
         prompt_embeds: precomputed ``(2, L, D)`` embeddings of ``[negative_prompt, prompt]``.
         callback: ``callback(step, timestep, latents)`` after each step (after guidance).
+        noise: the noise initialiser of x_T (``None``: i.i.d. standard normal, as before).
+        homographies: the reference's frame-to-frame homographies ``(T − 1, 3, 3)`` at the
+            output's pixel size, which a noise initialiser may follow.
 
     Latents are kept in float32 between steps; the denoiser runs in the backbone's dtype.
     """
@@ -144,7 +152,15 @@ def sample(
 
         generator = make_generator(seed)
         shape = latent_shape(backbone, num_frames, width, height)
-        latents = initial_noise(shape, generator, device) * getattr(sched, "init_noise_sigma", 1.0)
+        if noise is None:
+            latents = initial_noise(shape, generator, device)
+        else:
+            from cammimic.noise import NoiseContext, draw
+
+            context = NoiseContext(shape=shape, homographies=homographies, width=width, height=height,
+                                   frame_groups=frame_groups(backbone, num_frames))
+            latents = draw(noise, generator, context).to(device)
+        latents = latents * getattr(sched, "init_noise_sigma", 1.0)
         step_kwargs = {}
         if "eta" in _step_parameters(sched):
             step_kwargs = {"eta": eta, "generator": generator}

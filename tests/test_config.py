@@ -238,6 +238,7 @@ def test_the_derived_override_map_is_the_old_hand_kept_one():
         "spatial_scale": "sampling.spatial_scale", "temporal_scale": "sampling.temporal_scale",
         "variant": "score.variant", "method": "run.method", "weights": "backbone.weights",
         "motion_strength": "motion.strength", "motion_speed": "motion.speed", "motion_smooth": "motion.smooth",
+        "noise": "noise.name",
     }
     flags = {"gradient_checkpointing": True, "gif": True, "no_stage2": True, "no_ortho": True,
              "motion_reverse": True}  # click gives True

@@ -22,7 +22,8 @@ def signature(name: str) -> str:
 
 def test_there_are_hooks():
     assert HOOKS == ["locate_attention_layers", "register_backbones", "register_eval_methods",
-                     "register_eval_metrics", "register_guidance_terms", "register_motion_estimators"]
+                     "register_eval_metrics", "register_guidance_terms", "register_motion_estimators",
+                     "register_noise_initialisers"]
 
 
 @pytest.mark.parametrize("hook", HOOKS)

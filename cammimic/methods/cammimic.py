@@ -218,6 +218,13 @@ def _load_backbone(config: Config, host: PluginHost):
     return adapter, record
 
 
+def _noise_initialiser(config: Config, host: PluginHost):
+    """The ``[noise]`` initialiser of x_T and its record for run.json."""
+    name, params = config.component("noise")
+    where = f" ([noise]{config.where})" if config.source else ""
+    return host.create("noise", name, params, where=where), host.component_record("noise", name) | {"parameters": params}
+
+
 def _guidance_terms(config: Config, host: PluginHost):
     terms, records = [], []
     for i, table in enumerate(config["guidance"]):
@@ -311,6 +318,7 @@ def run_cammimic(
     # the sampler must be one the backbone offers ("auto": its default), recorded as resolved
     config = config.with_overrides({"sampling.scheduler": resolve_sampler(adapter, config["sampling"]["scheduler"])})
     terms, guidance_records = _guidance_terms(config, host) if do_sample else ([], [])
+    noise, noise_record = _noise_initialiser(config, host) if do_sample else (None, None)
     est_name, est_params = config.component("motion_estimator")
     estimator = host.create("motion_estimator", est_name, est_params,
                             where=f" ([motion_estimator]{config.where})" if config.source else "")
@@ -371,7 +379,7 @@ def run_cammimic(
     output_frames = out_motion = scored = None
     if do_sample:
         output_frames = phase2(backbone, weak, texts["sampling"], settings=config["sampling"], seed=int(run["seed"]),
-                               guidance_terms=terms, progress=progress)
+                               guidance_terms=terms, progress=progress, noise=noise)
         out_motion = estimator.estimate(output_frames)
         scored = score_motions(ref_motion, out_motion, variant=config["score"]["variant"],
                                max_fallback_share=config["score"]["max_fallback_share"])
@@ -399,6 +407,7 @@ def run_cammimic(
             "backbone": backbone_record | {"weights": backbone.weights, "fingerprint": ident["fingerprint"]},
             "motion_estimator": host.component_record("motion_estimator", est_name),
             "guidance": guidance_records,
+            **({"noise": noise_record | _noise_diagnostics(noise)} if noise_record else {}),
         },
         "layers": {"spatial": len(layers.spatial), "temporal": len(layers.temporal), "pairs": len(layers.pairs),
                    "file": "lora/layers.json", "located_by": getattr(host, "located_by", {}).get(backbone.name)},
@@ -416,6 +425,13 @@ def run_cammimic(
     if do_finetune:
         _remove_checkpoints(checkpoint_dir_for(output_dir))
     return out
+
+
+def _noise_diagnostics(noise) -> dict[str, Any]:
+    """What an initialiser reports about its last draw (``warped-noise``: the share of each latent
+    frame that came from frame 0's moved noise)."""
+    coverage = getattr(noise, "coverage", None)
+    return {"coverage": [round(float(c), 4) for c in coverage]} if coverage else {}
 
 
 def _finetune_record(trained) -> dict[str, Any]:
