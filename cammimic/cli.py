@@ -108,10 +108,12 @@ def cli(debug):
     cammimic eval MANIFEST -o DIR    the paper's evaluation: methods x pairs, metrics, report
     cammimic plugins                 installed plugins and the components they provide
     cammimic ui                      the web app (pip install "cammimic[ui]")
+    cammimic import-camera CAMS.txt -o camera.json
+                                     RealEstate10K cameras as an editable camera file
 
     REF may also be a camera preset such as camera:zoom-in or camera:pan-left:speed=2,frames=24
-    (pan-left/right, tilt-up/down, zoom-in/out, roll-cw/ccw, orbit-left/right) or a camera-path
-    .json file; see docs/cli.md.
+    (pan-left/right, tilt-up/down, zoom-in/out, roll-cw/ccw, orbit-left/right), a camera-path
+    .json file or a camera file (cammimic motion REF --camera-file); see docs/cli.md.
     """
 
 
