@@ -64,9 +64,21 @@ ORBIT_FOV_DEGREES = 50.0
 MAX_COVER_ZOOM = 3.0
 #: Distance of the scene plane in the orbit presets, in units of the distance to the point orbited.
 ORBIT_PLANE_DEPTH = 2.0
+#: Longest camera path (frames), preset or file: twenty minutes at 8 fps. Only the frames kept
+#: (``--frames`` samples evenly) are drawn, within the video pixel limit (cammimic.io).
+MAX_PATH_FRAMES = 10_000
+#: Largest preset speed (the per-frame move grows linearly with it).
+MAX_SPEED = 100.0
+#: Largest camera-path file read (about 10,000 frames of camera file with room to spare).
+MAX_PATH_FILE_BYTES = 8 * 2**20
+#: Largest "width"/"height" a camera-path file may state.
+MAX_PATH_SIDE = 65_536
+#: Most a path may scale the image's area, either way, before its motion counts as degenerate.
+MAX_AREA_SCALE = 1e4
 
 _VALID = (f"valid: camera:NAME[:key=value,...] with NAME in {', '.join(PRESETS)} (join with +), "
-          f"keys speed=NUMBER>0, frames=INTEGER>=2, ease={'|'.join(EASES)}; or a camera-path .json file")
+          f"keys speed=NUMBER in (0, {MAX_SPEED:g}], frames=INTEGER in [2, {MAX_PATH_FRAMES}], "
+          f"ease={'|'.join(EASES)}; or a camera-path .json file")
 
 
 def _ease(kind: str, steps: int) -> np.ndarray:
@@ -184,10 +196,10 @@ def parse(reference, *, frames: int | None = None) -> CameraPath:
         values[key] = value.strip()
     try:
         speed = float(values.get("speed", 1.0))
-        if not (math.isfinite(speed) and speed > 0):
+        if not (math.isfinite(speed) and 0 < speed <= MAX_SPEED):
             raise ValueError
     except ValueError:
-        raise _bad(text, f"speed={values['speed']} is not a number > 0") from None
+        raise _bad(text, f"speed={values['speed'][:40]} is not a number in (0, {MAX_SPEED:g}]") from None
     n = frames or DEFAULT_FRAMES
     if "frames" in values:
         try:
@@ -195,7 +207,10 @@ def parse(reference, *, frames: int | None = None) -> CameraPath:
             if n < 2:
                 raise ValueError
         except ValueError:
-            raise _bad(text, f"frames={values['frames']} is not an integer >= 2") from None
+            raise _bad(text, f"frames={values['frames'][:40]} is not an integer >= 2") from None
+    if n > MAX_PATH_FRAMES:
+        raise _bad(text, f"a path of {n} frames is longer than the limit of {MAX_PATH_FRAMES}; "
+                         "give fewer frames (frames=N, or --frames N)")
     ease = values.get("ease", "in-out")
     if ease not in EASES:
         raise _bad(text, f"ease={ease} is unknown")
@@ -211,7 +226,7 @@ _FILE_HELP = ('a camera-path file is JSON with "width", "height" and either "hom
 def _matrix(value, where: str, shape=(3, 3)) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         arr = None
     if arr is None or arr.shape != shape or not np.all(np.isfinite(arr)):
         raise CammimicError(f"{where} must be a {'x'.join(map(str, shape))} list of finite numbers; {_FILE_HELP}")
@@ -221,13 +236,21 @@ def _matrix(value, where: str, shape=(3, 3)) -> np.ndarray:
 def load_path_file(path) -> CameraPath:
     """Read a camera-path JSON file (see :data:`_FILE_HELP` and docs/cli.md). Never executes code."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise CammimicError(f"camera-path file {p} does not exist; give a .json camera path or one of {_VALID}")
+    if not p.is_file():  # a FIFO would block the read forever
+        raise CammimicError(f"camera-path file {p} is not a regular file (a folder, FIFO or device); "
+                            "give a .json camera-path file")
+    if p.stat().st_size > MAX_PATH_FILE_BYTES:
+        raise CammimicError(f"camera-path file {p} is {p.stat().st_size / 2**20:.1f} MB, above the limit of "
+                            f"{MAX_PATH_FILE_BYTES / 2**20:.0f} MB; a path has at most {MAX_PATH_FRAMES} frames")
     raw = p.read_bytes()
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CammimicError(f"camera-path file {p} is not valid JSON ({exc}); {_FILE_HELP}") from None
+    except RecursionError:
+        raise CammimicError(f"camera-path file {p} nests its JSON too deeply to read; {_FILE_HELP}") from None
     if not isinstance(data, dict):
         raise CammimicError(f"camera-path file {p} must hold a JSON object; {_FILE_HELP}")
     if data.get("format") == "cammimic-camera":  # the editable camera file (cammimic.camera_file)
@@ -241,19 +264,29 @@ def load_path_file(path) -> CameraPath:
         raise CammimicError(f"camera-path file {p}: coordinates '{coords}' is unknown; valid: pixels, resolution_free")
     width, height = data.get("width"), data.get("height")
     if coords == "pixels" or "cameras" in data:
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
-            raise CammimicError(f"camera-path file {p} needs integer \"width\" and \"height\" > 0; {_FILE_HELP}")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_PATH_SIDE for v in (width, height)):
+            raise CammimicError(f"camera-path file {p} needs integer \"width\" and \"height\" in "
+                                f"[1, {MAX_PATH_SIDE}]; {_FILE_HELP}")
+    for key in ("homographies", "cameras"):
+        if isinstance(data.get(key), list) and len(data[key]) + (key == "homographies") > MAX_PATH_FRAMES:
+            raise CammimicError(f"camera-path file {p}: {len(data[key])} {key} make a path longer than the limit of "
+                                f"{MAX_PATH_FRAMES} frames; shorten the path")
     if "homographies" in data:
         hs = data["homographies"]
         if not isinstance(hs, list) or not hs:
             raise CammimicError(f"camera-path file {p}: \"homographies\" must be a non-empty list; {_FILE_HELP}")
         hs = np.stack([_matrix(h, f"camera-path file {p}: homographies[{i}]") for i, h in enumerate(hs)])
+        for i in np.flatnonzero(np.abs(hs[:, 2, 2]) < 1e-12)[:1]:
+            raise CammimicError(f"camera-path file {p}: homographies[{i}] has H[2][2] = 0 (it sends the image's "
+                                "corner to infinity); scale each matrix so that H[2][2] = 1")
         rf = hs if coords == "resolution_free" else to_resolution_free(hs, width, height)
     elif "cameras" in data:
         rf = to_resolution_free(_camera_homographies(data, p), width, height)
     else:
         raise CammimicError(f"camera-path file {p} has neither \"homographies\" nor \"cameras\"; {_FILE_HELP}")
-    if np.any(np.abs(np.linalg.det(rf)) < 1e-9):
+    with np.errstate(all="ignore"):  # an overflowing determinant is refused when the path is drawn
+        singular = np.any(np.abs(np.linalg.det(rf)) < 1e-9)
+    if singular:
         raise CammimicError(f"camera-path file {p}: a homography is singular; check the matrices")
     return CameraPath(spec=str(p), kind="file", num_frames=len(rf) + 1, file_homographies=normalize(rf),
                       sha256=hashlib.sha256(raw).hexdigest())
@@ -264,10 +297,16 @@ def _camera_homographies(data: dict, p: Path) -> np.ndarray:
     if not isinstance(cams, list) or len(cams) < 2 or not all(isinstance(c, dict) for c in cams):
         raise CammimicError(f"camera-path file {p}: \"cameras\" must list at least 2 objects; {_FILE_HELP}")
     plane = data.get("plane") or {}
+    if not isinstance(plane, dict):
+        raise CammimicError(f"camera-path file {p}: \"plane\" must be an object such as "
+                            f"{{\"depth\": 5, \"normal\": [0, 0, -1]}}; {_FILE_HELP}")
     normal = _matrix(plane.get("normal", [0, 0, -1]), f"camera-path file {p}: plane.normal", (3,))
+    if not np.linalg.norm(normal) > 0:
+        raise CammimicError(f"camera-path file {p}: plane.normal is [0, 0, 0]; give the plane's normal, e.g. [0, 0, -1]")
     depth = plane.get("depth")
     needs_plane = any("t" in c for c in cams)
-    if needs_plane and not (isinstance(depth, (int, float)) and not isinstance(depth, bool) and depth > 0):
+    if needs_plane and not (isinstance(depth, (int, float)) and not isinstance(depth, bool)
+                            and 0 < depth < 1e300 and math.isfinite(depth)):
         raise CammimicError(f"camera-path file {p}: cameras with a translation \"t\" need \"plane\": "
                             f"{{\"depth\": d > 0, \"normal\": [nx, ny, nz]}}; {_FILE_HELP}")
     normal = normal / (np.linalg.norm(normal) or 1.0)
@@ -277,6 +316,9 @@ def _camera_homographies(data: dict, p: Path) -> np.ndarray:
         if "K" not in c and "K" not in data:
             raise CammimicError(f"{where} has no \"K\" (and there is no top-level \"K\"); {_FILE_HELP}")
         ks.append(_matrix(c.get("K", data.get("K")), f"{where}.K"))
+        if not abs(np.linalg.det(ks[-1])) > 1e-12:
+            raise CammimicError(f"{where}.K is singular (determinant 0); a camera matrix is "
+                                "[[f, 0, cx], [0, f, cy], [0, 0, 1]] with the focal length f > 0 in pixels")
         r = _matrix(c.get("R", np.eye(3).tolist()), f"{where}.R")
         if not np.allclose(r @ r.T, np.eye(3), atol=1e-4) or np.linalg.det(r) < 0:
             raise CammimicError(f"{where}.R is not a rotation matrix (R Rᵀ = I, det 1)")
@@ -312,14 +354,13 @@ def _cover_zoom(cum: np.ndarray, width: int, height: int) -> tuple[float, bool]:
     corners = np.array([[-0.5, -0.5], [width - 0.5, -0.5], [width - 0.5, height - 0.5], [-0.5, height - 0.5]])
     cx, cy = (width - 1) / 2, (height - 1) / 2
 
+    inverse = invert(cum)
+
     def inside(s: float) -> bool:
         z_inv = np.array([[1 / s, 0, cx - cx / s], [0, 1 / s, cy - cy / s], [0, 0, 1]])
-        for c in cum:
-            pts = transform_points(z_inv @ invert(c), corners)
-            if (pts[:, 0].min() < -0.5 - 1e-6 or pts[:, 0].max() > width - 0.5 + 1e-6
-                    or pts[:, 1].min() < -0.5 - 1e-6 or pts[:, 1].max() > height - 0.5 + 1e-6):
-                return False
-        return True
+        pts = transform_points(z_inv @ inverse, corners)  # all frames at once: long paths stay quick
+        return not (pts[..., 0].min() < -0.5 - 1e-6 or pts[..., 0].max() > width - 0.5 + 1e-6
+                    or pts[..., 1].min() < -0.5 - 1e-6 or pts[..., 1].max() > height - 0.5 + 1e-6)
 
     if inside(1.0):
         return 1.0, True
@@ -345,29 +386,88 @@ def _texture(width: int, height: int, seed: int = 0) -> np.ndarray:
     return (255 * acc / max(acc.max(), 1e-6)).astype(np.uint8)
 
 
-def render_path(camera: CameraPath, image: np.ndarray, *, source: str = "image") -> CameraVideo:
+def _kept(camera: CameraPath, keep: int | None) -> np.ndarray:
+    """The frame indices drawn: all, or ``keep`` spread evenly (as ``--frames`` samples a video)."""
+    n = camera.num_frames
+    if not keep or keep >= n:
+        return np.arange(n)
+    return np.round(np.linspace(0, n - 1, max(2, keep))).astype(int)
+
+
+def _check_drawable(camera: CameraPath, count: int, width: int, height: int) -> None:
+    """The pixel limits a video read has (cammimic.io), before anything is drawn."""
+    from cammimic.io.images import check_image_pixels
+    from cammimic.io.video import ENV_MAX_VIDEO_PIXELS, MAX_VIDEO_PIXELS, _check_total_pixels, env_limit
+
+    where = f"camera reference '{camera.spec}'"
+    check_image_pixels(width, height, where)
+    _check_total_pixels(count, (width, height), where, env_limit(ENV_MAX_VIDEO_PIXELS, MAX_VIDEO_PIXELS))
+
+
+def _check_motion(camera: CameraPath, cum: np.ndarray, width: int, height: int) -> None:
+    """Refuse a path whose camera leaves the scene plane: a non-finite homography, the plane
+    behind the camera (or crossing its horizon), or the image scaled beyond ``MAX_AREA_SCALE``."""
+    corners = np.array([[-0.5, -0.5, 1], [width - 0.5, -0.5, 1], [width - 0.5, height - 0.5, 1],
+                        [-0.5, height - 0.5, 1]])
+    with np.errstate(all="ignore"):
+        finite = np.all(np.isfinite(cum), axis=(1, 2))
+        pts = np.einsum("tij,cj->tci", np.where(finite[:, None, None], cum, np.eye(3)), corners)
+        w = pts[..., 2]
+        xy = pts[..., :2] / np.where(w > 0, w, 1.0)[..., None]
+        x, y = xy[..., 0], xy[..., 1]
+        area = 0.5 * np.abs(np.sum(x * np.roll(y, -1, axis=1) - np.roll(x, -1, axis=1) * y, axis=1))
+        scale = area / (width * height)
+    for k in range(len(cum)):
+        if not finite[k]:
+            what = "its homography is not finite (the motion overflows)"
+        elif not np.all(w[k] > 0):
+            what = "the scene plane is behind the camera (or crosses its horizon), so the image would be seen from behind"
+        elif not (1 / MAX_AREA_SCALE <= scale[k] <= MAX_AREA_SCALE):
+            what = (f"the image is scaled {math.sqrt(scale[k]):.3g}x, beyond "
+                    f"{math.sqrt(MAX_AREA_SCALE):g}x either way")
+        else:
+            continue
+        if camera.kind == "preset":
+            fix = f"use a lower speed= (now {camera.speed:g}) or fewer frames= (now {camera.num_frames})"
+        else:
+            fix = f"fix the file's matrices up to frame {k}"
+        raise CammimicError(f"camera reference '{camera.spec}': at frame {k} {what}; {fix}")
+
+
+def render_path(camera: CameraPath, image: np.ndarray, *, source: str = "image", keep: int | None = None) -> CameraVideo:
     """The video of ``image`` (H, W, 3 uint8) seen by a camera moving along ``camera``.
 
     Frame 0 is the image, zoomed about its centre just enough (at most ``MAX_COVER_ZOOM``) that
     no later frame looks past its edges (beyond that, edges are reflected); frame k is frame 0
-    moved by the composed homographies, so the video's motion is exactly the path.
+    moved by the composed homographies, so the video's motion is exactly the path. ``keep``:
+    draw only that many frames, spread evenly (the video's ``indices`` name them). A path whose
+    motion is degenerate (:func:`_check_motion`) or too large to draw is refused in one line.
     """
     import cv2
 
     height, width = image.shape[:2]
-    hs = camera.homographies(width, height)
-    cum = chain(hs)
+    kept = _kept(camera, keep)
+    _check_drawable(camera, len(kept), width, height)
+    with np.errstate(all="ignore"):
+        try:
+            cum = chain(camera.homographies(width, height))
+        except (OverflowError, FloatingPointError, CammimicError):
+            cum = np.full((camera.num_frames, 3, 3), np.nan)
+    _check_motion(camera, cum, width, height)
     zoom, covered = _cover_zoom(cum, width, height)
     cx, cy = (width - 1) / 2, (height - 1) / 2
     z = np.array([[zoom, 0, cx - zoom * cx], [0, zoom, cy - zoom * cy], [0, 0, 1]])
     frames = np.stack([
-        cv2.warpPerspective(image, c @ z, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-        for c in cum
+        cv2.warpPerspective(image, cum[k] @ z, (width, height), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REFLECT_101)
+        for k in kept
     ])
+    fps = 8.0 * (len(kept) - 1) / (camera.num_frames - 1)  # as video sampling: the clip keeps its duration
     return CameraVideo(
-        frames=frames, fps=8.0, indices=tuple(range(len(frames))), source_fps=8.0, source_num_frames=len(frames),
-        source_size=(width, height), crop=None, path=camera.spec, camera=camera, camera_chain=cum,
-        render_size=(width, height), render={"source": source, "cover_zoom": round(zoom, 4), "covered": covered},
+        frames=frames, fps=fps, indices=tuple(int(k) for k in kept), source_fps=8.0,
+        source_num_frames=camera.num_frames, source_size=(width, height), crop=None, path=camera.spec,
+        camera=camera, camera_chain=cum, render_size=(width, height),
+        render={"source": source, "cover_zoom": round(zoom, 4), "covered": covered},
     )
 
 
@@ -404,10 +504,11 @@ def resolve_reference(reference, size=None, frames=None, image=None):
             f = min(1.0, 1024 / max(w, h))
             size = (max(2, int(w * f) // 2 * 2), max(2, int(h * f) // 2 * 2))
     width, height = int(size[0]), int(size[1])
+    _check_drawable(camera, len(_kept(camera, frames)), width, height)  # before the texture or the resize
     if arr is None:
-        return render_path(camera, _texture(width, height), source="texture")
+        return render_path(camera, _texture(width, height), source="texture", keep=frames)
     src = str(image) if isinstance(image, (str, Path)) else "<image array>"
-    return render_path(camera, resize_center_crop(arr, (width, height))[0], source=src)
+    return render_path(camera, resize_center_crop(arr, (width, height))[0], source=src, keep=frames)
 
 
 def known_motion(video) -> MotionEstimate | None:

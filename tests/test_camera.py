@@ -130,8 +130,8 @@ BAD = [
     ("camera:zoom-inn", "preset 'zoom-inn' is unknown"),
     ("camera:", "no preset name"),
     ("camera:zoom-in:sped=2", "key 'sped' is unknown"),
-    ("camera:zoom-in:speed=-1", "speed=-1 is not a number > 0"),
-    ("camera:zoom-in:speed=fast", "speed=fast is not a number > 0"),
+    ("camera:zoom-in:speed=-1", "speed=-1 is not a number in (0, 100]"),
+    ("camera:zoom-in:speed=fast", "speed=fast is not a number in (0, 100]"),
     ("camera:zoom-in:frames=1", "frames=1 is not an integer >= 2"),
     ("camera:zoom-in:ease=bounce", "ease=bounce is unknown"),
 ]
@@ -143,7 +143,7 @@ def test_bad_presets_are_one_line_listing_what_is_valid(spec, message, tmp_path,
     assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
     assert message in err
     assert "pan-left, pan-right, tilt-up, tilt-down, zoom-in, zoom-out, roll-cw, roll-ccw, orbit-left, orbit-right" in err
-    assert "speed=NUMBER>0, frames=INTEGER>=2, ease=in-out|linear|in|out" in err
+    assert "speed=NUMBER in (0, 100], frames=INTEGER in [2, 10000], ease=in-out|linear|in|out" in err
     assert not (tmp_path / "r").exists()
 
 
@@ -192,3 +192,94 @@ def test_a_path_without_an_image_renders_a_texture():
     assert video.frames.std() > 20  # something an estimator can lock onto
     with pytest.raises(CammimicError, match="image must be a path or an"):
         resolve_reference("camera:tilt-up", image=np.zeros((4, 4), np.uint8))
+
+
+# --- issue 21 §2: presets and camera-path files are bounded like videos; degenerate motion is refused
+
+K64 = "[[50,0,32],[0,50,32],[0,0,1]]"
+PAN = [[1, 0, 0.5], [0, 1, 0], [0, 0, 1]]
+
+
+@pytest.mark.parametrize("args,message", [
+    (("camera:zoom-in:frames=1000000000", "--width", 64, "--height", 64),
+     "a path of 1000000000 frames is longer than the limit of 10000; give fewer frames"),
+    (("camera:zoom-in:frames=100000", "--width", 64, "--height", 64),
+     "a path of 100000 frames is longer than the limit of 10000"),
+    (("camera:zoom-in:frames=400", "--width", 4096, "--height", 4096),
+     "keeping 400 frames of 4096x4096 needs 6711 Mpx, above the limit of 268 Mpx; sample fewer frames (--frames N)"),
+])
+def test_long_or_large_presets_are_refused_before_drawing(args, message, capsys):
+    code, out, err = cli(capsys, "motion", *args)
+    assert code == 1 and err.count("\n") == 1 and message in err and "Traceback" not in err, err
+
+
+def test_a_path_file_of_200000_homographies_is_refused_and_frames_samples_before_drawing(tmp_path, capsys):
+    path = tmp_path / "long.json"
+    path.write_text(json.dumps({"width": 64, "height": 64, "homographies": [PAN] * 200_000}))
+    code, out, err = cli(capsys, "motion", path, "--frames", 4)
+    assert code == 1 and err.count("\n") == 1
+    assert f"camera-path file {path}: 200000 homographies make a path longer than the limit of 10000 frames" in err
+    # a long path within the limit: --frames 4 draws 4 frames (not 5000), the exact motion kept
+    path.write_text(json.dumps({"width": 64, "height": 64, "homographies": [PAN] * 4999}))
+    video = resolve_reference(str(path), size=(64, 64), frames=4)
+    assert video.frames.shape == (4, 64, 64, 3) and video.indices == (0, 1666, 3333, 4999)
+    hs = known_motion(video).homographies
+    assert np.allclose(hs[:, 0, 2], [0.5 * 1666, 0.5 * 1667, 0.5 * 1666])  # the pans between kept frames
+    big = tmp_path / "big.json"
+    big.write_text(" " * (9 * 2**20) + "{}")
+    code, out, err = cli(capsys, "motion", big)
+    assert code == 1 and "is 9.0 MB, above the limit of 8 MB" in err
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("camera:zoom-in:speed=10000", "speed=10000 is not a number in (0, 100]"),
+    ("camera:zoom-out:speed=2000", "speed=2000 is not a number in (0, 100]"),
+    ("camera:zoom-in:speed=1e300", "speed=1e300 is not a number in (0, 100]"),
+    ("camera:zoom-out:speed=100", "at frame 5 the image is scaled 0.0094x, beyond 100x either way; use a lower "
+                                  "speed= (now 100) or fewer frames= (now 16)"),
+    ("camera:orbit-left:speed=60", "at frame 3 the scene plane is behind the camera"),
+    ("camera:orbit-right:speed=60", "at frame 3 the scene plane is behind the camera"),
+])
+def test_degenerate_preset_motion_is_refused(spec, message, tmp_path, capsys):
+    code, out, err = cli(capsys, "run", spec, SCENE, "--method", "homography", "-o", tmp_path / "r",
+                         "--width", 64, "--height", 64)
+    assert code == 1 and err.count("\n") == 1 and message in err and "Traceback" not in err, err
+    assert f"camera reference '{spec}'" in err and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("content,message", [
+    ('{"width": 64, "height": 64, "cameras": [{"K": [[0,0,0],[0,0,0],[0,0,1]]}, {}], "K": ' + K64 + '}',
+     "cameras[0].K is singular (determinant 0)"),
+    ('{"width": 64, "height": 64, "K": ' + K64 + ', "cameras": [{}, {"t": [1,0,0]}], "plane": [1, 2]}',
+     '"plane" must be an object'),
+    ("[" * 100_000 + "]" * 100_000, "nests its JSON too deeply to read"),
+    ('{"width": 1' + "0" * 400 + ', "height": 64, "homographies": [[[1,0,0],[0,1,0],[0,0,1]]]}',
+     'needs integer "width" and "height" in [1, 65536]'),
+    ('{"width": 64, "height": 64, "homographies": [[[1,0,0],[0,1,0],[0,0,0]]]}',
+     "homographies[0] has H[2][2] = 0"),
+    ('{"width": 64, "height": 64, "homographies": [[[1,0,0],[0,1,0],[0,0,1]], [[1,0,0],[0,1,0],[0,-0.05,1]]]}',
+     "at frame 2 the scene plane is behind the camera"),
+    ('{"width": 64, "height": 64, "homographies": [[[1e200,0,0],[0,1e200,0],[0,0,1]], [[1e200,0,0],[0,1e200,0],[0,0,1]]]}',
+     "the image is scaled"),
+    ('{"width": 64, "height": 64, "K": ' + K64 + ', "cameras": [{}, {"t": [0,0,1]}], "plane": {"depth": 1' + "0" * 400 + '}}',
+     'need "plane"'),
+])
+def test_bad_path_files_name_the_file_and_the_fix(content, message, tmp_path, capsys):
+    path = tmp_path / "path.json"
+    path.write_text(content)
+    code, out, err = cli(capsys, "motion", path, "--width", 64, "--height", 64)
+    assert code == 1 and err.count("\n") == 1 and message in err and "unexpected" not in err, err
+    assert str(path) in err
+
+
+def test_fifos_are_refused_not_waited_on(tmp_path, capsys):
+    import os
+
+    fifo = tmp_path / "path.json"
+    os.mkfifo(fifo)
+    code, out, err = cli(capsys, "motion", fifo)
+    assert code == 1 and f"camera-path file {fifo} is not a regular file (a folder, FIFO or device)" in err
+    image = tmp_path / "scene.jpg"
+    os.mkfifo(image)
+    code, out, err = cli(capsys, "run", "camera:zoom-in", image, "--method", "homography", "-o", tmp_path / "r")
+    assert code == 1 and f"image {image} is not a regular file (a FIFO, device or socket)" in err, err

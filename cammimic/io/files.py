@@ -216,8 +216,11 @@ def output_directory(
 
 
 def sha256(path) -> str | None:
-    """The SHA-256 hex digest of a file, read in 1 MiB blocks; None if it cannot be read."""
+    """The SHA-256 hex digest of a file, read in 1 MiB blocks; None if it cannot be read (or is
+    not a regular file: a FIFO would block the read forever)."""
     try:
+        if not Path(path).is_file():
+            return None
         h = hashlib.sha256()
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):

@@ -352,6 +352,8 @@ def read_image(
         raise CammimicError(f"image {p} does not exist; check the path")
     if p.is_dir():
         raise CammimicError(f"image {p} is a directory; pass an image file")
+    if not p.is_file():  # a FIFO would block the read forever
+        raise CammimicError(f"image {p} is not a regular file (a FIFO, device or socket); pass an image file")
     try:
         check_image_pixels(*image_size(p), f"image {p}")
         high = _read_high_depth(p)
