@@ -36,6 +36,9 @@ __all__ = ["FORMAT", "similarity", "decompose", "to_camera_file", "path_homograp
 FORMAT = "cammimic-camera"
 VERSION = 1
 FIELDS = ("pan", "tilt", "zoom", "roll")
+#: Bounds of a camera file, as of camera-path files (cammimic.camera).
+MAX_FRAMES = 10_000
+MAX_SIDE = 65_536
 #: A number differing from its homography's by more than this counts as edited.
 EDIT_TOLERANCE = 1e-6
 
@@ -93,14 +96,16 @@ def path_homographies(data: dict, where: str) -> tuple[np.ndarray, list[int]]:
     """The ``(T-1, 3, 3)`` resolution-free frame-to-frame homographies of a camera file's dict,
     and the frames whose numbers were edited (differ from their homography's)."""
     width, height = data.get("width"), data.get("height")
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
-        raise CammimicError(f"{where} needs integer \"width\" and \"height\" > 0; {_HELP}")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_SIDE for v in (width, height)):
+        raise CammimicError(f"{where} needs integer \"width\" and \"height\" in [1, {MAX_SIDE}]; {_HELP}")
     if data.get("version", VERSION) != VERSION:
         raise CammimicError(f"{where}: camera file version {data.get('version')!r} is unknown; this cammimic reads "
                             f"version {VERSION}")
     frames = data.get("frames")
     if not isinstance(frames, list) or len(frames) < 2 or not all(isinstance(f, dict) for f in frames):
         raise CammimicError(f"{where}: \"frames\" must list at least 2 objects; {_HELP}")
+    if len(frames) > MAX_FRAMES:
+        raise CammimicError(f"{where}: {len(frames)} frames, above the limit of {MAX_FRAMES}; shorten the path")
     cams, edited = [], []
     for k, f in enumerate(frames):
         at = f"{where}: frames[{k}]"

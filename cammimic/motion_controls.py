@@ -38,6 +38,9 @@ from cammimic.motion import Fallback, MotionEstimate
 
 __all__ = ["MotionControls", "expm", "logm", "power", "apply_controls", "reference_frames"]
 
+#: Most frames a retimed path may have (as ``[run] frames``).
+MAX_FRAMES = 1000
+
 
 # -- matrix exponential and logarithm (NumPy only: the core runs without SciPy or torch) -------------
 
@@ -161,6 +164,9 @@ def _retime(steps: np.ndarray, times: np.ndarray, speed: float, fit_frames) -> t
     reference times and their positions on the input's frame axis."""
     t = len(steps) + 1
     n = max(2, int(round((t - 1) / speed)) + 1)
+    if n > MAX_FRAMES:  # every frame is drawn and kept in memory
+        raise CammimicError(f"motion speed {speed:g} would make {t} reference frames {n} output frames, above the "
+                            f"limit of {MAX_FRAMES}; use a larger speed or fewer --frames")
     if fit_frames is not None:
         n = max(2, int(fit_frames(n)))
     pos = np.linspace(0.0, t - 1, n)

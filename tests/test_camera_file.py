@@ -169,3 +169,11 @@ def test_import_camera_command_then_run(tmp_path, user_png, capsys):
     assert main(["import-camera", str(tmp_path / "missing.txt"), "-o", str(tmp_path / "x.json")]) == 1
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_a_camera_file_is_bounded():
+    frame = {"pan": 0, "tilt": 0, "zoom": 1, "roll": 0}
+    with pytest.raises(CammimicError, match=r"\"width\" and \"height\" in \[1, 65536\]"):
+        path_homographies({"width": 10**6, "height": H, "frames": [frame] * 2}, "x")
+    with pytest.raises(CammimicError, match="10001 frames, above the limit of 10000"):
+        path_homographies({"width": W, "height": H, "frames": [frame] * 10_001}, "x")

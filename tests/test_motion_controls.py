@@ -195,3 +195,9 @@ def test_bad_control_values_end_in_one_line(inputs, tmp_path, capsys):
     assert main([*args, str(tmp_path / "c"), "--config", str(cfg)]) == 1
     assert "unknown key 'strenght' in [motion]" in capsys.readouterr().err
     assert not any((tmp_path / n).exists() for n in "abc")
+
+
+def test_a_retimed_path_is_bounded():
+    motion = MotionEstimate(homographies=_pan(101), width=SIZE, height=SIZE, estimator="t")
+    with pytest.raises(CammimicError, match="would make 101 reference frames 2001 output frames, above the limit"):
+        MotionControls(speed=0.05).apply(motion)
