@@ -19,6 +19,8 @@ written to ``OUT/mini-method.toml``), and ``--record`` writes the summary table 
     python benchmarks/mini_method.py --weights DIR --executor ray
     python benchmarks/mini_method.py --manifest-only --out /tmp/pairs
     python benchmarks/mini_method.py --methods homography        # no weights needed
+    python benchmarks/mini_method.py --methods training-free --record-training-free --out out/mini-training-free
+                                                                 # issue 23: warped noise, MotionClone, CameraScore guidance
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ DOC = ROOT / "docs" / "mini.md"
 BEGIN, END = "<!-- mini-method:begin -->", "<!-- mini-method:end -->"
 METHODS = ("homography", "base", "motiondirector", "cammimic", "cammimic-no-usc", "cammimic-no-ortho",
            "cammimic-no-hg")
+#: Issue 23 §4: the training-free camera terms, measured next to base and cammimic
+#: (``--methods training-free`` runs these six, ``--record-training-free`` writes their table).
+TRAINING_FREE = ("base", "cammimic", "base-warped-noise", "cammimic-warped-noise", "motionclone",
+                 "cammimic-camerascore")
+BEGIN_TF, END_TF = "<!-- mini-training-free:begin -->", "<!-- mini-training-free:end -->"
 SEED = 0
 CANVAS = 160  # px: the region of the photograph the 64 px frame moves over (as in training)
 
@@ -187,6 +194,7 @@ def summarize(eval_dir) -> list[dict]:
         fb = sum(_float(r["output_fallbacks"]) for r in ok)
         pairs = sum(_float(r["num_pairs"]) for r in ok)
         s["fallback_share"] = fb / pairs if pairs else math.nan
+        s["seconds_per_run"] = sum(_float(r.get("seconds")) for r in ok) / len(ok) if ok else math.nan
     return summary
 
 
@@ -206,13 +214,13 @@ def _num(s: dict, c: str, fmt: str) -> str:
 def table(summary: list[dict]) -> list[str]:
     """The markdown table and the comparisons the issue asks for (cammimic vs base, HG, ORTHO)."""
     lines = ["| method | n | valid / invalid | CameraScore (resolution-free) | CameraScore (paper) | "
-             "output fallback share | PSNR first | SSIM first | PSNR in view |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "output fallback share | PSNR first | SSIM first | PSNR in view | s / run |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for s in summary:
         lines.append(f"| {s['method']} | {s['n']} | {s['n_valid']} / {s['n_invalid']} | {_ci(s, 'camera_score')} | "
                      f"{_ci(s, 'camera_score_paper')} | {_num(s, 'fallback_share', '{:.1%}')} | "
                      f"{_num(s, 'psnr_first', '{:.1f}')} | {_num(s, 'ssim_first', '{:.3f}')} | "
-                     f"{_num(s, 'psnr_in_view', '{:.1f}')} |")
+                     f"{_num(s, 'psnr_in_view', '{:.1f}')} | {_num(s, 'seconds_per_run', '{:.0f}')} |")
     by = {s["method"]: _float(s.get("camera_score")) for s in summary}
 
     def ratio(a, b):
@@ -222,7 +230,12 @@ def table(summary: list[dict]) -> list[str]:
     lines.append("")
     checks = [("cammimic", "base", "cammimic / base", "<= 0.5 if the method works"),
               ("cammimic", "cammimic-no-hg", "cammimic / cammimic-no-hg", "< 1 if homography guidance helps"),
-              ("cammimic", "cammimic-no-ortho", "cammimic / cammimic-no-ortho", "< 1 if ORTHO helps")]
+              ("cammimic", "cammimic-no-ortho", "cammimic / cammimic-no-ortho", "< 1 if ORTHO helps"),
+              ("base-warped-noise", "base", "base-warped-noise / base", "<= 0.5: the claim of issue 23 §4"),
+              ("cammimic-warped-noise", "cammimic", "cammimic-warped-noise / cammimic", "< 1 if warped noise helps"),
+              ("motionclone", "base", "motionclone / base", "< 1 if temporal-attention guidance helps"),
+              ("cammimic-camerascore", "cammimic", "cammimic-camerascore / cammimic",
+               "< 1 if CameraScore guidance helps")]
     for a, b, name, want in checks:
         r = ratio(a, b)
         if a in by and b in by:
@@ -230,8 +243,9 @@ def table(summary: list[dict]) -> list[str]:
     return lines
 
 
-def record(eval_dir, doc: Path, *, command: str, weights: str) -> None:
-    """Replace the text between the mini-method markers of ``doc`` by the summary table."""
+def record(eval_dir, doc: Path, *, command: str, weights: str, markers: tuple[str, str] = (BEGIN, END)) -> None:
+    """Replace the text between the mini-method markers (or ``markers``) of ``doc`` by the summary table."""
+    begin, end = markers
     from cammimic.io import write_text
 
     eval_dir = Path(eval_dir)
@@ -241,16 +255,16 @@ def record(eval_dir, doc: Path, *, command: str, weights: str) -> None:
     if index and index.is_file():
         meta = json.loads(index.read_text()).get("_cammimic_mini", {})
     items = info["manifest"]["items"]
-    lines = [BEGIN, "",
+    lines = [begin, "",
              f"`{command}`: {items} held-out pairs, bundle of {meta.get('unet_steps', '?')} UNet steps, "
              f"{platform.processor() or platform.machine()}, cammimic {info['cammimic_version']}, "
              f"torch {info['versions'].get('torch')}. Mean over valid scores [95 % bootstrap interval]; "
              "lower CameraScore is better.", ""]
     lines += table(summarize(eval_dir))
-    lines += ["", END]
+    lines += ["", end]
     text = doc.read_text(encoding="utf-8")
-    start, end = text.index(BEGIN), text.index(END) + len(END)
-    write_text(doc, text[:start] + "\n".join(lines) + text[end:])
+    start, stop = text.index(begin), text.index(end) + len(end)
+    write_text(doc, text[:start] + "\n".join(lines) + text[stop:])
 
 
 def main(argv=None) -> int:
@@ -262,15 +276,23 @@ def main(argv=None) -> int:
     p.add_argument("--weights", default=str(cammimic_mini.WEIGHTS),
                    help="mini's bundle (a diffusers folder, e.g. from `python -m cammimic_mini.train --export DIR`); "
                    "default: the shipped one")
-    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--methods", default=",".join(METHODS),
+                   help="comma-separated eval methods; 'training-free' = " + ",".join(TRAINING_FREE))
     p.add_argument("--pairs", type=int, default=12, help="pairs in the manifest (>= 1; the table needs >= 12)")
     p.add_argument("--out", default="out/mini-method", help="pairs/, eval/ and mini-method.toml go here")
     p.add_argument("--executor", choices=("local", "ray"), default="local")
     p.add_argument("--manifest-only", action="store_true", help="write the pairs and stop")
     p.add_argument("--record", action="store_true", help="write the table into docs/mini.md (all seven methods)")
+    p.add_argument("--record-training-free", action="store_true",
+                   help="write the issue-23 table (--methods training-free) into docs/mini.md")
     p.add_argument("-q", "--quiet", action="store_true")
     args = p.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if methods == ["training-free"]:
+        methods = list(TRAINING_FREE)
+    if args.record_training_free and (not set(TRAINING_FREE) <= set(methods) or args.pairs < 12):
+        return _error("--record-training-free writes the issue-23 table: it needs --methods training-free and "
+                      "--pairs >= 12")
     if args.pairs < 1:
         return _error(f"--pairs must be >= 1, got {args.pairs}")
     if args.record and (sorted(methods) != sorted(METHODS) or args.pairs < 12):
@@ -317,6 +339,11 @@ def main(argv=None) -> int:
             print(line)
         if args.record:
             record(out / "eval", DOC, command="python benchmarks/mini_method.py --record", weights=args.weights)
+            print(f"recorded in {DOC}", file=sys.stderr)
+        if args.record_training_free:
+            record(out / "eval", DOC, command="python benchmarks/mini_method.py --methods training-free "
+                   "--record-training-free --out out/mini-training-free", weights=args.weights,
+                   markers=(BEGIN_TF, END_TF))
             print(f"recorded in {DOC}", file=sys.stderr)
     except CammimicError as exc:
         return _error(str(exc))

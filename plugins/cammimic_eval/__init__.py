@@ -1,7 +1,9 @@
 """cammimic-eval: the methods and metrics of ``cammimic eval`` (the paper's evaluation).
 
 Methods: ``homography``, ``base``, ``motiondirector``, ``cammimic`` and the ablations
-``cammimic-no-usc``, ``cammimic-no-ortho``, ``cammimic-no-hg``. Metrics: ``first_frame``
+``cammimic-no-usc``, ``cammimic-no-ortho``, ``cammimic-no-hg``; the training-free camera terms
+``base-warped-noise``, ``cammimic-warped-noise`` (and, with their plugins, ``motionclone``,
+``cammimic-camerascore``). Metrics: ``first_frame``
 (PSNR/SSIM to the user image), ``in_view`` (PSNR to the weak video where it has content),
 ``dinov2`` (scene preservation), ``clip`` (text alignment) and ``xclip`` (video-text
 alignment). A first-party plugin written like a third-party one; heavy imports happen in the
@@ -27,6 +29,13 @@ METHODS: dict[str, tuple[dict, str]] = {
                           "Ablation: no orthogonality loss."),
     "cammimic-no-hg": ({"run.method": "cammimic", "guidance": [{"name": "none"}]},
                        "Ablation: no homography guidance."),
+    # training-free camera terms (issue 23): each is base or cammimic plus one term
+    "base-warped-noise": ({"run.method": "cammimic", "finetune.stage1_steps": 0, "finetune.stage2_steps": 0,
+                           "sampling.spatial_scale": 0.0, "sampling.temporal_scale": 0.0,
+                           "guidance": [{"name": "none"}], "noise.name": "warped-noise"},
+                          "base with the initial noise warped along the reference's homographies (Go-with-the-Flow)."),
+    "cammimic-warped-noise": ({"run.method": "cammimic", "noise.name": "warped-noise"},
+                              "CamMimic with the initial noise warped along the reference's homographies."),
 }
 
 
