@@ -47,7 +47,9 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 #: The ``transfer`` endpoint's inputs, in order (docs/ui.md documents each).
 INPUT_NAMES = ("reference_video", "camera_preset", "image", "prompt", "reference_prompt", "method", "backbone",
                "weights", "frames", "width", "height", "seed", "stage1_steps", "stage2_steps", "sampling_steps",
-               "speed", "ease")
+               "speed", "ease", "motion_strength", "motion_speed", "motion_reverse", "motion_smooth")
+#: The controls on the reference's motion a client may set (the form's sliders; docs/cli.md).
+MOTION_RANGES = {"motion_strength": (-2.0, 2.0), "motion_speed": (0.25, 4.0), "motion_smooth": (0.0, 5.0)}
 
 
 def default_backbone(host=None) -> str:
@@ -110,6 +112,10 @@ class TransferRequest:
     sampling_steps: int = 50
     speed: float = 1.0
     ease: str = "in-out"
+    motion_strength: float = 1.0  #: [motion] controls, applied to any reference
+    motion_speed: float = 1.0
+    motion_reverse: bool = False
+    motion_smooth: float = 0.0
 
     def reference(self) -> str:
         """The REFERENCE argument: ``camera:PRESET:speed=..,ease=..`` or the uploaded video."""
@@ -203,6 +209,18 @@ def run_command(req: TransferRequest, run_dir: Path, settings: UISettings, backb
         cmd += [f"--stage1-steps={_int(req.stage1_steps, 'stage 1 steps', 0)}",
                 f"--stage2-steps={_int(req.stage2_steps, 'stage 2 steps', 0)}",
                 f"--steps={_int(req.sampling_steps, 'sampling steps', 1) or 1}"]
+    for name, (low, high) in MOTION_RANGES.items():
+        try:
+            value = float(getattr(req, name))
+        except (TypeError, ValueError):
+            value = math.nan
+        if not low <= value <= high:  # also refuses NaN
+            raise CammimicError(f"{name.replace('_', ' ')} must be between {low:g} and {high:g} (the slider's range), "
+                                f"got {getattr(req, name)!r}")
+        if value != {"motion_smooth": 0.0}.get(name, 1.0):
+            cmd.append(f"--{name.replace('_', '-')}={value:g}")
+    if req.motion_reverse is True:
+        cmd.append("--motion-reverse")
     return cmd + list(settings.extra_args) + ["--", reference, image]
 
 
@@ -436,13 +454,14 @@ def build_app(settings: UISettings, *, host=None):
                               font_mono=["ui-monospace", "monospace"])  # no web fonts: works offline
 
     def transfer(reference_video, camera_preset, image, prompt, reference_prompt, method, backbone, weights, frames,
-                 width, height, seed, stage1_steps, stage2_steps, sampling_steps, speed, ease,
-                 progress=gr.Progress()):
+                 width, height, seed, stage1_steps, stage2_steps, sampling_steps, speed, ease, motion_strength=1.0,
+                 motion_speed=1.0, motion_reverse=False, motion_smooth=0.0, progress=gr.Progress()):
         req = TransferRequest(reference_video=reference_video, camera_preset=camera_preset, image=image, prompt=prompt or "",
                               reference_prompt=reference_prompt or "", method=method, backbone=backbone or "",
                               weights=weights or "", frames=frames, width=width, height=height, seed=seed,
                               stage1_steps=stage1_steps, stage2_steps=stage2_steps, sampling_steps=sampling_steps,
-                              speed=speed, ease=ease)
+                              speed=speed, ease=ease, motion_strength=motion_strength, motion_speed=motion_speed,
+                              motion_reverse=bool(motion_reverse), motion_smooth=motion_smooth)
         skip = (gr.skip(),) * 7
         try:
             # Gradio already refuses files a client did not upload; this also refuses FIFOs and
@@ -502,6 +521,13 @@ def build_app(settings: UISettings, *, host=None):
                     with gr.Row():
                         speed = gr.Slider(0.25, 4, value=1, step=0.25, label="Preset speed", elem_id="speed")
                         ease = gr.Dropdown(list(EASES), value="in-out", label="Preset ease", elem_id="ease")
+                    with gr.Row():  # controls on the reference's motion, any reference (docs/ui.md)
+                        m_strength = gr.Slider(-2, 2, value=1, step=0.05, label="Motion strength",
+                                               elem_id="motion-strength")
+                        m_speed = gr.Slider(0.25, 4, value=1, step=0.25, label="Motion speed", elem_id="motion-speed")
+                        m_reverse = gr.Checkbox(False, label="Reverse motion", elem_id="motion-reverse")
+                        m_smooth = gr.Slider(0, 5, value=0, step=0.5, label="Smooth motion (sigma, frames)",
+                                             elem_id="motion-smooth")
                 with gr.Row():
                     run_btn = gr.Button("Transfer", variant="primary", elem_id="run")
                     cancel_btn = gr.Button("Cancel", elem_id="cancel")
@@ -517,7 +543,7 @@ def build_app(settings: UISettings, *, host=None):
                                     file_count="multiple", interactive=False, elem_id="downloads")
                 run_dir = gr.Textbox(label="Run directory (in the runs folder)", interactive=False, elem_id="run-dir")
         inputs = [reference_video, camera_preset, image, prompt, reference_prompt, method, backbone, weights, frames,
-                  width, height, seed, stage1, stage2, steps, speed, ease]
+                  width, height, seed, stage1, stage2, steps, speed, ease, m_strength, m_speed, m_reverse, m_smooth]
         outputs = [status, output, side, weak, trajectory, score, downloads, run_dir]
         event = run_btn.click(transfer, inputs, outputs, api_name="transfer", concurrency_limit=1,
                               concurrency_id="gpu")

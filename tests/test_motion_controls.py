@@ -201,3 +201,19 @@ def test_a_retimed_path_is_bounded():
     motion = MotionEstimate(homographies=_pan(101), width=SIZE, height=SIZE, estimator="t")
     with pytest.raises(CammimicError, match="would make 101 reference frames 2001 output frames, above the limit"):
         MotionControls(speed=0.05).apply(motion)
+
+
+def test_the_web_app_passes_the_controls_as_values_and_bounds_them(tmp_path):
+    from cammimic.ui import TransferRequest, UISettings, run_command
+
+    settings = UISettings(runs_dir=str(tmp_path))
+    req = TransferRequest(camera_preset="pan-left", image="a.png", motion_strength=0.5, motion_speed=2,
+                          motion_reverse=True, motion_smooth=1.5)
+    cmd = run_command(req, tmp_path / "r", settings)
+    assert cmd[cmd.index("--") - 4:cmd.index("--")] == ["--motion-strength=0.5", "--motion-speed=2",
+                                                         "--motion-smooth=1.5", "--motion-reverse"]
+    plain = run_command(TransferRequest(camera_preset="pan-left", image="a.png"), tmp_path / "r", settings)
+    assert not any(a.startswith("--motion") for a in plain)  # defaults add nothing
+    for kwargs in ({"motion_speed": 0}, {"motion_strength": float("nan")}, {"motion_smooth": "x"}):
+        with pytest.raises(CammimicError, match=r"^motion (speed|strength|smooth) must be between"):
+            run_command(TransferRequest(camera_preset="pan-left", image="a.png", **kwargs), tmp_path / "r", settings)
