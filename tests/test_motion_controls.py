@@ -217,3 +217,22 @@ def test_the_web_app_passes_the_controls_as_values_and_bounds_them(tmp_path):
     for kwargs in ({"motion_speed": 0}, {"motion_strength": float("nan")}, {"motion_smooth": "x"}):
         with pytest.raises(CammimicError, match=r"^motion (speed|strength|smooth) must be between"):
             run_command(TransferRequest(camera_preset="pan-left", image="a.png", **kwargs), tmp_path / "r", settings)
+
+
+def test_the_cammimic_method_builds_its_weak_video_from_the_controlled_motion(inputs, tiny_weights, tmp_path):
+    """Phase 1 learns from the reference as it is; the weak video and the output follow the controls."""
+    pytest.importorskip("torch")
+    from cammimic.io import read_video
+
+    out = tmp_path / "run"
+    args = ["run", str(inputs / "pan.mp4"), str(inputs / "user.png"), "--prompt", "a cup of coffee", "--weights",
+            str(tiny_weights), "-o", str(out), "--frames", "9", "--width", "64", "--height", "64", "--stage1-steps",
+            "1", "--stage2-steps", "1", "--steps", "2", "--spatial-rank", "2", "--temporal-rank", "2", "-q",
+            "--motion-speed", "2", "--motion-reverse"]
+    assert main(args) == 0
+    weak, output = read_video(out / "weak.mp4"), read_video(out / "output.mp4")
+    assert len(weak.frames) == len(output.frames) == 5
+    reference = json.loads((out / "motion.json").read_text())["reference"]
+    assert reference["num_frames"] == 5 and reference["diagnostics"]["controls"]["times"] == [8, 6, 4, 2, 0]
+    assert reference["diagnostics"]["controls"]["reverse"] is True
+    assert len(read_video(out / "side_by_side.mp4").frames) == 5
