@@ -119,7 +119,13 @@ def read_manifest(path) -> list[EvalItem]:
                 f"manifest {p} has no column {', '.join(missing)}; its header must name {', '.join(MANIFEST_COLUMNS)} "
                 f"(and optionally id), got {', '.join(reader.fieldnames or []) or 'nothing'}"
             )
-        rows = [(n, r) for n, r in enumerate(reader, start=1)]
+        rows = []
+        try:
+            for n, r in enumerate(reader, start=1):
+                rows.append((n, r))
+        except csv.Error as exc:
+            raise CammimicError(f"manifest {p} row {len(rows) + 1} cannot be read as CSV ({exc}); "
+                                "shorten or fix that row") from None
     else:
         raise CammimicError(f"manifest {p} must be .csv or .jsonl, got '{p.suffix}'")
     items: list[EvalItem] = []
@@ -139,6 +145,9 @@ def read_manifest(path) -> list[EvalItem]:
         paths = {}
         for col in ("reference", "image"):
             v = r.get(col)
+            if col == "reference" and isinstance(v, str) and v.strip().startswith("camera:"):
+                paths[col] = v.strip()  # a camera preset (cammimic.camera), checked when it runs
+                continue
             if isinstance(v, str) and v.strip():
                 q = Path(v.strip()).expanduser()
                 q = q if q.is_absolute() else p.parent / q
@@ -381,16 +390,63 @@ def evaluate(
     settings = {"config": config_toml, "methods": sorted(methods), "metrics": metrics}
     fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     eval_json = out / "eval.json"
+    if out.exists() and not out.is_dir():
+        raise CammimicError(f"--output {out} is a file, not a folder; give a new or empty folder")
     if eval_json.exists():
-        previous = json.loads(eval_json.read_text())
+        from cammimic.eval_report import read_pair
+
+        previous = read_pair(eval_json, "eval record")
         if previous.get("fingerprint") != fingerprint:
             raise CammimicError(
                 f"{out} holds results of a different evaluation (config, methods or metrics differ from {eval_json}); "
                 "give a new --output, or the same settings to resume"
             )
-    elif out.exists() and any(out.iterdir()):
+    elif out.exists() and any(f.name != LOCK for f in out.iterdir()):
         raise CammimicError(f"{out} exists and is not an eval directory (no eval.json); give a new or empty --output")
     out.mkdir(parents=True, exist_ok=True)
+    lock = _lock(out)
+    try:
+        return _evaluate(out, lock, items, methods, metrics, config, config_toml, fingerprint, eval_json, manifest,
+                         executor, ray_address, ray_num_cpus, ray_num_gpus, progress, echo, host, __version__)
+    finally:
+        lock.close()
+
+
+LOCK = ".eval.lock"
+
+
+def _lock(out: Path):
+    """An exclusive lock on ``out`` for this process (released when the file closes, or the process dies)."""
+    f = open(out / LOCK, "a+")  # noqa: SIM115 - held open for the whole evaluation
+    try:
+        import fcntl
+
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:  # pragma: no cover - no flock (Windows): no lock
+        pass
+    except OSError:
+        f.close()
+        raise CammimicError(f"another cammimic eval is writing to {out} (it holds {out / LOCK}); wait for it "
+                            "to finish, or give another --output") from None
+    return f
+
+
+def _inputs(item: EvalItem) -> dict[str, Any]:
+    """What a pair's results depend on in the manifest: the files' hashes (a preset's text) and prompts."""
+    from cammimic.io.files import sha256
+
+    ref = item.reference if item.reference.startswith("camera:") else sha256(item.reference)
+    return {"reference": ref, "image": sha256(item.image), "prompt_sha256": _text_hash(item.prompt),
+            "reference_prompt_sha256": _text_hash(item.reference_prompt)}
+
+
+def _text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
+
+
+def _evaluate(out, lock, items, methods, metrics, config, config_toml, fingerprint, eval_json, manifest, executor,
+              ray_address, ray_num_cpus, ray_num_gpus, progress, echo, host, __version__):
+    from cammimic.eval_report import read_pair
     record = {
         "fingerprint": fingerprint,
         "cammimic_version": __version__,
@@ -412,12 +468,17 @@ def evaluate(
 
     pairs_dir = out / "pairs"
     todo, skipped = [], 0
+    inputs = {item.id: _inputs(item) for item in items}
     for item in items:
         for m in methods:
             f = pairs_dir / item.id / f"{m}.json"
-            if f.exists() and json.loads(f.read_text()).get("status") == "ok":
+            done = read_pair(f) if f.exists() else {}
+            if done.get("status") == "ok" and done.get("inputs") == inputs[item.id]:
                 skipped += 1
             else:
+                if done.get("status") == "ok":  # finished, but on other inputs: never paired with the new ones
+                    echo(f"redoing item {item.id} method {m}: its reference, image or prompts changed since "
+                         f"{f} was written")
                 todo.append((item, m))
     if skipped:
         echo(f"resuming: skipping {skipped} finished (item, method) pair(s); {len(todo)} to run")
@@ -430,6 +491,7 @@ def evaluate(
     failed = []
 
     def on_result(row: dict[str, Any]) -> None:
+        row["inputs"] = inputs[row["id"]]
         _atomic_write(pairs_dir / row["id"] / f"{row['method']}.json", json.dumps(row, indent=2) + "\n")
         if row["status"] != "ok":
             failed.append(row)

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from cammimic.errors import CammimicError
+
 #: Always in results.csv, whatever the metrics (``cammimic.eval.RESULT_COLUMNS`` too).
 RESULT_COLUMNS = ("id", "method", "status", "error", "camera_score", "camera_score_paper", "valid",
                   "reference_fallbacks", "output_fallbacks", "num_pairs", "seconds")
@@ -40,9 +42,13 @@ def _metric_columns(rows) -> list[str]:
     cols = []
     for r in rows:
         for k in r:
-            if k not in RESULT_COLUMNS and k not in cols:
+            if k not in RESULT_COLUMNS and k not in cols and k not in NOT_COLUMNS:
                 cols.append(k)
     return cols
+
+
+#: Keys of a pair file that are not results.csv columns (cammimic.eval records them for resuming).
+NOT_COLUMNS = ("inputs",)
 
 
 def _fmt(v) -> str:
@@ -50,7 +56,9 @@ def _fmt(v) -> str:
         return ""
     if isinstance(v, float):
         return "" if math.isnan(v) else repr(v)
-    return str(v)
+    text = str(v)
+    # OWASP CSV injection: a text cell a spreadsheet would run as a formula starts with a quote
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def _csv(rows, columns) -> str:
@@ -85,6 +93,18 @@ def summarize(rows, methods) -> list[dict[str, Any]]:
     return out
 
 
+def read_pair(path: Path, what: str = "pair file") -> dict[str, Any]:
+    """A pair file's row (or another JSON object ``what``), or a one-line error naming the file."""
+    try:
+        row = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise CammimicError(f"{what} {path} cannot be read ({type(exc).__name__}: {str(exc)[:200]}); "
+                            "delete it and run the eval again to redo it") from None
+    if not isinstance(row, dict):
+        raise CammimicError(f"{what} {path} does not hold a JSON object; delete it and run the eval again to redo it")
+    return row
+
+
 def write_outputs(out: Path, items, methods, metrics, host) -> dict[str, Path]:
     from cammimic.io import write_text
 
@@ -93,7 +113,7 @@ def write_outputs(out: Path, items, methods, metrics, host) -> dict[str, Path]:
         for m in methods:
             f = out / "pairs" / item.id / f"{m}.json"
             if f.exists():
-                rows.append(json.loads(f.read_text()))
+                rows.append(read_pair(f))
     columns = list(RESULT_COLUMNS) + _metric_columns(rows)
     files = {"results": write_text(out / "results.csv", _csv(rows, columns))}
     summary = summarize(rows, methods)

@@ -392,3 +392,87 @@ def test_a_plugin_registers_an_eval_metric(tmp_path, manifest, plugin_host):
     out = read_video(tmp_path / "ev" / "runs" / "p0" / "homography" / "output.mp4").frames
     assert float(row["brightness"]) == pytest.approx(float(out.mean()), rel=1e-12)
     assert "brightness_lo" in (tmp_path / "ev" / "summary.csv").read_text()
+
+
+# --- issue 21 §3: eval keeps its results honest
+
+
+def _ev(out, man, capsys, *extra):
+    code = main(["eval", str(man), "-o", str(out), "--methods", "homography", "-q", *map(str, extra)])
+    return code, capsys.readouterr().err
+
+
+def test_resume_redoes_items_whose_inputs_changed(tmp_path, manifest, capsys):
+    man = _subset(manifest, tmp_path, 1)
+    out = tmp_path / "ev"
+    assert _ev(out, man, capsys)[0] == 0
+    first = json.loads((out / "pairs" / "p0" / "homography.json").read_text())
+    # same id, a new reference and prompt: the old output must not be paired with them
+    man.write_text(man.read_text().replace("ref0.mp4", "ref1.mp4").replace("a photo of coffee", "a cat"))
+    code, err = _ev(out, man, capsys)
+    assert code == 0 and "redoing item p0 method homography: its reference, image or prompts changed" in err
+    again = json.loads((out / "pairs" / "p0" / "homography.json").read_text())
+    assert again["inputs"]["reference"] != first["inputs"]["reference"]
+    assert again["inputs"]["prompt_sha256"] != first["inputs"]["prompt_sha256"]
+    code, err = _ev(out, man, capsys)
+    assert code == 0 and "redoing" not in err  # unchanged now: skipped
+
+
+def test_a_second_eval_on_a_locked_folder_stops_in_one_line(tmp_path, manifest, capsys):
+    from cammimic.eval import _lock
+
+    man = _subset(manifest, tmp_path, 1)
+    out = tmp_path / "ev"
+    out.mkdir()
+    held = _lock(out)  # as another eval running into the same folder
+    try:
+        code, err = _ev(out, man, capsys)
+        assert code == 1 and err == (f"Error: another cammimic eval is writing to {out} (it holds {out / '.eval.lock'}); "
+                                     "wait for it to finish, or give another --output\n")
+        assert not (out / "runs").exists()
+    finally:
+        held.close()
+    assert _ev(out, man, capsys)[0] == 0
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised():
+    from cammimic.eval_report import _csv
+
+    text = _csv([{"id": "a", "error": "=HYPERLINK(\"http://x\")"}, {"id": "b", "error": "@SUM(1)"},
+                 {"id": "c", "error": "+1", "camera_score": -0.5}, {"id": "d", "error": "-2"}], ["id", "error", "camera_score"])
+    rows = list(csv.DictReader(text.splitlines()))
+    assert [r["error"] for r in rows] == ["'=HYPERLINK(\"http://x\")", "'@SUM(1)", "'+1", "'-2"]
+    assert rows[2]["camera_score"] == "-0.5"  # numbers stay numbers
+
+
+def test_broken_files_and_a_file_as_output_are_one_line(tmp_path, manifest, capsys):
+    man = _subset(manifest, tmp_path, 1)
+    f = tmp_path / "file"
+    f.write_text("x")
+    code, err = _ev(f, man, capsys)
+    assert code == 1 and err == f"Error: --output {f} is a file, not a folder; give a new or empty folder\n"
+    out = tmp_path / "ev"
+    assert _ev(out, man, capsys)[0] == 0
+    pair = out / "pairs" / "p0" / "homography.json"
+    pair.write_text("{broken")
+    code, err = _ev(out, man, capsys)
+    assert code == 1 and err.count("\n") == 1 and f"pair file {pair} cannot be read (JSONDecodeError" in err
+    pair.write_text("[1]")
+    code, err = _ev(out, man, capsys)
+    assert code == 1 and f"pair file {pair} does not hold a JSON object" in err
+    (out / "eval.json").write_text("{broken")
+    code, err = _ev(out, man, capsys)
+    assert code == 1 and err.count("\n") == 1 and f"{out / 'eval.json'} cannot be read" in err
+    big = tmp_path / "big.csv"
+    big.write_text("id,reference,image,prompt,reference_prompt\n" + "p0,r.mp4,i.png,\"" + "x" * 200_000 + "\",b\n")
+    code, err = _ev(tmp_path / "ev2", big, capsys)
+    assert code == 1 and err.count("\n") == 1 and f"manifest {big} row 1 cannot be read as CSV (field larger" in err
+
+
+def test_a_camera_preset_in_a_manifest_runs(tmp_path, manifest, capsys):
+    man = tmp_path / "m.csv"
+    image = manifest.parent / "img0.png"
+    man.write_text(f"id,reference,image,prompt,reference_prompt\nz,camera:zoom-in:frames=8,{image},a cat,a room\n")
+    code, err = _ev(tmp_path / "ev", man, capsys)
+    assert code == 0, err
+    assert [r["status"] for r in _rows(tmp_path / "ev")] == ["ok"]
