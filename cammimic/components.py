@@ -174,8 +174,10 @@ class GuidanceState:
 class GuidanceTerm(Protocol):
     """What a guidance factory returns (see the ``register_guidance_terms`` hook).
 
-    ``apply`` takes the current latents z_t and returns the guided latents (same shape); it is
-    called after each scheduler step of Phase 2 sampling.
+    ``apply`` takes the current latents and returns the guided latents (same shape). A term with
+    ``acts_on = "x0"`` gets the model's predicted clean latents x̂₀ before each scheduler step (the
+    sampler converts the result back to the model's output type); without it, or with ``"z_t"``,
+    it gets z_t after each step.
     """
 
     name: str

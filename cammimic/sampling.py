@@ -23,7 +23,8 @@ from cammimic.errors import CammimicError
 from cammimic.lora import set_lora_scale
 from cammimic.progress import progress_bar
 
-__all__ = ["phase2", "latent_mask", "sample", "make_generator", "initial_noise", "check_steps", "max_steps"]
+__all__ = ["phase2", "latent_mask", "sample", "make_generator", "initial_noise", "check_steps", "max_steps",
+           "to_clean", "from_clean"]
 
 
 def phase2(backbone, weak, prompt: str, *, settings, seed: int, guidance_terms: Sequence[Any] = (),
@@ -172,6 +173,9 @@ def sample(
         if mask is not None:
             mask = mask.to(device=device, dtype=torch.float32)
         timesteps = list(sched.timesteps)
+        # terms without ``acts_on`` (third-party ones written before it) act on z_t after the step
+        on_clean = [term for term in guidance_terms if getattr(term, "acts_on", "z_t") == "x0"]
+        on_latents = [term for term in guidance_terms if getattr(term, "acts_on", "z_t") != "x0"]
         for i, t in enumerate(progress_bar(timesteps, desc="sampling", disable=not progress)):
             model_in = torch.cat([latents] * 2) if use_cfg else latents
             if hasattr(sched, "scale_model_input"):  # flow-matching Euler has none (an identity)
@@ -180,21 +184,75 @@ def sample(
             if use_cfg:
                 uncond, cond = noise.chunk(2)
                 noise = uncond + guidance_scale * (cond - uncond)
+            if on_clean:  # guide the predicted clean latents, then hand the scheduler the matching output
+                state = GuidanceState(step=i, num_steps=len(timesteps), timestep=t, target=target, mask=mask,
+                                      extras={"acts_on": "x0"})
+                clean = guided = to_clean(sched, noise, latents, i, t)
+                for term in on_clean:
+                    guided = term.apply(guided, state)
+                if guided is not clean:  # untouched steps stay bit-identical to unguided sampling
+                    noise = from_clean(sched, guided, latents, i, t)
             out = sched.step(noise, t, latents, **step_kwargs)
             latents = out.prev_sample
-            if guidance_terms:
+            if on_latents:
                 next_t = timesteps[i + 1] if i + 1 < len(timesteps) else None
                 if target is not None and next_t is not None:
                     noised_target = noise_to(backbone, sched, target, target_noise, next_t)
                 state = GuidanceState(
                     step=i, num_steps=len(timesteps), timestep=t, target=target, mask=mask,
-                    extras={"noised_target": noised_target},
+                    extras={"noised_target": noised_target, "acts_on": "z_t"},
                 )
-                for term in guidance_terms:
+                for term in on_latents:
                     latents = term.apply(latents, state)
             if callback is not None:
                 callback(i, t, latents)
     return latents
+
+
+def _levels(sched, index: int, timestep):
+    """``(kind, a, s)``: the model's output type and the noise level of step ``index`` as
+    ``x_t = a·x₀ + s·ε`` (DDPM: a = √ᾱ_t, s = √(1 − ᾱ_t); flow matching: a = 1 − σ, s = σ),
+    read from the scheduler the way its ``step`` reads them."""
+    cfg = sched.config
+    kind = cfg.get("prediction_type", "epsilon")
+    if kind == "flow_prediction" or type(sched).__name__.startswith("FlowMatch"):
+        sigma = float(sched.sigmas[index])
+        return "flow", 1.0 - sigma, sigma
+    alphas_cumprod = getattr(sched, "alphas_cumprod", None)
+    if alphas_cumprod is None:
+        raise CammimicError(
+            f"guidance with acts_on = \"x0\" cannot read the noise level of the {type(sched).__name__} sampler; "
+            'use acts_on = "z_t"'
+        )
+    ab = float(alphas_cumprod[int(timestep)])
+    return kind, ab**0.5, (1.0 - ab) ** 0.5
+
+
+def to_clean(sched, output, latents, index: int, timestep):
+    """The clean latents x̂₀ that the model's ``output`` (ε, v, x₀ or flow velocity ε − x₀, as
+    the scheduler's ``prediction_type`` says) predicts from ``latents`` at step ``index``."""
+    kind, a, s = _levels(sched, index, timestep)
+    if kind == "flow":
+        return latents - s * output
+    if kind == "epsilon":
+        return (latents - s * output) / a
+    if kind == "v_prediction":
+        return a * latents - s * output
+    if kind == "sample":
+        return output
+    raise CammimicError(f"guidance with acts_on = \"x0\" does not know prediction_type '{kind}'; use acts_on = \"z_t\"")
+
+
+def from_clean(sched, clean, latents, index: int, timestep):
+    """The model output that predicts ``clean`` from ``latents`` at step ``index``: the inverse of
+    :func:`to_clean`, with the noise implied by ``latents`` and ``clean``."""
+    kind, a, s = _levels(sched, index, timestep)
+    if kind == "flow":
+        return (latents - clean) / s
+    if kind == "sample":
+        return clean
+    eps = (latents - a * clean) / s
+    return eps if kind == "epsilon" else a * eps - s * clean
 
 
 def max_steps(sched) -> int:

@@ -199,10 +199,13 @@ def test_finetune_settings_and_homography_guidance_take_the_schema_defaults():
     assert settings.pop("seed") == OLD_DEFAULTS["run"]["seed"]
     assert settings == OLD_DEFAULTS["finetune"] == config.DEFAULTS["finetune"]
     assert FinetuneSettings.from_config(load_config()) == FinetuneSettings()
-    # the guidance term's parameters: the old defaults, and the factory's ranges and choices from them
-    assert homography_guidance() == HomographyGuidance(weight=0.02, start=0.0, end=1.0, masked=True, compare="latents")
+    # the guidance term's parameters: the defaults (since issue 22 it acts on x̂₀, with λ_G 0.3 as strong as the
+    # old 0.02 on z_t under DDIM), and the factory's ranges and choices from them
+    assert homography_guidance() == HomographyGuidance(weight=0.3, start=0.0, end=1.0, masked=True, compare="latents",
+                                                       acts_on="x0")
     for kwargs, message in [
-        ({"weight": 0.51}, "homography guidance weight 0.51 is outside [0, 0.5]; 0.5 already replaces z_t by z_P at every step"),
+        ({"weight": 0.51}, "homography guidance weight 0.51 is outside [0, 0.5]; 0.5 already replaces x̂₀ (or z_t) by z_P "
+                           "at every step"),
         ({"start": 0.6, "end": 0.5}, "homography guidance needs 0 <= start <= end <= 1, got start=0.6, end=0.5"),
         ({"compare": "latent"}, "homography guidance compare 'latent' is unknown. Try one of ['latents', 'noised']"),
     ]:

@@ -45,7 +45,8 @@ EXPECTED_LORA_INIT = [
 EXPECTED_LOSSES = [1.697889, 1.647859, 1.675619, 1.151192, 1.274514]  # the "loss" column of 3 stage-1 and 2 stage-2 steps
 EXPECTED_TRAINED = [-0.01838301, -0.01947244, -0.01772123, -0.01066445, 0.009450307, -0.009912826]  # B[:3, 0] of the spatial and the temporal LoRA after those steps
 EXPECTED_LATENTS = [-3.700226, -2.861363, -2.396489, -1.445735]  # latents[0, 0, :, 0, 0] (one pixel, every frame) after 3 DDIM steps
-EXPECTED_GUIDED = [-3.488066, -2.64343, -2.153641, -1.350722]  # the same with homography guidance towards a seeded target
+EXPECTED_GUIDED = [-1.566591, -0.603205, -0.14619, -0.542768]  # the same with the default homography guidance (on x̂₀, λ_G 0.3) towards a seeded target
+EXPECTED_GUIDED_LITERAL = [-3.488066, -2.64343, -2.153641, -1.350722]  # the same with the paper's literal update (on z_t, λ_G 0.02)
 
 
 def _host():
@@ -88,7 +89,7 @@ def trained(weights, *, seed=0, init_seed=0):
     return [r["loss"] for r in result.losses], lora
 
 
-def sampled(weights, *, seed=0, swap_cfg=False, guided=False):
+def sampled(weights, *, seed=0, swap_cfg=False, guided=False, guidance=None):
     """One pixel of every frame of the latents after 3 DDIM steps with CFG (scale 9)."""
     backbone = _backbone(weights)
     embeds = backbone.encode_prompt(["", "a cup of coffee, camera motion of sks"])
@@ -97,7 +98,7 @@ def sampled(weights, *, seed=0, swap_cfg=False, guided=False):
     kw = {}
     if guided:
         g = torch.Generator().manual_seed(7)
-        kw = dict(guidance_terms=[_host().create("guidance", "homography")],
+        kw = dict(guidance_terms=[_host().create("guidance", "homography", guidance or {})],
                   target=torch.randn(1, backbone.latent_channels, 4, 8, 8, generator=g),
                   mask=torch.ones(1, 1, 4, 8, 8))
     z = sample(backbone, "unused", num_frames=4, width=64, height=64, steps=3, guidance_scale=9.0, seed=seed,
@@ -129,6 +130,8 @@ def test_finetuning_losses_and_trained_loras_are_pinned(tiny_weights):
 def test_sampled_latents_are_pinned(tiny_weights):
     assert_pinned(sampled(tiny_weights), EXPECTED_LATENTS)
     assert_pinned(sampled(tiny_weights, guided=True), EXPECTED_GUIDED)
+    assert_pinned(sampled(tiny_weights, guided=True, guidance={"acts_on": "z_t", "weight": 0.02}),
+                  EXPECTED_GUIDED_LITERAL)
     assert_misses(EXPECTED_GUIDED, EXPECTED_LATENTS)  # the guidance term acts
 
 
@@ -164,6 +167,7 @@ if __name__ == "__main__":  # re-derive the pins: python tests/test_pins.py
         print("EXPECTED_TRAINED =", lora)
         print("EXPECTED_LATENTS =", sampled(w))
         print("EXPECTED_GUIDED =", sampled(w, guided=True))
+        print("EXPECTED_GUIDED_LITERAL =", sampled(w, guided=True, guidance={"acts_on": "z_t", "weight": 0.02}))
         print("# perturbed:", file=sys.stderr)
         print("init_seed=1", lora_init(w, init_seed=1), file=sys.stderr)
         print("seed=1", trained(w, seed=1), file=sys.stderr)

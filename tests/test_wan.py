@@ -377,15 +377,20 @@ def test_homography_guidance_pulls_towards_zp_across_latent_frames(wan):
         return (latents - target)[where].pow(2).mean().item()
 
     inside, outside = mask > 0.5, mask < 0.5
-    # measured ratios (guided / unguided squared distance in view): unipc 0.24 / 0.31, euler 0.04 / 0.13
+    # measured ratios (guided / unguided squared distance in view, 6 steps on the random tiny Wan):
+    # default (x̂₀, λ_G 0.3) unipc 0.314, euler 0.066; z_t λ_G 0.2: 0.243 / 0.046; noised: 0.316 / 0.127.
+    # With 20 steps the default gives 0.093 / 0.022. The samplers' agreement on a model that is
+    # exact is tests/test_phase2.py::test_homography_guidance_is_kept_by_every_sampler.
+    bounds = {"unipc": 0.35, "euler": 0.15}
+    cases = ({}, {"acts_on": "z_t", "weight": 0.2}, {"acts_on": "z_t", "weight": 0.2, "compare": "noised"})
     for scheduler in ("unipc", "euler"):
         none = run([], scheduler)
         assert none.shape == (1, 16, 3, 8, 8)
-        for compare in ("latents", "noised"):  # "noised": z_P noised by the backbone's flow-matching rule
-            guided = run([homography_guidance(weight=0.2, compare=compare)], scheduler)
-            assert distance(guided, inside) < 0.5 * distance(none, inside), (scheduler, compare)
+        for params in cases:  # "noised": z_P noised by the backbone's flow-matching rule
+            guided = run([homography_guidance(**params)], scheduler)
+            assert distance(guided, inside) < bounds[scheduler] * distance(none, inside), (scheduler, params)
             # out of view (the weak video's black fill) is left to the model
-            assert 0.95 < distance(guided, outside) / distance(none, outside) < 1.05, (scheduler, compare)
+            assert 0.98 < distance(guided, outside) / distance(none, outside) < 1.02, (scheduler, params)
     assert torch.equal(run([homography_guidance(weight=0.2)]), run([homography_guidance(weight=0.2)]))
 
 
