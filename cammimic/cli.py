@@ -250,6 +250,7 @@ _sample_options = _options(
     click.option("--guidance-weight", type=click.FloatRange(min=0), help="λ_G of the homography guidance (default: 0.02)."),
     click.option("--no-guidance", is_flag=True, default=None, help="Ablation: sample without homography guidance."),
     _setting("noise.name"),
+    _setting("run.candidates"),
     _setting("output.gif"),
 )
 
@@ -280,6 +281,11 @@ def _report(result) -> None:
         score = (f": CameraScore {result.camera_score:.6g} ({m['camera_score_variant']}{fbs})"
                  if m.get("camera_score_valid", True) else f": CameraScore invalid: {m['camera_score_reason']}{fbs}")
     click.echo(f"wrote {result.output_dir}/ ({m['num_frames']} frames, {m['width']}x{m['height']}, {m['seconds']:.1f} s){score}")
+    for c in m.get("candidates", ()):  # best of N: one line per candidate
+        figure = f"{c['camera_score']:.6g}" if c["camera_score_valid"] else "invalid"
+        ssim = "—" if c.get("ssim_first") is None else f"{c['ssim_first']:.3f}"
+        click.echo(f"candidate seed {c['seed']}: CameraScore {figure}, first-frame SSIM {ssim}, "
+                   f"{c['seconds']:.1f} s{' (kept)' if c['kept'] else ''}")
     for f in m["fallbacks"]:
         click.echo(f"fallback: reference pair {f['pair']}: {f['reason']}; used {f['used']}", err=True)
 
@@ -310,7 +316,7 @@ def _check_method_options(config, kw) -> None:
     if config["run"]["method"] != "homography":
         return
     given = [name for name in ("prompt", "reference_prompt", "weights", "backbone", "stage1_steps", "stage2_steps",
-                               "steps", "guidance_scale", "resume") if kw.get(name)]
+                               "steps", "guidance_scale", "resume", "candidates") if kw.get(name)]
     if given:
         flag = "--" + given[0].replace("_", "-")
         raise CammimicError(f"{flag} has no effect with --method homography (it warps the image, no diffusion); drop it or use --method cammimic")
@@ -480,23 +486,30 @@ def import_camera(cameras, output_path, width, height, depth, frames):
 @click.option("--weights", help="Backbone weights filled in at start: a local diffusers-layout folder or a Hub id.")
 @click.option("--weights-dir", "weights_dirs", multiple=True, type=click.Path(file_okay=False),
               help="A folder whose sub-folders web clients may name as weights (repeatable; default: none, so "
-                   "clients may name only --weights or a Hub id).")
+                   "clients may name only --weights or an --allow-hub-id).")
 @click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=50, show_default=True,
               help="Largest upload a web client may send, in MB.")
-def ui(host, port, runs_dir, method, backbone, weights, weights_dirs, max_upload_mb):
+@click.option("--allow-hub-id", "hub_ids", multiple=True, metavar="OWNER/NAME",
+              help="A Hub id web clients may name as weights (repeatable; default: none, so clients never make the "
+                   "server download a repository you did not list).")
+def ui(host, port, runs_dir, method, backbone, weights, weights_dirs, max_upload_mb, hub_ids):
     """Start the web app (Gradio): upload a reference video or pick a camera preset, upload an image, run.
 
     Needs `pip install "cammimic[ui]"`. It also serves an API endpoint named `transfer`
     (docs/ui.md shows how to call it with gradio_client).
     """
-    from cammimic.ui import UISettings, default_backbone, launch, require_gradio
+    from cammimic.ui import _HUB_ID, UISettings, default_backbone, launch, require_gradio
 
     require_gradio()
+    for hub_id in hub_ids:
+        if not _HUB_ID.fullmatch(hub_id) or ".." in hub_id:
+            raise CammimicError(f"--allow-hub-id '{hub_id}' is not a Hub id; give OWNER/NAME, e.g. "
+                                "cerspense/zeroscope_v2_576w")
     if weights and Path(weights).expanduser().is_dir():  # the child runs in an empty folder: an absolute path
         weights = str(Path(weights).expanduser().resolve())
     settings = UISettings(runs_dir=runs_dir, backbone=backbone or default_backbone(), weights=weights or "",
                           method=method or ("cammimic" if weights else "homography"), weights_dirs=weights_dirs,
-                          max_upload_bytes=int(max_upload_mb * 2**20))
+                          max_upload_bytes=int(max_upload_mb * 2**20), hub_ids=hub_ids)
     click.echo(f"runs go to {settings.runs_dir}/", err=True)
     launch(host=host, port=port, settings=settings)
 

@@ -50,6 +50,12 @@ INPUT_NAMES = ("reference_video", "camera_preset", "image", "prompt", "reference
                "speed", "ease", "motion_strength", "motion_speed", "motion_reverse", "motion_smooth")
 #: The controls on the reference's motion a client may set (the form's sliders; docs/cli.md).
 MOTION_RANGES = {"motion_strength": (-2.0, 2.0), "motion_speed": (0.25, 4.0), "motion_smooth": (0.0, 5.0)}
+#: The whole numbers a client may send, and their ranges (docs/ui.md); the server's time and memory
+#: are shared, so these are tighter than ``cammimic run``'s. ``frames``, ``width`` and ``height`` also
+#: take 0, the method's default. ``UISettings.limits`` changes them.
+INT_RANGES = {"frames": (2, 128), "width": (16, 2048), "height": (16, 2048), "seed": (0, 2**63 - 1),
+              "stage1_steps": (0, 1000), "stage2_steps": (0, 1000), "sampling_steps": (1, 200)}
+_ZERO_IS_DEFAULT = ("frames", "width", "height")
 
 
 def default_backbone(host=None) -> str:
@@ -89,6 +95,11 @@ class UISettings:
     weights_dirs: tuple[Path, ...] = attrs.field(default=(), converter=lambda ps: tuple(Path(p).resolve() for p in ps))
     #: Largest upload in bytes (Gradio's ``max_file_size``; ``cammimic ui --max-upload-mb``).
     max_upload_bytes: int = 50 * 1024 * 1024
+    #: Hub ids a web client may name as weights (``cammimic ui --allow-hub-id``); default none, so a
+    #: client cannot make the server download a repository the operator did not choose.
+    hub_ids: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    #: Ranges of the whole numbers a client may send, overriding :data:`INT_RANGES` by name.
+    limits: dict = attrs.field(factory=dict, converter=lambda d: {**INT_RANGES, **dict(d)})
 
 
 @attrs.frozen
@@ -138,13 +149,25 @@ class TransferRequest:
         return str(self.reference_video)
 
 
-def _int(value, name: str, low: int) -> int:
-    try:
-        v = int(value or 0)
-    except (TypeError, ValueError):
-        raise CammimicError(f"{name} must be a whole number, got {value!r}") from None
-    if v and v < low:
-        raise CammimicError(f"{name} must be 0 (default) or at least {low}, got {v}")
+def _int(value, name: str, limits: dict) -> int:
+    """A client's whole number ``name`` within ``limits[name]`` (0 also for a default), else one line."""
+    low, high = limits[name]
+    shown = name.replace("_", " ")
+    v = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        v = value
+    elif not isinstance(value, bool):
+        try:
+            number = float(value or 0)
+            v = int(number) if number.is_integer() else None  # NaN, inf, 8.5: no whole number
+        except (TypeError, ValueError, OverflowError):
+            pass
+    if v is None:
+        raise CammimicError(f"{shown} must be a whole number, got {str(value)[:40]!r}")
+    if not (low <= v <= high or (v == 0 and name in _ZERO_IS_DEFAULT)):
+        zero = "0 (default) or " if name in _ZERO_IS_DEFAULT else ""
+        raise CammimicError(f"{shown} must be {zero}between {low} and {high} on this server, "
+                            f"got {v if abs(v) < 10**30 else 'a number of ' + str(v.bit_length()) + ' bits'}")
     return v
 
 
@@ -164,15 +187,16 @@ def _client_weights(value: str, settings: UISettings) -> str:
     cannot learn which server folders exist."""
     if not value or value == settings.weights:
         return settings.weights
-    if _HUB_ID.fullmatch(value) and ".." not in value:
+    if value in settings.hub_ids and _HUB_ID.fullmatch(value) and ".." not in value:
         return value  # the child runs in an empty folder: a Hub id never names a server folder
     path = Path(value)
     if path.is_absolute() and settings.weights_dirs:
         real = path.resolve()
         if any(real != root and real.is_relative_to(root) for root in settings.weights_dirs) and real.is_dir():
             return str(real)
-    raise CammimicError(f"weights '{value}' are not available on this server; give a Hub id (owner/name) or a "
-                        "folder under a weights folder the server allows (cammimic ui --weights-dir)")
+    raise CammimicError(f"weights '{value[:200]}' are not available on this server; give the app's weights (\"\"), "
+                        "a Hub id the server allows (cammimic ui --allow-hub-id) or a folder under a weights folder "
+                        "it allows (cammimic ui --weights-dir)")
 
 
 def run_command(req: TransferRequest, run_dir: Path, settings: UISettings, backbones=None) -> list[str]:
@@ -186,11 +210,12 @@ def run_command(req: TransferRequest, run_dir: Path, settings: UISettings, backb
     if not req.image:
         raise CammimicError("upload an image (the scene to move)")
     reference, image = _text(req.reference(), "the reference"), _text(req.image, "the image")
+    number = {name: _int(getattr(req, name), name, settings.limits) for name in INT_RANGES}
     cmd = [sys.executable, "-m", "cammimic", "run", f"--output={run_dir}", f"--method={req.method}",
-           f"--seed={_int(req.seed, 'seed', 0)}"]
-    for flag, value, low in (("--frames", req.frames, 2), ("--width", req.width, 16), ("--height", req.height, 16)):
-        if _int(value, flag, low):
-            cmd.append(f"{flag}={_int(value, flag, low)}")
+           f"--seed={number['seed']}"]
+    for name in ("frames", "width", "height"):
+        if number[name]:
+            cmd.append(f"--{name}={number[name]}")
     if req.method == "cammimic":
         prompt = _text(req.prompt, "the prompt")
         if not prompt:
@@ -206,9 +231,8 @@ def run_command(req: TransferRequest, run_dir: Path, settings: UISettings, backb
         weights = _client_weights(_text(req.weights, "the weights"), settings)
         if weights:
             cmd.append(f"--weights={weights}")
-        cmd += [f"--stage1-steps={_int(req.stage1_steps, 'stage 1 steps', 0)}",
-                f"--stage2-steps={_int(req.stage2_steps, 'stage 2 steps', 0)}",
-                f"--steps={_int(req.sampling_steps, 'sampling steps', 1) or 1}"]
+        cmd += [f"--stage1-steps={number['stage1_steps']}", f"--stage2-steps={number['stage2_steps']}",
+                f"--steps={number['sampling_steps']}"]
     for name, (low, high) in MOTION_RANGES.items():
         try:
             value = float(getattr(req, name))

@@ -47,7 +47,9 @@ def app(tmp_path_factory):
 
     runs = tmp_path_factory.mktemp("runs")
     # a client may name weights folders under the test's temporary folders (tiny_weights is there)
-    settings = UISettings(runs_dir=runs, weights_dirs=[tmp_path_factory.getbasetemp()])
+    # a long run to cancel needs more stage-1 steps than a server allows by default
+    settings = UISettings(runs_dir=runs, weights_dirs=[tmp_path_factory.getbasetemp()],
+                          limits={"stage1_steps": (0, 100_000)})
     app = launch(host="127.0.0.1", port=free_port(), settings=settings, block=False)
     yield app, runs
     app.close()
@@ -157,7 +159,7 @@ def test_run_command_checks_the_request(tmp_path):
                        "--stage2-steps=150", "--steps=50", "--", "camera:pan-left:speed=1,ease=in-out", "a.png"]
     for req, message in [(TransferRequest(reference_video="r.mp4"), "upload an image"),
                          (TransferRequest(reference_video="r.mp4", image="a.png", method="cammimic"), "needs a prompt"),
-                         (TransferRequest(reference_video="r.mp4", image="a.png", frames=1), "--frames must be 0"),
+                         (TransferRequest(reference_video="r.mp4", image="a.png", frames=1), "^frames must be 0"),
                          (TransferRequest(reference_video="r.mp4", image="a.png", method="x"), "method 'x' is unknown")]:
         with pytest.raises(CammimicError, match=message):
             run_command(req, tmp_path / "r", settings)
@@ -200,7 +202,7 @@ def test_client_values_never_become_options(tmp_path):
     weights="--overwrite" made the child replace DIR."""
     from cammimic.cli import _without_debug, run
 
-    settings = UISettings(runs_dir=tmp_path)
+    settings = UISettings(runs_dir=tmp_path, hub_ids=["owner/model"])
     attack = dict(camera_preset="zoom-in", image="a.png", method="cammimic", prompt="--debug",
                   reference_prompt="--debug", backbone=f"--output={tmp_path / 'victim'}", weights="--overwrite")
     with pytest.raises(CammimicError, match=r"^backbone '--output=.*victim' is unknown; valid: .*zeroscope"):
@@ -232,13 +234,15 @@ def test_the_argument_injection_attack_through_the_endpoint_deletes_nothing(clie
 
 def test_weights_give_one_line_whether_a_server_folder_exists_or_not(client):
     lines = {}
-    for weights in ("/root/.ssh", "/root/no-such-folder", str(Path.home()), "/etc", "../..", "~/.ssh"):
+    # and a Hub id the operator did not list (issue 21: the server must not download it)
+    for weights in ("/root/.ssh", "/root/no-such-folder", str(Path.home()), "/etc", "../..", "~/.ssh",
+                    "attacker/huge-repo"):
         with pytest.raises(gradio_client.exceptions.AppError) as info:
             client.predict(*args(camera_preset="zoom-in", image=gradio_client.handle_file(SCENE), method="cammimic",
                                  prompt="a scene", weights=weights, **TINY), api_name="/transfer")
         lines[weights] = str(info.value).replace(weights, "W")
     assert len(set(lines.values())) == 1, lines
-    assert next(iter(lines.values())).startswith("weights 'W' are not available on this server; give a Hub id")
+    assert next(iter(lines.values())).startswith("weights 'W' are not available on this server; give the app's")
 
 
 def _call(app, data):
@@ -321,3 +325,78 @@ def test_child_errors_name_no_server_path():
     line = "weights directory /srv/models/x has no unet/ subfolder; image /tmp/gradio/ab12/scene.jpg is bad"
     assert redact(line, {"/tmp/gradio/ab12/scene.jpg": "scene.jpg"}) == (
         "weights directory <server path> has no unet/ subfolder; image scene.jpg is bad")
+
+
+def test_numbers_from_a_client_are_bounded(tmp_path):
+    """The attack: frames=1e9, 100000-pixel sides, 10**9 finetuning or sampling steps reached the child."""
+    settings = UISettings(runs_dir=tmp_path)
+    base = dict(camera_preset="zoom-in", image="a.png", method="cammimic", prompt="a scene", backbone="zeroscope")
+    for name, value, line in [
+        ("frames", 1_000_000_000, "frames must be 0 (default) or between 2 and 128 on this server, got 1000000000"),
+        ("width", 100_000, "width must be 0 (default) or between 16 and 2048 on this server, got 100000"),
+        ("height", -64, "height must be 0 (default) or between 16 and 2048 on this server, got -64"),
+        ("stage1_steps", 10**9, "stage1 steps must be between 0 and 1000 on this server, got 1000000000"),
+        ("stage2_steps", -1, "stage2 steps must be between 0 and 1000 on this server, got -1"),
+        ("sampling_steps", 10**6, "sampling steps must be between 1 and 200 on this server, got 1000000"),
+        ("sampling_steps", 0, "sampling steps must be between 1 and 200 on this server, got 0"),
+        ("seed", -5, "seed must be between 0 and 9223372036854775807 on this server, got -5"),
+        ("seed", 10**400, "seed must be between 0 and 9223372036854775807 on this server, got a number of 1329 bits"),
+        ("frames", 8.5, "frames must be a whole number, got '8.5'"),
+        ("frames", float("nan"), "frames must be a whole number, got 'nan'"),
+        ("width", float("inf"), "width must be a whole number, got 'inf'"),
+        ("stage1_steps", "1e400", "stage1 steps must be a whole number, got '1e400'"),
+        ("stage2_steps", True, "stage2 steps must be a whole number, got 'True'"),
+        ("sampling_steps", [50], "sampling steps must be a whole number, got '[50]'"),
+    ]:
+        with pytest.raises(CammimicError) as info:
+            run_command(TransferRequest(**{**base, name: value}), tmp_path / "r", settings, backbones=["zeroscope"])
+        assert str(info.value) == line
+    # the edges are accepted; 0 keeps the method's default where it has one; 8.0 (a JSON number) is 8
+    cmd = run_command(TransferRequest(**{**base, "frames": 128.0, "width": 0, "height": 2048, "stage1_steps": 1000,
+                                         "stage2_steps": 0, "sampling_steps": 200, "seed": 2**63 - 1}),
+                      tmp_path / "r", settings, backbones=["zeroscope"])
+    assert {"--frames=128", "--height=2048", "--stage1-steps=1000", "--stage2-steps=0", "--steps=200",
+            f"--seed={2**63 - 1}"} <= set(cmd) and not any(c.startswith("--width") for c in cmd)
+    # the operator may widen or narrow a range
+    narrow = UISettings(runs_dir=tmp_path, limits={"frames": (2, 16)})
+    with pytest.raises(CammimicError, match=r"^frames must be 0 \(default\) or between 2 and 16 on this server"):
+        run_command(TransferRequest(**{**base, "frames": 17}), tmp_path / "r", narrow, backbones=["zeroscope"])
+
+
+def test_huge_numbers_through_the_endpoint_start_nothing(client, app):
+    before = set(app[1].iterdir())
+    with pytest.raises(gradio_client.exceptions.AppError,
+                       match=r"^frames must be 0 \(default\) or between 2 and 128 on this server, got 1000000000$"):
+        client.predict(*args(camera_preset="zoom-in", image=gradio_client.handle_file(SCENE), frames=1_000_000_000,
+                             width=64, height=64), api_name="/transfer")
+    assert set(app[1].iterdir()) == before
+
+
+def test_a_client_may_name_only_the_hub_ids_the_operator_allowed(tmp_path):
+    """The attack: weights="attacker/huge-repo" made the server download that repository."""
+    settings = UISettings(runs_dir=tmp_path, hub_ids=["cerspense/zeroscope_v2_576w"])
+    base = dict(camera_preset="zoom-in", image="a.png", method="cammimic", prompt="a scene", backbone="zeroscope")
+    cmd = run_command(TransferRequest(**base, weights="cerspense/zeroscope_v2_576w"), tmp_path / "r", settings,
+                      backbones=["zeroscope"])
+    assert "--weights=cerspense/zeroscope_v2_576w" in cmd
+    lines = set()
+    for weights in ("attacker/huge-repo", "cerspense/zeroscope_v2_576w/../x", "/no/such/folder", "/etc"):
+        with pytest.raises(CammimicError) as info:
+            run_command(TransferRequest(**base, weights=weights), tmp_path / "r", settings, backbones=["zeroscope"])
+        lines.add(str(info.value).replace(weights, "W"))
+    assert lines == {"weights 'W' are not available on this server; give the app's weights (\"\"), a Hub id the "
+                     "server allows (cammimic ui --allow-hub-id) or a folder under a weights folder it allows "
+                     "(cammimic ui --weights-dir)"}
+    # the app's own --weights may be a Hub id
+    own = UISettings(runs_dir=tmp_path, weights="cerspense/zeroscope_v2_576w")
+    assert "--weights=cerspense/zeroscope_v2_576w" in run_command(TransferRequest(**base), tmp_path / "r", own,
+                                                                  backbones=["zeroscope"])
+
+
+def test_allow_hub_id_takes_only_hub_ids(tmp_path, capsys):
+    from cammimic.cli import main
+
+    assert main(["ui", "--runs-dir", str(tmp_path / "runs"), "--allow-hub-id", "../secrets"]) == 1
+    assert capsys.readouterr().err == ("Error: --allow-hub-id '../secrets' is not a Hub id; give OWNER/NAME, e.g. "
+                                       "cerspense/zeroscope_v2_576w\n")
+    assert not (tmp_path / "runs").exists()
