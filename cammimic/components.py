@@ -11,7 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
-__all__ = ["AttentionLayers", "Backbone", "BackboneAdapter", "GuidanceState", "GuidanceTerm"]
+__all__ = ["AttentionLayers", "Backbone", "BackboneAdapter", "GuidanceContext", "GuidanceState", "GuidanceTerm"]
 
 
 def _names(value) -> tuple[str, ...]:
@@ -168,6 +168,24 @@ class GuidanceState:
     #: level (None after the last step), which the ``homography`` term compares with when
     #: ``compare = "noised"``.
     extras: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.define
+class GuidanceContext:
+    """What a guidance term with a ``prepare(context)`` method is given once, before sampling:
+    the terms that read the backbone or the reference themselves (MotionClone's reference
+    attention, CameraScore guidance's decoder and reference homographies)."""
+
+    backbone: Any  #: the loaded :class:`Backbone`, LoRAs set for sampling
+    prompt: str  #: t_I, the sampling prompt
+    #: the reference's frame-to-frame homographies at the output's pixel size, (T − 1, 3, 3)
+    homographies: Any
+    width: int  #: the output's pixel size
+    height: int
+    reference: Any = None  #: the reference video's frames (T, H, W, 3) uint8, or None
+    reference_prompt: str = ""  #: t_R
+    settings: Any = None  #: the [sampling] section (steps, scheduler, guidance_scale, ...)
+    seed: int = 0
 
 
 @runtime_checkable

@@ -28,7 +28,7 @@ __all__ = ["phase2", "latent_mask", "sample", "make_generator", "initial_noise",
 
 
 def phase2(backbone, weak, prompt: str, *, settings, seed: int, guidance_terms: Sequence[Any] = (),
-           progress: bool = True, noise=None):
+           progress: bool = True, noise=None, reference=None, reference_prompt: str = ""):
     """CamMimic's Phase 2: the video for ``prompt``, drawn towards the weak video.
 
     Args:
@@ -44,6 +44,8 @@ def phase2(backbone, weak, prompt: str, *, settings, seed: int, guidance_terms: 
         guidance_terms: applied after every scheduler step, drawing towards z_P where the mask is 1.
         noise: the noise initialiser of x_T (:class:`cammimic.noise.NoiseInitialiser`; ``None``:
             i.i.d.); it sees the reference's homographies.
+        reference, reference_prompt: the reference video's frames ``(T, H, W, 3)`` uint8 and t_R,
+            for guidance terms that read the reference itself (their ``prepare``).
 
     Returns:
         The decoded video, ``(T, H, W, 3)`` uint8.
@@ -54,6 +56,15 @@ def phase2(backbone, weak, prompt: str, *, settings, seed: int, guidance_terms: 
     target = backbone.encode_video(weak.frames)  # z_P, (1, C, T', h, w)
     num_frames, height, width = weak.frames.shape[:3]
     mask = latent_mask(weak.masks, backbone.vae_scale_factor, frame_groups(backbone, num_frames))
+    prepared = [term for term in guidance_terms if hasattr(term, "prepare")]
+    if prepared:  # terms that need the backbone or the reference itself (MotionClone, CameraScore guidance)
+        from cammimic.components import GuidanceContext
+
+        context = GuidanceContext(backbone=backbone, prompt=prompt, homographies=weak.reference_motion.homographies,
+                                  width=width, height=height, reference=reference, reference_prompt=reference_prompt,
+                                  settings=settings, seed=int(seed))
+        for term in prepared:
+            term.prepare(context)
     latents = sample(
         backbone, prompt, num_frames=num_frames, width=width, height=height,
         steps=settings["steps"], guidance_scale=settings["guidance_scale"],
@@ -129,6 +140,9 @@ def sample(
         mask: 1 where ``target`` is valid, broadcastable to the latents.
         prompt_embeds: precomputed ``(2, L, D)`` embeddings of ``[negative_prompt, prompt]``.
         callback: ``callback(step, timestep, latents)`` after each step (after guidance).
+        noise: the noise initialiser of x_T (``None``: i.i.d. standard normal, as before).
+        homographies: the reference's frame-to-frame homographies ``(T − 1, 3, 3)`` at the
+            output's pixel size, which a noise initialiser may follow.
         noise: the noise initialiser of x_T (``None``: i.i.d. standard normal, as before).
         homographies: the reference's frame-to-frame homographies ``(T − 1, 3, 3)`` at the
             output's pixel size, which a noise initialiser may follow.

@@ -379,7 +379,11 @@ def run_cammimic(
     output_frames = out_motion = scored = None
     if do_sample:
         output_frames = phase2(backbone, weak, texts["sampling"], settings=config["sampling"], seed=int(run["seed"]),
-                               guidance_terms=terms, progress=progress, noise=noise)
+                               guidance_terms=terms, progress=progress, noise=noise, reference=ref.frames,
+                               reference_prompt=texts["reference"])
+        for record, term in zip(guidance_records, terms):  # what a term reports (camerascore: per step)
+            if getattr(term, "history", None):
+                record["history"] = list(term.history)
         out_motion = estimator.estimate(output_frames)
         scored = score_motions(ref_motion, out_motion, variant=config["score"]["variant"],
                                max_fallback_share=config["score"]["max_fallback_share"])

@@ -36,6 +36,8 @@ METHODS: dict[str, tuple[dict, str]] = {
                           "base with the initial noise warped along the reference's homographies (Go-with-the-Flow)."),
     "cammimic-warped-noise": ({"run.method": "cammimic", "noise.name": "warped-noise"},
                               "CamMimic with the initial noise warped along the reference's homographies."),
+    "cammimic-camerascore": ({"run.method": "cammimic", "guidance": [{"name": "homography"}, {"name": "camerascore"}]},
+                             "CamMimic plus CameraScore guidance through the differentiable kornia estimator."),
 }
 
 
