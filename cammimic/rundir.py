@@ -19,6 +19,7 @@ from cammimic._version import __version__
 from cammimic.config import Config
 from cammimic.errors import CammimicError
 from cammimic.io import output_directory, sha256, write_video
+from cammimic.io.files import bounded
 from cammimic.motion import MotionEstimate
 from cammimic.report import write_run_report
 from cammimic.results import RunResult, ScoreResult
@@ -120,10 +121,12 @@ def write_run(
 ) -> RunResult:
     """Write a run directory: ``write_files(tmp)`` writes the method's files into a hidden folder,
     then ``run.json`` (``manifest`` and the seconds since ``started``) and ``report.html``; the
-    folder replaces ``output_dir`` only if all of it was written."""
+    folder replaces ``output_dir`` only if all of it was written. Texts in ``manifest`` longer than
+    :data:`~cammimic.io.files.MAX_RECORDED_CHARS` are recorded cut, with their length and SHA-256."""
     with output_directory(output_dir, overwrite=overwrite, inputs=inputs) as tmp:
         files = write_files(tmp)
         manifest["seconds"] = round(time.perf_counter() - started, 3)
+        manifest = bounded(manifest)
         (tmp / "run.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
         write_run_report(tmp, title=f"cammimic run: {Path(output_dir).name}")
     out = Path(output_dir)

@@ -665,3 +665,52 @@ def test_non_finite_lora_tensors_are_refused(trained, tmp_path, value):
     bad = _rewrite(good, tmp_path / "bad.safetensors", tensors={key: poisoned})
     with pytest.raises(CammimicError, match=r"holds NaN or inf values; the finetuning that wrote it diverged"):
         lora.read_lora(bad)
+
+
+# --------------------------------------------------------------------------------------------
+# issue 21: LoRA alpha in range, bounded headers, bounded recorded metadata
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("alpha", ["1e30", "-4.0", "0.0", "1e300"])
+def test_an_alpha_out_of_range_is_refused_naming_the_file(trained, tmp_path, alpha):
+    """The attack: a LoRA with alpha=1e30 (or a negative alpha) gave an all-black video with exit 0."""
+    unet, _ = trained
+    good = save(tmp_path / "good.safetensors", unet, "spatial")
+    bad = _rewrite(good, tmp_path / "bad.safetensors", meta={"alpha": alpha})
+    with pytest.raises(CammimicError) as info:
+        load(bad, make_unet(), "spatial")
+    message = _one_line_naming(info, bad)
+    assert re.fullmatch(rf"LoRA file {re.escape(str(bad))} has alpha {re.escape(format(float(alpha), 'g'))}; a LoRA's alpha must be in "
+                        rf"\(0, 1e\+06\] \(its scale is alpha/rank, rank {SPATIAL_RANK}\): the file was edited or "
+                        r"damaged, retrain it or restore its alpha", message), message
+    assert lora.read_lora(good)  # the file it came from still loads
+
+
+def test_a_header_larger_than_the_limit_is_refused_before_it_is_parsed(trained, tmp_path):
+    """The attack: 90 MB of header metadata was read and recorded whole."""
+    unet, _ = trained
+    good = save(tmp_path / "good.safetensors", unet, "spatial")
+    bad = _rewrite(good, tmp_path / "bad.safetensors", meta={"notes": "n" * 90_000_000})
+    with pytest.raises(CammimicError) as info:
+        load(bad, make_unet(), "spatial")
+    message = _one_line_naming(info, bad)
+    assert re.fullmatch(rf"LoRA file {re.escape(str(bad))} has a 8[0-9]\.\d MB header; a cammimic LoRA's is under "
+                        r"8 MB, so this one is damaged or carries foreign metadata: pass a LoRA saved by cammimic",
+                        message), message
+    short = tmp_path / "short.safetensors"
+    short.write_bytes(b"\x01\x02")
+    with pytest.raises(CammimicError, match=r"short\.safetensors is not a readable safetensors file \(shorter"):
+        lora.read_lora(short)
+
+
+def test_long_extra_metadata_is_saved_cut_with_its_hash(trained, tmp_path):
+    import hashlib
+
+    unet, _ = trained
+    prompt = "a mountain village " * 2_700_000  # about 50 MB
+    path = save(tmp_path / "s.safetensors", unet, "spatial", extra={"image_prompt": prompt, "seed": "0"})
+    assert path.stat().st_size < 1_000_000
+    _, meta = lora.read_lora(path)
+    assert meta["seed"] == "0" and meta["image_prompt"] == (
+        prompt[:4000] + f"…(truncated; {len(prompt)} chars, sha256 {hashlib.sha256(prompt.encode()).hexdigest()})")

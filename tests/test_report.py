@@ -109,3 +109,36 @@ def test_a_cammimic_run_on_a_camera_preset_reports_losses(reference, tiny_weight
     local_links_resolve(out)
     assert "reference | weak video | output" in html and "Finetuning losses" in html
     assert "data:image/png;base64," in html and "stage" in html
+
+
+# --- issue 21 §3: a 50 MB prompt or 90 MB of LoRA metadata is not copied whole into run.json and report.html
+
+
+def test_run_json_and_report_record_long_texts_cut_with_their_hash(tmp_path):
+    import hashlib
+    import time
+
+    from cammimic.io.files import MAX_RECORDED_CHARS, bounded
+    from cammimic.rundir import write_run
+
+    prompt = "a mountain village " * 2_700_000  # about 50 MB, as the attack
+    notes = "n" * 90_000_000  # 90 MB of LoRA header metadata, as read_lora returns it
+    manifest = {"method": "cammimic", "prompts": {"image": prompt, "reference": "a rocket"},
+                "lora_sources": {"spatial": {"path": "s.safetensors", "metadata": {"notes": notes, "rank": "4"}}},
+                "fallbacks": [prompt]}
+    result = write_run(tmp_path / "run", lambda tmp: {}, manifest, started=time.perf_counter(), overwrite=False,
+                       inputs=[], camera_score=float("nan"))
+    run_json = (tmp_path / "run" / "run.json").read_text(encoding="utf-8")
+    report = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+    assert len(run_json) < 30_000 and len(report) < 60_000
+    run = json.loads(run_json)
+    digest = hashlib.sha256(prompt.encode()).hexdigest()
+    assert run["prompts"]["image"] == (prompt[:MAX_RECORDED_CHARS]
+                                       + f"…(truncated; {len(prompt)} chars, sha256 {digest})")
+    assert run["prompts"]["reference"] == "a rocket" and run["fallbacks"] == [run["prompts"]["image"]]
+    meta = run["lora_sources"]["spatial"]["metadata"]
+    assert meta["rank"] == "4" and meta["notes"].endswith(
+        f"…(truncated; 90000000 chars, sha256 {hashlib.sha256(notes.encode()).hexdigest()})")
+    assert f"sha256 {digest}" in report
+    assert result.manifest == run  # what the API returns is what was recorded
+    assert bounded("x" * MAX_RECORDED_CHARS) == "x" * MAX_RECORDED_CHARS  # at the limit: whole

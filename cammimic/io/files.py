@@ -18,7 +18,8 @@ from typing import Any
 
 from cammimic.errors import CammimicError
 
-__all__ = ["write_text", "atomic_path", "output_directory", "check_output_directory", "sha256"]
+__all__ = ["write_text", "atomic_path", "output_directory", "check_output_directory", "sha256", "bounded",
+           "MAX_RECORDED_CHARS"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,3 +229,23 @@ def sha256(path) -> str | None:
         return h.hexdigest()
     except OSError:
         return None
+
+
+#: The longest text a record (run.json, report.html, a LoRA file's extra metadata) keeps whole.
+MAX_RECORDED_CHARS = 4000
+
+
+def bounded(value: Any, limit: int = MAX_RECORDED_CHARS) -> Any:
+    """``value`` (JSON-like: dicts, lists, strings) with every string longer than ``limit`` cut to
+    ``limit`` characters and a note of its length and SHA-256, so a 50 MB prompt or LoRA metadata
+    is recorded as 4,000 characters that still identify it."""
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return value
+        digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"{value[:limit]}…(truncated; {len(value)} chars, sha256 {digest})"
+    if isinstance(value, dict):
+        return {bounded(k, limit): bounded(v, limit) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [bounded(v, limit) for v in value]
+    return value

@@ -48,6 +48,11 @@ _RESERVED = (
     "format", "adapter", "backbone", "base_model", "fingerprint", "rank", "alpha", "dropout",
     "target_layers", "cammimic_version", "peft_version",
 )
+#: The largest safetensors header (metadata and tensor table) :func:`read_lora` reads; a
+#: cammimic LoRA's is well under 1 MB even with every layer of a large denoiser adapted.
+MAX_HEADER_BYTES = 8 * 2**20
+#: The largest LoRA alpha a file may hold (the config's ``[lora] alpha`` range); the scale is alpha/rank.
+MAX_ALPHA = 1e6
 #: Metadata keys a file must have to be loaded.
 _REQUIRED = (
     "format", "adapter", "backbone", "base_model", "fingerprint", "rank", "alpha", "dropout",
@@ -99,6 +104,7 @@ def save_lora(
 
     from cammimic._version import __version__
     from cammimic.io import atomic_path
+    from cammimic.io.files import bounded
 
     p = Path(path)
     rank, alpha, dropout, targets = adapter_settings(unet, check_adapter(adapter))
@@ -125,7 +131,7 @@ def save_lora(
                 f"extra metadata {key!r}: {value!r} for {p} is not a string; "
                 f"convert it (e.g. json.dumps) before saving"
             )
-        metadata[key] = value
+        metadata[key] = bounded(value)  # a 50 MB prompt is recorded as 4,000 characters and its hash
     tensors = lora_state_dict(unet, adapter)
     data = _sorted_header(save(tensors, metadata=metadata))
     with atomic_path(p) as tmp:
@@ -168,6 +174,26 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def _check_header_size(p: Path) -> None:
+    """Refuse a file whose safetensors header is larger than :data:`MAX_HEADER_BYTES` before
+    anything parses it (a header of 90 MB of metadata would be read and recorded whole)."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        raise CammimicError(f"LoRA file {p} cannot be read ({_one_line(exc)}); check its permissions") from exc
+    if len(head) < 8:
+        raise CammimicError(f"{p} is not a readable safetensors file (shorter than its header); "
+                            "pass a LoRA saved by cammimic")
+    size = int.from_bytes(head, "little")
+    if size > MAX_HEADER_BYTES:
+        raise CammimicError(
+            f"LoRA file {p} has a {size / 2**20:.1f} MB header; a cammimic LoRA's is under "
+            f"{MAX_HEADER_BYTES / 2**20:.0f} MB, so this one is damaged or carries foreign metadata: "
+            "pass a LoRA saved by cammimic"
+        )
+
+
 def read_lora(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The tensors (on the CPU) and metadata of a cammimic LoRA file, after checking it is one."""
     from safetensors import safe_open
@@ -177,6 +203,7 @@ def read_lora(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[st
         raise CammimicError(f"LoRA file {p} does not exist; check the path")
     if not p.is_file():
         raise CammimicError(f"LoRA file {p} is not a file; pass a .safetensors file")
+    _check_header_size(p)
     try:
         with safe_open(str(p), framework="pt", device="cpu") as f:
             metadata = dict(f.metadata() or {})
@@ -214,6 +241,11 @@ def read_lora(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[st
             raise ValueError(f"rank {rank} is not positive")
         if not math.isfinite(alpha):
             raise ValueError(f"alpha is {alpha}")
+        if not 0 < alpha <= MAX_ALPHA:  # 1e30 or a negative alpha gave an all-black video
+            raise CammimicError(
+                f"LoRA file {p} has alpha {alpha:g}; a LoRA's alpha must be in (0, {MAX_ALPHA:g}] (its scale is "
+                f"alpha/rank, rank {rank}): the file was edited or damaged, retrain it or restore its alpha"
+            )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout {dropout} is outside [0, 1)")
         targets = json.loads(metadata["target_layers"])
