@@ -17,6 +17,7 @@ optional member of the backbone (adapter)  default: the first protocol's UNet3D 
 ``sample_training_timesteps(k, gen)``      integers in ``[0, num_train_timesteps)``
 ``noise_and_target(x0, noise, t)``         ``training_scheduler().add_noise``; ε or v target
 ``noise_to(x0, noise, t)``                 the sampling scheduler's ``add_noise``
+``sampling_defaults`` (on the adapter)     zeroscope's: CFG 9.0, empty negative prompt, 50 steps
 =========================================  ====================================================
 """
 
@@ -28,6 +29,7 @@ from cammimic.config import did_you_mean
 from cammimic.errors import CammimicError
 
 __all__ = [
+    "DEFAULT_SAMPLING", "sampling_defaults", "resolve_sampling",
     "DEFAULT_SAMPLERS", "denoiser", "samplers", "resolve_sampler", "check_num_frames", "fit_num_frames",
     "frame_groups", "latent_shape", "training_timesteps", "noise_and_target", "noise_to",
 ]
@@ -39,6 +41,25 @@ def denoiser(backbone) -> Any:
     """The module the LoRAs go on: ``backbone.denoiser``, else the first protocol's ``backbone.unet``."""
     model = getattr(backbone, "denoiser", None)
     return model if model is not None else backbone.unet
+
+
+#: What a backbone samples with when it states nothing (zeroscope's and ModelScope's pipeline values).
+DEFAULT_SAMPLING: dict[str, Any] = {"guidance_scale": 9.0, "negative_prompt": "", "steps": 50}
+
+
+def sampling_defaults(backbone_or_adapter) -> dict[str, Any]:
+    """The backbone's own CFG scale, negative prompt and steps (``sampling_defaults``), over
+    :data:`DEFAULT_SAMPLING`."""
+    own = getattr(backbone_or_adapter, "sampling_defaults", None) or {}
+    return DEFAULT_SAMPLING | {k: v for k, v in dict(own).items() if k in DEFAULT_SAMPLING}
+
+
+def resolve_sampling(backbone_or_adapter, sampling: dict[str, Any]) -> dict[str, Any]:
+    """``{"sampling.key": value}`` for each of ``[sampling]``'s steps, guidance_scale and
+    negative_prompt the user left unset (``0``, ``0``, ``"auto"``): the backbone's default."""
+    unset = {"steps": 0, "guidance_scale": 0.0, "negative_prompt": "auto"}
+    defaults = sampling_defaults(backbone_or_adapter)
+    return {f"sampling.{k}": defaults[k] for k, v in unset.items() if sampling.get(k, v) == v}
 
 
 def samplers(backbone_or_adapter) -> tuple[str, ...]:

@@ -229,17 +229,22 @@ class SamplingSection:
 
     # DDIM on a 1000-step schedule with steps_offset 1 takes at most 999
     steps: int = setting(
-        50, "Denoising steps (DDIM on a 1000-step schedule with `steps_offset` 1 can take at most 999).",
-        range=(1, 999), option=Option("--steps", "Sampling steps (default: 50).", min=1))
+        0, "Denoising steps. `0`: the backbone's default (50 for zeroscope, ModelScope, mini and wan). DDIM on a "
+        "1000-step schedule with `steps_offset` 1 can take at most 999.",
+        range=(0, 999), option=Option("--steps", "Sampling steps (default: the backbone's, 50).", min=1))
     guidance_scale: float = setting(
-        9.0, "Classifier-free guidance scale; ≤ 1 turns it off (one denoiser pass per step).", range=(0, 100),
-        option=Option("--guidance-scale", "Classifier-free guidance scale (default: 9).", min=0))
+        0.0, "Classifier-free guidance scale. `0`: the backbone's default (9.0 for zeroscope, ModelScope and mini; "
+        "5.0 for wan, as diffusers' `WanPipeline`); `1` turns it off (one denoiser pass per step).", range=(0, 100),
+        option=Option("--guidance-scale", "Classifier-free guidance scale; 1 = off (default: the backbone's: 9, "
+                      "wan 5).", min=0))
     # each backbone lists its samplers (cammimic.backbones.samplers); the run checks the name against them
     scheduler: str = setting(
         "auto", "The sampler, one of the backbone's: `ddim` or `dpm` (DPM-Solver++) for zeroscope, ModelScope and "
         "mini; `unipc` or `euler` (flow matching) for wan; `auto` = the backbone's first (`ddim`, `unipc`).",
         option=Option("--scheduler", "Sampling scheduler, one of the backbone's (default: auto = its own default)."))
-    negative_prompt: str = setting("", "The prompt of the unconditional branch.")
+    negative_prompt: str = setting(
+        "auto", 'The prompt of the unconditional branch. `"auto"`: the backbone\'s (empty for zeroscope, ModelScope '
+        'and mini; Wan\'s published negative prompt for wan, as in diffusers\' `WanPipeline` example); `""`: none.')
     eta: float = setting(0.0, "DDIM's η (0 = deterministic DDIM).", range=(0, 1))
     spatial_scale: float = setting(
         1.0, "Strength of the spatial LoRA at sampling (0 = off).", range=(-10, 10),

@@ -132,7 +132,8 @@ OLD_DEFAULTS = {
     },
     "sampling": {
         # "auto" (the backbone's first sampler, ddim for the UNet3D backbones): each backbone lists its own
-        "steps": 50, "guidance_scale": 9.0, "scheduler": "auto", "negative_prompt": "", "eta": 0.0,
+        # issue 22 §3: 0, 0 and "auto" leave steps, CFG scale and negative prompt to the backbone
+        "steps": 0, "guidance_scale": 0.0, "scheduler": "auto", "negative_prompt": "auto", "eta": 0.0,
         "spatial_scale": 1.0, "temporal_scale": 1.0,
     },
     "homography": {"fill": "black"},
@@ -156,7 +157,7 @@ OLD_RANGES = {
     ("finetune", "learning_rate"): (0, 1), ("finetune", "spatial_weight"): (0, 1e3),
     ("finetune", "spatial_mask_probability"): (0, 1), ("finetune", "orthogonality_weight"): (0, 1e6),
     ("finetune", "max_grad_norm"): (0, 1e6), ("finetune", "checkpoint_every"): (0, 1_000_000),
-    ("score", "max_fallback_share"): (0, 1), ("sampling", "steps"): (1, 999), ("sampling", "guidance_scale"): (0, 100),
+    ("score", "max_fallback_share"): (0, 1), ("sampling", "steps"): (0, 999), ("sampling", "guidance_scale"): (0, 100),
     ("sampling", "eta"): (0, 1), ("sampling", "spatial_scale"): (-10, 10), ("sampling", "temporal_scale"): (-10, 10),
     ("motion", "strength"): (-10, 10), ("motion", "speed"): (0.05, 20), ("motion", "smooth"): (0, 100),  # issue 25
 }
@@ -259,7 +260,8 @@ def test_defaults_the_help_states_are_the_schema_defaults():
     from cammimic import cli, config
 
     # settings whose default (0 or "auto") means "decided at run time", which the help spells out
-    described = {"run.frames", "run.width", "run.height", "run.fps", "run.device", "run.dtype", "run.method"}
+    described = {"run.frames", "run.width", "run.height", "run.fps", "run.device", "run.dtype", "run.method",
+                 "sampling.steps", "sampling.guidance_scale"}  # the backbone's (issue 22 §3)
     checked = set()
     for command in cli.cli.commands.values():
         for param in command.params:
@@ -275,7 +277,7 @@ def test_defaults_the_help_states_are_the_schema_defaults():
                 continue
             assert (float(stated) if not isinstance(default, str) else stated) == default, (dotted, param.help)
             checked.add(dotted)
-    assert {"finetune.stage1_steps", "finetune.learning_rate", "lora.spatial_rank", "sampling.guidance_scale",
+    assert {"finetune.stage1_steps", "finetune.learning_rate", "lora.spatial_rank",
             "sampling.spatial_scale", "sampling.scheduler", "score.variant", "run.seed"} <= checked
 
 

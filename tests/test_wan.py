@@ -221,6 +221,23 @@ def wan_run(wan_inputs, wan_weights, tmp_path_factory):
     return out
 
 
+def test_sampling_defaults_belong_to_the_backbone(plugin_host):
+    """issue 22 §3: [sampling] steps 0, guidance_scale 0 and negative_prompt "auto" are the backbone's."""
+    from cammimic_wan.backbone import NEGATIVE_PROMPT
+
+    from cammimic.backbones import resolve_sampling
+    from cammimic.config import DEFAULTS
+
+    wan = plugin_host.create("backbone", "wan", {})
+    zeroscope = plugin_host.create("backbone", "zeroscope", {})
+    assert resolve_sampling(wan, DEFAULTS["sampling"]) == {
+        "sampling.steps": 50, "sampling.guidance_scale": 5.0, "sampling.negative_prompt": NEGATIVE_PROMPT}
+    assert resolve_sampling(zeroscope, DEFAULTS["sampling"]) == {
+        "sampling.steps": 50, "sampling.guidance_scale": 9.0, "sampling.negative_prompt": ""}
+    # what the user set stays, an empty negative prompt included
+    assert resolve_sampling(wan, {"steps": 30, "guidance_scale": 1.0, "negative_prompt": ""}) == {}
+
+
 def test_cammimic_run_on_wan_through_the_cli(wan_run):
     from cammimic.config import tomllib
     from cammimic.io import read_video
@@ -232,6 +249,13 @@ def test_cammimic_run_on_wan_through_the_cli(wan_run):
     assert read_video(out / "weak.mp4").frames.shape == (9, 64, 64, 3)
     config = tomllib.loads((out / "config.toml").read_text())
     assert (config["run"]["frames"], config["sampling"]["scheduler"]) == (9, "unipc")  # "auto", resolved
+    # issue 22 §3: the CFG scale and negative prompt nobody set are Wan's (WanPipeline's), recorded as used
+    from cammimic_wan.backbone import NEGATIVE_PROMPT
+
+    assert config["sampling"]["guidance_scale"] == 5.0 and config["sampling"]["negative_prompt"] == NEGATIVE_PROMPT
+    assert NEGATIVE_PROMPT.startswith("Bright tones, overexposed, static")
+    assert json.loads((out / "run.json").read_text())["sampling"] == {
+        "scheduler": "unipc", "steps": 4, "guidance_scale": 5.0, "negative_prompt": NEGATIVE_PROMPT}
     run = json.loads((out / "run.json").read_text())
     assert run["components"]["backbone"]["name"] == "wan" and run["layers"]["located_by"] == "wan"
     assert (run["layers"]["spatial"], run["layers"]["temporal"], run["layers"]["pairs"]) == (8, 4, 4)

@@ -181,6 +181,8 @@ class UNet3DAdapter:
     attention: str = "sdpa"  #: ``"sdpa"`` (PyTorch scaled-dot-product) or ``"default"``
     #: the sampler names :meth:`UNet3DBackbone.sampling_scheduler` takes; the first is the default
     samplers: ClassVar[tuple[str, ...]] = SAMPLERS
+    #: what [sampling] leaves to the backbone: zeroscope's and ModelScope's pipeline values
+    sampling_defaults: ClassVar[dict[str, Any]] = {"guidance_scale": 9.0, "negative_prompt": "", "steps": 50}
 
     def load(
         self,

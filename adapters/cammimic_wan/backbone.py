@@ -49,10 +49,19 @@ from cammimic_unet3d.backbone import (
 from cammimic.devices import resolve_device
 from cammimic.errors import CammimicError
 
-__all__ = ["SUBFOLDERS", "SAMPLERS", "WanAdapter", "WanBackbone", "flow_sigmas", "frame_groups"]
+__all__ = ["SUBFOLDERS", "SAMPLERS", "NEGATIVE_PROMPT", "WanAdapter", "WanBackbone", "flow_sigmas", "frame_groups"]
 
 #: What a diffusers-layout Wan weights directory must contain.
 SUBFOLDERS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
+#: Wan's published negative prompt, as diffusers' ``WanPipeline`` example passes it (the English of
+#: Wan 2.1's ``sample_neg_prompt``); ``[sampling] negative_prompt = "auto"`` uses it.
+NEGATIVE_PROMPT = (
+    "Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, "
+    "overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly "
+    "drawn hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, still picture, messy "
+    "background, three legs, many people in the background, walking backwards"
+)
+
 #: ``unipc``: UniPC with flow sigmas (the scheduler Wan ships); ``euler``: flow-matching Euler.
 SAMPLERS = ("unipc", "euler")
 ATTENTION_CHOICES = ("sdpa", "default")
@@ -109,6 +118,11 @@ class WanAdapter:
     #: flow shift of training's noise levels; 0 = the scheduler's ``flow_shift`` (3.0 for 1.3B)
     training_shift: float = 0.0
     samplers: ClassVar[tuple[str, ...]] = SAMPLERS
+    #: what [sampling] leaves to the backbone: diffusers' ``WanPipeline`` defaults (CFG 5.0, 50 steps)
+    #: and the negative prompt of its example (Wan's own, translated)
+    sampling_defaults: ClassVar[dict[str, Any]] = {
+        "guidance_scale": 5.0, "negative_prompt": NEGATIVE_PROMPT, "steps": 50,
+    }
     frame_rule: ClassVar[str] = "4k+1 frames (its VAE compresses time 4x after the first frame)"
 
     @property

@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from cammimic.backbones import check_num_frames, denoiser, fit_num_frames, resolve_sampler
+from cammimic.backbones import check_num_frames, denoiser, fit_num_frames, resolve_sampler, resolve_sampling
 from cammimic.camera import reference_motion, resolve_reference
 from cammimic.config import Config
 from cammimic.errors import CammimicError
@@ -315,8 +315,10 @@ def run_cammimic(
 
     # 2. Load: the components, the inputs (checked against the weights' configs), then the backbone.
     adapter, backbone_record = _load_backbone(config, host)
-    # the sampler must be one the backbone offers ("auto": its default), recorded as resolved
-    config = config.with_overrides({"sampling.scheduler": resolve_sampler(adapter, config["sampling"]["scheduler"])})
+    # the sampler must be one the backbone offers ("auto": its default), recorded as resolved; so are the
+    # backbone's own CFG scale, negative prompt and steps where the user set none
+    config = config.with_overrides({"sampling.scheduler": resolve_sampler(adapter, config["sampling"]["scheduler"]),
+                                    **resolve_sampling(adapter, config["sampling"])})
     terms, guidance_records = _guidance_terms(config, host) if do_sample else ([], [])
     noise, noise_record = _noise_initialiser(config, host) if do_sample else (None, None)
     est_name, est_params = config.component("motion_estimator")
@@ -406,6 +408,9 @@ def run_cammimic(
         "num_frames": len(ref.frames),
         "fps": inputs.fps,
         "prompts": texts,
+        # what sampling used, the backbone's defaults filled in where the user set none (issue 22 §3)
+        **({"sampling": {k: config["sampling"][k] for k in ("scheduler", "steps", "guidance_scale", "negative_prompt")}}
+           if do_sample else {}),
         **input_records(reference, ref, image),
         "components": {
             "backbone": backbone_record | {"weights": backbone.weights, "fingerprint": ident["fingerprint"]},
