@@ -258,3 +258,22 @@ def test_sample_with_lora_run_uses_the_runs_weights_size_and_frames(first_run, i
                        "-o", tmp_path / "fewer", "--steps", "4", "--frames", "4", "-q")
     assert code == 0, err
     assert json.loads((tmp_path / "fewer" / "run.json").read_text())["num_frames"] == 4
+
+
+def test_the_paper_s_ablations_are_what_their_names_say(plugin_host):
+    """issue 22 §4: USC only = stage 2 kept, no ORTHO, no HG; no USC in both readings."""
+    from cammimic_eval import METHODS
+
+    from cammimic.config import load_config
+
+    def resolved(name):
+        return load_config().with_overrides(METHODS[name][0])
+
+    usc_only = resolved("cammimic-usc-only")
+    assert usc_only["finetune"]["stage2"] is True and usc_only["finetune"]["orthogonality"] is False
+    assert usc_only["guidance"] == [{"name": "none"}]
+    no_usc, no_spatial = resolved("cammimic-no-usc"), resolved("cammimic-no-usc-no-spatial")
+    assert no_usc["finetune"]["stage2"] is False and no_usc["sampling"]["spatial_scale"] == 1.0
+    assert no_spatial["finetune"]["stage2"] is False and no_spatial["sampling"]["spatial_scale"] == 0.0
+    assert no_usc["guidance"] == no_spatial["guidance"] == [{"name": "homography"}]  # HG kept in both
+    assert {"cammimic-usc-only", "cammimic-no-usc-no-spatial"} <= set(plugin_host.components("eval_method"))

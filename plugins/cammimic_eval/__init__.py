@@ -23,8 +23,16 @@ METHODS: dict[str, tuple[dict, str]] = {
               "sampling.spatial_scale": 0.0, "sampling.temporal_scale": 0.0, "guidance": [{"name": "none"}]},
              "The backbone prompted with t_I: no LoRA, no guidance."),
     "cammimic": ({"run.method": "cammimic"}, "CamMimic: both stages, orthogonality, homography guidance."),
+    # the paper's "no USC": no user-image stage; CamMimic has one spatial LoRA, so sampling keeps stage 1's
     "cammimic-no-usc": ({"run.method": "cammimic", "finetune.stage2": False},
-                        "Ablation: no user-image stage (USC, stage 2)."),
+                        "Ablation: no user-image stage (USC, stage 2); samples with the stage-1 spatial LoRA."),
+    # the other reading (MotionDirector's inference drops the reference's spatial LoRA)
+    "cammimic-no-usc-no-spatial": ({"run.method": "cammimic", "finetune.stage2": False,
+                                    "sampling.spatial_scale": 0.0},
+                                   "Ablation: no user-image stage, and no spatial LoRA at sampling."),
+    # the paper's "USC only" (Fig. 5): stage 2 kept, no ORTHO, no HG
+    "cammimic-usc-only": ({"run.method": "cammimic", "finetune.orthogonality": False, "guidance": [{"name": "none"}]},
+                          "Ablation: user-image stage without orthogonality loss or homography guidance."),
     "cammimic-no-ortho": ({"run.method": "cammimic", "finetune.orthogonality": False},
                           "Ablation: no orthogonality loss."),
     "cammimic-no-hg": ({"run.method": "cammimic", "guidance": [{"name": "none"}]},
