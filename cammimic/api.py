@@ -152,7 +152,8 @@ def transfer(
         **overrides: settings on top of the config, as ``section__key=value`` or, for the
             ``[run]`` section, bare ``key=value`` (e.g. ``prompt="a castle"``, ``frames=16``,
             ``finetune__stage1_steps=50``, ``backbone__weights="/models/zeroscope"``,
-            ``method="homography"``, ``guidance=[]``).
+            ``method="homography"``, ``guidance=[]``); ``candidates=4`` samples four seeds after one
+            Phase 1 and keeps the lowest valid CameraScore (best of N, :mod:`cammimic.candidates`).
 
     The cammimic method (the default) writes ``output.mp4``, ``weak.mp4`` (the weak video),
     ``side_by_side.mp4`` (reference | weak | output), ``trajectory.png``, ``lora/spatial.safetensors``,
@@ -160,8 +161,13 @@ def transfer(
     ``motion.json``, ``config.toml`` and ``run.json``. The homography method writes
     ``output.mp4``, ``side_by_side.mp4`` (reference | output), ``trajectory.png``, ``score.json``,
     ``motion.json``, ``config.toml`` and ``run.json``. Either directory appears complete or not at all.
+    With ``candidates`` above 1, ``candidates/seed-S.mp4`` holds every candidate and ``run.json`` lists
+    them (seed, CameraScore, validity, scene figures, seconds); ``output.mp4`` is the kept one.
     """
     config = _resolve(config, overrides)
+    if config["run"]["method"] == "homography" and config["run"]["candidates"] > 1:
+        raise CammimicError(f"candidates = {config['run']['candidates']} has no effect with the homography method "
+                            "(a deterministic warp, no sampling); drop it or use method cammimic")
     if config["run"]["method"] == "cammimic":
         _require_method_stack(config, _host(host, config))
         return run_cammimic(reference, image, output_dir, config=config, host=_host(host, config),

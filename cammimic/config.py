@@ -146,6 +146,15 @@ class RunSection:
         "inputs and device: the same output.",
         range=(0, 2**63 - 1), accepts="0 – 2⁶³−1",
         option=Option("--seed", "Random seed (default: 0).", min=0))
+    candidates: int = setting(
+        1, "`cammimic`: best of N. After one Phase 1, sample N candidates with seeds `seed`, `seed + 1`, …, score "
+        "each with CameraScore against the reference (and scene preservation: first-frame PSNR/SSIM to the user "
+        "image, PSNR to the weak video in view), and keep the valid one with the lowest CameraScore as `output.mp4` "
+        "(none valid: the first). Costs N samplings instead of one. `run.json` lists every candidate; their videos "
+        "are in `candidates/`. `1`: one sampling, as without this setting. See [cli.md](cli.md#best-of-n).",
+        range=(1, 64),
+        option=Option("--candidates", "Best of N: sample N seeds after one Phase 1, keep the lowest valid "
+                      "CameraScore (default: 1).", min=1))
     device: str = setting(
         "auto", '`cammimic`: `"auto"` (CUDA if available, else CPU), `"cpu"`, `"cuda"`, `"cuda:1"`, ...',
         option=Option("--device", "cpu, cuda, cuda:1, ... (default: cuda if available)."))

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "page", "section", "videos", "figure", "table", "key_values", "loss_curves", "loss_curves_png", "score_rows",
+    "page", "section", "videos", "candidates", "figure", "table", "key_values", "loss_curves", "loss_curves_png", "score_rows",
     "provenance_rows", "read_losses", "read_json", "write_run_report", "REPORT_NAME",
 ]
 
@@ -61,7 +61,7 @@ def section(title: str, *fragments: str, anchor: str | None = None) -> str:
 
 def videos(items: Sequence[tuple[str, str]], *, width: int | None = None) -> str:
     """Videos side by side: ``(caption, src)`` pairs, ``src`` relative to the report."""
-    style = f' style="width:{int(width)}px"' if width else ""
+    style = f' style="width:{int(width)}px;min-width:0"' if width else ""  # several fit on a row
     cells = [f'<figure><video src="{_e(src)}" controls loop muted autoplay playsinline{style}></video>'
              f'<figcaption>{_e(cap)} · <a href="{_e(src)}">{_e(src)}</a></figcaption></figure>' for cap, src in items]
     return '<div class="row">' + "".join(cells) + "</div>"
@@ -226,6 +226,24 @@ def score_rows(score: dict[str, Any], manifest: dict[str, Any] | None = None) ->
     return rows, marks
 
 
+def candidates(entries: Sequence[dict[str, Any]]) -> str:
+    """A best-of-N run's candidates side by side (``video`` relative to the report) and a table of
+    their seed, CameraScore, validity, scene figures and seconds; the kept one is marked."""
+    clips, rows = [], []
+    for c in entries:
+        valid = bool(c.get("camera_score_valid"))
+        score = c.get("camera_score")
+        figure = f"CameraScore {score:.4g}" if valid and isinstance(score, (int, float)) else "CameraScore invalid"
+        kept = " · kept" if c.get("kept") else ""
+        if c.get("video"):
+            clips.append((f"seed {c.get('seed')} · {figure}{kept}", str(c["video"])))
+        rows.append([c.get("seed"), score, valid, c.get("camera_score_reason") or "", c.get("psnr_first"),
+                     c.get("ssim_first"), c.get("psnr_in_view"), c.get("seconds"), "kept" if c.get("kept") else ""])
+    head = ["seed", "CameraScore", "valid", "why invalid", "PSNR first (dB)", "SSIM first", "PSNR in view (dB)",
+            "seconds", ""]
+    return videos(clips, width=256) + table(head, rows)
+
+
 def _flatten(data: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
     if isinstance(data, dict) and data:
         for k, v in data.items():
@@ -258,6 +276,9 @@ def write_run_report(run_dir, *, title: str | None = None) -> Path:
         clips.append(("weak video (the user image along the reference's homographies)", "weak.mp4"))
     if clips:
         body.append(section("Videos", videos(clips), anchor="videos"))
+    if manifest.get("candidates"):
+        body.append(section("Candidates (best of N; lowest valid CameraScore kept)",
+                            candidates(manifest["candidates"]), anchor="candidates"))
     if (d / "trajectory.png").exists():
         body.append(section("Camera trajectory", figure("trajectory.png", "cumulative pan, tilt, zoom and roll"),
                             anchor="trajectory"))

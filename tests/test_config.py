@@ -121,7 +121,7 @@ def test_component_parameters_are_checked_against_the_factory(tmp_path, plugin_h
 OLD_DEFAULTS = {
     "run": {
         "method": "cammimic", "prompt": "", "reference_prompt": "", "frames": 0, "width": 0, "height": 0,
-        "fps": 0.0, "seed": 0, "device": "auto", "dtype": "auto",
+        "fps": 0.0, "seed": 0, "candidates": 1, "device": "auto", "dtype": "auto",  # candidates: issue 25 §1
     },
     "lora": {"spatial_rank": 32, "temporal_rank": 32, "alpha": 0.0, "dropout": 0.0, "include_ff": False, "token": "sks"},
     "finetune": {
@@ -151,7 +151,7 @@ OLD_CHOICES = {
 }  # [sampling] scheduler: no fixed choices, the backbone's samplers (cammimic.backbones)
 OLD_RANGES = {
     ("run", "frames"): (0, 1000), ("run", "width"): (0, 8192), ("run", "height"): (0, 8192), ("run", "fps"): (0, 240),
-    ("run", "seed"): (0, 2**63 - 1), ("output", "crf"): (0, 51), ("lora", "spatial_rank"): (1, 1024),
+    ("run", "seed"): (0, 2**63 - 1), ("run", "candidates"): (1, 64), ("output", "crf"): (0, 51), ("lora", "spatial_rank"): (1, 1024),
     ("lora", "temporal_rank"): (1, 1024), ("lora", "alpha"): (0, 1e6), ("lora", "dropout"): (0, 0.9),
     ("finetune", "stage1_steps"): (0, 1_000_000), ("finetune", "stage2_steps"): (0, 1_000_000),
     ("finetune", "learning_rate"): (0, 1), ("finetune", "spatial_weight"): (0, 1e3),
@@ -242,7 +242,7 @@ def test_the_derived_override_map_is_the_old_hand_kept_one():
         "spatial_scale": "sampling.spatial_scale", "temporal_scale": "sampling.temporal_scale",
         "variant": "score.variant", "method": "run.method", "weights": "backbone.weights",
         "motion_strength": "motion.strength", "motion_speed": "motion.speed", "motion_smooth": "motion.smooth",
-        "noise": "noise.name",
+        "noise": "noise.name", "candidates": "run.candidates",
     }
     flags = {"gradient_checkpointing": True, "gif": True, "no_stage2": True, "no_ortho": True,
              "motion_reverse": True}  # click gives True

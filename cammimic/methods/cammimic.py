@@ -24,6 +24,7 @@ import numpy as np
 
 from cammimic.backbones import check_num_frames, denoiser, fit_num_frames, resolve_sampler, resolve_sampling
 from cammimic.camera import reference_motion, resolve_reference
+from cammimic.candidates import candidate_seeds, choose, sample_candidates, write_candidates
 from cammimic.config import Config
 from cammimic.errors import CammimicError
 from cammimic.io import (
@@ -40,7 +41,7 @@ from cammimic.methods.homography import Transfer, transfer_homography
 from cammimic.motion import MotionEstimate
 from cammimic.motion_controls import MotionControls, reference_frames
 from cammimic.plugins import PluginHost
-from cammimic.results import RunResult, ScoreResult, score_motions
+from cammimic.results import RunResult, ScoreResult
 from cammimic.rundir import input_records, provenance, seed_all, write_outputs, write_run
 from cammimic.sampling import check_steps, phase2
 from cammimic.training import (
@@ -277,6 +278,7 @@ class CamMimicResult:
     output_frames: np.ndarray | None = None  #: Phase 2's video
     output_motion: MotionEstimate | None = None
     scored: ScoreResult | None = None
+    candidates: tuple = ()  #: cammimic.candidates.Candidate of a best-of-N run (more than one)
 
 
 def run_cammimic(
@@ -378,17 +380,24 @@ def run_cammimic(
             lora_sources[adapter_name] = {"path": str(path), "sha256": sha256(path), "metadata": meta}
 
     # 4. Phase 2: sample guided by the weak video, then score the result against the reference.
+    # Best of N ([run] candidates): N seeds after the one Phase 1, the lowest valid CameraScore kept.
     output_frames = out_motion = scored = None
+    candidates: list = []
     if do_sample:
-        output_frames = phase2(backbone, weak, texts["sampling"], settings=config["sampling"], seed=int(run["seed"]),
-                               guidance_terms=terms, progress=progress, noise=noise, reference=ref.frames,
-                               reference_prompt=texts["reference"])
+        def sample_seed(seed: int):
+            return phase2(backbone, weak, texts["sampling"], settings=config["sampling"], seed=seed,
+                          guidance_terms=terms, progress=progress, noise=noise, reference=ref.frames,
+                          reference_prompt=texts["reference"])
+
+        candidates = sample_candidates(sample_seed, candidate_seeds(run["seed"], run["candidates"]),
+                                       estimator=estimator, reference_motion=ref_motion, image=inputs.image, weak=weak,
+                                       variant=config["score"]["variant"],
+                                       max_fallback_share=config["score"]["max_fallback_share"])
+        kept = candidates[choose(candidates)]
+        output_frames, out_motion, scored = kept.frames, kept.motion, kept.scored
         for record, term in zip(guidance_records, terms):  # what a term reports (camerascore: per step)
             if getattr(term, "history", None):
                 record["history"] = list(term.history)
-        out_motion = estimator.estimate(output_frames)
-        scored = score_motions(ref_motion, out_motion, variant=config["score"]["variant"],
-                               max_fallback_share=config["score"]["max_fallback_share"])
 
     # 5. Write the run directory.
     result = CamMimicResult(
@@ -396,7 +405,7 @@ def run_cammimic(
                                       "run.height": inputs.height, "run.fps": float(inputs.fps)}),
         backbone=backbone, ident=ident, layers=layers, reference=ref, fps=inputs.fps, reference_motion=ref_motion,
         weak=weak, trained=trained, lora_sources=lora_sources, output_frames=output_frames,
-        output_motion=out_motion, scored=scored,
+        output_motion=out_motion, scored=scored, candidates=tuple(candidates) if len(candidates) > 1 else (),
         lora_meta={"seed": str(run["seed"]), "reference_prompt": texts["reference"], "image_prompt": texts["image"]},
     )
     manifest: dict[str, Any] = {
@@ -429,6 +438,9 @@ def run_cammimic(
         manifest["lora_sources"] = lora_sources
     if scored is not None:
         manifest.update(scored.manifest_fields())
+    if result.candidates:
+        manifest["candidates"] = [c.to_json(kept=c.scored is scored) for c in result.candidates]
+        manifest["kept_seed"] = next(c.seed for c in result.candidates if c.scored is scored)
     out = write_run(output_dir, lambda tmp: _write_files(tmp, result), manifest, started=started,
                     overwrite=overwrite, inputs=input_paths, camera_score=scored.score if scored else float("nan"))
     if do_finetune:
@@ -488,6 +500,7 @@ def _write_files(tmp: Path, result: CamMimicResult) -> dict[str, Path]:
     (lora_dir / "layers.json").write_text(json.dumps(result.layers.to_json(), indent=2) + "\n", encoding="utf-8")
     files["layers"] = lora_dir / "layers.json"
     files["weak"] = write_video(tmp / "weak.mp4", result.weak.frames, result.fps, crf=result.config["output"]["crf"])
+    files |= write_candidates(tmp, result.candidates, result.fps, crf=result.config["output"]["crf"])
     motions = {"reference": result.reference_motion}
     if result.output_frames is not None:
         motions["output"] = result.output_motion
