@@ -24,7 +24,7 @@ from cammimic.lora import set_lora_scale
 from cammimic.progress import progress_bar
 
 __all__ = ["phase2", "latent_mask", "sample", "make_generator", "initial_noise", "check_steps", "max_steps",
-           "to_clean", "from_clean"]
+           "to_clean", "from_clean", "check_finite"]
 
 
 def phase2(backbone, weak, prompt: str, *, settings, seed: int, guidance_terms: Sequence[Any] = (),
@@ -72,7 +72,23 @@ def phase2(backbone, weak, prompt: str, *, settings, seed: int, guidance_terms: 
         seed=int(seed), guidance_terms=guidance_terms, target=target, mask=mask, progress=progress,
         noise=noise, homographies=weak.reference_motion.homographies,
     )
+    check_finite(latents)
     return backbone.decode_latents(latents)
+
+
+def check_finite(latents) -> None:
+    """Refuse a sampling result holding NaN or inf: decoded, it would be written as a black video
+    with exit 0 (a LoRA of huge weights or scale, or a diverging guidance)."""
+    import torch
+
+    finite = torch.isfinite(latents)
+    if not bool(finite.all()):
+        share = 1.0 - float(finite.float().mean())
+        raise CammimicError(
+            f"sampling produced NaN or inf in {share:.0%} of the latents, so there is no video to write; the LoRAs "
+            "or guidance diverged: check the LoRA files (weights, alpha), lower [sampling] spatial_scale/"
+            "temporal_scale and --guidance-weight, or finetune again with a lower --lr"
+        )
 
 
 def latent_mask(masks: np.ndarray, factor: int, groups: Sequence[Sequence[int]] | None = None):

@@ -158,6 +158,34 @@ def test_sample_swaps_loras_between_runs(first_run, inputs, tiny_weights, tmp_pa
                           read_video(first_run / "output.mp4").frames)
 
 
+def test_a_lora_that_would_blow_up_sampling_writes_nothing(first_run, inputs, tiny_weights, tmp_path, capsys):
+    """issue 21 §2: a LoRA with alpha=1e30 (or negative alpha) gave an all-black video with exit 0."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    src = first_run / "lora" / "spatial.safetensors"
+    with safe_open(str(src), framework="pt") as f:
+        meta, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+    ref, user = inputs
+    for name, alpha, weights, message in [
+        ("huge-alpha", "1e30", None, "has alpha 1e+30; a LoRA's alpha must be in (0, 1e+06]"),
+        ("negative-alpha", "-4.0", None, "has alpha -4; a LoRA's alpha must be in (0, 1e+06]"),
+        # finite weights pass the file's checks, but overflow the activations: caught after sampling
+        ("huge-weights", meta["alpha"], 1e30, "sampling produced NaN or inf in "),
+    ]:
+        bad = tmp_path / f"{name}.safetensors"
+        save_file({k: torch.full_like(v, weights) if weights else v for k, v in tensors.items()}, str(bad),
+                  metadata={**meta, "alpha": alpha})
+        code, _, err = cli(capsys, "sample", ref, user, "--prompt", "a cup of coffee", "--weights", tiny_weights,
+                           "-o", tmp_path / name, "--spatial-lora", bad,
+                           "--temporal-lora", first_run / "lora" / "temporal.safetensors",
+                           "--frames", "8", "--width", "64", "--height", "64", "--steps", "2", "-q")
+        lines = err.strip().splitlines()
+        assert code == 1 and len(lines) == 1 and message in lines[0] and "Traceback" not in err, err
+        assert name == "huge-weights" or str(bad) in lines[0]  # the file is named
+        assert not [p for p in tmp_path.iterdir() if name in p.name and p.suffix != ".safetensors"]  # nothing written
+
+
 def _assert_refused_in_one_line(inputs, tiny_weights, tmp_path, capsys, extra, message):
     """`cammimic run` with ``extra`` fails with exit 1, one line holding ``message``, and no output."""
     args = run_args(inputs, tiny_weights, tmp_path / "o") + [a.format(tmp=tmp_path) for a in extra]

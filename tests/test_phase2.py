@@ -156,3 +156,22 @@ def test_noised_compare_needs_the_literal_update():
     with pytest.raises(CammimicError, match=r"acts_on 'x_0' is unknown. Try one of \['x0', 'z_t'\]"):
         homography_guidance(acts_on="x_0")
     assert homography_guidance(compare="noised", acts_on="z_t").compare == "noised"
+
+
+def test_a_non_finite_sampling_result_is_refused_not_decoded(backbones, weak):
+    """The attack: a LoRA that blows the activations up (alpha=1e30, or finite weights of 1e30 that
+    pass the file's checks) gave an all-black video with exit 0."""
+    from cammimic.errors import CammimicError
+    from cammimic.lora import lora_parameters
+
+    _, tuned = backbones
+    with torch.no_grad():
+        for p in lora_parameters(tuned.unet, "spatial"):
+            p.fill_(1e30)
+    with pytest.raises(CammimicError) as info:
+        phase2(tuned, weak, PROMPT, settings=SETTINGS, seed=7, progress=False)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("sampling produced NaN or inf in ") and \
+        message.endswith("of the latents, so there is no video to write; the LoRAs or guidance diverged: check the "
+                         "LoRA files (weights, alpha), lower [sampling] spatial_scale/temporal_scale and "
+                         "--guidance-weight, or finetune again with a lower --lr"), message

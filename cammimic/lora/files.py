@@ -186,6 +186,9 @@ def _check_header_size(p: Path) -> None:
         raise CammimicError(f"{p} is not a readable safetensors file (shorter than its header); "
                             "pass a LoRA saved by cammimic")
     size = int.from_bytes(head, "little")
+    if size > p.stat().st_size - 8:
+        raise CammimicError(f"{p} is not a readable safetensors file (its header would be longer than the file); "
+                            "pass a LoRA saved by cammimic")
     if size > MAX_HEADER_BYTES:
         raise CammimicError(
             f"LoRA file {p} has a {size / 2**20:.1f} MB header; a cammimic LoRA's is under "
