@@ -65,9 +65,9 @@ def demo(session: nox.Session) -> None:
         session.log("the full CamMimic method needs a text-to-video model: mini's weights are not shipped yet "
                     "(not yet competent, docs/mini.md); set CAMMIMIC_WEIGHTS=/path/to/zeroscope_v2_576w to run it on zeroscope")
         return
-    # mini at its native 64x64x8, with step counts scaled to its size, read by the estimator that
-    # reads its soft 64 px frames (kornia; SIFT falls back on them): docs/mini.md.
+    # mini's own defaults (64x64, 8 frames, its step counts, ranks, CFG scale and the kornia
+    # estimator that reads its soft 64 px frames), the ones docs/mini.md measured.
     session.run("cammimic", "run", "examples/reference.mp4", "examples/scene.jpg", *prompts,
-                "--backbone", "mini", "--frames", "8", "--stage1-steps", "60", "--stage2-steps", "60",
-                "--steps", "25", "--estimator", "kornia", "--output", f"{out}-mini", "--overwrite", "--gif")
-    session.log(f"CamMimic on mini (a small demonstration model) in {out}-mini/: output.mp4, weak.mp4, side_by_side.mp4, ...")
+                "--backbone", "mini", "--output", f"{out}-mini", "--overwrite", "--gif")
+    session.log(f"CamMimic on mini (a small demonstration model, not one for real use) in {out}-mini/: "
+                "report.html, output.mp4, output.gif, weak.mp4, side_by_side.mp4, lora/, losses.csv, score.json, run.json")

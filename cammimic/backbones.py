@@ -29,7 +29,7 @@ from cammimic.config import did_you_mean
 from cammimic.errors import CammimicError
 
 __all__ = [
-    "DEFAULT_SAMPLING", "sampling_defaults", "resolve_sampling",
+    "DEFAULT_SAMPLING", "sampling_defaults", "resolve_sampling", "resolve_recipe",
     "DEFAULT_SAMPLERS", "denoiser", "samplers", "resolve_sampler", "check_num_frames", "fit_num_frames",
     "frame_groups", "latent_shape", "training_timesteps", "noise_and_target", "noise_to",
 ]
@@ -52,6 +52,14 @@ def sampling_defaults(backbone_or_adapter) -> dict[str, Any]:
     :data:`DEFAULT_SAMPLING`."""
     own = getattr(backbone_or_adapter, "sampling_defaults", None) or {}
     return DEFAULT_SAMPLING | {k: v for k, v in dict(own).items() if k in DEFAULT_SAMPLING}
+
+
+def resolve_recipe(backbone_or_adapter, config) -> dict[str, Any]:
+    """``{"section.key": value}`` of the backbone's own run settings (``recipe_defaults``, e.g.
+    mini's finetuning steps, LoRA ranks and motion estimator, measured for its size) that the user
+    did not set (:meth:`cammimic.config.Config.is_explicit`). Backbones without any: ``{}``."""
+    own = getattr(backbone_or_adapter, "recipe_defaults", None) or {}
+    return {k: v for k, v in dict(own).items() if not config.is_explicit(k)}
 
 
 def resolve_sampling(backbone_or_adapter, sampling: dict[str, Any]) -> dict[str, Any]:

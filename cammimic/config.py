@@ -449,6 +449,13 @@ class Config:
     def component(self, section: str) -> tuple[str, dict[str, Any]]:
         """``(name, params)`` of a single-component section such as ``motion_estimator``."""
         if self.data[section] is None:
+    #: the ``"section.key"`` settings the user gave (in the file or as overrides), whole sections
+    #: as ``"section"``: what a backbone's own defaults (``recipe_defaults``) never replace
+    explicit: frozenset[str] = frozenset()
+
+    def is_explicit(self, dotted: str) -> bool:
+        """Whether the user set ``dotted`` (``"section.key"``) or its whole section."""
+        return dotted in self.explicit or dotted.partition(".")[0] in self.explicit
             raise CammimicError(f'no [{section}] is selected; add [{section}] name = "..." to your config')
         table = dict(self.data[section])
         return table.pop("name"), table
@@ -471,9 +478,11 @@ class Config:
             if section in COMPONENT_DEFAULTS and section != "guidance":
                 if key == "name" and (data[section] or {}).get("name") != value:
                     data[section] = {"name": value}
+        explicit = set(self.explicit)
                 elif data[section] is None:
                     raise CammimicError(f"set [{section}] name before its parameter '{key}'")
                 else:
+            explicit.add(dotted)
                     data[section][key] = value
             elif section not in DEFAULTS or key not in DEFAULTS[section]:
                 known = [f"{s}.{k}" for s, keys in DEFAULTS.items() for k in keys]
@@ -483,7 +492,7 @@ class Config:
                 )
             else:
                 data[section][key] = _check_value(section, key, value, " (command line)")
-        return Config(data, self.source)
+        return Config(data, self.source, frozenset(explicit))
 
     def to_toml(self) -> str:
         import tomli_w
@@ -525,7 +534,10 @@ def from_dict(raw: dict[str, Any], source: str | None = None) -> Config:
                     f"accepted: {', '.join(accepted)}"
                 )
             data[section][key] = _check_value(section, key, value, where)
-    return Config(data, source)
+    explicit = {s for s, t in raw.items() if not isinstance(t, dict) or s in COMPONENT_DEFAULTS}
+    explicit |= {f"{s}.{k}" for s, t in raw.items() if isinstance(t, dict) and s not in COMPONENT_DEFAULTS
+                 for k in t}
+    return Config(data, source, frozenset(explicit))
 
 
 #: Deepest nesting of tables and arrays a config file may have (cammimic's need 3).

@@ -60,12 +60,22 @@ _ZERO_IS_DEFAULT = ("frames", "width", "height")
 
 def default_backbone(host=None) -> str:
     """The backbone the app selects first: ``$CAMMIMIC_UI_BACKBONE``, else ``mini`` where a plugin
-    registers it (the small offline backbone), else the config default (``zeroscope``)."""
+    registers it and its weights are installed (the small offline backbone), else the config
+    default (``zeroscope``)."""
     env = os.environ.get("CAMMIMIC_UI_BACKBONE")
     if env:
         return env
     names = backbone_names(host)
-    return "mini" if "mini" in names else "zeroscope"
+    return "mini" if "mini" in names and _mini_weights_installed() else "zeroscope"
+
+
+def _mini_weights_installed() -> bool:
+    """Whether the ``mini`` plugin's package holds its weights (a light import: a path check)."""
+    try:
+        import cammimic_mini
+    except ImportError:
+        return False
+    return (cammimic_mini.WEIGHTS / "model_index.json").is_file()
 
 
 def backbone_names(host=None) -> list[str]:

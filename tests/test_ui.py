@@ -189,6 +189,11 @@ def test_default_backbone_is_configurable(monkeypatch):
     monkeypatch.delenv("CAMMIMIC_UI_BACKBONE", raising=False)
     assert default_backbone(Host(["zeroscope", "modelscope"])) == "zeroscope"
     assert default_backbone(Host(["zeroscope", "mini"])) == "mini"  # the offline proving-ground backbone
+    # mini is selected only where its weights are installed: a plugin without them is no default
+    import cammimic_mini
+
+    monkeypatch.setattr(cammimic_mini, "WEIGHTS", cammimic_mini.WEIGHTS.parent / "no-weights-here")
+    assert default_backbone(Host(["zeroscope", "mini"])) == "zeroscope"
     monkeypatch.setenv("CAMMIMIC_UI_BACKBONE", "modelscope")
     assert default_backbone(Host(["zeroscope", "mini"])) == "modelscope"
 

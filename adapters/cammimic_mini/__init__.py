@@ -15,21 +15,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cammimic_unet3d import backbone_factory
-
 import cammimic
 
 __version__ = cammimic.__version__
-__all__ = ["mini", "register_backbones", "WEIGHTS", "NATIVE_SIZE", "NATIVE_FRAMES"]
+__all__ = ["mini", "register_backbones", "WEIGHTS", "NATIVE_SIZE", "NATIVE_FRAMES", "SAMPLING", "RECIPE"]
 
 #: The shipped bundle (diffusers layout, float16 safetensors).
 WEIGHTS = Path(__file__).parent / "weights"
 NATIVE_SIZE = (64, 64)
 NATIVE_FRAMES = 8
-
-_factory = backbone_factory("mini", default_weights=str(WEIGHTS), default_size=NATIVE_SIZE,
-                            default_num_frames=NATIVE_FRAMES)
-
+#: mini's sampling settings, the ones ``benchmarks/mini.py`` and ``benchmarks/mini_method.py``
+#: measured it at (docs/mini.md): DDIM steps and classifier-free guidance scale.
+SAMPLING = {"steps": 25, "guidance_scale": 9.0}
+#: mini's run settings where the user set none (``cammimic.backbones.resolve_recipe``): the
+#: paper's finetuning and ranks scaled to a 10 M-parameter model at 64x64x8, and the estimator
+#: that reads its soft 64 px frames (kornia: SIFT falls back on them; docs/mini.md).
+RECIPE = {"finetune.stage1_steps": 60, "finetune.stage2_steps": 60, "lora.spatial_rank": 8,
+          "lora.temporal_rank": 8, "motion_estimator.name": "kornia"}
 
 def mini(*, weights: str = "", revision: str = "", variant: str = "", torch_dtype: str = "auto",
          vae_batch_size: int = 8, attention: str = "sdpa"):
@@ -51,8 +53,11 @@ def mini(*, weights: str = "", revision: str = "", variant: str = "", torch_dtyp
             "trained (docs/mini.md); train it with `python -m cammimic_mini.train` and pass "
             "--weights DIR, or use --method homography"
         )
-    return _factory(weights=weights or str(WEIGHTS), revision=revision, variant=variant,
-                    torch_dtype=torch_dtype, vae_batch_size=vae_batch_size, attention=attention)
+    from cammimic_mini.adapter import MiniAdapter
+
+    return MiniAdapter(name="mini", default_weights=weights or str(WEIGHTS), default_size=NATIVE_SIZE,
+                       default_num_frames=NATIVE_FRAMES, revision=revision or None, variant=variant or None,
+                       torch_dtype=torch_dtype, vae_batch_size=vae_batch_size, attention=attention)
 
 
 @cammimic.hookimpl

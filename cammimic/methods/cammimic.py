@@ -22,7 +22,14 @@ from typing import Any
 import attrs
 import numpy as np
 
-from cammimic.backbones import check_num_frames, denoiser, fit_num_frames, resolve_sampler, resolve_sampling
+from cammimic.backbones import (
+    check_num_frames,
+    denoiser,
+    fit_num_frames,
+    resolve_recipe,
+    resolve_sampler,
+    resolve_sampling,
+)
 from cammimic.camera import reference_motion, resolve_reference
 from cammimic.candidates import candidate_seeds, choose, sample_candidates, write_candidates
 from cammimic.config import Config
@@ -317,6 +324,12 @@ def run_cammimic(
 
     # 2. Load: the components, the inputs (checked against the weights' configs), then the backbone.
     adapter, backbone_record = _load_backbone(config, host)
+    # the backbone's own recipe (mini: step counts, ranks and estimator measured for its size)
+    # where the user set none
+    recipe = resolve_recipe(adapter, config)
+    if recipe:
+        config = config.with_overrides(recipe)
+        run, lora_cfg = config["run"], config["lora"]
     # the sampler must be one the backbone offers ("auto": its default), recorded as resolved; so are the
     # backbone's own CFG scale, negative prompt and steps where the user set none
     config = config.with_overrides({"sampling.scheduler": resolve_sampler(adapter, config["sampling"]["scheduler"]),
