@@ -47,14 +47,15 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 #: The ``transfer`` endpoint's inputs, in order (docs/ui.md documents each).
 INPUT_NAMES = ("reference_video", "camera_preset", "image", "prompt", "reference_prompt", "method", "backbone",
                "weights", "frames", "width", "height", "seed", "stage1_steps", "stage2_steps", "sampling_steps",
-               "speed", "ease", "motion_strength", "motion_speed", "motion_reverse", "motion_smooth")
+               "speed", "ease", "motion_strength", "motion_speed", "motion_reverse", "motion_smooth", "candidates")
 #: The controls on the reference's motion a client may set (the form's sliders; docs/cli.md).
 MOTION_RANGES = {"motion_strength": (-2.0, 2.0), "motion_speed": (0.25, 4.0), "motion_smooth": (0.0, 5.0)}
 #: The whole numbers a client may send, and their ranges (docs/ui.md); the server's time and memory
 #: are shared, so these are tighter than ``cammimic run``'s. ``frames``, ``width`` and ``height`` also
 #: take 0, the method's default. ``UISettings.limits`` changes them.
 INT_RANGES = {"frames": (2, 128), "width": (16, 2048), "height": (16, 2048), "seed": (0, 2**63 - 1),
-              "stage1_steps": (0, 1000), "stage2_steps": (0, 1000), "sampling_steps": (1, 200)}
+              "stage1_steps": (0, 1000), "stage2_steps": (0, 1000), "sampling_steps": (1, 200),
+              "candidates": (1, 8)}  # best of N: N samplings of the server's time
 _ZERO_IS_DEFAULT = ("frames", "width", "height")
 
 
@@ -137,6 +138,7 @@ class TransferRequest:
     motion_speed: float = 1.0
     motion_reverse: bool = False
     motion_smooth: float = 0.0
+    candidates: int = 1  #: best of N (cammimic): N seeds sampled, the lowest valid CameraScore kept
 
     def reference(self) -> str:
         """The REFERENCE argument: ``camera:PRESET:speed=..,ease=..`` or the uploaded video."""
@@ -243,6 +245,8 @@ def run_command(req: TransferRequest, run_dir: Path, settings: UISettings, backb
             cmd.append(f"--weights={weights}")
         cmd += [f"--stage1-steps={number['stage1_steps']}", f"--stage2-steps={number['stage2_steps']}",
                 f"--steps={number['sampling_steps']}"]
+        if number["candidates"] > 1:
+            cmd.append(f"--candidates={number['candidates']}")
     for name, (low, high) in MOTION_RANGES.items():
         try:
             value = float(getattr(req, name))
@@ -407,7 +411,10 @@ def _score_markdown(run_dir: Path) -> str:
                  f"output {score.get('generated_fallbacks')}/{pairs}")
     elif run.get("fallbacks") is not None:
         text += f" · fallbacks: {len(run['fallbacks'])}"
-    return text + f" · estimator {score.get('estimator')}, {score.get('num_frames')} frames"
+    text += f" · estimator {score.get('estimator')}, {score.get('num_frames')} frames"
+    if run.get("candidates"):  # best of N: report.html shows them all
+        text += f" · best of {len(run['candidates'])} candidates: seed {run.get('kept_seed')} kept"
+    return text
 
 
 def collect_outputs(run_dir: Path) -> dict[str, Any]:
@@ -489,13 +496,14 @@ def build_app(settings: UISettings, *, host=None):
 
     def transfer(reference_video, camera_preset, image, prompt, reference_prompt, method, backbone, weights, frames,
                  width, height, seed, stage1_steps, stage2_steps, sampling_steps, speed, ease, motion_strength=1.0,
-                 motion_speed=1.0, motion_reverse=False, motion_smooth=0.0, progress=gr.Progress()):
+                 motion_speed=1.0, motion_reverse=False, motion_smooth=0.0, candidates=1, progress=gr.Progress()):
         req = TransferRequest(reference_video=reference_video, camera_preset=camera_preset, image=image, prompt=prompt or "",
                               reference_prompt=reference_prompt or "", method=method, backbone=backbone or "",
                               weights=weights or "", frames=frames, width=width, height=height, seed=seed,
                               stage1_steps=stage1_steps, stage2_steps=stage2_steps, sampling_steps=sampling_steps,
                               speed=speed, ease=ease, motion_strength=motion_strength, motion_speed=motion_speed,
-                              motion_reverse=bool(motion_reverse), motion_smooth=motion_smooth)
+                              motion_reverse=bool(motion_reverse), motion_smooth=motion_smooth,
+                              candidates=candidates)
         skip = (gr.skip(),) * 7
         try:
             # Gradio already refuses files a client did not upload; this also refuses FIFOs and
@@ -552,6 +560,8 @@ def build_app(settings: UISettings, *, host=None):
                         stage1 = gr.Number(150, label="Stage 1 steps", precision=0, elem_id="stage1-steps")
                         stage2 = gr.Number(150, label="Stage 2 steps", precision=0, elem_id="stage2-steps")
                         steps = gr.Number(50, label="Sampling steps", precision=0, elem_id="sampling-steps")
+                        candidates = gr.Number(1, label="Candidates (best of N, cammimic)", precision=0,
+                                               elem_id="candidates")
                     with gr.Row():
                         speed = gr.Slider(0.25, 4, value=1, step=0.25, label="Preset speed", elem_id="speed")
                         ease = gr.Dropdown(list(EASES), value="in-out", label="Preset ease", elem_id="ease")
@@ -577,7 +587,8 @@ def build_app(settings: UISettings, *, host=None):
                                     file_count="multiple", interactive=False, elem_id="downloads")
                 run_dir = gr.Textbox(label="Run directory (in the runs folder)", interactive=False, elem_id="run-dir")
         inputs = [reference_video, camera_preset, image, prompt, reference_prompt, method, backbone, weights, frames,
-                  width, height, seed, stage1, stage2, steps, speed, ease, m_strength, m_speed, m_reverse, m_smooth]
+                  width, height, seed, stage1, stage2, steps, speed, ease, m_strength, m_speed, m_reverse, m_smooth,
+                  candidates]
         outputs = [status, output, side, weak, trajectory, score, downloads, run_dir]
         event = run_btn.click(transfer, inputs, outputs, api_name="transfer", concurrency_limit=1,
                               concurrency_id="gpu")

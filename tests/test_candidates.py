@@ -189,3 +189,92 @@ def test_bad_candidates_are_refused_in_one_line(inputs, tmp_path, capsys, extra,
 def test_the_api_refuses_candidates_with_the_homography_method(inputs, tmp_path):
     with pytest.raises(cammimic.CammimicError, match="no effect with the homography method"):
         cammimic.transfer(*inputs, tmp_path / "h", method="homography", candidates=3)
+
+
+def test_the_web_app_passes_candidates_bounded(tmp_path):
+    from cammimic.ui import INPUT_NAMES, TransferRequest, UISettings, run_command
+
+    assert INPUT_NAMES[-1] == "candidates"
+    settings = UISettings(runs_dir=tmp_path)
+    base = dict(camera_preset="zoom-in", image="a.png", method="cammimic", prompt="a scene", backbone="zeroscope")
+
+    def command(**kw):
+        return run_command(TransferRequest(**{**base, **kw}), tmp_path / "r", settings, backbones=["zeroscope"])
+
+    assert "--candidates=3" in command(candidates=3) and "--candidates=8" in command(candidates=8.0)
+    assert not any(c.startswith("--candidates") for c in command())  # 1: one sampling, no option
+    assert not any(c.startswith("--candidates") for c in command(method="homography", candidates=3))
+    for value, line in [(9, "candidates must be between 1 and 8 on this server, got 9"),
+                        (0, "candidates must be between 1 and 8 on this server, got 0"),
+                        (2.5, "candidates must be a whole number, got '2.5'")]:
+        with pytest.raises(cammimic.CammimicError) as info:
+            command(candidates=value)
+        assert str(info.value) == line
+
+
+def test_the_web_app_names_the_kept_candidate(three):
+    from cammimic.ui import _score_markdown
+
+    out, _ = three
+    assert _score_markdown(out).endswith("best of 3 candidates: seed 0 kept")
+
+
+def test_the_web_app_form_has_the_control_as_the_endpoints_last_input(tmp_path):
+    pytest.importorskip("gradio")
+    from cammimic.ui import INPUT_NAMES, UISettings, build_app
+
+    app = build_app(UISettings(runs_dir=tmp_path))
+    fns = app.fns.values() if isinstance(app.fns, dict) else app.fns
+    [transfer] = [f for f in fns if getattr(f, "api_name", None) == "transfer"]
+    ids = [c.elem_id for c in transfer.inputs]
+    assert len(ids) == len(INPUT_NAMES) and ids[-1] == "candidates"
+    [box] = [c for c in transfer.inputs if c.elem_id == "candidates"]
+    assert box.value == 1 and box.precision == 0
+
+
+def _bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "candidates.py"
+    spec = importlib.util.spec_from_file_location("bench_candidates", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_benchmarks_curve_is_the_mean_over_every_subset():
+    import itertools
+    import math
+
+    bench = _bench()
+    cands = [{"camera_score": s, "camera_score_valid": v} for s, v in
+             [(0.5, True), (0.1, False), (0.3, True), (0.9, True), (0.2, True), (0.05, False)]]
+    assert bench.kept_prefix(cands, 1) == 0.5 and bench.kept_prefix(cands, 3) == 0.3
+    assert math.isnan(bench.kept_prefix(cands[1:2], 1))
+    for n in range(1, 7):
+        kept = []
+        for subset in itertools.combinations(cands, n):
+            valid = [c["camera_score"] for c in subset if c["camera_score_valid"]]
+            kept.append(min(valid) if valid else None)
+        mean, none = bench.expected_best(cands, n)
+        found = [k for k in kept if k is not None]
+        assert none == pytest.approx(kept.count(None) / len(kept))
+        assert mean == pytest.approx(sum(found) / len(found))
+
+
+def test_the_benchmark_runs_on_tiny_weights(inputs, tiny_weights, tmp_path, capsys):
+    bench = _bench()
+    config = tmp_path / "tiny.toml"
+    config.write_text("[run]\nframes = 8\nwidth = 64\nheight = 64\n[lora]\nspatial_rank = 4\ntemporal_rank = 4\n"
+                      "[finetune]\nstage1_steps = 1\nstage2_steps = 1\n[sampling]\nsteps = 2\n")
+    ref, user = inputs
+    code = bench.main([str(ref), str(user), "--prompt", "a cup of coffee", "--weights", str(tiny_weights),
+                       "--config", str(config), "--candidates", "2", "--out", str(tmp_path / "b"), "-q"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "N | kept (--candidates N) | expected over N-subsets | none valid" in out
+    assert "\n2 | — | — | 100%" in out  # random weights: nothing valid
+    results = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert [c["seed"] for c in results["runs"][0]["candidates"]] == [0, 1] and len(results["curve"]) == 2
+    assert bench.main([str(ref), str(user), "--prompt", "x", "--weights", "w", "--candidates", "1"]) == 2
