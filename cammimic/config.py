@@ -438,6 +438,13 @@ class Config:
 
     data: dict[str, Any]
     source: str | None = None  #: the file it came from, for messages
+    #: the ``"section.key"`` settings the user gave (in the file or as overrides), whole sections
+    #: as ``"section"``: what a backbone's own defaults (``recipe_defaults``) never replace
+    explicit: frozenset[str] = frozenset()
+
+    def is_explicit(self, dotted: str) -> bool:
+        """Whether the user set ``dotted`` (``"section.key"``) or its whole section."""
+        return dotted in self.explicit or dotted.partition(".")[0] in self.explicit
 
     @property
     def where(self) -> str:
@@ -449,13 +456,6 @@ class Config:
     def component(self, section: str) -> tuple[str, dict[str, Any]]:
         """``(name, params)`` of a single-component section such as ``motion_estimator``."""
         if self.data[section] is None:
-    #: the ``"section.key"`` settings the user gave (in the file or as overrides), whole sections
-    #: as ``"section"``: what a backbone's own defaults (``recipe_defaults``) never replace
-    explicit: frozenset[str] = frozenset()
-
-    def is_explicit(self, dotted: str) -> bool:
-        """Whether the user set ``dotted`` (``"section.key"``) or its whole section."""
-        return dotted in self.explicit or dotted.partition(".")[0] in self.explicit
             raise CammimicError(f'no [{section}] is selected; add [{section}] name = "..." to your config')
         table = dict(self.data[section])
         return table.pop("name"), table
@@ -467,9 +467,11 @@ class Config:
         for the old one.
         """
         data = copy.deepcopy(self.data)
+        explicit = set(self.explicit)
         for dotted, value in overrides.items():
             if value is None:
                 continue
+            explicit.add(dotted)
             if dotted == "guidance":  # the whole list of terms
                 items = value if isinstance(value, list) else [value]
                 data["guidance"] = [_check_component("guidance", t, " (command line)") for t in items]
@@ -478,11 +480,9 @@ class Config:
             if section in COMPONENT_DEFAULTS and section != "guidance":
                 if key == "name" and (data[section] or {}).get("name") != value:
                     data[section] = {"name": value}
-        explicit = set(self.explicit)
                 elif data[section] is None:
                     raise CammimicError(f"set [{section}] name before its parameter '{key}'")
                 else:
-            explicit.add(dotted)
                     data[section][key] = value
             elif section not in DEFAULTS or key not in DEFAULTS[section]:
                 known = [f"{s}.{k}" for s, keys in DEFAULTS.items() for k in keys]
