@@ -199,6 +199,12 @@ class FinetuneSection:
     learning_rate: float = setting(
         5e-4, "Adam learning rate (both stages).", range=(0, 1),
         option=Option("--lr", "Adam learning rate (default: 5e-4).", min=0, min_open=True))
+    optimizer: str = setting(
+        "adam", "The optimiser of each LoRA group: `adam` (the paper) or `adamw` (MotionDirector's, decoupled weight "
+        "decay).", choices=("adam", "adamw"))
+    weight_decay: float = setting(
+        0.0, "Weight decay of the optimiser (`adamw`: decoupled; `adam`: L2 added to the gradient). MotionDirector: "
+        "`adamw` with 1e-2 on a video, 1e-4 on an image.", range=(0, 1))
     spatial_weight: float = setting(
         0.5, "δ: weight of the spatial loss in stage 1 (the paper: δ ∈ (0, 1)).", range=(0, 1e3))
     spatial_mask_probability: float = setting(
@@ -207,6 +213,9 @@ class FinetuneSection:
     temporal_debias: bool = setting(
         False, "Add MotionDirector's appearance-debiased temporal loss, MSE(√2·ε̂_f − ε̂_a, √2·ε_f − ε_a) with a "
         "random anchor frame a, to L_temporal.")
+    skip_spatial_when_masked: bool = setting(
+        False, "On a stage-1 step whose all-frame pass masks the spatial LoRA, skip the spatial loss and the "
+        "spatial LoRA's update too, as MotionDirector does.")
     stage2: bool = setting(
         True, 'Run stage 2. `false` is the paper\'s "no USC" ablation (`--no-stage2`).',
         option=Option("--no-stage2", "Ablation: skip stage 2 (no user-image spatial learning).", sets=False))

@@ -18,10 +18,12 @@ Stage 1 (reference video, prompt t_R), each step:
   backbone's (:func:`cammimic.backbones.noise_and_target`: DDPM ε/v, or flow matching);
 * ``L1 = L_temporal + δ · L_spatial`` (δ = ``spatial_weight``), routed as in MotionDirector:
   the **temporal LoRA** is updated from ``L_temporal`` alone and the **spatial LoRA** from
-  ``δ · L_spatial`` alone (two Adam optimisers, each fed its own loss through
-  ``backward(inputs=...)``, each group clipped on its own). The spatial LoRA still takes part in
-  the all-frame forward pass (unless masked), but L_temporal's gradient never reaches it: the
-  paper trains the spatial LoRA "on a single, randomly selected frame".
+  ``δ · L_spatial`` alone (two Adam optimisers, or AdamW with ``optimizer = "adamw"``, each fed
+  its own loss through ``backward(inputs=...)``, each group clipped on its own). The spatial LoRA
+  still takes part in the all-frame forward pass (unless masked), but L_temporal's gradient never
+  reaches it: the paper trains the spatial LoRA "on a single, randomly selected frame". With
+  ``skip_spatial_when_masked`` a masked step has no spatial loss and no spatial update at all
+  (MotionDirector's training loop).
 
 Stage 2 (user image as a one-frame clip, prompt t_u): the same spatial LoRA continues with
 ``L2 = L_spatial + λ · L_ortho`` (λ = ``orthogonality_weight``, definition in
@@ -197,9 +199,13 @@ class FinetuneSettings:
     stage1_steps: int = _FINETUNE.stage1_steps
     stage2_steps: int = _FINETUNE.stage2_steps
     learning_rate: float = _FINETUNE.learning_rate
+    optimizer: str = _FINETUNE.optimizer  #: "adam" (the paper) or "adamw" (MotionDirector)
+    weight_decay: float = _FINETUNE.weight_decay  #: AdamW's decoupled decay, or Adam's L2 term
     spatial_weight: float = _FINETUNE.spatial_weight  #: δ in L1 = L_temporal + δ L_spatial (the paper: δ in (0, 1))
     spatial_mask_probability: float = _FINETUNE.spatial_mask_probability  #: P(spatial LoRA off for the all-frame pass)
     temporal_debias: bool = _FINETUNE.temporal_debias  #: add MotionDirector's appearance-debiased temporal loss
+    #: a masked step skips the spatial loss and update too (MotionDirector)
+    skip_spatial_when_masked: bool = _FINETUNE.skip_spatial_when_masked
     stage2: bool = _FINETUNE.stage2  #: False = the "no USC" ablation
     orthogonality: bool = _FINETUNE.orthogonality  #: False = the "no ORTHO" ablation
     #: λ; with ``subspace`` ‖∇(λ·L_ortho)‖/‖∇L_spatial‖ ≈ 0.2–0.4 at zeroscope's widths
@@ -511,15 +517,20 @@ def _finetune(backbone, layers, s, reference_latents, reference_embeds, image_la
                     root2 * pred - pred[:, :, anchor:anchor + 1], root2 * target.float() - target[:, :, anchor:anchor + 1].float())
             finite(loss_t.item(), "the temporal loss", where)
             torch.autograd.backward(scaled(loss_t), inputs=temporal_params)
-        with backbone.temporal_bypass():
-            loss_s = torch.nn.functional.mse_loss(predict(xs, reference_embeds, ts), target_s.float())
-            finite(loss_s.item(), "the spatial loss", where)
-            torch.autograd.backward(scaled(s.spatial_weight * loss_s), inputs=spatial_params)
+        loss_s = None
+        # MotionDirector skips the spatial loss (and the spatial optimiser's step) on a masked step;
+        # the draws above are made either way, so the option moves no other random number
+        if not (masked and s.skip_spatial_when_masked):
+            with backbone.temporal_bypass():
+                loss_s = torch.nn.functional.mse_loss(predict(xs, reference_embeds, ts), target_s.float())
+                finite(loss_s.item(), "the spatial loss", where)
+                torch.autograd.backward(scaled(s.spatial_weight * loss_s), inputs=spatial_params)
         with torch.no_grad():
             ortho = float(orthogonality_loss(unet, layers.pairs, definition=s.orthogonality_definition))
-        return {"loss": loss_t.item() + s.spatial_weight * loss_s.item(), "temporal": loss_t.item(),
-                "spatial": loss_s.item(), "ortho": ortho, "ortho_ratio": None, "spatial_masked": masked,
-                "frame": frame, "timestep": _timestep_value(t)}
+        spatial = None if loss_s is None else loss_s.item()
+        return {"loss": loss_t.item() + (0.0 if spatial is None else s.spatial_weight * spatial),
+                "temporal": loss_t.item(), "spatial": spatial, "ortho": ortho, "ortho_ratio": None,
+                "spatial_masked": masked, "frame": frame, "timestep": _timestep_value(t)}
 
     def step_stage2(where, spatial_params, temporal_params):
         x, target, t = noisy(img)
@@ -567,7 +578,7 @@ def _finetune(backbone, layers, s, reference_latents, reference_embeds, image_la
             groups = {"spatial": lora_parameters(unet, "spatial")}
             if train_temporal:
                 groups["temporal"] = lora_parameters(unet, "temporal")
-            opts = {g: torch.optim.Adam(ps, lr=s.learning_rate) for g, ps in groups.items()}
+            opts = {g: _optimizer(s, ps) for g, ps in groups.items()}
             if saved is not None and number == stage and first > 0:
                 _load_optimizers(opts, saved, ckpt_path)
             saved = None
@@ -585,14 +596,17 @@ def _finetune(backbone, layers, s, reference_latents, reference_embeds, image_la
                 overflow = [g for g, n in norms.items() if not math.isfinite(n)]
                 if overflow and scaler is None:
                     raise _Diverged(f"the {overflow[0]} LoRA's gradient", norms[overflow[0]], where)
+                # a group with no gradient this step (the spatial LoRA on a skipped masked step) is not
+                # stepped: no weight decay, no moment update, as MotionDirector skips its optimiser
+                stepping = [opt for g, opt in opts.items() if any(p.grad is not None for p in groups[g])]
                 with _DeferInterrupt():
                     if scaler is not None:
-                        for opt in opts.values():
+                        for opt in stepping:
                             scaler.step(opt)  # skipped when a gradient overflowed at this scale
                         scaler.update()
                         skipped += bool(overflow)
                     else:
-                        for opt in opts.values():
+                        for opt in stepping:
                             opt.step()
                     for opt in opts.values():
                         opt.zero_grad(set_to_none=True)
@@ -656,6 +670,16 @@ class _Diverged(Exception):
         tries.append("base weights free of NaN/inf")
         return (f"finetuning stopped at stage {stage} step {step}: {self.what} is {self.value} (not finite); "
                 f"nothing was written for this step and {kept}; try {', '.join(tries)}")
+
+
+def _optimizer(s: FinetuneSettings, params):
+    """One LoRA group's optimiser: Adam (the paper) or AdamW (MotionDirector's ``get_optimizer``)."""
+    import torch
+
+    if s.optimizer not in ("adam", "adamw"):
+        raise CammimicError(f"optimizer {s.optimizer!r} is unknown. Try one of ['adam', 'adamw']")
+    cls = torch.optim.AdamW if s.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=s.learning_rate, weight_decay=s.weight_decay)
 
 
 def _norm(tensors) -> float:

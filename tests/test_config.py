@@ -125,8 +125,11 @@ OLD_DEFAULTS = {
     },
     "lora": {"spatial_rank": 32, "temporal_rank": 32, "alpha": 0.0, "dropout": 0.0, "include_ff": False, "token": "sks"},
     "finetune": {
-        "stage1_steps": 150, "stage2_steps": 150, "learning_rate": 5e-4, "spatial_weight": 0.5,
-        "spatial_mask_probability": 0.2, "temporal_debias": False, "stage2": True, "orthogonality": True,
+        "stage1_steps": 150, "stage2_steps": 150, "learning_rate": 5e-4,
+        "optimizer": "adam", "weight_decay": 0.0,  # issue 22 §4 (MotionDirector's AdamW)
+        "spatial_weight": 0.5, "spatial_mask_probability": 0.2, "temporal_debias": False,
+        "skip_spatial_when_masked": False,  # issue 22 §4
+        "stage2": True, "orthogonality": True,
         "orthogonality_weight": 0.4, "orthogonality_definition": "subspace", "max_grad_norm": 1.0,
         "checkpoint_every": 50, "gradient_checkpointing": False,
     },
@@ -148,6 +151,7 @@ OLD_CHOICES = {
     ("score", "variant"): ("resolution_free", "paper"),
     ("run", "dtype"): ("auto", "float32", "float16", "bfloat16"),
     ("finetune", "orthogonality_definition"): ("cosine", "inner", "subspace"),
+    ("finetune", "optimizer"): ("adam", "adamw"),  # issue 22 §4
 }  # [sampling] scheduler: no fixed choices, the backbone's samplers (cammimic.backbones)
 OLD_RANGES = {
     ("run", "frames"): (0, 1000), ("run", "width"): (0, 8192), ("run", "height"): (0, 8192), ("run", "fps"): (0, 240),
@@ -155,6 +159,7 @@ OLD_RANGES = {
     ("lora", "temporal_rank"): (1, 1024), ("lora", "alpha"): (0, 1e6), ("lora", "dropout"): (0, 0.9),
     ("finetune", "stage1_steps"): (0, 1_000_000), ("finetune", "stage2_steps"): (0, 1_000_000),
     ("finetune", "learning_rate"): (0, 1), ("finetune", "spatial_weight"): (0, 1e3),
+    ("finetune", "weight_decay"): (0, 1),  # issue 22 §4
     ("finetune", "spatial_mask_probability"): (0, 1), ("finetune", "orthogonality_weight"): (0, 1e6),
     ("finetune", "max_grad_norm"): (0, 1e6), ("finetune", "checkpoint_every"): (0, 1_000_000),
     ("score", "max_fallback_share"): (0, 1), ("sampling", "steps"): (0, 999), ("sampling", "guidance_scale"): (0, 100),
@@ -167,6 +172,7 @@ CONFIG_ONLY = {
     "lora.alpha", "lora.dropout", "lora.include_ff", "lora.token", "finetune.spatial_weight",
     "finetune.spatial_mask_probability", "finetune.temporal_debias", "finetune.orthogonality_weight",
     "finetune.orthogonality_definition", "finetune.max_grad_norm", "finetune.checkpoint_every",
+    "finetune.optimizer", "finetune.weight_decay", "finetune.skip_spatial_when_masked",
     "sampling.negative_prompt", "sampling.eta", "score.max_fallback_share", "output.crf", "plugins.block",
 }
 

@@ -476,3 +476,39 @@ def test_a_camera_preset_in_a_manifest_runs(tmp_path, manifest, capsys):
     code, err = _ev(tmp_path / "ev", man, capsys)
     assert code == 0, err
     assert [r["status"] for r in _rows(tmp_path / "ev")] == ["ok"]
+
+
+def test_motiondirector_is_motiondirector_s_recipe(tmp_path, manifest, tiny_weights, monkeypatch):
+    """issue 22 §4: the baseline trains by MotionDirector's recipe (debiased temporal loss, FF LoRAs,
+    dropout 0.1, AdamW, masked steps skip the spatial loss) and every run directory records it."""
+    import torch
+
+    from cammimic.lora import read_lora
+
+    made = []
+
+    class Spy(torch.optim.AdamW):
+        def __init__(self, params, **kw):
+            made.append(kw["weight_decay"])
+            super().__init__(params, **kw)
+
+    monkeypatch.setattr(torch.optim, "AdamW", Spy)
+    config = _config(**{**FAST, "finetune.stage1_steps": 3, "backbone.weights": str(tiny_weights)})
+    res = evaluate(_subset(manifest, tmp_path, 1), tmp_path / "ev", methods=["motiondirector"], config=config,
+                   progress=False, echo=lambda s: None)
+    assert res["failed"] == 0, _rows(tmp_path / "ev")[0]["error"]
+    out = tmp_path / "ev" / "runs" / "p0" / "motiondirector"
+    parts = out.parent / "motiondirector-parts"
+    assert made == [1e-2, 1e-2, 1e-4]  # reference: spatial, temporal; the image's spatial path
+    for run in (out, parts / "temporal", parts / "spatial"):
+        toml = (run / "config.toml").read_text()
+        for line in ("temporal_debias = true", "include_ff = true", "dropout = 0.1", 'optimizer = "adamw"',
+                     "skip_spatial_when_masked = true"):
+            assert line in toml, (run.name, line)
+    # the feed-forward layers carry LoRA in both groups (utils/lora.py: attn1 + ff, attn1 + attn2 + ff)
+    for adapter, part in (("spatial", "spatial"), ("temporal", "temporal")):
+        _, meta = read_lora(parts / part / "lora" / f"{adapter}.safetensors")
+        targets = json.loads(meta["target_layers"])
+        assert any(t.endswith("ff.net.2") for t in targets) and any(t.endswith("ff.net.0.proj") for t in targets)
+    run = json.loads((out / "run.json").read_text())
+    assert run["phases"] == ["sample"] and [g["name"] for g in run["components"]["guidance"]] == ["none"]

@@ -447,3 +447,64 @@ def test_homography_guidance_draws_the_samples_to_the_weak_video(load, plugin_ho
     assert distance(unmasked, outside) < 0.5 * distance(none, outside)
     # the same seed gives the same samples
     assert torch.equal(masked, run([homography_guidance(weight=0.1)]))
+
+
+# -- MotionDirector's recipe (issue 22 §4) -------------------------------------------------------
+def test_the_debiased_temporal_loss_is_motiondirector_s_by_hand(load, plugin_host, data):
+    """Step 1's L_temporal with temporal_debias equals MotionDirector's formula recomputed by hand
+    (MotionDirector_train.py, finetune_unet: beta 1, alpha √2, a random anchor frame)."""
+    from cammimic.backbones import noise_and_target, training_timesteps
+
+    backbone, layers, kw = prepared(load, plugin_host, data, rank=4)
+    settings = FinetuneSettings(stage1_steps=1, stage2=False, spatial_mask_probability=0.0, temporal_debias=True,
+                                checkpoint_every=0, seed=5)
+    # the draws finetune makes, in its order, from generators seeded as it seeds them
+    g, anchors = torch.Generator().manual_seed(5), torch.Generator().manual_seed(6)
+    ref, sched = kw["reference_latents"], backbone.training_scheduler()
+    torch.rand((), generator=g)  # the mask draw
+    t = training_timesteps(backbone, sched, 1, g)
+    x, target = noise_and_target(backbone, sched, ref, torch.randn(ref.shape, generator=g), t)
+    anchor = int(torch.randint(0, ref.shape[2], (1,), generator=anchors))
+    with torch.no_grad():  # before any update, B = 0: the prediction of the base model
+        pred = backbone.predict_noise(x, t, kw["reference_embeds"]).double().numpy()
+    eps = target.double().numpy()
+    plain = np.mean((pred - eps) ** 2)
+    alpha, beta = 2 ** 0.5, 1.0  # alpha = sqrt(beta**2 + 1)
+    debiased = np.mean(((alpha * pred - beta * pred[:, :, anchor:anchor + 1])
+                        - (alpha * eps - beta * eps[:, :, anchor:anchor + 1])) ** 2)
+    record = finetune(backbone, layers, settings=settings, progress=False, **kw).losses[0]
+    assert record["temporal"] == pytest.approx(plain + debiased, rel=1e-5)
+    assert debiased > 0.1 * plain  # the term is not negligible
+
+
+def test_a_masked_step_can_skip_the_spatial_loss_and_update(load, plugin_host, data):
+    """skip_spatial_when_masked: every step masked -> no spatial loss, the spatial LoRA untouched even
+    under AdamW's weight decay (its optimiser does not step); the temporal LoRA trains."""
+    backbone, layers, kw = prepared(load, plugin_host, data, rank=4)
+    before = _loras(backbone)
+    settings = FinetuneSettings(stage1_steps=2, stage2=False, spatial_mask_probability=1.0, checkpoint_every=0,
+                                skip_spatial_when_masked=True, optimizer="adamw", weight_decay=0.5)
+    result = finetune(backbone, layers, settings=settings, progress=False, **kw)
+    after = _loras(backbone)
+    assert [r["spatial"] for r in result.losses] == [None, None]
+    assert all(r["spatial_masked"] for r in result.losses)
+    assert _same_bits(before["spatial"], after["spatial"])
+    assert not _same_bits(before["temporal"], after["temporal"])
+
+
+def test_adamw_and_its_weight_decay_reach_each_group(load, plugin_host, data, monkeypatch):
+    made = []
+
+    class Spy(torch.optim.AdamW):
+        def __init__(self, params, **kw):
+            made.append(kw)
+            super().__init__(params, **kw)
+
+    monkeypatch.setattr(torch.optim, "AdamW", Spy)
+    backbone, layers, kw = prepared(load, plugin_host, data, rank=4)
+    settings = FinetuneSettings(stage1_steps=1, stage2_steps=1, checkpoint_every=0, optimizer="adamw",
+                                weight_decay=1e-2)
+    finetune(backbone, layers, settings=settings, progress=False, **kw)
+    assert made == [{"lr": 5e-4, "weight_decay": 1e-2}] * 3  # stage 1: spatial, temporal; stage 2: spatial
+    with pytest.raises(CammimicError, match="optimizer 'sgd' is unknown. Try one of"):
+        finetune(backbone, layers, settings=attrs.evolve(settings, optimizer="sgd"), progress=False, **kw)
