@@ -1,4 +1,4 @@
-"""Does the CamMimic method work on mini? (issue 9, section 4)
+"""Does the CamMimic method work on mini? (docs/mini.md)
 
 Builds the held-out pair manifest and runs ``cammimic eval`` on it with ``--backbone mini``:
 
@@ -12,15 +12,18 @@ Builds the held-out pair manifest and runs ``cammimic eval`` on it with ``--back
   reference, the motion's parameters and whether mini's captions name it).
 
 Then every method of the paper's table (``homography, base, motiondirector, cammimic`` and the
-ablations ``-no-usc, -no-ortho, -no-hg``) runs with step counts scaled to mini (:data:`CONFIG`,
-written to ``OUT/mini-method.toml``), and ``--record`` writes the summary table into docs/mini.md.
+ablations ``-no-usc, -no-ortho, -no-hg``, ``-usc-only``, ``-no-usc-no-spatial``) and the
+training-free camera terms (``base-warped-noise, cammimic-warped-noise, motionclone,
+cammimic-camerascore``) run in one eval with mini's settings (:data:`CONFIG`, written to
+``OUT/mini-method.toml``), and ``--record`` writes both tables into docs/mini.md. The eval
+resumes: a run of some methods, then another of more, into one ``--out``, does each once.
 
-    python benchmarks/mini_method.py --record                    # the shipped bundle; one CPU thread: about 50 min
+    python benchmarks/mini_method.py --record                    # the shipped bundle, every method
     python benchmarks/mini_method.py --weights DIR --executor ray
     python benchmarks/mini_method.py --manifest-only --out /tmp/pairs
     python benchmarks/mini_method.py --methods homography        # no weights needed
-    python benchmarks/mini_method.py --methods training-free --record-training-free --out out/mini-training-free
-                                                                 # issue 23: warped noise, CameraScore guidance
+    python benchmarks/mini_method.py --methods paper             # the paper's methods only
+    python benchmarks/mini_method.py --methods training-free     # base, cammimic and the training-free terms
 """
 
 from __future__ import annotations
@@ -39,12 +42,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "mini.md"
 BEGIN, END = "<!-- mini-method:begin -->", "<!-- mini-method:end -->"
+#: The paper's table: its methods and ablations, and the readings the method issue added
+#: (``cammimic-usc-only``; ``cammimic-no-usc-no-spatial``, the other reading of "no USC").
 METHODS = ("homography", "base", "motiondirector", "cammimic", "cammimic-no-usc", "cammimic-no-ortho",
-           "cammimic-no-hg")
-#: Issue 23 §4: the training-free camera terms, measured next to base and cammimic
-#: (``--methods training-free`` runs these six, ``--record-training-free`` writes their table).
-#: (``motionclone`` joins once its guidance term exists: issue 23 §2 is not built yet.)
-TRAINING_FREE = ("base", "cammimic", "base-warped-noise", "cammimic-warped-noise", "cammimic-camerascore")
+           "cammimic-no-hg", "cammimic-usc-only", "cammimic-no-usc-no-spatial")
+#: Issue 23 §4: the training-free camera terms, tabled next to ``base`` and ``cammimic`` from the
+#: same eval (``--methods training-free`` runs these and the two they are compared with).
+TRAINING_FREE = ("base-warped-noise", "cammimic-warped-noise", "motionclone", "cammimic-camerascore")
 BEGIN_TF, END_TF = "<!-- mini-training-free:begin -->", "<!-- mini-training-free:end -->"
 SEED = 0
 CANVAS = 160  # px: the region of the photograph the 64 px frame moves over (as in training)
@@ -93,6 +97,7 @@ stage2_steps = 60
 
 [sampling]
 steps = 25
+guidance_scale = 9.0    # mini's, chosen by benchmarks/mini.py (docs/mini.md)
 """
 
 
@@ -243,8 +248,10 @@ def table(summary: list[dict]) -> list[str]:
     return lines
 
 
-def record(eval_dir, doc: Path, *, command: str, weights: str, markers: tuple[str, str] = (BEGIN, END)) -> None:
-    """Replace the text between the mini-method markers (or ``markers``) of ``doc`` by the summary table."""
+def record(eval_dir, doc: Path, *, command: str, weights: str, markers: tuple[str, str] = (BEGIN, END),
+           methods=None) -> None:
+    """Replace the text between the mini-method markers (or ``markers``) of ``doc`` by the summary
+    table of ``methods`` (all of the eval's by default); methods asked for but absent are named."""
     begin, end = markers
     from cammimic.io import write_text
 
@@ -255,12 +262,19 @@ def record(eval_dir, doc: Path, *, command: str, weights: str, markers: tuple[st
     if index and index.is_file():
         meta = json.loads(index.read_text()).get("_cammimic_mini", {})
     items = info["manifest"]["items"]
+    summary = summarize(eval_dir)
+    if methods is not None:
+        order = {m: i for i, m in enumerate(methods)}
+        summary = sorted((s for s in summary if s["method"] in order), key=lambda s: order[s["method"]])
     lines = [begin, "",
              f"`{command}`: {items} held-out pairs, bundle of {meta.get('unet_steps', '?')} UNet steps, "
              f"{platform.processor() or platform.machine()}, cammimic {info['cammimic_version']}, "
              f"torch {info['versions'].get('torch')}. Mean over valid scores [95 % bootstrap interval]; "
              "lower CameraScore is better.", ""]
-    lines += table(summarize(eval_dir))
+    lines += table(summary)
+    missing = [m for m in (methods or ()) if m not in {s["method"] for s in summary}]
+    if missing:
+        lines += ["", f"Not run: {', '.join(missing)}."]
     lines += ["", end]
     text = doc.read_text(encoding="utf-8")
     start, stop = text.index(begin), text.index(end) + len(end)
@@ -276,27 +290,27 @@ def main(argv=None) -> int:
     p.add_argument("--weights", default=str(cammimic_mini.WEIGHTS),
                    help="mini's bundle (a diffusers folder, e.g. from `python -m cammimic_mini.train --export DIR`); "
                    "default: the shipped one")
-    p.add_argument("--methods", default=",".join(METHODS),
-                   help="comma-separated eval methods; 'training-free' = " + ",".join(TRAINING_FREE))
-    p.add_argument("--pairs", type=int, default=12, help="pairs in the manifest (>= 1; the table needs >= 12)")
+    p.add_argument("--methods", default="all",
+                   help="comma-separated eval methods, or 'all' (default: " + ",".join(METHODS + TRAINING_FREE)
+                   + "), 'paper' (" + ",".join(METHODS) + ") or 'training-free' (base, cammimic and "
+                   + ",".join(TRAINING_FREE) + ")")
+    p.add_argument("--pairs", type=int, default=12, help="pairs in the manifest (>= 1; the tables need >= 12)")
     p.add_argument("--out", default="out/mini-method", help="pairs/, eval/ and mini-method.toml go here")
     p.add_argument("--executor", choices=("local", "ray"), default="local")
     p.add_argument("--manifest-only", action="store_true", help="write the pairs and stop")
-    p.add_argument("--record", action="store_true", help="write the table into docs/mini.md (all seven methods)")
-    p.add_argument("--record-training-free", action="store_true",
-                   help="write the issue-23 table (--methods training-free) into docs/mini.md")
+    p.add_argument("--record", action="store_true",
+                   help="write both tables (the paper's methods; the training-free terms) into docs/mini.md")
+    p.add_argument("--record-training-free", action="store_true", help="the same as --record (kept for old commands)")
     p.add_argument("-q", "--quiet", action="store_true")
     args = p.parse_args(argv)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    if methods == ["training-free"]:
-        methods = list(TRAINING_FREE)
-    if args.record_training_free and (not set(TRAINING_FREE) <= set(methods) or args.pairs < 12):
-        return _error("--record-training-free writes the issue-23 table: it needs --methods training-free and "
-                      "--pairs >= 12")
+    aliases = {"all": list(METHODS + TRAINING_FREE), "paper": list(METHODS),
+               "training-free": ["base", "cammimic", *TRAINING_FREE]}
+    methods = aliases.get(args.methods.strip()) or [m.strip() for m in args.methods.split(",") if m.strip()]
+    args.record = args.record or args.record_training_free
     if args.pairs < 1:
         return _error(f"--pairs must be >= 1, got {args.pairs}")
-    if args.record and (sorted(methods) != sorted(METHODS) or args.pairs < 12):
-        return _error("--record writes the section-4 table: it needs all seven methods and --pairs >= 12")
+    if args.record and args.pairs < 12:
+        return _error("--record writes the tables of docs/mini.md: it needs --pairs >= 12")
     needs_weights = any(m != "homography" for m in methods)
     if not args.manifest_only and needs_weights and not (Path(args.weights) / "model_index.json").is_file():
         return _error(f"mini's weights are not at {args.weights} (no model_index.json): mini is still being trained "
@@ -338,12 +352,11 @@ def main(argv=None) -> int:
         for line in table(summarize(out / "eval")):
             print(line)
         if args.record:
-            record(out / "eval", DOC, command="python benchmarks/mini_method.py --record", weights=args.weights)
-            print(f"recorded in {DOC}", file=sys.stderr)
-        if args.record_training_free:
-            record(out / "eval", DOC, command="python benchmarks/mini_method.py --methods training-free "
-                   "--record-training-free --out out/mini-training-free", weights=args.weights,
-                   markers=(BEGIN_TF, END_TF))
+            command = "python benchmarks/mini_method.py --record" + (
+                f" --methods {args.methods}" if args.methods != "all" else "")
+            record(out / "eval", DOC, command=command, weights=args.weights, methods=list(METHODS))
+            record(out / "eval", DOC, command=command, weights=args.weights, markers=(BEGIN_TF, END_TF),
+                   methods=["base", "cammimic", *TRAINING_FREE])
             print(f"recorded in {DOC}", file=sys.stderr)
     except CammimicError as exc:
         return _error(str(exc))
