@@ -215,8 +215,11 @@ def sample(
                 uncond, cond = noise.chunk(2)
                 noise = uncond + guidance_scale * (cond - uncond)
             if on_clean:  # guide the predicted clean latents, then hand the scheduler the matching output
+                # model_input (z_t as the model sees it) and prompt_embeds (t_I's): for terms that run the
+                # denoiser themselves (MotionClone's gradient through the temporal attention)
                 state = GuidanceState(step=i, num_steps=len(timesteps), timestep=t, target=target, mask=mask,
-                                      extras={"acts_on": "x0"})
+                                      extras={"acts_on": "x0", "model_input": model_in[-1:],
+                                              "prompt_embeds": embeds[-1:]})
                 clean = guided = to_clean(sched, noise, latents, i, t)
                 for term in on_clean:
                     guided = term.apply(guided, state)

@@ -2,8 +2,8 @@
 
 Methods: ``homography``, ``base``, ``motiondirector``, ``cammimic`` and the ablations
 ``cammimic-no-usc``, ``cammimic-no-ortho``, ``cammimic-no-hg``; the training-free camera terms
-``base-warped-noise``, ``cammimic-warped-noise`` (and, with their plugins, ``motionclone``,
-``cammimic-camerascore``). Metrics: ``first_frame``
+``base-warped-noise``, ``cammimic-warped-noise``, ``motionclone`` and ``cammimic-camerascore``
+(the last two need the ``motionclone`` and ``camerascore`` guidance plugins). Metrics: ``first_frame``
 (PSNR/SSIM to the user image), ``in_view`` (PSNR to the weak video where it has content),
 ``dinov2`` (scene preservation), ``clip`` (text alignment) and ``xclip`` (video-text
 alignment). A first-party plugin written like a third-party one; heavy imports happen in the
@@ -46,6 +46,10 @@ METHODS: dict[str, tuple[dict, str]] = {
                               "CamMimic with the initial noise warped along the reference's homographies."),
     "cammimic-camerascore": ({"run.method": "cammimic", "guidance": [{"name": "homography"}, {"name": "camerascore"}]},
                              "CamMimic plus CameraScore guidance through the differentiable kornia estimator."),
+    "motionclone": ({"run.method": "cammimic", "finetune.stage1_steps": 0, "finetune.stage2_steps": 0,
+                     "sampling.spatial_scale": 0.0, "sampling.temporal_scale": 0.0,
+                     "guidance": [{"name": "motionclone"}]},
+                    "base guided by the reference's sparse temporal attention (MotionClone; UNet3D backbones)."),
 }
 
 
