@@ -72,7 +72,11 @@ class EvalSample:
 
 @runtime_checkable
 class EvalMethod(Protocol):
-    """What an eval-method factory returns (see the ``register_eval_methods`` hook)."""
+    """What an eval-method factory returns (see the ``register_eval_methods`` hook).
+
+    An optional ``uses_backbone`` attribute (default ``True``) says whether the method runs the
+    eval's backbone; when any method does, every run's ``[run] frames/width/height`` are the
+    backbone's for the item (:func:`item_geometry`)."""
 
     name: str
 
@@ -227,12 +231,50 @@ def _one_line(exc: BaseException) -> str:
     return first if isinstance(exc, CammimicError) else f"{type(exc).__name__}: {first}"
 
 
+def item_geometry(item: EvalItem, config, host) -> dict[str, Any] | None:
+    """The frame count and size every method of ``item`` runs at: ``{"frames", "width", "height"}``.
+
+    Resolved once per item from the backbone the eval uses, as a ``cammimic`` run resolves them
+    (``[run] frames/width/height``, else the backbone's size and the paper's 16 frames moved to a
+    count the backbone takes, at most the reference's), and given to every method, ``homography``
+    included: per-pair motion grows with the frame stride, so CameraScore and the PSNR metrics
+    compare like with like only on the same frames at the same size (issue 22 §5). ``{"error"}``
+    when the item's inputs cannot be read (each of its pairs then fails with that line); ``None``
+    when the backbone's plugin cannot be built here (then only ``homography`` can run anyway).
+    """
+    from cammimic.backbones import check_num_frames, fit_num_frames
+    from cammimic.camera import resolve_reference
+    from cammimic.io.video import frame_count
+    from cammimic.methods.cammimic import PAPER_NUM_FRAMES
+
+    run = config["run"]
+    try:
+        name, params = config.component("backbone")
+        adapter = host.create("backbone", name, params, where=" ([backbone])")
+    except Exception:  # noqa: BLE001 - no backbone here (e.g. homography alone without torch): each method's own
+        return None
+    try:
+        width = run["width"] or adapter.default_size[0]
+        height = run["height"] or adapter.default_size[1]
+        if run["frames"]:
+            check_num_frames(adapter, run["frames"])
+            return {"frames": int(run["frames"]), "width": int(width), "height": int(height)}
+        reference = resolve_reference(item.reference, size=(width, height),
+                                      frames=fit_num_frames(adapter, PAPER_NUM_FRAMES, 10**6), image=item.image)
+        frames = fit_num_frames(adapter, PAPER_NUM_FRAMES, frame_count(reference))
+        return {"frames": int(frames), "width": int(width), "height": int(height)}
+    except Exception as exc:  # noqa: BLE001 - reported on each of the item's rows
+        return {"error": _one_line(exc)}
+
+
 def run_pair(item: EvalItem, method: str, out_dir: str, config_toml: str, metrics: dict[str, dict[str, Any]],
-             block: tuple[str, ...] = (), host=None) -> dict[str, Any]:
+             block: tuple[str, ...] = (), geometry: dict[str, Any] | None = None, host=None) -> dict[str, Any]:
     """Run one (item, method) pair and score it; never raises: a failure is a row with its error.
 
-    Top-level and picklable so the Ray executor can ship it to a worker; there ``host`` is
-    ``None`` and the worker loads the installed plugins (entry points) itself.
+    ``geometry`` (:func:`item_geometry`) sets the frames and size of the run; the row records
+    what the run used (``frames``, ``width``, ``height``, ``frame_indices``). Top-level and
+    picklable so the Ray executor can ship it to a worker; there ``host`` is ``None`` and the
+    worker loads the installed plugins (entry points) itself.
     """
     import shutil
 
@@ -249,11 +291,17 @@ def run_pair(item: EvalItem, method: str, out_dir: str, config_toml: str, metric
     try:
         host = host or get_host(block=block)
         config = from_dict(tomllib.loads(config_toml))
+        if geometry is not None:
+            if "error" in geometry:
+                raise CammimicError(geometry["error"])
+            config = config.with_overrides({"run.frames": geometry["frames"], "run.width": geometry["width"],
+                                            "run.height": geometry["height"]})
         runner = host.create("eval_method", method, None, where=" (--methods)")
         if run_dir.exists():
             shutil.rmtree(run_dir)
         runner.run(item, run_dir, config=config, host=_CachingHost(host))
         row.update(_score_row(run_dir))
+        row.update(_geometry_row(run_dir))
         sample = _sample(item, method, run_dir)
         for metric in _metric_instances(host, metrics):
             values = metric.compute(sample)
@@ -275,6 +323,14 @@ def _score_row(run_dir: Path) -> dict[str, Any]:
         "output_fallbacks": score.get("generated_fallbacks"),
         "num_pairs": score.get("num_pairs"),
     }
+
+
+def _geometry_row(run_dir: Path) -> dict[str, Any]:
+    """The frames and size the run used, from its run.json (the reference's frame indices too)."""
+    run = json.loads((run_dir / "run.json").read_text())
+    indices = (run.get("reference") or {}).get("indices") or []
+    return {"frames": run.get("num_frames"), "width": run.get("width"), "height": run.get("height"),
+            "frame_indices": " ".join(str(int(i)) for i in indices)}
 
 
 def _sample(item: EvalItem, method: str, run_dir: Path) -> EvalSample:
@@ -501,10 +557,15 @@ def _evaluate(out, lock, items, methods, metrics, config, config_toml, fingerpri
             bar.update(1)
 
     block = tuple(config["plugins"]["block"])
+    # every method of an item runs on the same frames at the same size (issue 22 §5), the backbone's
+    # when a method uses one (an eval of backbone-free methods alone keeps their own: nothing to match)
+    uses_backbone = any(getattr(host.create("eval_method", m, None), "uses_backbone", True) for m in methods)
+    geometry = {item.id: item_geometry(item, config, host) if uses_backbone else None
+                for item in {i.id: i for i, _ in todo}.values()}
 
     def submit_args(task):
         item, m = task
-        return item, m, str(out), config_toml, metrics, block
+        return item, m, str(out), config_toml, metrics, block, geometry[item.id]
 
     try:
         if executor == "local":

@@ -17,7 +17,8 @@ from cammimic.errors import CammimicError
 
 #: Always in results.csv, whatever the metrics (``cammimic.eval.RESULT_COLUMNS`` too).
 RESULT_COLUMNS = ("id", "method", "status", "error", "camera_score", "camera_score_paper", "valid",
-                  "reference_fallbacks", "output_fallbacks", "num_pairs", "seconds")
+                  "reference_fallbacks", "output_fallbacks", "num_pairs", "seconds",
+                  "frames", "width", "height", "frame_indices")  # what the run used (issue 22 §5)
 #: Lower is better for these columns; every other metric column is higher-is-better.
 LOWER_IS_BETTER = ("camera_score", "camera_score_paper")
 BOOTSTRAP_SAMPLES = 2000

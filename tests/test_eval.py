@@ -190,6 +190,7 @@ def test_a_plugin_registers_an_eval_method(tmp_path, manifest, plugin_host):
 
     class Still:
         name = "still"
+        uses_backbone = False  # a homography run: frames and size stay its own
 
         def run(self, item, output_dir, *, config, host):
             from cammimic.api import transfer
@@ -512,3 +513,36 @@ def test_motiondirector_is_motiondirector_s_recipe(tmp_path, manifest, tiny_weig
         assert any(t.endswith("ff.net.2") for t in targets) and any(t.endswith("ff.net.0.proj") for t in targets)
     run = json.loads((out / "run.json").read_text())
     assert run["phases"] == ["sample"] and [g["name"] for g in run["components"]["guidance"]] == ["none"]
+
+
+def test_every_method_of_an_item_runs_on_the_same_frames_and_size(tmp_path, tiny_weights, plugin_host):
+    """issue 22 §5: frames and size are resolved once per item from the eval's backbone and given to
+    every method, homography included; each row records them."""
+    import attrs
+    import cv2
+
+    from cammimic.eval import item_geometry
+
+    frames, _ = clip("pan", 96, 96, frames=20, name="astronaut")
+    write_video(tmp_path / "ref.mp4", frames, 8.0)
+    write_image(tmp_path / "img.png", cv2.resize(photo("coffee"), (96, 96), interpolation=cv2.INTER_AREA))
+    (tmp_path / "m.csv").write_text("id,reference,image,prompt,reference_prompt\n"
+                                    "p0,ref.mp4,img.png,a photo of coffee,astronaut\n")
+    fast = {k: v for k, v in FAST.items() if k != "run.frames"}  # frames left to the backbone: 16 of 20
+    config = _config(**fast, **{"backbone.weights": str(tiny_weights)})
+    res = evaluate(tmp_path / "m.csv", tmp_path / "ev", methods=["homography", "base"], config=config,
+                   progress=False, echo=lambda s: None)
+    rows = {r["method"]: r for r in _rows(tmp_path / "ev")}
+    assert res["failed"] == 0, {k: r["error"] for k, r in rows.items()}
+    for r in rows.values():
+        assert (r["frames"], r["width"], r["height"]) == ("16", "64", "64")
+    assert rows["homography"]["frame_indices"] == rows["base"]["frame_indices"]
+    indices = [int(i) for i in rows["base"]["frame_indices"].split()]
+    assert len(indices) == 16 and indices[0] == 0 and indices[-1] == 19  # 16 of the 20, evenly
+    # the backbone's own size and frame rule when the config sets none
+    [item] = read_manifest(tmp_path / "m.csv")
+    bare = _config(**{"backbone.weights": str(tiny_weights)})
+    assert item_geometry(item, bare, plugin_host) == {"frames": 16, "width": 576, "height": 320}
+    assert item_geometry(item, bare.with_overrides({"run.frames": 8}), plugin_host)["frames"] == 8
+    missing = attrs.evolve(item, reference=str(tmp_path / "nowhere.mp4"))
+    assert "nowhere.mp4" in item_geometry(missing, bare, plugin_host)["error"]

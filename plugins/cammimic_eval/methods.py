@@ -17,6 +17,8 @@ class ConfigMethod:
     def __init__(self, name: str, overrides: dict):
         self.name = name
         self.overrides = overrides
+        #: the eval resolves frames and size from the backbone when any of its methods uses one
+        self.uses_backbone = overrides.get("run.method") != "homography"
 
     def run(self, item, output_dir: Path, *, config, host) -> None:
         from cammimic.api import transfer
