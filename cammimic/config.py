@@ -206,7 +206,9 @@ class FinetuneSection:
         0.0, "Weight decay of the optimiser (`adamw`: decoupled; `adam`: L2 added to the gradient). MotionDirector: "
         "`adamw` with 1e-2 on a video, 1e-4 on an image.", range=(0, 1))
     spatial_weight: float = setting(
-        0.5, "δ: weight of the spatial loss in stage 1 (the paper: δ ∈ (0, 1)).", range=(0, 1e3))
+        0.5, "Deprecated, no effect: δ of L1 = L_temporal + δ·L_spatial (the paper: δ ∈ (0, 1)). The spatial LoRA's "
+        "own Adam normalises a constant scale away ([method.md](method.md#δ-spatial_weight)); setting it warns.",
+        range=(0, 1e3))
     spatial_mask_probability: float = setting(
         0.2, "Probability that the spatial LoRA is switched off for a step's all-frame (temporal) pass, as in "
         "MotionDirector.", range=(0, 1))

@@ -219,7 +219,20 @@ class FinetuneSettings:
 
     @classmethod
     def from_config(cls, config) -> FinetuneSettings:
+        is_explicit = getattr(config, "is_explicit", None)
+        if is_explicit is not None and is_explicit("finetune.spatial_weight"):
+            import warnings
+
+            warnings.warn(SPATIAL_WEIGHT_DEPRECATED, DeprecationWarning, stacklevel=2)
         return cls(**config["finetune"], seed=config["run"]["seed"])
+
+
+#: δ only scales the spatial LoRA's own gradient, which its own Adam normalises away (issue 22 §6).
+SPATIAL_WEIGHT_DEPRECATED = (
+    "[finetune] spatial_weight (δ) is deprecated and has no effect: stage 1 feeds δ·L_spatial to the spatial "
+    "LoRA's own Adam, which is invariant to a constant gradient scale (only clipping could see it); remove it "
+    "(docs/method.md#δ-spatial_weight)"
+)
 
 
 @attrs.frozen(eq=False)

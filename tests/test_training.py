@@ -508,3 +508,31 @@ def test_adamw_and_its_weight_decay_reach_each_group(load, plugin_host, data, mo
     assert made == [{"lr": 5e-4, "weight_decay": 1e-2}] * 3  # stage 1: spatial, temporal; stage 2: spatial
     with pytest.raises(CammimicError, match="optimizer 'sgd' is unknown. Try one of"):
         finetune(backbone, layers, settings=attrs.evolve(settings, optimizer="sgd"), progress=False, **kw)
+
+
+def test_delta_is_inert_under_its_own_adam(load, plugin_host, data, monkeypatch):
+    """issue 22 §6: δ scales only the spatial LoRA's own gradient, which Adam normalises away: with
+    Adam's ε out of the way (1e-20) and no clipping, δ = 0.5 and δ = 0.05 train the same spatial LoRA."""
+    from cammimic.config import load_config
+    from cammimic.training import SPATIAL_WEIGHT_DEPRECATED
+
+    class NoEps(torch.optim.Adam):
+        def __init__(self, params, **kw):
+            super().__init__(params, eps=1e-20, **kw)
+
+    monkeypatch.setattr(torch.optim, "Adam", NoEps)
+    loras = {}
+    for delta in (0.5, 0.05):
+        backbone, layers, kw = prepared(load, plugin_host, data, rank=4)
+        start = lora_state_dict(backbone.unet, "spatial")
+        settings = FinetuneSettings(stage1_steps=3, stage2=False, spatial_weight=delta, max_grad_norm=0.0,
+                                    checkpoint_every=0)
+        finetune(backbone, layers, settings=settings, progress=False, **kw)
+        loras[delta] = lora_state_dict(backbone.unet, "spatial")
+    a, b = loras[0.5], loras[0.05]
+    change = max(float((a[k] - start[k]).abs().max()) for k in a)
+    assert change > 1e-3
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4 * change
+    with pytest.warns(DeprecationWarning, match="spatial_weight .* has no effect"):
+        FinetuneSettings.from_config(load_config().with_overrides({"finetune.spatial_weight": 0.3}))
+    assert "deprecated" in SPATIAL_WEIGHT_DEPRECATED

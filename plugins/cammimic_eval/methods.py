@@ -37,7 +37,6 @@ MOTIONDIRECTOR_RECIPE: dict = {
     "finetune.weight_decay": 1e-2,  # adam_weight_decay: 1e-2
     "finetune.spatial_mask_probability": 0.2,  # mask_spatial_lora = random.uniform(0, 1) < 0.2
     "finetune.skip_spatial_when_masked": True,  # `if not mask_spatial_lora:` backward + optimizer_spatial.step()
-    "finetune.spatial_weight": 1.0,  # loss_spatial is backpropagated unweighted
     "finetune.max_grad_norm": 0.0,  # no gradient clipping in its loop
 }
 #: Its spatial path trained on an image (configs/config_single_image.yaml): no temporal LoRA, AdamW 1e-4.
