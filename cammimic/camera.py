@@ -29,7 +29,14 @@ import attrs
 import numpy as np
 
 from cammimic.errors import CammimicError
-from cammimic.homography import chain, from_resolution_free, invert, normalize, to_resolution_free
+from cammimic.homography import (
+    chain,
+    from_resolution_free,
+    invert,
+    normalize,
+    plane_homography,
+    to_resolution_free,
+)
 from cammimic.io import Video
 from cammimic.motion import MotionEstimate
 from cammimic.synthetic import camera_step
@@ -86,20 +93,6 @@ def _ease(kind: str, steps: int) -> np.ndarray:
     u = np.linspace(0.0, 1.0, steps + 1)
     p = {"linear": u, "in": u**2, "out": 1 - (1 - u) ** 2, "in-out": u * u * (3 - 2 * u)}[kind]
     return np.diff(p) * steps
-
-
-def plane_homography(k_a, k_b, rotation, translation, normal, depth) -> np.ndarray:
-    """The homography of a scene plane between two pinhole cameras a and b.
-
-    ``H = K_b (R - t nᵀ/d) K_a⁻¹`` where ``X_b = R X_a + t`` (camera a's coordinates to camera
-    b's) and the plane is ``nᵀ X_a + d = 0`` in camera a's coordinates: ``n`` its unit normal
-    pointing towards camera a, ``d > 0`` its distance (a wall 5 units ahead: ``n = (0, 0, -1)``,
-    ``d = 5``). Maps pixel coordinates of a to those of b, normalised so ``H[2, 2] = 1``.
-    """
-    k_a, k_b, r = (np.asarray(m, np.float64) for m in (k_a, k_b, rotation))
-    t = np.asarray(translation, np.float64).reshape(3, 1)
-    n = np.asarray(normal, np.float64).reshape(1, 3)
-    return normalize(k_b @ (r - t @ n / float(depth)) @ np.linalg.inv(k_a))
 
 
 def _orbit_step(width: int, height: int, degrees: float) -> np.ndarray:
@@ -397,11 +390,11 @@ def _kept(camera: CameraPath, keep: int | None) -> np.ndarray:
 def _check_drawable(camera: CameraPath, count: int, width: int, height: int) -> None:
     """The pixel limits a video read has (cammimic.io), before anything is drawn."""
     from cammimic.io.images import check_image_pixels
-    from cammimic.io.video import ENV_MAX_VIDEO_PIXELS, MAX_VIDEO_PIXELS, _check_total_pixels, env_limit
+    from cammimic.io.video import ENV_MAX_VIDEO_PIXELS, MAX_VIDEO_PIXELS, check_total_pixels, env_limit
 
     where = f"camera reference '{camera.spec}'"
     check_image_pixels(width, height, where)
-    _check_total_pixels(count, (width, height), where, env_limit(ENV_MAX_VIDEO_PIXELS, MAX_VIDEO_PIXELS))
+    check_total_pixels(count, (width, height), where, env_limit(ENV_MAX_VIDEO_PIXELS, MAX_VIDEO_PIXELS))
 
 
 def _check_motion(camera: CameraPath, cum: np.ndarray, width: int, height: int) -> None:

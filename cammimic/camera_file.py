@@ -29,7 +29,14 @@ from typing import Any
 import numpy as np
 
 from cammimic.errors import CammimicError
-from cammimic.homography import chain, from_resolution_free, invert, normalize, to_resolution_free
+from cammimic.homography import (
+    chain,
+    from_resolution_free,
+    invert,
+    normalize,
+    plane_homography,
+    to_resolution_free,
+)
 
 __all__ = ["FORMAT", "similarity", "decompose", "to_camera_file", "path_homographies", "read_re10k"]
 
@@ -63,9 +70,9 @@ def similarity(pan: float, tilt: float, zoom: float, roll: float) -> np.ndarray:
 
 def decompose(h: np.ndarray) -> dict[str, float]:
     """pan, tilt, zoom, roll of a resolution-free homography (as :func:`cammimic.trajectory.summarize`)."""
-    from cammimic.trajectory import _decompose
+    from cammimic import trajectory
 
-    return _decompose(normalize(h))
+    return trajectory.decompose(normalize(h))
 
 
 def to_camera_file(motion, *, fps: float | None = None, source: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -92,6 +99,16 @@ def _number(value, where: str, positive: bool = False) -> float:
     return float(value)
 
 
+def _homography(value, where: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        arr = None
+    if arr is None or arr.shape != (3, 3) or not np.all(np.isfinite(arr)):
+        raise CammimicError(f"{where} must be a 3x3 list of finite numbers; {_HELP}")
+    return arr
+
+
 def path_homographies(data: dict, where: str) -> tuple[np.ndarray, list[int]]:
     """The ``(T-1, 3, 3)`` resolution-free frame-to-frame homographies of a camera file's dict,
     and the frames whose numbers were edited (differ from their homography's)."""
@@ -112,9 +129,7 @@ def path_homographies(data: dict, where: str) -> tuple[np.ndarray, list[int]]:
         numbers = {name: _number(f.get(name), f"{at}.{name}", positive=name == "zoom") for name in FIELDS}
         s = similarity(**numbers)
         if "homography" in f:
-            from cammimic.camera import _matrix
-
-            c = to_resolution_free(_matrix(f["homography"], f"{at}.homography"), width, height)
+            c = to_resolution_free(_homography(f["homography"], f"{at}.homography"), width, height)
             if abs(np.linalg.det(c)) < 1e-12:
                 raise CammimicError(f"{at}.homography is singular; fix it or delete it to use the numbers alone")
             own = decompose(c)
@@ -144,10 +159,9 @@ def read_re10k(path, *, width: int, height: int, depth: float = 2.0, normal=(0.0
     intrinsics normalised by the image's width and height (CameraCtrl's and CamI2V's format).
     Each frame's homography is that of a plane ``depth`` units ahead of frame 0's camera (the
     file's translation units; ``inf``: rotation only) with ``normal`` in frame 0's coordinates,
-    ``H = K_k (R - t nᵀ/d) K_0⁻¹`` (:func:`cammimic.camera.plane_homography`), for a
+    ``H = K_k (R - t nᵀ/d) K_0⁻¹`` (:func:`cammimic.homography.plane_homography`), for a
     ``width`` x ``height`` video. ``frames``: sample that many frames evenly (default: all).
     """
-    from cammimic.camera import plane_homography
     from cammimic.motion import MotionEstimate
 
     p = Path(path)

@@ -498,11 +498,11 @@ def ui(host, port, runs_dir, method, backbone, weights, weights_dirs, max_upload
     Needs `pip install "cammimic[ui]"`. It also serves an API endpoint named `transfer`
     (docs/ui.md shows how to call it with gradio_client).
     """
-    from cammimic.ui import _HUB_ID, UISettings, default_backbone, launch, require_gradio
+    from cammimic.ui import UISettings, default_backbone, is_hub_id, launch, require_gradio
 
     require_gradio()
     for hub_id in hub_ids:
-        if not _HUB_ID.fullmatch(hub_id) or ".." in hub_id:
+        if not is_hub_id(hub_id):
             raise CammimicError(f"--allow-hub-id '{hub_id}' is not a Hub id; give OWNER/NAME, e.g. "
                                 "cerspense/zeroscope_v2_576w")
     if weights and Path(weights).expanduser().is_dir():  # the child runs in an empty folder: an absolute path

@@ -31,6 +31,7 @@ __all__ = [
     "compose",
     "chain",
     "invert",
+    "plane_homography",
     "resolution_free_matrix",
     "to_resolution_free",
     "from_resolution_free",
@@ -92,6 +93,20 @@ def invert(h) -> np.ndarray:
         return normalize(np.linalg.inv(h))
     except np.linalg.LinAlgError as exc:
         raise CammimicError("a homography is singular and cannot be inverted") from exc
+
+
+def plane_homography(k_a, k_b, rotation, translation, normal, depth) -> np.ndarray:
+    """The homography of a scene plane between two pinhole cameras a and b.
+
+    ``H = K_b (R - t nᵀ/d) K_a⁻¹`` where ``X_b = R X_a + t`` (camera a's coordinates to camera
+    b's) and the plane is ``nᵀ X_a + d = 0`` in camera a's coordinates: ``n`` its unit normal
+    pointing towards camera a, ``d > 0`` its distance (a wall 5 units ahead: ``n = (0, 0, -1)``,
+    ``d = 5``). Maps pixel coordinates of a to those of b, normalised so ``H[2, 2] = 1``.
+    """
+    k_a, k_b, r = (np.asarray(m, np.float64) for m in (k_a, k_b, rotation))
+    t = np.asarray(translation, np.float64).reshape(3, 1)
+    n = np.asarray(normal, np.float64).reshape(1, 3)
+    return normalize(k_b @ (r - t @ n / float(depth)) @ np.linalg.inv(k_a))
 
 
 def resolution_free_matrix(width: int, height: int) -> np.ndarray:

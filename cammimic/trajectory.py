@@ -22,12 +22,13 @@ import numpy as np
 
 from cammimic.homography import chain, to_resolution_free
 
-__all__ = ["summarize", "plot_trajectories"]
+__all__ = ["decompose", "summarize", "plot_trajectories"]
 
 FIELDS = ("pan", "tilt", "zoom", "roll")
 
 
-def _decompose(h: np.ndarray) -> dict[str, float]:
+def decompose(h: np.ndarray) -> dict[str, float]:
+    """pan, tilt, zoom, roll of one normalised resolution-free homography (the module's reading)."""
     a = h[:2, :2]
     zoom = math.sqrt(abs(np.linalg.det(a)))
     roll = math.degrees(math.atan2(a[1, 0] - a[0, 1], a[0, 0] + a[1, 1]))
@@ -41,8 +42,8 @@ def summarize(motion) -> dict[str, list[float]]:
     starting at the identity), each mapping field name to a list of floats.
     """
     hn = to_resolution_free(motion.homographies, motion.width, motion.height)
-    steps = [_decompose(h) for h in hn]
-    cum = [_decompose(c) for c in chain(hn)]
+    steps = [decompose(h) for h in hn]
+    cum = [decompose(c) for c in chain(hn)]
     return {
         "step": {f: [s[f] for s in steps] for f in FIELDS},
         "cumulative": {f: [c[f] for c in cum] for f in FIELDS},

@@ -33,7 +33,7 @@ from cammimic.camera import EASES, PRESETS
 from cammimic.errors import CammimicError
 
 __all__ = ["require_gradio", "UISettings", "TransferRequest", "Job", "run_command", "collect_outputs", "build_app", "launch",
-           "default_backbone", "NO_PRESET", "INPUT_NAMES"]
+           "default_backbone", "is_hub_id", "NO_PRESET", "INPUT_NAMES"]
 
 #: The preset choice meaning "use the uploaded reference video".
 NO_PRESET = "none: use the uploaded video"
@@ -42,7 +42,7 @@ METHODS = ("homography", "cammimic")
 SPEED_RANGE = (0.25, 4.0)
 #: The longest prompt (or other text) a client may send.
 MAX_TEXT = 2000
-#: A Hub id, ``owner/name`` (the child runs in an empty folder, so it never names a server folder).
+#: A Hub id, ``owner/name`` (see is_hub_id).
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 #: The ``transfer`` endpoint's inputs, in order (docs/ui.md documents each).
 INPUT_NAMES = ("reference_video", "camera_preset", "image", "prompt", "reference_prompt", "method", "backbone",
@@ -57,6 +57,12 @@ INT_RANGES = {"frames": (2, 128), "width": (16, 2048), "height": (16, 2048), "se
               "stage1_steps": (0, 1000), "stage2_steps": (0, 1000), "sampling_steps": (1, 200),
               "candidates": (1, 8)}  # best of N: N samplings of the server's time
 _ZERO_IS_DEFAULT = ("frames", "width", "height")
+
+
+def is_hub_id(value: str) -> bool:
+    """Whether ``value`` is a Hub id, ``owner/name``: the child runs in an empty folder, so one never names
+    a server folder."""
+    return bool(_HUB_ID.fullmatch(value)) and ".." not in value
 
 
 def default_backbone(host=None) -> str:
@@ -199,7 +205,7 @@ def _client_weights(value: str, settings: UISettings) -> str:
     cannot learn which server folders exist."""
     if not value or value == settings.weights:
         return settings.weights
-    if value in settings.hub_ids and _HUB_ID.fullmatch(value) and ".." not in value:
+    if value in settings.hub_ids and is_hub_id(value):
         return value  # the child runs in an empty folder: a Hub id never names a server folder
     path = Path(value)
     if path.is_absolute() and settings.weights_dirs:

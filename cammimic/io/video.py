@@ -261,7 +261,8 @@ def _decode_frames(
     return [kept[k] for k in keep], source_size
 
 
-def _check_total_pixels(count: int, size: tuple[int, int], where: str, max_pixels: int) -> None:
+def check_total_pixels(count: int, size: tuple[int, int], where: str, max_pixels: int) -> None:
+    """Refuse keeping ``count`` frames of ``size`` (width, height) when they exceed ``max_pixels`` in all."""
     total = count * size[0] * size[1]
     if total > max_pixels:
         raise CammimicError(
@@ -417,7 +418,7 @@ def read_video(
             f"pass fps <= {source_fps:g} or omit it"
         )
     idx = _sample_indices(times, num_frames, fps, where)
-    _check_total_pixels(len(idx), size or first_size, where, max_pixels)
+    check_total_pixels(len(idx), size or first_size, where, max_pixels)
     if is_sequence:
         frames: list[np.ndarray] = []
         source_size: tuple[int, int] = (0, 0)
