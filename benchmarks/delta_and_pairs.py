@@ -53,20 +53,31 @@ def main(argv=None) -> int:
         return backbone, layers, kw
 
     print(f"1. delta after {args.steps} stage-1 steps (spatial LoRA, max |difference| / max |change|)")
-    for clip_norm in (0.0, 1.0):
+    adam = torch.optim.Adam
+    for eps, clip_norm in ((1e-8, 0.0), (1e-8, 1.0), (1e-20, 0.0)):
+        class Adam(adam):  # Adam's ε set here (1e-8 is torch's default)
+            def __init__(self, params, _eps=eps, **kw):
+                super().__init__(params, eps=_eps, **kw)
+
+        torch.optim.Adam = Adam
         runs = {}
-        for delta in (0.5, 0.05):
-            backbone, layers, kw = prepared()
-            start = lora_state_dict(backbone.unet, "spatial")
-            s = FinetuneSettings(stage1_steps=args.steps, stage2=False, spatial_weight=delta, max_grad_norm=clip_norm,
-                                 checkpoint_every=0)
-            result = finetune(backbone, layers, settings=s, progress=False, **kw)
-            runs[delta] = (start, lora_state_dict(backbone.unet, "spatial"), result.losses)
-        (s0, a, _), (_, b, _) = runs[0.5], runs[0.05]
-        diff = max(float((a[k] - b[k]).abs().max()) for k in a)
-        change = max(float((a[k] - s0[k]).abs().max()) for k in a)
-        print(f"   max_grad_norm {clip_norm:g}: max|W(δ=0.5) − W(δ=0.05)| = {diff:.3g}, max|ΔW| = {change:.3g}, "
-              f"ratio {diff / change:.3g}")
+        try:
+            for delta in (0.5, 0.05):
+                backbone, layers, kw = prepared()
+                start = lora_state_dict(backbone.unet, "spatial")
+                s = FinetuneSettings(stage1_steps=args.steps, stage2=False, spatial_weight=delta,
+                                     max_grad_norm=clip_norm, checkpoint_every=0)
+                finetune(backbone, layers, settings=s, progress=False, **kw)
+                runs[delta] = (start, lora_state_dict(backbone.unet, "spatial"))
+        finally:
+            torch.optim.Adam = adam
+        (s0, a), (_, b) = runs[0.5], runs[0.05]
+        for part in ("lora_A", "lora_B"):
+            keys = [k for k in a if part in k]
+            diff = max(float((a[k] - b[k]).abs().max()) for k in keys)
+            change = max(float((a[k] - s0[k]).abs().max()) for k in keys)
+            print(f"   eps {eps:g}, max_grad_norm {clip_norm:g}, {part}: max|W(δ=0.5) − W(δ=0.05)| = {diff:.3g}, "
+                  f"max|ΔW| = {change:.3g}, ratio {diff / change:.3g}")
 
     print(f"2. stage 2 after {args.steps} stage-1 steps: pairing attn1 vs attn1 + attn2 (λ = 0.4, subspace)")
     for name in ("attn1", "attn1+attn2"):
