@@ -207,7 +207,7 @@ class FinetuneSection:
         "`adamw` with 1e-2 on a video, 1e-4 on an image.", range=(0, 1))
     spatial_weight: float = setting(
         0.5, "Deprecated, no effect: δ of L1 = L_temporal + δ·L_spatial (the paper: δ ∈ (0, 1)). The spatial LoRA's "
-        "own Adam normalises a constant scale away ([method.md](method.md#δ-spatial_weight)); setting it warns.",
+        "own Adam normalises a constant scale away ([method.md](method.md#δ-spatial_weight)); a value other than 0.5 warns.",
         range=(0, 1e3))
     spatial_mask_probability: float = setting(
         0.2, "Probability that the spatial LoRA is switched off for a step's all-frame (temporal) pass, as in "

@@ -219,8 +219,11 @@ class FinetuneSettings:
 
     @classmethod
     def from_config(cls, config) -> FinetuneSettings:
+        # a resolved config.toml (a run's, or the one eval hands each run) names every key: warn only
+        # when δ was set to something other than its default
         is_explicit = getattr(config, "is_explicit", None)
-        if is_explicit is not None and is_explicit("finetune.spatial_weight"):
+        if (is_explicit is not None and is_explicit("finetune.spatial_weight")
+                and config["finetune"]["spatial_weight"] != _FINETUNE.spatial_weight):
             import warnings
 
             warnings.warn(SPATIAL_WEIGHT_DEPRECATED, DeprecationWarning, stacklevel=2)

@@ -535,4 +535,9 @@ def test_delta_is_inert_under_its_own_adam(load, plugin_host, data, monkeypatch)
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4 * change
     with pytest.warns(DeprecationWarning, match="spatial_weight .* has no effect"):
         FinetuneSettings.from_config(load_config().with_overrides({"finetune.spatial_weight": 0.3}))
+    import warnings
+
+    with warnings.catch_warnings():  # a resolved config.toml names δ at its default: no warning
+        warnings.simplefilter("error")
+        FinetuneSettings.from_config(load_config().with_overrides({"finetune.spatial_weight": 0.5}))
     assert "deprecated" in SPATIAL_WEIGHT_DEPRECATED
