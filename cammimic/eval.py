@@ -231,6 +231,21 @@ def _one_line(exc: BaseException) -> str:
     return first if isinstance(exc, CammimicError) else f"{type(exc).__name__}: {first}"
 
 
+def _with_backbone_recipe(config, host):
+    """``config`` with the eval backbone's ``recipe_defaults`` (:func:`cammimic.backbones.resolve_recipe`)
+    for the settings the user left unset, so every method of the eval, ``homography`` included
+    (its motion estimator), runs with them; unchanged where the backbone cannot be built here."""
+    from cammimic.backbones import resolve_recipe
+
+    try:
+        name, params = config.component("backbone")
+        adapter = host.create("backbone", name, params, where=" ([backbone])")
+    except Exception:  # noqa: BLE001 - no backbone here (e.g. homography alone without torch)
+        return config
+    recipe = resolve_recipe(adapter, config)
+    return config.with_overrides(recipe) if recipe else config
+
+
 def item_geometry(item: EvalItem, config, host) -> dict[str, Any] | None:
     """The frame count and size every method of ``item`` runs at: ``{"frames", "width", "height"}``.
 
@@ -442,6 +457,9 @@ def evaluate(
         raise CammimicError(f"--executor '{executor}' is unknown. Try one of ['local', 'ray']")
 
     out = Path(output_dir)
+    # The backbone's own settings (mini: step counts, ranks, estimator) where the user set none,
+    # resolved here once: each run re-reads the whole config below, where every key looks set.
+    config = _with_backbone_recipe(config, host)
     config_toml = config.to_toml()
     settings = {"config": config_toml, "methods": sorted(methods), "metrics": metrics}
     fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()

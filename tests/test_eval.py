@@ -546,3 +546,29 @@ def test_every_method_of_an_item_runs_on_the_same_frames_and_size(tmp_path, tiny
     assert item_geometry(item, bare.with_overrides({"run.frames": 8}), plugin_host)["frames"] == 8
     missing = attrs.evolve(item, reference=str(tmp_path / "nowhere.mp4"))
     assert "nowhere.mp4" in item_geometry(missing, bare, plugin_host)["error"]
+
+
+def test_the_eval_backbones_own_settings_apply_where_the_user_set_none(tmp_path, manifest):
+    """`cammimic eval --backbone mini` runs every method, homography included, with mini's own
+    recipe (its finetuning steps, ranks and the kornia estimator that reads its frames); a setting
+    the user gave wins. Each run re-reads the whole config, so the recipe is resolved once, up front."""
+    pytest.importorskip("cammimic_mini")
+    import cammimic_mini
+
+    from cammimic.cli import main
+
+    sub = _subset(manifest, tmp_path, 1)
+    weights = tmp_path / "w"  # a folder is enough to build the adapter; homography loads nothing
+    weights.mkdir()
+    assert main(["eval", str(sub), "-o", str(tmp_path / "a"), "--methods", "homography", "--backbone", "mini",
+                 "--weights", str(weights), "-q"]) == 0
+    config = json.loads((tmp_path / "a" / "eval.json").read_text())["config"]
+    assert config["motion_estimator"]["name"] == cammimic_mini.RECIPE["motion_estimator.name"] == "kornia"
+    assert config["finetune"]["stage1_steps"] == cammimic_mini.RECIPE["finetune.stage1_steps"]
+    assert json.loads((tmp_path / "a" / "runs" / "p0" / "homography" / "run.json").read_text()
+                      )["components"]["motion_estimator"]["name"] == "kornia"
+    (tmp_path / "mine.toml").write_text('[motion_estimator]\nname = "opencv"\n\n[finetune]\nstage1_steps = 7\n')
+    assert main(["eval", str(sub), "-o", str(tmp_path / "b"), "--methods", "homography", "--backbone", "mini",
+                 "--weights", str(weights), "--config", str(tmp_path / "mine.toml"), "-q"]) == 0
+    config = json.loads((tmp_path / "b" / "eval.json").read_text())["config"]
+    assert config["motion_estimator"]["name"] == "opencv" and config["finetune"]["stage1_steps"] == 7
