@@ -212,7 +212,7 @@ def test_bad_method_input_is_one_line(inputs, tiny_weights, tmp_path, capsys, ex
     "extra, message",
     [
         (["--width", "16", "--height", "16"], "too small for backbone \"zeroscope\""),
-        (["--steps", "1000"], "= 1000 is out of range [1, 999]"),
+        (["--steps", "1000"], "= 1000 is out of range [0, 999]"),  # 0: the backbone's default (1685cdf)
         (["--guidance-weight", "nan"], "weight nan is not a finite number"),
         (["-o", "{tmp}/a-file/o"], "is not a writable folder"),
     ],
