@@ -97,7 +97,7 @@ stage2_steps = 60
 
 [sampling]
 steps = 25
-guidance_scale = 9.0    # mini's, chosen by benchmarks/mini.py (docs/mini.md)
+guidance_scale = 1.0    # mini's: no classifier-free guidance, chosen by benchmarks/mini.py (docs/mini.md)
 """
 
 
