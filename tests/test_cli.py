@@ -408,8 +408,9 @@ def test_finetune_and_sample_help_do_not_describe_the_homography_method():
          "Error: Invalid value for '--lr': 0.0 is not in the range x>0. (see `cammimic finetune --help`)", 2),
         (["sample", "r.mp4", "i.png", "-o", "{tmp}/o", "--lora", "x", "--spatial-scale", "11"],
          "Error: [sampling] spatial_scale (command line) = 11.0 is out of range [-10, 10]", 1),
+        # [sampling] steps 0 means the backbone's default (1685cdf): the range is [0, 999]
         (["run", "r.mp4", "i.png", "-o", "{tmp}/o", "--steps", "1000"],
-         "Error: [sampling] steps (command line) = 1000 is out of range [1, 999]", 1),
+         "Error: [sampling] steps (command line) = 1000 is out of range [0, 999]", 1),
         (["score", "a", "b", "--variant", "x"],
          "Error: Invalid value for '--variant': 'x' is not one of 'resolution_free', 'paper'. (see `cammimic score --help`)", 2),
         (["eval", "m.csv", "-o", "{tmp}/o", "--seed", "-1"],
