@@ -247,7 +247,7 @@ _sample_options = _options(
     _setting("sampling.steps"),
     _setting("sampling.guidance_scale"),
     _setting("sampling.scheduler"),
-    click.option("--guidance-weight", type=click.FloatRange(min=0), help="λ_G of the homography guidance (default: 0.02)."),
+    click.option("--guidance-weight", type=click.FloatRange(min=0), help="λ_G of the homography guidance (default: 0.3)."),
     click.option("--no-guidance", is_flag=True, default=None, help="Ablation: sample without homography guidance."),
     _setting("noise.name"),
     _setting("run.candidates"),

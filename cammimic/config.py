@@ -23,7 +23,7 @@ Sections (all optional in a file)::
 
     [[guidance]]              # guidance terms for sampling; a list, combined in order
     name = "homography"
-    weight = 0.02
+    weight = 0.3
 
     [lora]                    # the spatial and temporal LoRAs
     [finetune]                # Phase 1: stage 1 (reference video) and stage 2 (user image)
@@ -249,14 +249,15 @@ class SamplingSection:
 
     # DDIM on a 1000-step schedule with steps_offset 1 takes at most 999
     steps: int = setting(
-        0, "Denoising steps. `0`: the backbone's default (50 for zeroscope, ModelScope, mini and wan). DDIM on a "
-        "1000-step schedule with `steps_offset` 1 can take at most 999.",
-        range=(0, 999), option=Option("--steps", "Sampling steps (default: the backbone's, 50).", min=1))
+        0, "Denoising steps. `0`: the backbone's default (50 for zeroscope, ModelScope and wan; 25 for mini). DDIM "
+        "on a 1000-step schedule with `steps_offset` 1 can take at most 999.",
+        range=(0, 999), option=Option("--steps", "Sampling steps (default: the backbone's: 50, mini 25).", min=1))
     guidance_scale: float = setting(
-        0.0, "Classifier-free guidance scale. `0`: the backbone's default (9.0 for zeroscope, ModelScope and mini; "
-        "5.0 for wan, as diffusers' `WanPipeline`); `1` turns it off (one denoiser pass per step).", range=(0, 100),
+        0.0, "Classifier-free guidance scale. `0`: the backbone's default (9.0 for zeroscope and ModelScope; 5.0 "
+        "for wan, as diffusers' `WanPipeline`; 1.0 for mini, measured in docs/mini.md); `1` turns it off (one "
+        "denoiser pass per step).", range=(0, 100),
         option=Option("--guidance-scale", "Classifier-free guidance scale; 1 = off (default: the backbone's: 9, "
-                      "wan 5).", min=0))
+                      "wan 5, mini 1).", min=0))
     # each backbone lists its samplers (cammimic.backbones.samplers); the run checks the name against them
     scheduler: str = setting(
         "auto", "The sampler, one of the backbone's: `ddim` or `dpm` (DPM-Solver++) for zeroscope, ModelScope and "
