@@ -390,7 +390,12 @@ def _kept(camera: CameraPath, keep: int | None) -> np.ndarray:
 def _check_drawable(camera: CameraPath, count: int, width: int, height: int) -> None:
     """The pixel limits a video read has (cammimic.io), before anything is drawn."""
     from cammimic.io.images import check_image_pixels
-    from cammimic.io.video import ENV_MAX_VIDEO_PIXELS, MAX_VIDEO_PIXELS, check_total_pixels, env_limit
+    from cammimic.io.video import (
+        ENV_MAX_VIDEO_PIXELS,
+        MAX_VIDEO_PIXELS,
+        check_total_pixels,
+        env_limit,
+    )
 
     where = f"camera reference '{camera.spec}'"
     check_image_pixels(width, height, where)

@@ -31,7 +31,6 @@ import numpy as np
 from cammimic.errors import CammimicError
 from cammimic.homography import (
     chain,
-    from_resolution_free,
     invert,
     normalize,
     plane_homography,

@@ -454,7 +454,7 @@ def run_transfer(req: TransferRequest, settings: UISettings, *, poll: float = 0.
         yield "progress", ("waiting for the previous run to stop", 0, 0, "waiting for the previous run to stop")
         time.sleep(poll)
     names = {str(settings.runs_dir): "runs"}
-    for upload, what in ((req.reference_video, "the reference video"), (req.image, "the image")):
+    for upload in (req.reference_video, req.image):
         if upload:
             names[str(upload)] = Path(upload).name
     job = Job(cmd, cmd_dir, names)

@@ -46,8 +46,12 @@ class GaussianToy:
         return torch.zeros(len(prompts), 1, 1)
 
     def sampling_scheduler(self, kind: str):
-        from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler,
-                               UniPCMultistepScheduler)
+        from diffusers import (
+            DDIMScheduler,
+            DPMSolverMultistepScheduler,
+            FlowMatchEulerDiscreteScheduler,
+            UniPCMultistepScheduler,
+        )
 
         if kind == "ddim":
             return DDIMScheduler.from_config(self.scheduler_config)

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import photo
 
 from cammimic.camera import load_path_file
 from cammimic.camera_file import path_homographies, read_re10k, similarity, to_camera_file
@@ -14,9 +15,8 @@ from cammimic.cli import main
 from cammimic.errors import CammimicError
 from cammimic.homography import chain, to_resolution_free
 from cammimic.motion import MotionEstimate
-from cammimic.synthetic import camera_path, camera_step
+from cammimic.synthetic import camera_path
 from cammimic.trajectory import summarize
-from conftest import photo
 
 W, H = 192, 128
 

@@ -11,15 +11,22 @@ import json
 
 import numpy as np
 import pytest
+from conftest import photo
 
 from cammimic.cli import main
 from cammimic.errors import CammimicError
 from cammimic.homography import chain, normalize, to_resolution_free
 from cammimic.motion import Fallback, MotionEstimate
-from cammimic.motion_controls import MotionControls, apply_controls, expm, logm, power, reference_frames
+from cammimic.motion_controls import (
+    MotionControls,
+    apply_controls,
+    expm,
+    logm,
+    power,
+    reference_frames,
+)
 from cammimic.synthetic import camera_step, render_camera_motion
 from cammimic.trajectory import summarize
-from conftest import photo
 
 SIZE = 160
 

@@ -82,9 +82,9 @@ def test_the_energy_is_zero_at_the_reference_and_descends_through_the_denoiser(h
 
 def test_sampling_restores_the_attention_processors_and_unguided_sampling_is_bit_identical(host, backbone,
                                                                                           reference):
-    from cammimic.sampling import sample
-
     from cammimic_motionclone.guide import temporal_attention_layers
+
+    from cammimic.sampling import sample
 
     layers = temporal_attention_layers(backbone, ("up_blocks", "down_blocks", "mid_block", "transformer_in"))
     before = {n: m.processor for n, m in layers.items()}

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from cammimic_warpnoise.warp import warp_noise
 from scipy import stats
 
 import cammimic
@@ -15,7 +16,6 @@ from cammimic.errors import CammimicError
 from cammimic.homography import chain, rescale
 from cammimic.noise import IidNoise, NoiseContext, latent_homographies
 from cammimic.synthetic import camera_path
-from cammimic_warpnoise.warp import warp_noise
 
 H = W = 32  # latent cells
 T = 8
