@@ -54,9 +54,10 @@ MOTION_RANGES = {"motion_strength": (-2.0, 2.0), "motion_speed": (0.25, 4.0), "m
 #: are shared, so these are tighter than ``cammimic run``'s. ``frames``, ``width`` and ``height`` also
 #: take 0, the method's default. ``UISettings.limits`` changes them.
 INT_RANGES = {"frames": (2, 128), "width": (16, 2048), "height": (16, 2048), "seed": (0, 2**63 - 1),
-              "stage1_steps": (0, 1000), "stage2_steps": (0, 1000), "sampling_steps": (1, 200),
+              "stage1_steps": (1, 1000), "stage2_steps": (1, 1000), "sampling_steps": (1, 200),
               "candidates": (1, 8)}  # best of N: N samplings of the server's time
-_ZERO_IS_DEFAULT = ("frames", "width", "height")
+#: 0 means "the backbone's own value" (mini's 8 frames at 64x64, 60 + 60 finetuning steps, 25 sampling steps).
+_ZERO_IS_DEFAULT = ("frames", "width", "height", "stage1_steps", "stage2_steps", "sampling_steps")
 
 
 def is_hub_id(value: str) -> bool:
@@ -135,9 +136,9 @@ class TransferRequest:
     width: int = 0
     height: int = 0
     seed: int = 0
-    stage1_steps: int = 150
-    stage2_steps: int = 150
-    sampling_steps: int = 50
+    stage1_steps: int = 0  #: 0: the backbone's (mini 60, zeroscope 150)
+    stage2_steps: int = 0
+    sampling_steps: int = 0  #: 0: the backbone's (mini 25, zeroscope 50)
     speed: float = 1.0
     ease: str = "in-out"
     motion_strength: float = 1.0  #: [motion] controls, applied to any reference
@@ -249,8 +250,10 @@ def run_command(req: TransferRequest, run_dir: Path, settings: UISettings, backb
         weights = _client_weights(_text(req.weights, "the weights"), settings)
         if weights:
             cmd.append(f"--weights={weights}")
-        cmd += [f"--stage1-steps={number['stage1_steps']}", f"--stage2-steps={number['stage2_steps']}",
-                f"--steps={number['sampling_steps']}"]
+        for name, option in (("stage1_steps", "--stage1-steps"), ("stage2_steps", "--stage2-steps"),
+                             ("sampling_steps", "--steps")):
+            if number[name]:  # 0: left to the backbone (mini's own recipe, zeroscope's the paper's)
+                cmd.append(f"{option}={number[name]}")
         if number["candidates"] > 1:
             cmd.append(f"--candidates={number['candidates']}")
     for name, (low, high) in MOTION_RANGES.items():
@@ -563,9 +566,12 @@ def build_app(settings: UISettings, *, host=None):
                         height = gr.Number(0, label="Height (0: default)", precision=0, elem_id="height")
                         seed = gr.Number(0, label="Seed", precision=0, elem_id="seed")
                     with gr.Row():
-                        stage1 = gr.Number(150, label="Stage 1 steps", precision=0, elem_id="stage1-steps")
-                        stage2 = gr.Number(150, label="Stage 2 steps", precision=0, elem_id="stage2-steps")
-                        steps = gr.Number(50, label="Sampling steps", precision=0, elem_id="sampling-steps")
+                        stage1 = gr.Number(0, label="Stage 1 steps (0: the backbone's)", precision=0,
+                                           elem_id="stage1-steps")
+                        stage2 = gr.Number(0, label="Stage 2 steps (0: the backbone's)", precision=0,
+                                           elem_id="stage2-steps")
+                        steps = gr.Number(0, label="Sampling steps (0: the backbone's)", precision=0,
+                                          elem_id="sampling-steps")
                         candidates = gr.Number(1, label="Candidates (best of N, cammimic)", precision=0,
                                                elem_id="candidates")
                     with gr.Row():

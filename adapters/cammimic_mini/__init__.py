@@ -28,10 +28,10 @@ NATIVE_FRAMES = 8
 #: measured it at (docs/mini.md): 25 DDIM steps, no classifier-free guidance (scale 1: at 9, the
 #: estimator fell back on 29 % of its samples' frame pairs, at 1 on 3.4 %).
 SAMPLING = {"steps": 25, "guidance_scale": 1.0}
-#: mini's run settings where the user set none (``cammimic.backbones.resolve_recipe``): the
-#: paper's finetuning and ranks scaled to a 10 M-parameter model at 64x64x8, and the estimator
+#: mini's run settings where the user set none (``cammimic.backbones.resolve_recipe``): its native
+#: 8 frames (not the paper's 16), the paper's finetuning and ranks scaled to a 10 M-parameter model at 64x64x8, and the estimator
 #: that reads its soft 64 px frames (kornia: SIFT falls back on them; docs/mini.md).
-RECIPE = {"finetune.stage1_steps": 60, "finetune.stage2_steps": 60, "lora.spatial_rank": 8,
+RECIPE = {"run.frames": NATIVE_FRAMES, "finetune.stage1_steps": 60, "finetune.stage2_steps": 60, "lora.spatial_rank": 8,
           "lora.temporal_rank": 8, "motion_estimator.name": "kornia"}
 
 def mini(*, weights: str = "", revision: str = "", variant: str = "", torch_dtype: str = "auto",
