@@ -23,7 +23,7 @@ from cammimic.errors import CammimicError
 from cammimic.lora import set_lora_scale
 from cammimic.progress import progress_bar
 
-__all__ = ["phase2", "latent_mask", "sample", "make_generator", "initial_noise", "check_steps", "max_steps",
+__all__ = ["phase2", "latent_mask", "erode_mask", "sample", "make_generator", "initial_noise", "check_steps", "max_steps",
            "to_clean", "from_clean", "check_finite"]
 
 
@@ -91,13 +91,15 @@ def check_finite(latents) -> None:
         )
 
 
-def latent_mask(masks: np.ndarray, factor: int, groups: Sequence[Sequence[int]] | None = None):
+def latent_mask(masks: np.ndarray, factor: int, groups: Sequence[Sequence[int]] | None = None, *,
+                erode: int = 0):
     """Pixel validity masks ``(T, H, W)`` to a latent mask ``(1, 1, T', H/f, W/f)``.
 
     A latent cell counts as valid only if every pixel under it is (a min-pool), so the guidance
     never pulls towards the black fill of out-of-view regions. ``groups`` lists the frames each
     latent frame holds (:func:`cammimic.backbones.frame_groups`; ``None``: one each); a latent
-    frame of a VAE that compresses time is valid where all of its frames are.
+    frame of a VAE that compresses time is valid where all of its frames are. ``erode`` then
+    removes the cells within that many latent cells of an invalid one (:func:`erode_mask`).
     """
     import torch
 
@@ -105,7 +107,30 @@ def latent_mask(masks: np.ndarray, factor: int, groups: Sequence[Sequence[int]] 
     m = -torch.nn.functional.max_pool2d(-m, kernel_size=factor, stride=factor)
     if groups is not None and [list(g) for g in groups] != [[i] for i in range(m.shape[0])]:
         m = torch.stack([m[list(g)].amin(dim=0) for g in groups])  # T',1,h,w
-    return m.permute(1, 0, 2, 3)[None]  # 1,1,T',h,w
+    return erode_mask(m.permute(1, 0, 2, 3)[None], erode)  # 1,1,T',h,w
+
+
+def erode_mask(mask, cells: int):
+    """A latent mask (``(..., h, w)``, e.g. ``(1, 1, T', h, w)``) eroded by ``cells`` latent cells.
+
+    A min-pool over a ``(2k+1) x (2k+1)`` window of each frame: a cell stays valid only if no cell
+    within Chebyshev distance ``k`` is invalid. The VAE encoder's convolutions carry the fill of an
+    invalid cell into its neighbours' latents, so those are not the user image's latents
+    (docs/method.md#the-latent-mask-and-the-vaes-receptive-field). The frame's edge is not fill
+    (an image without fill has the same edge), so cells beyond it count as valid. ``cells = 0``
+    returns ``mask`` itself.
+    """
+    import torch
+
+    k = int(cells)
+    if k == 0 or mask is None:
+        return mask
+    if mask.ndim < 2:
+        raise CammimicError(f"erode_mask needs a latent mask (..., h, w), got shape {tuple(mask.shape)}")
+    m = mask.float().reshape(-1, 1, *mask.shape[-2:])
+    # max_pool pads with -inf, so the padding of -m never wins: beyond the edge counts as valid
+    eroded = -torch.nn.functional.max_pool2d(-m, kernel_size=2 * k + 1, stride=1, padding=k)
+    return eroded.reshape(mask.shape).to(mask.dtype)
 
 
 def make_generator(seed: int):

@@ -175,3 +175,89 @@ def test_a_non_finite_sampling_result_is_refused_not_decoded(backbones, weak):
         message.endswith("of the latents, so there is no video to write; the LoRAs or guidance diverged: check the "
                          "LoRA files (weights, alpha), lower [sampling] spatial_scale/temporal_scale and "
                          "--guidance-weight, or finetune again with a lower --lr"), message
+
+
+# -- the latent mask and the VAE's receptive field --------------------------------------------
+
+
+def _fills(size: int, factor: int, weak_masks) -> list[np.ndarray]:
+    """Pixel validity masks ``(H, W)``: strips on and off the latent grid, a corner, a zoom-out's
+    frame, and the frames of a real pan's weak video."""
+    half, quarter = size // 2, size // 4
+    masks = []
+    for cut in (half, half + factor // 2):
+        m = np.ones((size, size), bool)
+        m[:, cut:] = False
+        masks.append(m)
+    m = np.ones((size, size), bool)
+    m[size - quarter:, :] = m[:, size - quarter:] = False
+    masks.append(m)
+    m = np.zeros((size, size), bool)
+    m[quarter:size - quarter, quarter:size - quarter] = True
+    masks.append(m)
+    return masks + list(weak_masks)
+
+
+def _min_pool_mask(masks: np.ndarray, factor: int):
+    """The latent mask as it was before ``mask_erode``: a min-pool over f x f pixel cells."""
+    m = torch.from_numpy(np.ascontiguousarray(masks)).float()[:, None]
+    return (-torch.nn.functional.max_pool2d(-m, kernel_size=factor, stride=factor)).permute(1, 0, 2, 3)[None]
+
+
+@pytest.mark.parametrize("reach", [0, 1, 2, 3])
+def test_the_eroded_mask_flags_valid_exactly_the_latents_that_do_not_see_the_fill(weak, reach):
+    """An encoder whose receptive field is known: the mean of each 8x8 pixel cell, then ``reach``
+    3x3 convolutions of positive weights, each of which lets a latent see one more cell. A latent
+    sees the black fill exactly when filling changes it; eroded by ``reach``, the mask calls
+    valid exactly the latents that filling leaves bit-identical."""
+    factor, size = 8, 64
+    g = torch.Generator().manual_seed(reach)
+    weights = [torch.rand(3, 3, 3, 3, generator=g) + 0.1 for _ in range(reach)]
+
+    def encode(image):
+        z = torch.nn.functional.avg_pool2d(image, factor)
+        for w in weights:
+            z = torch.nn.functional.conv2d(z, w, padding=1)
+        return z
+
+    image = torch.rand(1, 3, size, size, generator=g) + 0.1  # positive: a fill of 0 always lowers a latent
+    for pixels in _fills(size, factor, weak.masks):
+        filled = image * torch.from_numpy(pixels).float()
+        sees_fill = (encode(filled) != encode(image)).any(dim=1)[0]  # (h, w)
+        valid = latent_mask(pixels[None], factor, erode=reach)[0, 0, 0].bool()
+        assert torch.equal(valid, ~sees_fill), (reach, valid.int(), sees_fill.int())
+        if reach and not pixels.all():  # the plain min-pool mask calls cells valid that see the fill
+            assert bool((latent_mask(pixels[None], factor)[0, 0, 0].bool() & sees_fill).any())
+
+
+def test_mask_erode_0_is_the_min_pool_mask_bit_for_bit(weak):
+    for pixels in _fills(64, 8, weak.masks):
+        assert torch.equal(latent_mask(pixels[None], 8, erode=0), _min_pool_mask(pixels[None], 8))
+    assert torch.equal(latent_mask(weak.masks, 8), _min_pool_mask(weak.masks, 8))  # the function's default
+    # the term with mask_erode = 0 pulls exactly as before: x − 2 λ_G (x − z_P) · mask
+    from cammimic.components import GuidanceState
+
+    g = torch.Generator().manual_seed(3)
+    x, target = torch.randn(2, 1, 4, 6, 8, 8, generator=g)
+    mask = _min_pool_mask(weak.masks, 8)
+    state = GuidanceState(step=1, num_steps=10, timestep=500, target=target, mask=mask)
+    old = x - 0.3 * (2.0 * (x - target) * mask)
+    assert torch.equal(homography_guidance(mask_erode=0).apply(x, state), old)
+    # the default erodes: the cells beside the fill, valid to the min-pool, are left alone
+    default = homography_guidance().apply(x, state)
+    eroded = latent_mask(weak.masks, 8, erode=homography_guidance().mask_erode)
+    assert torch.equal(default, x - 0.3 * (2.0 * (x - target) * eroded))
+    beside = (mask - eroded).bool().expand_as(x)
+    assert bool(beside.any()) and torch.equal(default[beside], x[beside])
+
+
+def test_mask_erode_keeps_the_frame_edge_and_is_checked():
+    from cammimic.errors import CammimicError
+    from cammimic.sampling import erode_mask
+
+    ones = torch.ones(1, 1, 3, 8, 8)
+    assert torch.equal(erode_mask(ones, 3), ones)  # the frame's edge is no fill
+    assert homography_guidance().mask_erode == 2  # measured on mini's VAE (docs/method.md)
+    for bad in (-1, 17, 1.5, True, "2"):
+        with pytest.raises(CammimicError, match="mask_erode .* is not a whole number of latent cells in"):
+            homography_guidance(mask_erode=bad)
