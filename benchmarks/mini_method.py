@@ -313,8 +313,8 @@ def main(argv=None) -> int:
         return _error("--record writes the tables of docs/mini.md: it needs --pairs >= 12")
     needs_weights = any(m != "homography" for m in methods)
     if not args.manifest_only and needs_weights and not (Path(args.weights) / "model_index.json").is_file():
-        return _error(f"mini's weights are not at {args.weights} (no model_index.json): mini is still being trained "
-                      "(docs/mini.md); pass --weights DIR with a bundle from `python -m cammimic_mini.train --export DIR`, "
+        return _error(f"mini's weights are not at {args.weights} (no model_index.json): no bundle has "
+                      "passed mini's bar yet (docs/mini.md); pass --weights DIR with a bundle from `python -m cammimic_mini.train --export DIR`, "
                       "or run --methods homography")
     out = Path(args.out)
     pairs_dir = out / "pairs"

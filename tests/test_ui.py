@@ -178,7 +178,9 @@ def test_without_gradio_the_command_says_what_to_install(monkeypatch, tmp_path, 
     assert not (tmp_path / "runs").exists()
 
 
-def test_default_backbone_is_configurable(monkeypatch):
+def test_default_backbone_is_configurable(monkeypatch, tmp_path):
+    import cammimic_mini
+
     from cammimic.ui import default_backbone
 
     class Host:
@@ -190,11 +192,12 @@ def test_default_backbone_is_configurable(monkeypatch):
 
     monkeypatch.delenv("CAMMIMIC_UI_BACKBONE", raising=False)
     assert default_backbone(Host(["zeroscope", "modelscope"])) == "zeroscope"
-    assert default_backbone(Host(["zeroscope", "mini"])) == "mini"  # the offline proving-ground backbone
-    # mini is selected only where its weights are installed: a plugin without them is no default
-    import cammimic_mini
-
-    monkeypatch.setattr(cammimic_mini, "WEIGHTS", cammimic_mini.WEIGHTS.parent / "no-weights-here")
+    # mini, the offline proving-ground backbone, where its weights are installed in its package ...
+    (tmp_path / "model_index.json").write_text("{}")
+    monkeypatch.setattr(cammimic_mini, "WEIGHTS", tmp_path)
+    assert default_backbone(Host(["zeroscope", "mini"])) == "mini"
+    # ... and not where they are not: a plugin without weights is no default
+    monkeypatch.setattr(cammimic_mini, "WEIGHTS", tmp_path / "no-weights-here")
     assert default_backbone(Host(["zeroscope", "mini"])) == "zeroscope"
     monkeypatch.setenv("CAMMIMIC_UI_BACKBONE", "modelscope")
     assert default_backbone(Host(["zeroscope", "mini"])) == "modelscope"

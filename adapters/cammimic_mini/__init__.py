@@ -50,9 +50,9 @@ def mini(*, weights: str = "", revision: str = "", variant: str = "", torch_dtyp
 
     if not weights and not (WEIGHTS / "model_index.json").is_file():
         raise CammimicError(
-            f"the mini backbone's weights are not in this installation ({WEIGHTS}): mini is still being "
-            "trained (docs/mini.md); train it with `python -m cammimic_mini.train` and pass "
-            "--weights DIR, or use --method homography"
+            f"the mini backbone's weights are not in this installation ({WEIGHTS}): no bundle has passed "
+            "mini's bar yet (docs/mini.md); export one with `python -m cammimic_mini.train --export DIR` and "
+            "pass --weights DIR, or use --method homography"
         )
     from cammimic_mini.adapter import MiniAdapter
 
