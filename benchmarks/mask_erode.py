@@ -11,7 +11,10 @@ removes), the largest change relative to the latents' std (over channels, and ov
 that distance) and the share of cells changed by more than 1 %, 5 % and 10 % of the std.
 Figures in docs/method.md#the-latent-mask-and-the-vaes-receptive-field.
 
-    python benchmarks/mask_erode.py             # the tiny test VAE and mini's shipped VAE
+    python benchmarks/mask_erode.py                     # the tiny test VAE, and mini's shipped VAE if any
+    python benchmarks/mask_erode.py --mini-weights DIR  # a mini bundle from `python -m cammimic_mini.train --export DIR`
+
+The figures in docs/method.md were measured on mini's step-3,000 bundle.
 """
 
 from __future__ import annotations
@@ -184,7 +187,14 @@ def global_paths(vae, factor: int, size: int, name: str) -> None:
         print(f"{label:<16} {row[0]:>7.3f} {row[1]:>15.3f} {row[2]:>13.3f} {row[3]:>17.3f}")
 
 
-def main() -> None:
+def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--mini-weights", type=Path,
+                   default=Path(__file__).resolve().parents[1] / "adapters" / "cammimic_mini" / "weights",
+                   help="a mini bundle (diffusers layout); default: the one shipped in the package")
+    args = p.parse_args(argv)
     torch.manual_seed(0)
     torch.set_num_threads(1)
     from cammimic_unet3d.random_weights import build_components
@@ -193,12 +203,17 @@ def main() -> None:
     tiny = build_components("tiny", seed=0)["vae"]
     for size in (128, 256):
         measure(tiny, 8, size, "tiny test VAE (random weights)")
-    mini_dir = Path(__file__).resolve().parents[1] / "adapters" / "cammimic_mini" / "weights" / "vae"
+    mini_dir = args.mini_weights / "vae"
+    if not (mini_dir / "config.json").is_file():
+        print(f"mini's VAE is not at {mini_dir}: pass --mini-weights DIR with a bundle from "
+              "`python -m cammimic_mini.train --export DIR` to measure it too")
+        return 0
     mini = AutoencoderKL.from_pretrained(mini_dir).eval()
     for size in (64, 128):
-        measure(mini, 4, size, "mini's shipped VAE (trained)")
-    global_paths(mini, 4, 64, "mini's shipped VAE (trained)")
+        measure(mini, 4, size, "mini's VAE (trained)")
+    global_paths(mini, 4, 64, "mini's VAE (trained)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
