@@ -15,8 +15,9 @@ Then every method of the paper's table (``homography, base, motiondirector, camm
 ablations ``-no-usc, -no-ortho, -no-hg``, ``-usc-only``, ``-no-usc-no-spatial``) and the
 training-free camera terms (``base-warped-noise, cammimic-warped-noise, motionclone,
 cammimic-camerascore``) run in one eval with mini's settings (:data:`CONFIG`, written to
-``OUT/mini-method.toml``), and ``--record`` writes both tables into docs/mini.md. The eval
-resumes: a run of some methods, then another of more, into one ``--out``, does each once.
+``OUT/mini-method.toml``), and ``--record`` writes both tables into docs/mini.md. An eval folder
+holds one method set (``cammimic eval`` refuses another set in it) and resumes; other sets go to
+other folders under one ``--out`` (``--eval-dir NAME``), and ``--record`` merges them all.
 
     python benchmarks/mini_method.py --record                    # the shipped bundle, every method
     python benchmarks/mini_method.py --weights DIR --executor ray
@@ -248,21 +249,28 @@ def table(summary: list[dict]) -> list[str]:
     return lines
 
 
-def record(eval_dir, doc: Path, *, command: str, weights: str, markers: tuple[str, str] = (BEGIN, END),
+def record(eval_dirs, doc: Path, *, command: str, weights: str, markers: tuple[str, str] = (BEGIN, END),
            methods=None) -> None:
     """Replace the text between the mini-method markers (or ``markers``) of ``doc`` by the summary
-    table of ``methods`` (all of the eval's by default); methods asked for but absent are named."""
+    table of ``methods`` (all of the evals' by default), merged over ``eval_dirs`` (one eval folder
+    per method set; a method found in several is taken from the first); methods asked for but
+    absent are named."""
     begin, end = markers
     from cammimic.io import write_text
 
-    eval_dir = Path(eval_dir)
-    info = json.loads((eval_dir / "eval.json").read_text())
+    eval_dirs = [Path(d) for d in ([eval_dirs] if isinstance(eval_dirs, (str, Path)) else eval_dirs)]
+    info = json.loads((eval_dirs[0] / "eval.json").read_text())
     meta = {}
     index = Path(weights) / "model_index.json" if weights else None
     if index and index.is_file():
         meta = json.loads(index.read_text()).get("_cammimic_mini", {})
     items = info["manifest"]["items"]
-    summary = summarize(eval_dir)
+    summary, seen = [], set()
+    for d in eval_dirs:
+        for row in summarize(d):
+            if row["method"] not in seen:
+                seen.add(row["method"])
+                summary.append(row)
     if methods is not None:
         order = {m: i for i, m in enumerate(methods)}
         summary = sorted((s for s in summary if s["method"] in order), key=lambda s: order[s["method"]])
@@ -295,7 +303,10 @@ def main(argv=None) -> int:
                    + "), 'paper' (" + ",".join(METHODS) + ") or 'training-free' (base, cammimic and "
                    + ",".join(TRAINING_FREE) + ")")
     p.add_argument("--pairs", type=int, default=12, help="pairs in the manifest (>= 1; the tables need >= 12)")
-    p.add_argument("--out", default="out/mini-method", help="pairs/, eval/ and mini-method.toml go here")
+    p.add_argument("--out", default="out/mini-method", help="pairs/, the eval folders and mini-method.toml go here")
+    p.add_argument("--eval-dir", default="eval", metavar="NAME",
+                   help="the eval folder under --out (default: eval). An eval folder holds one method set: run "
+                   "another set into another NAME; --record merges every eval folder under --out")
     p.add_argument("--executor", choices=("local", "ray"), default="local")
     p.add_argument("--manifest-only", action="store_true", help="write the pairs and stop")
     p.add_argument("--record", action="store_true",
@@ -338,7 +349,7 @@ def main(argv=None) -> int:
         from cammimic.io import write_text
 
         config = write_text(out / "mini-method.toml", CONFIG)
-        cmd = ["eval", str(manifest), "-o", str(out / "eval"), "--methods", ",".join(methods), "--backbone", "mini",
+        cmd = ["eval", str(manifest), "-o", str(out / args.eval_dir), "--methods", ",".join(methods), "--backbone", "mini",
                "--config", str(config), "--executor", args.executor]
         if needs_weights:
             cmd += ["--weights", str(Path(args.weights).resolve())]
@@ -349,13 +360,15 @@ def main(argv=None) -> int:
         print(f"cammimic {' '.join(cmd)}: exit {code} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
         if code:
             return code
-        for line in table(summarize(out / "eval")):
+        for line in table(summarize(out / args.eval_dir)):
             print(line)
         if args.record:
             command = "python benchmarks/mini_method.py --record" + (
                 f" --methods {args.methods}" if args.methods != "all" else "")
-            record(out / "eval", DOC, command=command, weights=args.weights, methods=list(METHODS))
-            record(out / "eval", DOC, command=command, weights=args.weights, markers=(BEGIN_TF, END_TF),
+            evals = [out / args.eval_dir] + sorted(d for d in out.glob("eval*")
+                                                   if d != out / args.eval_dir and (d / "summary.csv").is_file())
+            record(evals, DOC, command=command, weights=args.weights, methods=list(METHODS))
+            record(evals, DOC, command=command, weights=args.weights, markers=(BEGIN_TF, END_TF),
                    methods=["base", "cammimic", *TRAINING_FREE])
             print(f"recorded in {DOC}", file=sys.stderr)
     except CammimicError as exc:
