@@ -18,6 +18,7 @@ optional member of the backbone (adapter)  default: the first protocol's UNet3D 
 ``noise_and_target(x0, noise, t)``         ``training_scheduler().add_noise``; ε or v target
 ``noise_to(x0, noise, t)``                 the sampling scheduler's ``add_noise``
 ``sampling_defaults`` (on the adapter)     zeroscope's: CFG 9.0, empty negative prompt, 50 steps
+``max_frames`` (on the adapter)            no limit: any ``--frames`` is sampled at once
 =========================================  ====================================================
 """
 
@@ -31,7 +32,8 @@ from cammimic.errors import CammimicError
 __all__ = [
     "DEFAULT_SAMPLING", "sampling_defaults", "resolve_sampling", "resolve_recipe",
     "DEFAULT_SAMPLERS", "denoiser", "samplers", "resolve_sampler", "check_num_frames", "fit_num_frames",
-    "frame_groups", "latent_shape", "training_timesteps", "noise_and_target", "noise_to",
+    "frame_groups", "latent_shape", "training_timesteps", "noise_and_target", "noise_to", "max_frames",
+    "weights_max_frames", "MAX_FRAMES_KEY",
 ]
 
 DEFAULT_SAMPLERS = ("ddim", "dpm")
@@ -88,6 +90,35 @@ def resolve_sampler(backbone_or_adapter, name: str) -> str:
             f"try one of {list(offered)}, or 'auto' ({offered[0]})"
         )
     return name
+
+
+#: The key of a weights folder's ``model_index.json`` that states the frames its model samples at
+#: once (random test weights write their preset's; diffusers ignores keys starting with ``_``).
+MAX_FRAMES_KEY = "_cammimic_max_frames"
+
+
+def max_frames(backbone_or_adapter) -> int | None:
+    """The most frames the backbone samples at once (``max_frames``: mini 8, zeroscope 24,
+    ModelScope 16, Wan 81); ``None`` when it states none. A longer ``--frames`` is sampled in
+    overlapping windows (:func:`cammimic.sampling.plan_windows`)."""
+    n = getattr(backbone_or_adapter, "max_frames", None)
+    return int(n) if n else None
+
+
+def weights_max_frames(weights) -> int | None:
+    """The ``max_frames`` a local weights folder states in its ``model_index.json``
+    (:data:`MAX_FRAMES_KEY`), else ``None`` (a Hub id, or a folder stating none)."""
+    import json
+    from pathlib import Path
+
+    if not weights:
+        return None
+    index = Path(str(weights)).expanduser() / "model_index.json"
+    try:
+        value = json.loads(index.read_text(encoding="utf-8")).get(MAX_FRAMES_KEY)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(value) if isinstance(value, int) and value > 0 else None
 
 
 def check_num_frames(backbone_or_adapter, num_frames: int) -> None:

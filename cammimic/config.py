@@ -273,6 +273,12 @@ class SamplingSection:
     temporal_scale: float = setting(
         1.0, "Strength of the temporal LoRA at sampling (0 = off).", range=(-10, 10),
         option=Option("--temporal-scale", "Strength of the temporal LoRA (0 = off; default 1)."))
+    window_overlap: int = setting(
+        0, "When `--frames` exceeds what the backbone samples at once (its `max_frames`: mini 8, zeroscope 24, "
+        "ModelScope 16, wan 81), Phase 2 samples overlapping windows of that many frames along the one camera path "
+        "and crossfades them; this is the frames two neighbouring windows share (at least; windows are spread "
+        "evenly). `0`: a quarter of the window. At most half the window. Runs within `max_frames` sample at once "
+        "and ignore it. See [cli.md](cli.md#longer-than-the-backbones-clip).", range=(0, 1000))
 
 
 @attrs.frozen
@@ -417,6 +423,11 @@ def _type_name(value) -> str:
     return {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list"}[type(value)]
 
 
+#: The longest text a setting may hold (prompts, paths, names): config.toml and run.json keep
+#: settings whole, so a 50 MB prompt is refused here instead of being copied into every record.
+MAX_TEXT_SETTING = 10_000
+
+
 def _check_value(section: str, key: str, value: Any, where: str) -> Any:
     default = DEFAULTS[section][key]
     ok, value = conforms(value, default)
@@ -433,6 +444,9 @@ def _check_value(section: str, key: str, value: Any, where: str) -> Any:
         lo, hi = meta["range"]
         if not lo <= value <= hi:
             raise CammimicError(f"[{section}] {key}{where} = {value!r} is out of range [{lo}, {hi}]")
+    if isinstance(value, str) and len(value) > MAX_TEXT_SETTING:
+        raise CammimicError(f"[{section}] {key}{where} is {len(value)} characters long; at most "
+                            f"{MAX_TEXT_SETTING} are accepted (a text encoder reads the first 77 tokens or so)")
     return value
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
 import numpy as np
 
 from cammimic.backbones import denoiser, frame_groups, latent_shape, noise_to, resolve_sampler
@@ -24,11 +25,13 @@ from cammimic.lora import set_lora_scale
 from cammimic.progress import progress_bar
 
 __all__ = ["phase2", "latent_mask", "erode_mask", "sample", "make_generator", "initial_noise", "check_steps", "max_steps",
-           "to_clean", "from_clean", "check_finite"]
+           "to_clean", "from_clean", "check_finite", "plan_windows", "window_weights", "sample_windows", "WindowedSample",
+           "frame_by_frame"]
 
 
 def phase2(backbone, weak, prompt: str, *, settings, seed: int, guidance_terms: Sequence[Any] = (),
-           progress: bool = True, noise=None, reference=None, reference_prompt: str = ""):
+           progress: bool = True, noise=None, reference=None, reference_prompt: str = "",
+           max_frames: int | None = None):
     """CamMimic's Phase 2: the video for ``prompt``, drawn towards the weak video.
 
     Args:
@@ -46,6 +49,9 @@ def phase2(backbone, weak, prompt: str, *, settings, seed: int, guidance_terms: 
             i.i.d.); it sees the reference's homographies.
         reference, reference_prompt: the reference video's frames ``(T, H, W, 3)`` uint8 and t_R,
             for guidance terms that read the reference itself (their ``prepare``).
+        max_frames: the most frames the backbone samples at once (``cammimic.backbones.max_frames``);
+            a longer weak video is sampled in overlapping windows (:func:`sample_windows`, overlap
+            ``settings["window_overlap"]``). ``None``: all at once.
 
     Returns:
         The decoded video, ``(T, H, W, 3)`` uint8.
@@ -53,6 +59,11 @@ def phase2(backbone, weak, prompt: str, *, settings, seed: int, guidance_terms: 
     model = denoiser(backbone)
     set_lora_scale(model, "spatial", settings["spatial_scale"])
     set_lora_scale(model, "temporal", settings["temporal_scale"])
+    if max_frames and len(weak.frames) > int(max_frames):  # longer than the backbone's clip (issue 25 §4)
+        return sample_windows(backbone, weak, prompt, settings=settings, seed=seed, window=int(max_frames),
+                              overlap=settings.get("window_overlap", 0), guidance_terms=guidance_terms,
+                              progress=progress, noise=noise, reference=reference,
+                              reference_prompt=reference_prompt).frames
     target = backbone.encode_video(weak.frames)  # z_P, (1, C, T', h, w)
     num_frames, height, width = weak.frames.shape[:3]
     mask = latent_mask(weak.masks, backbone.vae_scale_factor, frame_groups(backbone, num_frames))
@@ -74,6 +85,161 @@ def phase2(backbone, weak, prompt: str, *, settings, seed: int, guidance_terms: 
     )
     check_finite(latents)
     return backbone.decode_latents(latents)
+
+
+def plan_windows(num_frames: int, window: int, overlap: int = 0) -> list[tuple[int, int]]:
+    """``[(start, end), …]``: windows of ``window`` frames covering ``num_frames`` frames, each two
+    neighbours sharing at least ``overlap`` frames (``0``: a quarter of the window), spread evenly
+    (the fewest windows that do). A clip within ``window`` is one window ``(0, num_frames)``.
+
+    >>> plan_windows(14, 8, 2)
+    [(0, 8), (6, 14)]
+    """
+    total, window = int(num_frames), int(window)
+    if total <= window:
+        return [(0, total)]
+    auto = max(1, window // 4)
+    shared = int(overlap) or auto
+    if not 1 <= shared <= window // 2:
+        raise CammimicError(
+            f"[sampling] window_overlap = {overlap} frames does not fit the backbone's {window}-frame window "
+            f"(--frames {total} is sampled in windows); use 1 to {window // 2}, or 0 for a quarter ({auto})"
+        )
+    count = 1 + -(-(total - window) // (window - shared))  # ceil: the fewest windows
+    return [(s, s + window) for s in (round(k * (total - window) / (count - 1)) for k in range(count))]
+
+
+def window_weights(windows: Sequence[tuple[int, int]], num_frames: int) -> np.ndarray:
+    """``(len(windows), num_frames)`` float64 weights of each window's frames in the blend: a linear
+    crossfade over each overlap (window k's weight rises as (i + 1)/(L + 1) over the L frames it
+    shares with window k − 1, which falls as (L − i)/(L + 1)), 1 elsewhere, 0 outside the window;
+    every frame's weights sum to 1."""
+    weights = np.zeros((len(windows), int(num_frames)))
+    for k, (start, end) in enumerate(windows):
+        t = np.arange(start, end, dtype=np.float64)
+        w = np.ones(end - start)
+        if k > 0:
+            shared = windows[k - 1][1] - start
+            w = np.minimum(w, (t - start + 1) / (shared + 1))
+        if k < len(windows) - 1:
+            shared = end - windows[k + 1][0]
+            w = np.minimum(w, (end - t) / (shared + 1))
+        weights[k, start:end] = w
+    return weights / weights.sum(axis=0, keepdims=True)
+
+
+@attrs.frozen(eq=False)
+class WindowedSample:
+    """Phase 2 of a video longer than the backbone's clip (:func:`sample_windows`)."""
+
+    windows: tuple[tuple[int, int], ...]  #: (start, end) video frames of each window
+    weights: np.ndarray  #: (windows, T) blend weights, :func:`window_weights`
+    latents: tuple  #: each window's sampled latents (1, C, T'_k, h, w)
+    blended: Any  #: (1, C, T, h, w) the crossfaded latents (a frame-by-frame VAE), else None
+    frames: np.ndarray  #: (T, H, W, 3) uint8, the output
+    window_frames: tuple = ()  #: each window's decoded frames, when the blend is of decoded frames
+
+
+def frame_by_frame(backbone, num_frames: int) -> bool:
+    """Whether each latent frame holds one video frame (a UNet3D's VAE), so latents slice and blend by frame."""
+    return [list(g) for g in frame_groups(backbone, num_frames)] == [[i] for i in range(num_frames)]
+
+
+def sample_windows(backbone, weak, prompt: str, *, settings, seed: int, window: int, overlap: int = 0,
+                   guidance_terms: Sequence[Any] = (), progress: bool = True, noise=None, reference=None,
+                   reference_prompt: str = "", seam: bool = True) -> WindowedSample:
+    """Phase 2 in overlapping windows of ``window`` frames along the one camera path (issue 25 §4).
+
+    Each window's weak video is cut from the one full-length weak video, so its homography
+    guidance continues the path; each window after the first is also drawn, on the frames it shares
+    with the previous one, towards that window's result (mask 1 there), so the seam does not jump.
+    For a VAE that encodes frame by frame (UNet3D), the windows' initial noise is cut from one draw
+    for the whole video (the shared frames start alike), their latents are crossfaded
+    (:func:`window_weights`) and decoded once; for a VAE that compresses time (Wan), each window is
+    decoded and the decoded frames are crossfaded. The LoRA scales are the caller's
+    (:func:`phase2` sets them). ``seam=False`` leaves out the pull towards the previous window
+    (guided by the weak video alone; for measuring what the pull does).
+    """
+    import torch
+
+    from cammimic.components import GuidanceContext
+
+    num_frames, height, width = weak.frames.shape[:3]
+    windows = plan_windows(num_frames, window, overlap)
+    weights = window_weights(windows, num_frames)
+    homographies = np.asarray(weak.reference_motion.homographies)
+    by_frame = frame_by_frame(backbone, window)
+    factor = backbone.vae_scale_factor
+    if by_frame:
+        full_target = backbone.encode_video(weak.frames)  # one frame at a time: a window's slice is its encoding
+        full_mask = latent_mask(weak.masks, factor)
+        shape = latent_shape(backbone, num_frames, width, height)
+        generator = make_generator(seed)
+        if noise is None:
+            x_t = initial_noise(shape, generator, "cpu")
+        else:
+            from cammimic.noise import NoiseContext, draw
+
+            x_t = draw(noise, generator, NoiseContext(shape=shape, homographies=homographies, width=width,
+                                                      height=height, frame_groups=frame_groups(backbone, num_frames)))
+    prepared = [term for term in guidance_terms if hasattr(term, "prepare")]
+    latents_k: list = []
+    decoded_k: list = []
+    for k, (start, end) in enumerate(windows):
+        path = homographies[start:end - 1]  # the window's part of the one camera path
+        shared = windows[k - 1][1] - start if k and seam else 0
+        prev_start = windows[k - 1][0] if k else 0
+        initial = None
+        if by_frame:
+            target = full_target[:, :, start:end].clone()
+            mask = full_mask[:, :, start:end].clone()
+            if shared:  # the previous window's latents on the shared frames, valid everywhere
+                target[:, :, :shared] = latents_k[-1][:, :, start - prev_start:].to(target)
+                mask[:, :, :shared] = 1
+            initial = x_t[:, :, start:end]
+        else:
+            frames, masks = weak.frames[start:end].copy(), weak.masks[start:end].copy()
+            if shared:  # the previous window's decoded frames on the shared frames
+                frames[:shared] = decoded_k[-1][start - prev_start:]
+                masks[:shared] = True
+            target = backbone.encode_video(frames)
+            mask = latent_mask(masks, factor, frame_groups(backbone, end - start))
+        if prepared:
+            ref = None
+            if reference is not None and len(reference) > 1:  # the reference's part under this window
+                scale = (len(reference) - 1) / max(1, num_frames - 1)
+                ref = np.asarray(reference)[np.round(np.arange(start, end) * scale).astype(int)]
+            context = GuidanceContext(backbone=backbone, prompt=prompt, homographies=path,
+                                      width=width, height=height, reference=ref, reference_prompt=reference_prompt,
+                                      settings=settings, seed=int(seed))
+            for term in prepared:
+                term.prepare(context)
+        latents = sample(
+            backbone, prompt, num_frames=end - start, width=width, height=height,
+            steps=settings["steps"], guidance_scale=settings["guidance_scale"],
+            negative_prompt=settings["negative_prompt"], scheduler=settings["scheduler"], eta=settings["eta"],
+            seed=(int(seed) * 1_000_003 + k + 1) % 2**63,  # the window's own draws (its z_P noise, DDIM's η)
+            guidance_terms=guidance_terms, target=target, mask=mask, progress=progress,
+            noise=noise, homographies=path, initial_latents=initial,
+        )
+        check_finite(latents)
+        latents_k.append(latents)
+        if not by_frame:
+            decoded_k.append(backbone.decode_latents(latents))
+    if by_frame:
+        w = torch.from_numpy(weights).to(device=latents_k[0].device, dtype=torch.float32)
+        blended = torch.zeros_like(full_target, dtype=torch.float32)
+        for k, (start, end) in enumerate(windows):
+            blended[:, :, start:end] += w[k, start:end].reshape(1, 1, -1, 1, 1) * latents_k[k].float()
+        frames = backbone.decode_latents(blended)
+        return WindowedSample(windows=tuple(windows), weights=weights, latents=tuple(latents_k), blended=blended,
+                              frames=frames)
+    out = np.zeros((num_frames, height, width, 3))
+    for k, (start, end) in enumerate(windows):
+        out[start:end] += weights[k, start:end, None, None, None] * decoded_k[k]
+    frames = np.clip(np.round(out), 0, 255).astype(np.uint8)
+    return WindowedSample(windows=tuple(windows), weights=weights, latents=tuple(latents_k), blended=None,
+                          frames=frames, window_frames=tuple(decoded_k))
 
 
 def check_finite(latents) -> None:
@@ -168,6 +334,7 @@ def sample(
     callback: Callable[[int, Any, Any], None] | None = None,
     noise=None,
     homographies=None,
+    initial_latents=None,
 ):
     """Sample video latents ``(1, C, T', h, w)`` from ``backbone`` for ``prompt``.
 
@@ -187,6 +354,8 @@ def sample(
         noise: the noise initialiser of x_T (``None``: i.i.d. standard normal, as before).
         homographies: the reference's frame-to-frame homographies ``(T − 1, 3, 3)`` at the
             output's pixel size, which a noise initialiser may follow.
+        initial_latents: x_T before the sampler's scaling, drawn by the caller (a window's slice
+            of the whole video's noise, :func:`sample_windows`); ``None``: drawn here.
 
     Latents are kept in float32 between steps; the denoiser runs in the backbone's dtype.
     """
@@ -208,7 +377,9 @@ def sample(
 
         generator = make_generator(seed)
         shape = latent_shape(backbone, num_frames, width, height)
-        if noise is None:
+        if initial_latents is not None:
+            latents = initial_latents.to(device=device, dtype=torch.float32)
+        elif noise is None:
             latents = initial_noise(shape, generator, device)
         else:
             from cammimic.noise import NoiseContext, draw

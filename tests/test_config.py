@@ -138,6 +138,7 @@ OLD_DEFAULTS = {
         # issue 22 §3: 0, 0 and "auto" leave steps, CFG scale and negative prompt to the backbone
         "steps": 0, "guidance_scale": 0.0, "scheduler": "auto", "negative_prompt": "auto", "eta": 0.0,
         "spatial_scale": 1.0, "temporal_scale": 1.0,
+        "window_overlap": 0,  # issue 25 §4
     },
     "homography": {"fill": "black"},
     "motion": {"strength": 1.0, "speed": 1.0, "reverse": False, "smooth": 0.0},  # issue 25, not an old table
@@ -165,6 +166,7 @@ OLD_RANGES = {
     ("score", "max_fallback_share"): (0, 1), ("sampling", "steps"): (0, 999), ("sampling", "guidance_scale"): (0, 100),
     ("sampling", "eta"): (0, 1), ("sampling", "spatial_scale"): (-10, 10), ("sampling", "temporal_scale"): (-10, 10),
     ("motion", "strength"): (-10, 10), ("motion", "speed"): (0.05, 20), ("motion", "smooth"): (0, 100),  # issue 25
+    ("sampling", "window_overlap"): (0, 1000),  # issue 25 §4
 }
 #: Settings with no command-line option: set them in a file (docs/config.md says so by listing
 #: only the others under "Command-line overrides").
@@ -174,6 +176,7 @@ CONFIG_ONLY = {
     "finetune.orthogonality_definition", "finetune.max_grad_norm", "finetune.checkpoint_every",
     "finetune.optimizer", "finetune.weight_decay", "finetune.skip_spatial_when_masked",
     "sampling.negative_prompt", "sampling.eta", "score.max_fallback_share", "output.crf", "plugins.block",
+    "sampling.window_overlap",  # issue 25 §4
 }
 
 
@@ -304,3 +307,17 @@ def test_docs_config_md_is_the_schema(tmp_path):
     assert main(["--check", str(stale)]) == 1
     assert main([str(stale)]) == 0 and stale.read_text(encoding="utf-8") == text
     assert main(["--check", str(docs)]) == 0
+
+
+def test_a_huge_text_setting_is_refused_in_one_line(tmp_path):
+    """A 50 MB prompt never reaches config.toml or run.json: the config refuses it, naming the setting."""
+    from cammimic.config import MAX_TEXT_SETTING, load_config
+    from cammimic.errors import CammimicError
+
+    ok = load_config().with_overrides({"run.prompt": "a" * MAX_TEXT_SETTING})
+    assert len(ok["run"]["prompt"]) == MAX_TEXT_SETTING
+    with pytest.raises(CammimicError, match=r"^\[run\] prompt \(command line\) is 50000000 characters long; at most 10000"):
+        load_config().with_overrides({"run.prompt": "a" * 50_000_000})
+    (tmp_path / "c.toml").write_text('[run]\nreference_prompt = "' + "b" * 20_000 + '"\n')
+    with pytest.raises(CammimicError, match=r"reference_prompt in .*c\.toml is 20000 characters long"):
+        load_config(tmp_path / "c.toml")

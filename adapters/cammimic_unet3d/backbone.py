@@ -184,6 +184,15 @@ class UNet3DAdapter:
     #: what [sampling] leaves to the backbone: zeroscope's and ModelScope's pipeline values
     sampling_defaults: ClassVar[dict[str, Any]] = {"guidance_scale": 9.0, "negative_prompt": "", "steps": 50}
 
+    @property
+    def max_frames(self) -> int:
+        """The frames the model samples at once: what its weights folder states
+        (``cammimic.backbones.weights_max_frames``; random test weights: their preset's), else its
+        native clip (zeroscope 24, ModelScope 16, mini 8). Longer runs are sampled in windows."""
+        from cammimic.backbones import weights_max_frames
+
+        return weights_max_frames(self.default_weights) or int(self.default_num_frames)
+
     def load(
         self,
         weights: str | os.PathLike | None = None,

@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PRESETS", "build_components", "build_tokenizer", "save_components", "write_model_index"]
+__all__ = ["PRESETS", "MAX_FRAMES", "build_components", "build_tokenizer", "save_components", "write_model_index"]
 
 #: The noise schedule of zeroscope and ModelScope (``scheduler/scheduler_config.json``).
 SCHEDULER_CONFIG: dict[str, Any] = {
@@ -258,8 +258,17 @@ def build_components(preset: str = "tiny", seed: int = 0) -> dict[str, Any]:
     return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler}
 
 
-def save_components(directory, preset: str = "tiny", seed: int = 0) -> Path:
+#: The frames each preset's model samples at once, written into ``model_index.json`` (the adapter's
+#: ``max_frames``; a longer run is sampled in windows): tiny 16, as ModelScope, so the tests' runs of
+#: up to 16 frames sample at once; mini its native 8.
+MAX_FRAMES = {"tiny": 16, "mini": 8}
+
+
+def save_components(directory, preset: str = "tiny", seed: int = 0, max_frames: int | None = None) -> Path:
     """Build the preset's components and save them in diffusers layout under ``directory``.
+
+    ``max_frames``: the frames the folder states its model samples at once (``None``: the preset's,
+    :data:`MAX_FRAMES`).
 
     Writes ``unet/ vae/ text_encoder/ tokenizer/ scheduler/`` and a ``model_index.json`` like
     the one of ``damo-vilab/text-to-video-ms-1.7b``; returns the directory.
@@ -271,8 +280,11 @@ def save_components(directory, preset: str = "tiny", seed: int = 0) -> Path:
     components = build_components(preset, seed)
     for name, component in components.items():
         component.save_pretrained(directory / name)
+    from cammimic.backbones import MAX_FRAMES_KEY
+
     provenance = {"preset": preset, "seed": seed, "transformers": transformers.__version__}
-    write_model_index(directory, _cammimic_random_weights=provenance)
+    write_model_index(directory, _cammimic_random_weights=provenance,
+                      **{MAX_FRAMES_KEY: int(max_frames or MAX_FRAMES.get(preset, 16))})
     return directory
 
 

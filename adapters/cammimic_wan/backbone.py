@@ -130,6 +130,14 @@ class WanAdapter:
         """Width and height must be multiples of this: the VAE's 8 times the 2x2 patches."""
         return self.vae_scale_factor * 2
 
+    @property
+    def max_frames(self) -> int:
+        """The frames Wan samples at once: what its weights folder states
+        (``cammimic.backbones.weights_max_frames``), else its native 81. Longer runs are sampled in windows."""
+        from cammimic.backbones import weights_max_frames
+
+        return weights_max_frames(self.default_weights) or int(self.default_num_frames)
+
     def valid_num_frames(self, num_frames: int) -> bool:
         return num_frames >= 1 and (num_frames - 1) % self.temporal_factor == 0
 

@@ -26,6 +26,7 @@ from cammimic.backbones import (
     check_num_frames,
     denoiser,
     fit_num_frames,
+    max_frames,
     resolve_recipe,
     resolve_sampler,
     resolve_sampling,
@@ -50,7 +51,7 @@ from cammimic.motion_controls import MotionControls, reference_frames
 from cammimic.plugins import PluginHost
 from cammimic.results import RunResult, ScoreResult
 from cammimic.rundir import input_records, provenance, seed_all, write_outputs, write_run
-from cammimic.sampling import check_steps, phase2
+from cammimic.sampling import check_steps, frame_by_frame, phase2, plan_windows
 from cammimic.training import (
     CHECKPOINT_MARKER,
     CHECKPOINT_NAME,
@@ -341,6 +342,11 @@ def run_cammimic(
                             where=f" ([motion_estimator]{config.where})" if config.source else "")
     inputs = _read_inputs(reference, image, config, adapter)
     _early_checks(config, adapter, inputs.width, inputs.height)
+    # longer than the backbone samples at once: Phase 2 in overlapping windows (issue 25 §4); the
+    # overlap is checked against the window before any model loads
+    window = max_frames(adapter)
+    if window and do_sample and len(inputs.reference.frames) > window:
+        plan_windows(len(inputs.reference.frames), window, config["sampling"]["window_overlap"])
     seed_all(run["seed"], torch=True)
     backbone = adapter.load(
         device=None if run["device"] == "auto" else run["device"],
@@ -368,9 +374,13 @@ def run_cammimic(
     ref_motion = MotionControls.from_config(config).apply(
         ref_motion, fit_frames=lambda n: fit_num_frames(adapter, n, 10**6))
     weak = transfer_homography(inputs.image, ref_motion, fill=config["homography"]["fill"])
+    if window and do_sample and len(weak.frames) > window:  # retimed longer (--motion-speed): checked before Phase 1
+        plan_windows(len(weak.frames), window, config["sampling"]["window_overlap"])
 
-    # 3. Phase 1: finetune the spatial and temporal LoRAs, or load them from files.
+    # 3. Phase 1: finetune the spatial and temporal LoRAs, or load them from files. A reference
+    # longer than the backbone's clip is learnt from its first window's worth of frames.
     alpha = lora_cfg["alpha"] or None
+    learnt = ref.frames[:window] if window else ref.frames
     trained, lora_sources = None, {}
     if do_finetune:
         dropout = lora_cfg["dropout"]
@@ -379,10 +389,10 @@ def run_cammimic(
         embeds = backbone.encode_prompt([texts["reference"], texts["image"]])
         trained = finetune(
             backbone, layers,
-            reference_latents=backbone.encode_video(ref.frames), reference_embeds=embeds[:1],
+            reference_latents=backbone.encode_video(learnt), reference_embeds=embeds[:1],
             image_latents=backbone.encode_video(inputs.image[None]), image_embeds=embeds[1:],
             # a VAE that compresses time: the spatial LoRA's frames are encoded one by one (images)
-            reference_frame_latents=(backbone.encode_frames(ref.frames) if hasattr(backbone, "encode_frames")
+            reference_frame_latents=(backbone.encode_frames(learnt) if hasattr(backbone, "encode_frames")
                                      else None),
             settings=FinetuneSettings.from_config(config), checkpoint_dir=checkpoint_dir_for(output_dir),
             resume=resume, progress=progress, on_step=on_step,
@@ -400,7 +410,7 @@ def run_cammimic(
         def sample_seed(seed: int):
             return phase2(backbone, weak, texts["sampling"], settings=config["sampling"], seed=seed,
                           guidance_terms=terms, progress=progress, noise=noise, reference=ref.frames,
-                          reference_prompt=texts["reference"])
+                          reference_prompt=texts["reference"], max_frames=window)
 
         candidates = sample_candidates(sample_seed, candidate_seeds(run["seed"], run["candidates"]),
                                        estimator=estimator, reference_motion=ref_motion, image=inputs.image, weak=weak,
@@ -445,6 +455,15 @@ def run_cammimic(
         "fallbacks": [f.to_json() for f in ref_motion.fallbacks],
         "valid_fraction": [float(m.mean()) for m in weak.masks],
     }
+    if do_sample and window and len(weak.frames) > window:  # the windows Phase 2 sampled and blended
+        overlap = config["sampling"]["window_overlap"]
+        manifest["windows"] = {
+            "max_frames": window, "overlap": overlap or max(1, window // 4),
+            "blend": "latents" if frame_by_frame(backbone, window) else "decoded frames",
+            "windows": [{"start": a, "end": b} for a, b in plan_windows(len(weak.frames), window, overlap)],
+        }
+        if trained is not None:
+            manifest["windows"]["finetuned_on_frames"] = [0, min(window, len(ref.frames))]
     if trained is not None:
         manifest["finetune"] = _finetune_record(trained)
     if lora_sources:
