@@ -152,3 +152,24 @@ def test_a_run_longer_than_the_clip_writes_every_frame_and_records_its_windows(i
     # within max_frames: no windows
     assert _run(inputs, short_weights, tmp_path / "short", WINDOW) == 0
     assert "windows" not in json.loads((tmp_path / "short" / "run.json").read_text())
+
+
+def test_a_vae_that_compresses_time_blends_decoded_frames(tmp_path):
+    """Wan (4k+1 frames, 4x temporal compression): each window decoded, the shared frames crossfaded in pixels."""
+    pytest.importorskip("cammimic_wan")
+    from cammimic_wan import wan as factory
+    from cammimic_wan.random_weights import main as write_weights
+
+    assert write_weights(["--preset", "tiny", str(tmp_path / "wan")]) == 0
+    backbone = factory().load(str(tmp_path / "wan"), device="cpu")
+    weak = _weak(13)
+    settings = SETTINGS | {"steps": 2, "scheduler": "auto"}
+    got = sample_windows(backbone, weak, PROMPT, settings=settings, seed=3, window=9, overlap=4,
+                         guidance_terms=[homography_guidance(weight=0.1)], progress=False)
+    assert got.windows == ((0, 9), (4, 13)) and got.blended is None and got.frames.shape == (13, 64, 64, 3)
+    first, second = (f.astype(np.float64) for f in got.window_frames)
+    w = got.weights
+    blend = w[0, 4:9, None, None, None] * first[4:] + w[1, 4:9, None, None, None] * second[:5]
+    assert np.array_equal(got.frames[4:9], np.clip(np.round(blend), 0, 255).astype(np.uint8))
+    assert np.array_equal(got.frames[:4], got.window_frames[0][:4])
+    assert np.array_equal(got.frames[9:], got.window_frames[1][5:])
