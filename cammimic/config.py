@@ -423,6 +423,11 @@ def _type_name(value) -> str:
     return {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list"}[type(value)]
 
 
+#: The longest text a setting may hold (prompts, paths, names): config.toml and run.json keep
+#: settings whole, so a 50 MB prompt is refused here instead of being copied into every record.
+MAX_TEXT_SETTING = 10_000
+
+
 def _check_value(section: str, key: str, value: Any, where: str) -> Any:
     default = DEFAULTS[section][key]
     ok, value = conforms(value, default)
@@ -439,6 +444,9 @@ def _check_value(section: str, key: str, value: Any, where: str) -> Any:
         lo, hi = meta["range"]
         if not lo <= value <= hi:
             raise CammimicError(f"[{section}] {key}{where} = {value!r} is out of range [{lo}, {hi}]")
+    if isinstance(value, str) and len(value) > MAX_TEXT_SETTING:
+        raise CammimicError(f"[{section}] {key}{where} is {len(value)} characters long; at most "
+                            f"{MAX_TEXT_SETTING} are accepted (a text encoder reads the first 77 tokens or so)")
     return value
 
 

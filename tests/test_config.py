@@ -307,3 +307,17 @@ def test_docs_config_md_is_the_schema(tmp_path):
     assert main(["--check", str(stale)]) == 1
     assert main([str(stale)]) == 0 and stale.read_text(encoding="utf-8") == text
     assert main(["--check", str(docs)]) == 0
+
+
+def test_a_huge_text_setting_is_refused_in_one_line(tmp_path):
+    """A 50 MB prompt never reaches config.toml or run.json: the config refuses it, naming the setting."""
+    from cammimic.config import MAX_TEXT_SETTING, load_config
+    from cammimic.errors import CammimicError
+
+    ok = load_config().with_overrides({"run.prompt": "a" * MAX_TEXT_SETTING})
+    assert len(ok["run"]["prompt"]) == MAX_TEXT_SETTING
+    with pytest.raises(CammimicError, match=r"^\[run\] prompt \(command line\) is 50000000 characters long; at most 10000"):
+        load_config().with_overrides({"run.prompt": "a" * 50_000_000})
+    (tmp_path / "c.toml").write_text('[run]\nreference_prompt = "' + "b" * 20_000 + '"\n')
+    with pytest.raises(CammimicError, match=r"reference_prompt in .*c\.toml is 20000 characters long"):
+        load_config(tmp_path / "c.toml")
