@@ -48,7 +48,9 @@ def test_the_app_in_a_browser(tiny_weights, tmp_path):
 
     started = time.monotonic()
     runs = tmp_path / "runs"
-    app = launch(host="127.0.0.1", port=free_port(), settings=UISettings(runs_dir=runs), block=False)
+    # a client may name only weights folders the operator allowed: the tiny weights' folder here
+    settings = UISettings(runs_dir=runs, weights_dirs=[Path(tiny_weights).parent])
+    app = launch(host="127.0.0.1", port=free_port(), settings=settings, block=False)
     try:
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -66,7 +68,7 @@ def test_the_app_in_a_browser(tiny_weights, tmp_path):
             page.locator("#run").click()
             status = page.locator("#status textarea")
             page.wait_for_function("() => document.querySelector('#status textarea').value.startsWith('done: ')")
-            first = Path(status.input_value().removeprefix("done: "))
+            first = runs / status.input_value().removeprefix("done: ")  # the run folder's name: no server path
             page.locator("#output-video video").wait_for()
             page.wait_for_function("() => document.querySelector('#output-video video').readyState >= 2")
             page.locator("#trajectory img").wait_for()
@@ -97,8 +99,8 @@ def test_the_app_in_a_browser(tiny_weights, tmp_path):
                 sync_api.expect(page.locator(f"#{name} input")).to_have_value(str(value))
             page.locator("#run").click()
             page.wait_for_function(f"() => {{ const v = document.querySelector('#status textarea').value;"
-                                   f" return v.startsWith('done: ') && v !== 'done: {first}'; }}")
-            second = Path(status.input_value().removeprefix("done: "))
+                                   f" return v.startsWith('done: ') && v !== 'done: {first.name}'; }}")
+            second = runs / status.input_value().removeprefix("done: ")
             page.wait_for_function("() => document.querySelector('#weak-video video') !== null")
             run = json.loads((second / "run.json").read_text())
             assert run["method"] == "cammimic" and run["finetune"]["steps"] == {"stage1": 2, "stage2": 2}
