@@ -35,6 +35,8 @@ __all__ = [
 ]
 
 MANIFEST_COLUMNS = ("reference", "image", "prompt", "reference_prompt")
+#: The longest text a manifest cell may hold: a run's config refuses longer settings.
+MAX_TEXT_SETTING = 10_000
 DEFAULT_METHODS = ("homography", "base", "motiondirector", "cammimic", "cammimic-no-usc", "cammimic-no-ortho",
                    "cammimic-no-hg")
 #: Metrics that need no weights and always run; dinov2/clip/xclip run when asked for (--metrics).
@@ -140,6 +142,8 @@ def read_manifest(path) -> list[EvalItem]:
             v = r.get(col)
             if not isinstance(v, str) or not v.strip():
                 bad.append(f"column {col}: missing or empty")
+            elif len(v) > MAX_TEXT_SETTING:  # what a run's config accepts; the report prints the prompts
+                bad.append(f"column {col}: {len(v)} characters long; at most {MAX_TEXT_SETTING} are accepted")
         ident = r.get("id")
         ident = str(n) if ident is None or str(ident).strip() == "" else str(ident).strip()
         if not _ID.match(ident):

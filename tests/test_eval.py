@@ -572,3 +572,16 @@ def test_the_eval_backbones_own_settings_apply_where_the_user_set_none(tmp_path,
                  "--weights", str(weights), "--config", str(tmp_path / "mine.toml"), "-q"]) == 0
     config = json.loads((tmp_path / "b" / "eval.json").read_text())["config"]
     assert config["motion_estimator"]["name"] == "opencv" and config["finetune"]["stage1_steps"] == 7
+
+
+def test_a_huge_prompt_in_a_jsonl_manifest_is_refused_naming_its_row(tmp_path):
+    """A 50 MB prompt in a JSONL manifest (no CSV field limit there) is refused when the manifest is
+    read, naming the row, before anything runs or is written into a report."""
+    from cammimic.eval import read_manifest
+
+    _pairs(tmp_path, 1)
+    row = {"id": "p0", "reference": str(tmp_path / "ref0.mp4"), "image": str(tmp_path / "img0.png"),
+           "prompt": "a mountain village " * 2_700_000, "reference_prompt": "a rocket"}
+    (tmp_path / "m.jsonl").write_text(json.dumps(row) + "\n")
+    with pytest.raises(CammimicError, match=r"row 1, column prompt: 51300000 characters long; at most 10000"):
+        read_manifest(tmp_path / "m.jsonl")
