@@ -436,3 +436,20 @@ def test_gradient_checkpointing_recomputes_bypassed_blocks_bypassed(backbone):
     assert checkpointed[1] is None
     for a, b in zip([plain[0], *plain[2:]], [checkpointed[0], *checkpointed[2:]]):
         torch.testing.assert_close(b, a, rtol=0, atol=1e-6)
+
+
+def test_a_vae_that_decodes_non_finite_values_is_refused_in_one_line(tiny_weights):
+    """A float16 VAE that overflows would write a black video as if it were a result: the decode
+    refuses it, naming the frames and the fix (issue 21 §2)."""
+    import torch
+    from cammimic_unet3d.backbone import UNet3DAdapter
+
+    from cammimic.errors import CammimicError
+
+    backbone = UNet3DAdapter(name="zeroscope", default_weights=str(tiny_weights), default_size=(64, 64),
+                             default_num_frames=8).load(device="cpu")
+    z = torch.zeros(1, 4, 3, 8, 8)
+    assert backbone.decode_latents(z).shape == (3, 64, 64, 3)
+    z[0, :, 1] = float("inf")
+    with pytest.raises(CammimicError, match=r"^the VAE decoded non-finite values in frames 0\.\.2 .*--dtype float32"):
+        backbone.decode_latents(z)

@@ -582,7 +582,12 @@ class UNet3DBackbone:
         frames = []
         for start in range(0, z.shape[0], self.vae_batch_size):
             chunk = z[start:start + self.vae_batch_size].to(self.device, self.vae.dtype)
-            x = self.vae.decode(chunk).sample.float().clamp(-1.0, 1.0)
+            x = self.vae.decode(chunk).sample.float()
+            if not torch.isfinite(x).all():  # a float16 VAE that overflowed: never a black video written as success
+                raise CammimicError(
+                    f"the VAE decoded non-finite values in frames {start}..{start + len(chunk) - 1} "
+                    f"({self.vae.dtype}); decode in float32 (--dtype float32) or lower the guidance")
+            x = x.clamp(-1.0, 1.0)
             frames.append(rearrange(((x + 1.0) * 127.5).round().to(torch.uint8), "t c h w -> t h w c").cpu())
         return torch.cat(frames).numpy()
 
