@@ -15,8 +15,9 @@ printed too: Phase 1 seconds and seconds per candidate.
     python benchmarks/candidates.py REF.mp4 IMAGE.png --prompt "..." --reference-prompt "..." --weights DIR
     python benchmarks/candidates.py camera:pan-left IMAGE.png --prompt "..." --weights DIR --candidates 8 --seeds 0,1,2
 
-Defaults are mini's settings of benchmarks/mini_method.py (backbone mini, 8 frames at 64x64, ranks 8,
-60 + 60 finetuning steps, 25 sampling steps, the kornia estimator); ``--config FILE`` replaces them.
+Defaults are mini's own settings (``cammimic_mini.SAMPLING`` and ``RECIPE``, the ones
+benchmarks/mini_method.py writes out: 8 frames at 64x64, ranks 8, 60 + 60 finetuning steps, 25
+sampling steps without CFG, the kornia estimator); ``--config FILE`` and ``--backbone`` replace them.
 """
 
 from __future__ import annotations
@@ -26,32 +27,6 @@ import json
 import math
 import sys
 from pathlib import Path
-
-#: mini's settings, as benchmarks/mini_method.py runs it.
-CONFIG = """\
-# candidates.toml: best of N on mini (benchmarks/candidates.py)
-[run]
-frames = 8
-width = 64
-height = 64
-
-[backbone]
-name = "mini"
-
-[motion_estimator]
-name = "kornia"
-
-[lora]
-spatial_rank = 8
-temporal_rank = 8
-
-[finetune]
-stage1_steps = 60
-stage2_steps = 60
-
-[sampling]
-steps = 25
-"""
 
 
 def kept_prefix(candidates: list[dict], n: int) -> float:
@@ -128,11 +103,11 @@ def main(argv=None) -> int:
         import cammimic
 
         out.mkdir(parents=True, exist_ok=True)
-        config = Path(a.config) if a.config else out / "candidates.toml"
-        if not a.config:
-            config.write_text(CONFIG, encoding="utf-8")
-        # the name first: a new backbone drops the file's parameters of another one
-        overrides = {**({"backbone__name": a.backbone} if a.backbone else {}), "backbone__weights": a.weights}
+        config = Path(a.config) if a.config else None
+        # the name first: a new backbone drops the file's parameters of another one; without a config
+        # file, mini and its own settings (applied by the backbone where nothing is set)
+        backbone = a.backbone or (None if a.config else "mini")
+        overrides = {**({"backbone__name": backbone} if backbone else {}), "backbone__weights": a.weights}
         runs, records = [], []
         for seed in seeds:
             result = cammimic.transfer(a.reference, a.image, out / f"seed-{seed}", config=config, prompt=a.prompt,

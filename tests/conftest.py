@@ -34,6 +34,31 @@ def clip(kind: str, width: int = 256, height: int = 256, frames: int = 16, name:
     return render_camera_motion(photo(name), h, width, height), h
 
 
+def load_benchmark(name: str):
+    """The module ``benchmarks/NAME.py`` (benchmarks are scripts, not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_pair(folder, size: int = 128, frames: int = 8) -> tuple:
+    """``(reference.mp4, user.png)`` in ``folder``: the astronaut under a known pan, and the coffee
+    photograph as the user's image, both ``size`` px square (the method's end-to-end inputs)."""
+    import cv2
+
+    from cammimic.io import write_image, write_video
+
+    video, _ = clip("pan", size, size, frames=frames, name="astronaut")
+    write_video(folder / "ref.mp4", video, 8.0, crf=18)
+    write_image(folder / "user.png", cv2.resize(photo("coffee"), (size, size), interpolation=cv2.INTER_AREA))
+    return folder / "ref.mp4", folder / "user.png"
+
+
 def h264_roundtrip(frames: np.ndarray, tmp_path, crf: int = 23) -> np.ndarray:
     """Frames after H.264 compression, as a user's video would be."""
     from cammimic.io import read_video, write_video

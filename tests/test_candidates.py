@@ -12,11 +12,11 @@ import json
 import attrs
 import numpy as np
 import pytest
-from conftest import clip, photo
+from conftest import load_benchmark, write_pair
 
 import cammimic
 from cammimic.cli import main
-from cammimic.io import read_video, write_image, write_video
+from cammimic.io import read_video
 
 FAST = ["--frames", "8", "--width", "64", "--height", "64", "--stage1-steps", "2", "--stage2-steps", "1",
         "--steps", "3", "--spatial-rank", "4", "--temporal-rank", "4", "-q"]
@@ -24,13 +24,7 @@ FAST = ["--frames", "8", "--width", "64", "--height", "64", "--stage1-steps", "2
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("inputs")
-    frames, _ = clip("pan", 128, 128, frames=8, name="astronaut")
-    write_video(d / "ref.mp4", frames, 8.0, crf=18)
-    import cv2
-
-    write_image(d / "user.png", cv2.resize(photo("coffee"), (128, 128), interpolation=cv2.INTER_AREA))
-    return d / "ref.mp4", d / "user.png"
+    return write_pair(tmp_path_factory.mktemp("inputs"))
 
 
 def run_args(inputs, weights, out, *extra):
@@ -233,14 +227,7 @@ def test_the_web_app_form_has_the_control_as_the_endpoints_last_input(tmp_path):
 
 
 def _bench():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "candidates.py"
-    spec = importlib.util.spec_from_file_location("bench_candidates", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("candidates")
 
 
 def test_the_benchmarks_curve_is_the_mean_over_every_subset():

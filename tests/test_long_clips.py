@@ -9,13 +9,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import clip, photo
+from conftest import clip, photo, write_pair
 
 from cammimic.cli import main
 from cammimic.errors import CammimicError
 from cammimic.guidance import homography_guidance
 from cammimic.homography import warp_along_chain
-from cammimic.io import read_video, write_image, write_video
+from cammimic.io import read_video
 from cammimic.lora import LoraSpec, inject_loras
 from cammimic.methods.homography import Transfer
 from cammimic.sampling import phase2, plan_windows, sample_windows, window_weights
@@ -124,13 +124,7 @@ def test_a_clip_within_max_frames_is_sampled_at_once_bit_for_bit(backbone):
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    import cv2
-
-    d = tmp_path_factory.mktemp("inputs")
-    frames, _ = clip("pan", 96, 96, frames=16, name="astronaut")
-    write_video(d / "ref.mp4", frames, 8.0, crf=18)
-    write_image(d / "user.png", cv2.resize(photo("coffee"), (96, 96), interpolation=cv2.INTER_AREA))
-    return d / "ref.mp4", d / "user.png"
+    return write_pair(tmp_path_factory.mktemp("inputs"), size=96, frames=16)
 
 
 def _run(inputs, weights, out, frames):

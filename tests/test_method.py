@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import clip, photo
+from conftest import write_pair
 
 from cammimic.cli import main
 from cammimic.config import tomllib
-from cammimic.io import read_video, write_image, write_video
+from cammimic.io import read_video
 
 FAST = ["--frames", "8", "--width", "64", "--height", "64", "--stage1-steps", "4", "--stage2-steps", "3",
         "--steps", "4", "--spatial-rank", "4", "--temporal-rank", "4", "-q"]
@@ -20,13 +20,7 @@ FAST = ["--frames", "8", "--width", "64", "--height", "64", "--stage1-steps", "4
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """A reference video of a real photograph under a known pan, and a user image (another photo)."""
-    d = tmp_path_factory.mktemp("inputs")
-    frames, _ = clip("pan", 128, 128, frames=8, name="astronaut")
-    write_video(d / "ref.mp4", frames, 8.0, crf=18)
-    import cv2
-
-    write_image(d / "user.png", cv2.resize(photo("coffee"), (128, 128), interpolation=cv2.INTER_AREA))
-    return d / "ref.mp4", d / "user.png"
+    return write_pair(tmp_path_factory.mktemp("inputs"))
 
 
 def cli(capsys, *args):

@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import load_benchmark
 
 pytest.importorskip("diffusers")
 
@@ -409,14 +410,7 @@ def test_trainer_rejects_bad_experiment_options_in_one_line(tmp_path, capsys, ba
 
 
 def _direction_signal():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "mini_direction_signal.py"
-    spec = importlib.util.spec_from_file_location("mini_direction_signal", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("mini_direction_signal")
 
 
 def test_direction_signal_clips_pan_by_the_speed_in_the_stated_direction():
