@@ -26,7 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 import attrs
 import numpy as np
 
-from cammimic.errors import CammimicError
+from cammimic.errors import CammimicError, one_line
 from cammimic.eval_report import RESULT_COLUMNS, write_outputs
 
 __all__ = [
@@ -229,12 +229,6 @@ class _CachedBackboneAdapter:
         return copy.deepcopy(_BACKBONES[key])
 
 
-def _one_line(exc: BaseException) -> str:
-    msg = str(exc).strip().splitlines()
-    first = msg[0] if msg else ""
-    return first if isinstance(exc, CammimicError) else f"{type(exc).__name__}: {first}"
-
-
 def _with_backbone_recipe(config, host):
     """``config`` with the eval backbone's ``recipe_defaults`` (:func:`cammimic.backbones.resolve_recipe`)
     for the settings the user left unset, so every method of the eval, ``homography`` included
@@ -283,7 +277,7 @@ def item_geometry(item: EvalItem, config, host) -> dict[str, Any] | None:
         frames = fit_num_frames(adapter, PAPER_NUM_FRAMES, frame_count(reference))
         return {"frames": int(frames), "width": int(width), "height": int(height)}
     except Exception as exc:  # noqa: BLE001 - reported on each of the item's rows
-        return {"error": _one_line(exc)}
+        return {"error": one_line(exc)}
 
 
 def run_pair(item: EvalItem, method: str, out_dir: str, config_toml: str, metrics: dict[str, dict[str, Any]],
@@ -327,7 +321,7 @@ def run_pair(item: EvalItem, method: str, out_dir: str, config_toml: str, metric
             row.update({k: float(v) for k, v in values.items()})
         row["status"] = "ok"
     except Exception as exc:  # noqa: BLE001 - one failing item must not stop the others
-        row["error"] = _one_line(exc)
+        row["error"] = one_line(exc)
     row["seconds"] = round(time.perf_counter() - started, 3)
     return row
 
@@ -385,7 +379,7 @@ def _ray(tasks, submit_args, on_result, *, address: str | None, num_cpus: int | 
             else:
                 ray.init(num_cpus=num_cpus, log_to_driver=False, include_dashboard=False)
         except Exception as exc:  # noqa: BLE001
-            raise CammimicError(f"could not start or join Ray{' at ' + address if address else ''}: {_one_line(exc)}") from exc
+            raise CammimicError(f"could not start or join Ray{' at ' + address if address else ''}: {one_line(exc)}") from exc
     try:
         remote = ray.remote(num_cpus=1, num_gpus=num_gpus, max_retries=3)(run_pair)
         pending = {remote.remote(*submit_args(a)): a for a in tasks}
@@ -397,17 +391,13 @@ def _ray(tasks, submit_args, on_result, *, address: str | None, num_cpus: int | 
                     on_result(ray.get(ref))
                 except Exception as exc:  # noqa: BLE001 - a worker that died after its retries
                     item, method = args
-                    on_result({"id": item.id, "method": method, "status": "failed", "error": _one_line(exc), "seconds": 0.0})
+                    on_result({"id": item.id, "method": method, "status": "failed", "error": one_line(exc), "seconds": 0.0})
     finally:
         if started_here:
             ray.shutdown()
 
 
 # -- the command ----------------------------------------------------------------------------
-def _hash_file(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def _atomic_write(path: Path, text: str) -> None:
     from cammimic.io import write_text
 
@@ -525,15 +515,17 @@ def _text_hash(text: str) -> str:
 def _evaluate(out, lock, items, methods, metrics, config, config_toml, fingerprint, eval_json, manifest, executor,
               ray_address, ray_num_cpus, ray_num_gpus, progress, echo, host, __version__):
     from cammimic.eval_report import read_pair
+    from cammimic.io.files import sha256
+
     record = {
         "fingerprint": fingerprint,
         "cammimic_version": __version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "versions": _versions(),
-        "plugins": {kind: {n: _component(host, kind, n) for n in names}
+        "plugins": {kind: {n: host.component_record(kind, n) for n in names}
                     for kind, names in (("eval_method", methods), ("eval_metric", list(metrics)))},
-        "manifest": {"path": str(Path(manifest).resolve()), "sha256": _hash_file(manifest), "items": len(items)},
+        "manifest": {"path": str(Path(manifest).resolve()), "sha256": sha256(manifest), "items": len(items)},
         "methods": methods,
         "metrics": metrics,
         "executor": executor,
@@ -620,8 +612,3 @@ def _versions() -> dict[str, str | None]:
             out[dist] = None
     return out
 
-
-def _component(host, kind, name) -> dict[str, Any]:
-    comp = host.get(kind, name)
-    info = host.info.get(comp.plugin)
-    return {"plugin": comp.plugin, "version": info.version if info else None}

@@ -24,7 +24,7 @@ import pluggy
 from cammimic import hookspecs
 from cammimic._version import __version__
 from cammimic.config import conforms, did_you_mean
-from cammimic.errors import CammimicError
+from cammimic.errors import CammimicError, one_line
 
 ENTRY_POINT_GROUP = "cammimic"
 ENV_LOAD_PLUGINS = "CAMMIMIC_LOAD_PLUGINS"
@@ -188,12 +188,6 @@ class _PluginCode:
         return isinstance(exc, KeyboardInterrupt) and (self.pressed or not self.installed)
 
 
-def _describe(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    text = text if len(text) <= 200 else text[:200] + "…"
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def _call_plugin(plugin: str, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call plugin code; anything it raises but a CammimicError or a real Ctrl-C becomes one line
     naming the plugin."""
@@ -206,7 +200,7 @@ def _call_plugin(plugin: str, what: str, fn: Callable[..., Any], *args: Any, **k
             if guard.is_users(exc):
                 raise
             raise CammimicError(
-                f'plugin "{plugin}" failed in {what}: {_describe(exc)}; report it to the plugin\'s '
+                f'plugin "{plugin}" failed in {what}: {one_line(exc)}; report it to the plugin\'s '
                 f'authors, or block it with [plugins] block = ["{plugin}"]'
             ) from exc
 
@@ -365,7 +359,7 @@ class PluginHost:
             dist_name,
             version,
             error=(
-                f'Error importing plugin "{ep.name}" ({ep.value}): {_describe(exc)}. '
+                f'Error importing plugin "{ep.name}" ({ep.value}): {one_line(exc)}. '
                 f'Fix it, {uninstall}, or skip it with [plugins] block = ["{ep.name}"] in your '
                 f"config or {ENV_LOAD_PLUGINS}=<plugins to load>."
             ),

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cammimic.errors import CammimicError
+from cammimic.errors import CammimicError, one_line
 from cammimic.lora.glue import (
     ADAPTERS,
     adapter_settings,
@@ -168,12 +168,6 @@ def _cut(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    text = text if len(text) <= 200 else text[:200] + "…"
-    return text or type(exc).__name__
-
-
 def _check_header_size(p: Path) -> None:
     """Refuse a file whose safetensors header is larger than :data:`MAX_HEADER_BYTES` before
     anything parses it (a header of 90 MB of metadata would be read and recorded whole)."""
@@ -181,7 +175,7 @@ def _check_header_size(p: Path) -> None:
         with open(p, "rb") as f:
             head = f.read(8)
     except OSError as exc:
-        raise CammimicError(f"LoRA file {p} cannot be read ({_one_line(exc)}); check its permissions") from exc
+        raise CammimicError(f"LoRA file {p} cannot be read ({one_line(exc, name=False)}); check its permissions") from exc
     if len(head) < 8:
         raise CammimicError(f"{p} is not a readable safetensors file (shorter than its header); "
                             "pass a LoRA saved by cammimic")
@@ -227,7 +221,7 @@ def read_lora(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[st
         raise
     except Exception as exc:  # safetensors raises its own error type for damaged headers
         raise CammimicError(
-            f"{p} is not a readable safetensors file ({_one_line(exc)}); pass a LoRA saved by cammimic"
+            f"{p} is not a readable safetensors file ({one_line(exc, name=False)}); pass a LoRA saved by cammimic"
         ) from exc
     missing = [k for k in _REQUIRED if k not in metadata]
     if missing:
@@ -255,7 +249,7 @@ def read_lora(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[st
         if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
             raise ValueError("target_layers is not a list of names")
     except (ValueError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
-        why = "target_layers nests too deeply" if isinstance(exc, RecursionError) else _one_line(exc)
+        why = "target_layers nests too deeply" if isinstance(exc, RecursionError) else one_line(exc, name=False)
         raise CammimicError(f"LoRA file {p} has damaged metadata ({why}); retrain it") from exc
     expected = {f"{t}.lora_{ab}.weight" for t in targets for ab in "AB"}
     if set(tensors) != expected:
