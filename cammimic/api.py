@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from cammimic.camera import is_camera_reference, reference_motion, resolve_reference
+from cammimic.camera import is_camera_reference
 from cammimic.config import Config, load_config
 from cammimic.errors import CammimicError
 from cammimic.io import as_video, frame_count, subsample
@@ -26,6 +26,7 @@ from cammimic.methods.homography import run_homography
 from cammimic.metrics import VARIANTS
 from cammimic.motion import MotionEstimate
 from cammimic.plugins import PluginHost, get_host
+from cammimic.reference import resolve_reference
 from cammimic.results import RunResult, ScoreResult, score_motions
 
 __all__ = ["estimate_motion", "score", "transfer", "finetune", "sample", "list_plugins", "ScoreResult", "RunResult",
@@ -61,10 +62,7 @@ def estimate_motion(
         used (path, indices, fps, crop).
     """
     est = _host(host).create("motion_estimator", estimator, params)
-    video = resolve_reference(video, size=size, frames=frames)  # camera presets and path files
-    vid = subsample(as_video(video, size=size, frames=frames), frames)
-    motion = reference_motion(vid, est)
-    return attrs.evolve(motion, diagnostics={**motion.diagnostics, "source": vid.metadata()})
+    return resolve_reference(video, size=size, frames=frames, name="video").camera_motion(est)
 
 
 def score(
@@ -88,15 +86,15 @@ def score(
     if variant not in VARIANTS:
         raise CammimicError(f"CameraScore variant '{variant}' is unknown. Try one of {list(VARIANTS)}")
     est = _host(host).create("motion_estimator", estimator, params)
-    if is_camera_reference(reference):  # rendered at the generated video's size and length
+    size = None
+    if is_camera_reference(reference):  # a camera path has no size of its own: drawn at the generated video's
         generated = as_video(generated, name="generated", frames=frames)  # read once
-        reference = resolve_reference(reference, size=generated.size, frames=frames or len(generated.frames))
-    n = frames or min(frame_count(reference), frame_count(generated))
-    ref = subsample(as_video(reference, name="reference", frames=n), n)
+        size = generated.size
+    ref = resolve_reference(reference, size=size, frames=frames or (lambda total: min(total, frame_count(generated))))
+    n = ref.num_frames
     gen = subsample(as_video(generated, name="generated", frames=n), n)
-    mr = reference_motion(ref, est)
+    mr = ref.camera_motion(est)
     mg = est.estimate(gen.frames)
-    mr = attrs.evolve(mr, diagnostics={**mr.diagnostics, "source": ref.metadata()})
     mg = attrs.evolve(mg, diagnostics={**mg.diagnostics, "source": gen.metadata()})
     return score_motions(mr, mg, variant=variant, max_fallback_share=max_fallback_share)
 

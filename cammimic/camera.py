@@ -11,10 +11,11 @@ manifests) it may also be
   (intrinsics ``K``, rotation ``R``, translation ``t``) and a scene plane, turned into
   homographies ``H = K_b (R - t nᵀ/d) K_a⁻¹`` (see :func:`plane_homography` and docs/cli.md).
 
-:func:`resolve_reference` turns such a text into a :class:`CameraVideo`: the frames of an image
+:func:`render_reference` turns such a text into a :class:`CameraVideo`: the frames of an image
 moved along the path (the user image for the cammimic method, whose stage 1 learns from it) and
-the exact motion, which :func:`known_motion` hands to the method instead of an estimate. Any
-other reference is returned unchanged.
+the exact motion, which :func:`known_motion` reads back. Callers do not dispatch on the kind of
+reference themselves: :func:`cammimic.reference.resolve_reference` does, once, and its
+:class:`~cammimic.reference.Reference` carries that motion as ``Reference.motion``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from cammimic.synthetic import camera_step
 
 __all__ = [
     "PRESETS", "KEYS", "EASES", "PREFIX", "CameraPath", "CameraVideo", "is_camera_reference", "parse",
-    "load_path_file", "plane_homography", "resolve_reference", "known_motion", "reference_motion",
+    "load_path_file", "plane_homography", "render_reference", "render_path", "known_motion",
 ]
 
 PREFIX = "camera:"
@@ -381,10 +382,12 @@ def _texture(width: int, height: int, seed: int = 0) -> np.ndarray:
 
 def _kept(camera: CameraPath, keep: int | None) -> np.ndarray:
     """The frame indices drawn: all, or ``keep`` spread evenly (as ``--frames`` samples a video)."""
+    from cammimic.io.video import even_indices
+
     n = camera.num_frames
     if not keep or keep >= n:
         return np.arange(n)
-    return np.round(np.linspace(0, n - 1, max(2, keep))).astype(int)
+    return even_indices(n, max(2, keep))
 
 
 def _check_drawable(camera: CameraPath, count: int, width: int, height: int) -> None:
@@ -469,31 +472,32 @@ def render_path(camera: CameraPath, image: np.ndarray, *, source: str = "image",
     )
 
 
-def resolve_reference(reference, size=None, frames=None, image=None):
-    """A camera preset or path file as a reference video; anything else comes back unchanged.
+def render_reference(reference, *, size=None, frames=None, image=None, image_source: str | None = None) -> CameraVideo:
+    """A camera preset or path file drawn as the reference video.
 
     Args:
-        reference: ``camera:NAME[:key=value,...]``, a ``.json`` camera-path file, or any other
-            reference (a video path, a :class:`~cammimic.io.Video`, frames), returned as is.
-        size: ``(width, height)`` to render at; default the image's size (even, long side at
-            most 1024) or, without an image, :data:`DEFAULT_SIZE`.
-        frames: the path length when the preset does not set ``frames`` (default 16).
-        image: what the camera looks at: a path or an (H, W, 3) uint8 array (the user image; it
-            is resized and centre-cropped to ``size``). Without one, a seeded random texture.
+        reference: ``camera:NAME[:key=value,...]`` or a ``.json`` camera-path file.
+        size: ``(width, height)`` to draw at; default (or a 0 in it) the image's size (even,
+            long side at most 1024) or, without an image, :data:`DEFAULT_SIZE`.
+        frames: the path length when the preset does not set ``frames`` (default 16); at most
+            that many frames are drawn, spread evenly.
+        image: what the camera looks at: a path or an (H, W, 3) uint8 array (the user image,
+            decoded once by the caller; it is resized and centre-cropped to ``size``). Without
+            one, a seeded random texture.
+        image_source: how the record names an ``image`` array (default ``"<image array>"``).
 
     Returns:
         A :class:`CameraVideo` at 8 fps whose :func:`known_motion` is the path's exact motion.
+        :func:`cammimic.reference.resolve_reference` calls this for any camera reference.
     """
-    if not is_camera_reference(reference):
-        return reference
-    from cammimic.io import read_image, resize_center_crop
+    from cammimic.io import as_image, resize_center_crop
 
     camera = parse(reference, frames=frames)
     arr = None
     if image is not None:
-        arr = read_image(image) if isinstance(image, (str, Path)) else np.asarray(image)
-        if arr.ndim != 3 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
-            raise CammimicError(f"image must be a path or an (H, W, 3) uint8 array, got {arr.shape} {arr.dtype}")
+        arr = as_image(image)
+        if image_source is None:
+            image_source = str(image) if isinstance(image, (str, Path)) else "<image array>"
     if size is None or not all(size):
         if arr is None:
             size = DEFAULT_SIZE
@@ -505,8 +509,7 @@ def resolve_reference(reference, size=None, frames=None, image=None):
     _check_drawable(camera, len(_kept(camera, frames)), width, height)  # before the texture or the resize
     if arr is None:
         return render_path(camera, _texture(width, height), source="texture", keep=frames)
-    src = str(image) if isinstance(image, (str, Path)) else "<image array>"
-    return render_path(camera, resize_center_crop(arr, (width, height))[0], source=src, keep=frames)
+    return render_path(camera, resize_center_crop(arr, (width, height))[0], source=image_source, keep=frames)
 
 
 def known_motion(video) -> MotionEstimate | None:
@@ -521,8 +524,3 @@ def known_motion(video) -> MotionEstimate | None:
         hs = from_resolution_free(to_resolution_free(hs, *video.render_size), width, height)
     return MotionEstimate(homographies=hs, width=width, height=height, estimator="camera path",
                           diagnostics={"camera": video.camera.to_json()})
-
-
-def reference_motion(video, estimator) -> MotionEstimate:
-    """The reference's motion: exact for a camera path, else ``estimator.estimate(video.frames)``."""
-    return known_motion(video) or estimator.estimate(video.frames)

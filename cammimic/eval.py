@@ -256,9 +256,8 @@ def item_geometry(item: EvalItem, config, host) -> dict[str, Any] | None:
     when the backbone's plugin cannot be built here (then only ``homography`` can run anyway).
     """
     from cammimic.backbones import check_num_frames, fit_num_frames
-    from cammimic.camera import resolve_reference
-    from cammimic.io.video import frame_count
     from cammimic.methods.cammimic import PAPER_NUM_FRAMES
+    from cammimic.reference import resolve_reference
 
     run = config["run"]
     try:
@@ -272,10 +271,9 @@ def item_geometry(item: EvalItem, config, host) -> dict[str, Any] | None:
         if run["frames"]:
             check_num_frames(adapter, run["frames"])
             return {"frames": int(run["frames"]), "width": int(width), "height": int(height)}
-        reference = resolve_reference(item.reference, size=(width, height),
-                                      frames=fit_num_frames(adapter, PAPER_NUM_FRAMES, 10**6), image=item.image)
-        frames = fit_num_frames(adapter, PAPER_NUM_FRAMES, frame_count(reference))
-        return {"frames": int(frames), "width": int(width), "height": int(height)}
+        reference = resolve_reference(item.reference, size=(width, height), image=item.image,
+                                      frames=lambda total: fit_num_frames(adapter, PAPER_NUM_FRAMES, total))
+        return {"frames": reference.num_frames, "width": int(width), "height": int(height)}
     except Exception as exc:  # noqa: BLE001 - reported on each of the item's rows
         return {"error": one_line(exc)}
 

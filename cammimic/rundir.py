@@ -21,6 +21,7 @@ from cammimic.errors import CammimicError
 from cammimic.io import output_directory, sha256, write_video
 from cammimic.io.files import bounded
 from cammimic.motion import MotionEstimate
+from cammimic.reference import Reference
 from cammimic.report import write_run_report
 from cammimic.results import RunResult, ScoreResult
 from cammimic.trajectory import plot_trajectories, summarize
@@ -62,12 +63,12 @@ def provenance(method: str, *, phases: Iterable[str] | None = None, **runtime: A
     return record
 
 
-def input_records(reference, reference_video, image) -> dict[str, Any]:
-    """``run.json``'s ``reference`` (the frames used and the file's hash) and ``image`` entries."""
+def input_records(reference: Reference, image) -> dict[str, Any]:
+    """``run.json``'s ``reference`` (:meth:`Reference.record <cammimic.reference.Reference.record>`)
+    and ``image`` entries."""
     is_path = isinstance(image, (str, Path))
     return {
-        "reference": {**reference_video.metadata(),
-                      "sha256": sha256(reference) if isinstance(reference, (str, Path)) else None},
+        "reference": reference.record(),
         "image": {"path": str(image) if is_path else "<array>", "sha256": sha256(image) if is_path else None},
     }
 

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from conftest import photo
 
-from cammimic.camera import PRESETS, known_motion, parse, plane_homography, resolve_reference
+from cammimic.camera import PRESETS, parse, plane_homography
 from cammimic.cli import main
 from cammimic.errors import CammimicError
 from cammimic.homography import corner_error, transform_points
+from cammimic.reference import resolve_reference
 from cammimic.trajectory import summarize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,8 +28,7 @@ def cli(capsys, *args):
 
 
 def total(spec, size=(256, 160)):
-    video = resolve_reference(spec, size=size)
-    cum = summarize(known_motion(video))["cumulative"]
+    cum = summarize(resolve_reference(spec, size=size).motion)["cumulative"]
     return {k: v[-1] for k, v in cum.items()}
 
 
@@ -53,8 +53,7 @@ def test_every_preset_moves_the_way_its_name_says(name):
 def test_speed_frames_and_ease():
     assert total("camera:pan-right:speed=2")["pan"] == pytest.approx(0.72, abs=1e-9)
     assert total("camera:pan-right:frames=31")["pan"] == pytest.approx(0.72, abs=1e-9)  # 30 steps instead of 15
-    video = resolve_reference("camera:pan-right:frames=9,ease=in", size=(64, 64))
-    steps = summarize(known_motion(video))["step"]["pan"]
+    steps = summarize(resolve_reference("camera:pan-right:frames=9,ease=in", size=(64, 64)).motion)["step"]["pan"]
     assert len(steps) == 8 and steps[0] < steps[-1] / 10  # eases in
     for ease in ("linear", "in", "out", "in-out"):  # the ease shapes the move, not its extent
         assert total(f"camera:zoom-in:ease={ease}")["zoom"] == pytest.approx(math.exp(0.18), rel=1e-9)
@@ -66,26 +65,19 @@ def test_the_rendered_reference_moves_exactly_along_the_path(plugin_host):
     """A real photograph rendered along each preset; the opencv estimator recovers the path."""
     est = plugin_host.create("motion_estimator", "opencv", {})
     for name in ("pan-left", "zoom-out", "roll-cw", "orbit-right"):
-        video = resolve_reference(f"camera:{name}:frames=6", size=(192, 128), image=photo("astronaut", 1.0))
-        assert video.frames.shape == (6, 128, 192, 3) and video.render["covered"]
-        truth = known_motion(video).homographies
-        err = corner_error(est.estimate(video.frames).homographies, truth, 192, 128)
+        ref = resolve_reference(f"camera:{name}:frames=6", size=(192, 128), image=photo("astronaut", 1.0))
+        assert ref.frames.shape == (6, 128, 192, 3) and ref.video.render["covered"]
+        truth = ref.motion.homographies
+        err = corner_error(est.estimate(ref.frames).homographies, truth, 192, 128)
         assert err.max() < 0.5, (name, err)
 
 
 def test_sampling_and_resizing_keep_the_exact_motion():
-    from cammimic.io import as_video, subsample
-
-    video = resolve_reference("camera:zoom-in:frames=9", size=(128, 96))
-    sub = as_video(subsample(video, 5), size=(64, 48))
-    assert summarize(known_motion(sub))["cumulative"]["zoom"][-1] == pytest.approx(math.exp(0.096), rel=1e-9)
-    assert known_motion(sub).homographies.shape == (4, 3, 3) and (known_motion(sub).width, known_motion(sub).height) == (64, 48)
-
-
-def test_other_references_pass_through():
-    assert resolve_reference("clip.mp4", size=(64, 64), frames=8) == "clip.mp4"
-    frames = np.zeros((2, 8, 8, 3), np.uint8)
-    assert resolve_reference(frames) is frames
+    ref = resolve_reference("camera:zoom-in:frames=9", size=(128, 96))
+    sub = resolve_reference(ref, frames=5, size=(64, 48))
+    assert summarize(sub.motion)["cumulative"]["zoom"][-1] == pytest.approx(math.exp(0.096), rel=1e-9)
+    assert sub.motion.homographies.shape == (4, 3, 3) and (sub.motion.width, sub.motion.height) == (64, 48)
+    assert sub.video.indices == (0, 2, 4, 6, 8) and ref.resized((64, 48)).motion.width == 64
 
 
 def test_plane_homography_pins_rotation_and_translation():
@@ -187,9 +179,9 @@ def test_run_with_a_preset_and_the_homography_method(tmp_path, capsys):
 
 
 def test_a_path_without_an_image_renders_a_texture():
-    video = resolve_reference("camera:tilt-up:frames=4")
-    assert video.frames.shape == (4, 320, 576, 3) and video.render["source"] == "texture"
-    assert video.frames.std() > 20  # something an estimator can lock onto
+    ref = resolve_reference("camera:tilt-up:frames=4")
+    assert ref.frames.shape == (4, 320, 576, 3) and ref.video.render["source"] == "texture"
+    assert ref.frames.std() > 20  # something an estimator can lock onto
     with pytest.raises(CammimicError, match="image must be a path or an"):
         resolve_reference("camera:tilt-up", image=np.zeros((4, 4), np.uint8))
 
@@ -221,9 +213,9 @@ def test_a_path_file_of_200000_homographies_is_refused_and_frames_samples_before
     assert f"camera-path file {path}: 200000 homographies make a path longer than the limit of 10000 frames" in err
     # a long path within the limit: --frames 4 draws 4 frames (not 5000), the exact motion kept
     path.write_text(json.dumps({"width": 64, "height": 64, "homographies": [PAN] * 4999}))
-    video = resolve_reference(str(path), size=(64, 64), frames=4)
-    assert video.frames.shape == (4, 64, 64, 3) and video.indices == (0, 1666, 3333, 4999)
-    hs = known_motion(video).homographies
+    ref = resolve_reference(str(path), size=(64, 64), frames=4)
+    assert ref.frames.shape == (4, 64, 64, 3) and ref.video.indices == (0, 1666, 3333, 4999)
+    hs = ref.motion.homographies
     assert np.allclose(hs[:, 0, 2], [0.5 * 1666, 0.5 * 1667, 0.5 * 1666])  # the pans between kept frames
     big = tmp_path / "big.json"
     big.write_text(" " * (9 * 2**20) + "{}")

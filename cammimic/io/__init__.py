@@ -30,6 +30,7 @@ from cammimic.io.images import (
     IMAGE_SUFFIXES,
     MAX_IMAGE_PIXELS,
     WRITE_IMAGE_SUFFIXES,
+    as_image,
     max_image_pixels,
     read_image,
     resize_center_crop,
@@ -44,6 +45,7 @@ from cammimic.io.video import (
     Video,
     as_video,
     count_frames,
+    even_indices,
     frame_count,
     read_video,
     subsample,
@@ -54,6 +56,7 @@ __all__ = [
     "Video",
     "read_video",
     "read_image",
+    "as_image",
     "count_frames",
     "resize_center_crop",
     "write_video",
@@ -75,6 +78,7 @@ __all__ = [
     "max_image_pixels",
     "as_video",
     "subsample",
+    "even_indices",
     "frame_count",
 ]
 

@@ -19,7 +19,7 @@ import numpy as np
 from cammimic.errors import CammimicError
 from cammimic.io.files import atomic_path
 
-__all__ = ["read_image", "write_image", "resize_center_crop", "max_image_pixels", "IMAGE_SUFFIXES",
+__all__ = ["read_image", "as_image", "write_image", "resize_center_crop", "max_image_pixels", "IMAGE_SUFFIXES",
            "WRITE_IMAGE_SUFFIXES", "MAX_IMAGE_PIXELS"]
 
 #: Image suffixes taken from a directory or glob when reading an image sequence.
@@ -379,6 +379,17 @@ def read_image(
     if size is not None:
         rgb, _ = resize_center_crop(rgb, size)
     return rgb
+
+
+def as_image(image, *, name: str = "image") -> np.ndarray:
+    """An ``(H, W, 3)`` uint8 RGB image from a path (read with :func:`read_image`) or an array
+    (checked, not copied): the user image, decoded once however many places take it."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image)
+    arr = np.asarray(image)
+    if arr.ndim != 3 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
+        raise CammimicError(f"{name} must be a path or an (H, W, 3) uint8 array, got {arr.shape} {arr.dtype}")
+    return arr
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray, *, quality: int = 95) -> Path:

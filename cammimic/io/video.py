@@ -35,7 +35,7 @@ from cammimic.io.images import (
 )
 
 __all__ = [
-    "Video", "read_video", "count_frames", "write_video", "as_video", "subsample", "frame_count",
+    "Video", "read_video", "count_frames", "write_video", "as_video", "subsample", "frame_count", "even_indices",
     "VIDEO_SUFFIXES", "WRITE_VIDEO_SUFFIXES", "DEFAULT_SEQUENCE_FPS", "MAX_VIDEO_PIXELS",
 ]
 
@@ -119,6 +119,13 @@ def _natural_key(path: str) -> list:
 # --------------------------------------------------------------------------------------------
 
 
+def even_indices(total: int, count: int) -> np.ndarray:
+    """``count`` frame numbers spread evenly over ``total`` frames, first and last included:
+    ``round(linspace(0, total - 1, count))``. Every even sampling (a file read with
+    ``num_frames``, :func:`subsample`, a camera path's kept frames) takes these."""
+    return np.rint(np.linspace(0, total - 1, count)).astype(int)
+
+
 def _sample_indices(
     times: np.ndarray, num_frames: int | None, fps: float | None, where: str
 ) -> np.ndarray:
@@ -128,7 +135,7 @@ def _sample_indices(
             raise CammimicError(
                 f"num_frames={num_frames} but {where} has only {n} frames; pass num_frames <= {n}"
             )
-        return np.rint(np.linspace(0, n - 1, num_frames)).astype(int)
+        return even_indices(n, num_frames)
     if fps is not None:
         rel = times - times[0]
         count = int(math.floor(rel[-1] * fps + 1e-6)) + 1
@@ -586,7 +593,7 @@ def subsample(video: Video, num_frames: int | None) -> Video:
         return video
     if num_frames < 2 or num_frames > total:
         raise CammimicError(f"{video.path} has {total} frames; --frames must be between 2 and {total}")
-    idx = np.round(np.linspace(0, total - 1, num_frames)).astype(int)
+    idx = even_indices(total, num_frames)
     # Same convention as read_video: the clip keeps its duration.
     return attrs.evolve(
         video,

@@ -31,24 +31,16 @@ from cammimic.backbones import (
     resolve_sampler,
     resolve_sampling,
 )
-from cammimic.camera import reference_motion, resolve_reference
 from cammimic.candidates import candidate_seeds, choose, sample_candidates, write_candidates
 from cammimic.config import Config
 from cammimic.errors import CammimicError
-from cammimic.io import (
-    as_video,
-    check_output_directory,
-    frame_count,
-    read_image,
-    resize_center_crop,
-    sha256,
-    write_video,
-)
+from cammimic.io import as_image, check_output_directory, resize_center_crop, sha256, write_video
 from cammimic.lora import LoraSpec, inject_loras, load_lora, read_lora, save_lora
 from cammimic.methods.homography import Transfer, transfer_homography
 from cammimic.motion import MotionEstimate
 from cammimic.motion_controls import MotionControls, reference_frames
 from cammimic.plugins import PluginHost
+from cammimic.reference import Reference, resolve_reference
 from cammimic.results import RunResult, ScoreResult
 from cammimic.rundir import input_records, provenance, seed_all, write_outputs, write_run
 from cammimic.sampling import check_steps, frame_by_frame, phase2, plan_windows
@@ -186,7 +178,7 @@ def _check_writable(output_dir) -> None:
 
 @attrs.frozen(eq=False)
 class _Inputs:
-    reference: Any  #: cammimic.io.Video, sampled and resized
+    reference: Reference  #: sampled and resized
     image: np.ndarray
     width: int
     height: int
@@ -202,20 +194,12 @@ def _read_inputs(reference, image, config: Config, adapter) -> _Inputs:
     # the default (the paper's 16) moves to the nearest one the backbone takes (17 for Wan).
     if run["frames"]:
         check_num_frames(adapter, run["frames"])
-    reference = resolve_reference(reference, size=(width, height),
-                                  frames=run["frames"] or fit_num_frames(adapter, PAPER_NUM_FRAMES, 10**6),
-                                  image=image)
-    total = frame_count(reference)
-    frames = run["frames"] or fit_num_frames(adapter, PAPER_NUM_FRAMES, total)
+    picture = as_image(image)  # decoded once, also for a camera path to look at
     # only the frames used are decoded, resized as they come
-    ref = as_video(reference, size=(width, height), name="reference", frames=frames)
-    if isinstance(image, (str, Path)):
-        user_image = read_image(image, size=(width, height))
-    else:
-        arr = np.asarray(image)
-        if arr.ndim != 3 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
-            raise CammimicError(f"image must be a path or an (H, W, 3) uint8 array, got {arr.shape} {arr.dtype}")
-        user_image = resize_center_crop(arr[None], (width, height))[0][0]
+    ref = resolve_reference(reference, size=(width, height),
+                            frames=run["frames"] or (lambda total: fit_num_frames(adapter, PAPER_NUM_FRAMES, total)),
+                            image=picture, image_source=str(image) if isinstance(image, (str, Path)) else None)
+    user_image = resize_center_crop(picture, (width, height))[0]
     return _Inputs(reference=ref, image=user_image, width=width, height=height, fps=run["fps"] or ref.fps)
 
 
@@ -277,7 +261,7 @@ class CamMimicResult:
     ident: dict[str, Any]  #: backbone name, base model and fingerprint, stored with each LoRA file
     lora_meta: dict[str, str]  #: seed and prompts, stored with each LoRA file
     layers: Any  #: cammimic.components.AttentionLayers, written as lora/layers.json
-    reference: Any  #: cammimic.io.Video, the frames used
+    reference: Reference  #: the frames used
     fps: float
     reference_motion: MotionEstimate
     weak: Transfer  #: the weak (homography) video
@@ -368,8 +352,7 @@ def run_cammimic(
 
     # The reference's camera motion (exact for a camera preset or path file) and the weak video.
     ref = inputs.reference
-    ref_motion = reference_motion(ref, estimator)
-    ref_motion = attrs.evolve(ref_motion, diagnostics={**ref_motion.diagnostics, "source": ref.metadata()})
+    ref_motion = ref.camera_motion(estimator)
     # [motion] strength, speed, reverse, smooth; a retimed length moves to one the backbone takes
     ref_motion = MotionControls.from_config(config).apply(
         ref_motion, fit_frames=lambda n: fit_num_frames(adapter, n, 10**6))
@@ -443,7 +426,7 @@ def run_cammimic(
         # what sampling used, the backbone's defaults filled in where the user set none (issue 22 §3)
         **({"sampling": {k: config["sampling"][k] for k in ("scheduler", "steps", "guidance_scale", "negative_prompt")}}
            if do_sample else {}),
-        **input_records(reference, ref, image),
+        **input_records(ref, image),
         "components": {
             "backbone": backbone_record | {"weights": backbone.weights, "fingerprint": ident["fingerprint"]},
             "motion_estimator": host.component_record("motion_estimator", est_name),

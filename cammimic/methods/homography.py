@@ -13,13 +13,13 @@ from pathlib import Path
 import attrs
 import numpy as np
 
-from cammimic.camera import reference_motion, resolve_reference
 from cammimic.config import Config
 from cammimic.homography import warp_along_chain
-from cammimic.io import as_video, check_output_directory, read_image
+from cammimic.io import as_image, check_output_directory, resize_center_crop
 from cammimic.motion import MotionEstimate
 from cammimic.motion_controls import MotionControls, reference_frames
 from cammimic.plugins import PluginHost
+from cammimic.reference import resolve_reference
 from cammimic.results import RunResult, score_motions
 from cammimic.rundir import (
     check_even_size,
@@ -68,20 +68,21 @@ def run_homography(reference, image, output_dir, *, config: Config, host: Plugin
     est_name, est_params = config.component("motion_estimator")
     where = f" ([motion_estimator]{config.where})" if config.source else ""
     estimator = host.create("motion_estimator", est_name, est_params, where=where)
-    # A camera preset or path file becomes the image moved along that path (exact motion).
-    reference = resolve_reference(reference, size=(run["width"], run["height"]), frames=run["frames"] or None,
-                                  image=image)
-    reference_video = as_video(reference, name="reference", frames=run["frames"] or None)
-    width = run["width"] or even(reference_video.size[0])
-    height = run["height"] or even(reference_video.size[1])
+    # The user image is decoded once: a camera preset or path file becomes it moved along that
+    # path (exact motion).
+    picture = as_image(image)
+    ref = resolve_reference(reference, size=(run["width"], run["height"]), frames=run["frames"] or None,
+                            image=picture,
+                            image_source=str(image) if isinstance(image, (str, Path)) else None)
+    width = run["width"] or even(ref.size[0])
+    height = run["height"] or even(ref.size[1])
     check_even_size(width, height)
-    ref = as_video(reference_video, size=(width, height), name="reference")
-    user_image = read_image(image, size=(width, height))
+    ref = ref.resized((width, height))
+    user_image = resize_center_crop(picture, (width, height))[0]
     seed_all(run["seed"])
 
     # 3. transfer and score
-    ref_motion = reference_motion(ref, estimator)
-    ref_motion = attrs.evolve(ref_motion, diagnostics={**ref_motion.diagnostics, "source": ref.metadata()})
+    ref_motion = ref.camera_motion(estimator)
     ref_motion = MotionControls.from_config(config).apply(ref_motion)  # [motion] strength, speed, ...
     result = transfer_homography(user_image, ref_motion, fill=config["homography"]["fill"])
     out_motion = estimator.estimate(result.frames)
@@ -100,7 +101,7 @@ def run_homography(reference, image, output_dir, *, config: Config, host: Plugin
         "height": height,
         "num_frames": len(result.frames),
         "fps": fps,
-        **input_records(reference, ref, image),
+        **input_records(ref, image),
         "components": {"motion_estimator": host.component_record("motion_estimator", est_name)},
         "fallbacks": [f.to_json() for f in ref_motion.fallbacks],
         "valid_fraction": [float(m.mean()) for m in result.masks],
