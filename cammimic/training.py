@@ -46,6 +46,11 @@ Randomness (timesteps, noise, the spatial frame, masking, the debias anchor) com
 Checkpoints are written only at step boundaries: both LoRAs, both optimisers, the gradient
 scaler, every RNG state and the losses, as one safetensors file (tensors) with JSON metadata
 (no pickle), so a resumed run continues exactly where the interrupted one stopped.
+
+Reading order: :func:`finetune` sets up the random state and hands over to ``_train``, where
+stage 1 and stage 2 are two loops of a few lines each. Beside them: ``_Losses`` (what one step of
+each stage computes), ``_Loop`` (what every step does after its losses: clip, step the optimisers,
+log) and ``_Checkpoints`` (checkpointing, ``--resume`` and Ctrl-C, in one place).
 """
 
 from __future__ import annotations
@@ -438,124 +443,188 @@ def finetune(
         "user image latents": image_latents, "image prompt embeddings": image_embeds,
         **({"reference frame latents": reference_frame_latents} if reference_frame_latents is not None else {}),
     }, initial)
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    ckpt_path = ckpt_dir / CHECKPOINT_NAME if ckpt_dir is not None else None
 
     # LoRA dropout draws from torch's global RNG: seed it too, inside a fork so the caller's
     # random state is left as it was.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
         torch.manual_seed(int(s.seed) % 2**63)
-        return _finetune(backbone, layers, s, reference_latents, reference_embeds, image_latents, image_embeds,
-                         reference_frame_latents, ckpt_dir, ckpt_path, key, precision, sched, resume, checkpoint_dir,
-                         progress, on_step)
+        # every other random number (timesteps, noise, the spatial frame, masking) comes from one
+        # generator; temporal_debias's anchor frames from their own, so the option moves no other draw
+        generator = torch.Generator("cpu").manual_seed(int(s.seed) % 2**63)
+        anchors = torch.Generator("cpu").manual_seed((int(s.seed) + 1) % 2**63)
+        scaler = torch.amp.GradScaler(device.type) if precision.scaler else None
+        checkpoints = _Checkpoints(checkpoint_dir, key, unet, scaler, generator, anchors)
+        start = checkpoints.resume() if resume else _Start()
+        losses = _Losses.build(backbone, layers, s, precision, scaler, generator, anchors, sched,
+                               reference_latents=reference_latents, reference_embeds=reference_embeds,
+                               image_latents=image_latents, image_embeds=image_embeds,
+                               reference_frame_latents=reference_frame_latents)
+        loop = _Loop(unet, s, scaler, checkpoints, progress, on_step)
+        return _train(backbone, s, precision, losses, loop, checkpoints, start)
 
 
-def _finetune(backbone, layers, s, reference_latents, reference_embeds, image_latents, image_embeds,
-              reference_frame_latents, ckpt_dir, ckpt_path, key, precision, sched, resume, checkpoint_dir, progress,
-              on_step):
-    import torch
-
-    from cammimic.lora import (
-        lora_parameters,
-        lora_scales,
-        lora_state_dict,
-        set_trainable,
-    )
+def _train(backbone, s: FinetuneSettings, precision: _Precision, losses: _Losses, loop: _Loop,
+           checkpoints: _Checkpoints, start: _Start) -> FinetuneResult:
+    """Phase 1's two stages, each a loop of steps; a resumed run starts at ``start``."""
+    from cammimic.lora import lora_state_dict
 
     unet = denoiser(backbone)
-    device = backbone.device
-    generator = torch.Generator("cpu").manual_seed(int(s.seed) % 2**63)
-    anchors = torch.Generator("cpu").manual_seed((int(s.seed) + 1) % 2**63)  # temporal_debias's anchor frames
-    scaler = torch.amp.GradScaler(device.type) if precision.scaler else None
-    losses: list[dict[str, Any]] = []
-    stage, done = 1, 0  # the next stage to run and the steps of it already done
-    resumed_from = None
-    saved = None
-    if resume:
-        if ckpt_path is None or not ckpt_path.is_file():
-            where = f" in {checkpoint_dir}" if checkpoint_dir is not None else ""
-            raise CammimicError(f"--resume: no checkpoint{where}; run without --resume to start afresh")
-        saved = _load_checkpoint(ckpt_path, key)
-        _restore_loras(unet, saved, ckpt_path)
-        _set_rng_states(generator, anchors, saved["rng"])
-        if scaler is not None and saved["scaler"]:
-            scaler.load_state_dict(saved["scaler"])
-        losses = list(saved["losses"])
-        stage, done = saved["stage"], saved["step"]
-        resumed_from = {"stage": stage, "step": done}
-        print(f"resuming from stage {stage} step {done}", file=sys.stderr)
+    started = time.perf_counter()
+    temporal_unchanged = None
+    checkpoints.mark(start.stage, start.step, {})
+    with _training_mode(backbone, unet, s), checkpoints.on_stop(s, precision):
+        # Stage 1, the reference video: L_temporal on all frames trains the temporal LoRA (the
+        # motion), δ·L_spatial on one random frame the spatial LoRA (the appearance).
+        if start.todo(1, s.stage1_steps):
+            params, opts = loop.start_stage(1, start, temporal=True)
+            for step in loop.steps(1, start.first(1), s.stage1_steps):
+                record = losses.stage1((1, step + 1), params["spatial"], params["temporal"])
+                loop.update(opts, params, (1, step + 1), record)
+            checkpoints.end_of_stage(1, s.stage1_steps)
 
-    ref = reference_latents.to(device=device, dtype=torch.float32)
-    img = image_latents.to(device=device, dtype=torch.float32) if image_latents is not None else None
-    frames = (reference_frame_latents.to(device=device, dtype=torch.float32)
-              if reference_frame_latents is not None else None)
-    num_frames = frames.shape[0] if frames is not None else ref.shape[2]
-    dtype = backbone.dtype
+        # Stage 2, the user image: L_spatial + λ·L_ortho trains the spatial LoRA alone; the
+        # temporal LoRA is frozen, and checked to be bit for bit the same afterwards.
+        if s.stage2 and s.stage2_steps and start.todo(2, s.stage2_steps):
+            params, opts = loop.start_stage(2, start, temporal=False)
+            before = lora_state_dict(unet, "temporal")
+            for step in loop.steps(2, start.first(2), s.stage2_steps):
+                record = losses.stage2((2, step + 1), params["spatial"])
+                loop.update(opts, params, (2, step + 1), record)
+            after = lora_state_dict(unet, "temporal")
+            temporal_unchanged = all(_bitwise_equal(before[k], after[k]) for k in before)
+            if not temporal_unchanged:  # pragma: no cover - a bug, not a user error
+                raise RuntimeError("the temporal LoRA changed during stage 2; it must stay frozen")
+            checkpoints.end_of_stage(2, s.stage2_steps)
+    return FinetuneResult(losses=checkpoints.losses, resumed_from=start.resumed_from,
+                          seconds=time.perf_counter() - started, temporal_unchanged_in_stage2=temporal_unchanged,
+                          precision=precision.label, skipped_steps=loop.skipped, seconds_per_step=loop.per_step)
 
-    def autocast():
-        if not precision.autocast:
-            return nullcontext()
-        return torch.autocast(device_type=device.type, dtype=precision.dtype)
 
-    def scaled(loss):
-        return scaler.scale(loss) if scaler is not None else loss
+@contextlib.contextmanager
+def _training_mode(backbone, unet, s: FinetuneSettings):
+    """LoRA dropout and gradient checkpointing on while finetuning, and only then."""
+    from cammimic.lora import set_trainable
 
-    def noisy(latents):
+    backbone.set_gradient_checkpointing(s.gradient_checkpointing)
+    unet.train()
+    try:
+        yield
+    finally:
+        backbone.set_gradient_checkpointing(False)
+        set_trainable(unet, spatial=False, temporal=False)
+        unet.eval()
+
+
+@attrs.define
+class _Losses:
+    """What one step of each stage computes: the noised inputs, the forward passes, the losses
+    and their gradients (each LoRA group fed its own loss through ``backward(inputs=...)``)."""
+
+    backbone: Any
+    unet: Any
+    layers: Any
+    s: FinetuneSettings
+    precision: _Precision
+    scaler: Any  #: torch.amp.GradScaler for float16, else None
+    generator: Any
+    anchors: Any
+    sched: Any
+    ref: Any  #: (1, C, T, h, w) float32 reference latents on the device
+    reference_embeds: Any
+    img: Any  #: (1, C, 1, h, w) float32 user-image latents, or None
+    image_embeds: Any
+    frames: Any  #: (T, C, 1, h, w) float32 per-frame latents (a VAE that compresses time), or None
+
+    @classmethod
+    def build(cls, backbone, layers, s, precision, scaler, generator, anchors, sched, *, reference_latents,
+              reference_embeds, image_latents, image_embeds, reference_frame_latents) -> _Losses:
+        import torch
+
+        device = backbone.device
+
+        def on_device(t):
+            return t.to(device=device, dtype=torch.float32) if t is not None else None
+
+        return cls(backbone, denoiser(backbone), layers, s, precision, scaler, generator, anchors, sched,
+                   on_device(reference_latents), reference_embeds, on_device(image_latents), image_embeds,
+                   on_device(reference_frame_latents))
+
+    @property
+    def num_frames(self) -> int:
+        return self.frames.shape[0] if self.frames is not None else self.ref.shape[2]
+
+    def _noisy(self, latents):
+        import torch
+
+        device = self.backbone.device
         # timestep first, then noise: the order every checkpoint and pinned value assumes
-        t = training_timesteps(backbone, sched, 1, generator)
-        noise = torch.randn(latents.shape, generator=generator).to(device)
+        t = training_timesteps(self.backbone, self.sched, 1, self.generator)
+        noise = torch.randn(latents.shape, generator=self.generator).to(device)
         t_dev = t.to(device)
-        return (*noise_and_target(backbone, sched, latents, noise, t_dev), t_dev)
+        return (*noise_and_target(self.backbone, self.sched, latents, noise, t_dev), t_dev)
 
-    def predict(latents, embeds, t):
-        with autocast():
-            return backbone.predict_noise(latents.to(dtype), t, embeds).float()
+    def _predict(self, latents, embeds, t):
+        import torch
 
-    def finite(value: float, what: str, where: tuple[int, int]) -> float:
-        if not math.isfinite(value):
-            raise _Diverged(what, value, where)
-        return value
+        autocast = (torch.autocast(device_type=self.backbone.device.type, dtype=self.precision.dtype)
+                    if self.precision.autocast else nullcontext())
+        with autocast:
+            return self.backbone.predict_noise(latents.to(self.backbone.dtype), t, embeds).float()
 
-    def step_stage1(where, spatial_params, temporal_params):
-        masked = bool(torch.rand((), generator=generator).item() < s.spatial_mask_probability)
-        x, target, t = noisy(ref)
-        frame = int(torch.randint(0, num_frames, (1,), generator=generator).item())
-        xs, target_s, ts = noisy(frames[frame : frame + 1] if frames is not None else ref[:, :, frame : frame + 1])
-        # its own generator, so switching the option leaves every other draw (and the spatial LoRA) alone
-        anchor = int(torch.randint(0, ref.shape[2], (1,), generator=anchors).item()) if s.temporal_debias else 0
+    def _scaled(self, loss):
+        return self.scaler.scale(loss) if self.scaler is not None else loss
+
+    def stage1(self, where: tuple[int, int], spatial_params, temporal_params) -> dict[str, Any]:
+        """Stage 1's losses and gradients on the reference video; its loss record."""
+        import torch
+
+        from cammimic.lora import lora_scales
+
+        s, mse, ref = self.s, torch.nn.functional.mse_loss, self.ref
+        masked = bool(torch.rand((), generator=self.generator).item() < s.spatial_mask_probability)
+        x, target, t = self._noisy(ref)
+        frame = int(torch.randint(0, self.num_frames, (1,), generator=self.generator).item())
+        xs, target_s, ts = self._noisy(self.frames[frame : frame + 1] if self.frames is not None
+                                       else ref[:, :, frame : frame + 1])
+        anchor = int(torch.randint(0, ref.shape[2], (1,), generator=self.anchors).item()) if s.temporal_debias else 0
         # backward inside the block: a recomputed (checkpointed) forward sees the same scales
-        with lora_scales(unet, spatial=0.0) if masked else nullcontext():
-            pred = predict(x, reference_embeds, t)
-            loss_t = torch.nn.functional.mse_loss(pred, target.float())
+        with lora_scales(self.unet, spatial=0.0) if masked else nullcontext():
+            pred = self._predict(x, self.reference_embeds, t)
+            loss_t = mse(pred, target.float())
             if s.temporal_debias:
                 root2 = math.sqrt(2.0)
-                loss_t = loss_t + torch.nn.functional.mse_loss(
-                    root2 * pred - pred[:, :, anchor:anchor + 1], root2 * target.float() - target[:, :, anchor:anchor + 1].float())
-            finite(loss_t.item(), "the temporal loss", where)
-            torch.autograd.backward(scaled(loss_t), inputs=temporal_params)
+                loss_t = loss_t + mse(root2 * pred - pred[:, :, anchor:anchor + 1],
+                                      root2 * target.float() - target[:, :, anchor:anchor + 1].float())
+            _finite(loss_t.item(), "the temporal loss", where)
+            torch.autograd.backward(self._scaled(loss_t), inputs=temporal_params)
         loss_s = None
         # MotionDirector skips the spatial loss (and the spatial optimiser's step) on a masked step;
         # the draws above are made either way, so the option moves no other random number
         if not (masked and s.skip_spatial_when_masked):
-            with backbone.temporal_bypass():
-                loss_s = torch.nn.functional.mse_loss(predict(xs, reference_embeds, ts), target_s.float())
-                finite(loss_s.item(), "the spatial loss", where)
-                torch.autograd.backward(scaled(s.spatial_weight * loss_s), inputs=spatial_params)
+            with self.backbone.temporal_bypass():
+                loss_s = mse(self._predict(xs, self.reference_embeds, ts), target_s.float())
+                _finite(loss_s.item(), "the spatial loss", where)
+                torch.autograd.backward(self._scaled(s.spatial_weight * loss_s), inputs=spatial_params)
         with torch.no_grad():
-            ortho = float(orthogonality_loss(unet, layers.pairs, definition=s.orthogonality_definition))
+            ortho = float(orthogonality_loss(self.unet, self.layers.pairs, definition=s.orthogonality_definition))
         spatial = None if loss_s is None else loss_s.item()
         return {"loss": loss_t.item() + (0.0 if spatial is None else s.spatial_weight * spatial),
                 "temporal": loss_t.item(), "spatial": spatial, "ortho": ortho, "ortho_ratio": None,
                 "spatial_masked": masked, "frame": frame, "timestep": _timestep_value(t)}
 
-    def step_stage2(where, spatial_params, temporal_params):
-        x, target, t = noisy(img)
-        with backbone.temporal_bypass():
-            loss_s = torch.nn.functional.mse_loss(predict(x, image_embeds, t), target.float())
-            finite(loss_s.item(), "the spatial loss", where)
-            torch.autograd.backward(scaled(loss_s), inputs=spatial_params)
-        ortho = orthogonality_loss(unet, layers.pairs, definition=s.orthogonality_definition, detach_temporal=True)
-        finite(ortho.item(), "the orthogonality loss", where)
+    def stage2(self, where: tuple[int, int], spatial_params) -> dict[str, Any]:
+        """Stage 2's losses and the spatial LoRA's gradient on the user image; its loss record."""
+        import torch
+
+        s, scaler = self.s, self.scaler
+        x, target, t = self._noisy(self.img)
+        with self.backbone.temporal_bypass():
+            loss_s = torch.nn.functional.mse_loss(self._predict(x, self.image_embeds, t), target.float())
+            _finite(loss_s.item(), "the spatial loss", where)
+            torch.autograd.backward(self._scaled(loss_s), inputs=spatial_params)
+        ortho = orthogonality_loss(self.unet, self.layers.pairs, definition=s.orthogonality_definition,
+                                   detach_temporal=True)
+        _finite(ortho.item(), "the orthogonality loss", where)
         grads = torch.autograd.grad(s.orthogonality_weight * ortho, spatial_params, allow_unused=True)
         unscale = 1.0 / scaler.get_scale() if scaler is not None else 1.0
         g_spatial = _norm([p.grad for p in spatial_params]) * unscale
@@ -571,107 +640,177 @@ def _finetune(backbone, layers, s, reference_latents, reference_embeds, image_la
         return {"loss": loss, "temporal": None, "spatial": loss_s.item(), "ortho": ortho.item(),
                 "ortho_ratio": ratio, "spatial_masked": False, "frame": 0, "timestep": _timestep_value(t)}
 
-    stages = [(1, s.stage1_steps, step_stage1, True)]
-    if s.stage2 and s.stage2_steps:
-        stages.append((2, s.stage2_steps, step_stage2, False))
 
-    started = time.perf_counter()
-    temporal_unchanged = None
-    skipped = 0
-    per_step: dict[str, float] = {}
-    boundary = {"stage": stage, "step": done, "rng": _rng_states(generator, anchors), "opts": {}}
-    last_saved = (stage, done) if resume else None
-    backbone.set_gradient_checkpointing(s.gradient_checkpointing)
-    unet.train()  # LoRA dropout is active while finetuning (and only then)
-    try:
-        for number, total, run_step, train_temporal in stages:
-            if number < stage:
-                continue
-            first = done if number == stage else 0
-            if first >= total:
-                continue
-            set_trainable(unet, spatial=True, temporal=train_temporal)
-            groups = {"spatial": lora_parameters(unet, "spatial")}
-            if train_temporal:
-                groups["temporal"] = lora_parameters(unet, "temporal")
-            opts = {g: _optimizer(s, ps) for g, ps in groups.items()}
-            if saved is not None and number == stage and first > 0:
-                _load_optimizers(opts, saved, ckpt_path)
-            saved = None
-            boundary = {"stage": number, "step": first, "rng": _rng_states(generator, anchors), "opts": opts}
-            before = lora_state_dict(unet, "temporal") if number == 2 else None
-            bar = _bar(range(first, total), number, total, first, progress)
-            stage_started, stage_steps = time.perf_counter(), 0
-            for step in bar:
-                where = (number, step + 1)
-                record = run_step(where, groups["spatial"], groups.get("temporal", []))
-                if scaler is not None:
-                    for opt in opts.values():
-                        scaler.unscale_(opt)
-                norms = {g: _clip(ps, s.max_grad_norm) for g, ps in groups.items()}
-                overflow = [g for g, n in norms.items() if not math.isfinite(n)]
-                if overflow and scaler is None:
-                    raise _Diverged(f"the {overflow[0]} LoRA's gradient", norms[overflow[0]], where)
-                # a group with no gradient this step (the spatial LoRA on a skipped masked step) is not
-                # stepped: no weight decay, no moment update, as MotionDirector skips its optimiser
-                stepping = [opt for g, opt in opts.items() if any(p.grad is not None for p in groups[g])]
-                with _DeferInterrupt():
-                    if scaler is not None:
-                        for opt in stepping:
-                            scaler.step(opt)  # skipped when a gradient overflowed at this scale
-                        scaler.update()
-                        skipped += bool(overflow)
-                    else:
-                        for opt in stepping:
-                            opt.step()
-                    for opt in opts.values():
-                        opt.zero_grad(set_to_none=True)
-                    record = {"stage": number, "step": step + 1, **record}
-                    losses.append(record)
-                    boundary = {"stage": number, "step": step + 1, "rng": _rng_states(generator, anchors), "opts": opts}
-                stage_steps += 1
-                if scaler is not None and scaler.get_scale() < 1.0:
-                    raise _Diverged(f"the {overflow[0] if overflow else 'spatial'} LoRA's gradient (even at loss "
-                                    "scale < 1)", math.inf, where)
-                if hasattr(bar, "set_postfix"):
-                    bar.set_postfix(loss=f"{record['loss']:.4f}", ortho=f"{record['ortho']:.3g}")
-                if ckpt_path is not None and s.checkpoint_every and (step + 1) % s.checkpoint_every == 0:
-                    _save_checkpoint(ckpt_path, key, boundary, unet, scaler, losses, last_saved)
-                    last_saved = (number, step + 1)
-                if on_step is not None:
-                    on_step(record)
-            if stage_steps:
-                per_step[f"stage{number}"] = round((time.perf_counter() - stage_started) / stage_steps, 4)
-            if before is not None:
-                after = lora_state_dict(unet, "temporal")
-                temporal_unchanged = all(_bitwise_equal(before[k], after[k]) for k in before)
-                if not temporal_unchanged:  # pragma: no cover - a bug, not a user error
-                    raise RuntimeError("the temporal LoRA changed during stage 2; it must stay frozen")
-            if ckpt_path is not None and last_saved != (number, total):
-                _save_checkpoint(ckpt_path, key, boundary, unet, scaler, losses, last_saved)
-                last_saved = (number, total)
-    except KeyboardInterrupt:
-        b = boundary
-        if ckpt_path is None:
+def _finite(value: float, what: str, where: tuple[int, int]) -> float:
+    if not math.isfinite(value):
+        raise _Diverged(what, value, where)
+    return value
+
+
+@attrs.define
+class _Start:
+    """Where training starts: stage 1 step 0, or where a checkpoint stopped."""
+
+    stage: int = 1
+    step: int = 0  #: steps of ``stage`` already done
+    saved: dict[str, Any] | None = None  #: the checkpoint resumed from (its optimiser states)
+    resumed_from: dict[str, int] | None = None
+
+    def first(self, stage: int) -> int:
+        """The first step of ``stage`` still to run."""
+        return self.step if stage == self.stage else 0
+
+    def todo(self, stage: int, total: int) -> bool:
+        return stage >= self.stage and self.first(stage) < total
+
+
+class _Loop:
+    """What every step of both stages does after its losses: unscale, clip, step the optimisers
+    (a Ctrl-C held until they are done), log the record, checkpoint, report progress."""
+
+    def __init__(self, unet, s: FinetuneSettings, scaler, checkpoints: _Checkpoints, progress: bool, on_step):
+        self.unet, self.s, self.scaler, self.checkpoints = unet, s, scaler, checkpoints
+        self.progress, self.on_step = progress, on_step
+        self.bar = None
+        self.skipped = 0  #: float16 steps the scaler skipped
+        self.per_step: dict[str, float] = {}  #: mean seconds per step of each stage run
+
+    def start_stage(self, stage: int, start: _Start, *, temporal: bool):
+        """The parameter groups the stage trains and one optimiser each (restored when resuming
+        within this stage)."""
+        from cammimic.lora import lora_parameters, set_trainable
+
+        set_trainable(self.unet, spatial=True, temporal=temporal)
+        params = {"spatial": lora_parameters(self.unet, "spatial")}
+        if temporal:
+            params["temporal"] = lora_parameters(self.unet, "temporal")
+        opts = {g: _optimizer(self.s, ps) for g, ps in params.items()}
+        first = start.first(stage)
+        if start.saved is not None and stage == start.stage and first > 0:
+            _load_optimizers(opts, start.saved, self.checkpoints.path)
+        self.checkpoints.mark(stage, first, opts)
+        return params, opts
+
+    def steps(self, stage: int, first: int, total: int):
+        """Steps ``first`` .. ``total - 1`` of ``stage``, with a progress bar and their mean time."""
+        self.bar = _bar(range(first, total), stage, total, first, self.progress)
+        started, done = time.perf_counter(), 0
+        for step in self.bar:
+            yield step
+            done += 1
+        if done:
+            self.per_step[f"stage{stage}"] = round((time.perf_counter() - started) / done, 4)
+
+    def update(self, opts, params, where: tuple[int, int], record: dict[str, Any]) -> None:
+        """Step the optimisers on the gradients the losses left, then log and checkpoint the step."""
+        s, scaler = self.s, self.scaler
+        if scaler is not None:
+            for opt in opts.values():
+                scaler.unscale_(opt)
+        norms = {g: _clip(ps, s.max_grad_norm) for g, ps in params.items()}
+        overflow = [g for g, n in norms.items() if not math.isfinite(n)]
+        if overflow and scaler is None:
+            raise _Diverged(f"the {overflow[0]} LoRA's gradient", norms[overflow[0]], where)
+        # a group with no gradient this step (the spatial LoRA on a skipped masked step) is not
+        # stepped: no weight decay, no moment update, as MotionDirector skips its optimiser
+        stepping = [opt for g, opt in opts.items() if any(p.grad is not None for p in params[g])]
+        stage, step = where
+        with _DeferInterrupt():
+            if scaler is not None:
+                for opt in stepping:
+                    scaler.step(opt)  # skipped when a gradient overflowed at this scale
+                scaler.update()
+                self.skipped += bool(overflow)
+            else:
+                for opt in stepping:
+                    opt.step()
+            for opt in opts.values():
+                opt.zero_grad(set_to_none=True)
+            record = {"stage": stage, "step": step, **record}
+            self.checkpoints.losses.append(record)
+            self.checkpoints.mark(stage, step, opts)
+        if scaler is not None and scaler.get_scale() < 1.0:
+            raise _Diverged(f"the {overflow[0] if overflow else 'spatial'} LoRA's gradient (even at loss "
+                            "scale < 1)", math.inf, where)
+        if hasattr(self.bar, "set_postfix"):
+            self.bar.set_postfix(loss=f"{record['loss']:.4f}", ortho=f"{record['ortho']:.3g}")
+        if s.checkpoint_every and step % s.checkpoint_every == 0:
+            self.checkpoints.save()
+        if self.on_step is not None:
+            self.on_step(record)
+
+
+class _Checkpoints:
+    """Checkpointing and interruption, in one place.
+
+    ``boundary`` is the state after the last completed step (LoRAs, optimisers, scaler, every
+    RNG state, the losses). It is written every ``checkpoint_every`` steps, at the end of each
+    stage and on Ctrl-C (:meth:`on_stop`), and read back by :meth:`resume`. Without a folder
+    nothing is written and an interruption says so.
+    """
+
+    def __init__(self, folder, key: dict[str, Any], unet, scaler, generator, anchors):
+        self.given = folder
+        self.folder = Path(folder) if folder is not None else None
+        self.path = self.folder / CHECKPOINT_NAME if self.folder is not None else None
+        self.key, self.unet, self.scaler, self.generator, self.anchors = key, unet, scaler, generator, anchors
+        self.losses: list[dict[str, Any]] = []
+        self.boundary: dict[str, Any] = {}
+        self.last_saved: tuple[int, int] | None = None  #: (stage, step) of the checkpoint on disk
+
+    def resume(self) -> _Start:
+        """Restore the LoRAs, RNG states, scaler and losses of the checkpoint in the folder."""
+        if self.path is None or not self.path.is_file():
+            where = f" in {self.given}" if self.given is not None else ""
+            raise CammimicError(f"--resume: no checkpoint{where}; run without --resume to start afresh")
+        saved = _load_checkpoint(self.path, self.key)
+        _restore_loras(self.unet, saved, self.path)
+        _set_rng_states(self.generator, self.anchors, saved["rng"])
+        if self.scaler is not None and saved["scaler"]:
+            self.scaler.load_state_dict(saved["scaler"])
+        self.losses = list(saved["losses"])
+        stage, done = saved["stage"], saved["step"]
+        self.last_saved = (stage, done)
+        print(f"resuming from stage {stage} step {done}", file=sys.stderr)
+        return _Start(stage=stage, step=done, saved=saved, resumed_from={"stage": stage, "step": done})
+
+    def mark(self, stage: int, step: int, opts) -> None:
+        """The state after ``step`` of ``stage`` (0: before its first step) is what a save writes."""
+        self.boundary = {"stage": stage, "step": step, "rng": _rng_states(self.generator, self.anchors),
+                         "opts": opts}
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        _save_checkpoint(self.path, self.key, self.boundary, self.unet, self.scaler, self.losses, self.last_saved)
+        self.last_saved = (self.boundary["stage"], self.boundary["step"])
+
+    def end_of_stage(self, stage: int, total: int) -> None:
+        if self.last_saved != (stage, total):
+            self.save()
+
+    @contextlib.contextmanager
+    def on_stop(self, s: FinetuneSettings, precision: _Precision):
+        """Ctrl-C saves the last completed step and becomes :class:`TrainingInterrupted`; a
+        non-finite loss or gradient becomes :class:`TrainingDiverged`, naming the checkpoint kept."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            b = self.boundary
+            if self.path is None:
+                raise TrainingInterrupted(
+                    f"interrupted at stage {b['stage']} step {b['step']}; no checkpoint directory, so nothing was kept"
+                ) from None
+            _save_checkpoint(self.path, self.key, b, self.unet, self.scaler, self.losses, self.last_saved)
             raise TrainingInterrupted(
-                f"interrupted at stage {b['stage']} step {b['step']}; no checkpoint directory, so nothing was kept"
+                f"interrupted after stage {b['stage']} step {b['step']}; checkpoint saved in {self.folder}; "
+                "run the same command with --resume to continue"
             ) from None
-        _save_checkpoint(ckpt_path, key, b, unet, scaler, losses, last_saved)
-        raise TrainingInterrupted(
-            f"interrupted after stage {b['stage']} step {b['step']}; checkpoint saved in {ckpt_path.parent}; "
-            "run the same command with --resume to continue"
-        ) from None
-    except _Diverged as exc:
-        kept = (f"the last checkpoint (stage {last_saved[0]} step {last_saved[1]}) is kept in {ckpt_dir}"
-                if last_saved is not None and ckpt_dir is not None else "no checkpoint was written")
-        raise TrainingDiverged(exc.message(s, precision, kept)) from None
-    finally:
-        backbone.set_gradient_checkpointing(False)
-        set_trainable(unet, spatial=False, temporal=False)
-        unet.eval()
-    return FinetuneResult(losses=losses, resumed_from=resumed_from, seconds=time.perf_counter() - started,
-                          temporal_unchanged_in_stage2=temporal_unchanged, precision=precision.label,
-                          skipped_steps=skipped, seconds_per_step=per_step)
+        except _Diverged as exc:
+            kept = (f"the last checkpoint (stage {self.last_saved[0]} step {self.last_saved[1]}) is kept in "
+                    f"{self.folder}" if self.last_saved is not None and self.folder is not None
+                    else "no checkpoint was written")
+            raise TrainingDiverged(exc.message(s, precision, kept)) from None
 
 
 class _Diverged(Exception):
