@@ -89,3 +89,16 @@ def test_a_preset_decodes_the_user_image_once(pair, tmp_path, monkeypatch):
     assert reads == [str(image)]
     record = result.manifest["reference"]
     assert record["render"]["source"] == str(image) and record["num_frames"] == 6 and record["sha256"] is None
+
+
+def test_frames_in_memory_are_sampled_like_a_file(pair, tmp_path):
+    """A reference given as frames keeps ``frames`` of them, evenly, as a file would (it used to keep all)."""
+    import cammimic
+
+    path, image = pair
+    from_file = cammimic.transfer(path, image, tmp_path / "file", method="homography", frames=6)
+    from_frames = cammimic.transfer(read_video(path).frames, image, tmp_path / "frames", method="homography", frames=6)
+    for result in (from_file, from_frames):
+        assert result.manifest["num_frames"] == 6 and result.manifest["reference"]["indices"] == [0, 2, 4, 7, 9, 11]
+    assert from_file.manifest["reference"]["sha256"] is not None and from_frames.manifest["reference"]["sha256"] is None
+    assert from_frames.camera_score == pytest.approx(from_file.camera_score, abs=1e-3)
