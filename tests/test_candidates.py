@@ -118,12 +118,17 @@ def host(plugin_host):
 
 def test_the_kept_candidate_has_the_lowest_valid_score(inputs, tiny_weights, tmp_path, host):
     """Python API, candidates=4: the kept candidate is the lowest CameraScore, the run's score is
-    its score, and sampling its seed again from the run's LoRAs gives output.mp4's frames."""
+    its score, and sampling its seed again from the run's LoRAs gives output.mp4's frames. The
+    progress callback hears every step."""
     ref, user = inputs
     settings = dict(prompt="a cup of coffee", frames=8, width=64, height=64, seed=5, finetune__stage1_steps=2,
                     finetune__stage2_steps=1, sampling__steps=3, lora__spatial_rank=4, lora__temporal_rank=4,
                     backbone__weights=str(tiny_weights), motion_estimator__name="brightness-pan")
-    result = cammimic.transfer(ref, user, tmp_path / "four", candidates=4, progress=False, host=host, **settings)
+    steps = []  # the progress callback: every training and sampling step, one Phase 1 and four samplings
+    result = cammimic.transfer(ref, user, tmp_path / "four", candidates=4, progress=lambda *s: steps.append(s),
+                               host=host, **settings)
+    assert steps == ([("stage 1", i, 2) for i in range(3)] + [("stage 2", i, 1) for i in range(2)]
+                     + 4 * [("sampling", i, 3) for i in range(4)])
     cands = result.manifest["candidates"]
     assert [c["seed"] for c in cands] == [5, 6, 7, 8]
     assert all(c["camera_score_valid"] for c in cands)
