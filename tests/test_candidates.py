@@ -105,12 +105,34 @@ class BrightnessPan:
         return MotionEstimate(homographies=hs, width=frames.shape[2], height=frames.shape[1], estimator=self.name)
 
 
+class StepLog:
+    """A test guidance term that changes nothing and reports, per step, the seed it samples with and
+    the latents' mean (the camerascore term reports per step too)."""
+
+    name = "step-log"
+    acts_on = "x0"
+
+    def __init__(self):
+        self.history, self.seed = [], None
+
+    def prepare(self, context):
+        self.history, self.seed = [], context.seed
+
+    def apply(self, latents, state):
+        self.history.append({"step": state.step, "seed": self.seed, "mean": float(latents.mean())})
+        return latents
+
+
 @pytest.fixture
 def host(plugin_host):
     class Plugin:
         @cammimic.hookimpl
         def register_motion_estimators(self, register):
             register("brightness-pan", BrightnessPan)
+
+        @cammimic.hookimpl
+        def register_guidance_terms(self, register):
+            register("step-log", StepLog)
 
     plugin_host.register(Plugin(), name="brightness-pan-plugin")
     return plugin_host
@@ -123,7 +145,8 @@ def test_the_kept_candidate_has_the_lowest_valid_score(inputs, tiny_weights, tmp
     ref, user = inputs
     settings = dict(prompt="a cup of coffee", frames=8, width=64, height=64, seed=5, finetune__stage1_steps=2,
                     finetune__stage2_steps=1, sampling__steps=3, lora__spatial_rank=4, lora__temporal_rank=4,
-                    backbone__weights=str(tiny_weights), motion_estimator__name="brightness-pan")
+                    backbone__weights=str(tiny_weights), motion_estimator__name="brightness-pan",
+                    guidance=[{"name": "homography"}, {"name": "step-log"}])
     steps = []  # the progress callback: every training and sampling step, one Phase 1 and four samplings
     result = cammimic.transfer(ref, user, tmp_path / "four", candidates=4, progress=lambda *s: steps.append(s),
                                host=host, **settings)
@@ -148,6 +171,33 @@ def test_the_kept_candidate_has_the_lowest_valid_score(inputs, tiny_weights, tmp
                             **(settings | {"seed": 5 + best}))
     assert "candidates" not in again.manifest and again.camera_score == scores[best]
     assert np.array_equal(read_video(tmp_path / "again" / "output.mp4").frames, read_video(out / "output.mp4").frames)
+    # the guidance record of run.json is the kept candidate's sampling, not the last one's
+    logged = json.loads((out / "run.json").read_text())["components"]["guidance"][1]
+    assert logged["name"] == "step-log" and [h["seed"] for h in logged["history"]] == [5 + best] * 3
+    assert logged["history"] == again.manifest["components"]["guidance"][1]["history"]
+
+
+def test_each_candidate_keeps_its_own_guidance_history():
+    """A term forgets its history when the next sampling starts: each candidate holds a copy."""
+    from cammimic.candidates import sample_candidates
+    from cammimic.motion import MotionEstimate
+
+    term, silent = StepLog(), BrightnessPan()  # BrightnessPan: a term without history
+
+    def sample(seed):
+        term.prepare(attrs.make_class("C", ["seed"])(seed))
+        frames = np.full((3, 8, 8, 3), seed * 20, np.uint8)
+        for step in range(2):
+            term.apply(frames.astype(np.float64), attrs.make_class("S", ["step"])(step))
+        return frames
+
+    still = MotionEstimate(homographies=np.repeat(np.eye(3)[None], 2, axis=0), width=8, height=8, estimator="t")
+    cands = sample_candidates(sample, [3, 4, 5], estimator=BrightnessPan(), reference_motion=still,
+                              image=np.zeros((8, 8, 3), np.uint8), guidance_terms=[term, silent])
+    for c in cands:
+        log, none = c.guidance_history
+        assert none is None and [(h["step"], h["seed"], h["mean"]) for h in log] == [(0, c.seed, c.seed * 20.0),
+                                                                                   (1, c.seed, c.seed * 20.0)]
 
 
 def _candidate(i, score, valid=True, ssim=0.5):
