@@ -241,23 +241,24 @@ def test_the_api_refuses_candidates_with_the_homography_method(inputs, tmp_path)
 
 
 def test_the_web_app_passes_candidates_bounded(tmp_path):
-    from cammimic.ui import INPUT_NAMES, TransferRequest, UISettings, run_command
+    from cammimic.ui import INPUT_NAMES, TransferRequest, UISettings, transfer_call
 
-    assert INPUT_NAMES[-1] == "candidates"
+    assert INPUT_NAMES[21] == "candidates"
     settings = UISettings(runs_dir=tmp_path)
     base = dict(camera_preset="zoom-in", image="a.png", method="cammimic", prompt="a scene", backbone="zeroscope")
 
-    def command(**kw):
-        return run_command(TransferRequest(**{**base, **kw}), tmp_path / "r", settings, backbones=["zeroscope"])
+    def overrides(**kw):
+        return transfer_call(TransferRequest(**{**base, **kw}), tmp_path / "r", settings,
+                             backbones=["zeroscope"])["overrides"]
 
-    assert "--candidates=3" in command(candidates=3) and "--candidates=8" in command(candidates=8.0)
-    assert not any(c.startswith("--candidates") for c in command())  # 1: one sampling, no option
-    assert not any(c.startswith("--candidates") for c in command(method="homography", candidates=3))
+    assert overrides(candidates=3)["candidates"] == 3 and overrides(candidates=8.0)["candidates"] == 8
+    assert "candidates" not in overrides()  # 1: one sampling, the config's default
+    assert "candidates" not in overrides(method="homography", candidates=3)
     for value, line in [(9, "candidates must be between 1 and 8 on this server, got 9"),
                         (0, "candidates must be between 1 and 8 on this server, got 0"),
                         (2.5, "candidates must be a whole number, got '2.5'")]:
         with pytest.raises(cammimic.CammimicError) as info:
-            command(candidates=value)
+            overrides(candidates=value)
         assert str(info.value) == line
 
 
@@ -268,7 +269,7 @@ def test_the_web_app_names_the_kept_candidate(three):
     assert _score_markdown(out).endswith("best of 3 candidates: seed 0 kept")
 
 
-def test_the_web_app_form_has_the_control_as_the_endpoints_last_input(tmp_path):
+def test_the_web_app_form_has_the_control_as_the_endpoints_input(tmp_path):
     pytest.importorskip("gradio")
     from cammimic.ui import INPUT_NAMES, UISettings, build_app
 
@@ -276,7 +277,7 @@ def test_the_web_app_form_has_the_control_as_the_endpoints_last_input(tmp_path):
     fns = app.fns.values() if isinstance(app.fns, dict) else app.fns
     [transfer] = [f for f in fns if getattr(f, "api_name", None) == "transfer"]
     ids = [c.elem_id for c in transfer.inputs]
-    assert len(ids) == len(INPUT_NAMES) and ids[-1] == "candidates"
+    assert len(ids) == len(INPUT_NAMES) and ids[INPUT_NAMES.index("candidates")] == "candidates"
     [box] = [c for c in transfer.inputs if c.elem_id == "candidates"]
     assert box.value == 1 and box.precision == 0
 
