@@ -201,6 +201,26 @@ def test_the_form_starts_at_the_config_schemas_defaults(tmp_path):
     assert call["overrides"] == {"method": "cammimic", "prompt": "a cat", "backbone__name": "zeroscope"}
 
 
+def test_the_worker_takes_a_json_call_and_answers_in_json_lines(tmp_path):
+    import subprocess
+    import sys
+
+    def worker(data: bytes):
+        proc = subprocess.run([sys.executable, "-m", "cammimic.worker"], input=data, capture_output=True, timeout=120)
+        return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines()]
+
+    assert worker(b"[1, 2]") == (1, [{"event": "error", "message": "the worker needs one JSON object with reference, "
+                                                                  "image, output_dir and overrides"}])
+    call = {"reference": "camera:zoom-in", "image": SCENE, "output_dir": str(tmp_path / "run"),
+            "overrides": {"method": "homography", "frames": 4, "width": 64, "height": 64}}
+    code, events = worker(json.dumps({**call, "overrides": {**call["overrides"], "bogus": 1}}).encode())
+    assert code == 1 and [e["event"] for e in events] == ["error"]
+    assert events[0]["message"].startswith("unknown setting 'run.bogus'") and not (tmp_path / "run").exists()
+    code, events = worker(json.dumps(call).encode())
+    score = json.loads((tmp_path / "run" / "score.json").read_text())["camera_score"]
+    assert (code, events) == (0, [{"event": "done", "output_dir": str(tmp_path / "run"), "camera_score": score}])
+
+
 def test_without_gradio_the_command_says_what_to_install(monkeypatch, tmp_path, capsys):
     import sys
 
