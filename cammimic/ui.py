@@ -29,7 +29,7 @@ from typing import Any
 
 import attrs
 
-from cammimic.camera import DEFAULT_SIZE, EASES, PRESETS, load_path_file
+from cammimic.camera import DEFAULT_SIZE, EASES, MAX_PATH_FILE_BYTES, PRESETS, load_path_file
 from cammimic.config import COMPONENT_DEFAULTS, DEFAULTS
 from cammimic.errors import CammimicError
 from cammimic.worker import Job
@@ -95,8 +95,8 @@ FORM_DEFAULTS: dict[str, Any] = {
 #: Camera files a client may upload as the reference: a camera file or camera-path ``.json``
 #: (``cammimic motion REF --camera-file``), or a RealEstate10K camera ``.txt``.
 CAMERA_FILE_TYPES = (".json", ".txt")
-#: The largest camera file accepted (a camera-path file's limit, cammimic.camera).
-MAX_CAMERA_FILE_BYTES = 8 * 2**20
+#: The largest camera file accepted (a camera-path file's limit, 8 MB).
+MAX_CAMERA_FILE_BYTES = MAX_PATH_FILE_BYTES
 #: Where a RealEstate10K file's scene plane lies, in its translation units (`cammimic import-camera`'s default).
 RE10K_DEPTH = 2.0
 
