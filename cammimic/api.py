@@ -27,10 +27,11 @@ from cammimic.metrics import VARIANTS
 from cammimic.motion import MotionEstimate
 from cammimic.plugins import PluginHost, get_host
 from cammimic.reference import resolve_reference
+from cammimic.progress import ProgressCallback, report_progress
 from cammimic.results import RunResult, ScoreResult, score_motions
 
 __all__ = ["estimate_motion", "score", "transfer", "finetune", "sample", "list_plugins", "ScoreResult", "RunResult",
-           "score_motions"]
+           "score_motions", "ProgressCallback"]
 
 
 def _host(host: PluginHost | None, config: Config | None = None) -> PluginHost:
@@ -113,6 +114,14 @@ def _resolve(config, overrides) -> Config:
     )
 
 
+def _run_cammimic(reference, image, output_dir, *, progress, **kw) -> RunResult:
+    """:func:`run_cammimic` with ``progress`` a flag (tqdm bars or none) or a callback."""
+    if callable(progress):
+        with report_progress(progress):
+            return run_cammimic(reference, image, output_dir, progress=False, **kw)
+    return run_cammimic(reference, image, output_dir, progress=bool(progress), **kw)
+
+
 def _require_method_stack(config: Config, host: PluginHost) -> None:
     """The cammimic method needs its backbone's libraries (torch, diffusers, …): say how to
     install them before anything is read or written."""
@@ -134,7 +143,7 @@ def transfer(
     config: Config | str | Path | None = None,
     overwrite: bool = False,
     resume: bool = False,
-    progress: bool = True,
+    progress: bool | ProgressCallback = True,
     host: PluginHost | None = None,
     **overrides: Any,
 ) -> RunResult:
@@ -146,7 +155,11 @@ def transfer(
         output_dir: the run directory; an existing non-empty one needs ``overwrite=True``.
         config: a :class:`~cammimic.config.Config` or the path of a TOML file.
         resume: continue an interrupted finetuning from its checkpoint (cammimic method).
-        progress: show progress bars (cammimic method).
+        progress: show progress bars on stderr (cammimic method); or a callback,
+            ``progress(stage, step, total)``, told every training and sampling step instead (``stage``:
+            ``"stage 1"``, ``"stage 2"`` or ``"sampling"``, once per candidate and window; ``step``: the
+            steps done, from the starting one). An exception it raises stops the run as any error does:
+            no run directory (a ``KeyboardInterrupt`` in Phase 1 also saves its checkpoint, as Ctrl-C).
         **overrides: settings on top of the config, as ``section__key=value`` or, for the
             ``[run]`` section, bare ``key=value`` (e.g. ``prompt="a castle"``, ``frames=16``,
             ``finetune__stage1_steps=50``, ``backbone__weights="/models/zeroscope"``,
@@ -168,8 +181,8 @@ def transfer(
                             "(a deterministic warp, no sampling); drop it or use method cammimic")
     if config["run"]["method"] == "cammimic":
         _require_method_stack(config, _host(host, config))
-        return run_cammimic(reference, image, output_dir, config=config, host=_host(host, config),
-                            overwrite=overwrite, resume=resume, progress=progress)
+        return _run_cammimic(reference, image, output_dir, config=config, host=_host(host, config),
+                             overwrite=overwrite, resume=resume, progress=progress)
     return run_homography(reference, image, output_dir, config=config, host=_host(host, config), overwrite=overwrite)
 
 
@@ -181,7 +194,7 @@ def finetune(
     config: Config | str | Path | None = None,
     overwrite: bool = False,
     resume: bool = False,
-    progress: bool = True,
+    progress: bool | ProgressCallback = True,
     host: PluginHost | None = None,
     **overrides: Any,
 ) -> RunResult:
@@ -189,8 +202,8 @@ def finetune(
     ``output_dir/lora/`` with ``losses.csv``, ``weak.mp4``, ``config.toml`` and ``run.json``."""
     config = _resolve(config, overrides)
     _require_method_stack(config, _host(host, config))
-    return run_cammimic(reference, image, output_dir, config=config, host=_host(host, config),
-                        overwrite=overwrite, resume=resume, progress=progress, phases=("finetune",))
+    return _run_cammimic(reference, image, output_dir, config=config, host=_host(host, config),
+                         overwrite=overwrite, resume=resume, progress=progress, phases=("finetune",))
 
 
 def sample(
@@ -203,7 +216,7 @@ def sample(
     allow_other_base: bool = False,
     config: Config | str | Path | None = None,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: bool | ProgressCallback = True,
     host: PluginHost | None = None,
     **overrides: Any,
 ) -> RunResult:
@@ -211,6 +224,6 @@ def sample(
     a spatial LoRA of one run with the temporal LoRA of another) and homography guidance."""
     config = _resolve(config, overrides)
     _require_method_stack(config, _host(host, config))
-    return run_cammimic(reference, image, output_dir, config=config, host=_host(host, config),
-                        overwrite=overwrite, progress=progress, phases=("sample",), spatial_lora=spatial_lora,
-                        temporal_lora=temporal_lora, allow_other_base=allow_other_base)
+    return _run_cammimic(reference, image, output_dir, config=config, host=_host(host, config),
+                         overwrite=overwrite, progress=progress, phases=("sample",), spatial_lora=spatial_lora,
+                         temporal_lora=temporal_lora, allow_other_base=allow_other_base)

@@ -13,6 +13,7 @@ estimate of its output.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +41,9 @@ class Candidate:
     scored: ScoreResult  #: CameraScore against the reference's motion
     scene: dict[str, float]  #: ``psnr_first``, ``ssim_first``, ``psnr_in_view`` (see :func:`scene_figures`)
     seconds: float  #: sampling, motion estimate and scoring
+    #: per guidance term, what it reported while sampling this candidate (its ``history``; ``None``
+    #: for a term that reports nothing): a term forgets it when the next candidate starts
+    guidance_history: tuple = ()
 
     def to_json(self, *, kept: bool) -> dict[str, Any]:
         """Its entry in ``run.json``'s ``candidates`` list."""
@@ -137,10 +141,12 @@ def sample_candidates(
     variant: str = "resolution_free",
     max_fallback_share: float | None = None,
     on_candidate: Callable[[Candidate], None] | None = None,
+    guidance_terms: Sequence[Any] = (),
 ) -> list[Candidate]:
     """Sample ``sample(seed)`` for every seed, estimate each video's motion with ``estimator`` and
     score it against ``reference_motion``. With one seed the calls are exactly a run's without
-    candidates (no scene figures are computed then)."""
+    candidates (no scene figures are computed then). Each candidate keeps a copy of what the
+    ``guidance_terms`` sampling used reported for it (``guidance_history``)."""
     out = []
     for i, seed in enumerate(seeds):
         start = time.perf_counter()
@@ -148,8 +154,10 @@ def sample_candidates(
         motion = estimator.estimate(frames)
         scored = score_motions(reference_motion, motion, variant=variant, max_fallback_share=max_fallback_share)
         scene = scene_figures(frames, image, weak) if len(seeds) > 1 else {}
+        history = tuple(copy.deepcopy(list(h)) if (h := getattr(term, "history", None)) else None
+                        for term in guidance_terms)
         out.append(Candidate(index=i, seed=int(seed), frames=frames, motion=motion, scored=scored, scene=scene,
-                             seconds=time.perf_counter() - start))
+                             seconds=time.perf_counter() - start, guidance_history=history))
         if on_candidate is not None:
             on_candidate(out[-1])
     return out

@@ -251,6 +251,7 @@ _sample_options = _options(
     click.option("--no-guidance", is_flag=True, default=None, help="Ablation: sample without homography guidance."),
     _setting("noise.name"),
     _setting("run.candidates"),
+    _setting("sampling.window_overlap"),
     _setting("output.gif"),
 )
 
@@ -316,7 +317,7 @@ def _check_method_options(config, kw) -> None:
     if config["run"]["method"] != "homography":
         return
     given = [name for name in ("prompt", "reference_prompt", "weights", "backbone", "stage1_steps", "stage2_steps",
-                               "steps", "guidance_scale", "resume", "candidates") if kw.get(name)]
+                               "steps", "guidance_scale", "resume", "candidates", "window_overlap") if kw.get(name)]
     if given:
         flag = "--" + given[0].replace("_", "-")
         raise CammimicError(f"{flag} has no effect with --method homography (it warps the image, no diffusion); drop it or use --method cammimic")
@@ -493,7 +494,8 @@ def import_camera(cameras, output_path, width, height, depth, frames):
               help="A Hub id web clients may name as weights (repeatable; default: none, so clients never make the "
                    "server download a repository you did not list).")
 def ui(host, port, runs_dir, method, backbone, weights, weights_dirs, max_upload_mb, hub_ids):
-    """Start the web app (Gradio): upload a reference video or pick a camera preset, upload an image, run.
+    """Start the web app (Gradio): upload a reference video or a camera file, or pick a camera preset; upload an
+    image; run.
 
     Needs `pip install "cammimic[ui]"`. It also serves an API endpoint named `transfer`
     (docs/ui.md shows how to call it with gradio_client).

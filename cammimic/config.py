@@ -278,7 +278,9 @@ class SamplingSection:
         "ModelScope 16, wan 81), Phase 2 samples overlapping windows of that many frames along the one camera path "
         "and crossfades them; this is the frames two neighbouring windows share (at least; windows are spread "
         "evenly). `0`: a quarter of the window. At most half the window. Runs within `max_frames` sample at once "
-        "and ignore it. See [cli.md](cli.md#longer-than-the-backbones-clip).", range=(0, 1000))
+        "and ignore it. See [cli.md](cli.md#longer-than-the-backbones-clip).", range=(0, 1000),
+        option=Option("--window-overlap", "Frames two neighbouring windows share when --frames exceeds what the "
+                      "backbone samples at once (default: 0 = a quarter of the window).", min=0))
 
 
 @attrs.frozen

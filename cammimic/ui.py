@@ -1,25 +1,25 @@
-"""``cammimic ui``: a Gradio app over the run command, and its ``transfer`` API endpoint.
+"""``cammimic ui``: a Gradio app over :func:`cammimic.transfer`, and its ``transfer`` API endpoint.
 
-Each request becomes one ``cammimic run`` in a child process writing its own run directory
-under ``runs_dir``: the queue runs one at a time (one GPU), Cancel interrupts the child (which
-deletes its unfinished directory, as Ctrl-C does), and the progress bars of the training and
-sampling loops (tqdm on the child's stderr) drive the app's progress bar.
+Each request becomes one :func:`cammimic.transfer` call in a child process
+(:mod:`cammimic.worker`) writing its own run directory under ``runs_dir``: the queue runs one at a
+time (one GPU), Cancel interrupts the child (which deletes its unfinished directory, as Ctrl-C
+does), and the API's progress callback, which the child sends back as JSON lines, drives the
+app's progress bar. A field left at its default is left out of the call, so the config's
+defaults (and a backbone's own recipe, as mini's) apply, as for ``cammimic run``.
 
 Gradio is imported only by :func:`build_app` (``pip install "cammimic[ui]"``); the rest of this
-module (building the command, following the job, collecting the outputs) is plain Python.
+module (checking a request, following the job, collecting the outputs) is plain Python.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
 import secrets
 import shutil
-import signal
 import stat
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -29,35 +29,76 @@ from typing import Any
 
 import attrs
 
-from cammimic.camera import EASES, PRESETS
+from cammimic.camera import DEFAULT_SIZE, EASES, MAX_PATH_FILE_BYTES, PRESETS, load_path_file
+from cammimic.config import COMPONENT_DEFAULTS, DEFAULTS
 from cammimic.errors import CammimicError
+from cammimic.worker import Job
 
-__all__ = ["require_gradio", "UISettings", "TransferRequest", "Job", "run_command", "collect_outputs", "build_app", "launch",
-           "default_backbone", "is_hub_id", "NO_PRESET", "INPUT_NAMES"]
+__all__ = ["require_gradio", "UISettings", "TransferRequest", "Job", "transfer_call", "camera_reference",
+           "collect_outputs", "build_app", "launch", "default_backbone", "is_hub_id", "NO_PRESET", "INPUT_NAMES",
+           "FORM_DEFAULTS"]
 
-#: The preset choice meaning "use the uploaded reference video".
+#: The preset choice meaning "use the uploaded reference video or camera file" (its text is older
+#: than camera files; clients send it).
 NO_PRESET = "none: use the uploaded video"
 METHODS = ("homography", "cammimic")
+#: The config's default backbone.
+DEFAULT_BACKBONE = COMPONENT_DEFAULTS["backbone"]["name"]
 #: The preset speeds a client may ask for (the form's slider).
 SPEED_RANGE = (0.25, 4.0)
 #: The longest prompt (or other text) a client may send.
 MAX_TEXT = 2000
 #: A Hub id, ``owner/name`` (see is_hub_id).
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
-#: The ``transfer`` endpoint's inputs, in order (docs/ui.md documents each).
+#: The ``transfer`` endpoint's inputs, in order (docs/ui.md documents each); new ones go last, so a
+#: client giving them by position keeps working.
 INPUT_NAMES = ("reference_video", "camera_preset", "image", "prompt", "reference_prompt", "method", "backbone",
                "weights", "frames", "width", "height", "seed", "stage1_steps", "stage2_steps", "sampling_steps",
-               "speed", "ease", "motion_strength", "motion_speed", "motion_reverse", "motion_smooth", "candidates")
-#: The controls on the reference's motion a client may set (the form's sliders; docs/cli.md).
+               "speed", "ease", "motion_strength", "motion_speed", "motion_reverse", "motion_smooth", "candidates",
+               "camera_file", "window_overlap")
+#: The controls on the reference's motion a client may set (the form's sliders; docs/cli.md), and
+#: their settings ([motion]).
 MOTION_RANGES = {"motion_strength": (-2.0, 2.0), "motion_speed": (0.25, 4.0), "motion_smooth": (0.0, 5.0)}
+MOTION_SETTINGS = {"motion_strength": "motion.strength", "motion_speed": "motion.speed",
+                   "motion_reverse": "motion.reverse", "motion_smooth": "motion.smooth"}
 #: The whole numbers a client may send, and their ranges (docs/ui.md); the server's time and memory
 #: are shared, so these are tighter than ``cammimic run``'s. ``frames``, ``width`` and ``height`` also
 #: take 0, the method's default. ``UISettings.limits`` changes them.
 INT_RANGES = {"frames": (2, 128), "width": (16, 2048), "height": (16, 2048), "seed": (0, 2**63 - 1),
               "stage1_steps": (1, 1000), "stage2_steps": (1, 1000), "sampling_steps": (1, 200),
-              "candidates": (1, 8)}  # best of N: N samplings of the server's time
-#: 0 means "the backbone's own value" (mini's 8 frames at 64x64, 60 + 60 finetuning steps, 25 sampling steps).
+              "candidates": (1, 8),  # best of N: N samplings of the server's time
+              "window_overlap": (0, 64)}  # long clips: frames two windows share (0: a quarter of the window)
+#: The setting each whole number sets (docs/config.md).
+INT_SETTINGS = {"frames": "run.frames", "width": "run.width", "height": "run.height", "seed": "run.seed",
+                "stage1_steps": "finetune.stage1_steps", "stage2_steps": "finetune.stage2_steps",
+                "sampling_steps": "sampling.steps", "candidates": "run.candidates",
+                "window_overlap": "sampling.window_overlap"}
+#: The settings only the cammimic method has (a diffusion model's); the homography method gets none.
+CAMMIMIC_ONLY = ("stage1_steps", "stage2_steps", "sampling_steps", "candidates", "window_overlap")
+#: 0 means "the backbone's own value" for these (mini's 8 frames at 64x64, 60 + 60 finetuning steps,
+#: 25 sampling steps; the config's otherwise, zeroscope's 150 + 150 and 50).
 _ZERO_IS_DEFAULT = ("frames", "width", "height", "stage1_steps", "stage2_steps", "sampling_steps")
+
+
+def _setting_default(dotted: str):
+    section, _, key = dotted.partition(".")
+    return DEFAULTS[section][key]
+
+
+#: What the form starts with, taken from the config's schema (docs/config.md); the finetuning steps
+#: start at 0, the backbone's own (the schema's 150 unless the backbone's recipe says otherwise).
+FORM_DEFAULTS: dict[str, Any] = {
+    **{name: 0 if name in _ZERO_IS_DEFAULT else _setting_default(dotted) for name, dotted in INT_SETTINGS.items()},
+    **{name: _setting_default(dotted) for name, dotted in MOTION_SETTINGS.items()},
+    "speed": 1.0, "ease": EASES[0],  # a preset's own defaults (cammimic.camera)
+}
+#: Camera files a client may upload as the reference: a camera file or camera-path ``.json``
+#: (``cammimic motion REF --camera-file``), or a RealEstate10K camera ``.txt``.
+CAMERA_FILE_TYPES = (".json", ".txt")
+#: The largest camera file accepted (a camera-path file's limit, 8 MB).
+MAX_CAMERA_FILE_BYTES = MAX_PATH_FILE_BYTES
+#: Where a RealEstate10K file's scene plane lies, in its translation units (`cammimic import-camera`'s default).
+RE10K_DEPTH = 2.0
 
 
 def is_hub_id(value: str) -> bool:
@@ -74,7 +115,7 @@ def default_backbone(host=None) -> str:
     if env:
         return env
     names = backbone_names(host)
-    return "mini" if "mini" in names and _mini_weights_installed() else "zeroscope"
+    return "mini" if "mini" in names and _mini_weights_installed() else DEFAULT_BACKBONE
 
 
 def _mini_weights_installed() -> bool:
@@ -94,7 +135,7 @@ def backbone_names(host=None) -> list[str]:
             host = get_host()
         return sorted(host.components("backbone"))
     except Exception:  # noqa: BLE001 - a broken plugin must not stop the app; `cammimic plugins` says why
-        return ["zeroscope"]
+        return [DEFAULT_BACKBONE]
 
 
 @attrs.frozen
@@ -102,12 +143,12 @@ class UISettings:
     """How the app runs: where run directories go and what the form starts with."""
 
     runs_dir: Path = attrs.field(converter=lambda p: Path(p).resolve())
-    backbone: str = "zeroscope"
+    backbone: str = DEFAULT_BACKBONE
     weights: str = ""
     method: str = "homography"
-    #: Extra arguments for every ``cammimic run`` (e.g. ``["--device", "cpu"]``); the child runs in
-    #: an empty folder, so paths in them must be absolute.
-    extra_args: tuple[str, ...] = ()
+    #: Settings for every run, as :func:`cammimic.transfer`'s keyword overrides (e.g.
+    #: ``{"device": "cpu"}``); they win over a client's values. Paths in them must be absolute.
+    overrides: dict = attrs.field(factory=dict, converter=dict)
     #: Folders whose sub-folders a web client may name as weights (``cammimic ui --weights-dir``);
     #: any other server path is refused. ``weights`` itself is always allowed.
     weights_dirs: tuple[Path, ...] = attrs.field(default=(), converter=lambda ps: tuple(Path(p).resolve() for p in ps))
@@ -122,7 +163,8 @@ class UISettings:
 
 @attrs.frozen
 class TransferRequest:
-    """The inputs of one transfer, as the form and the API give them."""
+    """The inputs of one transfer, as the form and the API give them; the defaults are the form's
+    (:data:`FORM_DEFAULTS`, from the config's schema)."""
 
     reference_video: str | None = None
     camera_preset: str | None = None
@@ -132,23 +174,28 @@ class TransferRequest:
     method: str = "homography"
     backbone: str = ""
     weights: str = ""
-    frames: int = 0  #: 0: the method's default
-    width: int = 0
-    height: int = 0
-    seed: int = 0
-    stage1_steps: int = 0  #: 0: the backbone's (mini 60, zeroscope 150)
-    stage2_steps: int = 0
-    sampling_steps: int = 0  #: 0: the backbone's (mini 25, zeroscope 50)
-    speed: float = 1.0
-    ease: str = "in-out"
-    motion_strength: float = 1.0  #: [motion] controls, applied to any reference
-    motion_speed: float = 1.0
-    motion_reverse: bool = False
-    motion_smooth: float = 0.0
-    candidates: int = 1  #: best of N (cammimic): N seeds sampled, the lowest valid CameraScore kept
+    frames: int = FORM_DEFAULTS["frames"]  #: 0: the method's default
+    width: int = FORM_DEFAULTS["width"]
+    height: int = FORM_DEFAULTS["height"]
+    seed: int = FORM_DEFAULTS["seed"]
+    stage1_steps: int = FORM_DEFAULTS["stage1_steps"]  #: 0: the backbone's (mini 60, zeroscope 150)
+    stage2_steps: int = FORM_DEFAULTS["stage2_steps"]
+    sampling_steps: int = FORM_DEFAULTS["sampling_steps"]  #: 0: the backbone's (mini 25, zeroscope 50)
+    speed: float = FORM_DEFAULTS["speed"]
+    ease: str = FORM_DEFAULTS["ease"]
+    motion_strength: float = FORM_DEFAULTS["motion_strength"]  #: [motion] controls, applied to any reference
+    motion_speed: float = FORM_DEFAULTS["motion_speed"]
+    motion_reverse: bool = FORM_DEFAULTS["motion_reverse"]
+    motion_smooth: float = FORM_DEFAULTS["motion_smooth"]
+    candidates: int = FORM_DEFAULTS["candidates"]  #: best of N (cammimic): N seeds sampled, the lowest valid CameraScore kept
+    #: an uploaded camera file as the reference (camera file or camera-path .json, RealEstate10K .txt)
+    camera_file: str | None = None
+    window_overlap: int = FORM_DEFAULTS["window_overlap"]  #: long clips (cammimic): frames two windows share
 
-    def reference(self) -> str:
-        """The REFERENCE argument: ``camera:PRESET:speed=..,ease=..`` or the uploaded video."""
+    def reference(self, workdir: str | Path | None = None) -> str:
+        """The reference: ``camera:PRESET:speed=..,ease=..``, the uploaded camera file
+        (:func:`camera_reference`; a RealEstate10K file is converted into ``workdir``) or the
+        uploaded video."""
         preset = (self.camera_preset or "").strip()
         if preset and preset != NO_PRESET:
             if preset not in PRESETS:
@@ -163,9 +210,55 @@ class TransferRequest:
                 raise CammimicError(f"preset speed must be between {SPEED_RANGE[0]:g} and {SPEED_RANGE[1]:g} "
                                     f"(the slider's range), got {self.speed!r}")
             return f"camera:{preset}:speed={speed:g},ease={self.ease}"
+        if self.camera_file and self.reference_video:
+            raise CammimicError("give a reference video or a camera file, not both (a camera preset uses neither)")
+        if self.camera_file:
+            return camera_reference(self.camera_file, image=self.image, width=self.width, height=self.height,
+                                    workdir=workdir)
         if not self.reference_video:
-            raise CammimicError("upload a reference video or pick a camera preset")
+            raise CammimicError("upload a reference video or a camera file, or pick a camera preset")
         return str(self.reference_video)
+
+
+def camera_reference(path, *, image=None, width=0, height=0, workdir=None) -> str:
+    """An uploaded camera file as the reference, checked now (one line, before anything starts):
+    a camera file or camera-path ``.json`` as it is; a RealEstate10K ``.txt`` converted into
+    ``workdir`` as ``cammimic import-camera`` does, for a video of ``width`` x ``height`` (when both
+    are set; else the image's size) with the scene plane :data:`RE10K_DEPTH` ahead."""
+    p = Path(path)
+    kind = p.suffix.lower()
+    if kind not in CAMERA_FILE_TYPES:
+        raise CammimicError(f"the camera file must be a .json camera file (cammimic motion REF --camera-file) or "
+                            f"camera-path file, or a RealEstate10K camera .txt; '{p.name[:200]}' is neither")
+    names = {str(p): p.name}  # its errors name the upload, not its server path
+    try:
+        if kind == ".txt":
+            from cammimic.camera_file import read_re10k
+
+            if workdir is None:
+                raise ValueError("a RealEstate10K camera file needs a workdir to be converted into")
+            size = (width, height) if width and height else _image_size(image)
+            data = read_re10k(p, width=int(size[0]), height=int(size[1]), depth=RE10K_DEPTH)
+            data["source"]["realestate10k"] = p.name
+            converted = Path(workdir) / f"{p.stem}.json"
+            names[str(converted)] = p.name  # its errors too name the upload
+            converted.write_text(json.dumps(data), encoding="utf-8")
+            p = converted
+        load_path_file(p)
+    except CammimicError as exc:
+        raise CammimicError(redact(str(exc), names)) from None
+    return str(p)
+
+
+def _image_size(image) -> tuple[int, int]:
+    """``(width, height)`` of the image from its header; the default render size when it has none
+    (the run then says what is wrong with the image)."""
+    from cammimic.io.images import image_size
+
+    try:
+        return image_size(Path(image)) if image else DEFAULT_SIZE
+    except (OSError, ValueError):
+        return DEFAULT_SIZE
 
 
 def _int(value, name: str, limits: dict) -> int:
@@ -190,8 +283,21 @@ def _int(value, name: str, limits: dict) -> int:
     return v
 
 
+def _float(value, name: str) -> float:
+    """A client's number ``name`` within :data:`MOTION_RANGES` (the slider's), else one line."""
+    low, high = MOTION_RANGES[name]
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    if isinstance(value, bool) or not low <= v <= high:  # also refuses NaN
+        raise CammimicError(f"{name.replace('_', ' ')} must be between {low:g} and {high:g} (the slider's range), "
+                            f"got {value!r}")
+    return v
+
+
 def _text(value, name: str) -> str:
-    """A client's text, as one value: bounded, without NUL (argv cannot hold one)."""
+    """A client's text, as one value: bounded, without NUL."""
     text = str(value or "").strip()
     if len(text) > MAX_TEXT:
         raise CammimicError(f"{name} is {len(text)} characters long; at most {MAX_TEXT} are accepted")
@@ -201,7 +307,7 @@ def _text(value, name: str) -> str:
 
 
 def _client_weights(value: str, settings: UISettings) -> str:
-    """The ``--weights`` of a client's value: the server's own weights, a Hub id, or a folder under
+    """The weights of a client's value: the server's own weights, a Hub id, or a folder under
     ``settings.weights_dirs``. Anything else, present or absent, gets the same line, so a client
     cannot learn which server folders exist."""
     if not value or value == settings.weights:
@@ -218,23 +324,31 @@ def _client_weights(value: str, settings: UISettings) -> str:
                         "it allows (cammimic ui --weights-dir)")
 
 
-def run_command(req: TransferRequest, run_dir: Path, settings: UISettings, backbones=None) -> list[str]:
-    """The ``cammimic run`` command line of a request (a list for ``subprocess``, no shell).
+def _keyword(dotted: str) -> str:
+    """:func:`cammimic.transfer`'s keyword of a setting: ``frames`` for ``run.frames``,
+    ``finetune__stage1_steps`` for ``finetune.stage1_steps``."""
+    section, _, key = dotted.partition(".")
+    return key if section == "run" else f"{section}__{key}"
 
-    Every client value travels as ``--option=VALUE`` or after ``--``, so none can become an option
-    (``--output``, ``--overwrite``, ``--debug``). ``backbones``: the names a client may choose
-    (default: the installed ones and ``settings.backbone``)."""
+
+def transfer_call(req: TransferRequest, run_dir: Path, settings: UISettings, backbones=None,
+                  workdir: str | Path | None = None) -> dict[str, Any]:
+    """The :func:`cammimic.transfer` call of a request, checked: ``{"reference", "image",
+    "output_dir", "overrides"}`` (what :class:`cammimic.worker.Job` runs).
+
+    Every client value is a value of a keyword argument, so none can become an option or an
+    output path; a field at its form default is left out, so the config's default or the
+    backbone's own recipe applies. ``backbones``: the names a client may choose (default: the
+    installed ones and ``settings.backbone``). ``workdir``: where an uploaded RealEstate10K file
+    is converted."""
     if req.method not in METHODS:
         raise CammimicError(f"method '{req.method}' is unknown; valid: {', '.join(METHODS)}")
     if not req.image:
         raise CammimicError("upload an image (the scene to move)")
-    reference, image = _text(req.reference(), "the reference"), _text(req.image, "the image")
     number = {name: _int(getattr(req, name), name, settings.limits) for name in INT_RANGES}
-    cmd = [sys.executable, "-m", "cammimic", "run", f"--output={run_dir}", f"--method={req.method}",
-           f"--seed={number['seed']}"]
-    for name in ("frames", "width", "height"):
-        if number[name]:
-            cmd.append(f"--{name}={number[name]}")
+    motion = {name: _float(getattr(req, name), name) for name in MOTION_RANGES}
+    reference, image = _text(req.reference(workdir), "the reference"), _text(req.image, "the image")
+    overrides: dict[str, Any] = {"method": req.method}
     if req.method == "cammimic":
         prompt = _text(req.prompt, "the prompt")
         if not prompt:
@@ -243,32 +357,21 @@ def run_command(req: TransferRequest, run_dir: Path, settings: UISettings, backb
         known = sorted({settings.backbone, *(backbone_names() if backbones is None else backbones)})
         if backbone not in known:
             raise CammimicError(f"backbone '{backbone}' is unknown; valid: {', '.join(known)}")
-        cmd += [f"--prompt={prompt}", f"--backbone={backbone}"]
+        overrides |= {"prompt": prompt, "backbone__name": backbone}
         reference_prompt = _text(req.reference_prompt, "the reference prompt")
         if reference_prompt:
-            cmd.append(f"--reference-prompt={reference_prompt}")
+            overrides["reference_prompt"] = reference_prompt
         weights = _client_weights(_text(req.weights, "the weights"), settings)
-        if weights:
-            cmd.append(f"--weights={weights}")
-        for name, option in (("stage1_steps", "--stage1-steps"), ("stage2_steps", "--stage2-steps"),
-                             ("sampling_steps", "--steps")):
-            if number[name]:  # 0: left to the backbone (mini's own recipe, zeroscope's the paper's)
-                cmd.append(f"{option}={number[name]}")
-        if number["candidates"] > 1:
-            cmd.append(f"--candidates={number['candidates']}")
-    for name, (low, high) in MOTION_RANGES.items():
-        try:
-            value = float(getattr(req, name))
-        except (TypeError, ValueError):
-            value = math.nan
-        if not low <= value <= high:  # also refuses NaN
-            raise CammimicError(f"{name.replace('_', ' ')} must be between {low:g} and {high:g} (the slider's range), "
-                                f"got {getattr(req, name)!r}")
-        if value != {"motion_smooth": 0.0}.get(name, 1.0):
-            cmd.append(f"--{name.replace('_', '-')}={value:g}")
-    if req.motion_reverse is True:
-        cmd.append("--motion-reverse")
-    return cmd + list(settings.extra_args) + ["--", reference, image]
+        if weights:  # after the backbone's name, which drops the parameters of another backbone
+            overrides["backbone__weights"] = weights
+    for name, dotted in INT_SETTINGS.items():
+        if number[name] != FORM_DEFAULTS[name] and (req.method == "cammimic" or name not in CAMMIMIC_ONLY):
+            overrides[_keyword(dotted)] = number[name]
+    for name, value in {**motion, "motion_reverse": req.motion_reverse is True}.items():
+        if value != FORM_DEFAULTS[name]:
+            overrides[_keyword(MOTION_SETTINGS[name])] = value
+    overrides |= settings.overrides
+    return {"reference": reference, "image": image, "output_dir": str(run_dir), "overrides": overrides}
 
 
 def check_upload(path, what: str, upload_dir, max_bytes: int | None = None) -> str:
@@ -290,7 +393,7 @@ def check_upload(path, what: str, upload_dir, max_bytes: int | None = None) -> s
     return str(real)
 
 
-#: Absolute paths left in a child's error line (after the known ones are named).
+#: Absolute paths left in an error line (after the known ones are named).
 _PATH = re.compile(r"(?<![\w.~])/[^\s'\",;()\[\]]+")
 
 
@@ -301,100 +404,6 @@ def redact(line: str, names: dict[str, str]) -> str:
         if server:
             line = line.replace(server, shown)
     return _PATH.sub("<server path>", line)
-
-
-# tqdm on the child's stderr: "stage 1:  50%|#####     | 2/4 [00:01<00:01,  1.50it/s]"
-_BAR = re.compile(r"(?P<desc>stage \d|sampling):\s*\d+%\|[^|]*\|\s*(?P<n>\d+)/(?P<total>\d+)")
-
-
-class Job:
-    """One ``cammimic run`` in a child process, followed from its stderr."""
-
-    def __init__(self, cmd: list[str], run_dir: Path, names: dict[str, str] | None = None):
-        self.run_dir = run_dir
-        #: server path -> what a client may see of it, for the error line (:func:`redact`)
-        self.names = {str(run_dir): run_dir.name, **(names or {})}
-        self.started = time.monotonic()
-        self.stage: tuple[str, int, int] | None = None
-        self.lines: list[str] = []
-        env = dict(os.environ, PYTHONUNBUFFERED="1", CAMMIMIC_DEBUG="0")
-        # an empty working folder: a client's relative value (a Hub id) never names a server file
-        self.cwd = tempfile.mkdtemp(prefix="cammimic-ui-")
-        try:
-            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                                         start_new_session=True, cwd=self.cwd)
-        except BaseException:
-            shutil.rmtree(self.cwd, ignore_errors=True)
-            raise
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self.stdout = ""
-
-    def _read(self) -> None:
-        buf = b""
-        while True:
-            chunk = self.proc.stderr.read1(4096) if hasattr(self.proc.stderr, "read1") else self.proc.stderr.read(4096)
-            if not chunk:
-                break
-            buf += chunk
-            *parts, buf = re.split(rb"[\r\n]", buf)
-            for raw in parts:
-                self._line(raw.decode("utf-8", "replace"))
-        if buf:
-            self._line(buf.decode("utf-8", "replace"))
-
-    def _line(self, line: str) -> None:
-        m = _BAR.search(line)
-        if m:
-            self.stage = (m["desc"], int(m["n"]), int(m["total"]))
-        elif line.strip():
-            self.lines.append(line.strip())
-
-    def _close(self) -> None:
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
-        shutil.rmtree(self.cwd, ignore_errors=True)
-
-    def done(self) -> bool:
-        return self.proc.poll() is not None
-
-    def status(self) -> str:
-        secs = time.monotonic() - self.started
-        if self.stage:
-            desc, n, total = self.stage
-            return f"{desc}: step {n}/{total} ({secs:.0f} s)"
-        return f"running ({secs:.0f} s)"
-
-    def finish(self) -> None:
-        """Wait for the child; raise its one-line error if it failed."""
-        self.stdout = self.proc.stdout.read().decode("utf-8", "replace") if self.proc.stdout else ""
-        self.proc.wait()
-        self._reader.join(timeout=5)
-        self._close()
-        if self.proc.returncode != 0:
-            errors = [line for line in self.lines if line.startswith("Error:")]
-            line = (errors[-1][len("Error:"):].strip() if errors else
-                    f"the run failed (exit {self.proc.returncode}): {' '.join(self.lines[-3:])}")
-            raise CammimicError(redact(line, self.names))
-
-    def cancel(self, grace: float = 10.0) -> None:
-        """Interrupt the child as Ctrl-C would (it removes its unfinished directory), then kill it."""
-        if not self.done():
-            try:
-                self.proc.send_signal(signal.SIGINT)
-                self.proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._reader.join(timeout=5)
-        self._close()
-        if self.proc.returncode == 0:
-            return
-        # A killed child cannot clean up: its hidden temporary directory is ours to remove.
-        for tmp in self.run_dir.parent.glob(f".{self.run_dir.name}.tmp-*"):
-            shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(self.run_dir.with_name(self.run_dir.name + ".checkpoints"), ignore_errors=True)
 
 
 def new_run_dir(settings: UISettings, method: str) -> Path:
@@ -450,38 +459,42 @@ RUNNING: set[Job] = set()
 def run_transfer(req: TransferRequest, settings: UISettings, *, poll: float = 0.3) -> Iterator[tuple[str, Any]]:
     """Run one request: yields ``("progress", (desc, n, total, status))`` while it runs, then
     ``("done", outputs)``. Closing the generator (a cancelled request) interrupts the child
-    without waiting for it."""
-    cmd_dir = new_run_dir(settings, req.method)
-    cmd = run_command(req, cmd_dir, settings)  # a bad request fails before anything starts
-    while any(not j.done() for j in list(RUNNING)):
-        yield "progress", ("waiting for the previous run to stop", 0, 0, "waiting for the previous run to stop")
-        time.sleep(poll)
-    names = {str(settings.runs_dir): "runs"}
-    for upload in (req.reference_video, req.image):
-        if upload:
-            names[str(upload)] = Path(upload).name
-    job = Job(cmd, cmd_dir, names)
-    RUNNING.add(job)
-    finished = False
+    without waiting for it. Errors are one line without a server path (:func:`redact`)."""
+    run_dir = new_run_dir(settings, req.method)
+    # private to this request: the child's empty working folder, and a converted RealEstate10K file
+    workdir = tempfile.mkdtemp(prefix="cammimic-ui-")
+    names = {str(settings.runs_dir): "runs", str(run_dir): run_dir.name, workdir + os.sep: ""}
+    names |= {str(upload): Path(upload).name for upload in (req.reference_video, req.image, req.camera_file) if upload}
+    job = None
     try:
+        call = transfer_call(req, run_dir, settings, workdir=workdir)  # a bad request fails before anything starts
+        while any(not j.done() for j in list(RUNNING)):
+            yield "progress", ("waiting for the previous run to stop", 0, 0, "waiting for the previous run to stop")
+            time.sleep(poll)
+        job = Job(call, run_dir, workdir)
+        RUNNING.add(job)
         while not job.done():
             desc, n, total = job.stage or ("starting", 0, 0)
             yield "progress", (desc, n, total, job.status())
             time.sleep(poll)
-        job.finish()
-        finished = True
+        try:
+            job.finish()
+        except CammimicError as exc:  # the run's own line may name server paths
+            raise CammimicError(redact(str(exc), names)) from None
+        RUNNING.discard(job)
+        job = None
     finally:
-        if finished:
-            RUNNING.discard(job)
+        if job is None:
+            shutil.rmtree(workdir, ignore_errors=True)  # finished (the job removed it) or never started
         else:  # cancelled or failed: stop the child in the background, so Cancel returns at once
-            def stop():
+            def stop(job=job):
                 try:
                     job.cancel()
                 finally:
                     RUNNING.discard(job)
 
             threading.Thread(target=stop, daemon=True).start()
-    yield "done", collect_outputs(cmd_dir)
+    yield "done", collect_outputs(run_dir)
 
 
 def require_gradio():
@@ -504,23 +517,28 @@ def build_app(settings: UISettings, *, host=None):
                               font_mono=["ui-monospace", "monospace"])  # no web fonts: works offline
 
     def transfer(reference_video, camera_preset, image, prompt, reference_prompt, method, backbone, weights, frames,
-                 width, height, seed, stage1_steps, stage2_steps, sampling_steps, speed, ease, motion_strength=1.0,
-                 motion_speed=1.0, motion_reverse=False, motion_smooth=0.0, candidates=1, progress=gr.Progress()):
+                 width, height, seed, stage1_steps, stage2_steps, sampling_steps, speed=FORM_DEFAULTS["speed"],
+                 ease=FORM_DEFAULTS["ease"], motion_strength=FORM_DEFAULTS["motion_strength"],
+                 motion_speed=FORM_DEFAULTS["motion_speed"], motion_reverse=FORM_DEFAULTS["motion_reverse"],
+                 motion_smooth=FORM_DEFAULTS["motion_smooth"], candidates=FORM_DEFAULTS["candidates"],
+                 camera_file=None, window_overlap=FORM_DEFAULTS["window_overlap"], progress=gr.Progress()):
         req = TransferRequest(reference_video=reference_video, camera_preset=camera_preset, image=image, prompt=prompt or "",
                               reference_prompt=reference_prompt or "", method=method, backbone=backbone or "",
                               weights=weights or "", frames=frames, width=width, height=height, seed=seed,
                               stage1_steps=stage1_steps, stage2_steps=stage2_steps, sampling_steps=sampling_steps,
                               speed=speed, ease=ease, motion_strength=motion_strength, motion_speed=motion_speed,
                               motion_reverse=bool(motion_reverse), motion_smooth=motion_smooth,
-                              candidates=candidates)
+                              candidates=candidates, camera_file=camera_file, window_overlap=window_overlap)
         skip = (gr.skip(),) * 7
         try:
             # Gradio already refuses files a client did not upload; this also refuses FIFOs and
             # links out of the upload folder, before anything opens them
             upload_dir = gr.utils.get_upload_folder()
-            req = attrs.evolve(req, reference_video=check_upload(req.reference_video, "reference video", upload_dir,
-                                                                 settings.max_upload_bytes),
-                               image=check_upload(req.image, "image", upload_dir, settings.max_upload_bytes))
+            limit = settings.max_upload_bytes
+            req = attrs.evolve(req, reference_video=check_upload(req.reference_video, "reference video", upload_dir, limit),
+                               image=check_upload(req.image, "image", upload_dir, limit),
+                               camera_file=check_upload(req.camera_file, "camera file", upload_dir,
+                                                        min(limit, MAX_CAMERA_FILE_BYTES)))
             for kind, value in run_transfer(req, settings):
                 if kind == "progress":
                     desc, n, total, status = value
@@ -546,6 +564,9 @@ def build_app(settings: UISettings, *, host=None):
             with gr.Column():
                 reference_video = gr.Video(label="Reference video (its camera motion)", sources=["upload"],
                                            elem_id="reference-video")
+                camera_file = gr.File(label="…or a camera file: .json (cammimic motion --camera-file, editable) or "
+                                            "RealEstate10K .txt", file_types=list(CAMERA_FILE_TYPES), type="filepath",
+                                      elem_id="camera-file")
                 camera_preset = gr.Dropdown([NO_PRESET, *PRESETS], value=NO_PRESET, label="…or a camera preset",
                                             elem_id="camera-preset")
                 image = gr.Image(label="Your image (the scene)", type="filepath", sources=["upload"],
@@ -560,30 +581,37 @@ def build_app(settings: UISettings, *, host=None):
                     weights = gr.Textbox(value=settings.weights, label="Weights (local folder or Hub id)",
                                          elem_id="weights")
                 with gr.Accordion("Settings", open=False, elem_id="settings"):
+                    d = FORM_DEFAULTS  # from the config's schema (docs/config.md)
                     with gr.Row():
-                        frames = gr.Number(0, label="Frames (0: default)", precision=0, elem_id="frames")
-                        width = gr.Number(0, label="Width (0: default)", precision=0, elem_id="width")
-                        height = gr.Number(0, label="Height (0: default)", precision=0, elem_id="height")
-                        seed = gr.Number(0, label="Seed", precision=0, elem_id="seed")
+                        frames = gr.Number(d["frames"], label="Frames (0: default)", precision=0, elem_id="frames")
+                        width = gr.Number(d["width"], label="Width (0: default)", precision=0, elem_id="width")
+                        height = gr.Number(d["height"], label="Height (0: default)", precision=0, elem_id="height")
+                        seed = gr.Number(d["seed"], label="Seed", precision=0, elem_id="seed")
                     with gr.Row():
-                        stage1 = gr.Number(0, label="Stage 1 steps (0: the backbone's)", precision=0,
+                        stage1 = gr.Number(d["stage1_steps"], label="Stage 1 steps (0: the backbone's)", precision=0,
                                            elem_id="stage1-steps")
-                        stage2 = gr.Number(0, label="Stage 2 steps (0: the backbone's)", precision=0,
+                        stage2 = gr.Number(d["stage2_steps"], label="Stage 2 steps (0: the backbone's)", precision=0,
                                            elem_id="stage2-steps")
-                        steps = gr.Number(0, label="Sampling steps (0: the backbone's)", precision=0,
+                        steps = gr.Number(d["sampling_steps"], label="Sampling steps (0: the backbone's)", precision=0,
                                           elem_id="sampling-steps")
-                        candidates = gr.Number(1, label="Candidates (best of N, cammimic)", precision=0,
-                                               elem_id="candidates")
                     with gr.Row():
-                        speed = gr.Slider(0.25, 4, value=1, step=0.25, label="Preset speed", elem_id="speed")
-                        ease = gr.Dropdown(list(EASES), value="in-out", label="Preset ease", elem_id="ease")
+                        candidates = gr.Number(d["candidates"], label="Candidates (best of N, cammimic)", precision=0,
+                                               elem_id="candidates")
+                        window_overlap = gr.Number(d["window_overlap"], precision=0, elem_id="window-overlap",
+                                                   label="Window overlap (frames beyond the backbone's clip, "
+                                                         "cammimic; 0: a quarter of the window)")
+                    with gr.Row():
+                        speed = gr.Slider(*SPEED_RANGE, value=d["speed"], step=0.25, label="Preset speed",
+                                          elem_id="speed")
+                        ease = gr.Dropdown(list(EASES), value=d["ease"], label="Preset ease", elem_id="ease")
                     with gr.Row():  # controls on the reference's motion, any reference (docs/ui.md)
-                        m_strength = gr.Slider(-2, 2, value=1, step=0.05, label="Motion strength",
-                                               elem_id="motion-strength")
-                        m_speed = gr.Slider(0.25, 4, value=1, step=0.25, label="Motion speed", elem_id="motion-speed")
-                        m_reverse = gr.Checkbox(False, label="Reverse motion", elem_id="motion-reverse")
-                        m_smooth = gr.Slider(0, 5, value=0, step=0.5, label="Smooth motion (sigma, frames)",
-                                             elem_id="motion-smooth")
+                        m_strength = gr.Slider(*MOTION_RANGES["motion_strength"], value=d["motion_strength"],
+                                               step=0.05, label="Motion strength", elem_id="motion-strength")
+                        m_speed = gr.Slider(*MOTION_RANGES["motion_speed"], value=d["motion_speed"], step=0.25,
+                                            label="Motion speed", elem_id="motion-speed")
+                        m_reverse = gr.Checkbox(d["motion_reverse"], label="Reverse motion", elem_id="motion-reverse")
+                        m_smooth = gr.Slider(*MOTION_RANGES["motion_smooth"], value=d["motion_smooth"], step=0.5,
+                                             label="Smooth motion (sigma, frames)", elem_id="motion-smooth")
                 with gr.Row():
                     run_btn = gr.Button("Transfer", variant="primary", elem_id="run")
                     cancel_btn = gr.Button("Cancel", elem_id="cancel")
@@ -600,7 +628,7 @@ def build_app(settings: UISettings, *, host=None):
                 run_dir = gr.Textbox(label="Run directory (in the runs folder)", interactive=False, elem_id="run-dir")
         inputs = [reference_video, camera_preset, image, prompt, reference_prompt, method, backbone, weights, frames,
                   width, height, seed, stage1, stage2, steps, speed, ease, m_strength, m_speed, m_reverse, m_smooth,
-                  candidates]
+                  candidates, camera_file, window_overlap]
         outputs = [status, output, side, weak, trajectory, score, downloads, run_dir]
         event = run_btn.click(transfer, inputs, outputs, api_name="transfer", concurrency_limit=1,
                               concurrency_id="gpu")

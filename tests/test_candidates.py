@@ -105,6 +105,24 @@ class BrightnessPan:
         return MotionEstimate(homographies=hs, width=frames.shape[2], height=frames.shape[1], estimator=self.name)
 
 
+class StepLog:
+    """A test guidance term that changes nothing and reports, per step, the seed it samples with and
+    the latents' mean (the camerascore term reports per step too)."""
+
+    name = "step-log"
+    acts_on = "x0"
+
+    def __init__(self):
+        self.history, self.seed = [], None
+
+    def prepare(self, context):
+        self.history, self.seed = [], context.seed
+
+    def apply(self, latents, state):
+        self.history.append({"step": state.step, "seed": self.seed, "mean": float(latents.mean())})
+        return latents
+
+
 @pytest.fixture
 def host(plugin_host):
     class Plugin:
@@ -112,18 +130,28 @@ def host(plugin_host):
         def register_motion_estimators(self, register):
             register("brightness-pan", BrightnessPan)
 
+        @cammimic.hookimpl
+        def register_guidance_terms(self, register):
+            register("step-log", StepLog)
+
     plugin_host.register(Plugin(), name="brightness-pan-plugin")
     return plugin_host
 
 
 def test_the_kept_candidate_has_the_lowest_valid_score(inputs, tiny_weights, tmp_path, host):
     """Python API, candidates=4: the kept candidate is the lowest CameraScore, the run's score is
-    its score, and sampling its seed again from the run's LoRAs gives output.mp4's frames."""
+    its score, and sampling its seed again from the run's LoRAs gives output.mp4's frames. The
+    progress callback hears every step."""
     ref, user = inputs
     settings = dict(prompt="a cup of coffee", frames=8, width=64, height=64, seed=5, finetune__stage1_steps=2,
                     finetune__stage2_steps=1, sampling__steps=3, lora__spatial_rank=4, lora__temporal_rank=4,
-                    backbone__weights=str(tiny_weights), motion_estimator__name="brightness-pan")
-    result = cammimic.transfer(ref, user, tmp_path / "four", candidates=4, progress=False, host=host, **settings)
+                    backbone__weights=str(tiny_weights), motion_estimator__name="brightness-pan",
+                    guidance=[{"name": "homography"}, {"name": "step-log"}])
+    steps = []  # the progress callback: every training and sampling step, one Phase 1 and four samplings
+    result = cammimic.transfer(ref, user, tmp_path / "four", candidates=4, progress=lambda *s: steps.append(s),
+                               host=host, **settings)
+    assert steps == ([("stage 1", i, 2) for i in range(3)] + [("stage 2", i, 1) for i in range(2)]
+                     + 4 * [("sampling", i, 3) for i in range(4)])
     cands = result.manifest["candidates"]
     assert [c["seed"] for c in cands] == [5, 6, 7, 8]
     assert all(c["camera_score_valid"] for c in cands)
@@ -143,6 +171,33 @@ def test_the_kept_candidate_has_the_lowest_valid_score(inputs, tiny_weights, tmp
                             **(settings | {"seed": 5 + best}))
     assert "candidates" not in again.manifest and again.camera_score == scores[best]
     assert np.array_equal(read_video(tmp_path / "again" / "output.mp4").frames, read_video(out / "output.mp4").frames)
+    # the guidance record of run.json is the kept candidate's sampling, not the last one's
+    logged = json.loads((out / "run.json").read_text())["components"]["guidance"][1]
+    assert logged["name"] == "step-log" and [h["seed"] for h in logged["history"]] == [5 + best] * 3
+    assert logged["history"] == again.manifest["components"]["guidance"][1]["history"]
+
+
+def test_each_candidate_keeps_its_own_guidance_history():
+    """A term forgets its history when the next sampling starts: each candidate holds a copy."""
+    from cammimic.candidates import sample_candidates
+    from cammimic.motion import MotionEstimate
+
+    term, silent = StepLog(), BrightnessPan()  # BrightnessPan: a term without history
+
+    def sample(seed):
+        term.prepare(attrs.make_class("C", ["seed"])(seed))
+        frames = np.full((3, 8, 8, 3), seed * 20, np.uint8)
+        for step in range(2):
+            term.apply(frames.astype(np.float64), attrs.make_class("S", ["step"])(step))
+        return frames
+
+    still = MotionEstimate(homographies=np.repeat(np.eye(3)[None], 2, axis=0), width=8, height=8, estimator="t")
+    cands = sample_candidates(sample, [3, 4, 5], estimator=BrightnessPan(), reference_motion=still,
+                              image=np.zeros((8, 8, 3), np.uint8), guidance_terms=[term, silent])
+    for c in cands:
+        log, none = c.guidance_history
+        assert none is None and [(h["step"], h["seed"], h["mean"]) for h in log] == [(0, c.seed, c.seed * 20.0),
+                                                                                   (1, c.seed, c.seed * 20.0)]
 
 
 def _candidate(i, score, valid=True, ssim=0.5):
@@ -186,23 +241,24 @@ def test_the_api_refuses_candidates_with_the_homography_method(inputs, tmp_path)
 
 
 def test_the_web_app_passes_candidates_bounded(tmp_path):
-    from cammimic.ui import INPUT_NAMES, TransferRequest, UISettings, run_command
+    from cammimic.ui import INPUT_NAMES, TransferRequest, UISettings, transfer_call
 
-    assert INPUT_NAMES[-1] == "candidates"
+    assert INPUT_NAMES[21] == "candidates"
     settings = UISettings(runs_dir=tmp_path)
     base = dict(camera_preset="zoom-in", image="a.png", method="cammimic", prompt="a scene", backbone="zeroscope")
 
-    def command(**kw):
-        return run_command(TransferRequest(**{**base, **kw}), tmp_path / "r", settings, backbones=["zeroscope"])
+    def overrides(**kw):
+        return transfer_call(TransferRequest(**{**base, **kw}), tmp_path / "r", settings,
+                             backbones=["zeroscope"])["overrides"]
 
-    assert "--candidates=3" in command(candidates=3) and "--candidates=8" in command(candidates=8.0)
-    assert not any(c.startswith("--candidates") for c in command())  # 1: one sampling, no option
-    assert not any(c.startswith("--candidates") for c in command(method="homography", candidates=3))
+    assert overrides(candidates=3)["candidates"] == 3 and overrides(candidates=8.0)["candidates"] == 8
+    assert "candidates" not in overrides()  # 1: one sampling, the config's default
+    assert "candidates" not in overrides(method="homography", candidates=3)
     for value, line in [(9, "candidates must be between 1 and 8 on this server, got 9"),
                         (0, "candidates must be between 1 and 8 on this server, got 0"),
                         (2.5, "candidates must be a whole number, got '2.5'")]:
         with pytest.raises(cammimic.CammimicError) as info:
-            command(candidates=value)
+            overrides(candidates=value)
         assert str(info.value) == line
 
 
@@ -213,7 +269,7 @@ def test_the_web_app_names_the_kept_candidate(three):
     assert _score_markdown(out).endswith("best of 3 candidates: seed 0 kept")
 
 
-def test_the_web_app_form_has_the_control_as_the_endpoints_last_input(tmp_path):
+def test_the_web_app_form_has_the_control_as_the_endpoints_input(tmp_path):
     pytest.importorskip("gradio")
     from cammimic.ui import INPUT_NAMES, UISettings, build_app
 
@@ -221,7 +277,7 @@ def test_the_web_app_form_has_the_control_as_the_endpoints_last_input(tmp_path):
     fns = app.fns.values() if isinstance(app.fns, dict) else app.fns
     [transfer] = [f for f in fns if getattr(f, "api_name", None) == "transfer"]
     ids = [c.elem_id for c in transfer.inputs]
-    assert len(ids) == len(INPUT_NAMES) and ids[-1] == "candidates"
+    assert len(ids) == len(INPUT_NAMES) and ids[INPUT_NAMES.index("candidates")] == "candidates"
     [box] = [c for c in transfer.inputs if c.elem_id == "candidates"]
     assert box.value == 1 and box.precision == 0
 

@@ -176,7 +176,6 @@ CONFIG_ONLY = {
     "finetune.orthogonality_definition", "finetune.max_grad_norm", "finetune.checkpoint_every",
     "finetune.optimizer", "finetune.weight_decay", "finetune.skip_spatial_when_masked",
     "sampling.negative_prompt", "sampling.eta", "score.max_fallback_share", "output.crf", "plugins.block",
-    "sampling.window_overlap",  # issue 25 §4
 }
 
 
@@ -252,6 +251,7 @@ def test_the_derived_override_map_is_the_old_hand_kept_one():
         "variant": "score.variant", "method": "run.method", "weights": "backbone.weights",
         "motion_strength": "motion.strength", "motion_speed": "motion.speed", "motion_smooth": "motion.smooth",
         "noise": "noise.name", "candidates": "run.candidates",
+        "window_overlap": "sampling.window_overlap",  # issue 25 §4
     }
     flags = {"gradient_checkpointing": True, "gif": True, "no_stage2": True, "no_ortho": True,
              "motion_reverse": True}  # click gives True

@@ -167,3 +167,17 @@ def test_a_vae_that_compresses_time_blends_decoded_frames(tmp_path):
     assert np.array_equal(got.frames[4:9], np.clip(np.round(blend), 0, 255).astype(np.uint8))
     assert np.array_equal(got.frames[:4], got.window_frames[0][:4])
     assert np.array_equal(got.frames[9:], got.window_frames[1][5:])
+
+
+def test_window_overlap_is_a_run_option(tmp_path, capsys):
+    """`--window-overlap` sets [sampling] window_overlap (as the config, the API's
+    sampling__window_overlap and the web app's field do); the homography method refuses it."""
+    from cammimic.cli import _method_config, run
+
+    ctx = run.make_context("run", ["r.mp4", "i.png", "-o", str(tmp_path / "o"), "--window-overlap", "3"])
+    assert _method_config(ctx.params)["sampling"]["window_overlap"] == 3
+    assert main(["run", "camera:zoom-in", "i.png", "-o", str(tmp_path / "o"), "--method", "homography",
+                 "--window-overlap", "3"]) == 1
+    assert capsys.readouterr().err == ("Error: --window-overlap has no effect with --method homography (it warps the "
+                                       "image, no diffusion); drop it or use --method cammimic\n")
+    assert not (tmp_path / "o").exists()

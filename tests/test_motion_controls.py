@@ -211,19 +211,20 @@ def test_a_retimed_path_is_bounded():
 
 
 def test_the_web_app_passes_the_controls_as_values_and_bounds_them(tmp_path):
-    from cammimic.ui import TransferRequest, UISettings, run_command
+    from cammimic.ui import TransferRequest, UISettings, transfer_call
 
     settings = UISettings(runs_dir=str(tmp_path))
     req = TransferRequest(camera_preset="pan-left", image="a.png", motion_strength=0.5, motion_speed=2,
                           motion_reverse=True, motion_smooth=1.5)
-    cmd = run_command(req, tmp_path / "r", settings)
-    assert cmd[cmd.index("--") - 4:cmd.index("--")] == ["--motion-strength=0.5", "--motion-speed=2",
-                                                         "--motion-smooth=1.5", "--motion-reverse"]
-    plain = run_command(TransferRequest(camera_preset="pan-left", image="a.png"), tmp_path / "r", settings)
-    assert not any(a.startswith("--motion") for a in plain)  # defaults add nothing
-    for kwargs in ({"motion_speed": 0}, {"motion_strength": float("nan")}, {"motion_smooth": "x"}):
+    call = transfer_call(req, tmp_path / "r", settings)
+    assert call["overrides"] == {"method": "homography", "motion__strength": 0.5, "motion__speed": 2.0,
+                                 "motion__reverse": True, "motion__smooth": 1.5}
+    plain = transfer_call(TransferRequest(camera_preset="pan-left", image="a.png"), tmp_path / "r", settings)
+    assert plain["overrides"] == {"method": "homography"}  # defaults add nothing
+    for kwargs in ({"motion_speed": 0}, {"motion_strength": float("nan")}, {"motion_smooth": "x"},
+                   {"motion_strength": True}):
         with pytest.raises(CammimicError, match=r"^motion (speed|strength|smooth) must be between"):
-            run_command(TransferRequest(camera_preset="pan-left", image="a.png", **kwargs), tmp_path / "r", settings)
+            transfer_call(TransferRequest(camera_preset="pan-left", image="a.png", **kwargs), tmp_path / "r", settings)
 
 
 def test_the_cammimic_method_builds_its_weak_video_from_the_controlled_motion(inputs, tiny_weights, tmp_path):

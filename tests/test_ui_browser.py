@@ -41,6 +41,17 @@ def save_for_docs(src: Path, dst: Path) -> None:
         im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(dst, "PNG", optimize=True)
 
 
+def _camera_file() -> dict:
+    """An editable camera file: a pan of 4 px a frame over 9 frames."""
+    import numpy as np
+
+    from cammimic.camera_file import to_camera_file
+    from cammimic.motion import MotionEstimate
+
+    hs = np.repeat(np.array([[[1.0, 0, -4], [0, 1, 0], [0, 0, 1]]]), 8, axis=0)
+    return to_camera_file(MotionEstimate(homographies=hs, width=192, height=128, estimator="edited"))
+
+
 def test_the_app_in_a_browser(tiny_weights, tmp_path):
     pytest.importorskip("gradio", reason='the app needs gradio: pip install "cammimic[ui]"')
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
@@ -106,6 +117,26 @@ def test_the_app_in_a_browser(tiny_weights, tmp_path):
             assert run["method"] == "cammimic" and run["finetune"]["steps"] == {"stage1": 2, "stage2": 2}
             assert (run["num_frames"], run["width"], run["height"]) == (8, 64, 64)
             page.screenshot(path=str(tmp_path / "ui-cammimic.png"), full_page=True)
+
+            # 3. issue 25's fields are on the form, and an edited camera file replaces the video
+            for name in ("candidates", "window-overlap"):
+                page.locator(f"#{name} input").wait_for(state="visible")
+            for name in ("motion-strength", "motion-speed", "motion-reverse", "motion-smooth"):
+                page.locator(f"#{name}").wait_for(state="visible")
+            page.locator("#reference-video button[aria-label=Clear]").click()
+            page.locator("#reference-video video").wait_for(state="detached")
+            camera = tmp_path / "camera.json"
+            camera.write_text(json.dumps(_camera_file()))
+            page.locator("#camera-file input[type=file]").set_input_files(str(camera))
+            page.locator("#camera-file [aria-label=\"camera.json\"]").wait_for()  # uploaded
+            page.locator("#method label", has_text="homography").click()
+            page.locator("#run").click()
+            page.wait_for_function(f"() => {{ const v = document.querySelector('#status textarea').value;"
+                                   f" return v.startsWith('done: ') && v !== 'done: {second.name}'; }}")
+            third = runs / status.input_value().removeprefix("done: ")
+            run = json.loads((third / "run.json").read_text())
+            assert run["reference"]["camera"]["kind"] == "file" and run["method"] == "homography"
+            assert (run["num_frames"], run["width"], run["height"]) == (8, 64, 64)  # step 2's settings
             browser.close()
     finally:
         app.close()

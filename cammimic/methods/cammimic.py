@@ -398,12 +398,14 @@ def run_cammimic(
         candidates = sample_candidates(sample_seed, candidate_seeds(run["seed"], run["candidates"]),
                                        estimator=estimator, reference_motion=ref_motion, image=inputs.image, weak=weak,
                                        variant=config["score"]["variant"],
-                                       max_fallback_share=config["score"]["max_fallback_share"])
+                                       max_fallback_share=config["score"]["max_fallback_share"],
+                                       guidance_terms=terms)
         kept = candidates[choose(candidates)]
         output_frames, out_motion, scored = kept.frames, kept.motion, kept.scored
-        for record, term in zip(guidance_records, terms):  # what a term reports (camerascore: per step)
-            if getattr(term, "history", None):
-                record["history"] = list(term.history)
+        # what a term reported (camerascore: per step) while it sampled the kept candidate
+        for record, history in zip(guidance_records, kept.guidance_history):
+            if history:
+                record["history"] = history
 
     # 5. Write the run directory.
     result = CamMimicResult(
