@@ -15,7 +15,7 @@ Stage 1 (reference video, prompt t_R), each step:
   A video transformer (Wan) has no temporal modules: its "bypass" sets the temporal LoRA's
   scale to 0, and since its VAE compresses time the frame is encoded alone as an image
   (``reference_frame_latents``); the noise, the timestep and the target of every loss are the
-  backbone's (:func:`cammimic.backbones.noise_and_target`: DDPM ε/v, or flow matching);
+  backbone's (:meth:`cammimic.components.Backbone.noise_and_target`: DDPM ε/v, or flow matching);
 * ``L1 = L_temporal + δ · L_spatial`` (δ = ``spatial_weight``), routed as in MotionDirector:
   the **temporal LoRA** is updated from ``L_temporal`` alone and the **spatial LoRA** from
   ``δ · L_spatial`` alone (two Adam optimisers, or AdamW with ``optimizer = "adamw"``, each fed
@@ -67,7 +67,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from cammimic.backbones import denoiser, noise_and_target, training_timesteps
+from cammimic.backbones import as_backbone
 from cammimic.config import FinetuneSection
 from cammimic.errors import CammimicError
 
@@ -428,9 +428,9 @@ def finetune(
     s = settings
     if s.stage2 and s.stage2_steps and (image_latents is None or image_embeds is None):
         raise CammimicError("stage 2 needs the user image's latents and prompt embeddings")
-    unet = denoiser(backbone)
+    backbone = as_backbone(backbone)
+    unet = backbone.denoiser
     device = backbone.device
-    sched = backbone.training_scheduler()
     precision = mixed_precision(backbone.dtype)
     initial = {a: lora_state_dict(unet, a) for a in ("spatial", "temporal")}
     key = _resume_key(s, unet, layers, backbone, {
@@ -446,12 +446,12 @@ def finetune(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
         torch.manual_seed(int(s.seed) % 2**63)
         return _finetune(backbone, layers, s, reference_latents, reference_embeds, image_latents, image_embeds,
-                         reference_frame_latents, ckpt_dir, ckpt_path, key, precision, sched, resume, checkpoint_dir,
+                         reference_frame_latents, ckpt_dir, ckpt_path, key, precision, resume, checkpoint_dir,
                          progress, on_step)
 
 
 def _finetune(backbone, layers, s, reference_latents, reference_embeds, image_latents, image_embeds,
-              reference_frame_latents, ckpt_dir, ckpt_path, key, precision, sched, resume, checkpoint_dir, progress,
+              reference_frame_latents, ckpt_dir, ckpt_path, key, precision, resume, checkpoint_dir, progress,
               on_step):
     import torch
 
@@ -462,7 +462,7 @@ def _finetune(backbone, layers, s, reference_latents, reference_embeds, image_la
         set_trainable,
     )
 
-    unet = denoiser(backbone)
+    unet = backbone.denoiser
     device = backbone.device
     generator = torch.Generator("cpu").manual_seed(int(s.seed) % 2**63)
     anchors = torch.Generator("cpu").manual_seed((int(s.seed) + 1) % 2**63)  # temporal_debias's anchor frames
@@ -502,10 +502,10 @@ def _finetune(backbone, layers, s, reference_latents, reference_embeds, image_la
 
     def noisy(latents):
         # timestep first, then noise: the order every checkpoint and pinned value assumes
-        t = training_timesteps(backbone, sched, 1, generator)
+        t = backbone.sample_training_timesteps(1, generator)
         noise = torch.randn(latents.shape, generator=generator).to(device)
         t_dev = t.to(device)
-        return (*noise_and_target(backbone, sched, latents, noise, t_dev), t_dev)
+        return (*backbone.noise_and_target(latents, noise, t_dev), t_dev)
 
     def predict(latents, embeds, t):
         with autocast():

@@ -327,7 +327,7 @@ def test_every_method_runs_on_tiny_weights(tmp_path, manifest, tiny_weights):
     # the backbone was read once for the 8 runs; the cached copy never got a LoRA injected
     assert res["failed"] == 0, {k: r["error"] for k, r in rows.items()}
     [cached] = eval_module._BACKBONES.values()
-    assert not any("lora" in n for n, _ in cached.unet.named_parameters())
+    assert not any("lora" in n for n, _ in cached.denoiser.named_parameters())
     assert res["failed"] == 0, {k: r["error"] for k, r in rows.items()}
     runs = {k: json.loads((tmp_path / "ev" / "runs" / "p0" / k / "run.json").read_text()) for k in methods}
     # the settings each method stands for reached the run
