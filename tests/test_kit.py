@@ -101,6 +101,10 @@ def test_a_first_protocol_backbone_is_wrapped_with_a_warning():
     with pytest.warns(DeprecationWarning, match="does not subclass cammimic.components.BackboneAdapter"):
         a = as_adapter(type("Old", (), {"name": "old", "vae_scale_factor": 8, "samplers": ("euler",)})())
     assert isinstance(a, BackboneAdapter) and a.samplers == ("euler",) and a.size_multiple == 8
+    assert a.preflight(64, 64, 8, None, None) is True
+    assert a.preflight(64, 64, 8, "euler", 25) is False  # steps: the loaded backbone's schedule tells
+    with pytest.raises(CammimicError, match='--width/--height 60x64 must be multiples of 8 for backbone "old"'):
+        a.preflight(60, 64, 8, "euler", 25)
 
 
 def test_unet_is_a_deprecated_name_of_denoiser():

@@ -292,10 +292,7 @@ class WanBackbone(DiffusersBackbone):
         """The video frames of each latent frame (see :func:`frame_groups`)."""
         return frame_groups(num_frames, self.temporal_factor)
 
-    def latent_shape(self, num_frames: int, width: int, height: int) -> tuple[int, int, int, int, int]:
-        """``(1, C, T', h, w)`` of a ``num_frames`` clip of ``width`` x ``height``."""
-        f = self.vae_scale_factor
-        return (1, self.latent_channels, self.latent_num_frames(num_frames), height // f, width // f)
+    # latent_shape is the base class's: (1, C, len(frame_groups(n)), h/8, w/8)
 
     # -- text and pixels -----------------------------------------------------------------
     @torch.no_grad()
