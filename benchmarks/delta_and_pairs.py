@@ -45,8 +45,8 @@ def main(argv=None) -> int:
 
     def prepared():
         backbone = host.create("backbone", "zeroscope", {"weights": str(weights)}).load(device="cpu")
-        layers = host.locate_attention_layers(backbone.name, backbone.unet, False)
-        inject_loras(backbone.unet, layers, LoraSpec(rank=8), LoraSpec(rank=8), init_seed=0)
+        layers = host.locate_attention_layers(backbone.name, backbone.denoiser, False)
+        inject_loras(backbone.denoiser, layers, LoraSpec(rank=8), LoraSpec(rank=8), init_seed=0)
         embeds = backbone.encode_prompt(["an astronaut, camera motion of sks", "a cup of coffee"])
         kw = dict(reference_latents=backbone.encode_video(frames), reference_embeds=embeds[:1],
                   image_latents=backbone.encode_video(image[None]), image_embeds=embeds[1:])
@@ -64,11 +64,11 @@ def main(argv=None) -> int:
         try:
             for delta in (0.5, 0.05):
                 backbone, layers, kw = prepared()
-                start = lora_state_dict(backbone.unet, "spatial")
+                start = lora_state_dict(backbone.denoiser, "spatial")
                 s = FinetuneSettings(stage1_steps=args.steps, stage2=False, spatial_weight=delta,
                                      max_grad_norm=clip_norm, checkpoint_every=0)
                 finetune(backbone, layers, settings=s, progress=False, **kw)
-                runs[delta] = (start, lora_state_dict(backbone.unet, "spatial"))
+                runs[delta] = (start, lora_state_dict(backbone.denoiser, "spatial"))
         finally:
             torch.optim.Adam = adam
         (s0, a), (_, b) = runs[0.5], runs[0.05]

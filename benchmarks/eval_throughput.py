@@ -23,13 +23,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=50)
     args = ap.parse_args()
-    from test_eval import _pairs
+    from test_eval import photo_pairs
 
     from cammimic.config import load_config
     from cammimic.eval import evaluate
 
     with tempfile.TemporaryDirectory() as d:
-        manifest = _pairs(Path(d) / "pairs", args.items)
+        manifest = photo_pairs(Path(d) / "pairs", args.items)
         config = load_config()
         print(f"{args.items} items, 64x64x8, homography; {platform.machine()}, {os.cpu_count()} cores")
         for executor in ("local", "ray"):

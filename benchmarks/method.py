@@ -52,9 +52,11 @@ def sync(device) -> None:
 
 
 def build(preset, device, dtype, vae_batch_size):
-    from cammimic_unet3d.backbone import UNet3DBackbone, resolve_dtype
+    from cammimic_unet3d.backbone import UNet3DBackbone
     from cammimic_unet3d.random_weights import SCHEDULER_CONFIG, build_components
     from diffusers.models.attention_processor import AttnProcessor2_0
+
+    from cammimic.kit import resolve_dtype
 
     c = build_components(preset)
     dtype = resolve_dtype(dtype, device)
@@ -65,7 +67,7 @@ def build(preset, device, dtype, vae_batch_size):
     unet.set_attn_processor(AttnProcessor2_0())
     vae.set_attn_processor(AttnProcessor2_0())
     return UNet3DBackbone(
-        name="zeroscope", weights=f"random:{preset}", device=device, dtype=dtype, unet=unet, vae=vae,
+        name="zeroscope", weights=f"random:{preset}", device=device, dtype=dtype, denoiser=unet, vae=vae,
         text_encoder=text_encoder, tokenizer=c["tokenizer"], scheduler_config=dict(SCHEDULER_CONFIG),
         vae_scale_factor=2 ** (len(vae.config.block_out_channels) - 1), latent_channels=vae.config.latent_channels,
         vae_batch_size=vae_batch_size,
@@ -73,9 +75,10 @@ def build(preset, device, dtype, vae_batch_size):
 
 
 def build_wan(preset, device, dtype):
-    from cammimic_unet3d.backbone import resolve_dtype
     from cammimic_wan.backbone import WanBackbone
     from cammimic_wan.random_weights import SCHEDULER_CONFIG, build_components
+
+    from cammimic.kit import resolve_dtype
 
     c = build_components(preset)
     dtype = resolve_dtype(dtype, device)
@@ -88,7 +91,7 @@ def build_wan(preset, device, dtype):
     vae = c["vae"].to(device, torch.float32).requires_grad_(False)  # as the loader: the VAE stays float32
     text_encoder = c["text_encoder"].to(device, dtype).requires_grad_(False)
     return WanBackbone(
-        name="wan", weights=f"random:{preset}", device=device, dtype=dtype, unet=transformer, vae=vae,
+        name="wan", weights=f"random:{preset}", device=device, dtype=dtype, denoiser=transformer, vae=vae,
         text_encoder=text_encoder, tokenizer=c["tokenizer"], scheduler_config=dict(SCHEDULER_CONFIG),
         latent_channels=int(vae.config.z_dim), patch_size=tuple(transformer.config.patch_size),
         training_shift=float(SCHEDULER_CONFIG["flow_shift"]),
@@ -131,10 +134,10 @@ def main() -> None:
                                                                              args.vae_batch_size)
     check_num_frames(backbone, args.frames)
     build_s = time.perf_counter() - t0
-    params = sum(p.numel() for p in backbone.unet.parameters()) / 1e9
+    params = sum(p.numel() for p in backbone.denoiser.parameters()) / 1e9
     locate = locate_wan_layers if wan else locate_unet3d_layers
-    layers = locate(backbone.unet, include_ff=False)
-    inject_loras(backbone.unet, layers, LoraSpec(args.rank), LoraSpec(args.rank), init_seed=0)
+    layers = locate(backbone.denoiser, include_ff=False)
+    inject_loras(backbone.denoiser, layers, LoraSpec(args.rank), LoraSpec(args.rank), init_seed=0)
 
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (args.frames, args.height, args.width, 3), dtype=np.uint8)

@@ -50,14 +50,14 @@ def main() -> None:
     def gradients(dtype, precision=None):
         backbone = host.create("backbone", "zeroscope", {"weights": str(weights)}).load(device="cpu")
         if dtype != torch.float32:
-            backbone.unet.to(dtype)
+            backbone.denoiser.to(dtype)
             backbone.dtype = dtype
-        layers = host.locate_attention_layers(backbone.name, backbone.unet, False)
-        inject_loras(backbone.unet, layers, LoraSpec(rank=4), LoraSpec(rank=4), init_seed=0)
+        layers = host.locate_attention_layers(backbone.name, backbone.denoiser, False)
+        inject_loras(backbone.denoiser, layers, LoraSpec(rank=4), LoraSpec(rank=4), init_seed=0)
         g = torch.Generator().manual_seed(5)
         if not args.zero_b:  # a LoRA some steps into training: B != 0, so A gets gradients too
             with torch.no_grad():
-                for p in lora_parameters(backbone.unet, "spatial") + lora_parameters(backbone.unet, "temporal"):
+                for p in lora_parameters(backbone.denoiser, "spatial") + lora_parameters(backbone.denoiser, "temporal"):
                     if p.shape[1] == 4:
                         p.copy_(1e-2 * torch.randn(p.shape, generator=g))
         latents = torch.randn(1, 4, args.frames, args.size, args.size, generator=g)

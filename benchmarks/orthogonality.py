@@ -58,8 +58,8 @@ def tiny_measurements(stage1_steps: int, seed: int = 0) -> dict[str, float]:
 
     def prepared():
         backbone = host.create("backbone", "zeroscope", {"weights": str(weights)}).load(device="cpu")
-        layers = host.locate_attention_layers(backbone.name, backbone.unet, False)
-        inject_loras(backbone.unet, layers, LoraSpec(rank=8), LoraSpec(rank=8), init_seed=seed)
+        layers = host.locate_attention_layers(backbone.name, backbone.denoiser, False)
+        inject_loras(backbone.denoiser, layers, LoraSpec(rank=8), LoraSpec(rank=8), init_seed=seed)
         frames, _ = clip("pan", 64, 64, frames=8)
         image = cv2.resize(photo("coffee"), (64, 64), interpolation=cv2.INTER_AREA)
         embeds = backbone.encode_prompt(["an astronaut, camera motion of sks", "a cup of coffee"])
@@ -68,10 +68,10 @@ def tiny_measurements(stage1_steps: int, seed: int = 0) -> dict[str, float]:
         return backbone, layers, kw
 
     backbone, layers, kw = prepared()
-    start = {a: lora_state_dict(backbone.unet, a) for a in ("spatial", "temporal")}
+    start = {a: lora_state_dict(backbone.denoiser, a) for a in ("spatial", "temporal")}
     finetune(backbone, layers, settings=FinetuneSettings(stage1_steps=stage1_steps, stage2=False,
                                                          checkpoint_every=0, seed=seed), progress=False, **kw)
-    after = {a: lora_state_dict(backbone.unet, a) for a in ("spatial", "temporal")}
+    after = {a: lora_state_dict(backbone.denoiser, a) for a in ("spatial", "temporal")}
 
     def rms(tensors):
         flat = torch.cat([t.flatten().float() for t in tensors])
@@ -82,7 +82,7 @@ def tiny_measurements(stage1_steps: int, seed: int = 0) -> dict[str, float]:
         "A_drift_rms": rms([after[a][k] - start[a][k] for a in after for k in after[a] if "lora_A" in k]),
     }
     # ∇L_spatial on the user image at the start of stage 2 (fixed timesteps and noise)
-    params = lora_parameters(backbone.unet, "spatial")
+    params = lora_parameters(backbone.denoiser, "spatial")
     for p in params:
         p.requires_grad_(True)
     sched = backbone.training_scheduler()

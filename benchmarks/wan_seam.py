@@ -101,7 +101,7 @@ def run(steps: int, seed: int, placement: str, bb_dir: Path, rank: int = 4, lr: 
     from cammimic_wan.locator import wan_lora_targets
 
     bb = WanAdapter().load(str(bb_dir), device="cpu")
-    model = bb.unet
+    model = bb.denoiser
     frames = _photo_clip(9, 128)
     z_clip = bb.encode_video(frames)  # (1, 16, 3, 16, 16)
     z_frames = bb.encode_frames(frames)  # (9, 16, 1, 16, 16)

@@ -11,6 +11,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
+# the base classes of a backbone live with the seam; imported here, their first home
+from cammimic.backbones import Backbone, BackboneAdapter
+
 __all__ = ["AttentionLayers", "Backbone", "BackboneAdapter", "GuidanceContext", "GuidanceState", "GuidanceTerm"]
 
 
@@ -52,105 +55,6 @@ class AttentionLayers:
     def to_json(self) -> dict[str, Any]:
         out = {"spatial": list(self.spatial), "temporal": list(self.temporal), "pairs": [list(p) for p in self.pairs]}
         return out | ({"shared": True} if self.shared else {})
-
-
-@runtime_checkable
-class BackboneAdapter(Protocol):
-    """What a backbone factory returns (see the ``register_backbones`` hook).
-
-    Attributes describe the backbone's native setting; ``load`` brings its weights.
-    """
-
-    name: str
-    #: Hub id or local directory used when the user gives no ``--weights``.
-    default_weights: str
-    #: Native (width, height) and number of frames.
-    default_size: tuple[int, int]
-    default_num_frames: int
-    #: Spatial downscale factor of the VAE (8 for zeroscope and ModelScope).
-    vae_scale_factor: int
-
-    def load(self, weights: str | None = None, **kwargs: Any) -> Backbone:
-        """Load the model components from a Hub id or a local diffusers-layout directory.
-
-        ``weights=None`` loads :attr:`default_weights`. Keyword arguments use diffusers' names:
-        ``torch_dtype``, ``variant``, ``revision``, ``local_files_only``, plus ``device``.
-        Missing weights raise :class:`CammimicError` naming the id, the cache and the way out.
-        """
-        ...
-
-
-@runtime_checkable
-class Backbone(Protocol):
-    """A loaded text-to-video diffusion model: what :meth:`BackboneAdapter.load` returns.
-
-    The core (finetuning, sampling) only talks to a backbone through this interface, so a
-    backbone that is not a diffusers UNet3D can be plugged in by implementing it.
-    Tensors are torch tensors; video latents are ``(B, C, T', h, w)``, already scaled (or
-    normalised) as the denoiser expects; ``T'`` is the number of latent frames (``T`` for a
-    per-frame VAE, ``(T − 1)/4 + 1`` for Wan's).
-
-    Beyond these members a backbone may state its own rules — size multiple, valid frame
-    counts, latent shape, frames per latent frame, its samplers, training's noise and target;
-    :mod:`cammimic.backbones` lists them with the defaults (a UNet3D's) core uses when they
-    are absent. ``denoiser`` may be called ``unet``, its name in the first protocol.
-    """
-
-    name: str  #: the registered backbone name
-    weights: str  #: the Hub id or directory the weights came from
-    device: Any  #: torch.device the models are on
-    dtype: Any  #: torch dtype of the frozen weights
-    #: The denoiser, where the LoRAs go (an ``nn.Module``: a UNet3D, a video transformer;
-    #: ``named_modules()`` names are the names :class:`AttentionLayers` uses). Backbones written
-    #: for the first protocol call it ``unet``; that name is still accepted.
-    denoiser: Any
-    vae_scale_factor: int
-    latent_channels: int
-
-    def fingerprint(self) -> str:
-        """A short hash of the denoiser's architecture; LoRAs only load onto a matching one."""
-        ...
-
-    def encode_prompt(self, prompts: list[str]) -> Any:
-        """Text embeddings ``(B, L, D)`` for a list of prompts (``""`` = unconditional)."""
-        ...
-
-    def encode_video(self, frames: Any) -> Any:
-        """Latents ``(1, C, T, h, w)`` of uint8 frames ``(T, H, W, 3)`` (the posterior mean).
-
-        Frames go through the VAE in slices, so memory is bounded whatever T is.
-        """
-        ...
-
-    def decode_latents(self, latents: Any) -> Any:
-        """uint8 frames ``(T, H, W, 3)`` of latents ``(1, C, T, h, w)``, decoded in slices."""
-        ...
-
-    def predict_noise(self, latents: Any, timestep: Any, prompt_embeds: Any) -> Any:
-        """The denoiser's prediction for noisy latents at ``timestep``: what training's target is
-        (ε or v for a DDPM model, the flow velocity ε − x₀ for a flow-matching one)."""
-        ...
-
-    def temporal_bypass(self) -> Any:
-        """Context manager: inside it, a one-frame latent runs through the spatial (image) path
-        alone and the temporal LoRA gets no gradient. A UNet3D swaps its temporal modules for
-        identities; a video transformer, whose attention serves space and time, sets the
-        temporal LoRA's scale to 0 (one latent frame already makes its attention spatial)."""
-        ...
-
-    def set_gradient_checkpointing(self, enabled: bool) -> None:
-        """Recompute activations in the backward pass of training to save memory."""
-        ...
-
-    def training_scheduler(self) -> Any:
-        """The noise scheduler for training (``config.num_train_timesteps``; ``add_noise`` unless
-        the backbone has its own ``noise_and_target``)."""
-        ...
-
-    def sampling_scheduler(self, kind: str) -> Any:
-        """A fresh sampling scheduler, one of the backbone's ``samplers`` (``"ddim"`` or ``"dpm"``
-        for a UNet3D)."""
-        ...
 
 
 @attrs.define

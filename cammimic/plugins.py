@@ -117,6 +117,10 @@ class Component:
                 f'the factory of {self.label} (plugin "{self.plugin}") returned {what}; this is a bug in the '
                 "plugin: report it to its authors (docs/plugins.md says what a factory must return)"
             )
+        if self.kind == "backbone":
+            from cammimic.backbones import as_adapter
+
+            built = as_adapter(built)  # a first-protocol adapter is wrapped, with a DeprecationWarning
         return wrapper(built, self) if wrapper is not None else built
 
     def to_json(self) -> dict[str, Any]:
@@ -256,26 +260,22 @@ class _CheckedEstimator(_Checked):
 class _CheckedAdapter(_Checked):
     __slots__ = ()
 
+    @property
+    def __class__(self):  # isinstance(adapter, BackboneAdapter) sees the plugin's class through the check
+        return type(object.__getattribute__(self, "_inner"))
+
     def load(self, *args, **kwargs):
-        from cammimic.components import Backbone
+        from cammimic.backbones import as_backbone, missing_members
 
         c = self._component
         backbone = _call_plugin(c.plugin, f"{c.label}.load", self._inner.load, *args, **kwargs)
-        # ``denoiser`` was ``unet`` in the first protocol: either name satisfies it
-        missing = [n for n in _protocol_members(Backbone)
-                   if not hasattr(backbone, n) and not (n == "denoiser" and hasattr(backbone, "unet"))]
+        missing = missing_members(backbone)
         if missing:
             raise self._fail(
                 f"load() returned {type(backbone).__name__}, not a cammimic.components.Backbone"
-                + (f" (missing {', '.join(missing[:4])})" if missing else "")
+                f" (missing {', '.join(missing[:4])})"
             )
-        return backbone
-
-
-def _protocol_members(protocol) -> list[str]:
-    names = set(getattr(protocol, "__annotations__", {}))
-    names |= {n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_")}
-    return sorted(names)
+        return as_backbone(backbone)  # a first-protocol backbone is wrapped, with a DeprecationWarning
 
 
 #: What each kind's factory must return (attribute names), and the checking wrapper.

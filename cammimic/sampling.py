@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from cammimic.backbones import denoiser, frame_groups, latent_shape, noise_to, resolve_sampler
+from cammimic.backbones import as_backbone, check_steps, max_steps, resolve_sampler
 from cammimic.components import GuidanceState
 from cammimic.errors import CammimicError
 from cammimic.lora import set_lora_scale
@@ -56,7 +56,8 @@ def phase2(backbone, weak, prompt: str, *, settings, seed: int, guidance_terms: 
     Returns:
         The decoded video, ``(T, H, W, 3)`` uint8.
     """
-    model = denoiser(backbone)
+    backbone = as_backbone(backbone)
+    model = backbone.denoiser
     set_lora_scale(model, "spatial", settings["spatial_scale"])
     set_lora_scale(model, "temporal", settings["temporal_scale"])
     if max_frames and len(weak.frames) > int(max_frames):  # longer than the backbone's clip (issue 25 §4)
@@ -66,7 +67,7 @@ def phase2(backbone, weak, prompt: str, *, settings, seed: int, guidance_terms: 
                               reference_prompt=reference_prompt).frames
     target = backbone.encode_video(weak.frames)  # z_P, (1, C, T', h, w)
     num_frames, height, width = weak.frames.shape[:3]
-    mask = latent_mask(weak.masks, backbone.vae_scale_factor, frame_groups(backbone, num_frames))
+    mask = latent_mask(weak.masks, backbone.vae_scale_factor, backbone.frame_groups(num_frames))
     prepared = [term for term in guidance_terms if hasattr(term, "prepare")]
     if prepared:  # terms that need the backbone or the reference itself (MotionClone, CameraScore guidance)
         from cammimic.components import GuidanceContext
@@ -142,7 +143,7 @@ class WindowedSample:
 
 def frame_by_frame(backbone, num_frames: int) -> bool:
     """Whether each latent frame holds one video frame (a UNet3D's VAE), so latents slice and blend by frame."""
-    return [list(g) for g in frame_groups(backbone, num_frames)] == [[i] for i in range(num_frames)]
+    return [list(g) for g in as_backbone(backbone).frame_groups(num_frames)] == [[i] for i in range(num_frames)]
 
 
 def sample_windows(backbone, weak, prompt: str, *, settings, seed: int, window: int, overlap: int = 0,
@@ -164,6 +165,7 @@ def sample_windows(backbone, weak, prompt: str, *, settings, seed: int, window: 
 
     from cammimic.components import GuidanceContext
 
+    backbone = as_backbone(backbone)
     num_frames, height, width = weak.frames.shape[:3]
     windows = plan_windows(num_frames, window, overlap)
     weights = window_weights(windows, num_frames)
@@ -173,7 +175,7 @@ def sample_windows(backbone, weak, prompt: str, *, settings, seed: int, window: 
     if by_frame:
         full_target = backbone.encode_video(weak.frames)  # one frame at a time: a window's slice is its encoding
         full_mask = latent_mask(weak.masks, factor)
-        shape = latent_shape(backbone, num_frames, width, height)
+        shape = backbone.latent_shape(num_frames, width, height)
         generator = make_generator(seed)
         if noise is None:
             x_t = initial_noise(shape, generator, "cpu")
@@ -181,7 +183,7 @@ def sample_windows(backbone, weak, prompt: str, *, settings, seed: int, window: 
             from cammimic.noise import NoiseContext, draw
 
             x_t = draw(noise, generator, NoiseContext(shape=shape, homographies=homographies, width=width,
-                                                      height=height, frame_groups=frame_groups(backbone, num_frames)))
+                                                      height=height, frame_groups=backbone.frame_groups(num_frames)))
     prepared = [term for term in guidance_terms if hasattr(term, "prepare")]
     latents_k: list = []
     decoded_k: list = []
@@ -203,7 +205,7 @@ def sample_windows(backbone, weak, prompt: str, *, settings, seed: int, window: 
                 frames[:shared] = decoded_k[-1][start - prev_start:]
                 masks[:shared] = True
             target = backbone.encode_video(frames)
-            mask = latent_mask(masks, factor, frame_groups(backbone, end - start))
+            mask = latent_mask(masks, factor, backbone.frame_groups(end - start))
         if prepared:
             ref = None
             if reference is not None and len(reference) > 1:  # the reference's part under this window
@@ -263,7 +265,7 @@ def latent_mask(masks: np.ndarray, factor: int, groups: Sequence[Sequence[int]] 
 
     A latent cell counts as valid only if every pixel under it is (a min-pool), so the guidance
     never pulls towards the black fill of out-of-view regions. ``groups`` lists the frames each
-    latent frame holds (:func:`cammimic.backbones.frame_groups`; ``None``: one each); a latent
+    latent frame holds (:meth:`~cammimic.components.Backbone.frame_groups`; ``None``: one each); a latent
     frame of a VAE that compresses time is valid where all of its frames are. ``erode`` then
     removes the cells within that many latent cells of an invalid one (:func:`erode_mask`).
     """
@@ -340,7 +342,7 @@ def sample(
 
     Args:
         num_frames, width, height: the video's; the latents' shape is the backbone's
-            (:func:`cammimic.backbones.latent_shape`: ``T' = T`` for a UNet3D, ``(T − 1)/4 + 1`` for Wan).
+            (:meth:`~cammimic.components.Backbone.latent_shape`: ``T' = T`` for a UNet3D, ``(T − 1)/4 + 1`` for Wan).
         scheduler: one of the backbone's samplers; ``"auto"`` = its default (``ddim``, ``unipc``).
         guidance_terms: :class:`~cammimic.components.GuidanceTerm` objects applied in order after
             every scheduler step (each decides itself whether to act, e.g. not after the last).
@@ -361,8 +363,9 @@ def sample(
     """
     import torch
 
+    backbone = as_backbone(backbone)
     device = backbone.device
-    model = denoiser(backbone)
+    model = backbone.denoiser
     if hasattr(model, "eval"):
         model.eval()  # no LoRA dropout (or any dropout) while sampling
     scheduler = resolve_sampler(backbone, scheduler)
@@ -376,7 +379,7 @@ def sample(
         embeds = prompt_embeds if use_cfg else prompt_embeds[1:]
 
         generator = make_generator(seed)
-        shape = latent_shape(backbone, num_frames, width, height)
+        shape = backbone.latent_shape(num_frames, width, height)
         if initial_latents is not None:
             latents = initial_latents.to(device=device, dtype=torch.float32)
         elif noise is None:
@@ -385,7 +388,7 @@ def sample(
             from cammimic.noise import NoiseContext, draw
 
             context = NoiseContext(shape=shape, homographies=homographies, width=width, height=height,
-                                   frame_groups=frame_groups(backbone, num_frames))
+                                   frame_groups=backbone.frame_groups(num_frames))
             latents = draw(noise, generator, context).to(device)
         latents = latents * getattr(sched, "init_noise_sigma", 1.0)
         step_kwargs = {}
@@ -406,7 +409,8 @@ def sample(
             model_in = torch.cat([latents] * 2) if use_cfg else latents
             if hasattr(sched, "scale_model_input"):  # flow-matching Euler has none (an identity)
                 model_in = sched.scale_model_input(model_in, t)
-            noise = backbone.predict_noise(model_in.to(backbone.dtype), t, embeds).float()
+            model_in, t_in = backbone.condition(model_in, t)  # unchanged for text-to-video
+            noise = backbone.predict_noise(model_in.to(backbone.dtype), t_in, embeds).float()
             if use_cfg:
                 uncond, cond = noise.chunk(2)
                 noise = uncond + guidance_scale * (cond - uncond)
@@ -426,7 +430,7 @@ def sample(
             if on_latents:
                 next_t = timesteps[i + 1] if i + 1 < len(timesteps) else None
                 if target is not None and next_t is not None:
-                    noised_target = noise_to(backbone, sched, target, target_noise, next_t)
+                    noised_target = backbone.noise_to(target, target_noise, next_t, sched)
                 state = GuidanceState(
                     step=i, num_steps=len(timesteps), timestep=t, target=target, mask=mask,
                     extras={"noised_target": noised_target, "acts_on": "z_t"},
@@ -482,30 +486,6 @@ def from_clean(sched, clean, latents, index: int, timestep):
         return clean
     eps = (latents - a * clean) / s
     return eps if kind == "epsilon" else a * eps - s * clean
-
-
-def max_steps(sched) -> int:
-    """The most sampling steps ``sched`` can take without stepping past its training schedule.
-
-    DDIM with ``"leading"`` spacing and ``steps_offset`` 1 (zeroscope, ModelScope) maps 1000
-    steps to timesteps 1…1000, one past the last trained one (999).
-    """
-    cfg = sched.config
-    n = int(cfg.get("num_train_timesteps", 1000))
-    offset = int(cfg.get("steps_offset", 0) or 0)
-    if cfg.get("timestep_spacing", "leading") == "leading" and type(sched).__name__.startswith("DDIM"):
-        return n - offset
-    return n
-
-
-def check_steps(sched, steps: int, name: str = "") -> None:
-    """One line when ``steps`` is more than the sampler can take with this schedule."""
-    most = max_steps(sched)
-    if not 1 <= int(steps) <= most:
-        raise CammimicError(
-            f"--steps {steps} is outside what the {name or type(sched).__name__} sampler can take with this "
-            f"backbone's {sched.config.get('num_train_timesteps', 1000)}-step schedule; use 1 to {most}"
-        )
 
 
 def _step_parameters(sched) -> set[str]:

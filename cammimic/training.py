@@ -15,7 +15,7 @@ Stage 1 (reference video, prompt t_R), each step:
   A video transformer (Wan) has no temporal modules: its "bypass" sets the temporal LoRA's
   scale to 0, and since its VAE compresses time the frame is encoded alone as an image
   (``reference_frame_latents``); the noise, the timestep and the target of every loss are the
-  backbone's (:func:`cammimic.backbones.noise_and_target`: DDPM ε/v, or flow matching);
+  backbone's (:meth:`cammimic.components.Backbone.noise_and_target`: DDPM ε/v, or flow matching);
 * ``L1 = L_temporal + δ · L_spatial`` (δ = ``spatial_weight``), routed as in MotionDirector:
   the **temporal LoRA** is updated from ``L_temporal`` alone and the **spatial LoRA** from
   ``δ · L_spatial`` alone (two Adam optimisers, or AdamW with ``optimizer = "adamw"``, each fed
@@ -72,7 +72,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from cammimic.backbones import denoiser, noise_and_target, training_timesteps
+from cammimic.backbones import as_backbone
 from cammimic.config import FinetuneSection
 from cammimic.errors import CammimicError
 
@@ -433,9 +433,9 @@ def finetune(
     s = settings
     if s.stage2 and s.stage2_steps and (image_latents is None or image_embeds is None):
         raise CammimicError("stage 2 needs the user image's latents and prompt embeddings")
-    unet = denoiser(backbone)
+    backbone = as_backbone(backbone)
+    unet = backbone.denoiser
     device = backbone.device
-    sched = backbone.training_scheduler()
     precision = mixed_precision(backbone.dtype)
     initial = {a: lora_state_dict(unet, a) for a in ("spatial", "temporal")}
     key = _resume_key(s, unet, layers, backbone, {
@@ -455,7 +455,7 @@ def finetune(
         scaler = torch.amp.GradScaler(device.type) if precision.scaler else None
         checkpoints = _Checkpoints(checkpoint_dir, key, unet, scaler, generator, anchors)
         start = checkpoints.resume() if resume else _Start()
-        losses = _Losses.build(backbone, layers, s, precision, scaler, generator, anchors, sched,
+        losses = _Losses.build(backbone, layers, s, precision, scaler, generator, anchors,
                                reference_latents=reference_latents, reference_embeds=reference_embeds,
                                image_latents=image_latents, image_embeds=image_embeds,
                                reference_frame_latents=reference_frame_latents)
@@ -468,7 +468,7 @@ def _train(backbone, s: FinetuneSettings, precision: _Precision, losses: _Losses
     """Phase 1's two stages, each a loop of steps; a resumed run starts at ``start``."""
     from cammimic.lora import lora_state_dict
 
-    unet = denoiser(backbone)
+    unet = backbone.denoiser
     started = time.perf_counter()
     temporal_unchanged = None
     checkpoints.mark(start.stage, start.step, {})
@@ -528,7 +528,6 @@ class _Losses:
     scaler: Any  #: torch.amp.GradScaler for float16, else None
     generator: Any
     anchors: Any
-    sched: Any
     ref: Any  #: (1, C, T, h, w) float32 reference latents on the device
     reference_embeds: Any
     img: Any  #: (1, C, 1, h, w) float32 user-image latents, or None
@@ -536,7 +535,7 @@ class _Losses:
     frames: Any  #: (T, C, 1, h, w) float32 per-frame latents (a VAE that compresses time), or None
 
     @classmethod
-    def build(cls, backbone, layers, s, precision, scaler, generator, anchors, sched, *, reference_latents,
+    def build(cls, backbone, layers, s, precision, scaler, generator, anchors, *, reference_latents,
               reference_embeds, image_latents, image_embeds, reference_frame_latents) -> _Losses:
         import torch
 
@@ -545,7 +544,7 @@ class _Losses:
         def on_device(t):
             return t.to(device=device, dtype=torch.float32) if t is not None else None
 
-        return cls(backbone, denoiser(backbone), layers, s, precision, scaler, generator, anchors, sched,
+        return cls(backbone, backbone.denoiser, layers, s, precision, scaler, generator, anchors,
                    on_device(reference_latents), reference_embeds, on_device(image_latents), image_embeds,
                    on_device(reference_frame_latents))
 
@@ -558,10 +557,10 @@ class _Losses:
 
         device = self.backbone.device
         # timestep first, then noise: the order every checkpoint and pinned value assumes
-        t = training_timesteps(self.backbone, self.sched, 1, self.generator)
+        t = self.backbone.sample_training_timesteps(1, self.generator)
         noise = torch.randn(latents.shape, generator=self.generator).to(device)
         t_dev = t.to(device)
-        return (*noise_and_target(self.backbone, self.sched, latents, noise, t_dev), t_dev)
+        return (*self.backbone.noise_and_target(latents, noise, t_dev), t_dev)
 
     def _predict(self, latents, embeds, t):
         import torch

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import torch
 
+from cammimic.components import Backbone
+
 #: sampler name -> the schedule family it belongs to
 FAMILY = {"ddim": "ddpm", "dpm": "ddpm", "unipc": "flow", "euler": "flow"}
 
 
-class GaussianToy:
-    """A :class:`~cammimic.components.Backbone`-shaped object with a closed-form denoiser."""
+class GaussianToy(Backbone):
+    """A :class:`~cammimic.components.Backbone` with a closed-form denoiser."""
 
     name = "gaussian-toy"
     vae_scale_factor = 8
@@ -90,7 +92,7 @@ class FlowToy(GaussianToy):
     def __init__(self, prediction_type: str = "flow_prediction"):
         super().__init__("flow", prediction_type)
 
-    def noise_to(self, latents, noise, timestep):
+    def noise_to(self, latents, noise, timestep, scheduler):
         a, s = self._levels(timestep)
         return a * latents + s * noise
 

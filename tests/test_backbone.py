@@ -88,10 +88,10 @@ def test_tiny_weights_load_through_the_real_path(plugin_host, tiny_weights):
     assert bb.device == torch.device("cpu") and bb.dtype == torch.float32
     assert (bb.vae_scale_factor, bb.latent_channels, bb.vae_batch_size) == (8, 4, 8)
     assert bb.tokenizer.model_max_length == 77
-    assert 1.7e6 < sum(p.numel() for p in bb.unet.parameters()) < 1.9e6
-    for model in (bb.unet, bb.vae, bb.text_encoder):
+    assert 1.7e6 < sum(p.numel() for p in bb.denoiser.parameters()) < 1.9e6
+    for model in (bb.denoiser, bb.vae, bb.text_encoder):
         assert not model.training and not any(p.requires_grad for p in model.parameters())
-    processors = {type(p).__name__ for p in bb.unet.attn_processors.values()}
+    processors = {type(p).__name__ for p in bb.denoiser.attn_processors.values()}
     assert processors == {"AttnProcessor2_0"}
     assert bb.scheduler_config["beta_schedule"] == "scaled_linear" and bb.scheduler_config["steps_offset"] == 1
 
@@ -109,7 +109,7 @@ def test_fingerprint_is_the_architecture(backbone):
 
 def test_bfloat16_on_cpu(tiny_weights):
     bb = UNet3DAdapter("zeroscope", "x", (64, 64), 8).load(tiny_weights, torch_dtype="bf16", device="cpu")
-    assert bb.unet.dtype == torch.bfloat16 and bb.text_encoder.dtype == torch.bfloat16
+    assert bb.denoiser.dtype == torch.bfloat16 and bb.text_encoder.dtype == torch.bfloat16
     assert bb.vae.dtype == torch.float32  # the VAE stays float32 under any half-precision UNet
     z, t, e = inputs(bb)
     assert e.dtype == torch.bfloat16 and bb.predict_noise(z, t, e).dtype == torch.bfloat16
@@ -266,27 +266,27 @@ def test_schedulers(backbone):
 
 
 def test_locator_on_the_tiny_unet(plugin_host, backbone):
-    layers = plugin_host.locate_attention_layers("zeroscope", backbone.unet)
+    layers = plugin_host.locate_attention_layers("zeroscope", backbone.denoiser)
     assert isinstance(layers, AttentionLayers)
     assert (len(layers.spatial), len(layers.temporal), len(layers.pairs)) == (24, 56, 24)
     assert SPATIAL_Q in layers.spatial and TEMPORAL_Q in layers.temporal
     assert (SPATIAL_Q, TEMPORAL_Q) in layers.pairs
     assert "transformer_in.transformer_blocks.0.attn2.to_out.0" in layers.temporal
     assert not any(".attn2." in n for n in layers.spatial)  # text cross-attention: never
-    modules = dict(backbone.unet.named_modules())
+    modules = dict(backbone.denoiser.named_modules())
     for name in layers.spatial + layers.temporal:
         assert isinstance(modules[name], torch.nn.Linear)
     for s, t in layers.pairs:
         assert s.replace(".attentions.", ".temp_attentions.") == t
         assert modules[s].weight.shape == modules[t].weight.shape
-    with_ff = plugin_host.locate_attention_layers("modelscope", backbone.unet, include_ff=True)
+    with_ff = plugin_host.locate_attention_layers("modelscope", backbone.denoiser, include_ff=True)
     assert (len(with_ff.spatial), len(with_ff.temporal), len(with_ff.pairs)) == (36, 70, 24)
     added = set(with_ff.spatial) - set(layers.spatial)
     assert added == {n for n in modules if ".attentions." in n and n.endswith((".ff.net.0.proj", ".ff.net.2"))}
     assert set(with_ff.temporal) - set(layers.temporal) == {
         n for n in modules if ("temp_attentions" in n or "transformer_in" in n) and n.endswith((".ff.net.0.proj", ".ff.net.2"))}
     # any backbone whose denoiser is a UNet3D; other models are left to other plugins
-    assert cammimic_unet3d.locate_attention_layers("someone-else", backbone.unet, False) == layers
+    assert cammimic_unet3d.locate_attention_layers("someone-else", backbone.denoiser, False) == layers
     assert cammimic_unet3d.locate_attention_layers("zeroscope", backbone.vae, False) is None
 
 
@@ -349,29 +349,29 @@ def test_temporal_bypass_equals_a_unet_without_temporal_modules(backbone):
             with backbone.temporal_bypass():  # nesting is harmless
                 torch.testing.assert_close(backbone.predict_noise(z, t, e), bypassed, rtol=0, atol=0)
         after = backbone.predict_noise(z, t, e)
-        with without_temporal_modules(backbone.unet) as replaced:
+        with without_temporal_modules(backbone.denoiser) as replaced:
             expected = backbone.predict_noise(z, t, e)
         assert replaced == 1 + 6 + 12  # transformer_in, temp_attentions.*, temp_convs.* (one per resnet)
         torch.testing.assert_close(backbone.predict_noise(z, t, e), before, rtol=0, atol=0)
     torch.testing.assert_close(bypassed, expected, rtol=0, atol=0)
     assert (bypassed - before).abs().max() > 1e-3  # temporal modules do act on one frame
     torch.testing.assert_close(after, before, rtol=0, atol=0)  # restored on exit
-    assert not any("forward" in vars(m) for m in backbone.unet.modules())
+    assert not any("forward" in vars(m) for m in backbone.denoiser.modules())
 
 
 def test_temporal_bypass_is_undone_after_an_exception(backbone):
     with pytest.raises(RuntimeError, match="boom"):
         with backbone.temporal_bypass():
-            assert any("forward" in vars(m) for m in backbone.unet.modules())
+            assert any("forward" in vars(m) for m in backbone.denoiser.modules())
             raise RuntimeError("boom")
-    assert not any("forward" in vars(m) for m in backbone.unet.modules())
+    assert not any("forward" in vars(m) for m in backbone.denoiser.modules())
 
 
 def test_temporal_weights_get_no_gradient_inside_the_bypass(backbone):
     z, t, e = inputs(backbone, t=1)
-    temporal = [p for m in backbone.unet.modules() if isinstance(m, (TransformerTemporalModel, TemporalConvLayer))
+    temporal = [p for m in backbone.denoiser.modules() if isinstance(m, (TransformerTemporalModel, TemporalConvLayer))
                 for p in m.parameters()]
-    spatial = backbone.unet.get_submodule(SPATIAL_Q).weight
+    spatial = backbone.denoiser.get_submodule(SPATIAL_Q).weight
     for p in [*temporal, spatial]:
         p.requires_grad_(True)
     with backbone.temporal_bypass():
@@ -389,7 +389,7 @@ def test_temporal_weights_get_no_gradient_inside_the_bypass(backbone):
 
 def gradients(backbone, frames=4, bypass=False):
     z, t, e = inputs(backbone, t=frames)
-    params = [backbone.unet.get_submodule(n).weight for n in (SPATIAL_Q, TEMPORAL_Q, "mid_block.resnets.1.conv1",
+    params = [backbone.denoiser.get_submodule(n).weight for n in (SPATIAL_Q, TEMPORAL_Q, "mid_block.resnets.1.conv1",
                                                                "up_blocks.1.attentions.2.proj_out")]
     for p in params:
         p.grad = None
@@ -403,12 +403,12 @@ def gradients(backbone, frames=4, bypass=False):
 
 def test_diffusers_unet3d_refuses_its_own_gradient_checkpointing(backbone):
     with pytest.raises(ValueError, match="does not support gradient checkpointing"):
-        backbone.unet.enable_gradient_checkpointing()
+        backbone.denoiser.enable_gradient_checkpointing()
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(backbone):
     calls = []
-    backbone.unet.get_submodule("down_blocks.0.resnets.0").register_forward_hook(lambda *a: calls.append(1))
+    backbone.denoiser.get_submodule("down_blocks.0.resnets.0").register_forward_hook(lambda *a: calls.append(1))
     plain = gradients(backbone)
     assert len(calls) == 1 and all(g.abs().max() > 1e-5 for g in plain)
     backbone.set_gradient_checkpointing(True)
@@ -422,7 +422,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(backbone):
         backbone.predict_noise(*inputs(backbone, t=2))
     assert len(calls) == 1
     backbone.set_gradient_checkpointing(False)
-    assert not any("forward" in vars(m) for m in backbone.unet.modules())
+    assert not any("forward" in vars(m) for m in backbone.denoiser.modules())
     calls.clear()
     gradients(backbone)
     assert len(calls) == 1

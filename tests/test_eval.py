@@ -21,7 +21,7 @@ FAST = {"run.frames": 8, "run.width": 64, "run.height": 64, "finetune.stage1_ste
         "sampling.steps": 2, "lora.spatial_rank": 4, "lora.temporal_rank": 4}
 
 
-def _pairs(folder: Path, n: int, size: int = 64) -> Path:
+def photo_pairs(folder: Path, n: int, size: int = 64) -> Path:
     """n (reference, image) pairs of real photographs under known camera moves, and a CSV manifest."""
     import cv2
 
@@ -41,7 +41,7 @@ def _pairs(folder: Path, n: int, size: int = 64) -> Path:
 
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory):
-    return _pairs(tmp_path_factory.mktemp("pairs"), 3)
+    return photo_pairs(tmp_path_factory.mktemp("pairs"), 3)
 
 
 def _config(**extra):
@@ -327,7 +327,7 @@ def test_every_method_runs_on_tiny_weights(tmp_path, manifest, tiny_weights):
     # the backbone was read once for the 8 runs; the cached copy never got a LoRA injected
     assert res["failed"] == 0, {k: r["error"] for k, r in rows.items()}
     [cached] = eval_module._BACKBONES.values()
-    assert not any("lora" in n for n, _ in cached.unet.named_parameters())
+    assert not any("lora" in n for n, _ in cached.denoiser.named_parameters())
     assert res["failed"] == 0, {k: r["error"] for k, r in rows.items()}
     runs = {k: json.loads((tmp_path / "ev" / "runs" / "p0" / k / "run.json").read_text()) for k in methods}
     # the settings each method stands for reached the run
@@ -579,7 +579,7 @@ def test_a_huge_prompt_in_a_jsonl_manifest_is_refused_naming_its_row(tmp_path):
     read, naming the row, before anything runs or is written into a report."""
     from cammimic.eval import read_manifest
 
-    _pairs(tmp_path, 1)
+    photo_pairs(tmp_path, 1)
     row = {"id": "p0", "reference": str(tmp_path / "ref0.mp4"), "image": str(tmp_path / "img0.png"),
            "prompt": "a mountain village " * 2_700_000, "reference_prompt": "a rocket"}
     (tmp_path / "m.jsonl").write_text(json.dumps(row) + "\n")

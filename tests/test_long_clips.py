@@ -45,8 +45,8 @@ def backbone(short_weights):
     adapter = host.create("backbone", "zeroscope", {"weights": str(short_weights)})
     assert adapter.max_frames == WINDOW
     loaded = adapter.load(device="cpu")
-    layers = host.locate_attention_layers(loaded.name, loaded.unet, False)
-    inject_loras(loaded.unet, layers, LoraSpec(rank=4), LoraSpec(rank=4), init_seed=0)  # phase2 sets their scales
+    layers = host.locate_attention_layers(loaded.name, loaded.denoiser, False)
+    inject_loras(loaded.denoiser, layers, LoraSpec(rank=4), LoraSpec(rank=4), init_seed=0)  # phase2 sets their scales
     return loaded
 
 

@@ -131,13 +131,13 @@ def test_blocks_without_temporal_attention_are_named(host, backbone, reference):
 
 
 def test_the_motionclone_eval_method_runs_on_tiny_weights(tmp_path, tiny_weights):
-    from test_eval import FAST, _config, _pairs, _rows, _subset
+    from test_eval import FAST, _config, _rows, _subset, photo_pairs
 
     from cammimic import eval as eval_module
     from cammimic.eval import evaluate
 
     eval_module._BACKBONES.clear()
-    m = _subset(_pairs(tmp_path / "pairs", 1), tmp_path, 1)
+    m = _subset(photo_pairs(tmp_path / "pairs", 1), tmp_path, 1)
     # 4 sampling steps: the default window (the first 0.3 of the schedule) holds step 0
     config = _config(**{**FAST, "backbone.weights": str(tiny_weights), "sampling.steps": 4})
     res = evaluate(m, tmp_path / "ev", methods=["motionclone"], config=config, progress=False, echo=lambda s: None)

@@ -40,14 +40,14 @@ def backbones(tiny_weights, plugin_host):
         return plugin_host.create("backbone", "zeroscope", {"weights": str(tiny_weights)}).load(device="cpu")
 
     bare, tuned = load(), load()
-    layers = plugin_host.locate_attention_layers(tuned.name, tuned.unet, False)
-    inject_loras(tuned.unet, layers, LoraSpec(rank=4), LoraSpec(rank=4), init_seed=0)
+    layers = plugin_host.locate_attention_layers(tuned.name, tuned.denoiser, False)
+    inject_loras(tuned.denoiser, layers, LoraSpec(rank=4), LoraSpec(rank=4), init_seed=0)
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        for n, p in tuned.unet.named_parameters():
+        for n, p in tuned.denoiser.named_parameters():
             if "lora_B" in n:  # B starts at zero: make both LoRAs change the output
                 p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-    assert all(any(float(v.abs().sum()) > 0 for k, v in lora_state_dict(tuned.unet, a).items() if "lora_B" in k)
+    assert all(any(float(v.abs().sum()) > 0 for k, v in lora_state_dict(tuned.denoiser, a).items() if "lora_B" in k)
                for a in ("spatial", "temporal"))
     return bare, tuned
 
@@ -166,7 +166,7 @@ def test_a_non_finite_sampling_result_is_refused_not_decoded(backbones, weak):
 
     _, tuned = backbones
     with torch.no_grad():
-        for p in lora_parameters(tuned.unet, "spatial"):
+        for p in lora_parameters(tuned.denoiser, "spatial"):
             p.fill_(1e30)
     with pytest.raises(CammimicError) as info:
         phase2(tuned, weak, PROMPT, settings=SETTINGS, seed=7, progress=False)

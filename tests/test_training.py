@@ -453,17 +453,15 @@ def test_homography_guidance_draws_the_samples_to_the_weak_video(load, plugin_ho
 def test_the_debiased_temporal_loss_is_motiondirector_s_by_hand(load, plugin_host, data):
     """Step 1's L_temporal with temporal_debias equals MotionDirector's formula recomputed by hand
     (MotionDirector_train.py, finetune_unet: beta 1, alpha √2, a random anchor frame)."""
-    from cammimic.backbones import noise_and_target, training_timesteps
-
     backbone, layers, kw = prepared(load, plugin_host, data, rank=4)
     settings = FinetuneSettings(stage1_steps=1, stage2=False, spatial_mask_probability=0.0, temporal_debias=True,
                                 checkpoint_every=0, seed=5)
     # the draws finetune makes, in its order, from generators seeded as it seeds them
     g, anchors = torch.Generator().manual_seed(5), torch.Generator().manual_seed(6)
-    ref, sched = kw["reference_latents"], backbone.training_scheduler()
+    ref = kw["reference_latents"]
     torch.rand((), generator=g)  # the mask draw
-    t = training_timesteps(backbone, sched, 1, g)
-    x, target = noise_and_target(backbone, sched, ref, torch.randn(ref.shape, generator=g), t)
+    t = backbone.sample_training_timesteps(1, g)
+    x, target = backbone.noise_and_target(ref, torch.randn(ref.shape, generator=g), t)
     anchor = int(torch.randint(0, ref.shape[2], (1,), generator=anchors))
     with torch.no_grad():  # before any update, B = 0: the prediction of the base model
         pred = backbone.predict_noise(x, t, kw["reference_embeds"]).double().numpy()

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_eval import FAST, _config, _pairs, _rows, _subset
+from test_eval import FAST, _config, _rows, _subset, photo_pairs
 
 from cammimic.eval import evaluate
 
 
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory):
-    return _pairs(tmp_path_factory.mktemp("tf-pairs"), 1)
+    return photo_pairs(tmp_path_factory.mktemp("tf-pairs"), 1)
 
 
 def _run(tmp_path, manifest, tiny_weights, methods, **settings):

@@ -69,7 +69,7 @@ def test_adapter_native_setting_and_defaults():
 
 
 def test_bfloat16_by_default_on_cuda(monkeypatch):
-    from cammimic_unet3d.backbone import resolve_dtype
+    from cammimic.kit import resolve_dtype
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert resolve_dtype("auto", torch.device("cuda")) == torch.bfloat16
@@ -80,12 +80,12 @@ def test_loads_through_the_real_path(wan):
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
     from transformers import UMT5EncoderModel
 
-    assert isinstance(wan.unet, WanTransformer3DModel) and wan.denoiser is wan.unet
+    assert isinstance(wan.denoiser, WanTransformer3DModel) and wan.denoiser is wan.denoiser
     assert isinstance(wan.vae, AutoencoderKLWan) and isinstance(wan.text_encoder, UMT5EncoderModel)
     assert (wan.vae_scale_factor, wan.temporal_factor, wan.latent_channels) == (8, 4, 16)
     assert wan.dtype == torch.float32 and wan.training_shift == 3.0
     assert wan.samplers == ("unipc", "euler")
-    assert not any(p.requires_grad for p in wan.unet.parameters())
+    assert not any(p.requires_grad for p in wan.denoiser.parameters())
 
 
 def test_prompt_embeddings_stop_at_the_prompt_end(wan):
@@ -155,10 +155,10 @@ def test_training_timesteps_follow_wans_shift(wan):
 def test_locator_puts_temporal_lora_on_query_key_of_self_attention(wan):
     from cammimic_wan.locator import wan_lora_targets
 
-    spatial, temporal = wan_lora_targets(wan.unet)
+    spatial, temporal = wan_lora_targets(wan.denoiser)
     assert spatial == [f"blocks.{b}.attn1.{p}" for b in (0, 1) for p in ("to_q", "to_k", "to_v", "to_out.0")]
     assert temporal == [f"blocks.{b}.attn1.{p}" for b in (0, 1) for p in ("to_q", "to_k")]
-    spatial_ff, temporal_ff = wan_lora_targets(wan.unet, include_ff=True)
+    spatial_ff, temporal_ff = wan_lora_targets(wan.denoiser, include_ff=True)
     assert len(spatial_ff) == 12 and temporal_ff == temporal
     assert not any(".attn2." in n for n in spatial_ff + temporal_ff)
 
@@ -369,10 +369,10 @@ def test_lora_files_round_trip_and_refuse_a_unet3d_base(wan_run, wan_weights, ti
     assert set(q.lora_A) == {"spatial", "temporal"}
     unet3d = plugin_host.create("backbone", "zeroscope", {"weights": str(tiny_weights)}).load(device="cpu")
     with pytest.raises(CammimicError) as err:
-        load_lora(wan_run / "lora" / "temporal.safetensors", unet3d.unet, "temporal", backbone="zeroscope",
+        load_lora(wan_run / "lora" / "temporal.safetensors", unet3d.denoiser, "temporal", backbone="zeroscope",
                   base_model=unet3d.weights, fingerprint=unet3d.fingerprint(), allow_other_base=True)
     assert "another architecture" in str(err.value) and "\n" not in str(err.value)
-    assert not any("lora_" in n for n, _ in unet3d.unet.named_parameters())  # untouched
+    assert not any("lora_" in n for n, _ in unet3d.denoiser.named_parameters())  # untouched
 
 
 def test_homography_guidance_pulls_towards_zp_across_latent_frames(wan):

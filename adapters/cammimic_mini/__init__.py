@@ -7,7 +7,9 @@ A UNet3D text-to-video model with the same diffusers classes as zeroscope (``UNe
 model for real use: use zeroscope for that.
 
 Its weights ship inside this package (``weights/``) once they pass the competence check of
-``benchmarks/mini.py``; loading goes through ``cammimic_unet3d`` like every UNet3D backbone.
+``benchmarks/mini.py``. Builds on ``cammimic_unet3d``: its adapter (``cammimic_mini.adapter``) is a
+``cammimic_unet3d.backbone.UNet3DAdapter`` with mini's own sampling and run defaults, loaded like
+every UNet3D backbone (that adapter is built on the public kit ``cammimic.kit``).
 Importing this module is cheap.
 """
 

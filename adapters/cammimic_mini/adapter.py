@@ -1,5 +1,6 @@
 """mini's backbone adapter: a UNet3D adapter with mini's own sampling and run defaults.
 
+Builds on ``cammimic_unet3d.backbone.UNet3DAdapter`` (public), which is built on ``cammimic.kit``.
 Imported when ``--backbone mini`` is built, not by ``import cammimic_mini``.
 """
 

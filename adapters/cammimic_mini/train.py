@@ -379,7 +379,7 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
             motion_words_from = switched
         _log(f"UNet: resuming at step {start}")
     # The backbone wrapper gives the trainer the same temporal bypass Phase 1 uses.
-    wrapper = UNet3DBackbone(name="mini", weights=str(work), device=device, dtype=torch.float32, unet=unet,
+    wrapper = UNet3DBackbone(name="mini", weights=str(work), device=device, dtype=torch.float32, denoiser=unet,
                              vae=None, text_encoder=text, tokenizer=tok, scheduler_config=dict(sched.config),
                              vae_scale_factor=4, latent_channels=int(latents.shape[1]))
     ids_cache: dict[tuple[bool, str], torch.Tensor] = {}

@@ -1,6 +1,8 @@
 """cammimic-modelscope: the ModelScope text-to-video-ms-1.7b backbone (256x256, 16 frames).
 
-The model code is shared with zeroscope in ``cammimic_unet3d``; importing this module is cheap.
+Builds on ``cammimic_unet3d`` (its public ``backbone_factory``, which makes a
+``cammimic_unet3d.backbone.UNet3DAdapter``, itself built on the public kit ``cammimic.kit``): the
+model code is shared with zeroscope there. Importing this module is cheap.
 """
 
 from __future__ import annotations

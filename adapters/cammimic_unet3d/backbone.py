@@ -1,9 +1,11 @@
-"""Loading and running a diffusers UNet3D text-to-video model (zeroscope, ModelScope).
+"""Loading and running a diffusers UNet3D text-to-video model (zeroscope, ModelScope, mini).
 
-:class:`UNet3DAdapter` is what the ``zeroscope`` and ``modelscope`` factories return; its
-``load`` brings the weights and returns a :class:`UNet3DBackbone`, which implements
-:class:`cammimic.components.Backbone` on the models themselves (diffusers'
-``TextToVideoSDPipeline`` is deprecated, so cammimic owns the loop).
+:class:`UNet3DAdapter` is what the ``zeroscope``, ``modelscope`` and ``mini`` factories return; it
+is a :class:`cammimic.kit.DiffusersAdapter`, whose ``load`` brings the weights and returns a
+:class:`UNet3DBackbone`, a :class:`cammimic.kit.DiffusersBackbone` on the models themselves
+(diffusers' ``TextToVideoSDPipeline`` is deprecated, so cammimic owns the loop). The UNet3D is
+the base classes' reference: most seam members keep the base answer (a per-frame VAE, DDPM
+training, DDIM/DPM sampling); what is its own is the size rule its config states.
 
 Two things diffusers' ``UNet3DConditionModel`` lacks are provided here without forking it:
 
@@ -19,9 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import warnings
-from pathlib import Path
 from typing import Any, ClassVar
 
 import attrs
@@ -29,144 +29,67 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from cammimic.devices import resolve_device
+from cammimic.backbones import check_size
 from cammimic.errors import CammimicError
+from cammimic.kit import (
+    DiffusersAdapter,
+    DiffusersBackbone,
+    first_line,
+    load_text_encoder,
+    resolve_dtype,
+)
 
-__all__ = ["SUBFOLDERS", "UNet3DAdapter", "UNet3DBackbone", "resolve_dtype"]
+__all__ = ["SUBFOLDERS", "SAMPLERS", "UNet3DAdapter", "UNet3DBackbone", "geometry", "check_geometry",
+           "sampler_from_config", "resolve_dtype"]
 
 #: What a diffusers-layout weights directory must contain.
 SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
-ATTENTION_CHOICES = ("sdpa", "default")
 SAMPLERS = ("ddim", "dpm")
-_DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32,
-    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-}
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _MISSING = object()
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+def geometry(vae_factor: int, unet_config) -> tuple[int, int]:
+    """``(size multiple, smallest channels per norm group)`` of a UNet config (dict or object):
+    each down block but the last halves the latents, so sizes are multiples of the VAE factor
+    times 2^(blocks − 1)."""
+    get = unet_config.get if isinstance(unet_config, dict) else (lambda k, d=None: getattr(unet_config, k, d))
+    blocks = get("down_block_types", None) or ()
+    multiple = vae_factor * 2 ** (len(blocks) - 1) if blocks else vae_factor
+    channels = get("block_out_channels", None) or ()
+    groups = get("norm_num_groups", None) or 0
+    per_group = min(channels) // groups if channels and groups else 0
+    return multiple, per_group
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def hub_offline() -> bool:
-    """Whether the Hub is off, read from the environment now (huggingface_hub reads it at import)."""
-    from huggingface_hub import constants
-
-    env = os.environ
-    return any(_truthy(env.get(k)) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")) or bool(constants.HF_HUB_OFFLINE)
-
-
-def hub_unreachable(timeout: float = 1.5) -> str | None:
-    """``None`` if a TCP connection to the Hub (or the HTTPS proxy) opens within ``timeout``
-    seconds, else why not, as a phrase. Name resolution runs in a thread so it cannot hang us."""
-    import socket
-    import threading
-    from urllib.parse import urlsplit
-
-    from huggingface_hub import constants
-
-    env = os.environ
-    endpoint = env.get("HF_ENDPOINT") or constants.ENDPOINT
-    proxy = env.get("HTTPS_PROXY") or env.get("https_proxy") or env.get("ALL_PROXY") or env.get("all_proxy")
-    target = urlsplit(proxy if proxy and "://" in proxy else f"http://{proxy}" if proxy else endpoint)
-    host = target.hostname or ""
-    port = target.port or (443 if target.scheme == "https" else 80)
-    outcome: list[BaseException | None] = []
-
-    def probe() -> None:
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            outcome.append(None)
-        except OSError as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout + 0.2)
-    what = f"the proxy {host}:{port}" if proxy else f"the Hub ({endpoint})"
-    if not outcome:
-        return f"{what} did not answer within {timeout:g} s (offline?)"
-    if outcome[0] is not None:
-        return f"{what} cannot be reached ({_first_line(outcome[0])[:80]})"
-    return None
-
-
-def hub_cache_dir() -> str:
-    """The Hugging Face Hub cache, read from the environment now (same rules as huggingface_hub)."""
-    from huggingface_hub import constants
-
-    env = os.environ
-    path = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
-    if not path and env.get("HF_HOME"):
-        path = os.path.join(env["HF_HOME"], "hub")
-    return os.path.expandvars(os.path.expanduser(path)) if path else constants.HF_HUB_CACHE
-
-
-def _hub_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean "the weights could not be fetched" (not a bug in cammimic)."""
-    from huggingface_hub import errors
-
-    kinds: list[type[BaseException]] = [OSError, errors.HfHubHTTPError, errors.EntryNotFoundError,
-                                        errors.HFValidationError]
-    with contextlib.suppress(ImportError):
-        import httpx
-
-        kinds.append(httpx.HTTPError)
-    with contextlib.suppress(ImportError):
-        import requests
-
-        kinds.append(requests.RequestException)
-    return tuple(kinds)
-
-
-def resolve_dtype(torch_dtype: Any, device: torch.device) -> torch.dtype:
-    """``None``/``"auto"``: bfloat16 on CUDA (float16 where the GPU lacks bfloat16), float32 on CPU.
-
-    bfloat16 is the safer half type for finetuning the UNet3D: it has float32's exponent range,
-    so its gradients neither underflow nor need a loss scaler (float16 does; see
-    :func:`cammimic.training.mixed_precision`), and the zeroscope VAE does not overflow in it.
-    """
-    if torch_dtype is None or torch_dtype == "auto":
-        if device.type != "cuda":
-            return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if isinstance(torch_dtype, torch.dtype):
-        dtype = torch_dtype
-    elif isinstance(torch_dtype, str) and torch_dtype.removeprefix("torch.") in _DTYPES:
-        dtype = _DTYPES[torch_dtype.removeprefix("torch.")]
-    else:
+def check_geometry(width: int, height: int, multiple: int, per_group: int, name: str) -> None:
+    """One line when the size is not a multiple of ``multiple``, or so small that the deepest
+    level is 1x1 with one channel per norm group (group norm needs more than one value there)."""
+    check_size(width, height, multiple, name)
+    if per_group and (width // multiple) * (height // multiple) * per_group < 2:
+        bigger = f"{2 * multiple}x{multiple}" if width <= height else f"{multiple}x{2 * multiple}"
         raise CammimicError(
-            f"torch_dtype '{torch_dtype}' is unknown. Try one of ['auto', 'float32', 'float16', 'bfloat16']"
+            f"--width/--height {width}x{height} is too small for backbone \"{name}\" (its deepest "
+            f"layer would be 1x1 with one channel per norm group); use at least {bigger}"
         )
-    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise CammimicError(f"torch_dtype {dtype} is not supported; use float32, float16 or bfloat16")
-    if dtype == torch.float16 and device.type == "cpu":
-        raise CammimicError("torch_dtype float16 is not supported on the CPU; use float32 (or bfloat16)")
-    return dtype
 
 
-def _looks_local(weights: str) -> bool:
-    """A path the user meant as a directory rather than a Hub id like ``owner/name``."""
-    if weights.startswith((".", "/", "~")) or (os.altsep and weights.startswith(os.altsep)):
-        return True
-    has_sep = os.sep in weights or bool(os.altsep and os.altsep in weights)
-    return has_sep and not _HUB_ID.fullmatch(weights)
+def sampler_from_config(kind: str, scheduler_config: dict):
+    """A fresh ``"ddim"`` or ``"dpm"`` (multistep DPM-Solver++) sampler on ``scheduler_config``."""
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+    if kind == "ddim":
+        return DDIMScheduler.from_config(scheduler_config)
+    if kind == "dpm":
+        return DPMSolverMultistepScheduler.from_config(scheduler_config, algorithm_type="dpmsolver++")
+    raise CammimicError(f"sampler '{kind}' is unknown. Try one of {list(SAMPLERS)}")
 
 
 @attrs.define
-class UNet3DAdapter:
+class UNet3DAdapter(DiffusersAdapter):
     """A diffusers UNet3D text-to-video backbone: its native setting and how to load it.
 
-    Implements :class:`cammimic.components.BackboneAdapter`. The fields after
-    ``vae_scale_factor`` are the defaults of :meth:`load` (set from the ``[backbone]`` config).
+    The fields after ``vae_scale_factor`` are the defaults of :meth:`load` (set from the
+    ``[backbone]`` config).
     """
 
     name: str
@@ -179,6 +102,9 @@ class UNet3DAdapter:
     torch_dtype: Any = None  #: ``None``/``"auto"``: bfloat16 on CUDA (else float16), float32 on CPU
     vae_batch_size: int = 8  #: frames per VAE call
     attention: str = "sdpa"  #: ``"sdpa"`` (PyTorch scaled-dot-product) or ``"default"``
+    subfolders: ClassVar[tuple[str, ...]] = SUBFOLDERS
+    preflight_files: ClassVar[tuple[str, ...]] = (
+        "unet/config.json", "vae/config.json", "scheduler/scheduler_config.json")
     #: the sampler names :meth:`UNet3DBackbone.sampling_scheduler` takes; the first is the default
     samplers: ClassVar[tuple[str, ...]] = SAMPLERS
     #: what [sampling] leaves to the backbone: zeroscope's and ModelScope's pipeline values
@@ -225,41 +151,74 @@ class UNet3DAdapter:
             CammimicError: one line naming the missing directory, subfolder or Hub id, the
                 Hugging Face cache that was searched, and ``--weights`` as the way out.
         """
-        weights = self.default_weights if weights is None else weights
-        device = resolve_device(device)
-        dtype = resolve_dtype(torch_dtype if torch_dtype is not None else self.torch_dtype, device)
-        attention = attention if attention is not None else self.attention
-        if attention not in ATTENTION_CHOICES:
-            raise CammimicError(f"attention '{attention}' is unknown. Try one of {list(ATTENTION_CHOICES)}")
+        return super().load(weights, torch_dtype=torch_dtype, variant=variant, revision=revision,
+                            local_files_only=local_files_only, device=device, attention=attention,
+                            vae_batch_size=vae_batch_size)
+
+    def load_settings(self, *, vae_batch_size: int | None = None) -> dict[str, Any]:
         vae_batch_size = int(vae_batch_size if vae_batch_size is not None else self.vae_batch_size)
         if vae_batch_size < 1:
             raise CammimicError(f"vae_batch_size must be at least 1, got {vae_batch_size}")
-        source, local = resolve_weights(weights, SUBFOLDERS, self.name)
-        options: dict[str, Any] = {}
-        unreachable = None
-        if not local:
-            offline = hub_offline() if local_files_only is None else bool(local_files_only)
-            if not offline:
-                # No network: use the cache alone instead of ~30 s of download retries.
-                unreachable = hub_unreachable()
-                offline = unreachable is not None
-            options = {"local_files_only": offline, "cache_dir": hub_cache_dir()}
-            revision = revision if revision is not None else self.revision
-            if revision:
-                options["revision"] = revision
-        variant = variant if variant is not None else self.variant
-        model_options = {**options, **({"variant": variant} if variant else {})}
-        with _translate_errors(self, source, local, options, unreachable), warnings.catch_warnings():
-            if options.get("local_files_only"):
-                require_cached(source, options)  # before diffusers' heavy imports
-            # diffusers passes huggingface_hub an argument it deprecated; not the user's concern.
-            warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
-            with _quiet_libraries():
-                components = _load_components(source, dtype, options, model_options)
-        unet, vae, text_encoder, tokenizer, scheduler_config = components
-        _check_scheduler_config(scheduler_config, source)
-        for model in (unet, vae, text_encoder):
-            model.to(device).eval().requires_grad_(False)
+        return {"vae_batch_size": vae_batch_size}
+
+    def load_components(self, source: str, dtype: torch.dtype, options: dict, model_options: dict) -> dict[str, Any]:
+        """Scheduler config and tokenizer first: they are small, so a missing model fails fast."""
+        from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        scheduler_config = dict(DDIMScheduler.load_config(source, subfolder="scheduler", **options))
+        tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **options)
+        text_encoder = load_text_encoder(CLIPTextModel, source, dtype, model_options)
+        # A tokenizer saved without model_max_length reports a huge sentinel (1e30): use the
+        # text encoder's context length instead (77 for CLIP).
+        context = int(text_encoder.config.max_position_embeddings)
+        if not tokenizer.model_max_length or tokenizer.model_max_length > context:
+            tokenizer.model_max_length = context
+        vae_dtype = torch.float32  # small; the zeroscope VAE overflows in float16 (NaN frames)
+        vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=vae_dtype, **model_options)
+        unet = UNet3DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype, **model_options)
+        return {"denoiser": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
+                "scheduler_config": scheduler_config}
+
+    def check_scheduler_config(self, config: dict, source: str) -> None:
+        """Build every scheduler once now, so bogus values fail at load in one line, not mid-run."""
+        from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+        def bad(why: str) -> CammimicError:
+            return self.bad_scheduler_config(source, why)
+
+        steps = config.get("num_train_timesteps", 1000)
+        if not isinstance(steps, int) or isinstance(steps, bool) or not 2 <= steps <= 100_000:
+            raise bad(f"num_train_timesteps {str(steps)[:40]!r} is not an integer in 2..100000")
+        for key in ("beta_start", "beta_end"):
+            value = config.get(key, 1e-3)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1
+            if not ok:
+                raise bad(f"{key} {str(value)[:40]!r} is not a number in (0, 1)")
+        kind = config.get("prediction_type", "epsilon")
+        if kind not in ("epsilon", "v_prediction", "sample"):
+            raise bad(f"prediction_type {str(kind)[:40]!r} is not one of ['epsilon', 'v_prediction', 'sample']")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                DDPMScheduler.from_config(config)
+                DDIMScheduler.from_config(config).set_timesteps(2)
+                DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++").set_timesteps(2)
+        except Exception as exc:  # noqa: BLE001 - diffusers raises many kinds for bad values
+            raise bad(first_line(exc)[:200]) from exc
+
+    def sampler_from_config(self, kind: str, scheduler_config: dict):
+        return sampler_from_config(kind, scheduler_config)
+
+    def check_size(self, configs: dict[str, dict], width: int, height: int) -> None:
+        """The UNet config's rule: multiples of the VAE factor x 2^(down blocks − 1), not too small for group norm."""
+        vae_factor = 2 ** (len(configs["vae/config.json"].get("block_out_channels") or [0]) - 1)
+        multiple, per_group = geometry(vae_factor, configs["unet/config.json"])
+        check_geometry(int(width), int(height), multiple, per_group, self.name)
+
+    def build(self, components: dict[str, Any], *, source: str, device: Any, dtype: Any, attention: str,
+              vae_batch_size: int) -> UNet3DBackbone:
+        unet, vae = components["denoiser"], components["vae"]
         if attention == "sdpa":
             from diffusers.models.attention_processor import AttnProcessor2_0
 
@@ -270,178 +229,15 @@ class UNet3DAdapter:
             weights=source,
             device=device,
             dtype=dtype,
-            unet=unet,
+            denoiser=unet,
             vae=vae,
-            text_encoder=text_encoder,
-            tokenizer=tokenizer,
-            scheduler_config=scheduler_config,
+            text_encoder=components["text_encoder"],
+            tokenizer=components["tokenizer"],
+            scheduler_config=components["scheduler_config"],
             vae_scale_factor=2 ** (len(vae.config.block_out_channels) - 1),
             latent_channels=int(vae.config.latent_channels),
             vae_batch_size=vae_batch_size,
         )
-
-def resolve_weights(weights: str | os.PathLike, subfolders, name: str, example: str = "") -> tuple[str, bool]:
-    """``(source, is_local_directory)`` for ``--weights``: a diffusers-layout directory with
-    ``subfolders`` (missing or incomplete ones fail here, in one line) or a Hub id. ``example`` is
-    a command that writes such a directory, named when subfolders are missing."""
-    text = os.fspath(weights)
-    path = Path(os.path.expanduser(text))
-    layout = f"a diffusers-layout directory with {'/ '.join(subfolders)}/"
-    if path.is_dir():
-        missing = [s for s in subfolders if not (path / s).is_dir()]
-        if missing:
-            raise CammimicError(
-                f"weights directory {path} has no {'/, '.join(missing)}/ subfolder"
-                f"{'s' if len(missing) > 1 else ''}; {name} weights need {layout}"
-                + (f" (e.g. {example} for random test weights)" if example else "")
-            )
-        return str(path.resolve()), True
-    if path.exists():
-        raise CammimicError(f"weights {path} is a file; pass {layout}")
-    if _looks_local(text):
-        raise CammimicError(f"weights directory {path} does not exist; pass {layout}, or a Hub id (owner/name)")
-    return text, False
-
-
-def require_cached(source: str, options: dict) -> None:
-    """Fail at once (OSError) when a Hub id's scheduler config is not in the cache."""
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache(source, "scheduler/scheduler_config.json", cache_dir=options.get("cache_dir"),
-                                   revision=options.get("revision"))
-    if not isinstance(found, str):
-        raise OSError(f"{source} is not in the cache")
-
-
-def load_text_encoder(cls, source: str, dtype: torch.dtype, model_options: dict):
-    """``cls.from_pretrained(source, subfolder="text_encoder")`` in ``dtype``, without the
-    "Loading weights" bar transformers draws for every load, even from a local folder (the run has
-    its own progress bars; downloads keep huggingface_hub's)."""
-    import transformers
-
-    dtype_key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
-    bars = transformers.utils.logging.is_progress_bar_enabled()
-    transformers.utils.logging.disable_progress_bar()
-    try:
-        return cls.from_pretrained(source, subfolder="text_encoder", **{dtype_key: dtype}, **model_options)
-    finally:
-        if bars:
-            transformers.utils.logging.enable_progress_bar()
-
-
-def _load_components(source: str, dtype: torch.dtype, options: dict, model_options: dict):
-    """Scheduler config and tokenizer first: they are small, so a missing model fails fast."""
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    scheduler_config = dict(DDIMScheduler.load_config(source, subfolder="scheduler", **options))
-    tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **options)
-    text_encoder = load_text_encoder(CLIPTextModel, source, dtype, model_options)
-    # A tokenizer saved without model_max_length reports a huge sentinel (1e30): use the
-    # text encoder's context length instead (77 for CLIP).
-    context = int(text_encoder.config.max_position_embeddings)
-    if not tokenizer.model_max_length or tokenizer.model_max_length > context:
-        tokenizer.model_max_length = context
-    vae_dtype = torch.float32  # small; the zeroscope VAE overflows in float16 (NaN frames)
-    vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=vae_dtype, **model_options)
-    unet = UNet3DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype, **model_options)
-    return unet, vae, text_encoder, tokenizer, scheduler_config
-
-
-@contextlib.contextmanager
-def _quiet_libraries():
-    """diffusers and transformers log their fallbacks ("Defaulting to unsafe serialization …",
-    "An error occurred while trying to fetch …") on stderr; a failed load is one line of ours."""
-    import diffusers
-    import transformers
-
-    levels = (diffusers.utils.logging.get_verbosity(), transformers.utils.logging.get_verbosity())
-    diffusers.utils.logging.set_verbosity(50)  # CRITICAL: it logs fallbacks as errors
-    transformers.utils.logging.set_verbosity(50)
-    try:
-        yield
-    finally:
-        diffusers.utils.logging.set_verbosity(levels[0])
-        transformers.utils.logging.set_verbosity(levels[1])
-
-
-def _check_scheduler_config(config: dict, source: str) -> None:
-    """Build every scheduler once now, so bogus values fail at load in one line, not mid-run."""
-    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
-
-    where = f"the scheduler config of {source} (scheduler/scheduler_config.json)"
-
-    def bad(why: str) -> CammimicError:
-        return CammimicError(f"{where} is invalid: {why}; fix the file or use other --weights")
-
-    steps = config.get("num_train_timesteps", 1000)
-    if not isinstance(steps, int) or isinstance(steps, bool) or not 2 <= steps <= 100_000:
-        raise bad(f"num_train_timesteps {str(steps)[:40]!r} is not an integer in 2..100000")
-    for key in ("beta_start", "beta_end"):
-        value = config.get(key, 1e-3)
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1
-        if not ok:
-            raise bad(f"{key} {str(value)[:40]!r} is not a number in (0, 1)")
-    kind = config.get("prediction_type", "epsilon")
-    if kind not in ("epsilon", "v_prediction", "sample"):
-        raise bad(f"prediction_type {str(kind)[:40]!r} is not one of ['epsilon', 'v_prediction', 'sample']")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            DDPMScheduler.from_config(config)
-            DDIMScheduler.from_config(config).set_timesteps(2)
-            DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++").set_timesteps(2)
-    except Exception as exc:  # noqa: BLE001 - diffusers raises many kinds for bad values
-        raise bad(_first_line(exc)[:200]) from exc
-
-
-def _unsafe_pickle(exc: BaseException) -> bool:
-    """Whether a load failed because a .bin pickle holds more than tensors (weights_only refused it)."""
-    import pickle
-
-    seen = 0
-    while exc is not None and seen < 10:
-        if isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc):
-            return True
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return False
-
-
-@contextlib.contextmanager
-def _translate_errors(adapter: UNet3DAdapter, source: str, local: bool, options: dict, unreachable: str | None = None):
-    """Turn the many ways a download or a read fails into one line with the way out."""
-    try:
-        yield
-    except CammimicError:
-        raise
-    except _hub_errors() as exc:
-        layout = f"a diffusers-layout directory with {'/ '.join(SUBFOLDERS)}/"
-        if _unsafe_pickle(exc):
-            raise CammimicError(
-                f"could not load {adapter.name} weights from {source}: a .bin (pickle) weights file holds "
-                "more than tensors, so it was refused (loading it could run code); use .safetensors "
-                "weights, or convert trusted ones with diffusers' save_pretrained"
-            ) from exc
-        if local:
-            raise CammimicError(
-                f"could not load {adapter.name} weights from {source}: {_first_line(exc)}; "
-                f"--weights needs {layout}"
-            ) from exc
-        where = f"--weights /path/to/{source.rsplit('/', 1)[-1]}"
-        cache = options.get("cache_dir") or hub_cache_dir()
-        if unreachable:
-            reason = f"are not in the Hugging Face cache ({cache}) and {unreachable}"
-            fix = f"download them once online (hf download {source})"
-        elif options.get("local_files_only"):
-            reason = (f"are not in the Hugging Face cache ({cache}) and downloads are off "
-                      "(HF_HUB_OFFLINE or local_files_only)")
-            fix = f"download them once online (hf download {source})"
-        else:
-            reason = f"could not be loaded from the Hub or the Hugging Face cache ({cache}): {_first_line(exc)}"
-            fix = "check the id, your connection and the revision"
-        raise CammimicError(
-            f'{adapter.name} weights "{source}" {reason}; {fix}, or pass a local folder with {where} ({layout})'
-        ) from exc
 
 
 # --- the loaded backbone --------------------------------------------------------------------
@@ -476,39 +272,19 @@ def _identity_forward(module: torch.nn.Module):
     return forward
 
 
-def _lora_scales(module: torch.nn.Module) -> list[tuple[Any, str, float]]:
-    """``(layer, adapter, scaling)`` of every peft LoRA layer in ``module``, as they are now."""
-    from peft.tuners.lora import LoraLayer
-
-    return [(m, a, v) for m in module.modules() if isinstance(m, LoraLayer) for a, v in m.scaling.items()]
-
-
-@contextlib.contextmanager
-def _restored_lora_scales(scales: list[tuple[Any, str, float]]):
-    """Run with the LoRA scales of ``scales``, then put back the ones in force before."""
-    now = [(m, a, m.scaling[a]) for m, a, _ in scales]
-    for m, a, v in scales:
-        m.scaling[a] = v
-    try:
-        yield
-    finally:
-        for m, a, v in now:
-            m.scaling[a] = v
-
-
 @attrs.define(eq=False)
-class UNet3DBackbone:
-    """A loaded UNet3D text-to-video model; implements :class:`cammimic.components.Backbone`.
+class UNet3DBackbone(DiffusersBackbone):
+    """A loaded UNet3D text-to-video model, a :class:`cammimic.components.Backbone`.
 
     The models are frozen (``eval()``, no grad); LoRAs are injected by the caller into
-    :attr:`unet`. Video latents are ``(B, C, T, h, w)`` times the VAE's scaling factor.
+    :attr:`denoiser` (the ``UNet3DConditionModel``). Video latents are ``(B, C, T, h, w)`` times the VAE's scaling factor.
     """
 
     name: str
     weights: str
     device: torch.device
     dtype: torch.dtype
-    unet: Any
+    denoiser: Any
     vae: Any
     text_encoder: Any
     tokenizer: Any
@@ -518,20 +294,19 @@ class UNet3DBackbone:
     vae_batch_size: int = 8
     _bypassed: bool = attrs.field(default=False, init=False)
     _saved_forwards: dict = attrs.field(factory=dict, init=False, repr=False)
-    _checkpointed: dict = attrs.field(factory=dict, init=False, repr=False)
     samplers: ClassVar[tuple[str, ...]] = SAMPLERS  #: what :meth:`sampling_scheduler` takes; ddim is the default
 
+    # -- the seam: the size rule of the UNet config -----------------------------------------
     @property
-    def denoiser(self):
-        """The UNet3D (the protocol's name for :attr:`unet`)."""
-        return self.unet
+    def size_multiple(self) -> int:
+        """Width and height must be multiples of this: the VAE factor x 2^(down blocks − 1)."""
+        return geometry(self.vae_scale_factor, self.denoiser.config)[0]
 
-    # -- identity ------------------------------------------------------------------------
-    def fingerprint(self) -> str:
-        """The architecture hash LoRA files are checked against (:func:`cammimic.lora.unet_fingerprint`)."""
-        from cammimic.lora import unet_fingerprint
-
-        return unet_fingerprint(self.unet)
+    def preflight(self, width: int, height: int, frames: int, sampler: str | None, steps: int | None) -> bool:
+        """The size rules of the loaded UNet (group norm included), then the base class's checks."""
+        multiple, per_group = geometry(self.vae_scale_factor, self.denoiser.config)
+        check_geometry(int(width), int(height), multiple, per_group, self.name)
+        return super().preflight(width, height, frames, sampler, steps)
 
     # -- text and pixels -----------------------------------------------------------------
     @torch.no_grad()
@@ -596,7 +371,7 @@ class UNet3DBackbone:
         """The UNet's noise prediction ``(B, C, T, h, w)``; one prompt embedding serves a batch."""
         if prompt_embeds.shape[0] == 1 and latents.shape[0] > 1:
             prompt_embeds = prompt_embeds.expand(latents.shape[0], *prompt_embeds.shape[1:])
-        return self.unet(
+        return self.denoiser(
             latents.to(self.dtype), timestep, encoder_hidden_states=prompt_embeds.to(self.dtype)
         ).sample
 
@@ -624,7 +399,7 @@ class UNet3DBackbone:
 
     def _swap_temporal(self, bypassed: bool) -> None:
         if bypassed:
-            for module in _temporal_modules(self.unet):
+            for module in _temporal_modules(self.denoiser):
                 self._saved_forwards[module] = module.__dict__.get("forward", _MISSING)
                 module.forward = _identity_forward(module)
         else:
@@ -636,45 +411,16 @@ class UNet3DBackbone:
             self._saved_forwards.clear()
         self._bypassed = bypassed
 
-    def set_gradient_checkpointing(self, enabled: bool) -> None:
-        """Recompute each down/mid/up block's activations in the backward pass.
+    # -- gradient checkpointing (diffusers' is refused for UNet3DConditionModel) -----------------
+    def checkpointed_blocks(self) -> list[Any]:
+        """Each down/mid/up block of the UNet."""
+        mid = [self.denoiser.mid_block] if self.denoiser.mid_block is not None else []
+        return [*self.denoiser.down_blocks, *mid, *self.denoiser.up_blocks]
 
-        Active only while gradients are enabled (training); inference is unchanged. A block
-        that ran inside :meth:`temporal_bypass` is recomputed bypassed too, and with the LoRA
-        scales it ran with (e.g. the spatial LoRA masked off), even if the backward pass runs
-        after the ``with`` block that set them has ended.
-        """
-        mid = [self.unet.mid_block] if self.unet.mid_block is not None else []
-        blocks = [*self.unet.down_blocks, *mid, *self.unet.up_blocks]
-        if enabled:
-            for block in blocks:
-                if block not in self._checkpointed:
-                    self._checkpointed[block] = block.__dict__.get("forward", _MISSING)
-                    block.forward = self._checkpointed_forward(block, block.forward)
-        else:
-            for block, forward in self._checkpointed.items():
-                if forward is _MISSING:
-                    del block.forward
-                else:
-                    block.forward = forward
-            self._checkpointed.clear()
-
-    def _checkpointed_forward(self, block, forward):
-        from torch.utils.checkpoint import checkpoint
-
-        def wrapped(*args, **kwargs):
-            if not torch.is_grad_enabled():
-                return forward(*args, **kwargs)
-            bypassed = self._bypassed
-            scales = _lora_scales(block)  # e.g. the spatial LoRA switched off for a masked step
-
-            def run(*a, **k):  # the recomputation must see the same temporal state and LoRA scales
-                with self._temporal_state(bypassed), _restored_lora_scales(scales):
-                    return forward(*a, **k)
-
-            return checkpoint(run, *args, use_reentrant=False, **kwargs)
-
-        return wrapped
+    def recompute_state(self):
+        """A block that ran inside :meth:`temporal_bypass` is recomputed bypassed too."""
+        bypassed = self._bypassed
+        return lambda: self._temporal_state(bypassed)
 
     # -- schedulers ----------------------------------------------------------------------
     def training_scheduler(self):
@@ -685,10 +431,4 @@ class UNet3DBackbone:
 
     def sampling_scheduler(self, kind: str = "ddim"):
         """A fresh sampling scheduler: ``"ddim"`` or ``"dpm"`` (multistep DPM-Solver++)."""
-        from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
-
-        if kind == "ddim":
-            return DDIMScheduler.from_config(self.scheduler_config)
-        if kind == "dpm":
-            return DPMSolverMultistepScheduler.from_config(self.scheduler_config, algorithm_type="dpmsolver++")
-        raise CammimicError(f"sampler '{kind}' is unknown. Try one of {list(SAMPLERS)}")
+        return sampler_from_config(kind, self.scheduler_config)

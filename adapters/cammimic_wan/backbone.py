@@ -1,9 +1,10 @@
 """Loading and running Wan 2.1 text-to-video (diffusers ``WanPipeline``'s models) for CamMimic.
 
-:class:`WanAdapter` is what the ``wan`` factory returns; its ``load`` brings the weights
-(``transformer/ vae/ text_encoder/ tokenizer/ scheduler/``, diffusers layout) and returns a
-:class:`WanBackbone`, which implements :class:`cammimic.components.Backbone` on the models
-themselves, as ``WanPipeline.__call__`` does:
+:class:`WanAdapter` is what the ``wan`` factory returns, a :class:`cammimic.kit.DiffusersAdapter`;
+its ``load`` brings the weights (``transformer/ vae/ text_encoder/ tokenizer/ scheduler/``,
+diffusers layout) and returns a :class:`WanBackbone`, a :class:`cammimic.kit.DiffusersBackbone`
+that overrides the seam members where Wan differs from a UNet3D (4k+1 frames, 16-pixel sizes,
+flow matching, UniPC/Euler), running the models as ``WanPipeline.__call__`` does:
 
 - **text**: UMT5 embeddings of the tokens up to ``</s>``, zero beyond (``max_sequence_length``
   = the tokenizer's ``model_max_length``, 512 for Wan);
@@ -30,26 +31,19 @@ from typing import Any, ClassVar
 import attrs
 import numpy as np
 import torch
-from cammimic_unet3d.backbone import (
-    _first_line,
-    _hub_errors,
-    _lora_scales,
-    _quiet_libraries,
-    _restored_lora_scales,
-    _unsafe_pickle,
-    hub_cache_dir,
-    hub_offline,
-    hub_unreachable,
+
+from cammimic.errors import CammimicError
+from cammimic.kit import (
+    DiffusersAdapter,
+    DiffusersBackbone,
+    first_line,
     load_text_encoder,
-    require_cached,
-    resolve_dtype,
-    resolve_weights,
+    lora_scales,
+    restored_lora_scales,
 )
 
-from cammimic.devices import resolve_device
-from cammimic.errors import CammimicError
-
-__all__ = ["SUBFOLDERS", "SAMPLERS", "NEGATIVE_PROMPT", "WanAdapter", "WanBackbone", "flow_sigmas", "frame_groups"]
+__all__ = ["SUBFOLDERS", "SAMPLERS", "NEGATIVE_PROMPT", "WanAdapter", "WanBackbone", "flow_sigmas", "frame_groups",
+           "sampler_from_config"]
 
 #: What a diffusers-layout Wan weights directory must contain.
 SUBFOLDERS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
@@ -64,8 +58,6 @@ NEGATIVE_PROMPT = (
 
 #: ``unipc``: UniPC with flow sigmas (the scheduler Wan ships); ``euler``: flow-matching Euler.
 SAMPLERS = ("unipc", "euler")
-ATTENTION_CHOICES = ("sdpa", "default")
-_MISSING = object()
 
 
 def frame_groups(num_frames: int, temporal_factor: int = 4) -> list[list[int]]:
@@ -97,12 +89,26 @@ def flow_sigmas(u: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * u / (1.0 + (shift - 1.0) * u)
 
 
+def sampler_from_config(kind: str, scheduler_config: dict, name: str = "wan"):
+    """A fresh ``"unipc"`` (UniPC on flow sigmas, what Wan ships) or ``"euler"`` (flow-matching
+    Euler with the config's ``flow_shift``) sampler on ``scheduler_config``."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+
+    if kind == "unipc":
+        return UniPCMultistepScheduler.from_config(scheduler_config)
+    if kind == "euler":
+        shift = float(scheduler_config.get("flow_shift", 1.0) or 1.0)
+        steps = int(scheduler_config.get("num_train_timesteps", 1000))
+        return FlowMatchEulerDiscreteScheduler(num_train_timesteps=steps, shift=shift)
+    raise CammimicError(f"sampler '{kind}' is unknown for {name}. Try one of {list(SAMPLERS)}")
+
+
 @attrs.define
-class WanAdapter:
+class WanAdapter(DiffusersAdapter):
     """The Wan 2.1 text-to-video backbone: its native setting and how to load it.
 
-    Implements :class:`cammimic.components.BackboneAdapter`. The fields after
-    ``temporal_factor`` are the defaults of :meth:`load` (set from the ``[backbone]`` config).
+    The fields after ``temporal_factor`` are the defaults of :meth:`load` (set from the
+    ``[backbone]`` config).
     """
 
     name: str = "wan"
@@ -117,6 +123,8 @@ class WanAdapter:
     attention: str = "sdpa"
     #: flow shift of training's noise levels; 0 = the scheduler's ``flow_shift`` (3.0 for 1.3B)
     training_shift: float = 0.0
+    subfolders: ClassVar[tuple[str, ...]] = SUBFOLDERS
+    random_weights_command: ClassVar[str] = "python -m cammimic_wan.random_weights DIR"
     samplers: ClassVar[tuple[str, ...]] = SAMPLERS
     #: what [sampling] leaves to the backbone: diffusers' ``WanPipeline`` defaults (CFG 5.0, 50 steps)
     #: and the negative prompt of its example (Wan's own, translated)
@@ -164,52 +172,69 @@ class WanAdapter:
             device: ``"cpu"``, ``"cuda[:n]"``; ``None`` = CUDA when available.
             attention: ``"sdpa"`` (diffusers' default for Wan) or ``"default"``: both keep
                 ``WanAttnProcessor``; the option is accepted for parity with the UNet3D adapters.
+            _ignored: the UNet3D adapters' own options (``vae_batch_size``), so one call loads any backbone.
 
         Raises:
             CammimicError: one line naming the missing directory, subfolder or Hub id, the
                 Hugging Face cache that was searched, and ``--weights`` as the way out.
         """
-        weights = self.default_weights if weights is None else weights
-        device = resolve_device(device)
-        dtype = resolve_dtype(torch_dtype if torch_dtype is not None else self.torch_dtype, device)
-        attention = attention if attention is not None else self.attention
-        if attention not in ATTENTION_CHOICES:
-            raise CammimicError(f"attention '{attention}' is unknown. Try one of {list(ATTENTION_CHOICES)}")
-        source, local = resolve_weights(weights, SUBFOLDERS, self.name,
-                                        "python -m cammimic_wan.random_weights DIR")
-        options: dict[str, Any] = {}
-        unreachable = None
-        if not local:
-            offline = hub_offline() if local_files_only is None else bool(local_files_only)
-            if not offline:
-                unreachable = hub_unreachable()
-                offline = unreachable is not None
-            options = {"local_files_only": offline, "cache_dir": hub_cache_dir()}
-            revision = revision if revision is not None else self.revision
-            if revision:
-                options["revision"] = revision
-        variant = variant if variant is not None else self.variant
-        model_options = {**options, **({"variant": variant} if variant else {})}
-        with _translate_errors(self.name, source, local, options, unreachable), warnings.catch_warnings():
-            if options.get("local_files_only"):
-                require_cached(source, options)
-            warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
-            with _quiet_libraries():
-                transformer, vae, text_encoder, tokenizer, scheduler_config = _load_components(
-                    source, dtype, options, model_options)
-        _check_scheduler_config(scheduler_config, source)
-        for model in (transformer, vae, text_encoder):
-            model.to(device).eval().requires_grad_(False)
+        return super().load(weights, torch_dtype=torch_dtype, variant=variant, revision=revision,
+                            local_files_only=local_files_only, device=device, attention=attention)
+
+    def load_components(self, source: str, dtype: torch.dtype, options: dict, model_options: dict) -> dict[str, Any]:
+        """Scheduler config and tokenizer first: they are small, so a missing model fails fast."""
+        from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
+        from transformers import AutoTokenizer, UMT5EncoderModel
+
+        scheduler_config = dict(UniPCMultistepScheduler.load_config(source, subfolder="scheduler", **options))
+        tokenizer = AutoTokenizer.from_pretrained(source, subfolder="tokenizer", **options)
+        if not tokenizer.model_max_length or tokenizer.model_max_length > 512:
+            tokenizer.model_max_length = 512  # WanPipeline's max_sequence_length
+        text_encoder = load_text_encoder(UMT5EncoderModel, source, dtype, model_options)
+        vae = AutoencoderKLWan.from_pretrained(source, subfolder="vae", torch_dtype=torch.float32, **model_options)
+        transformer = WanTransformer3DModel.from_pretrained(source, subfolder="transformer", torch_dtype=dtype,
+                                                            **model_options)
+        return {"denoiser": transformer, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
+                "scheduler_config": scheduler_config}
+
+    def check_scheduler_config(self, config: dict, source: str) -> None:
+        """Build each sampler once now, so bogus values fail at load in one line, not mid-run."""
+
+        def bad(why: str) -> CammimicError:
+            return self.bad_scheduler_config(source, why)
+
+        steps = config.get("num_train_timesteps", 1000)
+        if not isinstance(steps, int) or isinstance(steps, bool) or not 2 <= steps <= 100_000:
+            raise bad(f"num_train_timesteps {str(steps)[:40]!r} is not an integer in 2..100000")
+        shift = config.get("flow_shift", 1.0)
+        if not isinstance(shift, (int, float)) or isinstance(shift, bool) or not 0 < shift <= 100:
+            raise bad(f"flow_shift {str(shift)[:40]!r} is not a number in (0, 100]")
+        kind = config.get("prediction_type", "flow_prediction")
+        if kind != "flow_prediction":
+            raise bad(f"prediction_type {str(kind)[:40]!r} is not 'flow_prediction' (Wan is a flow-matching model)")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for sampler in SAMPLERS:
+                    sampler_from_config(sampler, config).set_timesteps(2)
+        except Exception as exc:  # noqa: BLE001 - diffusers raises many kinds for bad values
+            raise bad(first_line(exc)[:200]) from exc
+
+    def sampler_from_config(self, kind: str, scheduler_config: dict):
+        return sampler_from_config(kind, scheduler_config, self.name)
+
+    def build(self, components: dict[str, Any], *, source: str, device: Any, dtype: Any, attention: str) -> WanBackbone:
+        transformer, vae, scheduler_config = components["denoiser"], components["vae"], components["scheduler_config"]
         shift = float(self.training_shift or scheduler_config.get("flow_shift", 1.0) or 1.0)
         return WanBackbone(
             name=self.name,
             weights=source,
             device=device,
             dtype=dtype,
-            unet=transformer,
+            denoiser=transformer,
             vae=vae,
-            text_encoder=text_encoder,
-            tokenizer=tokenizer,
+            text_encoder=components["text_encoder"],
+            tokenizer=components["tokenizer"],
             scheduler_config=scheduler_config,
             vae_scale_factor=int(getattr(vae.config, "scale_factor_spatial", 8) or 8),
             temporal_factor=int(getattr(vae.config, "scale_factor_temporal", 4) or 4),
@@ -218,93 +243,16 @@ class WanAdapter:
             training_shift=shift,
         )
 
-def _load_components(source: str, dtype: torch.dtype, options: dict, model_options: dict):
-    """Scheduler config and tokenizer first: they are small, so a missing model fails fast."""
-    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
-    from transformers import AutoTokenizer, UMT5EncoderModel
-
-    scheduler_config = dict(UniPCMultistepScheduler.load_config(source, subfolder="scheduler", **options))
-    tokenizer = AutoTokenizer.from_pretrained(source, subfolder="tokenizer", **options)
-    if not tokenizer.model_max_length or tokenizer.model_max_length > 512:
-        tokenizer.model_max_length = 512  # WanPipeline's max_sequence_length
-    text_encoder = load_text_encoder(UMT5EncoderModel, source, dtype, model_options)
-    vae = AutoencoderKLWan.from_pretrained(source, subfolder="vae", torch_dtype=torch.float32, **model_options)
-    transformer = WanTransformer3DModel.from_pretrained(source, subfolder="transformer", torch_dtype=dtype,
-                                                        **model_options)
-    return transformer, vae, text_encoder, tokenizer, scheduler_config
-
-
-def _check_scheduler_config(config: dict, source: str) -> None:
-    """Build each sampler once now, so bogus values fail at load in one line, not mid-run."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
-
-    where = f"the scheduler config of {source} (scheduler/scheduler_config.json)"
-
-    def bad(why: str) -> CammimicError:
-        return CammimicError(f"{where} is invalid: {why}; fix the file or use other --weights")
-
-    steps = config.get("num_train_timesteps", 1000)
-    if not isinstance(steps, int) or isinstance(steps, bool) or not 2 <= steps <= 100_000:
-        raise bad(f"num_train_timesteps {str(steps)[:40]!r} is not an integer in 2..100000")
-    shift = config.get("flow_shift", 1.0)
-    if not isinstance(shift, (int, float)) or isinstance(shift, bool) or not 0 < shift <= 100:
-        raise bad(f"flow_shift {str(shift)[:40]!r} is not a number in (0, 100]")
-    kind = config.get("prediction_type", "flow_prediction")
-    if kind != "flow_prediction":
-        raise bad(f"prediction_type {str(kind)[:40]!r} is not 'flow_prediction' (Wan is a flow-matching model)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            UniPCMultistepScheduler.from_config(config).set_timesteps(2)
-            FlowMatchEulerDiscreteScheduler(num_train_timesteps=steps, shift=float(shift)).set_timesteps(2)
-    except Exception as exc:  # noqa: BLE001 - diffusers raises many kinds for bad values
-        raise bad(_first_line(exc)[:200]) from exc
-
-
-@contextlib.contextmanager
-def _translate_errors(name: str, source: str, local: bool, options: dict, unreachable: str | None = None):
-    """Turn the many ways a download or a read fails into one line with the way out."""
-    try:
-        yield
-    except CammimicError:
-        raise
-    except _hub_errors() as exc:
-        layout = f"a diffusers-layout directory with {'/ '.join(SUBFOLDERS)}/"
-        if _unsafe_pickle(exc):
-            raise CammimicError(
-                f"could not load {name} weights from {source}: a .bin (pickle) weights file holds more than "
-                "tensors, so it was refused (loading it could run code); use .safetensors weights"
-            ) from exc
-        if local:
-            raise CammimicError(
-                f"could not load {name} weights from {source}: {_first_line(exc)}; --weights needs {layout}"
-            ) from exc
-        where = f"--weights /path/to/{source.rsplit('/', 1)[-1]}"
-        cache = options.get("cache_dir") or hub_cache_dir()
-        if unreachable:
-            reason = f"are not in the Hugging Face cache ({cache}) and {unreachable}"
-            fix = f"download them once online (hf download {source})"
-        elif options.get("local_files_only"):
-            reason = (f"are not in the Hugging Face cache ({cache}) and downloads are off "
-                      "(HF_HUB_OFFLINE or local_files_only)")
-            fix = f"download them once online (hf download {source})"
-        else:
-            reason = f"could not be loaded from the Hub or the Hugging Face cache ({cache}): {_first_line(exc)}"
-            fix = "check the id, your connection and the revision"
-        raise CammimicError(
-            f'{name} weights "{source}" {reason}; {fix}, or pass a local folder with {where} ({layout})'
-        ) from exc
-
 
 # --- the loaded backbone --------------------------------------------------------------------
 
 
 @attrs.define(eq=False)
-class WanBackbone:
-    """A loaded Wan text-to-video model; implements :class:`cammimic.components.Backbone`.
+class WanBackbone(DiffusersBackbone):
+    """A loaded Wan text-to-video model, a :class:`cammimic.components.Backbone`.
 
     The models are frozen (``eval()``, no grad); LoRAs are injected by the caller into
-    :attr:`unet` (the ``WanTransformer3DModel``; :attr:`denoiser` is the same module). Video
+    :attr:`denoiser` (the ``WanTransformer3DModel``). Video
     latents are ``(B, 16, T', h, w)`` with ``T' = (T − 1)/4 + 1``, normalised per channel.
     """
 
@@ -312,7 +260,7 @@ class WanBackbone:
     weights: str
     device: torch.device
     dtype: torch.dtype
-    unet: Any
+    denoiser: Any
     vae: Any
     text_encoder: Any
     tokenizer: Any
@@ -324,14 +272,10 @@ class WanBackbone:
     training_shift: float = 3.0
     samplers: ClassVar[tuple[str, ...]] = SAMPLERS
     frame_rule: ClassVar[str] = WanAdapter.frame_rule
+    sampling_defaults: ClassVar[dict[str, Any]] = WanAdapter.sampling_defaults
     _image_mode: bool = attrs.field(default=False, init=False)
-    _checkpointed: dict = attrs.field(factory=dict, init=False, repr=False)
 
     # -- size rules ----------------------------------------------------------------------
-    @property
-    def denoiser(self):
-        return self.unet
-
     @property
     def size_multiple(self) -> int:
         """Width and height must be multiples of this (VAE factor times the patch size)."""
@@ -348,17 +292,7 @@ class WanBackbone:
         """The video frames of each latent frame (see :func:`frame_groups`)."""
         return frame_groups(num_frames, self.temporal_factor)
 
-    def latent_shape(self, num_frames: int, width: int, height: int) -> tuple[int, int, int, int, int]:
-        """``(1, C, T', h, w)`` of a ``num_frames`` clip of ``width`` x ``height``."""
-        f = self.vae_scale_factor
-        return (1, self.latent_channels, self.latent_num_frames(num_frames), height // f, width // f)
-
-    # -- identity ------------------------------------------------------------------------
-    def fingerprint(self) -> str:
-        """The architecture hash LoRA files are checked against (:func:`cammimic.lora.unet_fingerprint`)."""
-        from cammimic.lora import unet_fingerprint
-
-        return unet_fingerprint(self.unet)
+    # latent_shape is the base class's: (1, C, len(frame_groups(n)), h/8, w/8)
 
     # -- text and pixels -----------------------------------------------------------------
     @torch.no_grad()
@@ -433,7 +367,7 @@ class WanBackbone:
             prompt_embeds = prompt_embeds.expand(b, *prompt_embeds.shape[1:])
         t = torch.as_tensor(timestep, device=latents.device).float().reshape(-1)
         t = t.expand(b) if t.numel() == 1 else t
-        return self.unet(hidden_states=latents.to(self.dtype), timestep=t,
+        return self.denoiser(hidden_states=latents.to(self.dtype), timestep=t,
                          encoder_hidden_states=prompt_embeds.to(self.dtype), return_dict=False)[0]
 
     # -- training: flow matching -----------------------------------------------------------
@@ -453,8 +387,8 @@ class WanBackbone:
         noise = noise.to(latents.device, latents.dtype)
         return (1.0 - sigma) * latents + sigma * noise, noise - latents
 
-    def noise_to(self, latents: torch.Tensor, noise: torch.Tensor, timestep: Any) -> torch.Tensor:
-        """``latents`` noised to the level of a sampling ``timestep`` (``1000·σ``)."""
+    def noise_to(self, latents: torch.Tensor, noise: torch.Tensor, timestep: Any, scheduler: Any = None) -> torch.Tensor:
+        """``latents`` noised to the level of a sampling ``timestep`` (``1000·σ``), whichever the sampler."""
         sigma = float(torch.as_tensor(timestep).float().reshape(-1)[0]) / self.num_train_timesteps
         return (1.0 - sigma) * latents + sigma * noise.to(latents)
 
@@ -467,14 +401,7 @@ class WanBackbone:
 
     def sampling_scheduler(self, kind: str = "unipc"):
         """A fresh sampler: ``"unipc"`` (UniPC on flow sigmas, what Wan ships) or ``"euler"``."""
-        from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
-
-        if kind == "unipc":
-            return UniPCMultistepScheduler.from_config(self.scheduler_config)
-        if kind == "euler":
-            shift = float(self.scheduler_config.get("flow_shift", 1.0) or 1.0)
-            return FlowMatchEulerDiscreteScheduler(num_train_timesteps=self.num_train_timesteps, shift=shift)
-        raise CammimicError(f"sampler '{kind}' is unknown for {self.name}. Try one of {list(SAMPLERS)}")
+        return sampler_from_config(kind, self.scheduler_config, self.name)
 
     # -- image mode ------------------------------------------------------------------------
     def temporal_bypass(self) -> contextlib.AbstractContextManager:
@@ -492,53 +419,22 @@ class WanBackbone:
         if on == self._image_mode:
             yield
             return
-        saved = [(m, a, v) for m, a, v in _lora_scales(self.unet) if a == "temporal"]
+        saved = [(m, a, v) for m, a, v in lora_scales(self.denoiser) if a == "temporal"]
         self._image_mode = on
         try:
             if on:
-                with _restored_lora_scales([(m, a, 0.0) for m, a, _ in saved]):
+                with restored_lora_scales([(m, a, 0.0) for m, a, _ in saved]):
                     yield
             else:
                 yield
         finally:
             self._image_mode = not on
 
-    def set_gradient_checkpointing(self, enabled: bool) -> None:
-        """Recompute each transformer block's activations in the backward pass.
-
-        A block recomputes with the LoRA scales it ran with (e.g. image mode's temporal scale 0,
-        or the spatial LoRA masked off), even after the ``with`` block that set them has ended.
-        diffusers' own ``enable_gradient_checkpointing`` would recompute with today's scales.
-        """
-        blocks = list(self.unet.blocks)
-        if enabled:
-            for block in blocks:
-                if block not in self._checkpointed:
-                    self._checkpointed[block] = block.__dict__.get("forward", _MISSING)
-                    block.forward = self._checkpointed_forward(block, block.forward)
-        else:
-            for block, forward in self._checkpointed.items():
-                if forward is _MISSING:
-                    del block.forward
-                else:
-                    block.forward = forward
-            self._checkpointed.clear()
-
-    def _checkpointed_forward(self, block, forward):
-        from torch.utils.checkpoint import checkpoint
-
-        def wrapped(*args, **kwargs):
-            if not torch.is_grad_enabled():
-                return forward(*args, **kwargs)
-            scales = _lora_scales(block)
-
-            def run(*a, **k):
-                with _restored_lora_scales(scales):
-                    return forward(*a, **k)
-
-            return checkpoint(run, *args, use_reentrant=False, **kwargs)
-
-        return wrapped
+    def checkpointed_blocks(self) -> list[Any]:
+        """Each transformer block; one recomputes with the LoRA scales it ran with (e.g. image
+        mode's temporal scale 0, or the spatial LoRA masked off), even after the ``with`` block
+        that set them has ended (diffusers' ``enable_gradient_checkpointing`` would use today's)."""
+        return list(self.denoiser.blocks)
 
 
 def tokens_per_clip(num_frames: int, width: int, height: int, patch: tuple[int, int, int] = (1, 2, 2)) -> int:

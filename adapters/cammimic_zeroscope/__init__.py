@@ -1,6 +1,8 @@
 """cammimic-zeroscope: the zeroscope_v2_576w text-to-video backbone (576x320, 24 frames).
 
-The model code is shared with ModelScope in ``cammimic_unet3d``; importing this module is cheap.
+Builds on ``cammimic_unet3d`` (its public ``backbone_factory``, which makes a
+``cammimic_unet3d.backbone.UNet3DAdapter``, itself built on the public kit ``cammimic.kit``): the
+model code is shared with ModelScope there. Importing this module is cheap.
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ import numpy as np
 
 from cammimic.backbones import (
     check_num_frames,
-    denoiser,
     fit_num_frames,
     max_frames,
     resolve_recipe,
@@ -43,7 +42,7 @@ from cammimic.plugins import PluginHost
 from cammimic.reference import Reference, resolve_reference
 from cammimic.results import RunResult, ScoreResult
 from cammimic.rundir import input_records, provenance, seed_all, write_outputs, write_run
-from cammimic.sampling import check_steps, frame_by_frame, phase2, plan_windows
+from cammimic.sampling import frame_by_frame, phase2, plan_windows
 from cammimic.training import (
     CHECKPOINT_MARKER,
     CHECKPOINT_NAME,
@@ -76,84 +75,6 @@ def checkpoint_dir_for(output_dir) -> Path:
     """Checkpoints live next to the run directory, so the run directory appears whole or not at all."""
     out = Path(output_dir)
     return out.with_name(out.name + ".checkpoints")
-
-
-def _size_rule(backbone_or_adapter, vae_factor: int, unet_config) -> tuple[int, int]:
-    """``(size multiple, smallest channels per norm group)``: the backbone's own
-    ``size_multiple`` when it states one (Wan: 16), else read from its UNet config."""
-    own = getattr(backbone_or_adapter, "size_multiple", None)
-    if own:
-        return int(own), 0
-    return _geometry(vae_factor, unet_config)
-
-
-def _geometry(vae_factor: int, unet_config) -> tuple[int, int]:
-    """``(size multiple, smallest channels per norm group)`` of a UNet config (dict or object)."""
-    get = unet_config.get if isinstance(unet_config, dict) else (lambda k, d=None: getattr(unet_config, k, d))
-    blocks = get("down_block_types", None) or ()  # each block but the last halves the latents
-    multiple = vae_factor * 2 ** (len(blocks) - 1) if blocks else vae_factor
-    channels = get("block_out_channels", None) or ()
-    groups = get("norm_num_groups", None) or 0
-    per_group = min(channels) // groups if channels and groups else 0
-    return multiple, per_group
-
-
-def _check_size(width: int, height: int, multiple: int, backbone_name: str, per_group: int = 0) -> None:
-    def near(v):
-        return max(multiple, round(v / multiple) * multiple)
-
-    if width % multiple or height % multiple:
-        raise CammimicError(
-            f"--width/--height {width}x{height} must be multiples of {multiple} for backbone "
-            f"\"{backbone_name}\"; try {near(width)}x{near(height)}"
-        )
-    # At the deepest level a one-frame latent is (width/multiple)x(height/multiple); group norm
-    # needs more than one value per group there (a 1x1 level with one channel per group fails).
-    if per_group and (width // multiple) * (height // multiple) * per_group < 2:
-        bigger = f"{2 * multiple}x{multiple}" if width <= height else f"{multiple}x{2 * multiple}"
-        raise CammimicError(
-            f"--width/--height {width}x{height} is too small for backbone \"{backbone_name}\" (its deepest "
-            f"layer would be 1x1 with one channel per norm group); use at least {bigger}"
-        )
-
-
-def _early_checks(config: Config, adapter, width: int, height: int) -> None:
-    """Size and sampling steps against a local weights folder's configs, before any model loads."""
-    name, params = config.component("backbone")
-    if getattr(adapter, "size_multiple", None):  # the backbone states its own size rule: no folder needed
-        _check_size(width, height, int(adapter.size_multiple), name)
-        return
-    weights = params.get("weights") or getattr(adapter, "default_weights", None)
-    folder = Path(str(weights)).expanduser() if weights else None
-    if folder is None or not folder.is_dir():
-        return  # a Hub id: checked right after loading, still before any work
-    try:
-        unet_cfg = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
-        vae_cfg = json.loads((folder / "vae" / "config.json").read_text(encoding="utf-8"))
-        sched_cfg = json.loads((folder / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return  # the loader gives the one-line error for a broken folder
-    if not all(isinstance(c, dict) for c in (unet_cfg, vae_cfg, sched_cfg)):
-        return
-    vae_factor = 2 ** (len(vae_cfg.get("block_out_channels") or [0]) - 1)
-    multiple, per_group = _geometry(vae_factor, unet_cfg)
-    _check_size(width, height, multiple, name, per_group)
-    _check_sampling_steps(config, sched_cfg)
-
-
-def _check_sampling_steps(config: Config, scheduler_config: dict) -> None:
-    sampling = config["sampling"]
-    kind = sampling["scheduler"]
-    if kind not in ("ddim", "dpm"):
-        return  # another backbone's sampler: checked on the loaded backbone
-    try:
-        from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
-
-        cls = DDIMScheduler if kind == "ddim" else DPMSolverMultistepScheduler
-        sched = cls.from_config(scheduler_config)
-    except Exception:  # noqa: BLE001 - a bogus config is the loader's to report
-        return
-    check_steps(sched, sampling["steps"], kind)
 
 
 def _check_writable(output_dir) -> None:
@@ -307,7 +228,7 @@ def run_cammimic(
     _check_request(texts, do_finetune, spatial_lora, temporal_lora)
     _check_writable(output_dir)
 
-    # 2. Load: the components, the inputs (checked against the weights' configs), then the backbone.
+    # 2. Load: the components, the inputs (checked against the backbone's rules), then the backbone.
     adapter, backbone_record = _load_backbone(config, host)
     # the backbone's own recipe (mini: step counts, ranks and estimator measured for its size)
     # where the user set none
@@ -325,7 +246,12 @@ def run_cammimic(
     estimator = host.create("motion_estimator", est_name, est_params,
                             where=f" ([motion_estimator]{config.where})" if config.source else "")
     inputs = _read_inputs(reference, image, config, adapter)
-    _early_checks(config, adapter, inputs.width, inputs.height)
+    # the backbone's own rules (size, frames, steps) before any model loads; what depends on weights
+    # not at hand yet (a Hub id not downloaded) is checked by the loaded backbone
+    sampling = config["sampling"]
+    request = (inputs.width, inputs.height, len(inputs.reference.frames),
+               sampling["scheduler"] if do_sample else None, sampling["steps"] if do_sample else None)
+    checked = adapter.preflight(*request)
     # longer than the backbone samples at once: Phase 2 in overlapping windows (issue 25 §4); the
     # overlap is checked against the window before any model loads
     window = max_frames(adapter)
@@ -336,12 +262,9 @@ def run_cammimic(
         device=None if run["device"] == "auto" else run["device"],
         torch_dtype=None if run["dtype"] == "auto" else run["dtype"],
     )
-    model = denoiser(backbone)
-    multiple, per_group = _size_rule(backbone, backbone.vae_scale_factor, getattr(model, "config", None))
-    _check_size(inputs.width, inputs.height, multiple, backbone.name, per_group)
-    if do_sample and hasattr(backbone, "sampling_scheduler"):
-        check_steps(backbone.sampling_scheduler(config["sampling"]["scheduler"]), config["sampling"]["steps"],
-                    config["sampling"]["scheduler"])
+    if not checked:
+        backbone.preflight(*request)
+    model = backbone.denoiser
     layers = host.locate_attention_layers(backbone.name, model, lora_cfg["include_ff"])
     if layers is None:
         raise CammimicError(
@@ -375,8 +298,7 @@ def run_cammimic(
             reference_latents=backbone.encode_video(learnt), reference_embeds=embeds[:1],
             image_latents=backbone.encode_video(inputs.image[None]), image_embeds=embeds[1:],
             # a VAE that compresses time: the spatial LoRA's frames are encoded one by one (images)
-            reference_frame_latents=(backbone.encode_frames(learnt) if hasattr(backbone, "encode_frames")
-                                     else None),
+            reference_frame_latents=backbone.encode_frames(learnt),
             settings=FinetuneSettings.from_config(config), checkpoint_dir=checkpoint_dir_for(output_dir),
             resume=resume, progress=progress, on_step=on_step,
         )
@@ -505,7 +427,7 @@ def _write_files(tmp: Path, result: CamMimicResult) -> dict[str, Path]:
     lora_dir.mkdir()
     if result.trained is not None:
         for name in ("spatial", "temporal"):
-            files[f"{name}_lora"] = save_lora(lora_dir / f"{name}.safetensors", denoiser(result.backbone), name,
+            files[f"{name}_lora"] = save_lora(lora_dir / f"{name}.safetensors", result.backbone.denoiser, name,
                                               extra=result.lora_meta, **result.ident)
         (tmp / "losses.csv").write_text(losses_csv(result.trained.losses), encoding="utf-8")
         files["losses"] = tmp / "losses.csv"

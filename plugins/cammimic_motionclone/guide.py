@@ -139,10 +139,10 @@ class RecordingAttnProcessor:
 def temporal_attention_layers(backbone, prefixes) -> dict:
     """``name -> Attention``: the ``attn1`` of every ``TransformerTemporalModel`` block under one of
     ``prefixes``, in model order, found through the attention-layer locator hook."""
-    from cammimic.backbones import denoiser
+    from cammimic.backbones import as_backbone
     from cammimic.plugins import get_host
 
-    model = denoiser(backbone)
+    model = as_backbone(backbone).denoiser
     name = getattr(backbone, "name", "?")
     if type(model).__name__ != "UNet3DConditionModel":
         raise CammimicError(
