@@ -187,6 +187,7 @@ def sample_windows(backbone, weak, prompt: str, *, settings, seed: int, window: 
     prepared = [term for term in guidance_terms if hasattr(term, "prepare")]
     latents_k: list = []
     decoded_k: list = []
+    histories: dict[int, list] = {}
     for k, (start, end) in enumerate(windows):
         path = homographies[start:end - 1]  # the window's part of the one camera path
         shared = windows[k - 1][1] - start if k and seam else 0
@@ -226,8 +227,14 @@ def sample_windows(backbone, weak, prompt: str, *, settings, seed: int, window: 
         )
         check_finite(latents)
         latents_k.append(latents)
+        for term in guidance_terms:  # each window's prepare() starts a term's history afresh: keep them all
+            if getattr(term, "history", None):
+                histories.setdefault(id(term), []).extend({**entry, "window": k} for entry in term.history)
         if not by_frame:
             decoded_k.append(backbone.decode_latents(latents))
+    for term in guidance_terms:
+        if id(term) in histories:
+            term.history = histories[id(term)]
     if by_frame:
         w = torch.from_numpy(weights).to(device=latents_k[0].device, dtype=torch.float32)
         blended = torch.zeros_like(full_target, dtype=torch.float32)

@@ -114,6 +114,27 @@ def test_overlap_frames_are_the_blend_of_the_two_windows(backbone):
                                  guidance_terms=[homography_guidance(weight=0.1)], max_frames=WINDOW), got.frames)
 
 
+def test_a_guidance_terms_history_covers_every_window(backbone):
+    """A term restarts its history in each window's ``prepare``; the record a run keeps (run.json's
+    guidance history) holds every window's steps, each tagged with its window, not the last window's."""
+
+    class Counting:
+        acts_on = "x0"
+
+        def prepare(self, context):
+            self.history = []
+
+        def apply(self, latents, state):
+            self.history.append({"step": state.step})
+            return latents
+
+    term = Counting()
+    sample_windows(backbone, _weak(LONG), PROMPT, settings=SETTINGS, seed=7, window=WINDOW, overlap=OVERLAP,
+                   guidance_terms=[term], progress=False)
+    steps = SETTINGS["steps"]
+    assert term.history == [{"step": s, "window": k} for k in range(2) for s in range(steps)]
+
+
 def test_a_clip_within_max_frames_is_sampled_at_once_bit_for_bit(backbone):
     weak = _weak(WINDOW)
     terms = [homography_guidance(weight=0.1)]
