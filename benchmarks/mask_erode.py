@@ -12,7 +12,7 @@ that distance) and the share of cells changed by more than 1 %, 5 % and 10 % of 
 Figures in docs/method.md#the-latent-mask-and-the-vaes-receptive-field.
 
     python benchmarks/mask_erode.py                     # the tiny test VAE, and mini's shipped VAE if any
-    python benchmarks/mask_erode.py --mini-weights DIR  # a mini bundle from `python -m cammimic_mini.train --export DIR`
+    python benchmarks/mask_erode.py --mini-weights DIR  # a mini bundle from `python -m cammimic_mini.lab.train --export DIR`
 
 The figures in docs/method.md were measured on mini's step-3,000 bundle.
 """
@@ -206,7 +206,7 @@ def main(argv=None) -> int:
     mini_dir = args.mini_weights / "vae"
     if not (mini_dir / "config.json").is_file():
         print(f"mini's VAE is not at {mini_dir}: pass --mini-weights DIR with a bundle from "
-              "`python -m cammimic_mini.train --export DIR` to measure it too")
+              "`python -m cammimic_mini.lab.train --export DIR` to measure it too")
         return 0
     mini = AutoencoderKL.from_pretrained(mini_dir).eval()
     for size in (64, 128):

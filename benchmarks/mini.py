@@ -11,10 +11,10 @@ method benchmark uses (:data:`cammimic_mini.SAMPLING`), read by the estimator it
 
 * estimator fallbacks on at most 5 % of frame pairs;
 * content preference at least 90 % at every timestep measured
-  (:func:`cammimic_mini.competence.caption_preference` with ``swap="content"``);
+  (:func:`cammimic_mini.lab.competence.caption_preference` with ``swap="content"``);
 * motion kind: samples captioned "is static" move less than a quarter of what samples with a
   motion phrase move, and the motion-phrase samples move at least a third of the training speed
-  (mean resolution-free motion per frame pair, :func:`cammimic_mini.competence.motion_size`;
+  (mean resolution-free motion per frame pair, :func:`cammimic_mini.lab.competence.motion_size`;
   the training speed is the same measure on the rendered phrases at normal speed).
 
 Reported, not required: direction agreement with the words (the old bar: the seed, not the
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
 
 def _bar(backbone, estimator, upsample: int, *, seeds: int, steps: int, guidance_scale: float) -> dict:
     """Sample every (single phrase, content, seed) and read it back: the figures of one setting."""
-    from cammimic_mini import competence, data
+    from cammimic_mini.lab import competence, data
 
     from cammimic.api import score_motions
     from cammimic.motion import MotionEstimate
@@ -144,7 +144,7 @@ def _verdict(fig: dict, content_pref: dict) -> tuple[bool, list[str]]:
 def _check(argv) -> int:
     import cammimic_mini
     import torch
-    from cammimic_mini import competence
+    from cammimic_mini.lab import competence
     from cammimic_unet3d.backbone import UNet3DAdapter
 
     from cammimic.plugins import get_host

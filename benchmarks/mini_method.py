@@ -2,7 +2,7 @@
 
 Builds the held-out pair manifest and runs ``cammimic eval`` on it with ``--backbone mini``:
 
-* references: a crop of one *held-out* photograph (:data:`cammimic_mini.data.HELD_OUT`: astronaut,
+* references: a crop of one *held-out* photograph (:data:`cammimic_mini.lab.data.HELD_OUT`: astronaut,
   coffee, chelsea; never seen in training) under a known camera motion, 64x64, 8 frames, mp4 —
   including motions and speeds absent from mini's captions (a diagonal pan with a zoom, a slow
   roll, a tilt with a roll, ...);
@@ -54,7 +54,7 @@ BEGIN_TF, END_TF = "<!-- mini-training-free:begin -->", "<!-- mini-training-free
 SEED = 0
 CANVAS = 160  # px: the region of the photograph the 64 px frame moves over (as in training)
 
-#: The reference motions, per frame, in the units of ``cammimic_mini.data.MOTIONS`` (dx, dy in
+#: The reference motions, per frame, in the units of ``cammimic_mini.lab.data.MOTIONS`` (dx, dy in
 #: frame short sides, zoom factor, roll in degrees on screen), and whether mini's captions name
 #: this motion at this speed (pans/tilts 0.04, 0.02, 0.064; zooms 1.04^{0.5,1,1.6}; rolls 3 deg x
 #: {0.5, 1, 1.6}; the combos of data.COMBINATIONS).
@@ -137,7 +137,7 @@ def _user_image(photo: np.ndarray, size: int) -> np.ndarray:
 def build_manifest(folder, pairs: int = 12, seed: int = SEED) -> Path:
     """Write ``pairs`` held-out (reference, user image) pairs, manifest.csv and pairs.json into
     ``folder``; returns the manifest's path. Deterministic for a seed."""
-    from cammimic_mini import data
+    from cammimic_mini.lab import data
 
     from cammimic.errors import CammimicError
     from cammimic.io import write_image, write_text, write_video
@@ -296,7 +296,7 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", default=str(cammimic_mini.WEIGHTS),
-                   help="mini's bundle (a diffusers folder, e.g. from `python -m cammimic_mini.train --export DIR`); "
+                   help="mini's bundle (a diffusers folder, e.g. from `python -m cammimic_mini.lab.train --export DIR`); "
                    "default: the shipped one")
     p.add_argument("--methods", default="all",
                    help="comma-separated eval methods, or 'all' (default: " + ",".join(METHODS + TRAINING_FREE)
@@ -325,7 +325,7 @@ def main(argv=None) -> int:
     needs_weights = any(m != "homography" for m in methods)
     if not args.manifest_only and needs_weights and not (Path(args.weights) / "model_index.json").is_file():
         return _error(f"mini's weights are not at {args.weights} (no model_index.json): no bundle has "
-                      "passed mini's bar yet (docs/mini.md); pass --weights DIR with a bundle from `python -m cammimic_mini.train --export DIR`, "
+                      "passed mini's bar yet (docs/mini.md); pass --weights DIR with a bundle from `python -m cammimic_mini.lab.train --export DIR`, "
                       "or run --methods homography")
     out = Path(args.out)
     pairs_dir = out / "pairs"

@@ -15,7 +15,7 @@ from conftest import load_benchmark
 
 pytest.importorskip("diffusers")
 
-from cammimic_mini import competence, data  # noqa: E402
+from cammimic_mini.lab import competence, data  # noqa: E402
 
 from cammimic.motion import MotionEstimate  # noqa: E402
 
@@ -158,7 +158,7 @@ def _latents(n=6, seed=0):
 
 
 def _train(work, steps, **kw):
-    from cammimic_mini.train import train_unet
+    from cammimic_mini.lab.train import train_unet
 
     captions = [f"{c}, the camera pans left" for c in ("a", "b", "c", "d", "e", "f")]
     contents = ["a", "b", "c", "d", "e", "f"]
@@ -168,7 +168,7 @@ def _train(work, steps, **kw):
 
 def test_trainer_resumes_bit_exactly(tmp_path):
     """Two steps in one go equal one step, a restart, and one more (checkpoints are safetensors + JSON)."""
-    from cammimic_mini.train import UNET_CHECKPOINT, _load_state
+    from cammimic_mini.lab.train import UNET_CHECKPOINT, _load_state
 
     _train(tmp_path / "a", 2)
     _train(tmp_path / "b", 1)
@@ -186,7 +186,7 @@ def test_trainer_resumes_bit_exactly(tmp_path):
 def test_exported_bundle_loads_through_the_mini_plugin(tmp_path, plugin_host):
     """The export is float16 safetensors in diffusers layout; `--backbone mini --weights DIR` loads it."""
     import torch
-    from cammimic_mini.train import build, export
+    from cammimic_mini.lab.train import build, export
     from safetensors import safe_open
 
     work = tmp_path / "work"
@@ -257,7 +257,7 @@ def test_shipped_mini_moves_like_a_camera_and_stays_still_when_asked():
 
 def test_resuming_drops_the_log_rows_of_steps_it_will_redo(tmp_path):
     """A run stopped after its last checkpoint logged steps it redoes: each step is logged once."""
-    from cammimic_mini.train import trim_log
+    from cammimic_mini.lab.train import trim_log
 
     unet = tmp_path / "unet-log.csv"
     unet.write_text("step,loss\n25,1.1\n50,0.9\n25,1.1\n50,0.8\n75,0.6\n")  # restarted from step 0, stopped at 75
@@ -298,7 +298,13 @@ def test_a_byte_vocabulary_checkpoint_resumes_with_word_tokens(tmp_path, monkeyp
     """A run trained on bytes switches to word tokens: the saved embedding (fewer rows) and its
     Adam moments grow, the word rows start at the trained rows' scale, and the run goes on."""
     import torch
-    from cammimic_mini.train import UNET_CHECKPOINT, _load_state, _save_state, export, train_unet
+    from cammimic_mini.lab.train import (
+        UNET_CHECKPOINT,
+        _load_state,
+        _save_state,
+        export,
+        train_unet,
+    )
     from cammimic_unet3d import random_weights
 
     tiny = random_weights.PRESETS["tiny"]
@@ -341,7 +347,7 @@ def test_a_byte_vocabulary_checkpoint_resumes_with_word_tokens(tmp_path, monkeyp
 
 def test_timestep_min_trains_on_high_noise_only(tmp_path, monkeypatch):
     """--timestep-min T draws every training timestep from T..999, and the checkpoint records it."""
-    from cammimic_mini.train import UNET_CHECKPOINT, _load_meta
+    from cammimic_mini.lab.train import UNET_CHECKPOINT, _load_meta
     from diffusers import DDPMScheduler
 
     seen = []
@@ -385,7 +391,7 @@ def test_the_direction_term_denoises_once_more_under_the_opposite_caption(tmp_pa
     """--direction-weight: high-noise video clips with a motion caption are denoised again with the
     opposite caption, and the trained model changes (the term has a gradient)."""
     import torch
-    from cammimic_mini.train import UNET_CHECKPOINT, _load_meta, _load_state
+    from cammimic_mini.lab.train import UNET_CHECKPOINT, _load_meta, _load_state
 
     _train(tmp_path / "plain", 2)
     _train(tmp_path / "dir", 2, direction_weight=1.0, direction_t_min=0)
@@ -400,7 +406,7 @@ def test_the_direction_term_denoises_once_more_under_the_opposite_caption(tmp_pa
 @pytest.mark.parametrize("bad", [["--timestep-min", "1000"], ["--timestep-min", "-1"], ["--direction-weight", "-1"],
                                  ["--direction-t-min", "1000"]])
 def test_trainer_rejects_bad_experiment_options_in_one_line(tmp_path, capsys, bad):
-    from cammimic_mini.train import main
+    from cammimic_mini.lab.train import main
 
     with pytest.raises(SystemExit) as exc:
         main(["--work", str(tmp_path / "work"), *bad])

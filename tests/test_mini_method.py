@@ -29,7 +29,7 @@ def pairs(bench, tmp_path_factory):
 
 
 def test_manifest_pairs_two_different_held_out_photographs(pairs):
-    from cammimic_mini import data
+    from cammimic_mini.lab import data
 
     from cammimic.eval import read_manifest
     from cammimic.io import read_image, read_video

@@ -2,7 +2,7 @@
 
 A UNet3D text-to-video model with the same diffusers classes as zeroscope (``UNet3DConditionModel``,
 ``AutoencoderKL``, ``CLIPTextModel`` + ``CLIPTokenizer``, zeroscope's noise schedule), trained by
-``python -m cammimic_mini.train`` on clips of scikit-image's photographs under known camera motion
+``python -m cammimic_mini.lab.train`` on clips of scikit-image's photographs under known camera motion
 (docs/mini.md). It is a proving ground for the method and an offline demonstration model, not a
 model for real use: use zeroscope for that.
 
@@ -42,7 +42,7 @@ def mini(*, weights: str = "", revision: str = "", variant: str = "", torch_dtyp
 
     Args:
         weights: a local diffusers-layout directory of mini weights (e.g. one written by
-            ``python -m cammimic_mini.train --export DIR``); ``""`` = the shipped bundle.
+            ``python -m cammimic_mini.lab.train --export DIR``); ``""`` = the shipped bundle.
         revision, variant: as for the other UNet3D backbones (unused for local folders).
         torch_dtype: ``"auto"`` (float32 on CPU), ``"float32"``, ``"float16"`` or ``"bfloat16"``.
         vae_batch_size: frames per VAE encode/decode call.
@@ -53,7 +53,7 @@ def mini(*, weights: str = "", revision: str = "", variant: str = "", torch_dtyp
     if not weights and not (WEIGHTS / "model_index.json").is_file():
         raise CammimicError(
             f"the mini backbone's weights are not in this installation ({WEIGHTS}): no bundle has passed "
-            "mini's bar yet (docs/mini.md); export one with `python -m cammimic_mini.train --export DIR` and "
+            "mini's bar yet (docs/mini.md); export one with `python -m cammimic_mini.lab.train --export DIR` and "
             "pass --weights DIR, or use --method homography"
         )
     from cammimic_mini.adapter import MiniAdapter

@@ -44,7 +44,7 @@ SCHEDULER_CONFIG: dict[str, Any] = {
 _BYTE_VOCAB = 256 * 2 + 2  # every byte, every byte + "</w>", and the two special tokens
 
 #: Whole-word tokens of the ``mini`` preset: the words that name a camera motion and its speed in
-#: mini's captions (``cammimic_mini.data``). Byte by byte, "pans left" and "pans right" differ
+#: mini's captions (``cammimic_mini.lab.data``). Byte by byte, "pans left" and "pans right" differ
 #: in a few bytes near a caption's end, and the jointly trained 2-layer encoder of a step-5,200
 #: mini barely told them apart (hidden-state distance 12 against 56 for "pans left" versus
 #: "is static"), while its samples' direction ignored the caption. As single tokens each word

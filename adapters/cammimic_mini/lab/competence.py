@@ -2,7 +2,7 @@
 
 The motion of a clip is read from its frame-to-frame homographies as the cumulative pan, tilt,
 zoom and roll of :func:`cammimic.trajectory.summarize` over the clip, and compared with the
-signs a motion phrase implies (:data:`cammimic_mini.data.MOTIONS`): "pans left" means the
+signs a motion phrase implies (:data:`cammimic_mini.lab.data.MOTIONS`): "pans left" means the
 cumulative pan is below ``-PAN`` (the camera turns left), "zooms in" a cumulative zoom above
 ``exp(ZOOM)``, "is static" every component within its threshold.
 """
@@ -111,13 +111,13 @@ def estimate_upsampled(estimator, frames: np.ndarray, factor: int = 4):
 def ceiling(backbone, estimator, *, clips: int = 40, seed: int = 1, upsample: int = 1) -> dict:
     """How well ``estimator`` reads motion in frames this backbone's VAE renders.
 
-    ``clips`` random clips of the held-out photographs (:data:`cammimic_mini.data.HELD_OUT`)
+    ``clips`` random clips of the held-out photographs (:data:`cammimic_mini.lab.data.HELD_OUT`)
     under known motion, encoded and decoded by ``backbone`` (the softness of its frames), read
     back with :func:`estimate_upsampled` and checked with :func:`shows` against their phrase.
     Returns ``{"clips", "hits", "pairs", "fallbacks", "psnr"}``: the best the competence check can
     score, and the mean PSNR (dB) of the VAE's reconstructions of those held-out clips.
     """
-    from cammimic_mini import data
+    from cammimic_mini.lab import data
 
     rng = np.random.default_rng(seed)
     photos = {n: data.load_photo(n) for n in data.HELD_OUT}
@@ -176,7 +176,7 @@ def caption_preference(backbone, *, clips: int = 48, timesteps=(600, 850), seed:
         raise ValueError(f"swap must be 'motion' or 'content', got {swap!r}")
     import torch
 
-    from cammimic_mini import data
+    from cammimic_mini.lab import data
 
     rng = np.random.default_rng(seed)
     photos = {n: data.load_photo(n) for n in data.TRAIN_PHOTOS}
