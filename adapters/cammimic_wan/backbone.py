@@ -223,10 +223,14 @@ class WanAdapter(DiffusersAdapter):
     def sampler_from_config(self, kind: str, scheduler_config: dict):
         return sampler_from_config(kind, scheduler_config, self.name)
 
+    def backbone_type(self) -> type[WanBackbone]:
+        """The loaded backbone's class (a subclass's adapter names its own, e.g. image-to-video)."""
+        return WanBackbone
+
     def build(self, components: dict[str, Any], *, source: str, device: Any, dtype: Any, attention: str) -> WanBackbone:
         transformer, vae, scheduler_config = components["denoiser"], components["vae"], components["scheduler_config"]
         shift = float(self.training_shift or scheduler_config.get("flow_shift", 1.0) or 1.0)
-        return WanBackbone(
+        return self.backbone_type()(
             name=self.name,
             weights=source,
             device=device,
