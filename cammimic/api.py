@@ -26,8 +26,8 @@ from cammimic.methods.homography import run_homography
 from cammimic.metrics import VARIANTS
 from cammimic.motion import MotionEstimate
 from cammimic.plugins import PluginHost, get_host
-from cammimic.reference import resolve_reference
 from cammimic.progress import ProgressCallback, report_progress
+from cammimic.reference import resolve_reference
 from cammimic.results import RunResult, ScoreResult, score_motions
 
 __all__ = ["estimate_motion", "score", "transfer", "finetune", "sample", "list_plugins", "ScoreResult", "RunResult",

@@ -29,9 +29,9 @@ from typing import Any, ClassVar
 import attrs
 import numpy as np
 import torch
+from cammimic_wan.backbone import WanAdapter, WanBackbone
 
 from cammimic.errors import CammimicError
-from cammimic_wan.backbone import WanAdapter, WanBackbone
 
 __all__ = ["WanI2VAdapter", "WanI2VBackbone", "RECIPE", "first_frame_mask", "token_timesteps"]
 
