@@ -286,3 +286,18 @@ def test_text_to_video_weights_and_too_many_frames_are_refused_before_loading(i2
     (t2v / "model_index.json").write_text(json.dumps({k: v for k, v in index.items() if k != "expand_timesteps"}))
     with pytest.raises(CammimicError, match=r"is not an image-to-video Wan .*--backbone wan"):
         wan_i2v(weights=str(t2v)).preflight(64, 64, 9, "unipc", 3)
+
+
+def test_memory_options_tile_the_vae_and_keep_the_text_encoder_on_the_cpu(i2v_weights, i2v, clip9):
+    from cammimic_wan_i2v import wan_i2v
+
+    lean = wan_i2v(weights=str(i2v_weights), vae_tiling=True, offload_text_encoder=True).load(device="cpu")
+    assert lean.vae.use_tiling and not i2v.vae.use_tiling
+    assert lean.text_encoder.device.type == "cpu"
+    assert torch.equal(lean.encode_prompt(["a street"]), i2v.encode_prompt(["a street"]))
+    # tiles smaller than the 64-pixel clip, so tiling really happens: the latents stay close, not equal
+    lean.vae.enable_tiling(tile_sample_min_height=32, tile_sample_min_width=32, tile_sample_stride_height=16,
+                           tile_sample_stride_width=16)
+    whole, tiled = i2v.encode_video(clip9), lean.encode_video(clip9)
+    assert tiled.shape == whole.shape == (1, 48, 3, 4, 4)
+    assert 0 < float((tiled - whole).abs().max()) and float((tiled - whole).norm() / whole.norm()) < 0.15  # 0.07 here

@@ -309,10 +309,11 @@ class WanBackbone(DiffusersBackbone):
         length = int(self.tokenizer.model_max_length)
         tokens = self.tokenizer(list(prompts), padding="max_length", max_length=length, truncation=True,
                                 add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
-        ids, mask = tokens.input_ids.to(self.device), tokens.attention_mask.to(self.device)
+        where = self.text_encoder.device  # the backbone's device, or the CPU when the encoder is offloaded
+        ids, mask = tokens.input_ids.to(where), tokens.attention_mask.to(where)
         embeds = self.text_encoder(ids, mask).last_hidden_state
         embeds = embeds * mask.unsqueeze(-1).to(embeds.dtype)  # zero past each prompt's end
-        return embeds.to(self.dtype)
+        return embeds.to(self.device, self.dtype)
 
     def _latent_stats(self, device, dtype):
         cfg = self.vae.config

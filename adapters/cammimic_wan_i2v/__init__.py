@@ -26,6 +26,8 @@ def wan_i2v(
     torch_dtype: str = "auto",
     attention: str = "sdpa",
     training_shift: float = 0.0,
+    vae_tiling: bool = False,
+    offload_text_encoder: bool = False,
 ):
     """Build the ``wan-i2v`` backbone adapter (nothing is loaded until ``load``).
 
@@ -37,11 +39,15 @@ def wan_i2v(
         torch_dtype: ``"auto"`` (bfloat16 on CUDA, float32 on CPU), ``"float32"`` or ``"bfloat16"``.
         attention: ``"sdpa"`` or ``"default"`` (both use diffusers' ``WanAttnProcessor``).
         training_shift: flow shift of Phase 1's noise levels; 0 = the scheduler's ``flow_shift`` (5).
+        vae_tiling: encode and decode in overlapping tiles (diffusers' ``enable_tiling``): less memory.
+        offload_text_encoder: keep the UMT5 text encoder on the CPU (about 11 GB less on the GPU in
+            bfloat16); each prompt is encoded there.
     """
     from cammimic_wan_i2v.backbone import WanI2VAdapter
 
     return WanI2VAdapter(default_weights=weights, revision=revision or None, variant=variant or None,
-                         torch_dtype=torch_dtype, attention=attention, training_shift=float(training_shift))
+                         torch_dtype=torch_dtype, attention=attention, training_shift=float(training_shift),
+                         vae_tiling=bool(vae_tiling), offload_text_encoder=bool(offload_text_encoder))
 
 
 @cammimic.hookimpl

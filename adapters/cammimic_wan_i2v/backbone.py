@@ -73,6 +73,10 @@ class WanI2VAdapter(WanAdapter):
     random_weights_command: ClassVar[str] = "python -m cammimic_wan.random_weights --preset i2v-tiny DIR"
     recipe_defaults: ClassVar[dict[str, Any]] = dict(RECIPE)
     preflight_files: ClassVar[tuple[str, ...]] = ("scheduler/scheduler_config.json", "model_index.json")
+    #: ``AutoencoderKLWan.enable_tiling()``: the VAE works on overlapping 256-pixel tiles (less memory, seams possible)
+    vae_tiling: bool = False
+    #: keep the UMT5 text encoder (5.7 B parameters) on the CPU; it runs there for each prompt
+    offload_text_encoder: bool = False
 
     @property
     def max_frames(self) -> int:
@@ -124,6 +128,16 @@ class WanI2VAdapter(WanAdapter):
 
     def backbone_type(self) -> type[WanBackbone]:
         return WanI2VBackbone
+
+    def build(self, components: dict[str, Any], **settings: Any) -> WanBackbone:
+        """Wan's backbone, with the memory options applied."""
+        if self.vae_tiling:
+            components["vae"].enable_tiling()
+        if self.offload_text_encoder:
+            components["text_encoder"].to("cpu")
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        return super().build(components, **settings)
 
 
 @attrs.define(eq=False)
