@@ -114,8 +114,16 @@ class WanI2VAdapter(WanAdapter):
 
     def load_components(self, source: str, dtype: torch.dtype, options: dict, model_options: dict) -> dict[str, Any]:
         """The model index first (a text-to-video folder fails in one line), then Wan's components."""
-        from diffusers import DiffusionPipeline
+        import inspect
 
+        from diffusers import AutoencoderKLWan, DiffusionPipeline
+
+        if "patch_size" not in inspect.signature(AutoencoderKLWan.__init__).parameters:
+            # an older diffusers would load Wan 2.2's VAE config silently as Wan 2.1's
+            import diffusers
+
+            raise CammimicError(f"wan-i2v needs a diffusers with Wan 2.2's VAE (0.35 or later; this is "
+                                f"{diffusers.__version__}): pip install -U \"diffusers>=0.35\"")
         self.check_image_to_video(dict(DiffusionPipeline.load_config(source, **options)), source)
         components = super().load_components(source, dtype, options, model_options)
         vae, transformer = components["vae"], components["denoiser"]
