@@ -19,6 +19,8 @@ member of the backbone (adapter)           the base class's answer (a per-frame-
 ``noise_and_target(x0, noise, t)``         ``training_scheduler().add_noise``; ε or v target
 ``noise_to(x0, noise, t, scheduler)``      the sampling scheduler's ``add_noise``
 ``condition(latents, t)``                  unchanged (the image-to-video hook)
+``conditioned_on(image)``                  a no-op context (the image-to-video hook's image)
+``conditioned_frames``                     0: latent frames the condition fixes (no loss there)
 ``preflight(w, h, frames, sampler, steps)``  size, frames and steps; the adapter's runs before loading
 ``sampling_defaults`` (on the adapter)     zeroscope's: CFG 9.0, empty negative prompt, 50 steps
 ``max_frames`` (on the adapter)            no limit: any ``--frames`` is sampled at once
@@ -31,6 +33,7 @@ members answer where it has them, the base class's elsewhere.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 from typing import Any, ClassVar
@@ -282,6 +285,20 @@ class Backbone:
         latent frame its own timestep (0 for the conditioning frame, diffusers' ``expand_timesteps``).
         """
         return latents, timestep
+
+    def conditioned_on(self, image: Any) -> Any:
+        """Context manager: inside it, :meth:`condition` conditions on ``image`` (uint8 ``(H, W, 3)``).
+
+        Phase 1 enters it with the reference's own first frame, Phase 2 with the user image. A
+        text-to-video backbone has nothing to condition: a no-op here.
+        """
+        return contextlib.nullcontext()
+
+    @property
+    def conditioned_frames(self) -> int:
+        """How many leading latent frames :meth:`condition` fixes (0 here): they carry the image,
+        not noise, so Phase 1's loss leaves them out."""
+        return 0
 
 
 #: What a loaded backbone must have when it does not subclass :class:`~cammimic.components.Backbone`

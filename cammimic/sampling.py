@@ -77,13 +77,15 @@ def phase2(backbone, weak, prompt: str, *, settings, seed: int, guidance_terms: 
                                   settings=settings, seed=int(seed))
         for term in prepared:
             term.prepare(context)
-    latents = sample(
-        backbone, prompt, num_frames=num_frames, width=width, height=height,
-        steps=settings["steps"], guidance_scale=settings["guidance_scale"],
-        negative_prompt=settings["negative_prompt"], scheduler=settings["scheduler"], eta=settings["eta"],
-        seed=int(seed), guidance_terms=guidance_terms, target=target, mask=mask, progress=progress,
-        noise=noise, homographies=weak.reference_motion.homographies,
-    )
+    # an image-to-video backbone samples conditioned on the user image: the weak video's first frame
+    with backbone.conditioned_on(weak.frames[0]):
+        latents = sample(
+            backbone, prompt, num_frames=num_frames, width=width, height=height,
+            steps=settings["steps"], guidance_scale=settings["guidance_scale"],
+            negative_prompt=settings["negative_prompt"], scheduler=settings["scheduler"], eta=settings["eta"],
+            seed=int(seed), guidance_terms=guidance_terms, target=target, mask=mask, progress=progress,
+            noise=noise, homographies=weak.reference_motion.homographies,
+        )
     check_finite(latents)
     return backbone.decode_latents(latents)
 
@@ -446,6 +448,10 @@ def sample(
                     latents = term.apply(latents, state)
             if callback is not None:
                 callback(i, t, latents)
+        # an image-to-video backbone: the conditioning frame as the denoiser saw it (diffusers'
+        # expand_timesteps pipelines do the same after the loop); unchanged for text-to-video
+        if timesteps:
+            latents, _ = backbone.condition(latents, timesteps[-1])
     return latents
 
 

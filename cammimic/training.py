@@ -585,10 +585,16 @@ class _Losses:
         frame = int(torch.randint(0, self.num_frames, (1,), generator=self.generator).item())
         xs, target_s, ts = self._noisy(self.frames[frame : frame + 1] if self.frames is not None
                                        else ref[:, :, frame : frame + 1])
-        anchor = int(torch.randint(0, ref.shape[2], (1,), generator=self.anchors).item()) if s.temporal_debias else 0
+        # an image-to-video backbone: the first latent frame is the reference's own first frame, at
+        # timestep 0 (Backbone.condition); the loss is on the frames it leaves to the model
+        x, t_model = self.backbone.condition(x, t)
+        k = int(self.backbone.conditioned_frames)
+        target = target[:, :, k:]
+        anchor = (int(torch.randint(0, ref.shape[2] - k, (1,), generator=self.anchors).item())
+                  if s.temporal_debias else 0)
         # backward inside the block: a recomputed (checkpointed) forward sees the same scales
         with lora_scales(self.unet, spatial=0.0) if masked else nullcontext():
-            pred = self._predict(x, self.reference_embeds, t)
+            pred = self._predict(x, self.reference_embeds, t_model)[:, :, k:]
             loss_t = mse(pred, target.float())
             if s.temporal_debias:
                 root2 = math.sqrt(2.0)

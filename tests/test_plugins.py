@@ -128,7 +128,7 @@ def test_unknown_component_names_valid_ones_and_nearest(plugin_host):
     assert 'motion estimator "opencvv"' in msg and '(did you mean "opencv"?)' in msg
     assert "valid: kornia, opencv" in msg
     with pytest.raises(CammimicError, match='backbone "zeroscop" is unknown \\(did you mean "zeroscope"\\?\\); '
-                                            'valid: mini, modelscope, wan, zeroscope'):
+                                            'valid: mini, modelscope, wan, wan-i2v, zeroscope'):
         plugin_host.get("backbone", "zeroscop")
 
 

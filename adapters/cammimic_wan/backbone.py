@@ -223,10 +223,14 @@ class WanAdapter(DiffusersAdapter):
     def sampler_from_config(self, kind: str, scheduler_config: dict):
         return sampler_from_config(kind, scheduler_config, self.name)
 
+    def backbone_type(self) -> type[WanBackbone]:
+        """The loaded backbone's class (a subclass's adapter names its own, e.g. image-to-video)."""
+        return WanBackbone
+
     def build(self, components: dict[str, Any], *, source: str, device: Any, dtype: Any, attention: str) -> WanBackbone:
         transformer, vae, scheduler_config = components["denoiser"], components["vae"], components["scheduler_config"]
         shift = float(self.training_shift or scheduler_config.get("flow_shift", 1.0) or 1.0)
-        return WanBackbone(
+        return self.backbone_type()(
             name=self.name,
             weights=source,
             device=device,
@@ -305,10 +309,11 @@ class WanBackbone(DiffusersBackbone):
         length = int(self.tokenizer.model_max_length)
         tokens = self.tokenizer(list(prompts), padding="max_length", max_length=length, truncation=True,
                                 add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
-        ids, mask = tokens.input_ids.to(self.device), tokens.attention_mask.to(self.device)
+        where = self.text_encoder.device  # the backbone's device, or the CPU when the encoder is offloaded
+        ids, mask = tokens.input_ids.to(where), tokens.attention_mask.to(where)
         embeds = self.text_encoder(ids, mask).last_hidden_state
         embeds = embeds * mask.unsqueeze(-1).to(embeds.dtype)  # zero past each prompt's end
-        return embeds.to(self.dtype)
+        return embeds.to(self.device, self.dtype)
 
     def _latent_stats(self, device, dtype):
         cfg = self.vae.config

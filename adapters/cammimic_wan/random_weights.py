@@ -18,7 +18,14 @@ Presets:
   the transformer reads) but 2 of its 24 layers and the byte vocabulary below, so the folder
   fits in a few GB: the text encoder runs once per prompt, outside the timed loops.
 
-Both use a byte-level tokenizer made in code with the ``tokenizers`` library (every byte is a
+- ``"i2v-tiny"``: Wan 2.2 TI2V's architecture in small, for the ``wan-i2v`` backbone: a 2-block
+  transformer on 48 latent channels and an ``AutoencoderKLWan`` as Wan 2.2's (residual, 2x2 pixel
+  patches: 16x spatial, 4x temporal, 48 latent channels, per-channel ``latents_mean``/``latents_std``),
+  flow shift 5 (``Wan-AI/Wan2.2-TI2V-5B-Diffusers``' scheduler) and a ``model_index.json`` with
+  ``expand_timesteps: true``, which is how diffusers tells TI2V from text-to-video weights.
+  A 9-frame 64x64 clip is 3 latent frames of 4x4.
+
+All use a byte-level tokenizer made in code with the ``tokenizers`` library (every byte is a
 token, no merges; ``</s>`` closes each prompt as in T5), saved as ``tokenizer.json``.
 """
 
@@ -106,6 +113,59 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "layer_norm_epsilon": 1e-6,
         },
         "tokenizer": {"model_max_length": 32},
+    },
+    "i2v-tiny": {
+        "transformer": {
+            "patch_size": (1, 2, 2),
+            "num_attention_heads": 2,
+            "attention_head_dim": 12,
+            "in_channels": 48,
+            "out_channels": 48,
+            "text_dim": 32,
+            "freq_dim": 32,
+            "ffn_dim": 32,
+            "num_layers": 2,
+            "cross_attn_norm": True,
+            "qk_norm": "rms_norm_across_heads",
+            "eps": 1e-6,
+            "rope_max_seq_len": 32,
+        },
+        # vae/config.json of Wan-AI/Wan2.2-TI2V-5B-Diffusers at base width 8 (160 and 256 there);
+        # latent statistics: fixed, not the real ones, but not 0/1 either so the normalisation shows
+        "vae": {
+            "base_dim": 8,
+            "decoder_base_dim": 8,
+            "z_dim": 48,
+            "dim_mult": [1, 1, 1, 1],
+            "num_res_blocks": 1,
+            "attn_scales": [],
+            "temperal_downsample": [False, True, True],
+            "is_residual": True,
+            "in_channels": 12,
+            "out_channels": 12,
+            "patch_size": 2,
+            "scale_factor_temporal": 4,
+            "scale_factor_spatial": 16,
+            "latents_mean": [round(-0.2 + 0.01 * i, 4) for i in range(48)],
+            "latents_std": [round(0.8 + 0.01 * i, 4) for i in range(48)],
+        },
+        "text_encoder": {
+            "vocab_size": _BYTE_VOCAB,
+            "d_model": 32,
+            "d_kv": 8,
+            "d_ff": 37,
+            "num_layers": 2,
+            "num_decoder_layers": 0,
+            "num_heads": 4,
+            "relative_attention_num_buckets": 8,
+            "relative_attention_max_distance": 32,
+            "dropout_rate": 0.0,
+            "feed_forward_proj": "gated-gelu",
+            "layer_norm_epsilon": 1e-6,
+        },
+        "tokenizer": {"model_max_length": 32},
+        "scheduler": {"flow_shift": 5.0},
+        "model_index": {"expand_timesteps": True, "boundary_ratio": None},
     },
     "1.3b": {
         # transformer/config.json of Wan-AI/Wan2.1-T2V-1.3B-Diffusers
@@ -202,7 +262,7 @@ def build_components(preset: str = "tiny", seed: int = 0) -> dict[str, Any]:
     for model in (transformer, vae, text_encoder):
         model.eval()
     tokenizer = build_tokenizer(**config["tokenizer"])
-    scheduler = UniPCMultistepScheduler(**SCHEDULER_CONFIG)
+    scheduler = UniPCMultistepScheduler(**{**SCHEDULER_CONFIG, **config.get("scheduler", {})})
     return {"transformer": transformer, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
             "scheduler": scheduler}
 
@@ -221,12 +281,13 @@ def save_components(directory, preset: str = "tiny", seed: int = 0) -> Path:
     for name, component in components.items():
         component.save_pretrained(directory / name)
     provenance = {"preset": preset, "seed": seed, "transformers": transformers.__version__}
-    write_model_index(directory, _cammimic_random_weights=provenance)
+    write_model_index(directory, _cammimic_random_weights=provenance, **PRESETS[preset].get("model_index", {}))
     return directory
 
 
 def write_model_index(directory, **provenance) -> Path:
-    """``model_index.json`` of a Wan text-to-video folder, with ``provenance`` keys recording what made it."""
+    """``model_index.json`` of a Wan folder, with ``provenance`` keys recording what made it (and,
+    for TI2V, ``expand_timesteps``: the pipeline's own config keys)."""
     import diffusers
 
     index = {
@@ -247,7 +308,7 @@ def write_model_index(directory, **provenance) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cammimic_wan.random_weights",
-        description="Write random-weight Wan 2.1 components in diffusers layout (for tests and benchmarks).",
+        description="Write random-weight Wan components in diffusers layout (for tests and benchmarks).",
     )
     parser.add_argument("directory", help="folder to write (created; existing files of the same names are replaced)")
     parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS))

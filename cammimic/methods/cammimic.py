@@ -293,15 +293,17 @@ def run_cammimic(
         inject_loras(model, layers, LoraSpec(rank=lora_cfg["spatial_rank"], alpha=alpha, dropout=dropout),
                      LoraSpec(rank=lora_cfg["temporal_rank"], alpha=alpha, dropout=dropout), init_seed=int(run["seed"]))
         embeds = backbone.encode_prompt([texts["reference"], texts["image"]])
-        trained = finetune(
-            backbone, layers,
-            reference_latents=backbone.encode_video(learnt), reference_embeds=embeds[:1],
-            image_latents=backbone.encode_video(inputs.image[None]), image_embeds=embeds[1:],
-            # a VAE that compresses time: the spatial LoRA's frames are encoded one by one (images)
-            reference_frame_latents=backbone.encode_frames(learnt),
-            settings=FinetuneSettings.from_config(config), checkpoint_dir=checkpoint_dir_for(output_dir),
-            resume=resume, progress=progress, on_step=on_step,
-        )
+        # an image-to-video backbone learns the reference's motion given its own first frame
+        with backbone.conditioned_on(learnt[0]):
+            trained = finetune(
+                backbone, layers,
+                reference_latents=backbone.encode_video(learnt), reference_embeds=embeds[:1],
+                image_latents=backbone.encode_video(inputs.image[None]), image_embeds=embeds[1:],
+                # a VAE that compresses time: the spatial LoRA's frames are encoded one by one (images)
+                reference_frame_latents=backbone.encode_frames(learnt),
+                settings=FinetuneSettings.from_config(config), checkpoint_dir=checkpoint_dir_for(output_dir),
+                resume=resume, progress=progress, on_step=on_step,
+            )
     else:
         for adapter_name, path in (("spatial", spatial_lora), ("temporal", temporal_lora)):
             meta = load_lora(path, model, adapter_name, allow_other_base=allow_other_base, **ident)
