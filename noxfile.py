@@ -37,8 +37,7 @@ def demo(session: nox.Session) -> None:
     """The main job on the examples: move examples/scene.jpg with the camera of examples/reference.mp4.
 
     Offline and on any machine it runs the homography method, then the full CamMimic method on
-    ``mini`` (the small model shipped with cammimic, docs/mini.md) once its weights are in the
-    package. With CAMMIMIC_WEIGHTS set to zeroscope weights (a local diffusers-layout folder, or
+    ``mini`` (the small demonstration model shipped with cammimic, docs/mini.md). With CAMMIMIC_WEIGHTS set to zeroscope weights (a local diffusers-layout folder, or
     a Hub id where the Hub is reachable) it runs the full method on zeroscope instead (a GPU is
     strongly advised).
     """
@@ -62,8 +61,9 @@ def demo(session: nox.Session) -> None:
         session.log(f"CamMimic results in {out}-cammimic/: output.mp4, weak.mp4, side_by_side.mp4, lora/, losses.csv, score.json, ...")
         return
     if not shipped:
-        session.log("the full CamMimic method needs a text-to-video model: mini's weights are not shipped yet "
-                    "(not yet competent, docs/mini.md); set CAMMIMIC_WEIGHTS=/path/to/zeroscope_v2_576w to run it on zeroscope")
+        session.log("the full CamMimic method needs a text-to-video model: mini's weights are missing from this "
+                    "checkout (adapters/cammimic_mini/weights, docs/mini.md); set CAMMIMIC_WEIGHTS=/path/to/zeroscope_v2_576w "
+                    "to run it on zeroscope")
         return
     # mini's own defaults (64x64, 8 frames, its step counts, ranks, CFG scale and the kornia
     # estimator that reads its soft 64 px frames), the ones docs/mini.md measured.
