@@ -44,17 +44,26 @@ def main(argv=None) -> int:
     image = cv2.resize(photo("coffee"), (64, 64), interpolation=cv2.INTER_AREA)
 
     def prepared():
-        backbone = host.create("backbone", "zeroscope", {"weights": str(weights)}).load(device="cpu")
+        backbone = host.create("backbone", "zeroscope", {"weights": str(weights)}).load(
+            device="cpu"
+        )
         layers = host.locate_attention_layers(backbone.name, backbone.denoiser, False)
         inject_loras(backbone.denoiser, layers, LoraSpec(rank=8), LoraSpec(rank=8), init_seed=0)
         embeds = backbone.encode_prompt(["an astronaut, camera motion of sks", "a cup of coffee"])
-        kw = dict(reference_latents=backbone.encode_video(frames), reference_embeds=embeds[:1],
-                  image_latents=backbone.encode_video(image[None]), image_embeds=embeds[1:])
+        kw = dict(
+            reference_latents=backbone.encode_video(frames),
+            reference_embeds=embeds[:1],
+            image_latents=backbone.encode_video(image[None]),
+            image_embeds=embeds[1:],
+        )
         return backbone, layers, kw
 
-    print(f"1. delta after {args.steps} stage-1 steps (spatial LoRA, max |difference| / max |change|)")
+    print(
+        f"1. delta after {args.steps} stage-1 steps (spatial LoRA, max |difference| / max |change|)"
+    )
     adam = torch.optim.Adam
     for eps, clip_norm in ((1e-8, 0.0), (1e-8, 1.0), (1e-20, 0.0)):
+
         class Adam(adam):  # Adam's ε set here (1e-8 is torch's default)
             def __init__(self, params, _eps=eps, **kw):
                 super().__init__(params, eps=_eps, **kw)
@@ -65,8 +74,13 @@ def main(argv=None) -> int:
             for delta in (0.5, 0.05):
                 backbone, layers, kw = prepared()
                 start = lora_state_dict(backbone.denoiser, "spatial")
-                s = FinetuneSettings(stage1_steps=args.steps, stage2=False, spatial_weight=delta,
-                                     max_grad_norm=clip_norm, checkpoint_every=0)
+                s = FinetuneSettings(
+                    stage1_steps=args.steps,
+                    stage2=False,
+                    spatial_weight=delta,
+                    max_grad_norm=clip_norm,
+                    checkpoint_every=0,
+                )
                 finetune(backbone, layers, settings=s, progress=False, **kw)
                 runs[delta] = (start, lora_state_dict(backbone.denoiser, "spatial"))
         finally:
@@ -76,10 +90,14 @@ def main(argv=None) -> int:
             keys = [k for k in a if part in k]
             diff = max(float((a[k] - b[k]).abs().max()) for k in keys)
             change = max(float((a[k] - s0[k]).abs().max()) for k in keys)
-            print(f"   eps {eps:g}, max_grad_norm {clip_norm:g}, {part}: max|W(δ=0.5) − W(δ=0.05)| = {diff:.3g}, "
-                  f"max|ΔW| = {change:.3g}, ratio {diff / change:.3g}")
+            print(
+                f"   eps {eps:g}, max_grad_norm {clip_norm:g}, {part}: max|W(δ=0.5) − W(δ=0.05)| = {diff:.3g}, "
+                f"max|ΔW| = {change:.3g}, ratio {diff / change:.3g}"
+            )
 
-    print(f"2. stage 2 after {args.steps} stage-1 steps: pairing attn1 vs attn1 + attn2 (λ = 0.4, subspace)")
+    print(
+        f"2. stage 2 after {args.steps} stage-1 steps: pairing attn1 vs attn1 + attn2 (λ = 0.4, subspace)"
+    )
     for name in ("attn1", "attn1+attn2"):
         backbone, layers, kw = prepared()
         pairs = list(layers.pairs)
@@ -89,9 +107,11 @@ def main(argv=None) -> int:
         s = FinetuneSettings(stage1_steps=args.steps, stage2_steps=5, checkpoint_every=0)
         losses = finetune(backbone, layers, settings=s, progress=False, **kw).losses
         st2 = [r for r in losses if r["stage"] == 2]
-        print(f"   {name:12s} {len(pairs):3d} pairs: ortho_ratio first/last {st2[0]['ortho_ratio']:.3g} / "
-              f"{st2[-1]['ortho_ratio']:.3g}; L_ortho first/last {st2[0]['ortho']:.3g} / {st2[-1]['ortho']:.3g}; "
-              f"L_spatial mean {sum(r['spatial'] for r in st2) / len(st2):.4f}")
+        print(
+            f"   {name:12s} {len(pairs):3d} pairs: ortho_ratio first/last {st2[0]['ortho_ratio']:.3g} / "
+            f"{st2[-1]['ortho_ratio']:.3g}; L_ortho first/last {st2[0]['ortho']:.3g} / {st2[-1]['ortho']:.3g}; "
+            f"L_spatial mean {sum(r['spatial'] for r in st2) / len(st2):.4f}"
+        )
     return 0
 
 

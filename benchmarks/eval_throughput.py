@@ -31,13 +31,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         manifest = photo_pairs(Path(d) / "pairs", args.items)
         config = load_config()
-        print(f"{args.items} items, 64x64x8, homography; {platform.machine()}, {os.cpu_count()} cores")
+        print(
+            f"{args.items} items, 64x64x8, homography; {platform.machine()}, {os.cpu_count()} cores"
+        )
         for executor in ("local", "ray"):
             t = time.perf_counter()
-            res = evaluate(manifest, Path(d) / executor, methods="homography", config=config, executor=executor,
-                           ray_num_cpus=2, progress=False, echo=lambda s: None)
+            res = evaluate(
+                manifest,
+                Path(d) / executor,
+                methods="homography",
+                config=config,
+                executor=executor,
+                ray_num_cpus=2,
+                progress=False,
+                echo=lambda s: None,
+            )
             sec = time.perf_counter() - t
-            print(f"| {executor} | {res['ran']} | {res['failed']} | {sec:.1f} | {res['ran'] / sec:.2f} |")
+            print(
+                f"| {executor} | {res['ran']} | {res['failed']} | {sec:.1f} | {res['ran'] / sec:.2f} |"
+            )
 
 
 if __name__ == "__main__":

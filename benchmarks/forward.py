@@ -48,9 +48,13 @@ def main() -> None:
                 start = time.perf_counter()
                 backbone.predict_noise(z, t, e)
                 times.append(time.perf_counter() - start)
-    print(f"tiny zeroscope-layout denoiser, {args.frames} frames x {args.size}x{args.size} latents, "
-          f"{args.threads} thread(s), {args.repeats} passes")
-    print(f"forward: median {statistics.median(times) * 1000:.1f} ms, fastest {min(times) * 1000:.1f} ms")
+    print(
+        f"tiny zeroscope-layout denoiser, {args.frames} frames x {args.size}x{args.size} latents, "
+        f"{args.threads} thread(s), {args.repeats} passes"
+    )
+    print(
+        f"forward: median {statistics.median(times) * 1000:.1f} ms, fastest {min(times) * 1000:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

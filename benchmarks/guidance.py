@@ -30,7 +30,9 @@ def main() -> None:
 
     torch.set_num_threads(1)
     weights = save_components(Path(tempfile.mkdtemp()))
-    backbone = get_host().create("backbone", "zeroscope", {"weights": str(weights)}).load(device="cpu")
+    backbone = (
+        get_host().create("backbone", "zeroscope", {"weights": str(weights)}).load(device="cpu")
+    )
     _, h = clip("pan", 64, 64, frames=8)
     image = cv2.resize(photo("coffee"), (64, 64), interpolation=cv2.INTER_AREA)
     weak, masks = warp_along_chain(image, h)
@@ -53,9 +55,23 @@ def main() -> None:
         "x0 default": [homography_guidance()],
     }
     for name, terms in cases.items():
-        z = sample(backbone, "a cup of coffee", num_frames=8, width=64, height=64, steps=10, guidance_scale=5.0,
-                   seed=0, guidance_terms=terms, target=target, mask=mask, progress=False)
-        print(f"{name:15s} in view {distance(z, mask > 0.5):.3f}  out of view {distance(z, mask < 0.5):.3f}")
+        z = sample(
+            backbone,
+            "a cup of coffee",
+            num_frames=8,
+            width=64,
+            height=64,
+            steps=10,
+            guidance_scale=5.0,
+            seed=0,
+            guidance_terms=terms,
+            target=target,
+            mask=mask,
+            progress=False,
+        )
+        print(
+            f"{name:15s} in view {distance(z, mask > 0.5):.3f}  out of view {distance(z, mask < 0.5):.3f}"
+        )
 
 
 if __name__ == "__main__":

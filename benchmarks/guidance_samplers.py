@@ -30,7 +30,9 @@ def main() -> None:
         for acts_on, weight in cases:
             cells = []
             for sampler in ("ddim", "dpm", "unipc", "euler"):
-                u, g = distance_ratio(sampler, [homography_guidance(weight, acts_on=acts_on)], steps=steps)
+                u, g = distance_ratio(
+                    sampler, [homography_guidance(weight, acts_on=acts_on)], steps=steps
+                )
                 cells.append(f"{u:.2f} → {g:.2f} ({g / u:.3f})")
             print(f"{acts_on} λ_G {weight} | " + " | ".join(cells))
 

@@ -70,10 +70,14 @@ def make_png16_bomb(path, *, side: int = 14000) -> Path:
     data = b"".join(raw.compress(row) for _ in range(side)) + raw.flush()
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     ihdr = struct.pack(">IIBBBBB", side, side, 16, 0, 0, 0, 0)
-    Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    Path(path).write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+    )
     return Path(path)
 
 
@@ -92,7 +96,9 @@ sys.exit(code)
 
 def peak_rss(args: list[str], env: dict | None = None) -> tuple[int, int, str]:
     """``(exit code, peak RSS in bytes, last stderr line)`` of ``cammimic ARGS`` in a new process."""
-    out = subprocess.run([sys.executable, "-c", _CHILD, *args], capture_output=True, text=True, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, *args], capture_output=True, text=True, env=env
+    )
     match = re.search(r"MAXRSS_KB (\d+)", out.stderr)
     lines = [ln for ln in out.stderr.splitlines() if not ln.startswith("MAXRSS_KB")]
     said = lines[-1] if lines and (out.returncode or not out.stdout.strip()) else out.stdout.strip()
@@ -101,46 +107,83 @@ def peak_rss(args: list[str], env: dict | None = None) -> tuple[int, int, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--record", action="store_true", help="write the table into docs/benchmarks.md")
+    parser.add_argument(
+        "--record", action="store_true", help="write the table into docs/benchmarks.md"
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
     started = time.perf_counter()
     video = make_long_video(tmp / "long_1080p.mp4")
     gif = make_canvas_gif(tmp / "canvas.gif")
     png = make_png16_bomb(tmp / "bomb16.png")
-    print(f"made files in {time.perf_counter() - started:.1f} s: "
-          + ", ".join(f"{p.name} {p.stat().st_size / 1024:.1f} KB" for p in (video, gif, png)))
+    print(
+        f"made files in {time.perf_counter() - started:.1f} s: "
+        + ", ".join(f"{p.name} {p.stat().st_size / 1024:.1f} KB" for p in (video, gif, png))
+    )
     runs = [
         (video, ["motion", str(video)]),
         (video, ["motion", str(video), "--frames", "16"]),
         (gif, ["motion", str(gif)]),
         (gif, ["motion", str(gif), "--frames", "16", "--width", "512", "--height", "512"]),
-        (png, ["run", str(video), str(png), "-o", str(tmp / "out"), "--method", "homography", "--frames", "4",
-               "--width", "256", "--height", "144"]),
+        (
+            png,
+            [
+                "run",
+                str(video),
+                str(png),
+                "-o",
+                str(tmp / "out"),
+                "--method",
+                "homography",
+                "--frames",
+                "4",
+                "--width",
+                "256",
+                "--height",
+                "144",
+            ],
+        ),
     ]
     rows = []
     for path, cmd in runs:
         t0 = time.perf_counter()
         code, rss, last = peak_rss(cmd)
         seconds = time.perf_counter() - t0
-        shown = "cammimic " + " ".join(a if not a.startswith(str(tmp)) else Path(a).name for a in cmd)
+        shown = "cammimic " + " ".join(
+            a if not a.startswith(str(tmp)) else Path(a).name for a in cmd
+        )
         last = last.replace(f"{tmp}/", "")
         rows.append((shown, path.stat().st_size, code, rss, seconds, last))
-        print(f"{shown}: exit {code}, peak RSS {rss / 2**20:.0f} MiB, {seconds:.1f} s; {last[:160]}")
+        print(
+            f"{shown}: exit {code}, peak RSS {rss / 2**20:.0f} MiB, {seconds:.1f} s; {last[:160]}"
+        )
     worst = max(r[3] for r in rows)
-    print(f"worst peak RSS {worst / 2**20:.0f} MiB (target <= {LIMIT_BYTES / 2**20:.0f} MiB): "
-          + ("OK" if worst <= LIMIT_BYTES else "OVER"))
+    print(
+        f"worst peak RSS {worst / 2**20:.0f} MiB (target <= {LIMIT_BYTES / 2**20:.0f} MiB): "
+        + ("OK" if worst <= LIMIT_BYTES else "OVER")
+    )
     if args.record:
-        table = [f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, CPU only, peak RSS of the whole "
-                 "`cammimic` process (`VmHWM`).", "",
-                 "| command | file size | exit | peak RSS (MiB) | time (s) | what it said |", "|---|---|---|---|---|---|"]
+        table = [
+            f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, CPU only, peak RSS of the whole "
+            "`cammimic` process (`VmHWM`).",
+            "",
+            "| command | file size | exit | peak RSS (MiB) | time (s) | what it said |",
+            "|---|---|---|---|---|---|",
+        ]
         for shown, size, code, rss, seconds, last in rows:
             said = last.replace("|", "/")[:150]
-            table.append(f"| `{shown}` | {size / 1024:.1f} KB | {code} | {rss / 2**20:.0f} | {seconds:.1f} | {said} |")
+            table.append(
+                f"| `{shown}` | {size / 1024:.1f} KB | {code} | {rss / 2**20:.0f} | {seconds:.1f} | {said} |"
+            )
         doc = ROOT / "docs" / "benchmarks.md"
         text = doc.read_text()
         block = "<!-- hostile-media:begin -->\n" + "\n".join(table) + "\n<!-- hostile-media:end -->"
-        text = re.sub(r"<!-- hostile-media:begin -->.*<!-- hostile-media:end -->", lambda _: block, text, flags=re.S)
+        text = re.sub(
+            r"<!-- hostile-media:begin -->.*<!-- hostile-media:end -->",
+            lambda _: block,
+            text,
+            flags=re.S,
+        )
         doc.write_text(text)
         print(f"recorded in {doc}")
     if worst > LIMIT_BYTES:

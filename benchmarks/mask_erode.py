@@ -39,17 +39,17 @@ def fills(size: int, factor: int) -> dict[str, np.ndarray]:
     m[:, half:] = False
     masks["right half"] = m
     m = np.ones((h, w), bool)
-    m[:, w - quarter:] = False
+    m[:, w - quarter :] = False
     masks["right quarter"] = m
     m = np.ones((h, w), bool)
     m[:, off:] = False
     masks["right, off-grid"] = m
     m = np.ones((h, w), bool)
-    m[h - quarter:, :] = False
-    m[:, w - quarter:] = False
+    m[h - quarter :, :] = False
+    m[:, w - quarter :] = False
     masks["bottom + right"] = m
     m = np.zeros((h, w), bool)
-    m[quarter:h - quarter, quarter:w - quarter] = True
+    m[quarter : h - quarter, quarter : w - quarter] = True
     masks["zoom-out frame"] = m
     return masks
 
@@ -76,8 +76,14 @@ class FrozenGlobalPaths:
         for name, module in self.vae.encoder.named_modules():
             if isinstance(module, Attention) and "attention" in self.paths:
                 self._patch(name, module, self._attention)
-            elif isinstance(module, torch.nn.GroupNorm) and "norm" in self.paths and ".attentions." not in name:
-                self._patch(name, module, self._group_norm)  # (an attention's own norm goes with it)
+            elif (
+                isinstance(module, torch.nn.GroupNorm)
+                and "norm" in self.paths
+                and ".attentions." not in name
+            ):
+                self._patch(
+                    name, module, self._group_norm
+                )  # (an attention's own norm goes with it)
         return self
 
     def __exit__(self, *exc):
@@ -105,7 +111,9 @@ class FrozenGlobalPaths:
         return x + self.saved[name]
 
 
-def changes(vae, image: np.ndarray, filled: np.ndarray, std: float) -> tuple[np.ndarray, np.ndarray]:
+def changes(
+    vae, image: np.ndarray, filled: np.ndarray, std: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Per latent cell, the largest change over channels relative to ``std``: as the VAE is, and
     with its global paths frozen at the unfilled image's values."""
     clean = encode(vae, image)
@@ -136,11 +144,15 @@ def measure(vae, factor: int, size: int, name: str) -> None:
 
     image = cv2.resize(data.astronaut(), (size, size), interpolation=cv2.INTER_AREA)
     std = float(encode(vae, image).std())
-    print(f"\n{name}: {size}x{size} pixels -> {size // factor}x{size // factor} latents, factor {factor}, "
-          f"latent std {std:.3f}")
+    print(
+        f"\n{name}: {size}x{size} pixels -> {size // factor}x{size // factor} latents, factor {factor}, "
+        f"latent std {std:.3f}"
+    )
     columns = " ".join(f"{'>' + format(t, '.0%'):>5}" for t in THRESHOLDS)
     print(f"{'':<16} {'':>3} {'':>5} {'as the VAE is':^30}   {'global paths frozen':^30}")
-    print(f"{'fill':<16} {'d':>3} {'cells':>5} {'mean':>6} {'max':>6} {columns}   {'mean':>6} {'max':>6} {columns}")
+    print(
+        f"{'fill':<16} {'d':>3} {'cells':>5} {'mean':>6} {'max':>6} {columns}   {'mean':>6} {'max':>6} {columns}"
+    )
     for label, pixels in fills(size, factor).items():
         filled = image.copy()
         filled[~pixels] = 0
@@ -154,10 +166,14 @@ def measure(vae, factor: int, size: int, name: str) -> None:
             row = []
             for change in (whole, local):
                 c = change[at]
-                row.append(f"{float(c.mean()):>6.3f} {float(c.max()):>6.3f} "
-                           + " ".join(f"{float((c > t).mean()):>5.0%}" for t in THRESHOLDS))
-            print(f"{label:<16} {('>=' if d == MAX_DISTANCE else '') + str(d):>3} {int(at.sum()):>5} "
-                  + "   ".join(row))
+                row.append(
+                    f"{float(c.mean()):>6.3f} {float(c.max()):>6.3f} "
+                    + " ".join(f"{float((c > t).mean()):>5.0%}" for t in THRESHOLDS)
+                )
+            print(
+                f"{label:<16} {('>=' if d == MAX_DISTANCE else '') + str(d):>3} {int(at.sum()):>5} "
+                + "   ".join(row)
+            )
 
 
 @torch.no_grad()
@@ -172,13 +188,20 @@ def global_paths(vae, factor: int, size: int, name: str) -> None:
     image = cv2.resize(data.astronaut(), (size, size), interpolation=cv2.INTER_AREA)
     std = float(encode(vae, image).std())
     print(f"\n{name}, {size}x{size}: cells >= 3 from the fill, mean |dz| / std")
-    print(f"{'fill':<16} {'as is':>7} {'offset removed':>15} {'norms frozen':>13} {'attention frozen':>17}")
+    print(
+        f"{'fill':<16} {'as is':>7} {'offset removed':>15} {'norms frozen':>13} {'attention frozen':>17}"
+    )
     for label, pixels in fills(size, factor).items():
         filled = image.copy()
         filled[~pixels] = 0
-        far = torch.from_numpy(distance_to_invalid(latent_mask(pixels[None], factor)[0, 0, 0].numpy() > 0.5) >= 3)
+        far = torch.from_numpy(
+            distance_to_invalid(latent_mask(pixels[None], factor)[0, 0, 0].numpy() > 0.5) >= 3
+        )
         dz = (encode(vae, filled) - encode(vae, image))[:, far]  # (C, cells)
-        row = [float(dz.abs().mean()) / std, float((dz - dz.mean(1, keepdim=True)).abs().mean()) / std]
+        row = [
+            float(dz.abs().mean()) / std,
+            float((dz - dz.mean(1, keepdim=True)).abs().mean()) / std,
+        ]
         for paths in (("norm",), ("attention",)):
             with FrozenGlobalPaths(vae, paths) as frozen:
                 reference = encode(vae, image)
@@ -191,9 +214,12 @@ def main(argv=None) -> int:
     import argparse
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--mini-weights", type=Path,
-                   default=Path(__file__).resolve().parents[1] / "adapters" / "cammimic_mini" / "weights",
-                   help="a mini bundle (diffusers layout); default: the one shipped in the package")
+    p.add_argument(
+        "--mini-weights",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / "adapters" / "cammimic_mini" / "weights",
+        help="a mini bundle (diffusers layout); default: the one shipped in the package",
+    )
     args = p.parse_args(argv)
     torch.manual_seed(0)
     torch.set_num_threads(1)
@@ -205,8 +231,10 @@ def main(argv=None) -> int:
         measure(tiny, 8, size, "tiny test VAE (random weights)")
     mini_dir = args.mini_weights / "vae"
     if not (mini_dir / "config.json").is_file():
-        print(f"mini's VAE is not at {mini_dir}: pass --mini-weights DIR with a bundle from "
-              "`python -m cammimic_mini.lab.train --export DIR` to measure it too")
+        print(
+            f"mini's VAE is not at {mini_dir}: pass --mini-weights DIR with a bundle from "
+            "`python -m cammimic_mini.lab.train --export DIR` to measure it too"
+        )
         return 0
     mini = AutoencoderKL.from_pretrained(mini_dir).eval()
     for size in (64, 128):

@@ -30,7 +30,10 @@ import torch
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- method:begin -->", "<!-- method:end -->"
 #: each backbone's table has its own markers in docs/benchmarks.md
-MARKERS = {"zeroscope": (BEGIN, END), "wan": ("<!-- method-wan:begin -->", "<!-- method-wan:end -->")}
+MARKERS = {
+    "zeroscope": (BEGIN, END),
+    "wan": ("<!-- method-wan:begin -->", "<!-- method-wan:end -->"),
+}
 
 
 def peak_memory(device) -> float:
@@ -67,9 +70,17 @@ def build(preset, device, dtype, vae_batch_size):
     unet.set_attn_processor(AttnProcessor2_0())
     vae.set_attn_processor(AttnProcessor2_0())
     return UNet3DBackbone(
-        name="zeroscope", weights=f"random:{preset}", device=device, dtype=dtype, denoiser=unet, vae=vae,
-        text_encoder=text_encoder, tokenizer=c["tokenizer"], scheduler_config=dict(SCHEDULER_CONFIG),
-        vae_scale_factor=2 ** (len(vae.config.block_out_channels) - 1), latent_channels=vae.config.latent_channels,
+        name="zeroscope",
+        weights=f"random:{preset}",
+        device=device,
+        dtype=dtype,
+        denoiser=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=c["tokenizer"],
+        scheduler_config=dict(SCHEDULER_CONFIG),
+        vae_scale_factor=2 ** (len(vae.config.block_out_channels) - 1),
+        latent_channels=vae.config.latent_channels,
         vae_batch_size=vae_batch_size,
     )
 
@@ -88,30 +99,59 @@ def build_wan(preset, device, dtype):
     for name, tensor in [*transformer.named_parameters(), *transformer.named_buffers()]:
         if keep & set(name.split(".")):
             tensor.data = tensor.data.float()
-    vae = c["vae"].to(device, torch.float32).requires_grad_(False)  # as the loader: the VAE stays float32
+    vae = (
+        c["vae"].to(device, torch.float32).requires_grad_(False)
+    )  # as the loader: the VAE stays float32
     text_encoder = c["text_encoder"].to(device, dtype).requires_grad_(False)
     return WanBackbone(
-        name="wan", weights=f"random:{preset}", device=device, dtype=dtype, denoiser=transformer, vae=vae,
-        text_encoder=text_encoder, tokenizer=c["tokenizer"], scheduler_config=dict(SCHEDULER_CONFIG),
-        latent_channels=int(vae.config.z_dim), patch_size=tuple(transformer.config.patch_size),
+        name="wan",
+        weights=f"random:{preset}",
+        device=device,
+        dtype=dtype,
+        denoiser=transformer,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=c["tokenizer"],
+        scheduler_config=dict(SCHEDULER_CONFIG),
+        latent_channels=int(vae.config.z_dim),
+        patch_size=tuple(transformer.config.patch_size),
         training_shift=float(SCHEDULER_CONFIG["flow_shift"]),
     )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backbone", default="zeroscope", choices=["zeroscope", "wan"])
-    parser.add_argument("--preset", default=None, help="zeroscope: zeroscope (default) or tiny; wan: 1.3b (default) or tiny")
+    parser.add_argument(
+        "--preset",
+        default=None,
+        help="zeroscope: zeroscope (default) or tiny; wan: 1.3b (default) or tiny",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--width", type=int, default=None, help="default: 576 (zeroscope), 832 (wan)")
-    parser.add_argument("--height", type=int, default=None, help="default: 320 (zeroscope), 480 (wan)")
-    parser.add_argument("--frames", type=int, default=None, help="default: 16 (the paper's; zeroscope), 81 (wan: 4k+1)")
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per phase (after one warm-up step)")
+    parser.add_argument(
+        "--width", type=int, default=None, help="default: 576 (zeroscope), 832 (wan)"
+    )
+    parser.add_argument(
+        "--height", type=int, default=None, help="default: 320 (zeroscope), 480 (wan)"
+    )
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=None,
+        help="default: 16 (the paper's; zeroscope), 81 (wan: 4k+1)",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=5, help="timed steps per phase (after one warm-up step)"
+    )
     parser.add_argument("--rank", type=int, default=32)
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--vae-batch-size", type=int, default=8)
-    parser.add_argument("--record", action="store_true", help="write the table into docs/benchmarks.md")
+    parser.add_argument(
+        "--record", action="store_true", help="write the table into docs/benchmarks.md"
+    )
     args = parser.parse_args()
     wan = args.backbone == "wan"
     args.preset = args.preset or ("1.3b" if wan else "zeroscope")
@@ -130,8 +170,11 @@ def main() -> None:
     device = torch.device(args.device)
     wall = time.perf_counter()
     t0 = time.perf_counter()
-    backbone = build_wan(args.preset, device, args.dtype) if wan else build(args.preset, device, args.dtype,
-                                                                             args.vae_batch_size)
+    backbone = (
+        build_wan(args.preset, device, args.dtype)
+        if wan
+        else build(args.preset, device, args.dtype, args.vae_batch_size)
+    )
     check_num_frames(backbone, args.frames)
     build_s = time.perf_counter() - t0
     params = sum(p.numel() for p in backbone.denoiser.parameters()) / 1e9
@@ -162,21 +205,44 @@ def main() -> None:
             peaks["stage 1"] = peak_memory(device)
             reset_peak(device)
 
-    settings = FinetuneSettings(stage1_steps=n, stage2_steps=n, checkpoint_every=0,
-                                gradient_checkpointing=args.gradient_checkpointing)
+    settings = FinetuneSettings(
+        stage1_steps=n,
+        stage2_steps=n,
+        checkpoint_every=0,
+        gradient_checkpointing=args.gradient_checkpointing,
+    )
     reset_peak(device)
-    finetune(backbone, layers, reference_latents=ref_latents, reference_embeds=embeds[:1], image_latents=img_latents,
-             image_embeds=embeds[1:2], reference_frame_latents=frame_latents, settings=settings, progress=False,
-             on_step=on_step)
+    finetune(
+        backbone,
+        layers,
+        reference_latents=ref_latents,
+        reference_embeds=embeds[:1],
+        image_latents=img_latents,
+        image_embeds=embeds[1:2],
+        reference_frame_latents=frame_latents,
+        settings=settings,
+        progress=False,
+        on_step=on_step,
+    )
     peaks["stage 2"] = peak_memory(device)
     per_step = {f"stage {s}": float(np.mean(np.diff(marks[s]))) for s in (1, 2)}
 
     reset_peak(device)
     ticks: list[float] = []
     target = backbone.encode_video(frames)
-    sample(backbone, "a village, camera motion of sks", num_frames=args.frames, width=args.width, height=args.height,
-           steps=n, guidance_scale=5.0 if wan else 9.0, seed=0, target=target, progress=False,
-           callback=lambda i, t, z: (sync(device), ticks.append(time.perf_counter())))
+    sample(
+        backbone,
+        "a village, camera motion of sks",
+        num_frames=args.frames,
+        width=args.width,
+        height=args.height,
+        steps=n,
+        guidance_scale=5.0 if wan else 9.0,
+        seed=0,
+        target=target,
+        progress=False,
+        callback=lambda i, t, z: (sync(device), ticks.append(time.perf_counter())),
+    )
     per_step["sampling"] = float(np.mean(np.diff(ticks)))
     t0 = time.perf_counter()
     backbone.decode_latents(target)
@@ -185,7 +251,13 @@ def main() -> None:
     peaks["sampling"] = peak_memory(device)
     measured_wall = time.perf_counter() - wall
 
-    run_estimate = 150 * per_step["stage 1"] + 150 * per_step["stage 2"] + 50 * per_step["sampling"] + encode_s + decode_s
+    run_estimate = (
+        150 * per_step["stage 1"]
+        + 150 * per_step["stage 2"]
+        + 50 * per_step["sampling"]
+        + encode_s
+        + decode_s
+    )
     if device.type == "cuda":
         where = f"{torch.cuda.get_device_name(device)}, {str(backbone.dtype).replace('torch.', '')}"
     else:
@@ -219,7 +291,7 @@ def main() -> None:
         begin, end = MARKERS[args.backbone]
         block = f"{begin}\n{table}\n{end}"
         if begin in text:
-            text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
+            text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
         else:
             title = "The CamMimic method on Wan 2.1" if wan else "The CamMimic method"
             text = text.rstrip("\n") + f"\n\n## {title}\n\n" + block + "\n"

@@ -41,8 +41,8 @@ def clip_operator(size: int, frames: int, speed: float, sigma: float, direction:
     field smoothed by a Gaussian, each frame a bilinear crop moved ``direction * speed`` px per frame."""
     big = size + int(np.ceil(speed * (frames - 1))) + 2
     radius = int(np.ceil(3 * sigma))
-    k = np.exp(-np.arange(-radius, radius + 1) ** 2 / (2 * sigma ** 2))
-    k /= np.sqrt((k ** 2).sum())  # unit variance after the separable (2-D) blur
+    k = np.exp(-(np.arange(-radius, radius + 1) ** 2) / (2 * sigma**2))
+    k /= np.sqrt((k**2).sum())  # unit variance after the separable (2-D) blur
     blur = np.zeros((big, big))  # 1-D blur matrix on an open line (edge taps dropped)
     for i in range(big):
         for j, w in zip(range(i - radius, i + radius + 1), k):
@@ -59,7 +59,9 @@ def clip_operator(size: int, frames: int, speed: float, sigma: float, direction:
             if i0 + x + 1 < big:
                 shift[x, i0 + x + 1] += frac
         y0 = (big - size) // 2
-        rows.append(np.kron(blur[y0:y0 + size], shift @ blur))  # (size*size, big*big), rows then columns
+        rows.append(
+            np.kron(blur[y0 : y0 + size], shift @ blur)
+        )  # (size*size, big*big), rows then columns
     return np.concatenate(rows)
 
 
@@ -67,7 +69,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", type=int, default=16, help="latent side (mini: 16)")
     p.add_argument("--frames", type=int, default=8)
-    p.add_argument("--speed", type=float, default=0.64, help="latent px per frame (mini's normal pan: 0.64)")
+    p.add_argument(
+        "--speed", type=float, default=0.64, help="latent px per frame (mini's normal pan: 0.64)"
+    )
     p.add_argument("--sigma", type=float, default=1.0, help="the fields' smoothness, latent px")
     p.add_argument("--samples", type=int, default=1000, help="Monte Carlo clips per timestep")
     p.add_argument("--seed", type=int, default=0)
@@ -77,9 +81,11 @@ def main(argv=None) -> int:
             p.error(f"--{name} must be at least 2, got {getattr(args, name)}")
     if not (args.speed > 0 and args.sigma > 0):
         p.error(f"--speed and --sigma must be positive, got {args.speed} and {args.sigma}")
-    if args.frames * args.size ** 2 > MAX_DIM:
-        p.error(f"--frames x --size^2 must be at most {MAX_DIM} (dense {MAX_DIM}x{MAX_DIM} covariances), "
-                f"got {args.frames * args.size ** 2}: lower --size or --frames")
+    if args.frames * args.size**2 > MAX_DIM:
+        p.error(
+            f"--frames x --size^2 must be at most {MAX_DIM} (dense {MAX_DIM}x{MAX_DIM} covariances), "
+            f"got {args.frames * args.size**2}: lower --size or --frames"
+        )
 
     from cammimic_unet3d.random_weights import SCHEDULER_CONFIG
     from diffusers import DDPMScheduler
@@ -90,8 +96,10 @@ def main(argv=None) -> int:
     covs = {d: a @ a.T for d, a in ops.items()}
     eye = np.eye(covs[1].shape[0])
     rng = np.random.default_rng(args.seed)
-    print(f"Gaussian fields (sigma {args.sigma} latent px), {args.frames} frames of {args.size}x{args.size}, "
-          f"panned +-{args.speed} latent px per frame; zeroscope's schedule; {args.samples} clips per timestep")
+    print(
+        f"Gaussian fields (sigma {args.sigma} latent px), {args.frames} frames of {args.size}x{args.size}, "
+        f"panned +-{args.speed} latent px per frame; zeroscope's schedule; {args.samples} clips per timestep"
+    )
     print(f"{'t':>4} {'a_t':>8} {'aware':>9} {'blind':>9} {'gap':>8} {'blind sure':>10}")
     gaps, aware_all = {}, {}
     for t in TIMESTEPS:
@@ -113,8 +121,10 @@ def main(argv=None) -> int:
         own = np.where(direction[:, None] > 0, hat[1], hat[-1])
         e_aware, e_blind = ((own - eps) ** 2).mean(), ((blind - eps) ** 2).mean()
         gaps[t], aware_all[t] = e_blind - e_aware, e_aware
-        print(f"{t:>4} {a:>8.4f} {e_aware:>9.5f} {e_blind:>9.5f} {100 * (e_blind - e_aware) / e_aware:>7.2f}% "
-              f"{np.abs(w - 0.5).mean():>10.3f}")
+        print(
+            f"{t:>4} {a:>8.4f} {e_aware:>9.5f} {e_blind:>9.5f} {100 * (e_blind - e_aware) / e_aware:>7.2f}% "
+            f"{np.abs(w - 0.5).mean():>10.3f}"
+        )
     # The share of the epsilon loss over uniform timesteps, min-SNR-5 weights, interpolated between the rows.
     ts = np.arange(1000)
     snr = alphas / (1 - alphas)
@@ -123,8 +133,10 @@ def main(argv=None) -> int:
     gap = np.interp(ts, known, [gaps[t] for t in known], left=0.0)
     loss = np.interp(ts, known, [aware_all[t] for t in known])
     share = float((weight * gap).sum() / (weight * loss).sum())
-    print(f"the direction words' share of the epsilon loss (uniform t, min-SNR-5, t >= {known[0]}): "
-          f"{100 * share:.2f} %   ({time.perf_counter() - t0:.0f} s)")
+    print(
+        f"the direction words' share of the epsilon loss (uniform t, min-SNR-5, t >= {known[0]}): "
+        f"{100 * share:.2f} %   ({time.perf_counter() - t0:.0f} s)"
+    )
     return 0
 
 

@@ -45,11 +45,25 @@ DOC = ROOT / "docs" / "mini.md"
 BEGIN, END = "<!-- mini-method:begin -->", "<!-- mini-method:end -->"
 #: The paper's table: its methods and ablations, and the readings the method issue added
 #: (``cammimic-usc-only``; ``cammimic-no-usc-no-spatial``, the other reading of "no USC").
-METHODS = ("homography", "base", "motiondirector", "cammimic", "cammimic-no-usc", "cammimic-no-ortho",
-           "cammimic-no-hg", "cammimic-usc-only", "cammimic-no-usc-no-spatial")
+METHODS = (
+    "homography",
+    "base",
+    "motiondirector",
+    "cammimic",
+    "cammimic-no-usc",
+    "cammimic-no-ortho",
+    "cammimic-no-hg",
+    "cammimic-usc-only",
+    "cammimic-no-usc-no-spatial",
+)
 #: Issue 23 §4: the training-free camera terms, tabled next to ``base`` and ``cammimic`` from the
 #: same eval (``--methods training-free`` runs these and the two they are compared with).
-TRAINING_FREE = ("base-warped-noise", "cammimic-warped-noise", "motionclone", "cammimic-camerascore")
+TRAINING_FREE = (
+    "base-warped-noise",
+    "cammimic-warped-noise",
+    "motionclone",
+    "cammimic-camerascore",
+)
 BEGIN_TF, END_TF = "<!-- mini-training-free:begin -->", "<!-- mini-training-free:end -->"
 SEED = 0
 CANVAS = 160  # px: the region of the photograph the 64 px frame moves over (as in training)
@@ -121,7 +135,9 @@ def _region(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     h, w = photo.shape[:2]
     side = int(rng.integers(int(0.6 * min(h, w)), min(h, w) + 1))
     y0, x0 = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-    return cv2.resize(photo[y0:y0 + side, x0:x0 + side], (CANVAS, CANVAS), interpolation=cv2.INTER_AREA)
+    return cv2.resize(
+        photo[y0 : y0 + side, x0 : x0 + side], (CANVAS, CANVAS), interpolation=cv2.INTER_AREA
+    )
 
 
 def _user_image(photo: np.ndarray, size: int) -> np.ndarray:
@@ -131,7 +147,7 @@ def _user_image(photo: np.ndarray, size: int) -> np.ndarray:
     h, w = photo.shape[:2]
     s = min(h, w)
     y0, x0 = (h - s) // 2, (w - s) // 2
-    return cv2.resize(photo[y0:y0 + s, x0:x0 + s], (size, size), interpolation=cv2.INTER_AREA)
+    return cv2.resize(photo[y0 : y0 + s, x0 : x0 + s], (size, size), interpolation=cv2.INTER_AREA)
 
 
 def build_manifest(folder, pairs: int = 12, seed: int = SEED) -> Path:
@@ -166,16 +182,40 @@ def build_manifest(folder, pairs: int = 12, seed: int = SEED) -> Path:
         pid = f"p{i:02d}"
         write_video(folder / f"{pid}-ref.mp4", clip, 8.0)
         write_image(folder / f"{pid}-img.png", _user_image(photos[user_name], size))
-        rows.append({"id": pid, "reference": f"{pid}-ref.mp4", "image": f"{pid}-img.png",
-                     "prompt": data.HELD_OUT[user_name], "reference_prompt": data.HELD_OUT[ref_name]})
-        record[pid] = {"reference_photo": ref_name, "image_photo": user_name, "motion": label,
-                       "per_frame": move, "in_captions": in_captions, "homographies": hs.round(10).tolist()}
+        rows.append(
+            {
+                "id": pid,
+                "reference": f"{pid}-ref.mp4",
+                "image": f"{pid}-img.png",
+                "prompt": data.HELD_OUT[user_name],
+                "reference_prompt": data.HELD_OUT[ref_name],
+            }
+        )
+        record[pid] = {
+            "reference_photo": ref_name,
+            "image_photo": user_name,
+            "motion": label,
+            "per_frame": move,
+            "in_captions": in_captions,
+            "homographies": hs.round(10).tolist(),
+        }
     lines = ["id,reference,image,prompt,reference_prompt"]
-    lines += [",".join(r[k] for k in ("id", "reference", "image", "prompt", "reference_prompt")) for r in rows]
-    meta = {"generator": "benchmarks/mini_method.py", "seed": seed, "pairs": pairs, "width": size, "height": size,
-            "frames": frames, "fps": 8.0, "canvas": CANVAS,
-            "homographies": "frame-to-frame, pixel coordinates of the 64x64 reference (cammimic.synthetic)",
-            "items": record}
+    lines += [
+        ",".join(r[k] for k in ("id", "reference", "image", "prompt", "reference_prompt"))
+        for r in rows
+    ]
+    meta = {
+        "generator": "benchmarks/mini_method.py",
+        "seed": seed,
+        "pairs": pairs,
+        "width": size,
+        "height": size,
+        "frames": frames,
+        "fps": 8.0,
+        "canvas": CANVAS,
+        "homographies": "frame-to-frame, pixel coordinates of the 64x64 reference (cammimic.synthetic)",
+        "items": record,
+    }
     write_text(folder / "pairs.json", json.dumps(meta, indent=1) + "\n")
     return write_text(folder / "manifest.csv", "\n".join(lines) + "\n")
 
@@ -200,7 +240,9 @@ def summarize(eval_dir) -> list[dict]:
         fb = sum(_float(r["output_fallbacks"]) for r in ok)
         pairs = sum(_float(r["num_pairs"]) for r in ok)
         s["fallback_share"] = fb / pairs if pairs else math.nan
-        s["seconds_per_run"] = sum(_float(r.get("seconds")) for r in ok) / len(ok) if ok else math.nan
+        s["seconds_per_run"] = (
+            sum(_float(r.get("seconds")) for r in ok) / len(ok) if ok else math.nan
+        )
     return summary
 
 
@@ -219,14 +261,18 @@ def _num(s: dict, c: str, fmt: str) -> str:
 
 def table(summary: list[dict]) -> list[str]:
     """The markdown table and the comparisons the issue asks for (cammimic vs base, HG, ORTHO)."""
-    lines = ["| method | n | valid / invalid | CameraScore (resolution-free) | CameraScore (paper) | "
-             "output fallback share | PSNR first | SSIM first | PSNR in view | s / run |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| method | n | valid / invalid | CameraScore (resolution-free) | CameraScore (paper) | "
+        "output fallback share | PSNR first | SSIM first | PSNR in view | s / run |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for s in summary:
-        lines.append(f"| {s['method']} | {s['n']} | {s['n_valid']} / {s['n_invalid']} | {_ci(s, 'camera_score')} | "
-                     f"{_ci(s, 'camera_score_paper')} | {_num(s, 'fallback_share', '{:.1%}')} | "
-                     f"{_num(s, 'psnr_first', '{:.1f}')} | {_num(s, 'ssim_first', '{:.3f}')} | "
-                     f"{_num(s, 'psnr_in_view', '{:.1f}')} | {_num(s, 'seconds_per_run', '{:.0f}')} |")
+        lines.append(
+            f"| {s['method']} | {s['n']} | {s['n_valid']} / {s['n_invalid']} | {_ci(s, 'camera_score')} | "
+            f"{_ci(s, 'camera_score_paper')} | {_num(s, 'fallback_share', '{:.1%}')} | "
+            f"{_num(s, 'psnr_first', '{:.1f}')} | {_num(s, 'ssim_first', '{:.3f}')} | "
+            f"{_num(s, 'psnr_in_view', '{:.1f}')} | {_num(s, 'seconds_per_run', '{:.0f}')} |"
+        )
     by = {s["method"]: _float(s.get("camera_score")) for s in summary}
 
     def ratio(a, b):
@@ -234,23 +280,53 @@ def table(summary: list[dict]) -> list[str]:
         return x / y if math.isfinite(x) and math.isfinite(y) and y > 0 else math.nan
 
     lines.append("")
-    checks = [("cammimic", "base", "cammimic / base", "<= 0.5 if the method works"),
-              ("cammimic", "cammimic-no-hg", "cammimic / cammimic-no-hg", "< 1 if homography guidance helps"),
-              ("cammimic", "cammimic-no-ortho", "cammimic / cammimic-no-ortho", "< 1 if ORTHO helps"),
-              ("base-warped-noise", "base", "base-warped-noise / base", "<= 0.5: the claim of issue 23 §4"),
-              ("cammimic-warped-noise", "cammimic", "cammimic-warped-noise / cammimic", "< 1 if warped noise helps"),
-              ("motionclone", "base", "motionclone / base", "< 1 if temporal-attention guidance helps"),
-              ("cammimic-camerascore", "cammimic", "cammimic-camerascore / cammimic",
-               "< 1 if CameraScore guidance helps")]
+    checks = [
+        ("cammimic", "base", "cammimic / base", "<= 0.5 if the method works"),
+        (
+            "cammimic",
+            "cammimic-no-hg",
+            "cammimic / cammimic-no-hg",
+            "< 1 if homography guidance helps",
+        ),
+        ("cammimic", "cammimic-no-ortho", "cammimic / cammimic-no-ortho", "< 1 if ORTHO helps"),
+        (
+            "base-warped-noise",
+            "base",
+            "base-warped-noise / base",
+            "<= 0.5: the claim of issue 23 §4",
+        ),
+        (
+            "cammimic-warped-noise",
+            "cammimic",
+            "cammimic-warped-noise / cammimic",
+            "< 1 if warped noise helps",
+        ),
+        ("motionclone", "base", "motionclone / base", "< 1 if temporal-attention guidance helps"),
+        (
+            "cammimic-camerascore",
+            "cammimic",
+            "cammimic-camerascore / cammimic",
+            "< 1 if CameraScore guidance helps",
+        ),
+    ]
     for a, b, name, want in checks:
         r = ratio(a, b)
         if a in by and b in by:
-            lines.append(f"- {name} (mean CameraScore): {'–' if not math.isfinite(r) else f'{r:.2f}'} ({want})")
+            lines.append(
+                f"- {name} (mean CameraScore): {'–' if not math.isfinite(r) else f'{r:.2f}'} ({want})"
+            )
     return lines
 
 
-def record(eval_dirs, doc: Path, *, command: str, weights: str, markers: tuple[str, str] = (BEGIN, END),
-           methods=None) -> None:
+def record(
+    eval_dirs,
+    doc: Path,
+    *,
+    command: str,
+    weights: str,
+    markers: tuple[str, str] = (BEGIN, END),
+    methods=None,
+) -> None:
     """Replace the text between the mini-method markers (or ``markers``) of ``doc`` by the summary
     table of ``methods`` (all of the evals' by default), merged over ``eval_dirs`` (one eval folder
     per method set; a method found in several is taken from the first); methods asked for but
@@ -258,7 +334,9 @@ def record(eval_dirs, doc: Path, *, command: str, weights: str, markers: tuple[s
     begin, end = markers
     from cammimic.io import write_text
 
-    eval_dirs = [Path(d) for d in ([eval_dirs] if isinstance(eval_dirs, (str, Path)) else eval_dirs)]
+    eval_dirs = [
+        Path(d) for d in ([eval_dirs] if isinstance(eval_dirs, (str, Path)) else eval_dirs)
+    ]
     info = json.loads((eval_dirs[0] / "eval.json").read_text())
     meta = {}
     index = Path(weights) / "model_index.json" if weights else None
@@ -273,12 +351,18 @@ def record(eval_dirs, doc: Path, *, command: str, weights: str, markers: tuple[s
                 summary.append(row)
     if methods is not None:
         order = {m: i for i, m in enumerate(methods)}
-        summary = sorted((s for s in summary if s["method"] in order), key=lambda s: order[s["method"]])
-    lines = [begin, "",
-             f"`{command}`: {items} held-out pairs, bundle of {meta.get('unet_steps', '?')} UNet steps, "
-             f"{platform.processor() or platform.machine()}, cammimic {info['cammimic_version']}, "
-             f"torch {info['versions'].get('torch')}. Mean over valid scores [95 % bootstrap interval]; "
-             "lower CameraScore is better.", ""]
+        summary = sorted(
+            (s for s in summary if s["method"] in order), key=lambda s: order[s["method"]]
+        )
+    lines = [
+        begin,
+        "",
+        f"`{command}`: {items} held-out pairs, bundle of {meta.get('unet_steps', '?')} UNet steps, "
+        f"{platform.processor() or platform.machine()}, cammimic {info['cammimic_version']}, "
+        f"torch {info['versions'].get('torch')}. Mean over valid scores [95 % bootstrap interval]; "
+        "lower CameraScore is better.",
+        "",
+    ]
     lines += table(summary)
     missing = [m for m in (methods or ()) if m not in {s["method"] for s in summary}]
     if missing:
@@ -295,38 +379,76 @@ def main(argv=None) -> int:
     from cammimic.errors import CammimicError
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--weights", default=str(cammimic_mini.WEIGHTS),
-                   help="mini's bundle (a diffusers folder, e.g. from `python -m cammimic_mini.lab.train --export DIR`); "
-                   "default: the shipped one")
-    p.add_argument("--methods", default="all",
-                   help="comma-separated eval methods, or 'all' (default: " + ",".join(METHODS + TRAINING_FREE)
-                   + "), 'paper' (" + ",".join(METHODS) + ") or 'training-free' (base, cammimic and "
-                   + ",".join(TRAINING_FREE) + ")")
-    p.add_argument("--pairs", type=int, default=12, help="pairs in the manifest (>= 1; the tables need >= 12)")
-    p.add_argument("--out", default="out/mini-method", help="pairs/, the eval folders and mini-method.toml go here")
-    p.add_argument("--eval-dir", default="eval", metavar="NAME",
-                   help="the eval folder under --out (default: eval). An eval folder holds one method set: run "
-                   "another set into another NAME; --record merges every eval folder under --out")
+    p.add_argument(
+        "--weights",
+        default=str(cammimic_mini.WEIGHTS),
+        help="mini's bundle (a diffusers folder, e.g. from `python -m cammimic_mini.lab.train --export DIR`); "
+        "default: the shipped one",
+    )
+    p.add_argument(
+        "--methods",
+        default="all",
+        help="comma-separated eval methods, or 'all' (default: "
+        + ",".join(METHODS + TRAINING_FREE)
+        + "), 'paper' ("
+        + ",".join(METHODS)
+        + ") or 'training-free' (base, cammimic and "
+        + ",".join(TRAINING_FREE)
+        + ")",
+    )
+    p.add_argument(
+        "--pairs", type=int, default=12, help="pairs in the manifest (>= 1; the tables need >= 12)"
+    )
+    p.add_argument(
+        "--out",
+        default="out/mini-method",
+        help="pairs/, the eval folders and mini-method.toml go here",
+    )
+    p.add_argument(
+        "--eval-dir",
+        default="eval",
+        metavar="NAME",
+        help="the eval folder under --out (default: eval). An eval folder holds one method set: run "
+        "another set into another NAME; --record merges every eval folder under --out",
+    )
     p.add_argument("--executor", choices=("local", "ray"), default="local")
     p.add_argument("--manifest-only", action="store_true", help="write the pairs and stop")
-    p.add_argument("--record", action="store_true",
-                   help="write both tables (the paper's methods; the training-free terms) into docs/mini.md")
-    p.add_argument("--record-training-free", action="store_true", help="the same as --record (kept for old commands)")
+    p.add_argument(
+        "--record",
+        action="store_true",
+        help="write both tables (the paper's methods; the training-free terms) into docs/mini.md",
+    )
+    p.add_argument(
+        "--record-training-free",
+        action="store_true",
+        help="the same as --record (kept for old commands)",
+    )
     p.add_argument("-q", "--quiet", action="store_true")
     args = p.parse_args(argv)
-    aliases = {"all": list(METHODS + TRAINING_FREE), "paper": list(METHODS),
-               "training-free": ["base", "cammimic", *TRAINING_FREE]}
-    methods = aliases.get(args.methods.strip()) or [m.strip() for m in args.methods.split(",") if m.strip()]
+    aliases = {
+        "all": list(METHODS + TRAINING_FREE),
+        "paper": list(METHODS),
+        "training-free": ["base", "cammimic", *TRAINING_FREE],
+    }
+    methods = aliases.get(args.methods.strip()) or [
+        m.strip() for m in args.methods.split(",") if m.strip()
+    ]
     args.record = args.record or args.record_training_free
     if args.pairs < 1:
         return _error(f"--pairs must be >= 1, got {args.pairs}")
     if args.record and args.pairs < 12:
         return _error("--record writes the tables of docs/mini.md: it needs --pairs >= 12")
     needs_weights = any(m != "homography" for m in methods)
-    if not args.manifest_only and needs_weights and not (Path(args.weights) / "model_index.json").is_file():
-        return _error(f"mini's weights are not at {args.weights} (no model_index.json): no bundle has "
-                      "passed mini's bar yet (docs/mini.md); pass --weights DIR with a bundle from `python -m cammimic_mini.lab.train --export DIR`, "
-                      "or run --methods homography")
+    if (
+        not args.manifest_only
+        and needs_weights
+        and not (Path(args.weights) / "model_index.json").is_file()
+    ):
+        return _error(
+            f"mini's weights are not at {args.weights} (no model_index.json): no bundle has "
+            "passed mini's bar yet (docs/mini.md); pass --weights DIR with a bundle from `python -m cammimic_mini.lab.train --export DIR`, "
+            "or run --methods homography"
+        )
     out = Path(args.out)
     pairs_dir = out / "pairs"
     settings = {"seed": SEED, "pairs": args.pairs}
@@ -334,42 +456,74 @@ def main(argv=None) -> int:
         if (pairs_dir / "pairs.json").is_file():
             old = json.loads((pairs_dir / "pairs.json").read_text())
             if {"seed": old.get("seed"), "pairs": old.get("pairs")} != settings:
-                return _error(f"{pairs_dir} holds a manifest of {old.get('pairs')} pairs; give another --out for "
-                              f"{args.pairs}")
+                return _error(
+                    f"{pairs_dir} holds a manifest of {old.get('pairs')} pairs; give another --out for "
+                    f"{args.pairs}"
+                )
             manifest = pairs_dir / "manifest.csv"
             print(f"reusing the manifest {manifest}", file=sys.stderr)
         elif pairs_dir.exists() and any(pairs_dir.iterdir()):
-            return _error(f"{pairs_dir} exists and was not written by this script; give another --out")
+            return _error(
+                f"{pairs_dir} exists and was not written by this script; give another --out"
+            )
         else:
             manifest = build_manifest(pairs_dir, args.pairs)
-            print(f"wrote {manifest} ({args.pairs} pairs) and {pairs_dir / 'pairs.json'}", file=sys.stderr)
+            print(
+                f"wrote {manifest} ({args.pairs} pairs) and {pairs_dir / 'pairs.json'}",
+                file=sys.stderr,
+            )
         if args.manifest_only:
             return 0
         from cammimic.cli import main as cli
         from cammimic.io import write_text
 
         config = write_text(out / "mini-method.toml", CONFIG)
-        cmd = ["eval", str(manifest), "-o", str(out / args.eval_dir), "--methods", ",".join(methods), "--backbone", "mini",
-               "--config", str(config), "--executor", args.executor]
+        cmd = [
+            "eval",
+            str(manifest),
+            "-o",
+            str(out / args.eval_dir),
+            "--methods",
+            ",".join(methods),
+            "--backbone",
+            "mini",
+            "--config",
+            str(config),
+            "--executor",
+            args.executor,
+        ]
         if needs_weights:
             cmd += ["--weights", str(Path(args.weights).resolve())]
         if args.quiet:
             cmd.append("-q")
         started = time.perf_counter()
         code = cli(cmd)
-        print(f"cammimic {' '.join(cmd)}: exit {code} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+        print(
+            f"cammimic {' '.join(cmd)}: exit {code} ({time.perf_counter() - started:.0f} s)",
+            file=sys.stderr,
+        )
         if code:
             return code
         for line in table(summarize(out / args.eval_dir)):
             print(line)
         if args.record:
             command = "python benchmarks/mini_method.py --record" + (
-                f" --methods {args.methods}" if args.methods != "all" else "")
-            evals = [out / args.eval_dir] + sorted(d for d in out.glob("eval*")
-                                                   if d != out / args.eval_dir and (d / "summary.csv").is_file())
+                f" --methods {args.methods}" if args.methods != "all" else ""
+            )
+            evals = [out / args.eval_dir] + sorted(
+                d
+                for d in out.glob("eval*")
+                if d != out / args.eval_dir and (d / "summary.csv").is_file()
+            )
             record(evals, DOC, command=command, weights=args.weights, methods=list(METHODS))
-            record(evals, DOC, command=command, weights=args.weights, markers=(BEGIN_TF, END_TF),
-                   methods=["base", "cammimic", *TRAINING_FREE])
+            record(
+                evals,
+                DOC,
+                command=command,
+                weights=args.weights,
+                markers=(BEGIN_TF, END_TF),
+                methods=["base", "cammimic", *TRAINING_FREE],
+            )
             print(f"recorded in {DOC}", file=sys.stderr)
     except CammimicError as exc:
         return _error(str(exc))

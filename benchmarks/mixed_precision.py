@@ -33,7 +33,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--zero-b", action="store_true", help="keep B at zero (the LoRAs as injected)")
+    parser.add_argument(
+        "--zero-b", action="store_true", help="keep B at zero (the LoRAs as injected)"
+    )
     args = parser.parse_args()
 
     from cammimic_unet3d.random_weights import save_components
@@ -48,7 +50,9 @@ def main() -> None:
     mixed_precision, clip_grad = training.mixed_precision, training._clip
 
     def gradients(dtype, precision=None):
-        backbone = host.create("backbone", "zeroscope", {"weights": str(weights)}).load(device="cpu")
+        backbone = host.create("backbone", "zeroscope", {"weights": str(weights)}).load(
+            device="cpu"
+        )
         if dtype != torch.float32:
             backbone.denoiser.to(dtype)
             backbone.dtype = dtype
@@ -57,7 +61,9 @@ def main() -> None:
         g = torch.Generator().manual_seed(5)
         if not args.zero_b:  # a LoRA some steps into training: B != 0, so A gets gradients too
             with torch.no_grad():
-                for p in lora_parameters(backbone.denoiser, "spatial") + lora_parameters(backbone.denoiser, "temporal"):
+                for p in lora_parameters(backbone.denoiser, "spatial") + lora_parameters(
+                    backbone.denoiser, "temporal"
+                ):
                     if p.shape[1] == 4:
                         p.copy_(1e-2 * torch.randn(p.shape, generator=g))
         latents = torch.randn(1, 4, args.frames, args.size, args.size, generator=g)
@@ -73,24 +79,44 @@ def main() -> None:
             training.mixed_precision = lambda d: precision
         started = time.perf_counter()
         try:
-            training.finetune(backbone, layers, reference_latents=latents, reference_embeds=embeds, progress=False,
-                              settings=training.FinetuneSettings(stage1_steps=1, stage2=False, checkpoint_every=0,
-                                                                 spatial_mask_probability=0.0))
+            training.finetune(
+                backbone,
+                layers,
+                reference_latents=latents,
+                reference_embeds=embeds,
+                progress=False,
+                settings=training.FinetuneSettings(
+                    stage1_steps=1, stage2=False, checkpoint_every=0, spatial_mask_probability=0.0
+                ),
+            )
         finally:
             training._clip, training.mixed_precision = clip_grad, mixed_precision
         return torch.cat(got), time.perf_counter() - started
 
     reference, seconds = gradients(torch.float32)
-    print(f"latents 4x{args.frames}x{args.size}x{args.size}, B {'zero' if args.zero_b else 'random'}; "
-          f"float32 step {seconds:.1f} s")
-    cases = [("float16 plain", torch.float16, training._Precision(torch.float16, autocast=False, scaler=False)),
-             ("float16", torch.float16, None), ("bfloat16", torch.bfloat16, None)]
+    print(
+        f"latents 4x{args.frames}x{args.size}x{args.size}, B {'zero' if args.zero_b else 'random'}; "
+        f"float32 step {seconds:.1f} s"
+    )
+    cases = [
+        (
+            "float16 plain",
+            torch.float16,
+            training._Precision(torch.float16, autocast=False, scaler=False),
+        ),
+        ("float16", torch.float16, None),
+        ("bfloat16", torch.bfloat16, None),
+    ]
     for name, dtype, precision in cases:
         grads, seconds = gradients(dtype, precision)
         error = float((grads - reference).norm() / reference.norm())
-        zeros = float(((grads == 0) & (reference != 0)).float().sum() / (reference != 0).float().sum())
-        print(f"{name:14s} relative L2 error {100 * error:6.2f} %   flushed to zero {100 * zeros:.2f} %   "
-              f"step {seconds:.1f} s")
+        zeros = float(
+            ((grads == 0) & (reference != 0)).float().sum() / (reference != 0).float().sum()
+        )
+        print(
+            f"{name:14s} relative L2 error {100 * error:6.2f} %   flushed to zero {100 * zeros:.2f} %   "
+            f"step {seconds:.1f} s"
+        )
 
 
 if __name__ == "__main__":

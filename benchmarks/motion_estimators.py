@@ -45,13 +45,19 @@ def scenarios(width, height, frames=16):
     h = camera_path("pan_zoom", frames, width, height)
     frames_ = render_camera_motion(photo, h, width, height)
     patch = cv2.resize(data.coffee(), None, fx=0.25, fy=0.25)[20:84, 40:104]
-    yield "pan_zoom, moving object", add_moving_object(frames_, patch, (width * 0.3, height * 0.4), (5, -3)), h
+    yield (
+        "pan_zoom, moving object",
+        add_moving_object(frames_, patch, (width * 0.3, height * 0.4), (5, -3)),
+        h,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--estimators", default="opencv,kornia")
-    parser.add_argument("--record", action="store_true", help="write the table into docs/benchmarks.md")
+    parser.add_argument(
+        "--record", action="store_true", help="write the table into docs/benchmarks.md"
+    )
     args = parser.parse_args()
     host = PluginHost().load()
     rows = []
@@ -66,9 +72,19 @@ def main() -> None:
                 times.append((time.perf_counter() - t0) / (len(frames) - 1))
                 err = float(corner_error(m.homographies, truth, width, height).mean())
                 errors.append(err)
-                print(f"{name:7s} {width}x{height} {label:26s} corner error {err:.3f} px  "
-                      f"{times[-1] * 1000:6.1f} ms/pair  fallbacks {len(m.fallbacks)}")
-            rows.append((name, f"{width}x{height}", np.mean(errors), np.max(errors), np.median(times) * 1000))
+                print(
+                    f"{name:7s} {width}x{height} {label:26s} corner error {err:.3f} px  "
+                    f"{times[-1] * 1000:6.1f} ms/pair  fallbacks {len(m.fallbacks)}"
+                )
+            rows.append(
+                (
+                    name,
+                    f"{width}x{height}",
+                    np.mean(errors),
+                    np.max(errors),
+                    np.median(times) * 1000,
+                )
+            )
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU only"
     table = [
         f"Measured {time.strftime('%Y-%m-%d')} on {machine}, torch threads = default; 16-frame clips, "
@@ -80,7 +96,11 @@ def main() -> None:
     table += [f"| {n} | {s} | {m:.3f} | {w:.3f} | {t:.1f} |" for n, s, m, w, t in rows]
     print("\n".join(table))
     if args.record:
-        text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n## Motion estimators\n\n{BEGIN}\n{END}\n"
+        text = (
+            DOC.read_text()
+            if DOC.exists()
+            else f"# Benchmarks\n\n## Motion estimators\n\n{BEGIN}\n{END}\n"
+        )
         head, _, rest = text.partition(BEGIN)
         _, _, tail = rest.partition(END)
         DOC.write_text(f"{head}{BEGIN}\n" + "\n".join(table) + f"\n{END}{tail}")

@@ -57,20 +57,33 @@ def tiny_measurements(stage1_steps: int, seed: int = 0) -> dict[str, float]:
     host = get_host()
 
     def prepared():
-        backbone = host.create("backbone", "zeroscope", {"weights": str(weights)}).load(device="cpu")
+        backbone = host.create("backbone", "zeroscope", {"weights": str(weights)}).load(
+            device="cpu"
+        )
         layers = host.locate_attention_layers(backbone.name, backbone.denoiser, False)
         inject_loras(backbone.denoiser, layers, LoraSpec(rank=8), LoraSpec(rank=8), init_seed=seed)
         frames, _ = clip("pan", 64, 64, frames=8)
         image = cv2.resize(photo("coffee"), (64, 64), interpolation=cv2.INTER_AREA)
         embeds = backbone.encode_prompt(["an astronaut, camera motion of sks", "a cup of coffee"])
-        kw = dict(reference_latents=backbone.encode_video(frames), reference_embeds=embeds[:1],
-                  image_latents=backbone.encode_video(image[None]), image_embeds=embeds[1:])
+        kw = dict(
+            reference_latents=backbone.encode_video(frames),
+            reference_embeds=embeds[:1],
+            image_latents=backbone.encode_video(image[None]),
+            image_embeds=embeds[1:],
+        )
         return backbone, layers, kw
 
     backbone, layers, kw = prepared()
     start = {a: lora_state_dict(backbone.denoiser, a) for a in ("spatial", "temporal")}
-    finetune(backbone, layers, settings=FinetuneSettings(stage1_steps=stage1_steps, stage2=False,
-                                                         checkpoint_every=0, seed=seed), progress=False, **kw)
+    finetune(
+        backbone,
+        layers,
+        settings=FinetuneSettings(
+            stage1_steps=stage1_steps, stage2=False, checkpoint_every=0, seed=seed
+        ),
+        progress=False,
+        **kw,
+    )
     after = {a: lora_state_dict(backbone.denoiser, a) for a in ("spatial", "temporal")}
 
     def rms(tensors):
@@ -79,7 +92,9 @@ def tiny_measurements(stage1_steps: int, seed: int = 0) -> dict[str, float]:
 
     out = {
         "B_rms": rms([v for a in after for k, v in after[a].items() if "lora_B" in k]),
-        "A_drift_rms": rms([after[a][k] - start[a][k] for a in after for k in after[a] if "lora_A" in k]),
+        "A_drift_rms": rms(
+            [after[a][k] - start[a][k] for a in after for k in after[a] if "lora_A" in k]
+        ),
     }
     # ∇L_spatial on the user image at the start of stage 2 (fixed timesteps and noise)
     params = lora_parameters(backbone.denoiser, "spatial")
@@ -95,7 +110,9 @@ def tiny_measurements(stage1_steps: int, seed: int = 0) -> dict[str, float]:
             pred = backbone.predict_noise(sched.add_noise(img, noise, tt), tt, kw["image_embeds"])
         (torch.nn.functional.mse_loss(pred.float(), noise) / 5).backward()
     out["grad_rms"] = rms([p.grad for p in params])
-    out["grad_rms_B"] = rms([p.grad for n, p in zip(range(len(params)), params, strict=True) if p.shape[1] == 8])
+    out["grad_rms_B"] = rms(
+        [p.grad for n, p in zip(range(len(params)), params, strict=True) if p.shape[1] == 8]
+    )
     for p in params:
         p.grad = None
         p.requires_grad_(False)
@@ -103,10 +120,18 @@ def tiny_measurements(stage1_steps: int, seed: int = 0) -> dict[str, float]:
     # what finetuning logs: a few stage-2 steps per definition at λ = 1
     for definition in ("cosine", "inner", "subspace"):
         backbone, layers, kw = prepared()
-        settings = FinetuneSettings(stage1_steps=stage1_steps, stage2_steps=3, orthogonality_weight=1.0,
-                                    orthogonality_definition=definition, checkpoint_every=0, seed=seed)
+        settings = FinetuneSettings(
+            stage1_steps=stage1_steps,
+            stage2_steps=3,
+            orthogonality_weight=1.0,
+            orthogonality_definition=definition,
+            checkpoint_every=0,
+            seed=seed,
+        )
         result = finetune(backbone, layers, settings=settings, progress=False, **kw)
-        out[f"tiny_ratio_{definition}"] = float(np.mean([r["ortho_ratio"] for r in result.losses if r["stage"] == 2]))
+        out[f"tiny_ratio_{definition}"] = float(
+            np.mean([r["ortho_ratio"] for r in result.losses if r["stage"] == 2])
+        )
     return out
 
 
@@ -117,7 +142,9 @@ def real_width_ratios(measured: dict[str, float], seed: int = 0) -> dict[tuple[s
 
     ratios = {}
     for c in WIDTHS:
-        model = torch.nn.ModuleDict({"s": torch.nn.Linear(c, c, bias=False), "t": torch.nn.Linear(c, c, bias=False)})
+        model = torch.nn.ModuleDict(
+            {"s": torch.nn.Linear(c, c, bias=False), "t": torch.nn.Linear(c, c, bias=False)}
+        )
         layers = AttentionLayers(spatial=["s"], temporal=["t"], pairs=[("s", "t")])
         inject_loras(model, layers, LoraSpec(rank=RANK), LoraSpec(rank=RANK), init_seed=seed)
         g = torch.Generator().manual_seed(seed + c)
@@ -143,17 +170,33 @@ def main() -> None:
     parser.add_argument("--stage1-steps", type=int, default=60)
     args = parser.parse_args()
     measured = tiny_measurements(args.stage1_steps)
-    print(f"tiny model after stage 1 ({args.stage1_steps} steps, lr 5e-4):",
-          ", ".join(f"{k} {v:.3g}" for k, v in measured.items()))
+    print(
+        f"tiny model after stage 1 ({args.stage1_steps} steps, lr 5e-4):",
+        ", ".join(f"{k} {v:.3g}" for k, v in measured.items()),
+    )
     ratios = real_width_ratios(measured)
     print(f"\nat zeroscope widths, rank {RANK}, per pair (loss = mean of {PAIRS} pairs), λ = 1:")
-    print(f"{'definition':10s} " + " ".join(f"C={c:<12d}" for c in WIDTHS) + f" λ for ratio {TARGET} (per width)")
+    print(
+        f"{'definition':10s} "
+        + " ".join(f"C={c:<12d}" for c in WIDTHS)
+        + f" λ for ratio {TARGET} (per width)"
+    )
     for definition in ("cosine", "inner", "subspace"):
         r = [ratios[(definition, c)] for c in WIDTHS]
         lam = [TARGET / x if x > 0 else math.inf for x in r]
-        print(f"{definition:10s} " + " ".join(f"{x:<14.3g}" for x in r) + " " + " ".join(f"{x:.3g}" for x in lam))
-    print("cos² value " + " ".join(f"{ratios[('cos2 value', c)]:<14.3g}" for c in WIDTHS)
-          + " (1/C²: " + ", ".join(f"{1 / c**2:.2g}" for c in WIDTHS) + ")")
+        print(
+            f"{definition:10s} "
+            + " ".join(f"{x:<14.3g}" for x in r)
+            + " "
+            + " ".join(f"{x:.3g}" for x in lam)
+        )
+    print(
+        "cos² value "
+        + " ".join(f"{ratios[('cos2 value', c)]:<14.3g}" for c in WIDTHS)
+        + " (1/C²: "
+        + ", ".join(f"{1 / c**2:.2g}" for c in WIDTHS)
+        + ")"
+    )
 
 
 if __name__ == "__main__":

@@ -91,11 +91,15 @@ def _parts(bb, z, t, emb):
 
     with torch.no_grad():
         full = bb.predict_noise(z, t, emb)
-        alone = torch.cat([bb.predict_noise(z[:, :, j:j + 1], t, emb) for j in range(z.shape[2])], dim=2)
+        alone = torch.cat(
+            [bb.predict_noise(z[:, :, j : j + 1], t, emb) for j in range(z.shape[2])], dim=2
+        )
     return alone, full - alone
 
 
-def run(steps: int, seed: int, placement: str, bb_dir: Path, rank: int = 4, lr: float = 2e-3) -> dict:
+def run(
+    steps: int, seed: int, placement: str, bb_dir: Path, rank: int = 4, lr: float = 2e-3
+) -> dict:
     import torch
     from cammimic_wan.backbone import WanAdapter
     from cammimic_wan.locator import wan_lora_targets
@@ -128,13 +132,22 @@ def run(steps: int, seed: int, placement: str, bb_dir: Path, rank: int = 4, lr: 
         for p in _params(model, "spatial") + _params(model, "temporal"):
             p.add_(torch.randn(p.shape, generator=gen) * 1e-2)
     routing = {}
-    for what, z, sc in (("image", z_frames[:1], {"spatial": 1.0, "temporal": 0.0}),
-                        ("clip_masked", z_clip, {"spatial": 0.0, "temporal": 1.0})):
+    for what, z, sc in (
+        ("image", z_frames[:1], {"spatial": 1.0, "temporal": 0.0}),
+        ("clip_masked", z_clip, {"spatial": 0.0, "temporal": 1.0}),
+    ):
         _scales(model, **sc)
         model.zero_grad(set_to_none=True)
         loss_on(z).backward()
-        routing[what] = {a: float(sum(float(p.grad.abs().sum()) if p.grad is not None else 0.0
-                                      for p in _params(model, a))) for a in ("spatial", "temporal")}
+        routing[what] = {
+            a: float(
+                sum(
+                    float(p.grad.abs().sum()) if p.grad is not None else 0.0
+                    for p in _params(model, a)
+                )
+            )
+            for a in ("spatial", "temporal")
+        }
     model.zero_grad(set_to_none=True)
 
     # 2. gradient overlap on the shared base weights (image mode vs whole clip, and image vs image)
@@ -154,8 +167,10 @@ def run(steps: int, seed: int, placement: str, bb_dir: Path, rank: int = 4, lr: 
     g_img_b = grad_of(z_frames[5:6])
     g_clip = grad_of(z_clip)
     cos = torch.nn.functional.cosine_similarity
-    overlap = {"image_vs_clip": float(cos(g_img_a, g_clip, dim=0)),
-               "image_vs_image": float(cos(g_img_a, g_img_b, dim=0))}
+    overlap = {
+        "image_vs_clip": float(cos(g_img_a, g_clip, dim=0)),
+        "image_vs_image": float(cos(g_img_a, g_img_b, dim=0)),
+    }
     for w in base:
         w.requires_grad_(False)
 
@@ -187,18 +202,30 @@ def run(steps: int, seed: int, placement: str, bb_dir: Path, rank: int = 4, lr: 
         hist["temporal"].append(float(loss_t))
         hist["spatial"].append(float(loss_s))
     k = max(1, steps // 5)
-    losses = {a: {"first": float(np.mean(h[:k])), "last": float(np.mean(h[-k:]))} for a, h in hist.items()}
+    losses = {
+        a: {"first": float(np.mean(h[:k])), "last": float(np.mean(h[-k:]))} for a, h in hist.items()
+    }
     effect = {}
     for adapter, other in (("spatial", "temporal"), ("temporal", "spatial")):
         _scales(model, **{adapter: 1.0, other: 0.0})
         P, D = _parts(bb, probe, t_fix, emb)
         dP = float((P - P0).norm() / P0.norm())
         dD = float((D - D0).norm() / D0.norm())
-        effect[adapter] = {"rel_change_per_frame_P": dP, "rel_change_cross_frame_D": dD,
-                           "cross_frame_share": float((D - D0).norm() / ((P - P0).norm() + (D - D0).norm()))}
+        effect[adapter] = {
+            "rel_change_per_frame_P": dP,
+            "rel_change_cross_frame_D": dD,
+            "cross_frame_share": float((D - D0).norm() / ((P - P0).norm() + (D - D0).norm())),
+        }
     _scales(model, spatial=1.0, temporal=1.0)
-    return {"placement": placement, "seed": seed, "routing_grad_abs_sum": routing, "grad_cosine": overlap,
-            "losses": losses, "effect": effect, "D0_over_P0": float(D0.norm() / P0.norm())}
+    return {
+        "placement": placement,
+        "seed": seed,
+        "routing_grad_abs_sum": routing,
+        "grad_cosine": overlap,
+        "losses": losses,
+        "effect": effect,
+        "D0_over_P0": float(D0.norm() / P0.norm()),
+    }
 
 
 def main(argv=None) -> int:
@@ -223,20 +250,35 @@ def main(argv=None) -> int:
         rows = [r for r in results if r["placement"] == placement]
         summary[placement] = {
             f"{a}.{k}": round(float(np.mean([r["effect"][a][k] for r in rows])), 4)
-            for a in ("spatial", "temporal") for k in ("rel_change_per_frame_P", "rel_change_cross_frame_D",
-                                                       "cross_frame_share")
+            for a in ("spatial", "temporal")
+            for k in ("rel_change_per_frame_P", "rel_change_cross_frame_D", "cross_frame_share")
         }
         for a in ("spatial", "temporal"):
-            summary[placement][f"{a}.loss_drop"] = round(float(np.mean(
-                [1 - r["losses"][a]["last"] / r["losses"][a]["first"] for r in rows])), 4)
-        summary[placement]["grad_cosine.image_vs_clip"] = round(float(np.mean(
-            [r["grad_cosine"]["image_vs_clip"] for r in rows])), 4)
-        summary[placement]["grad_cosine.image_vs_image"] = round(float(np.mean(
-            [r["grad_cosine"]["image_vs_image"] for r in rows])), 4)
-    out = {"setup": {"model": "cammimic_wan tiny preset (random weights), float32, CPU, 1 thread",
-                     "clip": "skimage astronaut, pan, 9 frames 128x128 -> latents 3x16x16", "steps": args.steps,
-                     "seeds": args.seeds, "lora_rank": 4, "lr": 2e-3},
-           "summary": summary, "runs": results, "seconds": round(time.perf_counter() - started, 1)}
+            summary[placement][f"{a}.loss_drop"] = round(
+                float(
+                    np.mean([1 - r["losses"][a]["last"] / r["losses"][a]["first"] for r in rows])
+                ),
+                4,
+            )
+        summary[placement]["grad_cosine.image_vs_clip"] = round(
+            float(np.mean([r["grad_cosine"]["image_vs_clip"] for r in rows])), 4
+        )
+        summary[placement]["grad_cosine.image_vs_image"] = round(
+            float(np.mean([r["grad_cosine"]["image_vs_image"] for r in rows])), 4
+        )
+    out = {
+        "setup": {
+            "model": "cammimic_wan tiny preset (random weights), float32, CPU, 1 thread",
+            "clip": "skimage astronaut, pan, 9 frames 128x128 -> latents 3x16x16",
+            "steps": args.steps,
+            "seeds": args.seeds,
+            "lora_rank": 4,
+            "lr": 2e-3,
+        },
+        "summary": summary,
+        "runs": results,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     json.dump(out, sys.stdout, indent=1)
     print()
     return 0

@@ -30,8 +30,18 @@ from cammimic.progress import ProgressCallback, report_progress
 from cammimic.reference import resolve_reference
 from cammimic.results import RunResult, ScoreResult, score_motions
 
-__all__ = ["estimate_motion", "score", "transfer", "finetune", "sample", "list_plugins", "ScoreResult", "RunResult",
-           "score_motions", "ProgressCallback"]
+__all__ = [
+    "estimate_motion",
+    "score",
+    "transfer",
+    "finetune",
+    "sample",
+    "list_plugins",
+    "ScoreResult",
+    "RunResult",
+    "score_motions",
+    "ProgressCallback",
+]
 
 
 def _host(host: PluginHost | None, config: Config | None = None) -> PluginHost:
@@ -85,13 +95,19 @@ def score(
     either video are left out; check ``result.valid`` (``max_fallback_share``, default 0.25).
     """
     if variant not in VARIANTS:
-        raise CammimicError(f"CameraScore variant '{variant}' is unknown. Try one of {list(VARIANTS)}")
+        raise CammimicError(
+            f"CameraScore variant '{variant}' is unknown. Try one of {list(VARIANTS)}"
+        )
     est = _host(host).create("motion_estimator", estimator, params)
     size = None
-    if is_camera_reference(reference):  # a camera path has no size of its own: drawn at the generated video's
+    if is_camera_reference(
+        reference
+    ):  # a camera path has no size of its own: drawn at the generated video's
         generated = as_video(generated, name="generated", frames=frames)  # read once
         size = generated.size
-    ref = resolve_reference(reference, size=size, frames=frames or (lambda total: min(total, frame_count(generated))))
+    ref = resolve_reference(
+        reference, size=size, frames=frames or (lambda total: min(total, frame_count(generated)))
+    )
     n = ref.num_frames
     gen = subsample(as_video(generated, name="generated", frames=n), n)
     mr = ref.camera_motion(est)
@@ -109,8 +125,10 @@ def _resolve(config, overrides) -> Config:
     if not isinstance(config, Config):
         config = load_config(config)
     return config.with_overrides(
-        {(k.replace("__", ".", 1) if "__" in k else k if k == "guidance" else f"run.{k}"): v
-         for k, v in overrides.items()}
+        {
+            (k.replace("__", ".", 1) if "__" in k else k if k == "guidance" else f"run.{k}"): v
+            for k, v in overrides.items()
+        }
     )
 
 
@@ -177,13 +195,25 @@ def transfer(
     """
     config = _resolve(config, overrides)
     if config["run"]["method"] == "homography" and config["run"]["candidates"] > 1:
-        raise CammimicError(f"candidates = {config['run']['candidates']} has no effect with the homography method "
-                            "(a deterministic warp, no sampling); drop it or use method cammimic")
+        raise CammimicError(
+            f"candidates = {config['run']['candidates']} has no effect with the homography method "
+            "(a deterministic warp, no sampling); drop it or use method cammimic"
+        )
     if config["run"]["method"] == "cammimic":
         _require_method_stack(config, _host(host, config))
-        return _run_cammimic(reference, image, output_dir, config=config, host=_host(host, config),
-                             overwrite=overwrite, resume=resume, progress=progress)
-    return run_homography(reference, image, output_dir, config=config, host=_host(host, config), overwrite=overwrite)
+        return _run_cammimic(
+            reference,
+            image,
+            output_dir,
+            config=config,
+            host=_host(host, config),
+            overwrite=overwrite,
+            resume=resume,
+            progress=progress,
+        )
+    return run_homography(
+        reference, image, output_dir, config=config, host=_host(host, config), overwrite=overwrite
+    )
 
 
 def finetune(
@@ -202,8 +232,17 @@ def finetune(
     ``output_dir/lora/`` with ``losses.csv``, ``weak.mp4``, ``config.toml`` and ``run.json``."""
     config = _resolve(config, overrides)
     _require_method_stack(config, _host(host, config))
-    return _run_cammimic(reference, image, output_dir, config=config, host=_host(host, config),
-                         overwrite=overwrite, resume=resume, progress=progress, phases=("finetune",))
+    return _run_cammimic(
+        reference,
+        image,
+        output_dir,
+        config=config,
+        host=_host(host, config),
+        overwrite=overwrite,
+        resume=resume,
+        progress=progress,
+        phases=("finetune",),
+    )
 
 
 def sample(
@@ -224,6 +263,16 @@ def sample(
     a spatial LoRA of one run with the temporal LoRA of another) and homography guidance."""
     config = _resolve(config, overrides)
     _require_method_stack(config, _host(host, config))
-    return _run_cammimic(reference, image, output_dir, config=config, host=_host(host, config),
-                         overwrite=overwrite, progress=progress, phases=("sample",), spatial_lora=spatial_lora,
-                         temporal_lora=temporal_lora, allow_other_base=allow_other_base)
+    return _run_cammimic(
+        reference,
+        image,
+        output_dir,
+        config=config,
+        host=_host(host, config),
+        overwrite=overwrite,
+        progress=progress,
+        phases=("sample",),
+        spatial_lora=spatial_lora,
+        temporal_lora=temporal_lora,
+        allow_other_base=allow_other_base,
+    )

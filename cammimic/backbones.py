@@ -42,11 +42,28 @@ from cammimic.config import did_you_mean
 from cammimic.errors import CammimicError
 
 __all__ = [
-    "DEFAULT_SAMPLING", "sampling_defaults", "resolve_sampling", "resolve_recipe",
-    "DEFAULT_SAMPLERS", "samplers", "resolve_sampler", "check_num_frames", "fit_num_frames",
-    "check_size", "check_request", "max_frames", "weights_max_frames", "MAX_FRAMES_KEY",
-    "REQUIRED_MEMBERS", "missing_members", "as_backbone", "as_adapter", "Backbone", "BackboneAdapter",
-    "check_steps", "max_steps",
+    "DEFAULT_SAMPLING",
+    "sampling_defaults",
+    "resolve_sampling",
+    "resolve_recipe",
+    "DEFAULT_SAMPLERS",
+    "samplers",
+    "resolve_sampler",
+    "check_num_frames",
+    "fit_num_frames",
+    "check_size",
+    "check_request",
+    "max_frames",
+    "weights_max_frames",
+    "MAX_FRAMES_KEY",
+    "REQUIRED_MEMBERS",
+    "missing_members",
+    "as_backbone",
+    "as_adapter",
+    "Backbone",
+    "BackboneAdapter",
+    "check_steps",
+    "max_steps",
 ]
 
 #: What a backbone samples with when it states nothing (zeroscope's and ModelScope's pipeline values).
@@ -95,7 +112,9 @@ class BackboneAdapter:
         """Whether the backbone can encode a clip of ``num_frames`` frames (any, for a per-frame VAE)."""
         return int(num_frames) >= 1
 
-    def preflight(self, width: int, height: int, frames: int, sampler: str | None, steps: int | None) -> bool:
+    def preflight(
+        self, width: int, height: int, frames: int, sampler: str | None, steps: int | None
+    ) -> bool:
         """Check a request before anything loads; one clear line (:class:`CammimicError`) if it cannot run.
 
         ``sampler`` and ``steps`` are ``None`` when nothing is sampled. Returns ``True`` when
@@ -103,7 +122,9 @@ class BackboneAdapter:
         downloaded): then the loaded backbone's :meth:`Backbone.preflight` checks them.
         """
         check_request(self, width, height, frames, None, None, multiple=self.size_multiple)
-        return sampler is None or steps is None  # the steps need the sampler's schedule: the loaded backbone's
+        return (
+            sampler is None or steps is None
+        )  # the steps need the sampler's schedule: the loaded backbone's
 
     def load(self, weights: str | None = None, **kwargs: Any) -> Backbone:
         """Load the model components from a Hub id or a local diffusers-layout directory.
@@ -149,15 +170,22 @@ class Backbone:
     denoiser: Any
     vae_scale_factor: int
     latent_channels: int
-    samplers: ClassVar[tuple[str, ...]] = DEFAULT_SAMPLERS  #: what :meth:`sampling_scheduler` takes; the first is the default
-    sampling_defaults: ClassVar[dict[str, Any]] = {}  #: as :attr:`BackboneAdapter.sampling_defaults`
+    samplers: ClassVar[tuple[str, ...]] = (
+        DEFAULT_SAMPLERS  #: what :meth:`sampling_scheduler` takes; the first is the default
+    )
+    sampling_defaults: ClassVar[
+        dict[str, Any]
+    ] = {}  #: as :attr:`BackboneAdapter.sampling_defaults`
     frame_rule: ClassVar[str] = "any number of frames"
 
     @property
     def unet(self) -> Any:
         """Deprecated name of :attr:`denoiser` (a Wan backbone's denoiser is a transformer)."""
-        warnings.warn(f"{type(self).__name__}.unet is deprecated: use .denoiser (docs/architecture.md)",
-                      DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            f"{type(self).__name__}.unet is deprecated: use .denoiser (docs/architecture.md)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return self.denoiser
 
     # -- required: identity, text, pixels, the denoiser, schedulers ---------------------------
@@ -194,7 +222,9 @@ class Backbone:
     def set_gradient_checkpointing(self, enabled: bool) -> None:
         """Recompute activations in the backward pass of training to save memory
         (:func:`cammimic.kit.checkpoint_blocks` replays the LoRA scales each block ran with)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement set_gradient_checkpointing()")
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement set_gradient_checkpointing()"
+        )
 
     def training_scheduler(self) -> Any:
         """The noise scheduler of training (``config.num_train_timesteps``; its ``add_noise`` is
@@ -219,10 +249,18 @@ class Backbone:
         """The video frames each latent frame holds: ``[[0], [1], …]`` for a per-frame VAE."""
         return [[i] for i in range(int(num_frames))]
 
-    def latent_shape(self, num_frames: int, width: int, height: int) -> tuple[int, int, int, int, int]:
+    def latent_shape(
+        self, num_frames: int, width: int, height: int
+    ) -> tuple[int, int, int, int, int]:
         """``(1, C, T', h, w)`` of the latents of a ``num_frames`` clip of ``width`` x ``height``."""
         f = int(self.vae_scale_factor)
-        return (1, int(self.latent_channels), len(self.frame_groups(num_frames)), height // f, width // f)
+        return (
+            1,
+            int(self.latent_channels),
+            len(self.frame_groups(num_frames)),
+            height // f,
+            width // f,
+        )
 
     def encode_frames(self, frames: Any) -> Any:
         """Each frame alone as an image, latents ``(T, C, 1, h, w)``: what the spatial LoRA's
@@ -230,11 +268,21 @@ class Backbone:
         one frame (a per-frame VAE): Phase 1 then slices :meth:`encode_video`'s latents."""
         return None
 
-    def preflight(self, width: int, height: int, frames: int, sampler: str | None, steps: int | None) -> bool:
+    def preflight(
+        self, width: int, height: int, frames: int, sampler: str | None, steps: int | None
+    ) -> bool:
         """:meth:`BackboneAdapter.preflight` on the loaded model, for the rules its adapter could
         not check before loading; one clear line if the request cannot run. Returns ``True``."""
-        check_request(self, width, height, frames, sampler, steps, multiple=self.size_multiple,
-                      scheduler=self.sampling_scheduler if sampler else None)
+        check_request(
+            self,
+            width,
+            height,
+            frames,
+            sampler,
+            steps,
+            multiple=self.size_multiple,
+            scheduler=self.sampling_scheduler if sampler else None,
+        )
         return True
 
     # -- seam: training's noise --------------------------------------------------------------
@@ -304,9 +352,22 @@ class Backbone:
 #: What a loaded backbone must have when it does not subclass :class:`~cammimic.components.Backbone`
 #: (the first protocol; ``denoiser`` may be called ``unet`` there).
 REQUIRED_MEMBERS = (
-    "decode_latents", "denoiser", "device", "dtype", "encode_prompt", "encode_video", "fingerprint",
-    "latent_channels", "name", "predict_noise", "sampling_scheduler", "set_gradient_checkpointing",
-    "temporal_bypass", "training_scheduler", "vae_scale_factor", "weights",
+    "decode_latents",
+    "denoiser",
+    "device",
+    "dtype",
+    "encode_prompt",
+    "encode_video",
+    "fingerprint",
+    "latent_channels",
+    "name",
+    "predict_noise",
+    "sampling_scheduler",
+    "set_gradient_checkpointing",
+    "temporal_bypass",
+    "training_scheduler",
+    "vae_scale_factor",
+    "weights",
 )
 
 
@@ -314,8 +375,11 @@ def missing_members(backbone) -> list[str]:
     """The :data:`REQUIRED_MEMBERS` ``backbone`` lacks (none for a :class:`Backbone` subclass)."""
     if isinstance(backbone, Backbone):
         return []
-    return [n for n in REQUIRED_MEMBERS
-            if not hasattr(backbone, n) and not (n == "denoiser" and hasattr(backbone, "unet"))]
+    return [
+        n
+        for n in REQUIRED_MEMBERS
+        if not hasattr(backbone, n) and not (n == "denoiser" and hasattr(backbone, "unet"))
+    ]
 
 
 class _Delegating:
@@ -367,8 +431,9 @@ class _LegacyAdapter(_Delegating, BackboneAdapter):
 def _deprecated(kind: str, obj: Any) -> None:
     warnings.warn(
         f"{type(obj).__name__} does not subclass cammimic.components.{kind}; plugins written for the first "
-        f"protocol keep working for now, but subclass {kind} (docs/architecture.md, \"The seam\")",
-        DeprecationWarning, stacklevel=3,
+        f'protocol keep working for now, but subclass {kind} (docs/architecture.md, "The seam")',
+        DeprecationWarning,
+        stacklevel=3,
     )
 
 
@@ -469,7 +534,7 @@ def check_num_frames(backbone_or_adapter, num_frames: int) -> None:
     rule = backbone_or_adapter.frame_rule
     near = [n for n in range(max(1, num_frames - 8), num_frames + 9) if valid(n)]
     hint = f" (e.g. --frames {min(near, key=lambda n: (abs(n - num_frames), -n))})" if near else ""
-    raise CammimicError(f"--frames {num_frames}: backbone \"{label}\" takes {rule}{hint}")
+    raise CammimicError(f'--frames {num_frames}: backbone "{label}" takes {rule}{hint}')
 
 
 def fit_num_frames(backbone_or_adapter, wanted: int, available: int) -> int:
@@ -485,18 +550,28 @@ def fit_num_frames(backbone_or_adapter, wanted: int, available: int) -> int:
 
 def check_size(width: int, height: int, multiple: int, backbone_name: str) -> None:
     """One line when ``width`` x ``height`` is not a multiple of ``multiple``, with the nearest size that is."""
+
     def near(v):
         return max(multiple, round(v / multiple) * multiple)
 
     if width % multiple or height % multiple:
         raise CammimicError(
             f"--width/--height {width}x{height} must be multiples of {multiple} for backbone "
-            f"\"{backbone_name}\"; try {near(width)}x{near(height)}"
+            f'"{backbone_name}"; try {near(width)}x{near(height)}'
         )
 
 
-def check_request(backbone_or_adapter, width: int, height: int, frames: int, sampler: str | None,
-                  steps: int | None, *, multiple: int | None = None, scheduler=None) -> None:
+def check_request(
+    backbone_or_adapter,
+    width: int,
+    height: int,
+    frames: int,
+    sampler: str | None,
+    steps: int | None,
+    *,
+    multiple: int | None = None,
+    scheduler=None,
+) -> None:
     """The checks of a ``preflight``: the size is a multiple of ``multiple`` (when given), the
     backbone takes ``frames``, and ``steps`` fit ``scheduler(sampler)``'s schedule (when all three
     are given; ``scheduler`` is a function of the sampler name, e.g. ``sampling_scheduler``)."""
@@ -516,7 +591,9 @@ def max_steps(sched) -> int:
     cfg = sched.config
     n = int(cfg.get("num_train_timesteps", 1000))
     offset = int(cfg.get("steps_offset", 0) or 0)
-    if cfg.get("timestep_spacing", "leading") == "leading" and type(sched).__name__.startswith("DDIM"):
+    if cfg.get("timestep_spacing", "leading") == "leading" and type(sched).__name__.startswith(
+        "DDIM"
+    ):
         return n - offset
     return n
 

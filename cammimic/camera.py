@@ -43,22 +43,33 @@ from cammimic.motion import MotionEstimate
 from cammimic.synthetic import camera_step
 
 __all__ = [
-    "PRESETS", "KEYS", "EASES", "PREFIX", "CameraPath", "CameraVideo", "is_camera_reference", "parse",
-    "load_path_file", "plane_homography", "render_reference", "render_path", "known_motion",
+    "PRESETS",
+    "KEYS",
+    "EASES",
+    "PREFIX",
+    "CameraPath",
+    "CameraVideo",
+    "is_camera_reference",
+    "parse",
+    "load_path_file",
+    "plane_homography",
+    "render_reference",
+    "render_path",
+    "known_motion",
 ]
 
 PREFIX = "camera:"
 #: Per-frame move at speed 1 (``camera_step`` arguments in units of the short side; orbit in degrees).
 PRESETS: dict[str, dict[str, float]] = {
-    "pan-left": {"dx": 0.012},      # the camera turns left: the scene moves right on screen
+    "pan-left": {"dx": 0.012},  # the camera turns left: the scene moves right on screen
     "pan-right": {"dx": -0.012},
-    "tilt-up": {"dy": 0.010},       # the camera turns up: the scene moves down on screen
+    "tilt-up": {"dy": 0.010},  # the camera turns up: the scene moves down on screen
     "tilt-down": {"dy": -0.010},
-    "zoom-in": {"zoom": 0.012},     # log-scale per frame: zoom-out is the exact inverse
+    "zoom-in": {"zoom": 0.012},  # log-scale per frame: zoom-out is the exact inverse
     "zoom-out": {"zoom": -0.012},
-    "roll-cw": {"roll": -0.8},      # the camera rolls clockwise: the scene turns counter-clockwise
+    "roll-cw": {"roll": -0.8},  # the camera rolls clockwise: the scene turns counter-clockwise
     "roll-ccw": {"roll": 0.8},
-    "orbit-left": {"orbit": 1.0},   # degrees per frame around the point at the image centre
+    "orbit-left": {"orbit": 1.0},  # degrees per frame around the point at the image centre
     "orbit-right": {"orbit": -1.0},
 }
 KEYS = ("speed", "frames", "ease")
@@ -84,9 +95,11 @@ MAX_PATH_SIDE = 65_536
 #: Most a path may scale the image's area, either way, before its motion counts as degenerate.
 MAX_AREA_SCALE = 1e4
 
-_VALID = (f"valid: camera:NAME[:key=value,...] with NAME in {', '.join(PRESETS)} (join with +), "
-          f"keys speed=NUMBER in (0, {MAX_SPEED:g}], frames=INTEGER in [2, {MAX_PATH_FRAMES}], "
-          f"ease={'|'.join(EASES)}; or a camera-path .json file")
+_VALID = (
+    f"valid: camera:NAME[:key=value,...] with NAME in {', '.join(PRESETS)} (join with +), "
+    f"keys speed=NUMBER in (0, {MAX_SPEED:g}], frames=INTEGER in [2, {MAX_PATH_FRAMES}], "
+    f"ease={'|'.join(EASES)}; or a camera-path .json file"
+)
 
 
 def _ease(kind: str, steps: int) -> np.ndarray:
@@ -140,8 +153,14 @@ class CameraPath:
                 if "orbit" in p:
                     step = _orbit_step(width, height, p["orbit"] * e)
                 else:
-                    step = camera_step(width, height, dx=p.get("dx", 0.0) * s * e, dy=p.get("dy", 0.0) * s * e,
-                                       zoom=math.exp(p.get("zoom", 0.0) * e), roll=p.get("roll", 0.0) * e)
+                    step = camera_step(
+                        width,
+                        height,
+                        dx=p.get("dx", 0.0) * s * e,
+                        dy=p.get("dy", 0.0) * s * e,
+                        zoom=math.exp(p.get("zoom", 0.0) * e),
+                        roll=p.get("roll", 0.0) * e,
+                    )
                 h = step @ h
             out.append(normalize(h))
         return np.stack(out)
@@ -175,7 +194,7 @@ def parse(reference, *, frames: int | None = None) -> CameraPath:
     text = str(reference)
     if not text.startswith(PREFIX):
         return load_path_file(text)
-    body = text[len(PREFIX):]
+    body = text[len(PREFIX) :]
     name, _, opts = body.partition(":")
     moves = tuple(m.strip() for m in name.split("+"))
     for m in moves:
@@ -186,14 +205,21 @@ def parse(reference, *, frames: int | None = None) -> CameraPath:
         key, eq, value = item.partition("=")
         key = key.strip()
         if key not in KEYS or not eq:
-            raise _bad(text, f"'{item}' is not a key=value with a known key" if key in KEYS else f"key '{key}' is unknown")
+            raise _bad(
+                text,
+                f"'{item}' is not a key=value with a known key"
+                if key in KEYS
+                else f"key '{key}' is unknown",
+            )
         values[key] = value.strip()
     try:
         speed = float(values.get("speed", 1.0))
         if not (math.isfinite(speed) and 0 < speed <= MAX_SPEED):
             raise ValueError
     except ValueError:
-        raise _bad(text, f"speed={values['speed'][:40]} is not a number in (0, {MAX_SPEED:g}]") from None
+        raise _bad(
+            text, f"speed={values['speed'][:40]} is not a number in (0, {MAX_SPEED:g}]"
+        ) from None
     n = frames or DEFAULT_FRAMES
     if "frames" in values:
         try:
@@ -203,18 +229,23 @@ def parse(reference, *, frames: int | None = None) -> CameraPath:
         except ValueError:
             raise _bad(text, f"frames={values['frames'][:40]} is not an integer >= 2") from None
     if n > MAX_PATH_FRAMES:
-        raise _bad(text, f"a path of {n} frames is longer than the limit of {MAX_PATH_FRAMES}; "
-                         "give fewer frames (frames=N, or --frames N)")
+        raise _bad(
+            text,
+            f"a path of {n} frames is longer than the limit of {MAX_PATH_FRAMES}; "
+            "give fewer frames (frames=N, or --frames N)",
+        )
     ease = values.get("ease", "in-out")
     if ease not in EASES:
         raise _bad(text, f"ease={ease} is unknown")
     return CameraPath(spec=text, kind="preset", num_frames=n, moves=moves, speed=speed, ease=ease)
 
 
-_FILE_HELP = ('a camera-path file is JSON with "width", "height" and either "homographies" (T-1 '
-              'frame-to-frame 3x3 lists in pixels of width x height, or "coordinates": "resolution_free") '
-              'or "cameras" (one per frame: "K" 3x3 (or a top-level "K"), "R" 3x3 world-to-camera, optional "t" [x,y,z]) '
-              'with "plane": {"depth": d, "normal": [nx,ny,nz]} (frame 0\'s camera coordinates, normal towards the camera, default [0,0,-1]); see docs/cli.md')
+_FILE_HELP = (
+    'a camera-path file is JSON with "width", "height" and either "homographies" (T-1 '
+    'frame-to-frame 3x3 lists in pixels of width x height, or "coordinates": "resolution_free") '
+    'or "cameras" (one per frame: "K" 3x3 (or a top-level "K"), "R" 3x3 world-to-camera, optional "t" [x,y,z]) '
+    'with "plane": {"depth": d, "normal": [nx,ny,nz]} (frame 0\'s camera coordinates, normal towards the camera, default [0,0,-1]); see docs/cli.md'
+)
 
 
 def _matrix(value, where: str, shape=(3, 3)) -> np.ndarray:
@@ -223,7 +254,9 @@ def _matrix(value, where: str, shape=(3, 3)) -> np.ndarray:
     except (TypeError, ValueError, OverflowError):
         arr = None
     if arr is None or arr.shape != shape or not np.all(np.isfinite(arr)):
-        raise CammimicError(f"{where} must be a {'x'.join(map(str, shape))} list of finite numbers; {_FILE_HELP}")
+        raise CammimicError(
+            f"{where} must be a {'x'.join(map(str, shape))} list of finite numbers; {_FILE_HELP}"
+        )
     return arr
 
 
@@ -231,88 +264,142 @@ def load_path_file(path) -> CameraPath:
     """Read a camera-path JSON file (see :data:`_FILE_HELP` and docs/cli.md). Never executes code."""
     p = Path(path)
     if not p.exists():
-        raise CammimicError(f"camera-path file {p} does not exist; give a .json camera path or one of {_VALID}")
+        raise CammimicError(
+            f"camera-path file {p} does not exist; give a .json camera path or one of {_VALID}"
+        )
     if not p.is_file():  # a FIFO would block the read forever
-        raise CammimicError(f"camera-path file {p} is not a regular file (a folder, FIFO or device); "
-                            "give a .json camera-path file")
+        raise CammimicError(
+            f"camera-path file {p} is not a regular file (a folder, FIFO or device); "
+            "give a .json camera-path file"
+        )
     if p.stat().st_size > MAX_PATH_FILE_BYTES:
-        raise CammimicError(f"camera-path file {p} is {p.stat().st_size / 2**20:.1f} MB, above the limit of "
-                            f"{MAX_PATH_FILE_BYTES / 2**20:.0f} MB; a path has at most {MAX_PATH_FRAMES} frames")
+        raise CammimicError(
+            f"camera-path file {p} is {p.stat().st_size / 2**20:.1f} MB, above the limit of "
+            f"{MAX_PATH_FILE_BYTES / 2**20:.0f} MB; a path has at most {MAX_PATH_FRAMES} frames"
+        )
     raw = p.read_bytes()
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CammimicError(f"camera-path file {p} is not valid JSON ({exc}); {_FILE_HELP}") from None
+        raise CammimicError(
+            f"camera-path file {p} is not valid JSON ({exc}); {_FILE_HELP}"
+        ) from None
     except RecursionError:
-        raise CammimicError(f"camera-path file {p} nests its JSON too deeply to read; {_FILE_HELP}") from None
+        raise CammimicError(
+            f"camera-path file {p} nests its JSON too deeply to read; {_FILE_HELP}"
+        ) from None
     if not isinstance(data, dict):
         raise CammimicError(f"camera-path file {p} must hold a JSON object; {_FILE_HELP}")
     if data.get("format") == "cammimic-camera":  # the editable camera file (cammimic.camera_file)
         from cammimic.camera_file import path_homographies
 
         rf, _ = path_homographies(data, f"camera file {p}")
-        return CameraPath(spec=str(p), kind="file", num_frames=len(rf) + 1, file_homographies=rf,
-                          sha256=hashlib.sha256(raw).hexdigest())
+        return CameraPath(
+            spec=str(p),
+            kind="file",
+            num_frames=len(rf) + 1,
+            file_homographies=rf,
+            sha256=hashlib.sha256(raw).hexdigest(),
+        )
     coords = data.get("coordinates", "pixels")
     if coords not in ("pixels", "resolution_free"):
-        raise CammimicError(f"camera-path file {p}: coordinates '{coords}' is unknown; valid: pixels, resolution_free")
+        raise CammimicError(
+            f"camera-path file {p}: coordinates '{coords}' is unknown; valid: pixels, resolution_free"
+        )
     width, height = data.get("width"), data.get("height")
     if coords == "pixels" or "cameras" in data:
-        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_PATH_SIDE for v in (width, height)):
-            raise CammimicError(f"camera-path file {p} needs integer \"width\" and \"height\" in "
-                                f"[1, {MAX_PATH_SIDE}]; {_FILE_HELP}")
+        if not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_PATH_SIDE
+            for v in (width, height)
+        ):
+            raise CammimicError(
+                f'camera-path file {p} needs integer "width" and "height" in '
+                f"[1, {MAX_PATH_SIDE}]; {_FILE_HELP}"
+            )
     for key in ("homographies", "cameras"):
-        if isinstance(data.get(key), list) and len(data[key]) + (key == "homographies") > MAX_PATH_FRAMES:
-            raise CammimicError(f"camera-path file {p}: {len(data[key])} {key} make a path longer than the limit of "
-                                f"{MAX_PATH_FRAMES} frames; shorten the path")
+        if (
+            isinstance(data.get(key), list)
+            and len(data[key]) + (key == "homographies") > MAX_PATH_FRAMES
+        ):
+            raise CammimicError(
+                f"camera-path file {p}: {len(data[key])} {key} make a path longer than the limit of "
+                f"{MAX_PATH_FRAMES} frames; shorten the path"
+            )
     if "homographies" in data:
         hs = data["homographies"]
         if not isinstance(hs, list) or not hs:
-            raise CammimicError(f"camera-path file {p}: \"homographies\" must be a non-empty list; {_FILE_HELP}")
-        hs = np.stack([_matrix(h, f"camera-path file {p}: homographies[{i}]") for i, h in enumerate(hs)])
+            raise CammimicError(
+                f'camera-path file {p}: "homographies" must be a non-empty list; {_FILE_HELP}'
+            )
+        hs = np.stack(
+            [_matrix(h, f"camera-path file {p}: homographies[{i}]") for i, h in enumerate(hs)]
+        )
         for i in np.flatnonzero(np.abs(hs[:, 2, 2]) < 1e-12)[:1]:
-            raise CammimicError(f"camera-path file {p}: homographies[{i}] has H[2][2] = 0 (it sends the image's "
-                                "corner to infinity); scale each matrix so that H[2][2] = 1")
+            raise CammimicError(
+                f"camera-path file {p}: homographies[{i}] has H[2][2] = 0 (it sends the image's "
+                "corner to infinity); scale each matrix so that H[2][2] = 1"
+            )
         rf = hs if coords == "resolution_free" else to_resolution_free(hs, width, height)
     elif "cameras" in data:
         rf = to_resolution_free(_camera_homographies(data, p), width, height)
     else:
-        raise CammimicError(f"camera-path file {p} has neither \"homographies\" nor \"cameras\"; {_FILE_HELP}")
+        raise CammimicError(
+            f'camera-path file {p} has neither "homographies" nor "cameras"; {_FILE_HELP}'
+        )
     with np.errstate(all="ignore"):  # an overflowing determinant is refused when the path is drawn
         singular = np.any(np.abs(np.linalg.det(rf)) < 1e-9)
     if singular:
         raise CammimicError(f"camera-path file {p}: a homography is singular; check the matrices")
-    return CameraPath(spec=str(p), kind="file", num_frames=len(rf) + 1, file_homographies=normalize(rf),
-                      sha256=hashlib.sha256(raw).hexdigest())
+    return CameraPath(
+        spec=str(p),
+        kind="file",
+        num_frames=len(rf) + 1,
+        file_homographies=normalize(rf),
+        sha256=hashlib.sha256(raw).hexdigest(),
+    )
 
 
 def _camera_homographies(data: dict, p: Path) -> np.ndarray:
     cams = data["cameras"]
     if not isinstance(cams, list) or len(cams) < 2 or not all(isinstance(c, dict) for c in cams):
-        raise CammimicError(f"camera-path file {p}: \"cameras\" must list at least 2 objects; {_FILE_HELP}")
+        raise CammimicError(
+            f'camera-path file {p}: "cameras" must list at least 2 objects; {_FILE_HELP}'
+        )
     plane = data.get("plane") or {}
     if not isinstance(plane, dict):
-        raise CammimicError(f"camera-path file {p}: \"plane\" must be an object such as "
-                            f"{{\"depth\": 5, \"normal\": [0, 0, -1]}}; {_FILE_HELP}")
+        raise CammimicError(
+            f'camera-path file {p}: "plane" must be an object such as '
+            f'{{"depth": 5, "normal": [0, 0, -1]}}; {_FILE_HELP}'
+        )
     normal = _matrix(plane.get("normal", [0, 0, -1]), f"camera-path file {p}: plane.normal", (3,))
     if not np.linalg.norm(normal) > 0:
-        raise CammimicError(f"camera-path file {p}: plane.normal is [0, 0, 0]; give the plane's normal, e.g. [0, 0, -1]")
+        raise CammimicError(
+            f"camera-path file {p}: plane.normal is [0, 0, 0]; give the plane's normal, e.g. [0, 0, -1]"
+        )
     depth = plane.get("depth")
     needs_plane = any("t" in c for c in cams)
-    if needs_plane and not (isinstance(depth, (int, float)) and not isinstance(depth, bool)
-                            and 0 < depth < 1e300 and math.isfinite(depth)):
-        raise CammimicError(f"camera-path file {p}: cameras with a translation \"t\" need \"plane\": "
-                            f"{{\"depth\": d > 0, \"normal\": [nx, ny, nz]}}; {_FILE_HELP}")
+    if needs_plane and not (
+        isinstance(depth, (int, float))
+        and not isinstance(depth, bool)
+        and 0 < depth < 1e300
+        and math.isfinite(depth)
+    ):
+        raise CammimicError(
+            f'camera-path file {p}: cameras with a translation "t" need "plane": '
+            f'{{"depth": d > 0, "normal": [nx, ny, nz]}}; {_FILE_HELP}'
+        )
     normal = normal / (np.linalg.norm(normal) or 1.0)
     ks, rs, ts = [], [], []
     for i, c in enumerate(cams):
         where = f"camera-path file {p}: cameras[{i}]"
         if "K" not in c and "K" not in data:
-            raise CammimicError(f"{where} has no \"K\" (and there is no top-level \"K\"); {_FILE_HELP}")
+            raise CammimicError(f'{where} has no "K" (and there is no top-level "K"); {_FILE_HELP}')
         ks.append(_matrix(c.get("K", data.get("K")), f"{where}.K"))
         if not abs(np.linalg.det(ks[-1])) > 1e-12:
-            raise CammimicError(f"{where}.K is singular (determinant 0); a camera matrix is "
-                                "[[f, 0, cx], [0, f, cy], [0, 0, 1]] with the focal length f > 0 in pixels")
+            raise CammimicError(
+                f"{where}.K is singular (determinant 0); a camera matrix is "
+                "[[f, 0, cx], [0, f, cy], [0, 0, 1]] with the focal length f > 0 in pixels"
+            )
         r = _matrix(c.get("R", np.eye(3).tolist()), f"{where}.R")
         if not np.allclose(r @ r.T, np.eye(3), atol=1e-4) or np.linalg.det(r) < 0:
             raise CammimicError(f"{where}.R is not a rotation matrix (R Rᵀ = I, det 1)")
@@ -338,23 +425,35 @@ class CameraVideo(Video):
     render: dict[str, Any] = attrs.field(factory=dict)  #: how it was rendered (source, cover zoom)
 
     def metadata(self) -> dict[str, Any]:
-        return {**super().metadata(), "camera": self.camera.to_json() if self.camera else None, "render": self.render}
+        return {
+            **super().metadata(),
+            "camera": self.camera.to_json() if self.camera else None,
+            "render": self.render,
+        }
 
 
 def _cover_zoom(cum: np.ndarray, width: int, height: int) -> tuple[float, bool]:
     """Smallest zoom of frame 0 (about the centre, <= MAX_COVER_ZOOM) keeping every frame inside the image."""
     from cammimic.homography import transform_points
 
-    corners = np.array([[-0.5, -0.5], [width - 0.5, -0.5], [width - 0.5, height - 0.5], [-0.5, height - 0.5]])
+    corners = np.array(
+        [[-0.5, -0.5], [width - 0.5, -0.5], [width - 0.5, height - 0.5], [-0.5, height - 0.5]]
+    )
     cx, cy = (width - 1) / 2, (height - 1) / 2
 
     inverse = invert(cum)
 
     def inside(s: float) -> bool:
         z_inv = np.array([[1 / s, 0, cx - cx / s], [0, 1 / s, cy - cy / s], [0, 0, 1]])
-        pts = transform_points(z_inv @ inverse, corners)  # all frames at once: long paths stay quick
-        return not (pts[..., 0].min() < -0.5 - 1e-6 or pts[..., 0].max() > width - 0.5 + 1e-6
-                    or pts[..., 1].min() < -0.5 - 1e-6 or pts[..., 1].max() > height - 0.5 + 1e-6)
+        pts = transform_points(
+            z_inv @ inverse, corners
+        )  # all frames at once: long paths stay quick
+        return not (
+            pts[..., 0].min() < -0.5 - 1e-6
+            or pts[..., 0].max() > width - 0.5 + 1e-6
+            or pts[..., 1].min() < -0.5 - 1e-6
+            or pts[..., 1].max() > height - 0.5 + 1e-6
+        )
 
     if inside(1.0):
         return 1.0, True
@@ -402,14 +501,22 @@ def _check_drawable(camera: CameraPath, count: int, width: int, height: int) -> 
 
     where = f"camera reference '{camera.spec}'"
     check_image_pixels(width, height, where)
-    check_total_pixels(count, (width, height), where, env_limit(ENV_MAX_VIDEO_PIXELS, MAX_VIDEO_PIXELS))
+    check_total_pixels(
+        count, (width, height), where, env_limit(ENV_MAX_VIDEO_PIXELS, MAX_VIDEO_PIXELS)
+    )
 
 
 def _check_motion(camera: CameraPath, cum: np.ndarray, width: int, height: int) -> None:
     """Refuse a path whose camera leaves the scene plane: a non-finite homography, the plane
     behind the camera (or crossing its horizon), or the image scaled beyond ``MAX_AREA_SCALE``."""
-    corners = np.array([[-0.5, -0.5, 1], [width - 0.5, -0.5, 1], [width - 0.5, height - 0.5, 1],
-                        [-0.5, height - 0.5, 1]])
+    corners = np.array(
+        [
+            [-0.5, -0.5, 1],
+            [width - 0.5, -0.5, 1],
+            [width - 0.5, height - 0.5, 1],
+            [-0.5, height - 0.5, 1],
+        ]
+    )
     with np.errstate(all="ignore"):
         finite = np.all(np.isfinite(cum), axis=(1, 2))
         pts = np.einsum("tij,cj->tci", np.where(finite[:, None, None], cum, np.eye(3)), corners)
@@ -424,8 +531,10 @@ def _check_motion(camera: CameraPath, cum: np.ndarray, width: int, height: int) 
         elif not np.all(w[k] > 0):
             what = "the scene plane is behind the camera (or crosses its horizon), so the image would be seen from behind"
         elif not (1 / MAX_AREA_SCALE <= scale[k] <= MAX_AREA_SCALE):
-            what = (f"the image is scaled {math.sqrt(scale[k]):.3g}x, beyond "
-                    f"{math.sqrt(MAX_AREA_SCALE):g}x either way")
+            what = (
+                f"the image is scaled {math.sqrt(scale[k]):.3g}x, beyond "
+                f"{math.sqrt(MAX_AREA_SCALE):g}x either way"
+            )
         else:
             continue
         if camera.kind == "preset":
@@ -435,7 +544,9 @@ def _check_motion(camera: CameraPath, cum: np.ndarray, width: int, height: int) 
         raise CammimicError(f"camera reference '{camera.spec}': at frame {k} {what}; {fix}")
 
 
-def render_path(camera: CameraPath, image: np.ndarray, *, source: str = "image", keep: int | None = None) -> CameraVideo:
+def render_path(
+    camera: CameraPath, image: np.ndarray, *, source: str = "image", keep: int | None = None
+) -> CameraVideo:
     """The video of ``image`` (H, W, 3 uint8) seen by a camera moving along ``camera``.
 
     Frame 0 is the image, zoomed about its centre just enough (at most ``MAX_COVER_ZOOM``) that
@@ -458,21 +569,40 @@ def render_path(camera: CameraPath, image: np.ndarray, *, source: str = "image",
     zoom, covered = _cover_zoom(cum, width, height)
     cx, cy = (width - 1) / 2, (height - 1) / 2
     z = np.array([[zoom, 0, cx - zoom * cx], [0, zoom, cy - zoom * cy], [0, 0, 1]])
-    frames = np.stack([
-        cv2.warpPerspective(image, cum[k] @ z, (width, height), flags=cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_REFLECT_101)
-        for k in kept
-    ])
-    fps = 8.0 * (len(kept) - 1) / (camera.num_frames - 1)  # as video sampling: the clip keeps its duration
+    frames = np.stack(
+        [
+            cv2.warpPerspective(
+                image,
+                cum[k] @ z,
+                (width, height),
+                flags=cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REFLECT_101,
+            )
+            for k in kept
+        ]
+    )
+    fps = (
+        8.0 * (len(kept) - 1) / (camera.num_frames - 1)
+    )  # as video sampling: the clip keeps its duration
     return CameraVideo(
-        frames=frames, fps=fps, indices=tuple(int(k) for k in kept), source_fps=8.0,
-        source_num_frames=camera.num_frames, source_size=(width, height), crop=None, path=camera.spec,
-        camera=camera, camera_chain=cum, render_size=(width, height),
+        frames=frames,
+        fps=fps,
+        indices=tuple(int(k) for k in kept),
+        source_fps=8.0,
+        source_num_frames=camera.num_frames,
+        source_size=(width, height),
+        crop=None,
+        path=camera.spec,
+        camera=camera,
+        camera_chain=cum,
+        render_size=(width, height),
         render={"source": source, "cover_zoom": round(zoom, 4), "covered": covered},
     )
 
 
-def render_reference(reference, *, size=None, frames=None, image=None, image_source: str | None = None) -> CameraVideo:
+def render_reference(
+    reference, *, size=None, frames=None, image=None, image_source: str | None = None
+) -> CameraVideo:
     """A camera preset or path file drawn as the reference video.
 
     Args:
@@ -506,10 +636,14 @@ def render_reference(reference, *, size=None, frames=None, image=None, image_sou
             f = min(1.0, 1024 / max(w, h))
             size = (max(2, int(w * f) // 2 * 2), max(2, int(h * f) // 2 * 2))
     width, height = int(size[0]), int(size[1])
-    _check_drawable(camera, len(_kept(camera, frames)), width, height)  # before the texture or the resize
+    _check_drawable(
+        camera, len(_kept(camera, frames)), width, height
+    )  # before the texture or the resize
     if arr is None:
         return render_path(camera, _texture(width, height), source="texture", keep=frames)
-    return render_path(camera, resize_center_crop(arr, (width, height))[0], source=image_source, keep=frames)
+    return render_path(
+        camera, resize_center_crop(arr, (width, height))[0], source=image_source, keep=frames
+    )
 
 
 def known_motion(video) -> MotionEstimate | None:
@@ -522,5 +656,10 @@ def known_motion(video) -> MotionEstimate | None:
     if (width, height) != tuple(video.render_size):
         # Resize + centre crop keeps resolution-free coordinates (cammimic.homography).
         hs = from_resolution_free(to_resolution_free(hs, *video.render_size), width, height)
-    return MotionEstimate(homographies=hs, width=width, height=height, estimator="camera path",
-                          diagnostics={"camera": video.camera.to_json()})
+    return MotionEstimate(
+        homographies=hs,
+        width=width,
+        height=height,
+        estimator="camera path",
+        diagnostics={"camera": video.camera.to_json()},
+    )

@@ -26,8 +26,15 @@ import numpy as np
 from cammimic.motion import MotionEstimate
 from cammimic.results import ScoreResult, score_motions
 
-__all__ = ["Candidate", "candidate_seeds", "scene_figures", "choose", "sample_candidates", "write_candidates",
-           "candidate_path"]
+__all__ = [
+    "Candidate",
+    "candidate_seeds",
+    "scene_figures",
+    "choose",
+    "sample_candidates",
+    "write_candidates",
+    "candidate_path",
+]
 
 
 @attrs.frozen(eq=False)
@@ -39,7 +46,9 @@ class Candidate:
     frames: np.ndarray  #: the decoded video, ``(T, H, W, 3)`` uint8
     motion: MotionEstimate  #: its camera motion
     scored: ScoreResult  #: CameraScore against the reference's motion
-    scene: dict[str, float]  #: ``psnr_first``, ``ssim_first``, ``psnr_in_view`` (see :func:`scene_figures`)
+    scene: dict[
+        str, float
+    ]  #: ``psnr_first``, ``ssim_first``, ``psnr_in_view`` (see :func:`scene_figures`)
     seconds: float  #: sampling, motion estimate and scoring
     #: per guidance term, what it reported while sampling this candidate (its ``history``; ``None``
     #: for a term that reports nothing): a term forgets it when the next candidate starts
@@ -103,7 +112,7 @@ def _ssim(a: np.ndarray, b: np.ndarray) -> float:
         vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
         s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
         pad = 5 if min(s.shape) > 10 else 0
-        out.append(s[pad:s.shape[0] - pad, pad:s.shape[1] - pad].mean())
+        out.append(s[pad : s.shape[0] - pad, pad : s.shape[1] - pad].mean())
     return float(np.mean(out))
 
 
@@ -113,20 +122,26 @@ def scene_figures(frames: np.ndarray, image: np.ndarray, weak=None) -> dict[str,
     the weak video ``weak`` (a :class:`~cammimic.methods.homography.Transfer`) over the pixels where
     it shows the user image (nan without ``weak``)."""
     figures = {"psnr_first": _psnr(frames[0], image), "ssim_first": _ssim(frames[0], image)}
-    figures["psnr_in_view"] = (_psnr(frames, weak.frames, np.asarray(weak.masks, dtype=bool))
-                               if weak is not None else float("nan"))
+    figures["psnr_in_view"] = (
+        _psnr(frames, weak.frames, np.asarray(weak.masks, dtype=bool))
+        if weak is not None
+        else float("nan")
+    )
     return figures
 
 
 def choose(candidates: Sequence[Candidate]) -> int:
     """The position of the kept candidate: the valid one with the lowest CameraScore (ties: the
     higher ``ssim_first``, then the earlier seed); candidate 0 when none is valid."""
+
     def key(i: int):
         c = candidates[i]
         ssim = c.scene.get("ssim_first", float("nan"))
         return (c.scored.score, -ssim if math.isfinite(ssim) else math.inf, i)
 
-    valid = [i for i, c in enumerate(candidates) if c.scored.valid and math.isfinite(c.scored.score)]
+    valid = [
+        i for i, c in enumerate(candidates) if c.scored.valid and math.isfinite(c.scored.score)
+    ]
     return min(valid, key=key) if valid else 0
 
 
@@ -152,22 +167,42 @@ def sample_candidates(
         start = time.perf_counter()
         frames = sample(int(seed))
         motion = estimator.estimate(frames)
-        scored = score_motions(reference_motion, motion, variant=variant, max_fallback_share=max_fallback_share)
+        scored = score_motions(
+            reference_motion, motion, variant=variant, max_fallback_share=max_fallback_share
+        )
         scene = scene_figures(frames, image, weak) if len(seeds) > 1 else {}
-        history = tuple(copy.deepcopy(list(h)) if (h := getattr(term, "history", None)) else None
-                        for term in guidance_terms)
-        out.append(Candidate(index=i, seed=int(seed), frames=frames, motion=motion, scored=scored, scene=scene,
-                             seconds=time.perf_counter() - start, guidance_history=history))
+        history = tuple(
+            copy.deepcopy(list(h)) if (h := getattr(term, "history", None)) else None
+            for term in guidance_terms
+        )
+        out.append(
+            Candidate(
+                index=i,
+                seed=int(seed),
+                frames=frames,
+                motion=motion,
+                scored=scored,
+                scene=scene,
+                seconds=time.perf_counter() - start,
+                guidance_history=history,
+            )
+        )
         if on_candidate is not None:
             on_candidate(out[-1])
     return out
 
 
-def write_candidates(folder: Path, candidates: Sequence[Candidate], fps: float, *, crf: int) -> dict[str, Path]:
+def write_candidates(
+    folder: Path, candidates: Sequence[Candidate], fps: float, *, crf: int
+) -> dict[str, Path]:
     """Each candidate's video as ``candidates/seed-S.mp4`` under ``folder`` (only with more than one)."""
     from cammimic.io import write_video
 
     if len(candidates) < 2:
         return {}
-    return {f"candidate_{c.seed}": write_video(Path(folder) / candidate_path(c.seed), c.frames, fps, crf=crf)
-            for c in candidates}
+    return {
+        f"candidate_{c.seed}": write_video(
+            Path(folder) / candidate_path(c.seed), c.frames, fps, crf=crf
+        )
+        for c in candidates
+    }

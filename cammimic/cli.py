@@ -39,12 +39,16 @@ def _setting(dotted: str, *, help: str | None = None, also: bool = False):
         return _tagged(dotted, click.option(opt.flag, is_flag=True, default=None, help=text))
     kind: object = None
     if dotted in schema.COMPONENT_OPTIONS or isinstance(default, str):
-        choices = () if dotted in schema.COMPONENT_OPTIONS else schema.field(dotted).metadata["choices"]
+        choices = (
+            () if dotted in schema.COMPONENT_OPTIONS else schema.field(dotted).metadata["choices"]
+        )
         kind = click.Choice(list(choices)) if choices else None
     elif isinstance(default, int) and not isinstance(default, bool):
         kind = click.IntRange(min=opt.min) if opt.min is not None else int
     elif isinstance(default, float):
-        kind = click.FloatRange(min=opt.min, min_open=opt.min_open) if opt.min is not None else float
+        kind = (
+            click.FloatRange(min=opt.min, min_open=opt.min_open) if opt.min is not None else float
+        )
     return _tagged(dotted, click.option(opt.flag, type=kind, help=text))
 
 
@@ -119,15 +123,27 @@ def cli(debug):
 
 @cli.command()
 @click.argument("video", type=click.Path())
-@_setting("motion_estimator.name", help="Motion estimator (default: opencv; see `cammimic plugins`).")
+@_setting(
+    "motion_estimator.name", help="Motion estimator (default: opencv; see `cammimic plugins`)."
+)
 @click.option("--frames", type=click.IntRange(min=2), help="Sample N frames evenly (default: all).")
-@click.option("--width", type=click.IntRange(min=8), help="Resize and centre-crop to this width first.")
-@click.option("--height", type=click.IntRange(min=8), help="Resize and centre-crop to this height first.")
+@click.option(
+    "--width", type=click.IntRange(min=8), help="Resize and centre-crop to this width first."
+)
+@click.option(
+    "--height", type=click.IntRange(min=8), help="Resize and centre-crop to this height first."
+)
 @click.option("--json", "json_path", help="Write the motion as JSON here ('-' for stdout).")
-@click.option("--plot", "plot_path", type=click.Path(), help="Write the pan/tilt/zoom/roll plot here (PNG).")
-@click.option("--camera-file", "camera_path", type=click.Path(),
-              help="Write the editable camera file here: per-frame pan, tilt, zoom, roll (authoritative) and the "
-                   "exact homographies; `run` takes it as REF.")
+@click.option(
+    "--plot", "plot_path", type=click.Path(), help="Write the pan/tilt/zoom/roll plot here (PNG)."
+)
+@click.option(
+    "--camera-file",
+    "camera_path",
+    type=click.Path(),
+    help="Write the editable camera file here: per-frame pan, tilt, zoom, roll (authoritative) and the "
+    "exact homographies; `run` takes it as REF.",
+)
 @click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
 def motion(video, estimator, frames, width, height, json_path, plot_path, camera_path, config_path):
     """Estimate the camera motion of VIDEO as frame-to-frame homographies."""
@@ -140,7 +156,9 @@ def motion(video, estimator, frames, width, height, json_path, plot_path, camera
     host = _host(config)
     name, params = config.component("motion_estimator")
     size = (width, height) if width else None
-    result = estimate_motion(video, estimator=name, frames=frames, size=size, params=params, host=host)
+    result = estimate_motion(
+        video, estimator=name, frames=frames, size=size, params=params, host=host
+    )
     if json_path:
         data = result.to_json()
         data["trajectory"] = summarize(result)
@@ -153,7 +171,11 @@ def motion(video, estimator, frames, width, height, json_path, plot_path, camera
     if camera_path:
         from cammimic.camera_file import to_camera_file
 
-        source = {"reference": str(video), "estimator": result.estimator, "cammimic_version": __version__}
+        source = {
+            "reference": str(video),
+            "estimator": result.estimator,
+            "cammimic_version": __version__,
+        }
         _write_json(camera_path, to_camera_file(result, source=source))
     if json_path != "-":
         cum = summarize(result)["cumulative"]
@@ -170,9 +192,17 @@ def motion(video, estimator, frames, width, height, json_path, plot_path, camera
 @click.argument("reference", type=click.Path())
 @click.argument("generated", type=click.Path())
 @_setting("motion_estimator.name")
-@click.option("--frames", type=click.IntRange(min=2), help="Sample both videos to N frames (default: the shorter's count).")
+@click.option(
+    "--frames",
+    type=click.IntRange(min=2),
+    help="Sample both videos to N frames (default: the shorter's count).",
+)
 @_setting("score.variant")
-@click.option("--json", "json_path", help="Write the score and both motions' summary as JSON ('-' for stdout).")
+@click.option(
+    "--json",
+    "json_path",
+    help="Write the score and both motions' summary as JSON ('-' for stdout).",
+)
 @click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
 def score(reference, generated, estimator, frames, variant, json_path, config_path):
     """CameraScore of GENERATED against REFERENCE: lower means closer camera motion."""
@@ -181,8 +211,16 @@ def score(reference, generated, estimator, frames, variant, json_path, config_pa
     config = _config(config_path, _overrides({"estimator": estimator, "variant": variant}))
     host = _host(config)
     name, params = config.component("motion_estimator")
-    result = score_api(reference, generated, estimator=name, frames=frames, variant=config["score"]["variant"],
-                       params=params, host=host, max_fallback_share=config["score"]["max_fallback_share"])
+    result = score_api(
+        reference,
+        generated,
+        estimator=name,
+        frames=frames,
+        variant=config["score"]["variant"],
+        params=params,
+        host=host,
+        max_fallback_share=config["score"]["max_fallback_share"],
+    )
     if json_path:
         data = result.to_json()
         data["cammimic_version"] = __version__
@@ -206,7 +244,14 @@ def _io_options_for(with_homography: bool):
     return _options(
         click.argument("reference", type=click.Path()),
         click.argument("image", type=click.Path()),
-        click.option("-o", "--output", "output_dir", required=True, type=click.Path(), help="Run directory to create."),
+        click.option(
+            "-o",
+            "--output",
+            "output_dir",
+            required=True,
+            type=click.Path(),
+            help="Run directory to create.",
+        ),
         _setting("run.prompt"),
         _setting("run.reference_prompt"),
         _setting("run.frames", also=with_homography),
@@ -224,7 +269,9 @@ def _io_options_for(with_homography: bool):
         _setting("backbone.weights"),
         _setting("run.device"),
         _setting("run.dtype"),
-        click.option("--overwrite", is_flag=True, help="Replace an existing non-empty output directory."),
+        click.option(
+            "--overwrite", is_flag=True, help="Replace an existing non-empty output directory."
+        ),
         click.option("-q", "--quiet", is_flag=True, help="No progress bars."),
         click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP),
     )
@@ -241,14 +288,27 @@ _finetune_options = _options(
     _setting("finetune.stage2"),
     _setting("finetune.orthogonality"),
     _setting("finetune.gradient_checkpointing"),
-    click.option("--resume", is_flag=True, help="Continue an interrupted finetuning from OUTPUT.checkpoints/."),
+    click.option(
+        "--resume",
+        is_flag=True,
+        help="Continue an interrupted finetuning from OUTPUT.checkpoints/.",
+    ),
 )
 _sample_options = _options(
     _setting("sampling.steps"),
     _setting("sampling.guidance_scale"),
     _setting("sampling.scheduler"),
-    click.option("--guidance-weight", type=click.FloatRange(min=0), help="λ_G of the homography guidance (default: 0.3)."),
-    click.option("--no-guidance", is_flag=True, default=None, help="Ablation: sample without homography guidance."),
+    click.option(
+        "--guidance-weight",
+        type=click.FloatRange(min=0),
+        help="λ_G of the homography guidance (default: 0.3).",
+    ),
+    click.option(
+        "--no-guidance",
+        is_flag=True,
+        default=None,
+        help="Ablation: sample without homography guidance.",
+    ),
     _setting("noise.name"),
     _setting("run.candidates"),
     _setting("sampling.window_overlap"),
@@ -268,8 +328,12 @@ def _method_config(kw, method=None):
     elif kw.get("guidance_weight") is not None:
         terms = [dict(t) for t in config["guidance"]]
         if not any(t["name"] == "homography" for t in terms):
-            raise CammimicError("--guidance-weight sets the homography guidance, but the config has no [[guidance]] \"homography\"")
-        extra["guidance"] = [t | {"weight": kw["guidance_weight"]} if t["name"] == "homography" else t for t in terms]
+            raise CammimicError(
+                '--guidance-weight sets the homography guidance, but the config has no [[guidance]] "homography"'
+            )
+        extra["guidance"] = [
+            t | {"weight": kw["guidance_weight"]} if t["name"] == "homography" else t for t in terms
+        ]
     return config.with_overrides(extra) if extra else config
 
 
@@ -279,16 +343,25 @@ def _report(result) -> None:
     if "camera_score" in m:
         fb = m.get("camera_score_fallbacks", {})
         fbs = f"; fallbacks: reference {fb.get('reference')}/{fb.get('pairs')}, output {fb.get('generated')}/{fb.get('pairs')}"
-        score = (f": CameraScore {result.camera_score:.6g} ({m['camera_score_variant']}{fbs})"
-                 if m.get("camera_score_valid", True) else f": CameraScore invalid: {m['camera_score_reason']}{fbs}")
-    click.echo(f"wrote {result.output_dir}/ ({m['num_frames']} frames, {m['width']}x{m['height']}, {m['seconds']:.1f} s){score}")
+        score = (
+            f": CameraScore {result.camera_score:.6g} ({m['camera_score_variant']}{fbs})"
+            if m.get("camera_score_valid", True)
+            else f": CameraScore invalid: {m['camera_score_reason']}{fbs}"
+        )
+    click.echo(
+        f"wrote {result.output_dir}/ ({m['num_frames']} frames, {m['width']}x{m['height']}, {m['seconds']:.1f} s){score}"
+    )
     for c in m.get("candidates", ()):  # best of N: one line per candidate
         figure = f"{c['camera_score']:.6g}" if c["camera_score_valid"] else "invalid"
         ssim = "—" if c.get("ssim_first") is None else f"{c['ssim_first']:.3f}"
-        click.echo(f"candidate seed {c['seed']}: CameraScore {figure}, first-frame SSIM {ssim}, "
-                   f"{c['seconds']:.1f} s{' (kept)' if c['kept'] else ''}")
+        click.echo(
+            f"candidate seed {c['seed']}: CameraScore {figure}, first-frame SSIM {ssim}, "
+            f"{c['seconds']:.1f} s{' (kept)' if c['kept'] else ''}"
+        )
     for f in m["fallbacks"]:
-        click.echo(f"fallback: reference pair {f['pair']}: {f['reason']}; used {f['used']}", err=True)
+        click.echo(
+            f"fallback: reference pair {f['pair']}: {f['reason']}; used {f['used']}", err=True
+        )
 
 
 @cli.command()
@@ -308,19 +381,44 @@ def run(**kw):
     config = _method_config(kw)
     _check_method_options(config, kw)
     host = _host(config)
-    result = transfer(kw["reference"], kw["image"], kw["output_dir"], config=config, overwrite=kw["overwrite"],
-                      resume=kw["resume"], progress=not kw["quiet"], host=host)
+    result = transfer(
+        kw["reference"],
+        kw["image"],
+        kw["output_dir"],
+        config=config,
+        overwrite=kw["overwrite"],
+        resume=kw["resume"],
+        progress=not kw["quiet"],
+        host=host,
+    )
     _report(result)
 
 
 def _check_method_options(config, kw) -> None:
     if config["run"]["method"] != "homography":
         return
-    given = [name for name in ("prompt", "reference_prompt", "weights", "backbone", "stage1_steps", "stage2_steps",
-                               "steps", "guidance_scale", "resume", "candidates", "window_overlap") if kw.get(name)]
+    given = [
+        name
+        for name in (
+            "prompt",
+            "reference_prompt",
+            "weights",
+            "backbone",
+            "stage1_steps",
+            "stage2_steps",
+            "steps",
+            "guidance_scale",
+            "resume",
+            "candidates",
+            "window_overlap",
+        )
+        if kw.get(name)
+    ]
     if given:
         flag = "--" + given[0].replace("_", "-")
-        raise CammimicError(f"{flag} has no effect with --method homography (it warps the image, no diffusion); drop it or use --method cammimic")
+        raise CammimicError(
+            f"{flag} has no effect with --method homography (it warps the image, no diffusion); drop it or use --method cammimic"
+        )
 
 
 @cli.command()
@@ -336,17 +434,38 @@ def finetune(**kw):
 
     config = _method_config(kw, "cammimic")
     host = _host(config)
-    result = finetune_api(kw["reference"], kw["image"], kw["output_dir"], config=config, overwrite=kw["overwrite"],
-                          resume=kw["resume"], progress=not kw["quiet"], host=host)
+    result = finetune_api(
+        kw["reference"],
+        kw["image"],
+        kw["output_dir"],
+        config=config,
+        overwrite=kw["overwrite"],
+        resume=kw["resume"],
+        progress=not kw["quiet"],
+        host=host,
+    )
     _report(result)
 
 
 @cli.command()
 @_method_io_options
-@click.option("--lora", "lora_dir", type=click.Path(), help="A run directory (or its lora/ folder) holding spatial.safetensors and temporal.safetensors; the backbone, weights, size and frames its run.json records are used unless given.")
+@click.option(
+    "--lora",
+    "lora_dir",
+    type=click.Path(),
+    help="A run directory (or its lora/ folder) holding spatial.safetensors and temporal.safetensors; the backbone, weights, size and frames its run.json records are used unless given.",
+)
 @click.option("--spatial-lora", type=click.Path(), help="Spatial LoRA file (overrides --lora's).")
-@click.option("--temporal-lora", type=click.Path(), help="Temporal LoRA file (overrides --lora's); may come from another run.")
-@click.option("--allow-other-base", is_flag=True, help="Load LoRAs trained on other weights of the same architecture.")
+@click.option(
+    "--temporal-lora",
+    type=click.Path(),
+    help="Temporal LoRA file (overrides --lora's); may come from another run.",
+)
+@click.option(
+    "--allow-other-base",
+    is_flag=True,
+    help="Load LoRAs trained on other weights of the same architecture.",
+)
 @_setting("sampling.spatial_scale")
 @_setting("sampling.temporal_scale")
 @_sample_options
@@ -361,35 +480,112 @@ def sample(**kw):
         base = base / "lora" if (base / "lora").is_dir() else base
         for name in lora:
             lora[name] = lora[name] or str(base / f"{name}.safetensors")
-        config = _recorded_settings(config, base.parent if base.name == "lora" else base, kw.get("backbone"))
+        config = _recorded_settings(
+            config, base.parent if base.name == "lora" else base, kw.get("backbone")
+        )
     if not (lora["spatial"] and lora["temporal"]):
-        raise CammimicError("give --lora RUN_DIR, or both --spatial-lora FILE and --temporal-lora FILE")
+        raise CammimicError(
+            "give --lora RUN_DIR, or both --spatial-lora FILE and --temporal-lora FILE"
+        )
     host = _host(config)
-    result = sample_api(kw["reference"], kw["image"], kw["output_dir"], spatial_lora=lora["spatial"],
-                        temporal_lora=lora["temporal"], allow_other_base=kw["allow_other_base"], config=config,
-                        overwrite=kw["overwrite"], progress=not kw["quiet"], host=host)
+    result = sample_api(
+        kw["reference"],
+        kw["image"],
+        kw["output_dir"],
+        spatial_lora=lora["spatial"],
+        temporal_lora=lora["temporal"],
+        allow_other_base=kw["allow_other_base"],
+        config=config,
+        overwrite=kw["overwrite"],
+        progress=not kw["quiet"],
+        host=host,
+    )
     _report(result)
 
 
 @cli.command("eval")
 @click.argument("manifest", type=click.Path())
-@click.option("--output", "-o", "output_dir", required=True, type=click.Path(), help="The eval directory (results, runs, report); re-run with the same settings to resume.")
-@click.option("--methods", default=",".join(("homography", "base", "motiondirector", "cammimic", "cammimic-no-usc", "cammimic-no-ortho", "cammimic-no-hg")), show_default=True, help="Comma-separated eval methods (see `cammimic plugins`).")
-@click.option("--metrics", "metric_names", default="", help="Metrics besides the weight-free first_frame and in_view, comma-separated: dinov2, clip, xclip.")
-@click.option("--metric-weights", multiple=True, metavar="METRIC=ID_OR_DIR", help="Weights of a metric by Hub id or local folder, e.g. dinov2=/models/dinov2-base (repeatable; implies the metric).")
+@click.option(
+    "--output",
+    "-o",
+    "output_dir",
+    required=True,
+    type=click.Path(),
+    help="The eval directory (results, runs, report); re-run with the same settings to resume.",
+)
+@click.option(
+    "--methods",
+    default=",".join(
+        (
+            "homography",
+            "base",
+            "motiondirector",
+            "cammimic",
+            "cammimic-no-usc",
+            "cammimic-no-ortho",
+            "cammimic-no-hg",
+        )
+    ),
+    show_default=True,
+    help="Comma-separated eval methods (see `cammimic plugins`).",
+)
+@click.option(
+    "--metrics",
+    "metric_names",
+    default="",
+    help="Metrics besides the weight-free first_frame and in_view, comma-separated: dinov2, clip, xclip.",
+)
+@click.option(
+    "--metric-weights",
+    multiple=True,
+    metavar="METRIC=ID_OR_DIR",
+    help="Weights of a metric by Hub id or local folder, e.g. dinov2=/models/dinov2-base (repeatable; implies the metric).",
+)
 @_setting("backbone.name", help="Backbone of the diffusion methods (default: the config's).")
 @_setting("backbone.weights", help="Backbone weights: a Hub id or a local diffusers folder.")
 @click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="local: in this process; ray: one Ray task per (item, method).")
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: in this process; ray: one Ray task per (item, method).",
+)
 @click.option("--ray-address", help="Join this Ray cluster (default: start Ray locally).")
-@click.option("--ray-num-cpus", type=click.IntRange(min=1), help="CPUs of a locally started Ray (default: all).")
-@click.option("--ray-num-gpus", type=click.FloatRange(min=0), help="GPUs per Ray task (default: 1 when CUDA is present, else 0).")
+@click.option(
+    "--ray-num-cpus",
+    type=click.IntRange(min=1),
+    help="CPUs of a locally started Ray (default: all).",
+)
+@click.option(
+    "--ray-num-gpus",
+    type=click.FloatRange(min=0),
+    help="GPUs per Ray task (default: 1 when CUDA is present, else 0).",
+)
 @_setting("run.seed", help="Seed of every run (default: the config's).")
-@_setting("noise.name", help="Initial noise of every diffusion method's sampling (default: the config's, iid); "
-                             "a method that names its own (base-warped-noise) keeps it.")
+@_setting(
+    "noise.name",
+    help="Initial noise of every diffusion method's sampling (default: the config's, iid); "
+    "a method that names its own (base-warped-noise) keeps it.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def eval_command(manifest, output_dir, methods, metric_names, metric_weights, backbone, weights, config_path,
-                 executor, ray_address, ray_num_cpus, ray_num_gpus, seed, noise, quiet):
+def eval_command(
+    manifest,
+    output_dir,
+    methods,
+    metric_names,
+    metric_weights,
+    backbone,
+    weights,
+    config_path,
+    executor,
+    ray_address,
+    ray_num_cpus,
+    ray_num_gpus,
+    seed,
+    noise,
+    quiet,
+):
     """Evaluate methods on every (reference, image) pair of MANIFEST (CSV or JSONL with columns
     reference, image, prompt, reference_prompt and optional id): CameraScore, scene and text
     metrics, results.csv, summary.csv, tradeoff.png and report.html in --output.
@@ -407,16 +603,33 @@ def eval_command(manifest, output_dir, methods, metric_names, metric_weights, ba
     for spec in metric_weights:
         name, sep, value = spec.partition("=")
         if not sep or not name.strip() or not value.strip():
-            raise CammimicError(f"--metric-weights '{spec}' must be METRIC=ID_OR_DIR, e.g. dinov2=/models/dinov2-base")
+            raise CammimicError(
+                f"--metric-weights '{spec}' must be METRIC=ID_OR_DIR, e.g. dinov2=/models/dinov2-base"
+            )
         metrics.setdefault(name.strip(), {})["weights"] = value.strip()
     host = _host(config)
-    result = evaluate(manifest, output_dir, methods=methods, metrics=metrics, config=config, executor=executor,
-                      ray_address=ray_address, ray_num_cpus=ray_num_cpus, ray_num_gpus=ray_num_gpus, progress=not quiet,
-                      echo=lambda line: click.echo(line, err=True), host=host)
-    click.echo(f"wrote {output_dir}/ ({result['ran']} run, {result['skipped']} skipped as finished, "
-               f"{result['failed']} failed): results.csv, summary.csv, tradeoff.png, report.html")
+    result = evaluate(
+        manifest,
+        output_dir,
+        methods=methods,
+        metrics=metrics,
+        config=config,
+        executor=executor,
+        ray_address=ray_address,
+        ray_num_cpus=ray_num_cpus,
+        ray_num_gpus=ray_num_gpus,
+        progress=not quiet,
+        echo=lambda line: click.echo(line, err=True),
+        host=host,
+    )
+    click.echo(
+        f"wrote {output_dir}/ ({result['ran']} run, {result['skipped']} skipped as finished, "
+        f"{result['failed']} failed): results.csv, summary.csv, tradeoff.png, report.html"
+    )
     if result["failed"]:
-        raise CammimicError(f"{result['failed']} (item, method) pair(s) failed; see results.csv, fix them and re-run to redo only those")
+        raise CammimicError(
+            f"{result['failed']} (item, method) pair(s) failed; see results.csv, fix them and re-run to redo only those"
+        )
 
 
 def _recorded_settings(config, run_dir: Path, given_backbone: str | None = None):
@@ -428,14 +641,20 @@ def _recorded_settings(config, run_dir: Path, given_backbone: str | None = None)
     try:
         run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
         backbone = run["components"]["backbone"]
-        recorded = {"backbone.name": str(backbone["name"]), "backbone.weights": str(backbone["weights"]),
-                    "run.width": int(run["width"]), "run.height": int(run["height"]),
-                    "run.frames": int(run["num_frames"])}
+        recorded = {
+            "backbone.name": str(backbone["name"]),
+            "backbone.weights": str(backbone["weights"]),
+            "run.width": int(run["width"]),
+            "run.height": int(run["height"]),
+            "run.frames": int(run["num_frames"]),
+        }
     except (OSError, ValueError, KeyError, TypeError):
         return config  # not a run directory: nothing recorded to reuse
     name, params = config.component("backbone")
     # without --backbone the config's name may be the default (zeroscope): take the recorded one
-    same_backbone = name == recorded["backbone.name"] or (name == "zeroscope" and not given_backbone)
+    same_backbone = name == recorded["backbone.name"] or (
+        name == "zeroscope" and not given_backbone
+    )
     use = {}
     if same_backbone:
         use["backbone.name"] = recorded["backbone.name"]
@@ -453,12 +672,35 @@ def _recorded_settings(config, run_dir: Path, given_backbone: str | None = None)
 
 @cli.command("import-camera")
 @click.argument("cameras", type=click.Path())
-@click.option("-o", "--output", "output_path", required=True, help="The camera file to write (.json; '-' for stdout).")
-@click.option("--width", type=click.IntRange(min=8), default=576, show_default=True, help="Width of the video it is for.")
-@click.option("--height", type=click.IntRange(min=8), default=320, show_default=True, help="Height of the video it is for.")
-@click.option("--depth", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
-              help="Distance of the scene plane ahead of frame 0's camera, in the file's translation units "
-                   "(inf: rotation only).")
+@click.option(
+    "-o",
+    "--output",
+    "output_path",
+    required=True,
+    help="The camera file to write (.json; '-' for stdout).",
+)
+@click.option(
+    "--width",
+    type=click.IntRange(min=8),
+    default=576,
+    show_default=True,
+    help="Width of the video it is for.",
+)
+@click.option(
+    "--height",
+    type=click.IntRange(min=8),
+    default=320,
+    show_default=True,
+    help="Height of the video it is for.",
+)
+@click.option(
+    "--depth",
+    type=click.FloatRange(min=0, min_open=True),
+    default=2.0,
+    show_default=True,
+    help="Distance of the scene plane ahead of frame 0's camera, in the file's translation units "
+    "(inf: rotation only).",
+)
 @click.option("--frames", type=click.IntRange(min=2), help="Sample N frames evenly (default: all).")
 def import_camera(cameras, output_path, width, height, depth, frames):
     """Turn a RealEstate10K camera file (CameraCtrl, CamI2V) into an editable camera file.
@@ -472,27 +714,66 @@ def import_camera(cameras, output_path, width, height, depth, frames):
     _write_json(output_path, data)
     if output_path != "-":
         last = data["frames"][-1]
-        click.echo(f"{len(data['frames'])} frames at {width}x{height}: pan {last['pan']:+.3f}, tilt {last['tilt']:+.3f}, "
-                   f"zoom {last['zoom']:.3f}x, roll {last['roll']:+.2f} deg (frame 0 to last); "
-                   f"cammimic run {output_path} IMAGE ... uses it")
+        click.echo(
+            f"{len(data['frames'])} frames at {width}x{height}: pan {last['pan']:+.3f}, tilt {last['tilt']:+.3f}, "
+            f"zoom {last['zoom']:.3f}x, roll {last['roll']:+.2f} deg (frame 0 to last); "
+            f"cammimic run {output_path} IMAGE ... uses it"
+        )
 
 
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on (0.0.0.0: every interface).")
-@click.option("--port", type=click.IntRange(1, 65535), help="Port (default: 7860, or the next free one).")
-@click.option("--runs-dir", default="cammimic-runs", show_default=True, type=click.Path(file_okay=False),
-              help="Where each run gets its own run directory.")
-@click.option("--method", type=click.Choice(["homography", "cammimic"]), help="Method selected at start (default: cammimic with --weights, else homography).")
-@click.option("--backbone", help="Backbone selected at start (default: $CAMMIMIC_UI_BACKBONE, else mini where installed, else zeroscope).")
-@click.option("--weights", help="Backbone weights filled in at start: a local diffusers-layout folder or a Hub id.")
-@click.option("--weights-dir", "weights_dirs", multiple=True, type=click.Path(file_okay=False),
-              help="A folder whose sub-folders web clients may name as weights (repeatable; default: none, so "
-                   "clients may name only --weights or an --allow-hub-id).")
-@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=50, show_default=True,
-              help="Largest upload a web client may send, in MB.")
-@click.option("--allow-hub-id", "hub_ids", multiple=True, metavar="OWNER/NAME",
-              help="A Hub id web clients may name as weights (repeatable; default: none, so clients never make the "
-                   "server download a repository you did not list).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to serve on (0.0.0.0: every interface).",
+)
+@click.option(
+    "--port", type=click.IntRange(1, 65535), help="Port (default: 7860, or the next free one)."
+)
+@click.option(
+    "--runs-dir",
+    default="cammimic-runs",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where each run gets its own run directory.",
+)
+@click.option(
+    "--method",
+    type=click.Choice(["homography", "cammimic"]),
+    help="Method selected at start (default: cammimic with --weights, else homography).",
+)
+@click.option(
+    "--backbone",
+    help="Backbone selected at start (default: $CAMMIMIC_UI_BACKBONE, else mini where installed, else zeroscope).",
+)
+@click.option(
+    "--weights",
+    help="Backbone weights filled in at start: a local diffusers-layout folder or a Hub id.",
+)
+@click.option(
+    "--weights-dir",
+    "weights_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="A folder whose sub-folders web clients may name as weights (repeatable; default: none, so "
+    "clients may name only --weights or an --allow-hub-id).",
+)
+@click.option(
+    "--max-upload-mb",
+    type=click.FloatRange(min=0, min_open=True),
+    default=50,
+    show_default=True,
+    help="Largest upload a web client may send, in MB.",
+)
+@click.option(
+    "--allow-hub-id",
+    "hub_ids",
+    multiple=True,
+    metavar="OWNER/NAME",
+    help="A Hub id web clients may name as weights (repeatable; default: none, so clients never make the "
+    "server download a repository you did not list).",
+)
 def ui(host, port, runs_dir, method, backbone, weights, weights_dirs, max_upload_mb, hub_ids):
     """Start the web app (Gradio): upload a reference video or a camera file, or pick a camera preset; upload an
     image; run.
@@ -505,13 +786,23 @@ def ui(host, port, runs_dir, method, backbone, weights, weights_dirs, max_upload
     require_gradio()
     for hub_id in hub_ids:
         if not is_hub_id(hub_id):
-            raise CammimicError(f"--allow-hub-id '{hub_id}' is not a Hub id; give OWNER/NAME, e.g. "
-                                "cerspense/zeroscope_v2_576w")
-    if weights and Path(weights).expanduser().is_dir():  # the child runs in an empty folder: an absolute path
+            raise CammimicError(
+                f"--allow-hub-id '{hub_id}' is not a Hub id; give OWNER/NAME, e.g. "
+                "cerspense/zeroscope_v2_576w"
+            )
+    if (
+        weights and Path(weights).expanduser().is_dir()
+    ):  # the child runs in an empty folder: an absolute path
         weights = str(Path(weights).expanduser().resolve())
-    settings = UISettings(runs_dir=runs_dir, backbone=backbone or default_backbone(), weights=weights or "",
-                          method=method or ("cammimic" if weights else "homography"), weights_dirs=weights_dirs,
-                          max_upload_bytes=int(max_upload_mb * 2**20), hub_ids=hub_ids)
+    settings = UISettings(
+        runs_dir=runs_dir,
+        backbone=backbone or default_backbone(),
+        weights=weights or "",
+        method=method or ("cammimic" if weights else "homography"),
+        weights_dirs=weights_dirs,
+        max_upload_bytes=int(max_upload_mb * 2**20),
+        hub_ids=hub_ids,
+    )
     click.echo(f"runs go to {settings.runs_dir}/", err=True)
     launch(host=host, port=port, settings=settings)
 
@@ -540,9 +831,13 @@ def plugins(as_json):
         click.echo(f"  hooks: {', '.join(p['hooks'])}")
         for comp in p["components"]:
             state = "" if comp["available"] else f"  [not installed: {comp['install']}]"
-            click.echo(f"  {comp['kind'].replace('_', ' ')} {comp['name']}: {comp['description']}{state}")
+            click.echo(
+                f"  {comp['kind'].replace('_', ' ')} {comp['name']}: {comp['description']}{state}"
+            )
             if comp.get("attention_layers_from"):
-                click.echo(f"    LoRA layers located by: {', then '.join(comp['attention_layers_from'])}")
+                click.echo(
+                    f"    LoRA layers located by: {', then '.join(comp['attention_layers_from'])}"
+                )
 
 
 def _without_debug(args: list[str]) -> tuple[list[str], bool]:
@@ -567,12 +862,16 @@ def _without_debug(args: list[str]) -> tuple[list[str], bool]:
         if command is None and not arg.startswith("-"):
             command = cli.commands.get(arg)
             if command is None:
-                out += args[i + 1:]  # an unknown command: click says so
+                out += args[i + 1 :]  # an unknown command: click says so
                 break
-            takes_value = {opt: p.nargs for p in command.params if isinstance(p, click.Option) and not p.is_flag
-                           and not p.count for opt in (*p.opts, *p.secondary_opts)}
+            takes_value = {
+                opt: p.nargs
+                for p in command.params
+                if isinstance(p, click.Option) and not p.is_flag and not p.count
+                for opt in (*p.opts, *p.secondary_opts)
+            }
         elif arg in takes_value:  # its value(s) follow, whatever they look like
-            out += args[i + 1:i + 1 + takes_value[arg]]
+            out += args[i + 1 : i + 1 + takes_value[arg]]
             i += takes_value[arg]
         i += 1
     return out, found

@@ -14,7 +14,14 @@ import attrs
 # the base classes of a backbone live with the seam; imported here, their first home
 from cammimic.backbones import Backbone, BackboneAdapter
 
-__all__ = ["AttentionLayers", "Backbone", "BackboneAdapter", "GuidanceContext", "GuidanceState", "GuidanceTerm"]
+__all__ = [
+    "AttentionLayers",
+    "Backbone",
+    "BackboneAdapter",
+    "GuidanceContext",
+    "GuidanceState",
+    "GuidanceTerm",
+]
 
 
 def _names(value) -> tuple[str, ...]:
@@ -38,22 +45,32 @@ class AttentionLayers:
     #: Projections of temporal attention (and optionally temporal feed-forward layers).
     temporal: tuple[str, ...] = attrs.field(converter=_names)
     #: (spatial, temporal) pairs of the same block and role, used by the orthogonality loss.
-    pairs: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=lambda v: tuple(tuple(p) for p in v))
+    pairs: tuple[tuple[str, str], ...] = attrs.field(
+        default=(), converter=lambda v: tuple(tuple(p) for p in v)
+    )
     #: Whether a layer may be in both lists (both LoRAs on it); ``False`` refuses an overlap.
     shared: bool = False
 
     def __attrs_post_init__(self):
         overlap = set(self.spatial) & set(self.temporal)
         if overlap and not self.shared:
-            raise ValueError(f"layers named both spatial and temporal: {sorted(overlap)[:3]} "
-                             "(pass shared=True if both LoRAs are meant to sit on them)")
+            raise ValueError(
+                f"layers named both spatial and temporal: {sorted(overlap)[:3]} "
+                "(pass shared=True if both LoRAs are meant to sit on them)"
+            )
         known_s, known_t = set(self.spatial), set(self.temporal)
         for s, t in self.pairs:
             if s not in known_s or t not in known_t:
-                raise ValueError(f"pair ({s!r}, {t!r}) names a layer outside the spatial/temporal lists")
+                raise ValueError(
+                    f"pair ({s!r}, {t!r}) names a layer outside the spatial/temporal lists"
+                )
 
     def to_json(self) -> dict[str, Any]:
-        out = {"spatial": list(self.spatial), "temporal": list(self.temporal), "pairs": [list(p) for p in self.pairs]}
+        out = {
+            "spatial": list(self.spatial),
+            "temporal": list(self.temporal),
+            "pairs": [list(p) for p in self.pairs],
+        }
         return out | ({"shared": True} if self.shared else {})
 
 

@@ -61,7 +61,16 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Config", "load_config", "DEFAULTS", "SECTIONS", "Option", "setting", "did_you_mean", "conforms"]
+__all__ = [
+    "Config",
+    "load_config",
+    "DEFAULTS",
+    "SECTIONS",
+    "Option",
+    "setting",
+    "did_you_mean",
+    "conforms",
+]
 
 METHODS = ("cammimic", "homography")
 
@@ -89,12 +98,26 @@ class Option:
         return self.flag.lstrip("-").replace("-", "_")
 
 
-def setting(default: Any, help: str, *, choices=(), range=None, accepts: str | None = None,
-            option: Option | None = None, range_note: str = ""):
+def setting(
+    default: Any,
+    help: str,
+    *,
+    choices=(),
+    range=None,
+    accepts: str | None = None,
+    option: Option | None = None,
+    range_note: str = "",
+):
     """One setting of a config section: its default (whose type is the accepted type), the
     choices or the closed range it must lie in, the help that docs/config.md shows, and the
     command-line option that overrides it (``None``: config-only)."""
-    metadata = {"help": help, "choices": tuple(choices), "range": range, "accepts": accepts, "option": option}
+    metadata = {
+        "help": help,
+        "choices": tuple(choices),
+        "range": range,
+        "accepts": accepts,
+        "option": option,
+    }
     if isinstance(default, list):
         return attrs.field(factory=lambda: list(default), metadata=metadata)
     return attrs.field(default=default, metadata=metadata)
@@ -105,65 +128,114 @@ class RunSection:
     """[run]: what to transfer, at which size, seed and device."""
 
     method: str = setting(
-        "cammimic", "The transfer method. `cammimic` is the paper's method (LoRA finetuning, then homography-guided "
+        "cammimic",
+        "The transfer method. `cammimic` is the paper's method (LoRA finetuning, then homography-guided "
         "sampling; needs a backbone and its weights, see [method.md](method.md)). `homography` is the paper's "
         "naive-homography baseline, which warps the user image along the reference's camera motion.",
         choices=METHODS,
-        option=Option("--method", "cammimic (default): the paper's method; homography: the naive-warp baseline."))
+        option=Option(
+            "--method",
+            "cammimic (default): the paper's method; homography: the naive-warp baseline.",
+        ),
+    )
     prompt: str = setting(
-        "", 'What the user image shows: t_u (stage 2). Sampling uses t_I = t_u + ", camera motion of <token>". '
+        "",
+        'What the user image shows: t_u (stage 2). Sampling uses t_I = t_u + ", camera motion of <token>". '
         "Required by `cammimic`.",
-        option=Option("--prompt", 'What your image shows (t_u), e.g. "a mountain village at dusk".'))
+        option=Option(
+            "--prompt", 'What your image shows (t_u), e.g. "a mountain village at dusk".'
+        ),
+    )
     reference_prompt: str = setting(
-        "", 'What the reference video shows: t_R = this + ", camera motion of <token>" (stage 1).',
-        option=Option("--reference-prompt", 'What the reference video shows (t_R), e.g. "a rocket launch".'))
+        "",
+        'What the reference video shows: t_R = this + ", camera motion of <token>" (stage 1).',
+        option=Option(
+            "--reference-prompt", 'What the reference video shows (t_R), e.g. "a rocket launch".'
+        ),
+    )
     frames: int = setting(
-        0, "Frames of the output, sampled evenly from the reference. `0`: the method's default, 16 (the paper's) "
+        0,
+        "Frames of the output, sampled evenly from the reference. `0`: the method's default, 16 (the paper's) "
         "or fewer if the reference is shorter for `cammimic`, all of the reference's frames for `homography`. At run "
         "time the value must be between 2 and the reference's frame count.",
         range=(0, 1000),
-        option=Option("--frames", "Frames, sampled evenly from the reference (default: 16).", min=2,
-                      also="; --method homography: all"))
+        option=Option(
+            "--frames",
+            "Frames, sampled evenly from the reference (default: 16).",
+            min=2,
+            also="; --method homography: all",
+        ),
+    )
     width: int = setting(
-        0, "Output width. `0`: the backbone's native width (576 for zeroscope, 256 for ModelScope) for `cammimic`; "
+        0,
+        "Output width. `0`: the backbone's native width (576 for zeroscope, 256 for ModelScope) for `cammimic`; "
         "the reference's width, rounded down to even, for `homography`. `cammimic` needs a multiple of 64 on these "
         "backbones; `homography` an even number (H.264).",
         range=(0, 8192),
-        option=Option("--width", "Output width (default: the backbone's, e.g. 576).", min=16,
-                      also="; --method homography: the reference's"))
+        option=Option(
+            "--width",
+            "Output width (default: the backbone's, e.g. 576).",
+            min=16,
+            also="; --method homography: the reference's",
+        ),
+    )
     height: int = setting(
-        0, "Output height, as `width` (320 for zeroscope, 256 for ModelScope).", range=(0, 8192),
-        option=Option("--height", "Output height (default: the backbone's, e.g. 320).", min=16,
-                      also="; --method homography: the reference's"))
+        0,
+        "Output height, as `width` (320 for zeroscope, 256 for ModelScope).",
+        range=(0, 8192),
+        option=Option(
+            "--height",
+            "Output height (default: the backbone's, e.g. 320).",
+            min=16,
+            also="; --method homography: the reference's",
+        ),
+    )
     fps: float = setting(
-        0.0, "Output frame rate. `0` uses the reference's frame rate after sampling. Sampling keeps the time from the "
+        0.0,
+        "Output frame rate. `0` uses the reference's frame rate after sampling. Sampling keeps the time from the "
         "first frame to the last: 24 frames at 12 fps sampled to 16 frames play at 12 · 15/23 ≈ 7.83 fps.",
         range=(0, 240),
-        option=Option("--fps", "Output frame rate (default: the reference's).", min=0, min_open=True))
+        option=Option(
+            "--fps", "Output frame rate (default: the reference's).", min=0, min_open=True
+        ),
+    )
     seed: int = setting(
-        0, "Seeds everything random: LoRA initialisation, the finetuning generator (timesteps, noise, the spatial "
+        0,
+        "Seeds everything random: LoRA initialisation, the finetuning generator (timesteps, noise, the spatial "
         "frame, masking), the sampling noise, OpenCV's RNG (modulo 2³¹; RANSAC) and NumPy's (modulo 2³²). Same seed, "
         "inputs and device: the same output.",
-        range=(0, 2**63 - 1), accepts="0 – 2⁶³−1",
-        option=Option("--seed", "Random seed (default: 0).", min=0))
+        range=(0, 2**63 - 1),
+        accepts="0 – 2⁶³−1",
+        option=Option("--seed", "Random seed (default: 0).", min=0),
+    )
     candidates: int = setting(
-        1, "`cammimic`: best of N. After one Phase 1, sample N candidates with seeds `seed`, `seed + 1`, …, score "
+        1,
+        "`cammimic`: best of N. After one Phase 1, sample N candidates with seeds `seed`, `seed + 1`, …, score "
         "each with CameraScore against the reference (and scene preservation: first-frame PSNR/SSIM to the user "
         "image, PSNR to the weak video in view), and keep the valid one with the lowest CameraScore as `output.mp4` "
         "(none valid: the first). Costs N samplings instead of one. `run.json` lists every candidate; their videos "
         "are in `candidates/`. `1`: one sampling, as without this setting. See [cli.md](cli.md#best-of-n).",
         range=(1, 64),
-        option=Option("--candidates", "Best of N: sample N seeds after one Phase 1, keep the lowest valid "
-                      "CameraScore (default: 1).", min=1))
+        option=Option(
+            "--candidates",
+            "Best of N: sample N seeds after one Phase 1, keep the lowest valid "
+            "CameraScore (default: 1).",
+            min=1,
+        ),
+    )
     device: str = setting(
-        "auto", '`cammimic`: `"auto"` (CUDA if available, else CPU), `"cpu"`, `"cuda"`, `"cuda:1"`, ...',
-        option=Option("--device", "cpu, cuda, cuda:1, ... (default: cuda if available)."))
+        "auto",
+        '`cammimic`: `"auto"` (CUDA if available, else CPU), `"cpu"`, `"cuda"`, `"cuda:1"`, ...',
+        option=Option("--device", "cpu, cuda, cuda:1, ... (default: cuda if available)."),
+    )
     dtype: str = setting(
-        "auto", "`cammimic`: the dtype of the frozen weights. `auto` is float32 on CPU and bfloat16 on CUDA (float16 "
+        "auto",
+        "`cammimic`: the dtype of the frozen weights. `auto` is float32 on CPU and bfloat16 on CUDA (float16 "
         "on GPUs without bfloat16). The LoRAs train in float32 whatever this is; float16 finetuning uses autocast "
         "and a loss scaler, bfloat16 autocast ([method.md](method.md#mixed-precision)).",
         choices=("auto", "float32", "float16", "bfloat16"),
-        option=Option("--dtype", "Weights' dtype (default: float32 on CPU, bfloat16 on CUDA)."))
+        option=Option("--dtype", "Weights' dtype (default: float32 on CPU, bfloat16 on CUDA)."),
+    )
 
 
 @attrs.frozen
@@ -171,18 +243,31 @@ class LoraSection:
     """[lora]: the spatial and temporal LoRAs."""
 
     spatial_rank: int = setting(
-        32, "Rank of the spatial LoRA (on spatial self-attention). MotionDirector's is 32.", range=(1, 1024),
-        option=Option("--spatial-rank", "Rank of the spatial LoRA (default: 32).", min=1))
+        32,
+        "Rank of the spatial LoRA (on spatial self-attention). MotionDirector's is 32.",
+        range=(1, 1024),
+        option=Option("--spatial-rank", "Rank of the spatial LoRA (default: 32).", min=1),
+    )
     temporal_rank: int = setting(
-        32, "Rank of the temporal LoRA (on temporal attention).", range=(1, 1024),
-        option=Option("--temporal-rank", "Rank of the temporal LoRA (default: 32).", min=1))
-    alpha: float = setting(0.0, "LoRA alpha of both; `0` means alpha = rank (scale 1).", range=(0, 1e6))
+        32,
+        "Rank of the temporal LoRA (on temporal attention).",
+        range=(1, 1024),
+        option=Option("--temporal-rank", "Rank of the temporal LoRA (default: 32).", min=1),
+    )
+    alpha: float = setting(
+        0.0, "LoRA alpha of both; `0` means alpha = rank (scale 1).", range=(0, 1e6)
+    )
     dropout: float = setting(
-        0.0, "Dropout on the LoRA input of both groups while finetuning (never while sampling). The paper gives none; "
-        "MotionDirector uses 0.1.", range=(0, 0.9))
+        0.0,
+        "Dropout on the LoRA input of both groups while finetuning (never while sampling). The paper gives none; "
+        "MotionDirector uses 0.1.",
+        range=(0, 0.9),
+    )
     include_ff: bool = setting(
-        False, "Also adapt the feed-forward layers of the spatial and temporal transformer blocks (MotionDirector "
-        "does; the paper adapts attention only).")
+        False,
+        "Also adapt the feed-forward layers of the spatial and temporal transformer blocks (MotionDirector "
+        "does; the paper adapts attention only).",
+    )
     token: str = setting("sks", 'The rare token <v> of "camera motion of <v>".')
 
 
@@ -191,56 +276,104 @@ class FinetuneSection:
     """[finetune]: Phase 1, stage 1 (reference video) and stage 2 (user image)."""
 
     stage1_steps: int = setting(
-        150, "Stage 1 steps on the reference video (L_temporal + δ·L_spatial).", range=(0, 1_000_000),
-        option=Option("--stage1-steps", "Stage 1 steps on the reference video (default: 150).", min=0))
+        150,
+        "Stage 1 steps on the reference video (L_temporal + δ·L_spatial).",
+        range=(0, 1_000_000),
+        option=Option(
+            "--stage1-steps", "Stage 1 steps on the reference video (default: 150).", min=0
+        ),
+    )
     stage2_steps: int = setting(
-        150, "Stage 2 steps on the user image (L_spatial + λ·L_ortho).", range=(0, 1_000_000),
-        option=Option("--stage2-steps", "Stage 2 steps on your image (default: 150).", min=0))
+        150,
+        "Stage 2 steps on the user image (L_spatial + λ·L_ortho).",
+        range=(0, 1_000_000),
+        option=Option("--stage2-steps", "Stage 2 steps on your image (default: 150).", min=0),
+    )
     learning_rate: float = setting(
-        5e-4, "Adam learning rate (both stages).", range=(0, 1),
-        option=Option("--lr", "Adam learning rate (default: 5e-4).", min=0, min_open=True))
+        5e-4,
+        "Adam learning rate (both stages).",
+        range=(0, 1),
+        option=Option("--lr", "Adam learning rate (default: 5e-4).", min=0, min_open=True),
+    )
     optimizer: str = setting(
-        "adam", "The optimiser of each LoRA group: `adam` (the paper) or `adamw` (MotionDirector's, decoupled weight "
-        "decay).", choices=("adam", "adamw"))
+        "adam",
+        "The optimiser of each LoRA group: `adam` (the paper) or `adamw` (MotionDirector's, decoupled weight "
+        "decay).",
+        choices=("adam", "adamw"),
+    )
     weight_decay: float = setting(
-        0.0, "Weight decay of the optimiser (`adamw`: decoupled; `adam`: L2 added to the gradient). MotionDirector: "
-        "`adamw` with 1e-2 on a video, 1e-4 on an image.", range=(0, 1))
+        0.0,
+        "Weight decay of the optimiser (`adamw`: decoupled; `adam`: L2 added to the gradient). MotionDirector: "
+        "`adamw` with 1e-2 on a video, 1e-4 on an image.",
+        range=(0, 1),
+    )
     spatial_weight: float = setting(
-        0.5, "Deprecated, no effect: δ of L1 = L_temporal + δ·L_spatial (the paper: δ ∈ (0, 1)). The spatial LoRA's "
+        0.5,
+        "Deprecated, no effect: δ of L1 = L_temporal + δ·L_spatial (the paper: δ ∈ (0, 1)). The spatial LoRA's "
         "own Adam normalises a constant scale away ([method.md](method.md#δ-spatial_weight)); a value other than 0.5 warns.",
-        range=(0, 1e3))
+        range=(0, 1e3),
+    )
     spatial_mask_probability: float = setting(
-        0.2, "Probability that the spatial LoRA is switched off for a step's all-frame (temporal) pass, as in "
-        "MotionDirector.", range=(0, 1))
+        0.2,
+        "Probability that the spatial LoRA is switched off for a step's all-frame (temporal) pass, as in "
+        "MotionDirector.",
+        range=(0, 1),
+    )
     temporal_debias: bool = setting(
-        False, "Add MotionDirector's appearance-debiased temporal loss, MSE(√2·ε̂_f − ε̂_a, √2·ε_f − ε_a) with a "
-        "random anchor frame a, to L_temporal.")
+        False,
+        "Add MotionDirector's appearance-debiased temporal loss, MSE(√2·ε̂_f − ε̂_a, √2·ε_f − ε_a) with a "
+        "random anchor frame a, to L_temporal.",
+    )
     skip_spatial_when_masked: bool = setting(
-        False, "On a stage-1 step whose all-frame pass masks the spatial LoRA, skip the spatial loss and the "
-        "spatial LoRA's update too, as MotionDirector does.")
+        False,
+        "On a stage-1 step whose all-frame pass masks the spatial LoRA, skip the spatial loss and the "
+        "spatial LoRA's update too, as MotionDirector does.",
+    )
     stage2: bool = setting(
-        True, 'Run stage 2. `false` is the paper\'s "no USC" ablation (`--no-stage2`).',
-        option=Option("--no-stage2", "Ablation: skip stage 2 (no user-image spatial learning).", sets=False))
+        True,
+        'Run stage 2. `false` is the paper\'s "no USC" ablation (`--no-stage2`).',
+        option=Option(
+            "--no-stage2", "Ablation: skip stage 2 (no user-image spatial learning).", sets=False
+        ),
+    )
     orthogonality: bool = setting(
-        True, 'Use the orthogonality loss in stage 2. `false` is the "no ORTHO" ablation (`--no-ortho`); its value '
+        True,
+        'Use the orthogonality loss in stage 2. `false` is the "no ORTHO" ablation (`--no-ortho`); its value '
         "is still logged.",
-        option=Option("--no-ortho", "Ablation: stage 2 without the orthogonality loss.", sets=False))
+        option=Option(
+            "--no-ortho", "Ablation: stage 2 without the orthogonality loss.", sets=False
+        ),
+    )
     orthogonality_weight: float = setting(
-        0.4, "λ: weight of L_ortho in stage 2. With `subspace`, ‖∇(λ·L_ortho)‖/‖∇L_spatial‖ ≈ 0.2–0.4 at zeroscope's "
-        "widths; `losses.csv` logs the ratio (`ortho_ratio`).", range=(0, 1e6))
+        0.4,
+        "λ: weight of L_ortho in stage 2. With `subspace`, ‖∇(λ·L_ortho)‖/‖∇L_spatial‖ ≈ 0.2–0.4 at zeroscope's "
+        "widths; `losses.csv` logs the ratio (`ortho_ratio`).",
+        range=(0, 1e6),
+    )
     orthogonality_definition: str = setting(
-        "subspace", "How ⟨W_spatial, W_temporal⟩ is measured on paired layers; see "
+        "subspace",
+        "How ⟨W_spatial, W_temporal⟩ is measured on paired layers; see "
         "[method.md](method.md#the-orthogonality-loss) (cosine needs λ in the hundreds to thousands at real widths).",
-        choices=("cosine", "inner", "subspace"))
+        choices=("cosine", "inner", "subspace"),
+    )
     max_grad_norm: float = setting(
-        1.0, "Gradient-norm clipping of each LoRA group (spatial, temporal) on its own; `0` turns it off.",
-        range=(0, 1e6))
+        1.0,
+        "Gradient-norm clipping of each LoRA group (spatial, temporal) on its own; `0` turns it off.",
+        range=(0, 1e6),
+    )
     checkpoint_every: int = setting(
-        50, "Write `OUTPUT.checkpoints/checkpoint.safetensors` every N steps (and at the end of each stage, and on "
-        "Ctrl-C); `0` only at stage ends and on Ctrl-C. `--resume` continues from it.", range=(0, 1_000_000))
+        50,
+        "Write `OUTPUT.checkpoints/checkpoint.safetensors` every N steps (and at the end of each stage, and on "
+        "Ctrl-C); `0` only at stage ends and on Ctrl-C. `--resume` continues from it.",
+        range=(0, 1_000_000),
+    )
     gradient_checkpointing: bool = setting(
-        False, "Recompute the denoiser's activations in the backward pass: less memory, more time.",
-        option=Option("--gradient-checkpointing", "Trade compute for memory in training.", sets=True))
+        False,
+        "Recompute the denoiser's activations in the backward pass: less memory, more time.",
+        option=Option(
+            "--gradient-checkpointing", "Trade compute for memory in training.", sets=True
+        ),
+    )
 
 
 @attrs.frozen
@@ -249,38 +382,67 @@ class SamplingSection:
 
     # DDIM on a 1000-step schedule with steps_offset 1 takes at most 999
     steps: int = setting(
-        0, "Denoising steps. `0`: the backbone's default (50 for zeroscope, ModelScope and wan; 25 for mini). DDIM "
+        0,
+        "Denoising steps. `0`: the backbone's default (50 for zeroscope, ModelScope and wan; 25 for mini). DDIM "
         "on a 1000-step schedule with `steps_offset` 1 can take at most 999.",
-        range=(0, 999), option=Option("--steps", "Sampling steps (default: the backbone's: 50, mini 25).", min=1))
+        range=(0, 999),
+        option=Option("--steps", "Sampling steps (default: the backbone's: 50, mini 25).", min=1),
+    )
     guidance_scale: float = setting(
-        0.0, "Classifier-free guidance scale. `0`: the backbone's default (9.0 for zeroscope and ModelScope; 5.0 "
+        0.0,
+        "Classifier-free guidance scale. `0`: the backbone's default (9.0 for zeroscope and ModelScope; 5.0 "
         "for wan, as diffusers' `WanPipeline`; 1.0 for mini, measured in docs/mini.md); `1` turns it off (one "
-        "denoiser pass per step).", range=(0, 100),
-        option=Option("--guidance-scale", "Classifier-free guidance scale; 1 = off (default: the backbone's: 9, "
-                      "wan 5, mini 1).", min=0))
+        "denoiser pass per step).",
+        range=(0, 100),
+        option=Option(
+            "--guidance-scale",
+            "Classifier-free guidance scale; 1 = off (default: the backbone's: 9, wan 5, mini 1).",
+            min=0,
+        ),
+    )
     # each backbone lists its samplers (cammimic.backbones.samplers); the run checks the name against them
     scheduler: str = setting(
-        "auto", "The sampler, one of the backbone's: `ddim` or `dpm` (DPM-Solver++) for zeroscope, ModelScope and "
+        "auto",
+        "The sampler, one of the backbone's: `ddim` or `dpm` (DPM-Solver++) for zeroscope, ModelScope and "
         "mini; `unipc` or `euler` (flow matching) for wan; `auto` = the backbone's first (`ddim`, `unipc`).",
-        option=Option("--scheduler", "Sampling scheduler, one of the backbone's (default: auto = its own default)."))
+        option=Option(
+            "--scheduler",
+            "Sampling scheduler, one of the backbone's (default: auto = its own default).",
+        ),
+    )
     negative_prompt: str = setting(
-        "auto", 'The prompt of the unconditional branch. `"auto"`: the backbone\'s (empty for zeroscope, ModelScope '
-        'and mini; Wan\'s published negative prompt for wan, as in diffusers\' `WanPipeline` example); `""`: none.')
+        "auto",
+        'The prompt of the unconditional branch. `"auto"`: the backbone\'s (empty for zeroscope, ModelScope '
+        "and mini; Wan's published negative prompt for wan, as in diffusers' `WanPipeline` example); `\"\"`: none.",
+    )
     eta: float = setting(0.0, "DDIM's η (0 = deterministic DDIM).", range=(0, 1))
     spatial_scale: float = setting(
-        1.0, "Strength of the spatial LoRA at sampling (0 = off).", range=(-10, 10),
-        option=Option("--spatial-scale", "Strength of the spatial LoRA (0 = off; default 1)."))
+        1.0,
+        "Strength of the spatial LoRA at sampling (0 = off).",
+        range=(-10, 10),
+        option=Option("--spatial-scale", "Strength of the spatial LoRA (0 = off; default 1)."),
+    )
     temporal_scale: float = setting(
-        1.0, "Strength of the temporal LoRA at sampling (0 = off).", range=(-10, 10),
-        option=Option("--temporal-scale", "Strength of the temporal LoRA (0 = off; default 1)."))
+        1.0,
+        "Strength of the temporal LoRA at sampling (0 = off).",
+        range=(-10, 10),
+        option=Option("--temporal-scale", "Strength of the temporal LoRA (0 = off; default 1)."),
+    )
     window_overlap: int = setting(
-        0, "When `--frames` exceeds what the backbone samples at once (its `max_frames`: mini 8, zeroscope 24, "
+        0,
+        "When `--frames` exceeds what the backbone samples at once (its `max_frames`: mini 8, zeroscope 24, "
         "ModelScope 16, wan 81), Phase 2 samples overlapping windows of that many frames along the one camera path "
         "and crossfades them; this is the frames two neighbouring windows share (at least; windows are spread "
         "evenly). `0`: a quarter of the window. At most half the window. Runs within `max_frames` sample at once "
-        "and ignore it. See [cli.md](cli.md#longer-than-the-backbones-clip).", range=(0, 1000),
-        option=Option("--window-overlap", "Frames two neighbouring windows share when --frames exceeds what the "
-                      "backbone samples at once (default: 0 = a quarter of the window).", min=0))
+        "and ignore it. See [cli.md](cli.md#longer-than-the-backbones-clip).",
+        range=(0, 1000),
+        option=Option(
+            "--window-overlap",
+            "Frames two neighbouring windows share when --frames exceeds what the "
+            "backbone samples at once (default: 0 = a quarter of the window).",
+            min=0,
+        ),
+    )
 
 
 @attrs.frozen
@@ -288,9 +450,11 @@ class HomographySection:
     """[homography]: the weak video (and the homography method's output)."""
 
     fill: str = setting(
-        "black", "What fills the parts of a frame that the user image does not cover.",
+        "black",
+        "What fills the parts of a frame that the user image does not cover.",
         choices=("black", "reflect", "replicate"),
-        option=Option("--fill", "What fills out-of-view areas of the weak video."))
+        option=Option("--fill", "What fills out-of-view areas of the weak video."),
+    )
 
 
 @attrs.frozen
@@ -298,25 +462,44 @@ class MotionSection:
     """[motion]: controls on the reference's camera motion, applied before the weak video is built."""
 
     strength: float = setting(
-        1.0, "Scale every frame-to-frame motion in the Lie algebra (H^S via the matrix logarithm): `0.5` half the "
+        1.0,
+        "Scale every frame-to-frame motion in the Lie algebra (H^S via the matrix logarithm): `0.5` half the "
         "move, `0` a still camera, `-1` the opposite move. See [cli.md](cli.md#controls-on-the-references-motion).",
         range=(-10, 10),
-        option=Option("--motion-strength", "Scale the reference's motion: H^S per frame (0.5 = half; default: 1)."))
+        option=Option(
+            "--motion-strength",
+            "Scale the reference's motion: H^S per frame (0.5 = half; default: 1).",
+        ),
+    )
     speed: float = setting(
-        1.0, "Retime the camera path: covered in round((T-1)/speed) + 1 frames (`2`: the same path in half the "
+        1.0,
+        "Retime the camera path: covered in round((T-1)/speed) + 1 frames (`2`: the same path in half the "
         "frames; `0.5`: in twice as many). The output has that many frames.",
         range=(0.05, 20),
-        option=Option("--motion-speed", "Retime the camera path: 2 covers it in half the frames (default: 1).",
-                      min=0, min_open=True))
+        option=Option(
+            "--motion-speed",
+            "Retime the camera path: 2 covers it in half the frames (default: 1).",
+            min=0,
+            min_open=True,
+        ),
+    )
     reverse: bool = setting(
-        False, "Play the reference's camera path backwards.",
-        option=Option("--motion-reverse", "Play the reference's camera path backwards.", sets=True))
+        False,
+        "Play the reference's camera path backwards.",
+        option=Option("--motion-reverse", "Play the reference's camera path backwards.", sets=True),
+    )
     smooth: float = setting(
-        0.0, "Remove hand-shake: low-pass the per-frame log-homographies with a Gaussian of this sigma, in frames "
+        0.0,
+        "Remove hand-shake: low-pass the per-frame log-homographies with a Gaussian of this sigma, in frames "
         "(`0`: off; `2`–`3` removes jitter and keeps the move).",
         range=(0, 100),
-        option=Option("--motion-smooth", "Remove hand-shake: Gaussian sigma in frames on the log-homographies "
-                      "(default: 0 = off).", min=0))
+        option=Option(
+            "--motion-smooth",
+            "Remove hand-shake: Gaussian sigma in frames on the log-homographies "
+            "(default: 0 = off).",
+            min=0,
+        ),
+    )
 
 
 @attrs.frozen
@@ -324,23 +507,35 @@ class ScoreSection:
     """[score]: CameraScore."""
 
     variant: str = setting(
-        "resolution_free", "Which CameraScore to report (see [motion.md](motion.md#camerascore)). `score.json` always "
-        "holds both.", choices=("resolution_free", "paper"),
-        option=Option("--variant", "CameraScore variant (default: resolution_free)."))
+        "resolution_free",
+        "Which CameraScore to report (see [motion.md](motion.md#camerascore)). `score.json` always "
+        "holds both.",
+        choices=("resolution_free", "paper"),
+        option=Option("--variant", "CameraScore variant (default: resolution_free)."),
+    )
     max_fallback_share: float = setting(
-        0.25, "A CameraScore is *invalid* when more than this share of either video's frame pairs fell back (see "
-        "[motion.md](motion.md#fallbacks-and-validity)).", range=(0, 1))
+        0.25,
+        "A CameraScore is *invalid* when more than this share of either video's frame pairs fell back (see "
+        "[motion.md](motion.md#fallbacks-and-validity)).",
+        range=(0, 1),
+    )
 
 
 @attrs.frozen
 class OutputSection:
     """[output]: the files written."""
 
-    gif: bool = setting(False, "Also write `output.gif`.",
-                        option=Option("--gif", "Also write output.gif.", sets=True))
+    gif: bool = setting(
+        False,
+        "Also write `output.gif`.",
+        option=Option("--gif", "Also write output.gif.", sets=True),
+    )
     crf: int = setting(
-        18, "H.264 constant quality of the `.mp4` files. Lower means better quality. libx264's macroblock-tree is off "
-        "so the same frames always give the same file.", range=(0, 51))
+        18,
+        "H.264 constant quality of the `.mp4` files. Lower means better quality. libx264's macroblock-tree is off "
+        "so the same frames always give the same file.",
+        range=(0, 51),
+    )
 
 
 @attrs.frozen
@@ -348,14 +543,23 @@ class PluginsSection:
     """[plugins]: which plugins load."""
 
     block: list = setting(
-        [], "Plugin names not to load (entry-point names, or `cammimic.default_plugins`). See "
-        "[plugins.md](plugins.md#how-plugins-are-found).", accepts="list of strings")
+        [],
+        "Plugin names not to load (entry-point names, or `cammimic.default_plugins`). See "
+        "[plugins.md](plugins.md#how-plugins-are-found).",
+        accepts="list of strings",
+    )
 
 
 #: The plain sections, in the order files, messages and docs list them: one schema per section.
 SECTIONS: dict[str, type] = {
-    "run": RunSection, "lora": LoraSection, "finetune": FinetuneSection, "sampling": SamplingSection,
-    "homography": HomographySection, "motion": MotionSection, "score": ScoreSection, "output": OutputSection,
+    "run": RunSection,
+    "lora": LoraSection,
+    "finetune": FinetuneSection,
+    "sampling": SamplingSection,
+    "homography": HomographySection,
+    "motion": MotionSection,
+    "score": ScoreSection,
+    "output": OutputSection,
     "plugins": PluginsSection,
 }
 #: Component sections: one table, or (guidance) a list of tables; each names a component. Their
@@ -369,10 +573,17 @@ COMPONENT_DEFAULTS: dict[str, Any] = {
 #: Command-line options that select a component or set a component parameter.
 COMPONENT_OPTIONS: dict[str, Option] = {
     "motion_estimator.name": Option("--estimator", "Motion estimator (default: opencv)."),
-    "backbone.name": Option("--backbone", "Backbone adapter (default: zeroscope; see `cammimic plugins`)."),
-    "backbone.weights": Option("--weights", "Backbone weights: a Hub id or a local diffusers-layout directory."),
-    "noise.name": Option("--noise", "Initial noise of sampling: iid (default) or warped-noise (moved along the "
-                                    "reference's camera; see `cammimic plugins`)."),
+    "backbone.name": Option(
+        "--backbone", "Backbone adapter (default: zeroscope; see `cammimic plugins`)."
+    ),
+    "backbone.weights": Option(
+        "--weights", "Backbone weights: a Hub id or a local diffusers-layout directory."
+    ),
+    "noise.name": Option(
+        "--noise",
+        "Initial noise of sampling: iid (default) or warped-noise (moved along the "
+        "reference's camera; see `cammimic plugins`).",
+    ),
 }
 
 
@@ -422,7 +633,13 @@ def conforms(value: Any, default: Any) -> tuple[bool, Any]:
 
 
 def _type_name(value) -> str:
-    return {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list"}[type(value)]
+    return {
+        bool: "true/false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+    }[type(value)]
 
 
 #: The longest text a setting may hold (prompts, paths, names): config.toml and run.json keep
@@ -434,7 +651,9 @@ def _check_value(section: str, key: str, value: Any, where: str) -> Any:
     default = DEFAULTS[section][key]
     ok, value = conforms(value, default)
     if not ok:
-        raise CammimicError(f"[{section}] {key}{where} must be {_type_name(default)}, got {value!r}")
+        raise CammimicError(
+            f"[{section}] {key}{where} must be {_type_name(default)}, got {value!r}"
+        )
     meta = getattr(fields(section), key).metadata
     if meta["choices"] and value not in meta["choices"]:
         choices = meta["choices"]
@@ -445,10 +664,14 @@ def _check_value(section: str, key: str, value: Any, where: str) -> Any:
     if meta["range"]:
         lo, hi = meta["range"]
         if not lo <= value <= hi:
-            raise CammimicError(f"[{section}] {key}{where} = {value!r} is out of range [{lo}, {hi}]")
+            raise CammimicError(
+                f"[{section}] {key}{where} = {value!r} is out of range [{lo}, {hi}]"
+            )
     if isinstance(value, str) and len(value) > MAX_TEXT_SETTING:
-        raise CammimicError(f"[{section}] {key}{where} is {len(value)} characters long; at most "
-                            f"{MAX_TEXT_SETTING} are accepted (a text encoder reads the first 77 tokens or so)")
+        raise CammimicError(
+            f"[{section}] {key}{where} is {len(value)} characters long; at most "
+            f"{MAX_TEXT_SETTING} are accepted (a text encoder reads the first 77 tokens or so)"
+        )
     return value
 
 
@@ -456,7 +679,9 @@ def _check_component(section: str, table: Any, where: str) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise CammimicError(f"[{section}]{where} must be a table with a name, got {table!r}")
     if "name" not in table or not isinstance(table["name"], str):
-        raise CammimicError(f'[{section}]{where} needs name = "..." (see `cammimic plugins` for names)')
+        raise CammimicError(
+            f'[{section}]{where} needs name = "..." (see `cammimic plugins` for names)'
+        )
     return dict(table)
 
 
@@ -484,7 +709,9 @@ class Config:
     def component(self, section: str) -> tuple[str, dict[str, Any]]:
         """``(name, params)`` of a single-component section such as ``motion_estimator``."""
         if self.data[section] is None:
-            raise CammimicError(f'no [{section}] is selected; add [{section}] name = "..." to your config')
+            raise CammimicError(
+                f'no [{section}] is selected; add [{section}] name = "..." to your config'
+            )
         table = dict(self.data[section])
         return table.pop("name"), table
 
@@ -502,7 +729,9 @@ class Config:
             explicit.add(dotted)
             if dotted == "guidance":  # the whole list of terms
                 items = value if isinstance(value, list) else [value]
-                data["guidance"] = [_check_component("guidance", t, " (command line)") for t in items]
+                data["guidance"] = [
+                    _check_component("guidance", t, " (command line)") for t in items
+                ]
                 continue
             section, _, key = dotted.partition(".")
             if section in COMPONENT_DEFAULTS and section != "guidance":
@@ -563,8 +792,12 @@ def from_dict(raw: dict[str, Any], source: str | None = None) -> Config:
                 )
             data[section][key] = _check_value(section, key, value, where)
     explicit = {s for s, t in raw.items() if not isinstance(t, dict) or s in COMPONENT_DEFAULTS}
-    explicit |= {f"{s}.{k}" for s, t in raw.items() if isinstance(t, dict) and s not in COMPONENT_DEFAULTS
-                 for k in t}
+    explicit |= {
+        f"{s}.{k}"
+        for s, t in raw.items()
+        if isinstance(t, dict) and s not in COMPONENT_DEFAULTS
+        for k in t
+    }
     return Config(data, source, frozenset(explicit))
 
 
@@ -578,7 +811,9 @@ def _depth(value) -> int:
     while stack:
         item, level = stack.pop()
         deepest = max(deepest, level)
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
         stack.extend((c, level + 1) for c in children if isinstance(c, (dict, list)))
     return deepest
 

@@ -20,7 +20,9 @@ from cammimic import config as schema
 
 __all__ = ["section_table", "overrides_table", "render", "main"]
 
-_BLOCK = re.compile(r"(<!-- generated: (?P<name>[^ ]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
+_BLOCK = re.compile(
+    r"(<!-- generated: (?P<name>[^ ]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S
+)
 
 #: Options that change the [[guidance]] list rather than one setting (cammimic.cli._method_config).
 GUIDANCE_ROWS = (
@@ -61,7 +63,9 @@ def section_table(section: str) -> str:
     rows = ["| Key | Default | Accepts | Meaning |", "|---|---|---|---|"]
     for field in schema.fields(section):
         default = schema.DEFAULTS[section][field.name]
-        rows.append(f"| `{field.name}` | {_default(default)} | {_accepts(field)} | {field.metadata['help']} |")
+        rows.append(
+            f"| `{field.name}` | {_default(default)} | {_accepts(field)} | {field.metadata['help']} |"
+        )
     return "\n".join(rows) + "\n"
 
 
@@ -77,7 +81,9 @@ def overrides_table() -> str:
     rows = ["| Option | Setting | Commands |", "|---|---|---|"]
     for dotted, opt in cli.SETTING_OPTIONS.values():
         target = f"`{dotted}`" if opt.sets is None else f"`{dotted} = {str(opt.sets).lower()}`"
-        rows.append(f"| `{opt.flag}` | {target} | {', '.join(f'`{c}`' for c in commands.get(dotted, []))} |")
+        rows.append(
+            f"| `{opt.flag}` | {target} | {', '.join(f'`{c}`' for c in commands.get(dotted, []))} |"
+        )
     for option, meaning in GUIDANCE_ROWS:
         rows.append(f"| {option} | {meaning} | `run`, `sample` |")
     return "\n".join(rows) + "\n"
@@ -115,7 +121,9 @@ def main(argv=None) -> int:
             path.write_text(new, encoding="utf-8")
             print(f"wrote {path}")
     if stale:
-        print(f"{', '.join(stale)} disagree(s) with the config schema; run python -m cammimic.config_docs {' '.join(stale)}")
+        print(
+            f"{', '.join(stale)} disagree(s) with the config schema; run python -m cammimic.config_docs {' '.join(stale)}"
+        )
         return 1
     return 0
 

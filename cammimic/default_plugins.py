@@ -34,5 +34,10 @@ def register_guidance_terms(register):
 
 @hookimpl
 def register_noise_initialisers(register):
-    register("iid", iid_noise, description="I.i.d. standard normal initial latents (every pipeline's default).",
-             requires=("torch",), extra="zeroscope")
+    register(
+        "iid",
+        iid_noise,
+        description="I.i.d. standard normal initial latents (every pipeline's default).",
+        requires=("torch",),
+        extra="zeroscope",
+    )

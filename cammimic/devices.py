@@ -25,7 +25,11 @@ def resolve_device(device: Any = None) -> torch.device:
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise CammimicError(f"device '{device}' is not a torch device; use 'cpu', 'cuda' or 'cuda:N'") from exc
+        raise CammimicError(
+            f"device '{device}' is not a torch device; use 'cpu', 'cuda' or 'cuda:N'"
+        ) from exc
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise CammimicError(f"device '{device}' was asked for but CUDA is not available; use device 'cpu'")
+        raise CammimicError(
+            f"device '{device}' was asked for but CUDA is not available; use device 'cpu'"
+        )
     return device

@@ -30,15 +30,29 @@ from cammimic.errors import CammimicError, one_line
 from cammimic.eval_report import RESULT_COLUMNS, write_outputs
 
 __all__ = [
-    "EvalItem", "EvalSample", "EvalMethod", "EvalMetric", "read_manifest", "evaluate", "DEFAULT_METHODS",
-    "DEFAULT_METRICS", "RESULT_COLUMNS",
+    "EvalItem",
+    "EvalSample",
+    "EvalMethod",
+    "EvalMetric",
+    "read_manifest",
+    "evaluate",
+    "DEFAULT_METHODS",
+    "DEFAULT_METRICS",
+    "RESULT_COLUMNS",
 ]
 
 MANIFEST_COLUMNS = ("reference", "image", "prompt", "reference_prompt")
 #: The longest text a manifest cell may hold: a run's config refuses longer settings.
 MAX_TEXT_SETTING = 10_000
-DEFAULT_METHODS = ("homography", "base", "motiondirector", "cammimic", "cammimic-no-usc", "cammimic-no-ortho",
-                   "cammimic-no-hg")
+DEFAULT_METHODS = (
+    "homography",
+    "base",
+    "motiondirector",
+    "cammimic",
+    "cammimic-no-usc",
+    "cammimic-no-ortho",
+    "cammimic-no-hg",
+)
 #: Metrics that need no weights and always run; dinov2/clip/xclip run when asked for (--metrics).
 DEFAULT_METRICS = ("first_frame", "in_view")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -100,7 +114,9 @@ def read_manifest(path) -> list[EvalItem]:
     """Read a CSV or JSONL manifest; every bad row is reported at once, one line each."""
     p = Path(path)
     if not p.is_file():
-        raise CammimicError(f"manifest {p} does not exist; give a .csv or .jsonl file with columns {', '.join(MANIFEST_COLUMNS)}")
+        raise CammimicError(
+            f"manifest {p} does not exist; give a .csv or .jsonl file with columns {', '.join(MANIFEST_COLUMNS)}"
+        )
     text = p.read_text(encoding="utf-8-sig")
     problems: list[str] = []
     rows: list[tuple[int, dict[str, Any]]] = []
@@ -111,10 +127,14 @@ def read_manifest(path) -> list[EvalItem]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                problems.append(f"{p.name} row {n}: not valid JSON ({exc.msg} at column {exc.colno})")
+                problems.append(
+                    f"{p.name} row {n}: not valid JSON ({exc.msg} at column {exc.colno})"
+                )
                 continue
             if not isinstance(obj, dict):
-                problems.append(f"{p.name} row {n}: expected a JSON object with {', '.join(MANIFEST_COLUMNS)}")
+                problems.append(
+                    f"{p.name} row {n}: expected a JSON object with {', '.join(MANIFEST_COLUMNS)}"
+                )
                 continue
             rows.append((n, obj))
     elif p.suffix.lower() == ".csv":
@@ -130,8 +150,10 @@ def read_manifest(path) -> list[EvalItem]:
             for n, r in enumerate(reader, start=1):
                 rows.append((n, r))
         except csv.Error as exc:
-            raise CammimicError(f"manifest {p} row {len(rows) + 1} cannot be read as CSV ({exc}); "
-                                "shorten or fix that row") from None
+            raise CammimicError(
+                f"manifest {p} row {len(rows) + 1} cannot be read as CSV ({exc}); "
+                "shorten or fix that row"
+            ) from None
     else:
         raise CammimicError(f"manifest {p} must be .csv or .jsonl, got '{p.suffix}'")
     items: list[EvalItem] = []
@@ -142,14 +164,22 @@ def read_manifest(path) -> list[EvalItem]:
             v = r.get(col)
             if not isinstance(v, str) or not v.strip():
                 bad.append(f"column {col}: missing or empty")
-            elif len(v) > MAX_TEXT_SETTING:  # what a run's config accepts; the report prints the prompts
-                bad.append(f"column {col}: {len(v)} characters long; at most {MAX_TEXT_SETTING} are accepted")
+            elif (
+                len(v) > MAX_TEXT_SETTING
+            ):  # what a run's config accepts; the report prints the prompts
+                bad.append(
+                    f"column {col}: {len(v)} characters long; at most {MAX_TEXT_SETTING} are accepted"
+                )
         ident = r.get("id")
         ident = str(n) if ident is None or str(ident).strip() == "" else str(ident).strip()
         if not _ID.match(ident):
-            bad.append(f"column id: '{ident}' must be letters, digits, '.', '_' or '-' (it names a folder)")
+            bad.append(
+                f"column id: '{ident}' must be letters, digits, '.', '_' or '-' (it names a folder)"
+            )
         elif ident in seen:
-            bad.append(f"column id: '{ident}' is also the id of row {seen[ident]}; ids must be unique")
+            bad.append(
+                f"column id: '{ident}' is also the id of row {seen[ident]}; ids must be unique"
+            )
         paths = {}
         for col in ("reference", "image"):
             v = r.get(col)
@@ -160,16 +190,29 @@ def read_manifest(path) -> list[EvalItem]:
                 q = Path(v.strip()).expanduser()
                 q = q if q.is_absolute() else p.parent / q
                 if not q.exists() and not any(ch in v for ch in "*?["):
-                    bad.append(f"column {col}: {v} does not exist (relative paths are relative to {p.parent})")
+                    bad.append(
+                        f"column {col}: {v} does not exist (relative paths are relative to {p.parent})"
+                    )
                 paths[col] = str(q)
         if bad:
             problems.extend(f"{p.name} row {n}, {b}" for b in bad)
             continue
         seen[ident] = n
-        items.append(EvalItem(id=ident, reference=paths["reference"], image=paths["image"],
-                              prompt=r["prompt"].strip(), reference_prompt=r["reference_prompt"].strip(), row=n))
+        items.append(
+            EvalItem(
+                id=ident,
+                reference=paths["reference"],
+                image=paths["image"],
+                prompt=r["prompt"].strip(),
+                reference_prompt=r["reference_prompt"].strip(),
+                row=n,
+            )
+        )
     if problems:
-        raise CammimicError(f"manifest {p} has {len(problems)} problem(s); fix them and run again:\n  " + "\n  ".join(problems))
+        raise CammimicError(
+            f"manifest {p} has {len(problems)} problem(s); fix them and run again:\n  "
+            + "\n  ".join(problems)
+        )
     if not items:
         raise CammimicError(f"manifest {p} has no rows")
     return items
@@ -208,7 +251,9 @@ class _CachingHost:
     def create(self, kind, name, params=None, *, where=""):
         made = self._host.create(kind, name, params, where=where)
         if kind == "backbone":
-            return _CachedBackboneAdapter(made, (name, json.dumps(params or {}, sort_keys=True, default=str)))
+            return _CachedBackboneAdapter(
+                made, (name, json.dumps(params or {}, sort_keys=True, default=str))
+            )
         return made
 
 
@@ -271,15 +316,27 @@ def item_geometry(item: EvalItem, config, host) -> dict[str, Any] | None:
         if run["frames"]:
             check_num_frames(adapter, run["frames"])
             return {"frames": int(run["frames"]), "width": int(width), "height": int(height)}
-        reference = resolve_reference(item.reference, size=(width, height), image=item.image,
-                                      frames=lambda total: fit_num_frames(adapter, PAPER_NUM_FRAMES, total))
+        reference = resolve_reference(
+            item.reference,
+            size=(width, height),
+            image=item.image,
+            frames=lambda total: fit_num_frames(adapter, PAPER_NUM_FRAMES, total),
+        )
         return {"frames": reference.num_frames, "width": int(width), "height": int(height)}
     except Exception as exc:  # noqa: BLE001 - reported on each of the item's rows
         return {"error": one_line(exc)}
 
 
-def run_pair(item: EvalItem, method: str, out_dir: str, config_toml: str, metrics: dict[str, dict[str, Any]],
-             block: tuple[str, ...] = (), geometry: dict[str, Any] | None = None, host=None) -> dict[str, Any]:
+def run_pair(
+    item: EvalItem,
+    method: str,
+    out_dir: str,
+    config_toml: str,
+    metrics: dict[str, dict[str, Any]],
+    block: tuple[str, ...] = (),
+    geometry: dict[str, Any] | None = None,
+    host=None,
+) -> dict[str, Any]:
     """Run one (item, method) pair and score it; never raises: a failure is a row with its error.
 
     ``geometry`` (:func:`item_geometry`) sets the frames and size of the run; the row records
@@ -305,8 +362,13 @@ def run_pair(item: EvalItem, method: str, out_dir: str, config_toml: str, metric
         if geometry is not None:
             if "error" in geometry:
                 raise CammimicError(geometry["error"])
-            config = config.with_overrides({"run.frames": geometry["frames"], "run.width": geometry["width"],
-                                            "run.height": geometry["height"]})
+            config = config.with_overrides(
+                {
+                    "run.frames": geometry["frames"],
+                    "run.width": geometry["width"],
+                    "run.height": geometry["height"],
+                }
+            )
         runner = host.create("eval_method", method, None, where=" (--methods)")
         if run_dir.exists():
             shutil.rmtree(run_dir)
@@ -340,8 +402,12 @@ def _geometry_row(run_dir: Path) -> dict[str, Any]:
     """The frames and size the run used, from its run.json (the reference's frame indices too)."""
     run = json.loads((run_dir / "run.json").read_text())
     indices = (run.get("reference") or {}).get("indices") or []
-    return {"frames": run.get("num_frames"), "width": run.get("width"), "height": run.get("height"),
-            "frame_indices": " ".join(str(int(i)) for i in indices)}
+    return {
+        "frames": run.get("num_frames"),
+        "width": run.get("width"),
+        "height": run.get("height"),
+        "frame_indices": " ".join(str(int(i)) for i in indices),
+    }
 
 
 def _sample(item: EvalItem, method: str, run_dir: Path) -> EvalSample:
@@ -352,10 +418,19 @@ def _sample(item: EvalItem, method: str, run_dir: Path) -> EvalSample:
     output = read_video(run_dir / "output.mp4").frames
     h, w = output.shape[1:3]
     image = read_image(item.image, size=(w, h))
-    ref_motion = MotionEstimate.from_json(json.loads((run_dir / "motion.json").read_text())["reference"])
+    ref_motion = MotionEstimate.from_json(
+        json.loads((run_dir / "motion.json").read_text())["reference"]
+    )
     weak = transfer_homography(image, ref_motion, fill="black")
-    return EvalSample(item=item, method=method, output=output, image=image, weak=np.asarray(weak.frames),
-                      weak_masks=np.asarray(weak.masks, bool), run_dir=run_dir)
+    return EvalSample(
+        item=item,
+        method=method,
+        output=output,
+        image=image,
+        weak=np.asarray(weak.frames),
+        weak_masks=np.asarray(weak.masks, bool),
+        run_dir=run_dir,
+    )
 
 
 # -- executors ------------------------------------------------------------------------------
@@ -364,11 +439,15 @@ def _local(tasks, submit_args, on_result: Callable[[dict], None], host) -> None:
         on_result(run_pair(*submit_args(args), host=host))
 
 
-def _ray(tasks, submit_args, on_result, *, address: str | None, num_cpus: int | None, num_gpus: float) -> None:
+def _ray(
+    tasks, submit_args, on_result, *, address: str | None, num_cpus: int | None, num_gpus: float
+) -> None:
     try:
         import ray
     except ImportError:
-        raise CammimicError('--executor ray needs Ray, which is not installed: pip install "cammimic[ray]"') from None
+        raise CammimicError(
+            '--executor ray needs Ray, which is not installed: pip install "cammimic[ray]"'
+        ) from None
     started_here = not ray.is_initialized()
     if started_here:
         try:
@@ -377,7 +456,9 @@ def _ray(tasks, submit_args, on_result, *, address: str | None, num_cpus: int | 
             else:
                 ray.init(num_cpus=num_cpus, log_to_driver=False, include_dashboard=False)
         except Exception as exc:  # noqa: BLE001
-            raise CammimicError(f"could not start or join Ray{' at ' + address if address else ''}: {one_line(exc)}") from exc
+            raise CammimicError(
+                f"could not start or join Ray{' at ' + address if address else ''}: {one_line(exc)}"
+            ) from exc
     try:
         remote = ray.remote(num_cpus=1, num_gpus=num_gpus, max_retries=3)(run_pair)
         pending = {remote.remote(*submit_args(a)): a for a in tasks}
@@ -389,7 +470,15 @@ def _ray(tasks, submit_args, on_result, *, address: str | None, num_cpus: int | 
                     on_result(ray.get(ref))
                 except Exception as exc:  # noqa: BLE001 - a worker that died after its retries
                     item, method = args
-                    on_result({"id": item.id, "method": method, "status": "failed", "error": one_line(exc), "seconds": 0.0})
+                    on_result(
+                        {
+                            "id": item.id,
+                            "method": method,
+                            "status": "failed",
+                            "error": one_line(exc),
+                            "seconds": 0.0,
+                        }
+                    )
     finally:
         if started_here:
             ray.shutdown()
@@ -432,7 +521,11 @@ def evaluate(
     config = config if isinstance(config, Config) else load_config(config)
     host = host or get_host(block=config["plugins"]["block"])
     items = read_manifest(manifest)
-    methods = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods) if m.strip()]
+    methods = [
+        m.strip()
+        for m in (methods.split(",") if isinstance(methods, str) else methods)
+        if m.strip()
+    ]
     if not methods:
         raise CammimicError("--methods is empty; name at least one, e.g. homography,cammimic")
     if len(set(methods)) != len(methods):
@@ -468,12 +561,32 @@ def evaluate(
                 "give a new --output, or the same settings to resume"
             )
     elif out.exists() and any(f.name != LOCK for f in out.iterdir()):
-        raise CammimicError(f"{out} exists and is not an eval directory (no eval.json); give a new or empty --output")
+        raise CammimicError(
+            f"{out} exists and is not an eval directory (no eval.json); give a new or empty --output"
+        )
     out.mkdir(parents=True, exist_ok=True)
     lock = _lock(out)
     try:
-        return _evaluate(out, lock, items, methods, metrics, config, config_toml, fingerprint, eval_json, manifest,
-                         executor, ray_address, ray_num_cpus, ray_num_gpus, progress, echo, host, __version__)
+        return _evaluate(
+            out,
+            lock,
+            items,
+            methods,
+            metrics,
+            config,
+            config_toml,
+            fingerprint,
+            eval_json,
+            manifest,
+            executor,
+            ray_address,
+            ray_num_cpus,
+            ray_num_gpus,
+            progress,
+            echo,
+            host,
+            __version__,
+        )
     finally:
         lock.close()
 
@@ -492,8 +605,10 @@ def _lock(out: Path):
         pass
     except OSError:
         f.close()
-        raise CammimicError(f"another cammimic eval is writing to {out} (it holds {out / LOCK}); wait for it "
-                            "to finish, or give another --output") from None
+        raise CammimicError(
+            f"another cammimic eval is writing to {out} (it holds {out / LOCK}); wait for it "
+            "to finish, or give another --output"
+        ) from None
     return f
 
 
@@ -502,16 +617,38 @@ def _inputs(item: EvalItem) -> dict[str, Any]:
     from cammimic.io.files import sha256
 
     ref = item.reference if item.reference.startswith("camera:") else sha256(item.reference)
-    return {"reference": ref, "image": sha256(item.image), "prompt_sha256": _text_hash(item.prompt),
-            "reference_prompt_sha256": _text_hash(item.reference_prompt)}
+    return {
+        "reference": ref,
+        "image": sha256(item.image),
+        "prompt_sha256": _text_hash(item.prompt),
+        "reference_prompt_sha256": _text_hash(item.reference_prompt),
+    }
 
 
 def _text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
 
 
-def _evaluate(out, lock, items, methods, metrics, config, config_toml, fingerprint, eval_json, manifest, executor,
-              ray_address, ray_num_cpus, ray_num_gpus, progress, echo, host, __version__):
+def _evaluate(
+    out,
+    lock,
+    items,
+    methods,
+    metrics,
+    config,
+    config_toml,
+    fingerprint,
+    eval_json,
+    manifest,
+    executor,
+    ray_address,
+    ray_num_cpus,
+    ray_num_gpus,
+    progress,
+    echo,
+    host,
+    __version__,
+):
     from cammimic.eval_report import read_pair
     from cammimic.io.files import sha256
 
@@ -521,13 +658,21 @@ def _evaluate(out, lock, items, methods, metrics, config, config_toml, fingerpri
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "versions": _versions(),
-        "plugins": {kind: {n: host.component_record(kind, n) for n in names}
-                    for kind, names in (("eval_method", methods), ("eval_metric", list(metrics)))},
-        "manifest": {"path": str(Path(manifest).resolve()), "sha256": sha256(manifest), "items": len(items)},
+        "plugins": {
+            kind: {n: host.component_record(kind, n) for n in names}
+            for kind, names in (("eval_method", methods), ("eval_metric", list(metrics)))
+        },
+        "manifest": {
+            "path": str(Path(manifest).resolve()),
+            "sha256": sha256(manifest),
+            "items": len(items),
+        },
         "methods": methods,
         "metrics": metrics,
         "executor": executor,
-        "ray": {"address": ray_address, "num_cpus": ray_num_cpus, "num_gpus_per_task": ray_num_gpus} if executor == "ray" else None,
+        "ray": {"address": ray_address, "num_cpus": ray_num_cpus, "num_gpus_per_task": ray_num_gpus}
+        if executor == "ray"
+        else None,
         "config": config.data,
         "config_toml": config_toml,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -544,9 +689,13 @@ def _evaluate(out, lock, items, methods, metrics, config, config_toml, fingerpri
             if done.get("status") == "ok" and done.get("inputs") == inputs[item.id]:
                 skipped += 1
             else:
-                if done.get("status") == "ok":  # finished, but on other inputs: never paired with the new ones
-                    echo(f"redoing item {item.id} method {m}: its reference, image or prompts changed since "
-                         f"{f} was written")
+                if (
+                    done.get("status") == "ok"
+                ):  # finished, but on other inputs: never paired with the new ones
+                    echo(
+                        f"redoing item {item.id} method {m}: its reference, image or prompts changed since "
+                        f"{f} was written"
+                    )
                 todo.append((item, m))
     if skipped:
         echo(f"resuming: skipping {skipped} finished (item, method) pair(s); {len(todo)} to run")
@@ -560,7 +709,9 @@ def _evaluate(out, lock, items, methods, metrics, config, config_toml, fingerpri
 
     def on_result(row: dict[str, Any]) -> None:
         row["inputs"] = inputs[row["id"]]
-        _atomic_write(pairs_dir / row["id"] / f"{row['method']}.json", json.dumps(row, indent=2) + "\n")
+        _atomic_write(
+            pairs_dir / row["id"] / f"{row['method']}.json", json.dumps(row, indent=2) + "\n"
+        )
         if row["status"] != "ok":
             failed.append(row)
             echo(f"failed: item {row['id']} method {row['method']}: {row['error']}")
@@ -571,9 +722,13 @@ def _evaluate(out, lock, items, methods, metrics, config, config_toml, fingerpri
     block = tuple(config["plugins"]["block"])
     # every method of an item runs on the same frames at the same size (issue 22 §5), the backbone's
     # when a method uses one (an eval of backbone-free methods alone keeps their own: nothing to match)
-    uses_backbone = any(getattr(host.create("eval_method", m, None), "uses_backbone", True) for m in methods)
-    geometry = {item.id: item_geometry(item, config, host) if uses_backbone else None
-                for item in {i.id: i for i, _ in todo}.values()}
+    uses_backbone = any(
+        getattr(host.create("eval_method", m, None), "uses_backbone", True) for m in methods
+    )
+    geometry = {
+        item.id: item_geometry(item, config, host) if uses_backbone else None
+        for item in {i.id: i for i, _ in todo}.values()
+    }
 
     def submit_args(task):
         item, m = task
@@ -591,7 +746,14 @@ def _evaluate(out, lock, items, methods, metrics, config, config_toml, fingerpri
                     num_gpus = 1.0 if torch.cuda.is_available() else 0.0
                 except ImportError:
                     num_gpus = 0.0
-            _ray(todo, submit_args, on_result, address=ray_address, num_cpus=ray_num_cpus, num_gpus=num_gpus)
+            _ray(
+                todo,
+                submit_args,
+                on_result,
+                address=ray_address,
+                num_cpus=ray_num_cpus,
+                num_gpus=num_gpus,
+            )
     finally:
         if bar is not None:
             bar.close()
@@ -603,10 +765,17 @@ def _versions() -> dict[str, str | None]:
     from importlib import metadata
 
     out = {}
-    for dist in ("numpy", "opencv-python-headless", "torch", "diffusers", "transformers", "peft", "ray"):
+    for dist in (
+        "numpy",
+        "opencv-python-headless",
+        "torch",
+        "diffusers",
+        "transformers",
+        "peft",
+        "ray",
+    ):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             out[dist] = None
     return out
-

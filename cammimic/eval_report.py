@@ -16,17 +16,32 @@ import numpy as np
 from cammimic.errors import CammimicError
 
 #: Always in results.csv, whatever the metrics (``cammimic.eval.RESULT_COLUMNS`` too).
-RESULT_COLUMNS = ("id", "method", "status", "error", "camera_score", "camera_score_paper", "valid",
-                  "reference_fallbacks", "output_fallbacks", "num_pairs", "seconds",
-                  "frames", "width", "height", "frame_indices")  # what the run used (issue 22 §5)
+RESULT_COLUMNS = (
+    "id",
+    "method",
+    "status",
+    "error",
+    "camera_score",
+    "camera_score_paper",
+    "valid",
+    "reference_fallbacks",
+    "output_fallbacks",
+    "num_pairs",
+    "seconds",
+    "frames",
+    "width",
+    "height",
+    "frame_indices",
+)  # what the run used (issue 22 §5)
 #: Lower is better for these columns; every other metric column is higher-is-better.
 LOWER_IS_BETTER = ("camera_score", "camera_score_paper")
 BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 0
 
 
-def bootstrap_interval(values, *, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED,
-                       level: float = 0.95) -> tuple[float, float]:
+def bootstrap_interval(
+    values, *, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean (seeded: the same values give the same interval)."""
     v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
     if len(v) == 0:
@@ -82,11 +97,19 @@ def summarize(rows, methods) -> list[dict[str, Any]]:
         mine = [r for r in rows if r["method"] == m]
         ok = [r for r in mine if r["status"] == "ok"]
         valid = [r for r in ok if r.get("valid")]
-        s: dict[str, Any] = {"method": m, "n": len(mine), "n_ok": len(ok), "n_failed": len(mine) - len(ok),
-                             "n_valid": len(valid), "n_invalid": len(ok) - len(valid)}
+        s: dict[str, Any] = {
+            "method": m,
+            "n": len(mine),
+            "n_ok": len(ok),
+            "n_failed": len(mine) - len(ok),
+            "n_valid": len(valid),
+            "n_invalid": len(ok) - len(valid),
+        }
         for c in metrics:
             src = valid if c in LOWER_IS_BETTER else ok
-            vals = [r.get(c) for r in src if r.get(c) is not None and math.isfinite(float(r.get(c)))]
+            vals = [
+                r.get(c) for r in src if r.get(c) is not None and math.isfinite(float(r.get(c)))
+            ]
             lo, hi = bootstrap_interval(vals)
             s[c] = float(np.mean(vals)) if vals else float("nan")
             s[f"{c}_lo"], s[f"{c}_hi"] = lo, hi
@@ -99,10 +122,14 @@ def read_pair(path: Path, what: str = "pair file") -> dict[str, Any]:
     try:
         row = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise CammimicError(f"{what} {path} cannot be read ({type(exc).__name__}: {str(exc)[:200]}); "
-                            "delete it and run the eval again to redo it") from None
+        raise CammimicError(
+            f"{what} {path} cannot be read ({type(exc).__name__}: {str(exc)[:200]}); "
+            "delete it and run the eval again to redo it"
+        ) from None
     if not isinstance(row, dict):
-        raise CammimicError(f"{what} {path} does not hold a JSON object; delete it and run the eval again to redo it")
+        raise CammimicError(
+            f"{what} {path} does not hold a JSON object; delete it and run the eval again to redo it"
+        )
     return row
 
 
@@ -136,8 +163,18 @@ def plot_tradeoff(path: Path, summary) -> Path:
 
     from cammimic.io import atomic_path
 
-    scene = next((c for c in ("dinov2", "ssim_first") if any(math.isfinite(s.get(c, math.nan)) for s in summary)), None)
-    text = next((c for c in ("clip", "xclip") if any(math.isfinite(s.get(c, math.nan)) for s in summary)), None)
+    scene = next(
+        (
+            c
+            for c in ("dinov2", "ssim_first")
+            if any(math.isfinite(s.get(c, math.nan)) for s in summary)
+        ),
+        None,
+    )
+    text = next(
+        (c for c in ("clip", "xclip") if any(math.isfinite(s.get(c, math.nan)) for s in summary)),
+        None,
+    )
     panels = [(scene, "scene preservation")] + ([(text, "text alignment")] if text else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
     for ax, (col, label) in zip(axes[0], panels):
@@ -166,23 +203,27 @@ def write_report(out: Path, items, methods, rows, summary, scols) -> Path:
 
     by = {(r["id"], r["method"]): r for r in rows}
     e = html.escape
-    parts = ["<!doctype html><meta charset='utf-8'><title>cammimic eval</title>",
-             "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-             "padding:2px 6px;font-size:12px}video{width:192px}.bad{color:#b00}figure{display:inline-block;margin:4px}"
-             "figcaption{font-size:11px}</style>",
-             "<h1>cammimic eval</h1><p>Summary: mean and 95 % bootstrap interval per method. CameraScore averages "
-             "valid scores only; invalid ones are counted in n_invalid. <a href='eval.json'>eval.json</a>, "
-             "<a href='results.csv'>results.csv</a>, <a href='summary.csv'>summary.csv</a>.</p>",
-             "<img src='tradeoff.png' alt='trade-off plot'>", "<table><tr>"
-             + "".join(f"<th>{e(c)}</th>" for c in scols) + "</tr>"]
+    parts = [
+        "<!doctype html><meta charset='utf-8'><title>cammimic eval</title>",
+        "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+        "padding:2px 6px;font-size:12px}video{width:192px}.bad{color:#b00}figure{display:inline-block;margin:4px}"
+        "figcaption{font-size:11px}</style>",
+        "<h1>cammimic eval</h1><p>Summary: mean and 95 % bootstrap interval per method. CameraScore averages "
+        "valid scores only; invalid ones are counted in n_invalid. <a href='eval.json'>eval.json</a>, "
+        "<a href='results.csv'>results.csv</a>, <a href='summary.csv'>summary.csv</a>.</p>",
+        "<img src='tradeoff.png' alt='trade-off plot'>",
+        "<table><tr>" + "".join(f"<th>{e(c)}</th>" for c in scols) + "</tr>",
+    ]
     for s in summary:
         parts.append("<tr>" + "".join(f"<td>{e(_short(s.get(c)))}</td>" for c in scols) + "</tr>")
     parts.append("</table><h2>Items</h2>")
     for item in items:
         ref = os.path.relpath(item.reference, out)
         parts.append(f"<h3>{e(item.id)}: {e(item.prompt)}</h3><div>")
-        parts.append(f"<figure><video src='{e(Path(ref).as_posix())}' controls loop muted autoplay></video>"
-                     f"<figcaption>reference: {e(item.reference_prompt)}</figcaption></figure>")
+        parts.append(
+            f"<figure><video src='{e(Path(ref).as_posix())}' controls loop muted autoplay></video>"
+            f"<figcaption>reference: {e(item.reference_prompt)}</figcaption></figure>"
+        )
         for m in methods:
             r = by.get((item.id, m))
             video = Path("runs") / item.id / m / "output.mp4"
@@ -191,11 +232,18 @@ def write_report(out: Path, items, methods, rows, summary, scols) -> Path:
             elif r["status"] != "ok":
                 cap = f"<span class='bad'>failed: {e(r['error'])}</span>"
             else:
-                score = (f"CameraScore {_short(r.get('camera_score'))}" if r.get("valid")
-                         else f"<span class='bad'>CameraScore invalid ({r.get('output_fallbacks')} output / "
-                              f"{r.get('reference_fallbacks')} reference fallbacks of {r.get('num_pairs')})</span>")
+                score = (
+                    f"CameraScore {_short(r.get('camera_score'))}"
+                    if r.get("valid")
+                    else f"<span class='bad'>CameraScore invalid ({r.get('output_fallbacks')} output / "
+                    f"{r.get('reference_fallbacks')} reference fallbacks of {r.get('num_pairs')})</span>"
+                )
                 cap = score
-            src = f"<video src='{video.as_posix()}' controls loop muted autoplay></video>" if (out / video).exists() else ""
+            src = (
+                f"<video src='{video.as_posix()}' controls loop muted autoplay></video>"
+                if (out / video).exists()
+                else ""
+            )
             parts.append(f"<figure>{src}<figcaption><b>{e(m)}</b><br>{cap}</figcaption></figure>")
         parts.append("</div>")
     return write_text(out / "report.html", "\n".join(parts) + "\n")

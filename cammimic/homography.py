@@ -203,6 +203,8 @@ def warp_along_chain(
     masks = np.empty((len(cum), size[1], size[0]), bool)
     for k, c in enumerate(cum):
         frames[k] = cv2.warpPerspective(image, c, size, flags=cv2.INTER_LINEAR, borderMode=border)
-        cover = cv2.warpPerspective(ones, c, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        cover = cv2.warpPerspective(
+            ones, c, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+        )
         masks[k] = cover > 0.999
     return frames, masks

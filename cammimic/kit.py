@@ -31,18 +31,37 @@ from cammimic.devices import resolve_device
 from cammimic.errors import CammimicError
 
 __all__ = [
-    "DiffusersAdapter", "DiffusersBackbone", "checkpoint_blocks", "first_line", "hub_offline", "hub_unreachable",
-    "hub_cache_dir", "hub_errors", "resolve_dtype", "resolve_weights", "looks_local", "require_cached",
-    "load_text_encoder", "quiet_libraries", "translate_errors", "unsafe_pickle", "lora_scales",
-    "restored_lora_scales", "ATTENTION_CHOICES",
+    "DiffusersAdapter",
+    "DiffusersBackbone",
+    "checkpoint_blocks",
+    "first_line",
+    "hub_offline",
+    "hub_unreachable",
+    "hub_cache_dir",
+    "hub_errors",
+    "resolve_dtype",
+    "resolve_weights",
+    "looks_local",
+    "require_cached",
+    "load_text_encoder",
+    "quiet_libraries",
+    "translate_errors",
+    "unsafe_pickle",
+    "lora_scales",
+    "restored_lora_scales",
+    "ATTENTION_CHOICES",
 ]
 
 #: ``attention`` values a diffusers backbone takes: PyTorch's scaled-dot-product attention or diffusers' choice.
 ATTENTION_CHOICES = ("sdpa", "default")
 _DTYPE_NAMES = {
-    "float32": "float32", "fp32": "float32",
-    "float16": "float16", "fp16": "float16", "half": "float16",
-    "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "float32": "float32",
+    "fp32": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
 }
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _MISSING = object()
@@ -66,7 +85,9 @@ def hub_offline() -> bool:
     from huggingface_hub import constants
 
     env = os.environ
-    return any(_truthy(env.get(k)) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")) or bool(constants.HF_HUB_OFFLINE)
+    return any(_truthy(env.get(k)) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")) or bool(
+        constants.HF_HUB_OFFLINE
+    )
 
 
 def hub_unreachable(timeout: float = 1.5) -> str | None:
@@ -80,8 +101,15 @@ def hub_unreachable(timeout: float = 1.5) -> str | None:
 
     env = os.environ
     endpoint = env.get("HF_ENDPOINT") or constants.ENDPOINT
-    proxy = env.get("HTTPS_PROXY") or env.get("https_proxy") or env.get("ALL_PROXY") or env.get("all_proxy")
-    target = urlsplit(proxy if proxy and "://" in proxy else f"http://{proxy}" if proxy else endpoint)
+    proxy = (
+        env.get("HTTPS_PROXY")
+        or env.get("https_proxy")
+        or env.get("ALL_PROXY")
+        or env.get("all_proxy")
+    )
+    target = urlsplit(
+        proxy if proxy and "://" in proxy else f"http://{proxy}" if proxy else endpoint
+    )
     host = target.hostname or ""
     port = target.port or (443 if target.scheme == "https" else 80)
     outcome: list[BaseException | None] = []
@@ -119,8 +147,12 @@ def hub_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean "the weights could not be fetched" (not a bug in cammimic)."""
     from huggingface_hub import errors
 
-    kinds: list[type[BaseException]] = [OSError, errors.HfHubHTTPError, errors.EntryNotFoundError,
-                                        errors.HFValidationError]
+    kinds: list[type[BaseException]] = [
+        OSError,
+        errors.HfHubHTTPError,
+        errors.EntryNotFoundError,
+        errors.HFValidationError,
+    ]
     with contextlib.suppress(ImportError):
         import httpx
 
@@ -140,7 +172,9 @@ def looks_local(weights: str) -> bool:
     return has_sep and not _HUB_ID.fullmatch(weights)
 
 
-def resolve_weights(weights: str | os.PathLike, subfolders: Iterable[str], name: str, example: str = "") -> tuple[str, bool]:
+def resolve_weights(
+    weights: str | os.PathLike, subfolders: Iterable[str], name: str, example: str = ""
+) -> tuple[str, bool]:
     """``(source, is_local_directory)`` for ``--weights``: a diffusers-layout directory with
     ``subfolders`` (missing or incomplete ones fail here, in one line) or a Hub id. ``example`` is
     a command that writes such a directory, named when subfolders are missing."""
@@ -160,7 +194,9 @@ def resolve_weights(weights: str | os.PathLike, subfolders: Iterable[str], name:
     if path.exists():
         raise CammimicError(f"weights {path} is a file; pass {layout}")
     if looks_local(text):
-        raise CammimicError(f"weights directory {path} does not exist; pass {layout}, or a Hub id (owner/name)")
+        raise CammimicError(
+            f"weights directory {path} does not exist; pass {layout}, or a Hub id (owner/name)"
+        )
     return text, False
 
 
@@ -168,8 +204,12 @@ def require_cached(source: str, options: dict) -> None:
     """Fail at once (OSError) when a Hub id's scheduler config is not in the cache."""
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(source, "scheduler/scheduler_config.json", cache_dir=options.get("cache_dir"),
-                                   revision=options.get("revision"))
+    found = try_to_load_from_cache(
+        source,
+        "scheduler/scheduler_config.json",
+        cache_dir=options.get("cache_dir"),
+        revision=options.get("revision"),
+    )
     if not isinstance(found, str):
         raise OSError(f"{source} is not in the cache")
 
@@ -199,9 +239,13 @@ def resolve_dtype(torch_dtype: Any, device: Any) -> Any:
             f"torch_dtype '{torch_dtype}' is unknown. Try one of ['auto', 'float32', 'float16', 'bfloat16']"
         )
     if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise CammimicError(f"torch_dtype {dtype} is not supported; use float32, float16 or bfloat16")
+        raise CammimicError(
+            f"torch_dtype {dtype} is not supported; use float32, float16 or bfloat16"
+        )
     if dtype == torch.float16 and device.type == "cpu":
-        raise CammimicError("torch_dtype float16 is not supported on the CPU; use float32 (or bfloat16)")
+        raise CammimicError(
+            "torch_dtype float16 is not supported on the CPU; use float32 (or bfloat16)"
+        )
     return dtype
 
 
@@ -215,7 +259,9 @@ def load_text_encoder(cls, source: str, dtype: Any, model_options: dict):
     bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.utils.logging.disable_progress_bar()
     try:
-        return cls.from_pretrained(source, subfolder="text_encoder", **{dtype_key: dtype}, **model_options)
+        return cls.from_pretrained(
+            source, subfolder="text_encoder", **{dtype_key: dtype}, **model_options
+        )
     finally:
         if bars:
             transformers.utils.logging.enable_progress_bar()
@@ -251,8 +297,14 @@ def unsafe_pickle(exc: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def translate_errors(name: str, source: str, local: bool, options: dict, subfolders: Iterable[str],
-                     unreachable: str | None = None) -> Iterator[None]:
+def translate_errors(
+    name: str,
+    source: str,
+    local: bool,
+    options: dict,
+    subfolders: Iterable[str],
+    unreachable: str | None = None,
+) -> Iterator[None]:
     """Turn the many ways a download or a read fails into one line with the way out: the folder or
     Hub id, the cache searched, why (offline, unreachable, refused pickle) and ``--weights``."""
     try:
@@ -277,8 +329,10 @@ def translate_errors(name: str, source: str, local: bool, options: dict, subfold
             reason = f"are not in the Hugging Face cache ({cache}) and {unreachable}"
             fix = f"download them once online (hf download {source})"
         elif options.get("local_files_only"):
-            reason = (f"are not in the Hugging Face cache ({cache}) and downloads are off "
-                      "(HF_HUB_OFFLINE or local_files_only)")
+            reason = (
+                f"are not in the Hugging Face cache ({cache}) and downloads are off "
+                "(HF_HUB_OFFLINE or local_files_only)"
+            )
             fix = f"download them once online (hf download {source})"
         else:
             reason = f"could not be loaded from the Hub or the Hugging Face cache ({cache}): {first_line(exc)}"
@@ -295,7 +349,12 @@ def lora_scales(module: Any) -> list[tuple[Any, str, float]]:
     """``(layer, adapter, scaling)`` of every peft LoRA layer in ``module``, as they are now."""
     from peft.tuners.lora import LoraLayer
 
-    return [(m, a, v) for m in module.modules() if isinstance(m, LoraLayer) for a, v in m.scaling.items()]
+    return [
+        (m, a, v)
+        for m in module.modules()
+        if isinstance(m, LoraLayer)
+        for a, v in m.scaling.items()
+    ]
 
 
 @contextlib.contextmanager
@@ -311,8 +370,12 @@ def restored_lora_scales(scales: list[tuple[Any, str, float]]) -> Iterator[None]
             m.scaling[a] = v
 
 
-def checkpoint_blocks(saved: dict, blocks: Iterable[Any], enabled: bool,
-                      replay: Callable[[], Callable[[], contextlib.AbstractContextManager]] | None = None) -> None:
+def checkpoint_blocks(
+    saved: dict,
+    blocks: Iterable[Any],
+    enabled: bool,
+    replay: Callable[[], Callable[[], contextlib.AbstractContextManager]] | None = None,
+) -> None:
     """Recompute each of ``blocks``' activations in the backward pass (``enabled``), or undo it.
 
     Active only while gradients are enabled (training); inference is unchanged. A block is
@@ -377,9 +440,18 @@ class DiffusersAdapter(BackboneAdapter):
     #: The config files :meth:`preflight` reads (from a folder or the Hugging Face cache).
     preflight_files: ClassVar[tuple[str, ...]] = ("scheduler/scheduler_config.json",)
 
-    def load(self, weights: str | os.PathLike | None = None, *, torch_dtype: Any = None, variant: str | None = None,
-             revision: str | None = None, local_files_only: bool | None = None, device: Any = None,
-             attention: str | None = None, **options: Any) -> Backbone:
+    def load(
+        self,
+        weights: str | os.PathLike | None = None,
+        *,
+        torch_dtype: Any = None,
+        variant: str | None = None,
+        revision: str | None = None,
+        local_files_only: bool | None = None,
+        device: Any = None,
+        attention: str | None = None,
+        **options: Any,
+    ) -> Backbone:
         """Load the models from a Hub id or a local diffusers-layout directory, frozen on ``device``.
 
         Args:
@@ -402,9 +474,13 @@ class DiffusersAdapter(BackboneAdapter):
         dtype = resolve_dtype(torch_dtype if torch_dtype is not None else self.torch_dtype, device)
         attention = attention if attention is not None else self.attention
         if attention not in self.attention_choices:
-            raise CammimicError(f"attention '{attention}' is unknown. Try one of {list(self.attention_choices)}")
+            raise CammimicError(
+                f"attention '{attention}' is unknown. Try one of {list(self.attention_choices)}"
+            )
         settings = self.load_settings(**options)
-        source, local = resolve_weights(weights, self.subfolders, self.name, self.random_weights_command)
+        source, local = resolve_weights(
+            weights, self.subfolders, self.name, self.random_weights_command
+        )
         hub: dict[str, Any] = {}
         unreachable = None
         if not local:
@@ -419,7 +495,10 @@ class DiffusersAdapter(BackboneAdapter):
                 hub["revision"] = revision
         variant = variant if variant is not None else self.variant
         model_options = {**hub, **({"variant": variant} if variant else {})}
-        with translate_errors(self.name, source, local, hub, self.subfolders, unreachable), warnings.catch_warnings():
+        with (
+            translate_errors(self.name, source, local, hub, self.subfolders, unreachable),
+            warnings.catch_warnings(),
+        ):
             if hub.get("local_files_only"):
                 require_cached(source, hub)  # before diffusers' heavy imports
             # diffusers passes huggingface_hub an argument it deprecated; not the user's concern.
@@ -429,16 +508,22 @@ class DiffusersAdapter(BackboneAdapter):
         self.check_scheduler_config(components["scheduler_config"], source)
         for key in ("denoiser", "vae", "text_encoder"):
             components[key].to(device).eval().requires_grad_(False)
-        return self.build(components, source=source, device=device, dtype=dtype, attention=attention, **settings)
+        return self.build(
+            components, source=source, device=device, dtype=dtype, attention=attention, **settings
+        )
 
     def load_settings(self, **options: Any) -> dict[str, Any]:
         """The subclass's own :meth:`load` options, checked before any file is read, as keyword
         arguments for :meth:`build`. None here: an unknown option is refused."""
         if options:
-            raise TypeError(f"{type(self).__name__}.load() got unexpected keyword arguments {sorted(options)}")
+            raise TypeError(
+                f"{type(self).__name__}.load() got unexpected keyword arguments {sorted(options)}"
+            )
         return {}
 
-    def load_components(self, source: str, dtype: Any, options: dict, model_options: dict) -> dict[str, Any]:
+    def load_components(
+        self, source: str, dtype: Any, options: dict, model_options: dict
+    ) -> dict[str, Any]:
         """``{"denoiser", "vae", "text_encoder", "tokenizer", "scheduler_config"}`` from ``source``
         (``options``: the Hub's ``local_files_only``/``cache_dir``/``revision``; ``model_options``
         adds ``variant`` for model weights). Load the small parts first, so a missing model fails fast."""
@@ -458,8 +543,16 @@ class DiffusersAdapter(BackboneAdapter):
         backbone's ``sampling_scheduler`` returns, and what :meth:`preflight` checks steps against."""
         raise NotImplementedError(f"{type(self).__name__} must implement sampler_from_config()")
 
-    def build(self, components: dict[str, Any], *, source: str, device: Any, dtype: Any, attention: str,
-              **settings: Any) -> Backbone:
+    def build(
+        self,
+        components: dict[str, Any],
+        *,
+        source: str,
+        device: Any,
+        dtype: Any,
+        attention: str,
+        **settings: Any,
+    ) -> Backbone:
         """The loaded :class:`~cammimic.components.Backbone` of frozen ``components`` on ``device``."""
         raise NotImplementedError(f"{type(self).__name__} must implement build()")
 
@@ -480,7 +573,9 @@ class DiffusersAdapter(BackboneAdapter):
                 from huggingface_hub import try_to_load_from_cache
 
                 for f in self.preflight_files:
-                    hit = try_to_load_from_cache(text, f, cache_dir=hub_cache_dir(), revision=self.revision)
+                    hit = try_to_load_from_cache(
+                        text, f, cache_dir=hub_cache_dir(), revision=self.revision
+                    )
                     if not isinstance(hit, str):
                         return None
                     found[f] = Path(hit)
@@ -496,7 +591,9 @@ class DiffusersAdapter(BackboneAdapter):
         """The size rules of the weights' configs (:meth:`preflight`); here: multiples of ``size_multiple``."""
         check_size(int(width), int(height), int(self.size_multiple), self.name)
 
-    def preflight(self, width: int, height: int, frames: int, sampler: str | None, steps: int | None) -> bool:
+    def preflight(
+        self, width: int, height: int, frames: int, sampler: str | None, steps: int | None
+    ) -> bool:
         """Size, frames and steps against the weights' own configs, before any model loads.
 
         With the configs at hand (a folder, or a Hub id in the cache) every rule is checked and
@@ -511,7 +608,9 @@ class DiffusersAdapter(BackboneAdapter):
         scheduler, complete = None, True
         if sampler and steps is not None:
             try:
-                built = self.sampler_from_config(sampler, configs["scheduler/scheduler_config.json"])
+                built = self.sampler_from_config(
+                    sampler, configs["scheduler/scheduler_config.json"]
+                )
                 scheduler = lambda _kind: built  # noqa: E731
             except CammimicError:
                 raise
@@ -548,4 +647,6 @@ class DiffusersBackbone(Backbone):
         them has ended.
         """
         saved = self.__dict__.setdefault("_checkpointed_forwards", {})
-        checkpoint_blocks(saved, self.checkpointed_blocks() if enabled else (), enabled, self.recompute_state)
+        checkpoint_blocks(
+            saved, self.checkpointed_blocks() if enabled else (), enabled, self.recompute_state
+        )

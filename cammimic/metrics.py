@@ -40,7 +40,9 @@ def fallback_pairs(motion) -> frozenset[int]:
     return frozenset(int(f.pair) for f in motion.fallbacks)
 
 
-def validity(reference, generated, *, max_fallback_share: float = MAX_FALLBACK_SHARE) -> tuple[bool, str]:
+def validity(
+    reference, generated, *, max_fallback_share: float = MAX_FALLBACK_SHARE
+) -> tuple[bool, str]:
     """``(valid, reason)``: whether a CameraScore of these two motions means anything.
 
     Invalid when more than ``max_fallback_share`` of either video's frame pairs fell back, or
@@ -51,7 +53,9 @@ def validity(reference, generated, *, max_fallback_share: float = MAX_FALLBACK_S
     for label, m in (("reference", reference), ("generated", generated)):
         k = len(fallback_pairs(m))
         if k > max_fallback_share * n:
-            reasons.append(f"{k} of {n} {label}-video frame pairs fell back (more than {max_fallback_share:.0%})")
+            reasons.append(
+                f"{k} of {n} {label}-video frame pairs fell back (more than {max_fallback_share:.0%})"
+            )
     used = n - len(fallback_pairs(reference) | fallback_pairs(generated))
     if used == 0 and not reasons:
         reasons.append("no frame pair was estimated in both videos")
@@ -84,7 +88,9 @@ def camera_score(
         The score (float), or ``(score, per_pair_values)`` if ``per_pair``.
     """
     if variant not in VARIANTS:
-        raise CammimicError(f"CameraScore variant '{variant}' is unknown. Try one of {list(VARIANTS)}")
+        raise CammimicError(
+            f"CameraScore variant '{variant}' is unknown. Try one of {list(VARIANTS)}"
+        )
     hr, hg = reference.homographies, generated.homographies
     if hr.shape != hg.shape:
         raise CammimicError(

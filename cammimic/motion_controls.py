@@ -44,6 +44,7 @@ MAX_FRAMES = 1000
 
 # -- matrix exponential and logarithm (NumPy only: the core runs without SciPy or torch) -------------
 
+
 def expm(a) -> np.ndarray:
     """Matrix exponential of ``(..., n, n)`` real matrices (scaling and squaring, Taylor series)."""
     a = np.asarray(a, np.float64)
@@ -83,7 +84,9 @@ def logm(a) -> np.ndarray:
     eye = np.broadcast_to(np.eye(a.shape[-1]), a.shape)
     eig = np.linalg.eigvals(a)
     if np.any((np.abs(eig.imag) < 1e-12) & (eig.real <= 0)):
-        raise CammimicError("a homography has no real logarithm (it mirrors or collapses the image)")
+        raise CammimicError(
+            "a homography has no real logarithm (it mirrors or collapses the image)"
+        )
     x, k = a.copy(), 0
     while np.abs(x - eye).max() > 0.05 and k < 40:
         x, k = _sqrtm(x), k + 1
@@ -100,8 +103,10 @@ def _unit_det(h: np.ndarray) -> np.ndarray:
     """Homographies scaled to determinant 1 (the same maps; their logs are traceless)."""
     det = np.linalg.det(h)
     if np.any(det <= 0):
-        raise CammimicError("a homography has a determinant <= 0 (it mirrors the image); it has no strength, "
-                            "speed or smoothing; check the reference's motion")
+        raise CammimicError(
+            "a homography has a determinant <= 0 (it mirrors the image); it has no strength, "
+            "speed or smoothing; check the reference's motion"
+        )
     return h / np.cbrt(det)[..., None, None]
 
 
@@ -111,6 +116,7 @@ def power(h, s: float) -> np.ndarray:
 
 
 # -- the controls ----------------------------------------------------------------------------------
+
 
 @attrs.frozen
 class MotionControls:
@@ -124,18 +130,28 @@ class MotionControls:
     def __attrs_post_init__(self):
         for name in ("strength", "speed", "smooth"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+            ):
                 raise CammimicError(f"motion {name} must be a finite number, got {value!r}")
         if self.speed <= 0:
-            raise CammimicError(f"motion speed must be > 0 (2 = twice as fast, 0.5 = half), got {self.speed}")
+            raise CammimicError(
+                f"motion speed must be > 0 (2 = twice as fast, 0.5 = half), got {self.speed}"
+            )
         if self.smooth < 0:
-            raise CammimicError(f"motion smooth must be >= 0 (a Gaussian's sigma in frames), got {self.smooth}")
+            raise CammimicError(
+                f"motion smooth must be >= 0 (a Gaussian's sigma in frames), got {self.smooth}"
+            )
 
     @classmethod
     def from_config(cls, config) -> MotionControls:
         """The controls of a :class:`~cammimic.config.Config`'s ``[motion]`` section."""
         m = config["motion"]
-        return cls(strength=m["strength"], speed=m["speed"], reverse=m["reverse"], smooth=m["smooth"])
+        return cls(
+            strength=m["strength"], speed=m["speed"], reverse=m["reverse"], smooth=m["smooth"]
+        )
 
     @property
     def is_identity(self) -> bool:
@@ -144,7 +160,9 @@ class MotionControls:
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
 
-    def apply(self, motion: MotionEstimate, *, fit_frames: Callable[[int], int] | None = None) -> MotionEstimate:
+    def apply(
+        self, motion: MotionEstimate, *, fit_frames: Callable[[int], int] | None = None
+    ) -> MotionEstimate:
         """The controlled motion (see the module docstring). ``fit_frames`` moves the retimed
         frame count to one the backbone takes (e.g. Wan's 4k+1)."""
         return apply_controls(motion, self, fit_frames=fit_frames)
@@ -159,14 +177,18 @@ def _gaussian_smooth(logs: np.ndarray, sigma: float) -> np.ndarray:
     return np.einsum("ij,jkl->ikl", w, logs)
 
 
-def _retime(steps: np.ndarray, times: np.ndarray, speed: float, fit_frames) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _retime(
+    steps: np.ndarray, times: np.ndarray, speed: float, fit_frames
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Steps ``(T-1, 3, 3)`` covered in ``round((T-1)/speed) + 1`` frames; also the output frames'
     reference times and their positions on the input's frame axis."""
     t = len(steps) + 1
     n = max(2, int(round((t - 1) / speed)) + 1)
     if n > MAX_FRAMES:  # every frame is drawn and kept in memory
-        raise CammimicError(f"motion speed {speed:g} would make {t} reference frames {n} output frames, above the "
-                            f"limit of {MAX_FRAMES}; use a larger speed or fewer --frames")
+        raise CammimicError(
+            f"motion speed {speed:g} would make {t} reference frames {n} output frames, above the "
+            f"limit of {MAX_FRAMES}; use a larger speed or fewer --frames"
+        )
     if fit_frames is not None:
         n = max(2, int(fit_frames(n)))
     pos = np.linspace(0.0, t - 1, n)
@@ -176,14 +198,20 @@ def _retime(steps: np.ndarray, times: np.ndarray, speed: float, fit_frames) -> t
     for p in pos:
         k = min(int(math.floor(p)), t - 2)
         f = p - k
-        at.append(cum[k] if f == 0 else normalize(expm(f * logs[k]) @ cum[k]) if f < 1 else cum[k + 1])
+        at.append(
+            cum[k] if f == 0 else normalize(expm(f * logs[k]) @ cum[k]) if f < 1 else cum[k + 1]
+        )
     at = np.stack(at)
     new = np.stack([normalize(at[j + 1] @ invert(at[j])) for j in range(n - 1)])
     return new, np.interp(pos, np.arange(t), times), pos
 
 
-def apply_controls(motion: MotionEstimate, controls: MotionControls, *,
-                   fit_frames: Callable[[int], int] | None = None) -> MotionEstimate:
+def apply_controls(
+    motion: MotionEstimate,
+    controls: MotionControls,
+    *,
+    fit_frames: Callable[[int], int] | None = None,
+) -> MotionEstimate:
     """``motion`` under ``controls`` (smooth, strength, reverse, then speed); unchanged when they are
     all at their defaults. Fallback pairs follow the steps they came from."""
     if controls.is_identity:
@@ -204,20 +232,35 @@ def apply_controls(motion: MotionEstimate, controls: MotionControls, *,
         times, sources = times[::-1].copy(), sources[::-1]
     if controls.speed != 1:
         steps, times, pos = _retime(steps, times, controls.speed, fit_frames)
-        sources = [set().union(*sources[int(math.floor(a)): max(int(math.ceil(b)), int(math.floor(a)) + 1)])
-                   for a, b in zip(pos[:-1], pos[1:])]
+        sources = [
+            set().union(
+                *sources[int(math.floor(a)) : max(int(math.ceil(b)), int(math.floor(a)) + 1)]
+            )
+            for a, b in zip(pos[:-1], pos[1:])
+        ]
     failed = {f.pair: f for f in motion.fallbacks}
     fallbacks = []
     for j, src in enumerate(sources):
         hit = sorted(src & failed.keys())
         if hit:
             f = failed[hit[0]]
-            fallbacks.append(Fallback(pair=j, reason=f"from reference pair {f.pair}: {f.reason}", used=f.used))
-    controlled = {**controls.to_json(), "reference_frames": t, "frames": len(steps) + 1,
-                  "times": [round(float(x), 6) for x in times]}
-    return MotionEstimate(homographies=from_resolution_free(steps, w, h), width=w, height=h,
-                          estimator=motion.estimator, fallbacks=tuple(fallbacks),
-                          diagnostics={**motion.diagnostics, "controls": controlled})
+            fallbacks.append(
+                Fallback(pair=j, reason=f"from reference pair {f.pair}: {f.reason}", used=f.used)
+            )
+    controlled = {
+        **controls.to_json(),
+        "reference_frames": t,
+        "frames": len(steps) + 1,
+        "times": [round(float(x), 6) for x in times],
+    }
+    return MotionEstimate(
+        homographies=from_resolution_free(steps, w, h),
+        width=w,
+        height=h,
+        estimator=motion.estimator,
+        fallbacks=tuple(fallbacks),
+        diagnostics={**motion.diagnostics, "controls": controlled},
+    )
 
 
 def reference_frames(frames: np.ndarray, motion: MotionEstimate) -> np.ndarray:

@@ -18,7 +18,14 @@ from typing import Any, Protocol, runtime_checkable
 import attrs
 import numpy as np
 
-__all__ = ["NoiseContext", "NoiseInitialiser", "IidNoise", "iid_noise", "latent_homographies", "draw"]
+__all__ = [
+    "NoiseContext",
+    "NoiseInitialiser",
+    "IidNoise",
+    "iid_noise",
+    "latent_homographies",
+    "draw",
+]
 
 
 @attrs.frozen(eq=False)
@@ -98,8 +105,12 @@ def draw(initialiser, generator, context: NoiseContext, *, where: str = ""):
     name = getattr(initialiser, "name", type(initialiser).__name__)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(context.shape):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise CammimicError(f'noise initialiser "{name}"{where} returned {got}, not latents of shape '
-                            f"{tuple(context.shape)}; this is a bug in its plugin")
+        raise CammimicError(
+            f'noise initialiser "{name}"{where} returned {got}, not latents of shape '
+            f"{tuple(context.shape)}; this is a bug in its plugin"
+        )
     if not torch.isfinite(out).all():
-        raise CammimicError(f'noise initialiser "{name}"{where} returned non-finite noise; this is a bug in its plugin')
+        raise CammimicError(
+            f'noise initialiser "{name}"{where} returned non-finite noise; this is a bug in its plugin'
+        )
     return out.to(torch.float32)

@@ -45,7 +45,12 @@ KINDS: dict[str, Kind] = {
     k.key: k
     for k in (
         Kind("backbone", "register_backbones", "backbone", "backbones"),
-        Kind("motion_estimator", "register_motion_estimators", "motion estimator", "motion_estimators"),
+        Kind(
+            "motion_estimator",
+            "register_motion_estimators",
+            "motion estimator",
+            "motion_estimators",
+        ),
         Kind("guidance", "register_guidance_terms", "guidance term", "guidance_terms"),
         Kind("noise", "register_noise_initialisers", "noise initialiser", "noise_initialisers"),
         Kind("eval_method", "register_eval_methods", "eval method", "eval_methods"),
@@ -112,7 +117,11 @@ class Component:
         needs, wrapper = _CONTRACTS.get(self.kind, ((), None))
         lacking = [n for n in needs if not hasattr(built, n)]
         if built is None or lacking:
-            what = "None" if built is None else f"a {type(built).__name__} without {', '.join(lacking)}"
+            what = (
+                "None"
+                if built is None
+                else f"a {type(built).__name__} without {', '.join(lacking)}"
+            )
             raise CammimicError(
                 f'the factory of {self.label} (plugin "{self.plugin}") returned {what}; this is a bug in the '
                 "plugin: report it to its authors (docs/plugins.md says what a factory must return)"
@@ -120,7 +129,9 @@ class Component:
         if self.kind == "backbone":
             from cammimic.backbones import as_adapter
 
-            built = as_adapter(built)  # a first-protocol adapter is wrapped, with a DeprecationWarning
+            built = as_adapter(
+                built
+            )  # a first-protocol adapter is wrapped, with a DeprecationWarning
         return wrapper(built, self) if wrapper is not None else built
 
     def to_json(self) -> dict[str, Any]:
@@ -231,7 +242,7 @@ class _Checked:
         c = self._component
         return CammimicError(
             f'{c.label} of plugin "{c.plugin}" {what}; this is a bug in the plugin: report it to its '
-            f'authors, or use another {KINDS[c.kind].label}'
+            f"authors, or use another {KINDS[c.kind].label}"
         )
 
 
@@ -246,14 +257,20 @@ class _CheckedEstimator(_Checked):
         c = self._component
         result = _call_plugin(c.plugin, f"{c.label}.estimate", self._inner.estimate, frames)
         if not isinstance(result, MotionEstimate):
-            raise self._fail(f"returned {type(result).__name__}, not a cammimic.motion.MotionEstimate")
+            raise self._fail(
+                f"returned {type(result).__name__}, not a cammimic.motion.MotionEstimate"
+            )
         count = len(frames) - 1
         if len(result.homographies) != count:
-            raise self._fail(f"returned {len(result.homographies)} homographies for {len(frames)} frames, "
-                             f"not {count}")
+            raise self._fail(
+                f"returned {len(result.homographies)} homographies for {len(frames)} frames, "
+                f"not {count}"
+            )
         bad = np.flatnonzero(~np.isfinite(result.homographies).all(axis=(1, 2)))
         if len(bad):
-            raise self._fail(f"returned non-finite homographies (NaN or inf) for frame pair {int(bad[0])}")
+            raise self._fail(
+                f"returned non-finite homographies (NaN or inf) for frame pair {int(bad[0])}"
+            )
         return result
 
 
@@ -261,7 +278,9 @@ class _CheckedAdapter(_Checked):
     __slots__ = ()
 
     @property
-    def __class__(self):  # isinstance(adapter, BackboneAdapter) sees the plugin's class through the check
+    def __class__(
+        self,
+    ):  # isinstance(adapter, BackboneAdapter) sees the plugin's class through the check
         return type(object.__getattribute__(self, "_inner"))
 
     def load(self, *args, **kwargs):
@@ -275,7 +294,9 @@ class _CheckedAdapter(_Checked):
                 f"load() returned {type(backbone).__name__}, not a cammimic.components.Backbone"
                 f" (missing {', '.join(missing[:4])})"
             )
-        return as_backbone(backbone)  # a first-protocol backbone is wrapped, with a DeprecationWarning
+        return as_backbone(
+            backbone
+        )  # a first-protocol backbone is wrapped, with a DeprecationWarning
 
 
 #: What each kind's factory must return (attribute names), and the checking wrapper.
@@ -330,7 +351,12 @@ class PluginHost:
         self.loaded = True
         for modname in DEFAULT_PLUGINS:
             if not self.pm.is_blocked(modname):
-                self.register(import_module(modname), name=modname, distribution="cammimic", version=__version__)
+                self.register(
+                    import_module(modname),
+                    name=modname,
+                    distribution="cammimic",
+                    version=__version__,
+                )
         allow = os.environ.get(ENV_LOAD_PLUGINS)
         allowed = None if allow is None else {s.strip() for s in allow.split(",") if s.strip()}
         for ep in self.entry_points():
@@ -352,7 +378,9 @@ class PluginHost:
         self.check_pending()
         return self
 
-    def _import_failed(self, ep, dist_name: str | None, version: str | None, exc: BaseException) -> None:
+    def _import_failed(
+        self, ep, dist_name: str | None, version: str | None, exc: BaseException
+    ) -> None:
         uninstall = f"pip uninstall {dist_name}" if dist_name else "uninstall it"
         self.failed[ep.name] = PluginInfo(
             ep.name,
@@ -365,8 +393,14 @@ class PluginHost:
             ),
         )
 
-    def register(self, plugin: Any, *, name: str | None = None, distribution: str | None = None,
-                 version: str | None = None) -> str:
+    def register(
+        self,
+        plugin: Any,
+        *,
+        name: str | None = None,
+        distribution: str | None = None,
+        version: str | None = None,
+    ) -> str:
         """Register a plugin object or module (tests and notebooks use this directly)."""
         try:
             name = self.pm.register(plugin, name=name)
@@ -445,16 +479,22 @@ class PluginHost:
                 k.hook, remove_plugins=[i.plugin for i in impls if i.plugin is not impl.plugin]
             )
 
-            def register(name, factory, *, description="", requires=(), extra=None, _plugin=plugin_name):
+            def register(
+                name, factory, *, description="", requires=(), extra=None, _plugin=plugin_name
+            ):
                 shown = repr(name)[:60]
                 why = None
                 if not isinstance(name, str) or not name or ":" in name or len(name) > 100:
                     why = f"an invalid name {shown} (a non-empty string without ':')"
                 elif not callable(factory):
-                    why = f"{k.label} {shown} with a non-callable factory ({type(factory).__name__})"
+                    why = (
+                        f"{k.label} {shown} with a non-callable factory ({type(factory).__name__})"
+                    )
                 elif not isinstance(description, str):
                     why = f"{k.label} {shown} with a description that is not a string"
-                elif isinstance(requires, str) or not all(isinstance(r, str) for r in _iterable(requires)):
+                elif isinstance(requires, str) or not all(
+                    isinstance(r, str) for r in _iterable(requires)
+                ):
                     why = f"{k.label} {shown} with requires that is not a list of module names"
                 elif extra is not None and not isinstance(extra, str):
                     why = f"{k.label} {shown} with an extra that is not a string"
@@ -522,7 +562,9 @@ class PluginHost:
             )
         return table[name]
 
-    def create(self, kind: str, name: str, params: dict[str, Any] | None = None, *, where: str = "") -> Any:
+    def create(
+        self, kind: str, name: str, params: dict[str, Any] | None = None, *, where: str = ""
+    ) -> Any:
         return self.get(kind, name, where=where).create(params, where=where)
 
     def attention_locators(self, backbone: str) -> list[str]:
@@ -548,8 +590,12 @@ class PluginHost:
         kwargs = {"backbone": backbone, "model": model, "include_ff": include_ff}
         for plugin in self.attention_locators(backbone):
             impl = impls[plugin]
-            answer = _call_plugin(plugin, "locate_attention_layers", impl.function,
-                                  **{a: kwargs[a] for a in impl.argnames})
+            answer = _call_plugin(
+                plugin,
+                "locate_attention_layers",
+                impl.function,
+                **{a: kwargs[a] for a in impl.argnames},
+            )
             if answer is None:
                 continue
             if not isinstance(answer, AttentionLayers):
@@ -593,12 +639,21 @@ class PluginHost:
                 "version": info.version,
                 "hooks": hooks,
             }
-            entry.update({k.plural: sorted(provided.get(name, {}).get(k.plural, [])) for k in KINDS.values()})
+            entry.update(
+                {k.plural: sorted(provided.get(name, {}).get(k.plural, [])) for k in KINDS.values()}
+            )
             entry["components"] = details.get(name, [])
             out.append(entry)
         for info in self.failed.values():
-            out.append({"name": info.name, "distribution": info.distribution, "version": info.version,
-                        "hooks": [], "error": info.error})
+            out.append(
+                {
+                    "name": info.name,
+                    "distribution": info.distribution,
+                    "version": info.version,
+                    "hooks": [],
+                    "error": info.error,
+                }
+            )
         return out
 
     def component_record(self, kind: str, name: str) -> dict[str, Any]:

@@ -16,8 +16,9 @@ from typing import Any
 #: ``callback(stage, step, total)``: where :func:`progress_bar` reports, when set.
 ProgressCallback = Callable[[str, int, int], None]
 
-_CALLBACK: contextvars.ContextVar[ProgressCallback | None] = contextvars.ContextVar("cammimic_progress",
-                                                                                    default=None)
+_CALLBACK: contextvars.ContextVar[ProgressCallback | None] = contextvars.ContextVar(
+    "cammimic_progress", default=None
+)
 
 
 @contextlib.contextmanager
@@ -31,8 +32,9 @@ def report_progress(callback: ProgressCallback | None) -> Iterator[None]:
         _CALLBACK.reset(token)
 
 
-def _reported(iterable: Iterable[Any], callback: ProgressCallback, desc: str, total: int | None,
-              initial: int) -> Iterator[Any]:
+def _reported(
+    iterable: Iterable[Any], callback: ProgressCallback, desc: str, total: int | None, initial: int
+) -> Iterator[Any]:
     if total is None:
         try:
             total = initial + len(iterable)  # type: ignore[arg-type]
@@ -46,8 +48,14 @@ def _reported(iterable: Iterable[Any], callback: ProgressCallback, desc: str, to
         callback(desc, step, total)
 
 
-def progress_bar(iterable: Iterable[Any], *, desc: str, disable: bool = False, total: int | None = None,
-                 initial: int = 0):
+def progress_bar(
+    iterable: Iterable[Any],
+    *,
+    desc: str,
+    disable: bool = False,
+    total: int | None = None,
+    initial: int = 0,
+):
     """``iterable`` with a tqdm bar named ``desc`` (none when ``disable``), or reporting each step to
     the callback of an enclosing :func:`report_progress`."""
     callback = _CALLBACK.get()

@@ -91,15 +91,26 @@ class Reference:
 
     def resized(self, size) -> Reference:
         """The same reference resized and centre-cropped to ``size`` = (width, height)."""
-        return self if tuple(size) == self.size else attrs.evolve(self, video=as_video(self.video, size=size))
+        return (
+            self
+            if tuple(size) == self.size
+            else attrs.evolve(self, video=as_video(self.video, size=size))
+        )
 
 
 def _count(rule: FrameRule, total: int) -> int | None:
     return rule(total) if callable(rule) else rule
 
 
-def resolve_reference(reference, *, size=None, frames: FrameRule = None, image=None,
-                      image_source: str | None = None, name: str = "reference") -> Reference:
+def resolve_reference(
+    reference,
+    *,
+    size=None,
+    frames: FrameRule = None,
+    image=None,
+    image_source: str | None = None,
+    name: str = "reference",
+) -> Reference:
     """Whatever the user gave as the reference, as a :class:`Reference`.
 
     Args:
@@ -122,12 +133,22 @@ def resolve_reference(reference, *, size=None, frames: FrameRule = None, image=N
     """
     own = size is None or not all(size)
     if isinstance(reference, Reference):
-        video = as_video(subsample(reference.video, _count(frames, reference.num_frames)), size=None if own else size)
+        video = as_video(
+            subsample(reference.video, _count(frames, reference.num_frames)),
+            size=None if own else size,
+        )
         return attrs.evolve(reference, video=video)
     given = str(reference) if isinstance(reference, (str, Path)) else None
-    if is_camera_reference(reference):  # a path has no size of its own: drawn at size, or its image's
-        drawn = render_reference(reference, size=size, frames=_count(frames, UNLIMITED), image=image,
-                                 image_source=image_source)
+    if is_camera_reference(
+        reference
+    ):  # a path has no size of its own: drawn at size, or its image's
+        drawn = render_reference(
+            reference,
+            size=size,
+            frames=_count(frames, UNLIMITED),
+            image=image,
+            image_source=image_source,
+        )
         video = subsample(drawn, _count(frames, drawn.num_frames))
     elif given is not None:
         wanted = frames
@@ -135,9 +156,15 @@ def resolve_reference(reference, *, size=None, frames: FrameRule = None, image=N
             total = count_frames(reference)
             wanted = _count(frames, total)
             if wanted and wanted > total:
-                raise CammimicError(f"{reference} has {total} frames; --frames must be between 2 and {total}")
+                raise CammimicError(
+                    f"{reference} has {total} frames; --frames must be between 2 and {total}"
+                )
         video = read_video(reference, size=None if own else size, num_frames=wanted or None)
     else:
         video = reference if isinstance(reference, Video) else as_video(reference, name=name)
-        video = as_video(subsample(video, _count(frames, video.num_frames)), size=None if own else size)
-    return Reference(video=video, given=given, sha256=sha256(reference) if given is not None else None)
+        video = as_video(
+            subsample(video, _count(frames, video.num_frames)), size=None if own else size
+        )
+    return Reference(
+        video=video, given=given, sha256=sha256(reference) if given is not None else None
+    )

@@ -23,8 +23,21 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "page", "section", "videos", "candidates", "figure", "table", "key_values", "loss_curves", "loss_curves_png", "score_rows",
-    "provenance_rows", "read_losses", "read_json", "write_run_report", "REPORT_NAME",
+    "page",
+    "section",
+    "videos",
+    "candidates",
+    "figure",
+    "table",
+    "key_values",
+    "loss_curves",
+    "loss_curves_png",
+    "score_rows",
+    "provenance_rows",
+    "read_losses",
+    "read_json",
+    "write_run_report",
+    "REPORT_NAME",
 ]
 
 REPORT_NAME = "report.html"
@@ -48,9 +61,11 @@ def _e(value: Any) -> str:
 def page(title: str, body: Iterable[str], *, subtitle: str = "") -> str:
     """A whole HTML document: ``title``, an optional subtitle, then the ``body`` fragments."""
     sub = f'<p class="sub">{_e(subtitle)}</p>' if subtitle else ""
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head>'
-            f'<body><h1>{_e(title)}</h1>{sub}\n' + "\n".join(body) + "\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head>'
+        f"<body><h1>{_e(title)}</h1>{sub}\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
 def section(title: str, *fragments: str, anchor: str | None = None) -> str:
@@ -62,8 +77,11 @@ def section(title: str, *fragments: str, anchor: str | None = None) -> str:
 def videos(items: Sequence[tuple[str, str]], *, width: int | None = None) -> str:
     """Videos side by side: ``(caption, src)`` pairs, ``src`` relative to the report."""
     style = f' style="width:{int(width)}px;min-width:0"' if width else ""  # several fit on a row
-    cells = [f'<figure><video src="{_e(src)}" controls loop muted autoplay playsinline{style}></video>'
-             f'<figcaption>{_e(cap)} · <a href="{_e(src)}">{_e(src)}</a></figcaption></figure>' for cap, src in items]
+    cells = [
+        f'<figure><video src="{_e(src)}" controls loop muted autoplay playsinline{style}></video>'
+        f'<figcaption>{_e(cap)} · <a href="{_e(src)}">{_e(src)}</a></figcaption></figure>'
+        for cap, src in items
+    ]
     return '<div class="row">' + "".join(cells) + "</div>"
 
 
@@ -96,8 +114,10 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 def key_values(rows: Iterable[tuple[str, Any]], *, marks: dict[str, str] | None = None) -> str:
     """A two-column table of ``(key, value)``; ``marks`` maps a key to a CSS class (``good``/``bad``)."""
     marks = marks or {}
-    body = "".join(f'<tr><td class="k">{_e(k)}</td><td class="{_e(marks.get(k, ""))}">{_cell(v)}</td></tr>'
-                   for k, v in rows)
+    body = "".join(
+        f'<tr><td class="k">{_e(k)}</td><td class="{_e(marks.get(k, ""))}">{_cell(v)}</td></tr>'
+        for k, v in rows
+    )
     return f"<table><tbody>{body}</tbody></table>"
 
 
@@ -154,16 +174,25 @@ def loss_curves_png(rows: Sequence[dict[str, float | None]]) -> bytes | None:
         for term in LOSS_TERMS[stage]:
             if term == "ortho":
                 continue
-            pts = [(r["step"], r[term]) for r in sel if r.get(term) is not None and r.get("step") is not None]
+            pts = [
+                (r["step"], r[term])
+                for r in sel
+                if r.get(term) is not None and r.get("step") is not None
+            ]
             if pts:
                 ax.plot(*zip(*pts), marker=".", label=term)
         if ax.lines:
             ax.legend(fontsize=8)
         else:
-            ax.text(0.5, 0.5, "no steps", ha="center", va="center", transform=ax.transAxes, color="#888")
+            ax.text(
+                0.5, 0.5, "no steps", ha="center", va="center", transform=ax.transAxes, color="#888"
+            )
     for stage in (1, 2):  # logged in both stages; part of the loss in stage 2
-        ortho = [(r["step"], abs(r["ortho"])) for r in rows
-                 if r.get("stage") == stage and r.get("ortho") is not None and r.get("step") is not None]
+        ortho = [
+            (r["step"], abs(r["ortho"]))
+            for r in rows
+            if r.get("stage") == stage and r.get("ortho") is not None and r.get("step") is not None
+        ]
         if ortho:
             axes[2].plot(*zip(*ortho), marker=".", color=f"C{stage + 1}", label=f"stage {stage}")
     if axes[2].lines:
@@ -171,7 +200,15 @@ def loss_curves_png(rows: Sequence[dict[str, float | None]]) -> bytes | None:
             axes[2].set_yscale("log")
         axes[2].legend(fontsize=8)
     else:
-        axes[2].text(0.5, 0.5, "not logged", ha="center", va="center", transform=axes[2].transAxes, color="#888")
+        axes[2].text(
+            0.5,
+            0.5,
+            "not logged",
+            ha="center",
+            va="center",
+            transform=axes[2].transAxes,
+            color="#888",
+        )
     buf = io.BytesIO()
     fig.savefig(buf, dpi=90, format="png")
     plt.close(fig)
@@ -188,12 +225,21 @@ def loss_curves(rows: Sequence[dict[str, float | None]]) -> str:
     for stage in (1, 2):
         sel = [r for r in rows if r.get("stage") == stage]
         if sel:
-            last.append([stage, int(sel[-1].get("step") or 0), *(sel[-1].get(t) for t in ("loss", "temporal", "spatial", "ortho"))])
-    return (figure(uri, "finetuning losses from losses.csv", alt="loss curves")
-            + table(["stage", "last step", "loss", "temporal", "spatial", "ortho"], last))
+            last.append(
+                [
+                    stage,
+                    int(sel[-1].get("step") or 0),
+                    *(sel[-1].get(t) for t in ("loss", "temporal", "spatial", "ortho")),
+                ]
+            )
+    return figure(uri, "finetuning losses from losses.csv", alt="loss curves") + table(
+        ["stage", "last step", "loss", "temporal", "spatial", "ortho"], last
+    )
 
 
-def score_rows(score: dict[str, Any], manifest: dict[str, Any] | None = None) -> tuple[list[tuple[str, Any]], dict[str, str]]:
+def score_rows(
+    score: dict[str, Any], manifest: dict[str, Any] | None = None
+) -> tuple[list[tuple[str, Any]], dict[str, str]]:
     """CameraScore, its variants and every validity/fallback figure present (read with ``.get``).
 
     Returns ``(rows, marks)`` for :func:`key_values`; a ``valid`` field marks good/bad.
@@ -208,8 +254,12 @@ def score_rows(score: dict[str, Any], manifest: dict[str, Any] | None = None) ->
     if isinstance(per_pair, list) and per_pair:
         finite = [float(x) for x in per_pair if isinstance(x, (int, float))]
         if finite:
-            rows.append(("per_pair (min / median / max)",
-                         f"{min(finite):.3g} / {sorted(finite)[len(finite) // 2]:.3g} / {max(finite):.3g}"))
+            rows.append(
+                (
+                    "per_pair (min / median / max)",
+                    f"{min(finite):.3g} / {sorted(finite)[len(finite) // 2]:.3g} / {max(finite):.3g}",
+                )
+            )
     for side in ("reference", "generated"):
         sub = score.get(side)
         if isinstance(sub, dict):
@@ -218,7 +268,12 @@ def score_rows(score: dict[str, Any], manifest: dict[str, Any] | None = None) ->
                     rows.append((f"{side}.{k}", v))
     fallbacks = manifest.get("fallbacks")
     if fallbacks is not None and not any(k == "fallbacks" for k, _ in rows):
-        rows.append(("reference fallbacks (run.json)", len(fallbacks) if isinstance(fallbacks, list) else fallbacks))
+        rows.append(
+            (
+                "reference fallbacks (run.json)",
+                len(fallbacks) if isinstance(fallbacks, list) else fallbacks,
+            )
+        )
     marks = {}
     for k, v in rows:
         if isinstance(v, bool) and ("valid" in k):
@@ -233,14 +288,38 @@ def candidates(entries: Sequence[dict[str, Any]]) -> str:
     for c in entries:
         valid = bool(c.get("camera_score_valid"))
         score = c.get("camera_score")
-        figure = f"CameraScore {score:.4g}" if valid and isinstance(score, (int, float)) else "CameraScore invalid"
+        figure = (
+            f"CameraScore {score:.4g}"
+            if valid and isinstance(score, (int, float))
+            else "CameraScore invalid"
+        )
         kept = " · kept" if c.get("kept") else ""
         if c.get("video"):
             clips.append((f"seed {c.get('seed')} · {figure}{kept}", str(c["video"])))
-        rows.append([c.get("seed"), score, valid, c.get("camera_score_reason") or "", c.get("psnr_first"),
-                     c.get("ssim_first"), c.get("psnr_in_view"), c.get("seconds"), "kept" if c.get("kept") else ""])
-    head = ["seed", "CameraScore", "valid", "why invalid", "PSNR first (dB)", "SSIM first", "PSNR in view (dB)",
-            "seconds", ""]
+        rows.append(
+            [
+                c.get("seed"),
+                score,
+                valid,
+                c.get("camera_score_reason") or "",
+                c.get("psnr_first"),
+                c.get("ssim_first"),
+                c.get("psnr_in_view"),
+                c.get("seconds"),
+                "kept" if c.get("kept") else "",
+            ]
+        )
+    head = [
+        "seed",
+        "CameraScore",
+        "valid",
+        "why invalid",
+        "PSNR first (dB)",
+        "SSIM first",
+        "PSNR in view (dB)",
+        "seconds",
+        "",
+    ]
     return videos(clips, width=256) + table(head, rows)
 
 
@@ -270,30 +349,59 @@ def write_run_report(run_dir, *, title: str | None = None) -> Path:
     body = []
     clips = []
     if (d / "side_by_side.mp4").exists():
-        caption = "reference | weak video | output" if (d / "weak.mp4").exists() else "reference | output"
+        caption = (
+            "reference | weak video | output" if (d / "weak.mp4").exists() else "reference | output"
+        )
         clips.append((caption, "side_by_side.mp4"))
     elif (d / "weak.mp4").exists():
         clips.append(("weak video (the user image along the reference's homographies)", "weak.mp4"))
     if clips:
         body.append(section("Videos", videos(clips), anchor="videos"))
     if manifest.get("candidates"):
-        body.append(section("Candidates (best of N; lowest valid CameraScore kept)",
-                            candidates(manifest["candidates"]), anchor="candidates"))
+        body.append(
+            section(
+                "Candidates (best of N; lowest valid CameraScore kept)",
+                candidates(manifest["candidates"]),
+                anchor="candidates",
+            )
+        )
     if (d / "trajectory.png").exists():
-        body.append(section("Camera trajectory", figure("trajectory.png", "cumulative pan, tilt, zoom and roll"),
-                            anchor="trajectory"))
+        body.append(
+            section(
+                "Camera trajectory",
+                figure("trajectory.png", "cumulative pan, tilt, zoom and roll"),
+                anchor="trajectory",
+            )
+        )
     if score is not None:
         rows, marks = score_rows(score, manifest)
-        body.append(section("CameraScore (lower is better)", key_values(rows, marks=marks), anchor="score"))
+        body.append(
+            section("CameraScore (lower is better)", key_values(rows, marks=marks), anchor="score")
+        )
     if (d / "losses.csv").exists():
-        body.append(section("Finetuning losses", loss_curves(read_losses(d / "losses.csv")), anchor="losses"))
-    files = sorted(p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file() and p.name != REPORT_NAME)
-    body.append(section("Files", "<p>" + " · ".join(f'<a href="{_e(f)}">{_e(f)}</a>' for f in files) + "</p>",
-                        anchor="files"))
-    body.append(section("Provenance (run.json)", key_values(provenance_rows(manifest)), anchor="provenance"))
-    sub = (f"method {method} · reference {ref_name} · image {image} · {manifest.get('num_frames', '?')} frames at "
-           f"{manifest.get('width', '?')}x{manifest.get('height', '?')} · seed {manifest.get('seed', '?')} · "
-           f"cammimic {manifest.get('cammimic_version', '?')}")
+        body.append(
+            section(
+                "Finetuning losses", loss_curves(read_losses(d / "losses.csv")), anchor="losses"
+            )
+        )
+    files = sorted(
+        p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file() and p.name != REPORT_NAME
+    )
+    body.append(
+        section(
+            "Files",
+            "<p>" + " · ".join(f'<a href="{_e(f)}">{_e(f)}</a>' for f in files) + "</p>",
+            anchor="files",
+        )
+    )
+    body.append(
+        section("Provenance (run.json)", key_values(provenance_rows(manifest)), anchor="provenance")
+    )
+    sub = (
+        f"method {method} · reference {ref_name} · image {image} · {manifest.get('num_frames', '?')} frames at "
+        f"{manifest.get('width', '?')}x{manifest.get('height', '?')} · seed {manifest.get('seed', '?')} · "
+        f"cammimic {manifest.get('cammimic_version', '?')}"
+    )
     out = d / REPORT_NAME
     out.write_text(page(title or f"cammimic run: {d.name}", body, subtitle=sub), encoding="utf-8")
     return out

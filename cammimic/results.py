@@ -52,12 +52,18 @@ class ScoreResult:
 
     def summary(self) -> str:
         """One line for people: the score, or ``invalid`` and why (never a bare number then)."""
-        fb = (f"fallbacks: reference {self.reference_fallbacks}/{self.num_pairs}, "
-              f"generated {self.generated_fallbacks}/{self.num_pairs}")
+        fb = (
+            f"fallbacks: reference {self.reference_fallbacks}/{self.num_pairs}, "
+            f"generated {self.generated_fallbacks}/{self.num_pairs}"
+        )
         if not self.valid:
-            return f"CameraScore invalid: {self.reason} ({fb}, estimator {self.generated.estimator})"
-        return (f"CameraScore {self.score:.6g} ({self.variant}; paper variant {self.paper_score:.6g}) over "
-                f"{self.pairs_used} of {self.num_pairs} frame pairs, {fb}, estimator {self.generated.estimator}")
+            return (
+                f"CameraScore invalid: {self.reason} ({fb}, estimator {self.generated.estimator})"
+            )
+        return (
+            f"CameraScore {self.score:.6g} ({self.variant}; paper variant {self.paper_score:.6g}) over "
+            f"{self.pairs_used} of {self.num_pairs} frame pairs, {fb}, estimator {self.generated.estimator}"
+        )
 
     def manifest_fields(self) -> dict[str, Any]:
         """The score's entries in a run's ``run.json``."""
@@ -66,8 +72,11 @@ class ScoreResult:
             "camera_score_variant": self.variant,
             "camera_score_valid": self.valid,
             "camera_score_reason": self.reason,
-            "camera_score_fallbacks": {"reference": self.reference_fallbacks, "generated": self.generated_fallbacks,
-                                       "pairs": self.num_pairs},
+            "camera_score_fallbacks": {
+                "reference": self.reference_fallbacks,
+                "generated": self.generated_fallbacks,
+                "pairs": self.num_pairs,
+            },
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -86,12 +95,18 @@ class ScoreResult:
             "per_pair": self.per_pair.tolist(),
             "estimator": self.generated.estimator,  # the reference may be an exact camera path
             "num_frames": self.reference.num_frames,
-            "reference": {"width": self.reference.width, "height": self.reference.height,
-                          "source": self.reference.diagnostics.get("source"),
-                          "fallbacks": [f.to_json() for f in self.reference.fallbacks]},
-            "generated": {"width": self.generated.width, "height": self.generated.height,
-                          "source": self.generated.diagnostics.get("source"),
-                          "fallbacks": [f.to_json() for f in self.generated.fallbacks]},
+            "reference": {
+                "width": self.reference.width,
+                "height": self.reference.height,
+                "source": self.reference.diagnostics.get("source"),
+                "fallbacks": [f.to_json() for f in self.reference.fallbacks],
+            },
+            "generated": {
+                "width": self.generated.width,
+                "height": self.generated.height,
+                "source": self.generated.diagnostics.get("source"),
+                "fallbacks": [f.to_json() for f in self.generated.fallbacks],
+            },
         }
 
 
@@ -99,8 +114,13 @@ def _finite_or_none(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
-def score_motions(reference: MotionEstimate, generated: MotionEstimate, *, variant: str = "resolution_free",
-                  max_fallback_share: float | None = None) -> ScoreResult:
+def score_motions(
+    reference: MotionEstimate,
+    generated: MotionEstimate,
+    *,
+    variant: str = "resolution_free",
+    max_fallback_share: float | None = None,
+) -> ScoreResult:
     """CameraScore of two motions already estimated, with its validity (see :class:`ScoreResult`)."""
     share = MAX_FALLBACK_SHARE if max_fallback_share is None else float(max_fallback_share)
     chosen, per_pair = camera_score(reference, generated, variant=variant, per_pair=True)

@@ -26,7 +26,15 @@ from cammimic.report import write_run_report
 from cammimic.results import RunResult, ScoreResult
 from cammimic.trajectory import plot_trajectories, summarize
 
-__all__ = ["seed_all", "even", "check_even_size", "provenance", "input_records", "write_outputs", "write_run"]
+__all__ = [
+    "seed_all",
+    "even",
+    "check_even_size",
+    "provenance",
+    "input_records",
+    "write_outputs",
+    "write_run",
+]
 
 
 def seed_all(seed: int, *, torch: bool = False) -> None:
@@ -48,18 +56,26 @@ def even(n: int) -> int:
 
 def check_even_size(width: int, height: int) -> None:
     if width % 2 or height % 2:
-        raise CammimicError(f"--width/--height must be even for H.264 video, got {width}x{height}; "
-                            f"try {even(width)}x{even(height)}")
+        raise CammimicError(
+            f"--width/--height must be even for H.264 video, got {width}x{height}; "
+            f"try {even(width)}x{even(height)}"
+        )
 
 
-def provenance(method: str, *, phases: Iterable[str] | None = None, **runtime: Any) -> dict[str, Any]:
+def provenance(
+    method: str, *, phases: Iterable[str] | None = None, **runtime: Any
+) -> dict[str, Any]:
     """The head of every ``run.json``: the cammimic version, the method (and its ``phases``), when,
     and on what (Python, platform, then ``runtime`` such as torch, device and dtype)."""
     record: dict[str, Any] = {"cammimic_version": __version__, "method": method}
     if phases is not None:
         record["phases"] = list(phases)
-    record.update(created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), python=sys.version.split()[0],
-                  platform=platform.platform(), **runtime)
+    record.update(
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        python=sys.version.split()[0],
+        platform=platform.platform(),
+        **runtime,
+    )
     return record
 
 
@@ -69,7 +85,10 @@ def input_records(reference: Reference, image) -> dict[str, Any]:
     is_path = isinstance(image, (str, Path))
     return {
         "reference": reference.record(),
-        "image": {"path": str(image) if is_path else "<array>", "sha256": sha256(image) if is_path else None},
+        "image": {
+            "path": str(image) if is_path else "<array>",
+            "sha256": sha256(image) if is_path else None,
+        },
     }
 
 
@@ -95,8 +114,9 @@ def write_outputs(
     files: dict[str, Path] = {}
     if output_frames is not None:
         files["output"] = write_video(tmp / "output.mp4", output_frames, fps, crf=crf)
-        files["side_by_side"] = write_video(tmp / "side_by_side.mp4", np.concatenate(side_by_side, axis=2), fps,
-                                            crf=crf)
+        files["side_by_side"] = write_video(
+            tmp / "side_by_side.mp4", np.concatenate(side_by_side, axis=2), fps, crf=crf
+        )
         if config["output"]["gif"]:
             files["gif"] = write_video(tmp / "output.gif", output_frames, fps)
     if scored is not None:
@@ -128,9 +148,13 @@ def write_run(
         files = write_files(tmp)
         manifest["seconds"] = round(time.perf_counter() - started, 3)
         manifest = bounded(manifest)
-        (tmp / "run.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+        (tmp / "run.json").write_text(
+            json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8"
+        )
         write_run_report(tmp, title=f"cammimic run: {Path(output_dir).name}")
     out = Path(output_dir)
-    files = {k: out / v.relative_to(tmp) for k, v in files.items()} | {"run": out / "run.json",
-                                                                          "report": out / "report.html"}
+    files = {k: out / v.relative_to(tmp) for k, v in files.items()} | {
+        "run": out / "run.json",
+        "report": out / "report.html",
+    }
     return RunResult(output_dir=out, files=files, camera_score=camera_score, manifest=manifest)

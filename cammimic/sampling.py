@@ -24,14 +24,40 @@ from cammimic.errors import CammimicError
 from cammimic.lora import set_lora_scale
 from cammimic.progress import progress_bar
 
-__all__ = ["phase2", "latent_mask", "erode_mask", "sample", "make_generator", "initial_noise", "check_steps", "max_steps",
-           "to_clean", "from_clean", "check_finite", "plan_windows", "window_weights", "sample_windows", "WindowedSample",
-           "frame_by_frame"]
+__all__ = [
+    "phase2",
+    "latent_mask",
+    "erode_mask",
+    "sample",
+    "make_generator",
+    "initial_noise",
+    "check_steps",
+    "max_steps",
+    "to_clean",
+    "from_clean",
+    "check_finite",
+    "plan_windows",
+    "window_weights",
+    "sample_windows",
+    "WindowedSample",
+    "frame_by_frame",
+]
 
 
-def phase2(backbone, weak, prompt: str, *, settings, seed: int, guidance_terms: Sequence[Any] = (),
-           progress: bool = True, noise=None, reference=None, reference_prompt: str = "",
-           max_frames: int | None = None):
+def phase2(
+    backbone,
+    weak,
+    prompt: str,
+    *,
+    settings,
+    seed: int,
+    guidance_terms: Sequence[Any] = (),
+    progress: bool = True,
+    noise=None,
+    reference=None,
+    reference_prompt: str = "",
+    max_frames: int | None = None,
+):
     """CamMimic's Phase 2: the video for ``prompt``, drawn towards the weak video.
 
     Args:
@@ -60,31 +86,65 @@ def phase2(backbone, weak, prompt: str, *, settings, seed: int, guidance_terms: 
     model = backbone.denoiser
     set_lora_scale(model, "spatial", settings["spatial_scale"])
     set_lora_scale(model, "temporal", settings["temporal_scale"])
-    if max_frames and len(weak.frames) > int(max_frames):  # longer than the backbone's clip (issue 25 §4)
-        return sample_windows(backbone, weak, prompt, settings=settings, seed=seed, window=int(max_frames),
-                              overlap=settings.get("window_overlap", 0), guidance_terms=guidance_terms,
-                              progress=progress, noise=noise, reference=reference,
-                              reference_prompt=reference_prompt).frames
+    if max_frames and len(weak.frames) > int(
+        max_frames
+    ):  # longer than the backbone's clip (issue 25 §4)
+        return sample_windows(
+            backbone,
+            weak,
+            prompt,
+            settings=settings,
+            seed=seed,
+            window=int(max_frames),
+            overlap=settings.get("window_overlap", 0),
+            guidance_terms=guidance_terms,
+            progress=progress,
+            noise=noise,
+            reference=reference,
+            reference_prompt=reference_prompt,
+        ).frames
     target = backbone.encode_video(weak.frames)  # z_P, (1, C, T', h, w)
     num_frames, height, width = weak.frames.shape[:3]
     mask = latent_mask(weak.masks, backbone.vae_scale_factor, backbone.frame_groups(num_frames))
     prepared = [term for term in guidance_terms if hasattr(term, "prepare")]
-    if prepared:  # terms that need the backbone or the reference itself (MotionClone, CameraScore guidance)
+    if (
+        prepared
+    ):  # terms that need the backbone or the reference itself (MotionClone, CameraScore guidance)
         from cammimic.components import GuidanceContext
 
-        context = GuidanceContext(backbone=backbone, prompt=prompt, homographies=weak.reference_motion.homographies,
-                                  width=width, height=height, reference=reference, reference_prompt=reference_prompt,
-                                  settings=settings, seed=int(seed))
+        context = GuidanceContext(
+            backbone=backbone,
+            prompt=prompt,
+            homographies=weak.reference_motion.homographies,
+            width=width,
+            height=height,
+            reference=reference,
+            reference_prompt=reference_prompt,
+            settings=settings,
+            seed=int(seed),
+        )
         for term in prepared:
             term.prepare(context)
     # an image-to-video backbone samples conditioned on the user image: the weak video's first frame
     with backbone.conditioned_on(weak.frames[0]):
         latents = sample(
-            backbone, prompt, num_frames=num_frames, width=width, height=height,
-            steps=settings["steps"], guidance_scale=settings["guidance_scale"],
-            negative_prompt=settings["negative_prompt"], scheduler=settings["scheduler"], eta=settings["eta"],
-            seed=int(seed), guidance_terms=guidance_terms, target=target, mask=mask, progress=progress,
-            noise=noise, homographies=weak.reference_motion.homographies,
+            backbone,
+            prompt,
+            num_frames=num_frames,
+            width=width,
+            height=height,
+            steps=settings["steps"],
+            guidance_scale=settings["guidance_scale"],
+            negative_prompt=settings["negative_prompt"],
+            scheduler=settings["scheduler"],
+            eta=settings["eta"],
+            seed=int(seed),
+            guidance_terms=guidance_terms,
+            target=target,
+            mask=mask,
+            progress=progress,
+            noise=noise,
+            homographies=weak.reference_motion.homographies,
         )
     check_finite(latents)
     return backbone.decode_latents(latents)
@@ -109,7 +169,9 @@ def plan_windows(num_frames: int, window: int, overlap: int = 0) -> list[tuple[i
             f"(--frames {total} is sampled in windows); use 1 to {window // 2}, or 0 for a quarter ({auto})"
         )
     count = 1 + -(-(total - window) // (window - shared))  # ceil: the fewest windows
-    return [(s, s + window) for s in (round(k * (total - window) / (count - 1)) for k in range(count))]
+    return [
+        (s, s + window) for s in (round(k * (total - window) / (count - 1)) for k in range(count))
+    ]
 
 
 def window_weights(windows: Sequence[tuple[int, int]], num_frames: int) -> np.ndarray:
@@ -145,12 +207,27 @@ class WindowedSample:
 
 def frame_by_frame(backbone, num_frames: int) -> bool:
     """Whether each latent frame holds one video frame (a UNet3D's VAE), so latents slice and blend by frame."""
-    return [list(g) for g in as_backbone(backbone).frame_groups(num_frames)] == [[i] for i in range(num_frames)]
+    return [list(g) for g in as_backbone(backbone).frame_groups(num_frames)] == [
+        [i] for i in range(num_frames)
+    ]
 
 
-def sample_windows(backbone, weak, prompt: str, *, settings, seed: int, window: int, overlap: int = 0,
-                   guidance_terms: Sequence[Any] = (), progress: bool = True, noise=None, reference=None,
-                   reference_prompt: str = "", seam: bool = True) -> WindowedSample:
+def sample_windows(
+    backbone,
+    weak,
+    prompt: str,
+    *,
+    settings,
+    seed: int,
+    window: int,
+    overlap: int = 0,
+    guidance_terms: Sequence[Any] = (),
+    progress: bool = True,
+    noise=None,
+    reference=None,
+    reference_prompt: str = "",
+    seam: bool = True,
+) -> WindowedSample:
     """Phase 2 in overlapping windows of ``window`` frames along the one camera path (issue 25 §4).
 
     Each window's weak video is cut from the one full-length weak video, so its homography
@@ -175,7 +252,9 @@ def sample_windows(backbone, weak, prompt: str, *, settings, seed: int, window: 
     by_frame = frame_by_frame(backbone, window)
     factor = backbone.vae_scale_factor
     if by_frame:
-        full_target = backbone.encode_video(weak.frames)  # one frame at a time: a window's slice is its encoding
+        full_target = backbone.encode_video(
+            weak.frames
+        )  # one frame at a time: a window's slice is its encoding
         full_mask = latent_mask(weak.masks, factor)
         shape = backbone.latent_shape(num_frames, width, height)
         generator = make_generator(seed)
@@ -184,14 +263,23 @@ def sample_windows(backbone, weak, prompt: str, *, settings, seed: int, window: 
         else:
             from cammimic.noise import NoiseContext, draw
 
-            x_t = draw(noise, generator, NoiseContext(shape=shape, homographies=homographies, width=width,
-                                                      height=height, frame_groups=backbone.frame_groups(num_frames)))
+            x_t = draw(
+                noise,
+                generator,
+                NoiseContext(
+                    shape=shape,
+                    homographies=homographies,
+                    width=width,
+                    height=height,
+                    frame_groups=backbone.frame_groups(num_frames),
+                ),
+            )
     prepared = [term for term in guidance_terms if hasattr(term, "prepare")]
     latents_k: list = []
     decoded_k: list = []
     histories: dict[int, list] = {}
     for k, (start, end) in enumerate(windows):
-        path = homographies[start:end - 1]  # the window's part of the one camera path
+        path = homographies[start : end - 1]  # the window's part of the one camera path
         shared = windows[k - 1][1] - start if k and seam else 0
         prev_start = windows[k - 1][0] if k else 0
         initial = None
@@ -199,39 +287,66 @@ def sample_windows(backbone, weak, prompt: str, *, settings, seed: int, window: 
             target = full_target[:, :, start:end].clone()
             mask = full_mask[:, :, start:end].clone()
             if shared:  # the previous window's latents on the shared frames, valid everywhere
-                target[:, :, :shared] = latents_k[-1][:, :, start - prev_start:].to(target)
+                target[:, :, :shared] = latents_k[-1][:, :, start - prev_start :].to(target)
                 mask[:, :, :shared] = 1
             initial = x_t[:, :, start:end]
         else:
             frames, masks = weak.frames[start:end].copy(), weak.masks[start:end].copy()
             if shared:  # the previous window's decoded frames on the shared frames
-                frames[:shared] = decoded_k[-1][start - prev_start:]
+                frames[:shared] = decoded_k[-1][start - prev_start :]
                 masks[:shared] = True
             target = backbone.encode_video(frames)
             mask = latent_mask(masks, factor, backbone.frame_groups(end - start))
         if prepared:
             ref = None
-            if reference is not None and len(reference) > 1:  # the reference's part under this window
+            if (
+                reference is not None and len(reference) > 1
+            ):  # the reference's part under this window
                 scale = (len(reference) - 1) / max(1, num_frames - 1)
                 ref = np.asarray(reference)[np.round(np.arange(start, end) * scale).astype(int)]
-            context = GuidanceContext(backbone=backbone, prompt=prompt, homographies=path,
-                                      width=width, height=height, reference=ref, reference_prompt=reference_prompt,
-                                      settings=settings, seed=int(seed))
+            context = GuidanceContext(
+                backbone=backbone,
+                prompt=prompt,
+                homographies=path,
+                width=width,
+                height=height,
+                reference=ref,
+                reference_prompt=reference_prompt,
+                settings=settings,
+                seed=int(seed),
+            )
             for term in prepared:
                 term.prepare(context)
         latents = sample(
-            backbone, prompt, num_frames=end - start, width=width, height=height,
-            steps=settings["steps"], guidance_scale=settings["guidance_scale"],
-            negative_prompt=settings["negative_prompt"], scheduler=settings["scheduler"], eta=settings["eta"],
-            seed=(int(seed) * 1_000_003 + k + 1) % 2**63,  # the window's own draws (its z_P noise, DDIM's η)
-            guidance_terms=guidance_terms, target=target, mask=mask, progress=progress,
-            noise=noise, homographies=path, initial_latents=initial,
+            backbone,
+            prompt,
+            num_frames=end - start,
+            width=width,
+            height=height,
+            steps=settings["steps"],
+            guidance_scale=settings["guidance_scale"],
+            negative_prompt=settings["negative_prompt"],
+            scheduler=settings["scheduler"],
+            eta=settings["eta"],
+            seed=(int(seed) * 1_000_003 + k + 1)
+            % 2**63,  # the window's own draws (its z_P noise, DDIM's η)
+            guidance_terms=guidance_terms,
+            target=target,
+            mask=mask,
+            progress=progress,
+            noise=noise,
+            homographies=path,
+            initial_latents=initial,
         )
         check_finite(latents)
         latents_k.append(latents)
-        for term in guidance_terms:  # each window's prepare() starts a term's history afresh: keep them all
+        for term in (
+            guidance_terms
+        ):  # each window's prepare() starts a term's history afresh: keep them all
             if getattr(term, "history", None):
-                histories.setdefault(id(term), []).extend({**entry, "window": k} for entry in term.history)
+                histories.setdefault(id(term), []).extend(
+                    {**entry, "window": k} for entry in term.history
+                )
         if not by_frame:
             decoded_k.append(backbone.decode_latents(latents))
     for term in guidance_terms:
@@ -241,16 +356,29 @@ def sample_windows(backbone, weak, prompt: str, *, settings, seed: int, window: 
         w = torch.from_numpy(weights).to(device=latents_k[0].device, dtype=torch.float32)
         blended = torch.zeros_like(full_target, dtype=torch.float32)
         for k, (start, end) in enumerate(windows):
-            blended[:, :, start:end] += w[k, start:end].reshape(1, 1, -1, 1, 1) * latents_k[k].float()
+            blended[:, :, start:end] += (
+                w[k, start:end].reshape(1, 1, -1, 1, 1) * latents_k[k].float()
+            )
         frames = backbone.decode_latents(blended)
-        return WindowedSample(windows=tuple(windows), weights=weights, latents=tuple(latents_k), blended=blended,
-                              frames=frames)
+        return WindowedSample(
+            windows=tuple(windows),
+            weights=weights,
+            latents=tuple(latents_k),
+            blended=blended,
+            frames=frames,
+        )
     out = np.zeros((num_frames, height, width, 3))
     for k, (start, end) in enumerate(windows):
         out[start:end] += weights[k, start:end, None, None, None] * decoded_k[k]
     frames = np.clip(np.round(out), 0, 255).astype(np.uint8)
-    return WindowedSample(windows=tuple(windows), weights=weights, latents=tuple(latents_k), blended=None,
-                          frames=frames, window_frames=tuple(decoded_k))
+    return WindowedSample(
+        windows=tuple(windows),
+        weights=weights,
+        latents=tuple(latents_k),
+        blended=None,
+        frames=frames,
+        window_frames=tuple(decoded_k),
+    )
 
 
 def check_finite(latents) -> None:
@@ -268,8 +396,9 @@ def check_finite(latents) -> None:
         )
 
 
-def latent_mask(masks: np.ndarray, factor: int, groups: Sequence[Sequence[int]] | None = None, *,
-                erode: int = 0):
+def latent_mask(
+    masks: np.ndarray, factor: int, groups: Sequence[Sequence[int]] | None = None, *, erode: int = 0
+):
     """Pixel validity masks ``(T, H, W)`` to a latent mask ``(1, 1, T', H/f, W/f)``.
 
     A latent cell counts as valid only if every pixel under it is (a min-pool), so the guidance
@@ -303,7 +432,9 @@ def erode_mask(mask, cells: int):
     if k == 0 or mask is None:
         return mask
     if mask.ndim < 2:
-        raise CammimicError(f"erode_mask needs a latent mask (..., h, w), got shape {tuple(mask.shape)}")
+        raise CammimicError(
+            f"erode_mask needs a latent mask (..., h, w), got shape {tuple(mask.shape)}"
+        )
     m = mask.float().reshape(-1, 1, *mask.shape[-2:])
     # max_pool pads with -inf, so the padding of -m never wins: beyond the edge counts as valid
     eroded = -torch.nn.functional.max_pool2d(-m, kernel_size=2 * k + 1, stride=1, padding=k)
@@ -321,7 +452,9 @@ def initial_noise(shape, generator, device, dtype=None):
     """Standard normal latents drawn on the CPU (device-independent), then moved."""
     import torch
 
-    return torch.randn(shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype or torch.float32)
+    return torch.randn(shape, generator=generator, dtype=torch.float32).to(
+        device=device, dtype=dtype or torch.float32
+    )
 
 
 def sample(
@@ -396,8 +529,13 @@ def sample(
         else:
             from cammimic.noise import NoiseContext, draw
 
-            context = NoiseContext(shape=shape, homographies=homographies, width=width, height=height,
-                                   frame_groups=backbone.frame_groups(num_frames))
+            context = NoiseContext(
+                shape=shape,
+                homographies=homographies,
+                width=width,
+                height=height,
+                frame_groups=backbone.frame_groups(num_frames),
+            )
             latents = draw(noise, generator, context).to(device)
         latents = latents * getattr(sched, "init_noise_sigma", 1.0)
         step_kwargs = {}
@@ -423,12 +561,23 @@ def sample(
             if use_cfg:
                 uncond, cond = noise.chunk(2)
                 noise = uncond + guidance_scale * (cond - uncond)
-            if on_clean:  # guide the predicted clean latents, then hand the scheduler the matching output
+            if (
+                on_clean
+            ):  # guide the predicted clean latents, then hand the scheduler the matching output
                 # model_input (z_t as the model sees it) and prompt_embeds (t_I's): for terms that run the
                 # denoiser themselves (MotionClone's gradient through the temporal attention)
-                state = GuidanceState(step=i, num_steps=len(timesteps), timestep=t, target=target, mask=mask,
-                                      extras={"acts_on": "x0", "model_input": model_in[-1:],
-                                              "prompt_embeds": embeds[-1:]})
+                state = GuidanceState(
+                    step=i,
+                    num_steps=len(timesteps),
+                    timestep=t,
+                    target=target,
+                    mask=mask,
+                    extras={
+                        "acts_on": "x0",
+                        "model_input": model_in[-1:],
+                        "prompt_embeds": embeds[-1:],
+                    },
+                )
                 clean = guided = to_clean(sched, noise, latents, i, t)
                 for term in on_clean:
                     guided = term.apply(guided, state)
@@ -441,7 +590,11 @@ def sample(
                 if target is not None and next_t is not None:
                     noised_target = backbone.noise_to(target, target_noise, next_t, sched)
                 state = GuidanceState(
-                    step=i, num_steps=len(timesteps), timestep=t, target=target, mask=mask,
+                    step=i,
+                    num_steps=len(timesteps),
+                    timestep=t,
+                    target=target,
+                    mask=mask,
                     extras={"noised_target": noised_target, "acts_on": "z_t"},
                 )
                 for term in on_latents:
@@ -467,7 +620,7 @@ def _levels(sched, index: int, timestep):
     alphas_cumprod = getattr(sched, "alphas_cumprod", None)
     if alphas_cumprod is None:
         raise CammimicError(
-            f"guidance with acts_on = \"x0\" cannot read the noise level of the {type(sched).__name__} sampler; "
+            f'guidance with acts_on = "x0" cannot read the noise level of the {type(sched).__name__} sampler; '
             'use acts_on = "z_t"'
         )
     ab = float(alphas_cumprod[int(timestep)])
@@ -486,7 +639,9 @@ def to_clean(sched, output, latents, index: int, timestep):
         return a * latents - s * output
     if kind == "sample":
         return output
-    raise CammimicError(f"guidance with acts_on = \"x0\" does not know prediction_type '{kind}'; use acts_on = \"z_t\"")
+    raise CammimicError(
+        f'guidance with acts_on = "x0" does not know prediction_type \'{kind}\'; use acts_on = "z_t"'
+    )
 
 
 def from_clean(sched, clean, latents, index: int, timestep):

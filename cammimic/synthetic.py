@@ -39,7 +39,11 @@ def camera_step(
     s = min(width, height) / 2
     a = math.radians(roll)
     rs = np.array(
-        [[zoom * math.cos(a), -zoom * math.sin(a), 0], [zoom * math.sin(a), zoom * math.cos(a), 0], [0, 0, 1]]
+        [
+            [zoom * math.cos(a), -zoom * math.sin(a), 0],
+            [zoom * math.sin(a), zoom * math.cos(a), 0],
+            [0, 0, 1],
+        ]
     )
     persp = np.array([[1, 0, 0], [0, 1, 0], [px / s, py / s, 1]])
     to_c = np.array([[1, 0, -cx], [0, 1, -cy], [0, 0, 1]], float)
@@ -47,7 +51,9 @@ def camera_step(
     return normalize(from_c @ persp @ rs @ to_c)
 
 
-def camera_path(kind: str, num_frames: int, width: int, height: int, magnitude: float = 1.0) -> np.ndarray:
+def camera_path(
+    kind: str, num_frames: int, width: int, height: int, magnitude: float = 1.0
+) -> np.ndarray:
     """Frame-to-frame homographies ``(num_frames-1, 3, 3)`` of a named camera move.
 
     ``kind`` is one of pan, tilt, zoom, roll, pan_zoom, tilt_roll, orbit (pan + zoom + roll +
@@ -63,14 +69,21 @@ def camera_path(kind: str, num_frames: int, width: int, height: int, magnitude: 
         "roll": dict(roll=0.8 * m),
         "pan_zoom": dict(dx=-0.008 * s * m, zoom=1 + 0.008 * m),
         "tilt_roll": dict(dy=-0.007 * s * m, roll=-0.5 * m),
-        "orbit": dict(dx=0.006 * s * m, dy=0.003 * s * m, zoom=1 + 0.005 * m, roll=0.4 * m, px=0.002 * m),
+        "orbit": dict(
+            dx=0.006 * s * m, dy=0.003 * s * m, zoom=1 + 0.005 * m, roll=0.4 * m, px=0.002 * m
+        ),
     }
     if kind not in steps:
         raise CammimicError(f"camera move '{kind}' is unknown. Try one of {sorted(steps)}")
     t = np.arange(num_frames - 1)
     # Ease in and out a little, like a real operator, so frames do not all move alike.
     ease = 0.75 + 0.5 * np.sin(np.pi * (t + 0.5) / max(1, num_frames - 1))
-    return np.stack([camera_step(width, height, **{k: _scale(k, v, e) for k, v in steps[kind].items()}) for e in ease])
+    return np.stack(
+        [
+            camera_step(width, height, **{k: _scale(k, v, e) for k, v in steps[kind].items()})
+            for e in ease
+        ]
+    )
 
 
 def _scale(key: str, value: float, factor: float) -> float:
@@ -98,7 +111,9 @@ def render_camera_motion(photo: np.ndarray, homographies, width: int, height: in
         frames[k] = cv2.warpPerspective(photo, m, (width, height), flags=cv2.INTER_CUBIC)
         cover = cv2.warpPerspective(ones, m, (width, height), flags=cv2.INTER_LINEAR)
         if cover.min() < 0.999:
-            raise CammimicError(f"frame {k} sees outside the photo: use a larger photo or a smaller move")
+            raise CammimicError(
+                f"frame {k} sees outside the photo: use a larger photo or a smaller move"
+            )
     return frames
 
 

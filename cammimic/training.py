@@ -80,17 +80,36 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 __all__ = [
-    "FinetuneSettings", "FinetuneResult", "TrainingInterrupted", "TrainingDiverged", "finetune",
-    "CHECKPOINT_NAME", "CHECKPOINT_MARKER", "LOSS_FIELDS", "mixed_precision", "prepare_checkpoint_dir",
-    "orthogonality_loss", "ORTHOGONALITY_DEFINITIONS",
+    "FinetuneSettings",
+    "FinetuneResult",
+    "TrainingInterrupted",
+    "TrainingDiverged",
+    "finetune",
+    "CHECKPOINT_NAME",
+    "CHECKPOINT_MARKER",
+    "LOSS_FIELDS",
+    "mixed_precision",
+    "prepare_checkpoint_dir",
+    "orthogonality_loss",
+    "ORTHOGONALITY_DEFINITIONS",
 ]
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 #: Written into a checkpoint folder cammimic created, so only such a folder is removed after a run.
 CHECKPOINT_MARKER = ".cammimic-checkpoints"
 CHECKPOINT_FORMAT = "cammimic-checkpoint/2"
-LOSS_FIELDS = ("stage", "step", "loss", "temporal", "spatial", "ortho", "ortho_ratio", "spatial_masked", "frame",
-               "timestep")
+LOSS_FIELDS = (
+    "stage",
+    "step",
+    "loss",
+    "temporal",
+    "spatial",
+    "ortho",
+    "ortho_ratio",
+    "spatial_masked",
+    "frame",
+    "timestep",
+)
 #: Choices of :func:`orthogonality_loss`'s ``definition``.
 ORTHOGONALITY_DEFINITIONS = ("cosine", "inner", "subspace")
 _ORTHO_EPS = 1e-12
@@ -165,7 +184,11 @@ def orthogonality_loss(
     terms = []
     for s_name, t_name in pairs:
         if s_name not in spatial or t_name not in temporal:
-            which = f"{s_name!r} has no spatial" if s_name not in spatial else f"{t_name!r} has no temporal"
+            which = (
+                f"{s_name!r} has no spatial"
+                if s_name not in spatial
+                else f"{t_name!r} has no temporal"
+            )
             raise CammimicError(f"orthogonality pair ({s_name!r}, {t_name!r}): {which} LoRA")
         a_s, b_s, s_s = _lora_factors(spatial[s_name], "spatial", detach=False)
         a_t, b_t, s_t = _lora_factors(temporal[t_name], "temporal", detach=detach_temporal)
@@ -191,7 +214,6 @@ def orthogonality_loss(
     return torch.stack(terms).mean()
 
 
-
 #: The defaults of [finetune] (the config schema, cammimic.config.FinetuneSection).
 _FINETUNE = FinetuneSection()
 
@@ -206,9 +228,15 @@ class FinetuneSettings:
     learning_rate: float = _FINETUNE.learning_rate
     optimizer: str = _FINETUNE.optimizer  #: "adam" (the paper) or "adamw" (MotionDirector)
     weight_decay: float = _FINETUNE.weight_decay  #: AdamW's decoupled decay, or Adam's L2 term
-    spatial_weight: float = _FINETUNE.spatial_weight  #: δ in L1 = L_temporal + δ L_spatial (the paper: δ in (0, 1))
-    spatial_mask_probability: float = _FINETUNE.spatial_mask_probability  #: P(spatial LoRA off for the all-frame pass)
-    temporal_debias: bool = _FINETUNE.temporal_debias  #: add MotionDirector's appearance-debiased temporal loss
+    spatial_weight: float = (
+        _FINETUNE.spatial_weight
+    )  #: δ in L1 = L_temporal + δ L_spatial (the paper: δ in (0, 1))
+    spatial_mask_probability: float = (
+        _FINETUNE.spatial_mask_probability
+    )  #: P(spatial LoRA off for the all-frame pass)
+    temporal_debias: bool = (
+        _FINETUNE.temporal_debias
+    )  #: add MotionDirector's appearance-debiased temporal loss
     #: a masked step skips the spatial loss and update too (MotionDirector)
     skip_spatial_when_masked: bool = _FINETUNE.skip_spatial_when_masked
     stage2: bool = _FINETUNE.stage2  #: False = the "no USC" ablation
@@ -218,7 +246,9 @@ class FinetuneSettings:
     orthogonality_weight: float = _FINETUNE.orthogonality_weight
     orthogonality_definition: str = _FINETUNE.orthogonality_definition
     max_grad_norm: float = _FINETUNE.max_grad_norm  #: per LoRA group; 0 = no clipping
-    checkpoint_every: int = _FINETUNE.checkpoint_every  #: 0 = only at the end of a stage and when interrupted
+    checkpoint_every: int = (
+        _FINETUNE.checkpoint_every
+    )  #: 0 = only at the end of a stage and when interrupted
     gradient_checkpointing: bool = _FINETUNE.gradient_checkpointing
     seed: int = 0
 
@@ -227,8 +257,11 @@ class FinetuneSettings:
         # a resolved config.toml (a run's, or the one eval hands each run) names every key: warn only
         # when δ was set to something other than its default
         is_explicit = getattr(config, "is_explicit", None)
-        if (is_explicit is not None and is_explicit("finetune.spatial_weight")
-                and config["finetune"]["spatial_weight"] != _FINETUNE.spatial_weight):
+        if (
+            is_explicit is not None
+            and is_explicit("finetune.spatial_weight")
+            and config["finetune"]["spatial_weight"] != _FINETUNE.spatial_weight
+        ):
             import warnings
 
             warnings.warn(SPATIAL_WEIGHT_DEPRECATED, DeprecationWarning, stacklevel=2)
@@ -324,10 +357,14 @@ def _bitwise_equal(a, b) -> bool:
     return torch.equal(a.contiguous().view(torch.uint8), b.contiguous().view(torch.uint8))
 
 
-def _resume_key(settings, unet, layers, backbone, tensors: dict[str, Any], initial_loras: dict) -> dict[str, Any]:
+def _resume_key(
+    settings, unet, layers, backbone, tensors: dict[str, Any], initial_loras: dict
+) -> dict[str, Any]:
     """Everything that shapes the result, as readable values or digests (compared item by item)."""
     key: dict[str, Any] = {
-        f"finetune.{k}": v for k, v in attrs.asdict(settings).items() if k not in ("checkpoint_every", "seed")
+        f"finetune.{k}": v
+        for k, v in attrs.asdict(settings).items()
+        if k not in ("checkpoint_every", "seed")
     }
     key["run.seed"] = settings.seed
     for adapter in ("spatial", "temporal"):
@@ -336,9 +373,12 @@ def _resume_key(settings, unet, layers, backbone, tensors: dict[str, Any], initi
             key[f"{adapter} LoRA rank"] = int(cfg.r)
             key[f"{adapter} LoRA alpha"] = float(cfg.lora_alpha)
             key[f"{adapter} LoRA dropout"] = float(cfg.lora_dropout)
-    key["LoRA layers"] = hashlib.sha256(json.dumps(layers.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+    key["LoRA layers"] = hashlib.sha256(
+        json.dumps(layers.to_json(), sort_keys=True).encode()
+    ).hexdigest()[:16]
     key["initial LoRA weights"] = hashlib.sha256(
-        "".join(_state_digest(initial_loras[a]) for a in sorted(initial_loras)).encode()).hexdigest()[:16]
+        "".join(_state_digest(initial_loras[a]) for a in sorted(initial_loras)).encode()
+    ).hexdigest()[:16]
     key["dtype"] = str(backbone.dtype).replace("torch.", "")
     key["device"] = str(getattr(backbone.device, "type", backbone.device))
     fingerprint = getattr(backbone, "fingerprint", None)
@@ -438,15 +478,30 @@ def finetune(
     device = backbone.device
     precision = mixed_precision(backbone.dtype)
     initial = {a: lora_state_dict(unet, a) for a in ("spatial", "temporal")}
-    key = _resume_key(s, unet, layers, backbone, {
-        "reference video latents": reference_latents, "reference prompt embeddings": reference_embeds,
-        "user image latents": image_latents, "image prompt embeddings": image_embeds,
-        **({"reference frame latents": reference_frame_latents} if reference_frame_latents is not None else {}),
-    }, initial)
+    key = _resume_key(
+        s,
+        unet,
+        layers,
+        backbone,
+        {
+            "reference video latents": reference_latents,
+            "reference prompt embeddings": reference_embeds,
+            "user image latents": image_latents,
+            "image prompt embeddings": image_embeds,
+            **(
+                {"reference frame latents": reference_frame_latents}
+                if reference_frame_latents is not None
+                else {}
+            ),
+        },
+        initial,
+    )
 
     # LoRA dropout draws from torch's global RNG: seed it too, inside a fork so the caller's
     # random state is left as it was.
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
+    with torch.random.fork_rng(
+        devices=[device] if device.type == "cuda" else [], device_type=device.type
+    ):
         torch.manual_seed(int(s.seed) % 2**63)
         # every other random number (timesteps, noise, the spatial frame, masking) comes from one
         # generator; temporal_debias's anchor frames from their own, so the option moves no other draw
@@ -455,16 +510,33 @@ def finetune(
         scaler = torch.amp.GradScaler(device.type) if precision.scaler else None
         checkpoints = _Checkpoints(checkpoint_dir, key, unet, scaler, generator, anchors)
         start = checkpoints.resume() if resume else _Start()
-        losses = _Losses.build(backbone, layers, s, precision, scaler, generator, anchors,
-                               reference_latents=reference_latents, reference_embeds=reference_embeds,
-                               image_latents=image_latents, image_embeds=image_embeds,
-                               reference_frame_latents=reference_frame_latents)
+        losses = _Losses.build(
+            backbone,
+            layers,
+            s,
+            precision,
+            scaler,
+            generator,
+            anchors,
+            reference_latents=reference_latents,
+            reference_embeds=reference_embeds,
+            image_latents=image_latents,
+            image_embeds=image_embeds,
+            reference_frame_latents=reference_frame_latents,
+        )
         loop = _Loop(unet, s, scaler, checkpoints, progress, on_step)
         return _train(backbone, s, precision, losses, loop, checkpoints, start)
 
 
-def _train(backbone, s: FinetuneSettings, precision: _Precision, losses: _Losses, loop: _Loop,
-           checkpoints: _Checkpoints, start: _Start) -> FinetuneResult:
+def _train(
+    backbone,
+    s: FinetuneSettings,
+    precision: _Precision,
+    losses: _Losses,
+    loop: _Loop,
+    checkpoints: _Checkpoints,
+    start: _Start,
+) -> FinetuneResult:
     """Phase 1's two stages, each a loop of steps; a resumed run starts at ``start``."""
     from cammimic.lora import lora_state_dict
 
@@ -495,9 +567,15 @@ def _train(backbone, s: FinetuneSettings, precision: _Precision, losses: _Losses
             if not temporal_unchanged:  # pragma: no cover - a bug, not a user error
                 raise RuntimeError("the temporal LoRA changed during stage 2; it must stay frozen")
             checkpoints.end_of_stage(2, s.stage2_steps)
-    return FinetuneResult(losses=checkpoints.losses, resumed_from=start.resumed_from,
-                          seconds=time.perf_counter() - started, temporal_unchanged_in_stage2=temporal_unchanged,
-                          precision=precision.label, skipped_steps=loop.skipped, seconds_per_step=loop.per_step)
+    return FinetuneResult(
+        losses=checkpoints.losses,
+        resumed_from=start.resumed_from,
+        seconds=time.perf_counter() - started,
+        temporal_unchanged_in_stage2=temporal_unchanged,
+        precision=precision.label,
+        skipped_steps=loop.skipped,
+        seconds_per_step=loop.per_step,
+    )
 
 
 @contextlib.contextmanager
@@ -535,8 +613,22 @@ class _Losses:
     frames: Any  #: (T, C, 1, h, w) float32 per-frame latents (a VAE that compresses time), or None
 
     @classmethod
-    def build(cls, backbone, layers, s, precision, scaler, generator, anchors, *, reference_latents,
-              reference_embeds, image_latents, image_embeds, reference_frame_latents) -> _Losses:
+    def build(
+        cls,
+        backbone,
+        layers,
+        s,
+        precision,
+        scaler,
+        generator,
+        anchors,
+        *,
+        reference_latents,
+        reference_embeds,
+        image_latents,
+        image_embeds,
+        reference_frame_latents,
+    ) -> _Losses:
         import torch
 
         device = backbone.device
@@ -544,9 +636,21 @@ class _Losses:
         def on_device(t):
             return t.to(device=device, dtype=torch.float32) if t is not None else None
 
-        return cls(backbone, backbone.denoiser, layers, s, precision, scaler, generator, anchors,
-                   on_device(reference_latents), reference_embeds, on_device(image_latents), image_embeds,
-                   on_device(reference_frame_latents))
+        return cls(
+            backbone,
+            backbone.denoiser,
+            layers,
+            s,
+            precision,
+            scaler,
+            generator,
+            anchors,
+            on_device(reference_latents),
+            reference_embeds,
+            on_device(image_latents),
+            image_embeds,
+            on_device(reference_frame_latents),
+        )
 
     @property
     def num_frames(self) -> int:
@@ -565,8 +669,11 @@ class _Losses:
     def _predict(self, latents, embeds, t):
         import torch
 
-        autocast = (torch.autocast(device_type=self.backbone.device.type, dtype=self.precision.dtype)
-                    if self.precision.autocast else nullcontext())
+        autocast = (
+            torch.autocast(device_type=self.backbone.device.type, dtype=self.precision.dtype)
+            if self.precision.autocast
+            else nullcontext()
+        )
         with autocast:
             return self.backbone.predict_noise(latents.to(self.backbone.dtype), t, embeds).float()
 
@@ -583,23 +690,31 @@ class _Losses:
         masked = bool(torch.rand((), generator=self.generator).item() < s.spatial_mask_probability)
         x, target, t = self._noisy(ref)
         frame = int(torch.randint(0, self.num_frames, (1,), generator=self.generator).item())
-        xs, target_s, ts = self._noisy(self.frames[frame : frame + 1] if self.frames is not None
-                                       else ref[:, :, frame : frame + 1])
+        xs, target_s, ts = self._noisy(
+            self.frames[frame : frame + 1]
+            if self.frames is not None
+            else ref[:, :, frame : frame + 1]
+        )
         # an image-to-video backbone: the first latent frame is the reference's own first frame, at
         # timestep 0 (Backbone.condition); the loss is on the frames it leaves to the model
         x, t_model = self.backbone.condition(x, t)
         k = int(self.backbone.conditioned_frames)
         target = target[:, :, k:]
-        anchor = (int(torch.randint(0, ref.shape[2] - k, (1,), generator=self.anchors).item())
-                  if s.temporal_debias else 0)
+        anchor = (
+            int(torch.randint(0, ref.shape[2] - k, (1,), generator=self.anchors).item())
+            if s.temporal_debias
+            else 0
+        )
         # backward inside the block: a recomputed (checkpointed) forward sees the same scales
         with lora_scales(self.unet, spatial=0.0) if masked else nullcontext():
             pred = self._predict(x, self.reference_embeds, t_model)[:, :, k:]
             loss_t = mse(pred, target.float())
             if s.temporal_debias:
                 root2 = math.sqrt(2.0)
-                loss_t = loss_t + mse(root2 * pred - pred[:, :, anchor:anchor + 1],
-                                      root2 * target.float() - target[:, :, anchor:anchor + 1].float())
+                loss_t = loss_t + mse(
+                    root2 * pred - pred[:, :, anchor : anchor + 1],
+                    root2 * target.float() - target[:, :, anchor : anchor + 1].float(),
+                )
             _finite(loss_t.item(), "the temporal loss", where)
             torch.autograd.backward(self._scaled(loss_t), inputs=temporal_params)
         loss_s = None
@@ -609,13 +724,26 @@ class _Losses:
             with self.backbone.temporal_bypass():
                 loss_s = mse(self._predict(xs, self.reference_embeds, ts), target_s.float())
                 _finite(loss_s.item(), "the spatial loss", where)
-                torch.autograd.backward(self._scaled(s.spatial_weight * loss_s), inputs=spatial_params)
+                torch.autograd.backward(
+                    self._scaled(s.spatial_weight * loss_s), inputs=spatial_params
+                )
         with torch.no_grad():
-            ortho = float(orthogonality_loss(self.unet, self.layers.pairs, definition=s.orthogonality_definition))
+            ortho = float(
+                orthogonality_loss(
+                    self.unet, self.layers.pairs, definition=s.orthogonality_definition
+                )
+            )
         spatial = None if loss_s is None else loss_s.item()
-        return {"loss": loss_t.item() + (0.0 if spatial is None else s.spatial_weight * spatial),
-                "temporal": loss_t.item(), "spatial": spatial, "ortho": ortho, "ortho_ratio": None,
-                "spatial_masked": masked, "frame": frame, "timestep": _timestep_value(t)}
+        return {
+            "loss": loss_t.item() + (0.0 if spatial is None else s.spatial_weight * spatial),
+            "temporal": loss_t.item(),
+            "spatial": spatial,
+            "ortho": ortho,
+            "ortho_ratio": None,
+            "spatial_masked": masked,
+            "frame": frame,
+            "timestep": _timestep_value(t),
+        }
 
     def stage2(self, where: tuple[int, int], spatial_params) -> dict[str, Any]:
         """Stage 2's losses and the spatial LoRA's gradient on the user image; its loss record."""
@@ -624,13 +752,21 @@ class _Losses:
         s, scaler = self.s, self.scaler
         x, target, t = self._noisy(self.img)
         with self.backbone.temporal_bypass():
-            loss_s = torch.nn.functional.mse_loss(self._predict(x, self.image_embeds, t), target.float())
+            loss_s = torch.nn.functional.mse_loss(
+                self._predict(x, self.image_embeds, t), target.float()
+            )
             _finite(loss_s.item(), "the spatial loss", where)
             torch.autograd.backward(self._scaled(loss_s), inputs=spatial_params)
-        ortho = orthogonality_loss(self.unet, self.layers.pairs, definition=s.orthogonality_definition,
-                                   detach_temporal=True)
+        ortho = orthogonality_loss(
+            self.unet,
+            self.layers.pairs,
+            definition=s.orthogonality_definition,
+            detach_temporal=True,
+        )
         _finite(ortho.item(), "the orthogonality loss", where)
-        grads = torch.autograd.grad(s.orthogonality_weight * ortho, spatial_params, allow_unused=True)
+        grads = torch.autograd.grad(
+            s.orthogonality_weight * ortho, spatial_params, allow_unused=True
+        )
         unscale = 1.0 / scaler.get_scale() if scaler is not None else 1.0
         g_spatial = _norm([p.grad for p in spatial_params]) * unscale
         g_ortho = _norm(grads)
@@ -642,8 +778,16 @@ class _Losses:
                     if g is not None:
                         p.grad.add_(g, alpha=factor)
         loss = loss_s.item() + (s.orthogonality_weight * ortho.item() if s.orthogonality else 0.0)
-        return {"loss": loss, "temporal": None, "spatial": loss_s.item(), "ortho": ortho.item(),
-                "ortho_ratio": ratio, "spatial_masked": False, "frame": 0, "timestep": _timestep_value(t)}
+        return {
+            "loss": loss,
+            "temporal": None,
+            "spatial": loss_s.item(),
+            "ortho": ortho.item(),
+            "ortho_ratio": ratio,
+            "spatial_masked": False,
+            "frame": 0,
+            "timestep": _timestep_value(t),
+        }
 
 
 def _finite(value: float, what: str, where: tuple[int, int]) -> float:
@@ -673,7 +817,9 @@ class _Loop:
     """What every step of both stages does after its losses: unscale, clip, step the optimisers
     (a Ctrl-C held until they are done), log the record, checkpoint, report progress."""
 
-    def __init__(self, unet, s: FinetuneSettings, scaler, checkpoints: _Checkpoints, progress: bool, on_step):
+    def __init__(
+        self, unet, s: FinetuneSettings, scaler, checkpoints: _Checkpoints, progress: bool, on_step
+    ):
         self.unet, self.s, self.scaler, self.checkpoints = unet, s, scaler, checkpoints
         self.progress, self.on_step = progress, on_step
         self.bar = None
@@ -735,8 +881,12 @@ class _Loop:
             self.checkpoints.losses.append(record)
             self.checkpoints.mark(stage, step, opts)
         if scaler is not None and scaler.get_scale() < 1.0:
-            raise _Diverged(f"the {overflow[0] if overflow else 'spatial'} LoRA's gradient (even at loss "
-                            "scale < 1)", math.inf, where)
+            raise _Diverged(
+                f"the {overflow[0] if overflow else 'spatial'} LoRA's gradient (even at loss "
+                "scale < 1)",
+                math.inf,
+                where,
+            )
         if hasattr(self.bar, "set_postfix"):
             self.bar.set_postfix(loss=f"{record['loss']:.4f}", ortho=f"{record['ortho']:.3g}")
         if s.checkpoint_every and step % s.checkpoint_every == 0:
@@ -758,7 +908,13 @@ class _Checkpoints:
         self.given = folder
         self.folder = Path(folder) if folder is not None else None
         self.path = self.folder / CHECKPOINT_NAME if self.folder is not None else None
-        self.key, self.unet, self.scaler, self.generator, self.anchors = key, unet, scaler, generator, anchors
+        self.key, self.unet, self.scaler, self.generator, self.anchors = (
+            key,
+            unet,
+            scaler,
+            generator,
+            anchors,
+        )
         self.losses: list[dict[str, Any]] = []
         self.boundary: dict[str, Any] = {}
         self.last_saved: tuple[int, int] | None = None  #: (stage, step) of the checkpoint on disk
@@ -767,7 +923,9 @@ class _Checkpoints:
         """Restore the LoRAs, RNG states, scaler and losses of the checkpoint in the folder."""
         if self.path is None or not self.path.is_file():
             where = f" in {self.given}" if self.given is not None else ""
-            raise CammimicError(f"--resume: no checkpoint{where}; run without --resume to start afresh")
+            raise CammimicError(
+                f"--resume: no checkpoint{where}; run without --resume to start afresh"
+            )
         saved = _load_checkpoint(self.path, self.key)
         _restore_loras(self.unet, saved, self.path)
         _set_rng_states(self.generator, self.anchors, saved["rng"])
@@ -777,17 +935,25 @@ class _Checkpoints:
         stage, done = saved["stage"], saved["step"]
         self.last_saved = (stage, done)
         print(f"resuming from stage {stage} step {done}", file=sys.stderr)
-        return _Start(stage=stage, step=done, saved=saved, resumed_from={"stage": stage, "step": done})
+        return _Start(
+            stage=stage, step=done, saved=saved, resumed_from={"stage": stage, "step": done}
+        )
 
     def mark(self, stage: int, step: int, opts) -> None:
         """The state after ``step`` of ``stage`` (0: before its first step) is what a save writes."""
-        self.boundary = {"stage": stage, "step": step, "rng": _rng_states(self.generator, self.anchors),
-                         "opts": opts}
+        self.boundary = {
+            "stage": stage,
+            "step": step,
+            "rng": _rng_states(self.generator, self.anchors),
+            "opts": opts,
+        }
 
     def save(self) -> None:
         if self.path is None:
             return
-        _save_checkpoint(self.path, self.key, self.boundary, self.unet, self.scaler, self.losses, self.last_saved)
+        _save_checkpoint(
+            self.path, self.key, self.boundary, self.unet, self.scaler, self.losses, self.last_saved
+        )
         self.last_saved = (self.boundary["stage"], self.boundary["step"])
 
     def end_of_stage(self, stage: int, total: int) -> None:
@@ -806,15 +972,20 @@ class _Checkpoints:
                 raise TrainingInterrupted(
                     f"interrupted at stage {b['stage']} step {b['step']}; no checkpoint directory, so nothing was kept"
                 ) from None
-            _save_checkpoint(self.path, self.key, b, self.unet, self.scaler, self.losses, self.last_saved)
+            _save_checkpoint(
+                self.path, self.key, b, self.unet, self.scaler, self.losses, self.last_saved
+            )
             raise TrainingInterrupted(
                 f"interrupted after stage {b['stage']} step {b['step']}; checkpoint saved in {self.folder}; "
                 "run the same command with --resume to continue"
             ) from None
         except _Diverged as exc:
-            kept = (f"the last checkpoint (stage {self.last_saved[0]} step {self.last_saved[1]}) is kept in "
-                    f"{self.folder}" if self.last_saved is not None and self.folder is not None
-                    else "no checkpoint was written")
+            kept = (
+                f"the last checkpoint (stage {self.last_saved[0]} step {self.last_saved[1]}) is kept in "
+                f"{self.folder}"
+                if self.last_saved is not None and self.folder is not None
+                else "no checkpoint was written"
+            )
             raise TrainingDiverged(exc.message(s, precision, kept)) from None
 
 
@@ -828,8 +999,10 @@ class _Diverged(Exception):
         if precision.autocast:
             tries.append("--dtype float32")
         tries.append("base weights free of NaN/inf")
-        return (f"finetuning stopped at stage {stage} step {step}: {self.what} is {self.value} (not finite); "
-                f"nothing was written for this step and {kept}; try {', '.join(tries)}")
+        return (
+            f"finetuning stopped at stage {stage} step {step}: {self.what} is {self.value} (not finite); "
+            f"nothing was written for this step and {kept}; try {', '.join(tries)}"
+        )
 
 
 def _optimizer(s: FinetuneSettings, params):
@@ -863,7 +1036,9 @@ def _clip(params, max_norm: float) -> float:
 def _bar(steps, number, total, first, progress):
     from cammimic.progress import progress_bar
 
-    return progress_bar(steps, desc=f"stage {number}", disable=not progress, total=total, initial=first)
+    return progress_bar(
+        steps, desc=f"stage {number}", disable=not progress, total=total, initial=first
+    )
 
 
 # --- random states -------------------------------------------------------------------------
@@ -872,7 +1047,11 @@ def _bar(steps, number, total, first, progress):
 def _rng_states(generator, anchors) -> dict[str, Any]:
     import torch
 
-    states = {"generator": generator.get_state(), "anchors": anchors.get_state(), "torch": torch.get_rng_state()}
+    states = {
+        "generator": generator.get_state(),
+        "anchors": anchors.get_state(),
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for i, st in enumerate(torch.cuda.get_rng_state_all()):
             states[f"cuda{i}"] = st
@@ -915,11 +1094,18 @@ def _save_checkpoint(path: Path, key, boundary, unet, scaler, losses, last_saved
                     tensors[f"opt/{group}/{idx}/{name}"] = value.detach().cpu().contiguous().clone()
                 else:
                     scalars.setdefault(str(idx), {})[name] = value
-        optimizers[group] = {"param_groups": sd["param_groups"], "scalars": scalars,
-                             "state_ids": [str(i) for i in sd["state"]]}
+        optimizers[group] = {
+            "param_groups": sd["param_groups"],
+            "scalars": scalars,
+            "state_ids": [str(i) for i in sd["state"]],
+        }
     meta = {
-        "format": CHECKPOINT_FORMAT, "key": key, "stage": boundary["stage"], "step": boundary["step"],
-        "losses": losses, "optimizers": optimizers,
+        "format": CHECKPOINT_FORMAT,
+        "key": key,
+        "stage": boundary["stage"],
+        "step": boundary["step"],
+        "losses": losses,
+        "optimizers": optimizers,
         "scaler": scaler.state_dict() if scaler is not None else None,
     }
     data = save_tensors(tensors, metadata={"cammimic": json.dumps(meta, allow_nan=True)})
@@ -935,9 +1121,16 @@ def _save_checkpoint(path: Path, key, boundary, unet, scaler, losses, last_saved
         with contextlib.suppress(OSError):
             tmp.unlink()
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        kept = (f"the previous checkpoint (stage {last_saved[0]} step {last_saved[1]}) is kept"
-                if last_saved is not None and path.is_file() else "there is no earlier checkpoint")
-        fix = "free some disk space" if exc.errno == errno.ENOSPC else "check that the folder is writable"
+        kept = (
+            f"the previous checkpoint (stage {last_saved[0]} step {last_saved[1]}) is kept"
+            if last_saved is not None and path.is_file()
+            else "there is no earlier checkpoint"
+        )
+        fix = (
+            "free some disk space"
+            if exc.errno == errno.ENOSPC
+            else "check that the folder is writable"
+        )
         raise CammimicError(
             f"could not write the checkpoint {path} ({reason}); {kept}; {fix} and run again"
             f"{' with --resume' if last_saved is not None else ''}"
@@ -950,7 +1143,9 @@ def prepare_checkpoint_dir(path: str | Path) -> bool:
     if p.is_dir():
         return (p / CHECKPOINT_MARKER).is_file()
     p.mkdir(parents=True)
-    (p / CHECKPOINT_MARKER).write_text("made by cammimic; removed after a successful run\n", encoding="utf-8")
+    (p / CHECKPOINT_MARKER).write_text(
+        "made by cammimic; removed after a successful run\n", encoding="utf-8"
+    )
     return True
 
 
@@ -973,8 +1168,10 @@ def _load_checkpoint(path: Path, key) -> dict[str, Any]:
     except ValueError:
         ok = False
     if not ok:
-        raise CammimicError(f"{path} is not a cammimic checkpoint ({CHECKPOINT_FORMAT}); delete {path.parent} "
-                            "to start afresh")
+        raise CammimicError(
+            f"{path} is not a cammimic checkpoint ({CHECKPOINT_FORMAT}); delete {path.parent} "
+            "to start afresh"
+        )
     diff = _key_difference(meta.get("key") or {}, key)
     if diff:
         raise CammimicError(
@@ -982,33 +1179,43 @@ def _load_checkpoint(path: Path, key) -> dict[str, Any]:
             f"delete {path.parent} to start afresh"
         )
     state = dict(meta)
-    state["lora"] = {a: {k.split("/", 2)[2]: v for k, v in tensors.items() if k.startswith(f"lora/{a}/")}
-                     for a in ("spatial", "temporal")}
+    state["lora"] = {
+        a: {k.split("/", 2)[2]: v for k, v in tensors.items() if k.startswith(f"lora/{a}/")}
+        for a in ("spatial", "temporal")
+    }
     state["rng"] = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("rng/")}
     state["tensors"] = tensors
     if not {"generator", "anchors", "torch"} <= set(state["rng"]):
-        raise CammimicError(f"checkpoint {path} has no random state; delete {path.parent} to start afresh")
+        raise CammimicError(
+            f"checkpoint {path} has no random state; delete {path.parent} to start afresh"
+        )
     return state
 
 
 def _load_optimizers(opts, state, path) -> None:
     saved = state["optimizers"]
     if set(saved) != set(opts):
-        raise CammimicError(f"checkpoint {path} holds optimisers for {sorted(saved)}, not {sorted(opts)}; "
-                            f"delete {path.parent} to start afresh")
+        raise CammimicError(
+            f"checkpoint {path} holds optimisers for {sorted(saved)}, not {sorted(opts)}; "
+            f"delete {path.parent} to start afresh"
+        )
     for group, opt in opts.items():
         info = saved[group]
         st: dict[int, dict[str, Any]] = {}
         for idx in info["state_ids"]:
             prefix = f"opt/{group}/{idx}/"
-            entry = {k[len(prefix):]: v for k, v in state["tensors"].items() if k.startswith(prefix)}
+            entry = {
+                k[len(prefix) :]: v for k, v in state["tensors"].items() if k.startswith(prefix)
+            }
             entry.update(info["scalars"].get(idx, {}))
             st[int(idx)] = entry
         try:
             opt.load_state_dict({"state": st, "param_groups": info["param_groups"]})
         except (ValueError, KeyError, TypeError) as exc:
-            raise CammimicError(f"checkpoint {path}: the {group} optimiser state does not fit ({exc}); "
-                                f"delete {path.parent} to start afresh") from None
+            raise CammimicError(
+                f"checkpoint {path}: the {group} optimiser state does not fit ({exc}); "
+                f"delete {path.parent} to start afresh"
+            ) from None
 
 
 def _restore_loras(unet, state, path) -> None:

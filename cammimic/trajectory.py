@@ -62,7 +62,12 @@ def plot_trajectories(path, curves: dict[str, object], *, title: str = "Camera t
 
     from cammimic.io import atomic_path
 
-    units = {"pan": "half short sides", "tilt": "half short sides", "zoom": "scale", "roll": "degrees"}
+    units = {
+        "pan": "half short sides",
+        "tilt": "half short sides",
+        "zoom": "scale",
+        "roll": "degrees",
+    }
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.0), constrained_layout=True)
     for label, motion in curves.items():
         cum = summarize(motion)["cumulative"]

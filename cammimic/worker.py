@@ -64,15 +64,29 @@ def main() -> int:
 
     try:
         call = json.loads(sys.stdin.read())
-        if not (isinstance(call, dict) and isinstance(call.get("overrides"), dict)
-                and all(isinstance(call.get(k), str) for k in ("reference", "image", "output_dir"))):
-            raise CammimicError("the worker needs one JSON object with reference, image, output_dir and overrides")
+        if not (
+            isinstance(call, dict)
+            and isinstance(call.get("overrides"), dict)
+            and all(isinstance(call.get(k), str) for k in ("reference", "image", "output_dir"))
+        ):
+            raise CammimicError(
+                "the worker needs one JSON object with reference, image, output_dir and overrides"
+            )
         from cammimic.api import transfer
 
-        result = transfer(call["reference"], call["image"], call["output_dir"], progress=progress,
-                          **call["overrides"])
+        result = transfer(
+            call["reference"],
+            call["image"],
+            call["output_dir"],
+            progress=progress,
+            **call["overrides"],
+        )
         score = result.camera_score
-        say("done", output_dir=str(result.output_dir), camera_score=score if math.isfinite(score) else None)
+        say(
+            "done",
+            output_dir=str(result.output_dir),
+            camera_score=score if math.isfinite(score) else None,
+        )
         return 0
     except KeyboardInterrupt:
         say("error", message="interrupted; nothing was written")
@@ -106,14 +120,22 @@ class Job:
         env = dict(os.environ, PYTHONUNBUFFERED="1", CAMMIMIC_DEBUG="0")
         try:
             cwd.mkdir()
-            self.proc = subprocess.Popen([sys.executable, "-m", "cammimic.worker"], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                                         start_new_session=True, cwd=cwd)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "cammimic.worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                start_new_session=True,
+                cwd=cwd,
+            )
         except BaseException:
             shutil.rmtree(self.workdir, ignore_errors=True)
             raise
-        self._readers = [threading.Thread(target=self._read_events, daemon=True),
-                         threading.Thread(target=self._read_stderr, daemon=True)]
+        self._readers = [
+            threading.Thread(target=self._read_events, daemon=True),
+            threading.Thread(target=self._read_stderr, daemon=True),
+        ]
         for reader in self._readers:
             reader.start()
         try:
@@ -131,7 +153,11 @@ class Job:
             if not isinstance(event, dict):
                 continue
             if event.get("event") == "progress":
-                stage, step, total = str(event.get("stage")), int(event.get("step", 0)), int(event.get("total", 0))
+                stage, step, total = (
+                    str(event.get("stage")),
+                    int(event.get("step", 0)),
+                    int(event.get("total", 0)),
+                )
                 if stage == "sampling" and step == 0:
                     self.samplings += 1
                 self.stage = (stage, step, total)
@@ -175,10 +201,17 @@ class Job:
         self.proc.wait()
         self._close()
         if self.proc.returncode != 0:
-            logging.getLogger(__name__).warning("the run of %s failed (exit %s); its last lines on stderr:\n%s",
-                                                self.run_dir.name, self.proc.returncode, "\n".join(self.stderr))
-            raise CammimicError(self.error() or f"the run failed (exit {self.proc.returncode}) without a message; "
-                                "the server's log has its last lines")
+            logging.getLogger(__name__).warning(
+                "the run of %s failed (exit %s); its last lines on stderr:\n%s",
+                self.run_dir.name,
+                self.proc.returncode,
+                "\n".join(self.stderr),
+            )
+            raise CammimicError(
+                self.error()
+                or f"the run failed (exit {self.proc.returncode}) without a message; "
+                "the server's log has its last lines"
+            )
 
     def cancel(self, grace: float = 10.0) -> None:
         """Interrupt the child as Ctrl-C would (it removes its unfinished directory), then kill it."""
@@ -195,7 +228,9 @@ class Job:
         # A killed child cannot clean up: its hidden temporary directory is ours to remove.
         for tmp in self.run_dir.parent.glob(f".{self.run_dir.name}.tmp-*"):
             shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(self.run_dir.with_name(self.run_dir.name + ".checkpoints"), ignore_errors=True)
+        shutil.rmtree(
+            self.run_dir.with_name(self.run_dir.name + ".checkpoints"), ignore_errors=True
+        )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,10 @@ def main() -> None:
     t = np.arange(FRAMES - 1)
     ease = np.sin(np.pi * (t + 0.5) / (FRAMES - 1))  # start and end gently, like an operator
     homographies = np.stack(
-        [camera_step(WIDTH, HEIGHT, dx=-4.0 * e, dy=0.8 * e, zoom=1 + 0.009 * e, roll=0.25 * e) for e in ease]
+        [
+            camera_step(WIDTH, HEIGHT, dx=-4.0 * e, dy=0.8 * e, zoom=1 + 0.009 * e, roll=0.25 * e)
+            for e in ease
+        ]
     )
     frames = render_camera_motion(photo, homographies, WIDTH, HEIGHT)
     write_video(HERE / "reference.mp4", frames, FPS, crf=20)

@@ -25,8 +25,14 @@ def photo(name: str = "astronaut", scale: float = 2.0) -> np.ndarray:
     return cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
 
 
-def clip(kind: str, width: int = 256, height: int = 256, frames: int = 16, name: str = "astronaut",
-         magnitude: float = 1.0):
+def clip(
+    kind: str,
+    width: int = 256,
+    height: int = 256,
+    frames: int = 16,
+    name: str = "astronaut",
+    magnitude: float = 1.0,
+):
     """``(frames, true_homographies)`` of a photograph under a named camera move."""
     from cammimic.synthetic import camera_path, render_camera_motion
 
@@ -55,7 +61,9 @@ def write_pair(folder, size: int = 128, frames: int = 8) -> tuple:
 
     video, _ = clip("pan", size, size, frames=frames, name="astronaut")
     write_video(folder / "ref.mp4", video, 8.0, crf=18)
-    write_image(folder / "user.png", cv2.resize(photo("coffee"), (size, size), interpolation=cv2.INTER_AREA))
+    write_image(
+        folder / "user.png", cv2.resize(photo("coffee"), (size, size), interpolation=cv2.INTER_AREA)
+    )
     return folder / "ref.mp4", folder / "user.png"
 
 
@@ -73,8 +81,11 @@ def plugin_host(monkeypatch):
     from cammimic.plugins import PluginHost
 
     host = PluginHost()
-    monkeypatch.setattr(host, "entry_points", lambda: [ep for ep in PluginHost.entry_points(host)
-                                                       if ep.value.startswith("cammimic")])
+    monkeypatch.setattr(
+        host,
+        "entry_points",
+        lambda: [ep for ep in PluginHost.entry_points(host) if ep.value.startswith("cammimic")],
+    )
     return host.load()
 
 

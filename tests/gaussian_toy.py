@@ -58,10 +58,14 @@ class GaussianToy(Backbone):
         if kind == "ddim":
             return DDIMScheduler.from_config(self.scheduler_config)
         if kind == "dpm":
-            return DPMSolverMultistepScheduler.from_config(self.scheduler_config, algorithm_type="dpmsolver++")
+            return DPMSolverMultistepScheduler.from_config(
+                self.scheduler_config, algorithm_type="dpmsolver++"
+            )
         if kind == "unipc":
             return UniPCMultistepScheduler.from_config(self.scheduler_config)
-        return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=self.scheduler_config["flow_shift"])
+        return FlowMatchEulerDiscreteScheduler(
+            num_train_timesteps=1000, shift=self.scheduler_config["flow_shift"]
+        )
 
     def _levels(self, timestep):
         t = float(torch.as_tensor(timestep).float().reshape(-1)[0])
@@ -84,7 +88,6 @@ class GaussianToy(Backbone):
         return eps
 
 
-
 class FlowToy(GaussianToy):
     """The flow-matching toy: noises like Wan's backbone (its own ``noise_to``; DDPM samplers use
     their scheduler's ``add_noise``)."""
@@ -97,8 +100,15 @@ class FlowToy(GaussianToy):
         return a * latents + s * noise
 
 
-def distance_ratio(sampler: str, terms, *, steps: int = 50, seed: int = 0, prediction_type: str = "epsilon",
-                   shape=(1, 4, 4, 16, 16)):
+def distance_ratio(
+    sampler: str,
+    terms,
+    *,
+    steps: int = 50,
+    seed: int = 0,
+    prediction_type: str = "epsilon",
+    shape=(1, 4, 4, 16, 16),
+):
     """``(unguided, guided)`` distance of the final latents to z_P, relative to ‖z_P‖.
 
     z_P is one draw of the data distribution (seed 1234), so both are ≈ √2 without guidance.
@@ -110,8 +120,20 @@ def distance_ratio(sampler: str, terms, *, steps: int = 50, seed: int = 0, predi
     frames, h, w = shape[2], shape[3] * 8, shape[4] * 8
 
     def run(guidance):
-        return sample(toy, "", num_frames=frames, width=w, height=h, steps=steps, guidance_scale=1.0,
-                      scheduler=sampler, seed=seed, guidance_terms=guidance, target=target, progress=False)
+        return sample(
+            toy,
+            "",
+            num_frames=frames,
+            width=w,
+            height=h,
+            steps=steps,
+            guidance_scale=1.0,
+            scheduler=sampler,
+            seed=seed,
+            guidance_terms=guidance,
+            target=target,
+            progress=False,
+        )
 
     norm = float(target.norm())
     return float((run([]) - target).norm()) / norm, float((run(terms) - target).norm()) / norm

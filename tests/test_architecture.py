@@ -14,8 +14,14 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "cammimic"
 #: Where code that imports lives, and the folder each module name is relative to (a plugin package
 #: under ``plugins/`` imports as ``cammimic_x``, a benchmark or test script by its file name).
-TREE = {"cammimic": ROOT, "adapters": ROOT / "adapters", "plugins": ROOT / "plugins",
-        "benchmarks": ROOT / "benchmarks", "examples": None, "tests": ROOT / "tests"}
+TREE = {
+    "cammimic": ROOT,
+    "adapters": ROOT / "adapters",
+    "plugins": ROOT / "plugins",
+    "benchmarks": ROOT / "benchmarks",
+    "examples": None,
+    "tests": ROOT / "tests",
+}
 #: The folders whose code must not import another module's private names (tests may: they test them).
 CHECKED = ("cammimic", "adapters", "plugins", "benchmarks", "examples")
 
@@ -33,7 +39,11 @@ def _example_base(path: Path) -> Path:
     """An example plugin's folder (``examples/plugins/NAME/``): its modules import from there; any
     other example script imports by its file name."""
     parts = path.relative_to(ROOT / "examples").parts
-    return ROOT / "examples" / Path(*parts[:2]) if len(parts) > 3 and parts[0] == "plugins" else path.parent
+    return (
+        ROOT / "examples" / Path(*parts[:2])
+        if len(parts) > 3 and parts[0] == "plugins"
+        else path.parent
+    )
 
 
 def _tree() -> dict[str, tuple[str, Path]]:
@@ -127,8 +137,13 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_the_package_is_found():
-    assert {"cammimic.api", "cammimic.io", "cammimic.io.video", "cammimic.methods.cammimic", "cammimic.rundir"} \
-        <= set(MODULES)
+    assert {
+        "cammimic.api",
+        "cammimic.io",
+        "cammimic.io.video",
+        "cammimic.methods.cammimic",
+        "cammimic.rundir",
+    } <= set(MODULES)
     graph = _graph()
     # function-level imports count: run_cammimic imports cammimic.training inside the function
     assert "cammimic.training" in graph["cammimic.methods.cammimic"]
@@ -152,8 +167,15 @@ def _private_imports() -> list[str]:
 def test_the_whole_tree_is_covered():
     tops = {top for top, _ in TREE_MODULES.values()}
     assert set(CHECKED) <= tops
-    for name in ("cammimic.kit", "cammimic_unet3d.backbone", "cammimic_wan.backbone", "cammimic_motionclone.guide",
-                 "cammimic_mybackbone.adapter", "eval_throughput", "test_eval"):
+    for name in (
+        "cammimic.kit",
+        "cammimic_unet3d.backbone",
+        "cammimic_wan.backbone",
+        "cammimic_motionclone.guide",
+        "cammimic_mybackbone.adapter",
+        "eval_throughput",
+        "test_eval",
+    ):
         assert name in TREE_MODULES, name
 
 
@@ -165,7 +187,9 @@ def test_no_module_imports_a_private_name_from_another():
 def test_the_private_import_check_sees_relative_and_cross_folder_imports(tmp_path, monkeypatch):
     """The check flags what it is for: a plugin taking a sibling's private helper, a benchmark a test's."""
     plugin = tmp_path / "plugin.py"
-    plugin.write_text("def f():\n    from cammimic_unet3d.backbone import _temporal_modules, UNet3DAdapter\n")
+    plugin.write_text(
+        "def f():\n    from cammimic_unet3d.backbone import _temporal_modules, UNet3DAdapter\n"
+    )
     found = _imports("cammimic_wan.backbone", plugin, TREE_MODULES)
     assert ("cammimic_unet3d.backbone", ["_temporal_modules", "UNet3DAdapter"], 2) in found
     script = tmp_path / "script.py"
@@ -176,7 +200,9 @@ def test_the_private_import_check_sees_relative_and_cross_folder_imports(tmp_pat
 
 def test_the_import_graph_has_no_cycle():
     cycles = _cycles(_graph())
-    assert not cycles, f"import cycles among cammimic modules (function-level imports included): {cycles}"
+    assert not cycles, (
+        f"import cycles among cammimic modules (function-level imports included): {cycles}"
+    )
 
 
 def test_the_cycle_finder_finds_cycles():
@@ -186,11 +212,20 @@ def test_the_cycle_finder_finds_cycles():
 
 def test_the_run_modules_import_light():
     """What `cammimic run` goes through before it needs a model imports no heavy library."""
-    modules = ["cammimic.api", "cammimic.methods.cammimic", "cammimic.methods.homography", "cammimic.rundir",
-               "cammimic.io", "cammimic.sampling", "cammimic.results"]
-    code = (f"import sys, {', '.join(modules)};"
-            "heavy = [m for m in ('torch', 'kornia', 'cv2', 'av', 'diffusers', 'transformers', 'peft', 'matplotlib')"
-            " if m in sys.modules];"
-            "assert not heavy, heavy")
+    modules = [
+        "cammimic.api",
+        "cammimic.methods.cammimic",
+        "cammimic.methods.homography",
+        "cammimic.rundir",
+        "cammimic.io",
+        "cammimic.sampling",
+        "cammimic.results",
+    ]
+    code = (
+        f"import sys, {', '.join(modules)};"
+        "heavy = [m for m in ('torch', 'kornia', 'cv2', 'av', 'diffusers', 'transformers', 'peft', 'matplotlib')"
+        " if m in sys.modules];"
+        "assert not heavy, heavy"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

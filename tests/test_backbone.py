@@ -61,15 +61,29 @@ def test_backbones_are_registered_through_entry_points(plugin_host):
     z = table["zeroscope"]
     assert z.plugin == "zeroscope" and z.extra == "zeroscope"
     assert z.requires == ("torch", "diffusers", "transformers")
-    assert z.parameters() == {"weights": "cerspense/zeroscope_v2_576w", "revision": "", "variant": "",
-                              "torch_dtype": "auto", "vae_batch_size": 8, "attention": "sdpa"}
+    assert z.parameters() == {
+        "weights": "cerspense/zeroscope_v2_576w",
+        "revision": "",
+        "variant": "",
+        "torch_dtype": "auto",
+        "vae_batch_size": 8,
+        "attention": "sdpa",
+    }
     zs = plugin_host.create("backbone", "zeroscope")
     ms = plugin_host.create("backbone", "modelscope", {"vae_batch_size": 2, "revision": "main"})
     assert isinstance(zs, BackboneAdapter) and isinstance(ms, BackboneAdapter)
     assert (zs.default_size, zs.default_num_frames, zs.vae_scale_factor) == ((576, 320), 24, 8)
-    assert (ms.default_weights, ms.default_size, ms.default_num_frames) == ("damo-vilab/text-to-video-ms-1.7b",
-                                                                         (256, 256), 16)
-    assert ms.vae_batch_size == 2 and ms.revision == "main" and zs.revision is None and zs.variant is None
+    assert (ms.default_weights, ms.default_size, ms.default_num_frames) == (
+        "damo-vilab/text-to-video-ms-1.7b",
+        (256, 256),
+        16,
+    )
+    assert (
+        ms.vae_batch_size == 2
+        and ms.revision == "main"
+        and zs.revision is None
+        and zs.variant is None
+    )
     plugins = {p["name"]: p for p in plugin_host.plugins()}
     assert plugins["unet3d"]["hooks"] == ["locate_attention_layers"]
     assert plugins["modelscope"]["backbones"] == ["modelscope"]
@@ -77,7 +91,13 @@ def test_backbones_are_registered_through_entry_points(plugin_host):
 
 def test_tiny_weights_load_through_the_real_path(plugin_host, tiny_weights):
     assert sorted(p.name for p in tiny_weights.iterdir()) == [
-        "model_index.json", "scheduler", "text_encoder", "tokenizer", "unet", "vae"]
+        "model_index.json",
+        "scheduler",
+        "text_encoder",
+        "tokenizer",
+        "unet",
+        "vae",
+    ]
     adapter = plugin_host.create("backbone", "zeroscope")
     bb = adapter.load(str(tiny_weights), device="cpu")
     assert isinstance(bb, Backbone) and isinstance(bb, UNet3DBackbone)
@@ -90,7 +110,10 @@ def test_tiny_weights_load_through_the_real_path(plugin_host, tiny_weights):
         assert not model.training and not any(p.requires_grad for p in model.parameters())
     processors = {type(p).__name__ for p in bb.denoiser.attn_processors.values()}
     assert processors == {"AttnProcessor2_0"}
-    assert bb.scheduler_config["beta_schedule"] == "scaled_linear" and bb.scheduler_config["steps_offset"] == 1
+    assert (
+        bb.scheduler_config["beta_schedule"] == "scaled_linear"
+        and bb.scheduler_config["steps_offset"] == 1
+    )
 
 
 def test_fingerprint_is_the_architecture(backbone):
@@ -98,19 +121,28 @@ def test_fingerprint_is_the_architecture(backbone):
     assert len(fp) == 16 and int(fp, 16) >= 0
     # loaded (lists in the JSON config) and built in code (tuples) agree
     built = build_components("tiny")["unet"]
-    assert UNet3DBackbone("x", "", "cpu", torch.float32, built, None, None, None, {}).fingerprint() == fp
+    assert (
+        UNet3DBackbone("x", "", "cpu", torch.float32, built, None, None, None, {}).fingerprint()
+        == fp
+    )
     with torch.device("meta"):
         big = UNet3DConditionModel(**PRESETS["zeroscope"]["unet"])
-    assert UNet3DBackbone("x", "", "cpu", torch.float32, big, None, None, None, {}).fingerprint() != fp
+    assert (
+        UNet3DBackbone("x", "", "cpu", torch.float32, big, None, None, None, {}).fingerprint() != fp
+    )
 
 
 def test_bfloat16_on_cpu(tiny_weights):
-    bb = UNet3DAdapter("zeroscope", "x", (64, 64), 8).load(tiny_weights, torch_dtype="bf16", device="cpu")
+    bb = UNet3DAdapter("zeroscope", "x", (64, 64), 8).load(
+        tiny_weights, torch_dtype="bf16", device="cpu"
+    )
     assert bb.denoiser.dtype == torch.bfloat16 and bb.text_encoder.dtype == torch.bfloat16
     assert bb.vae.dtype == torch.float32  # the VAE stays float32 under any half-precision UNet
     z, t, e = inputs(bb)
     assert e.dtype == torch.bfloat16 and bb.predict_noise(z, t, e).dtype == torch.bfloat16
-    assert bb.encode_video(frames(2)).dtype == torch.float32  # cached latents are not rounded to bfloat16
+    assert (
+        bb.encode_video(frames(2)).dtype == torch.float32
+    )  # cached latents are not rounded to bfloat16
 
 
 # -- errors -----------------------------------------------------------------------------
@@ -169,9 +201,14 @@ def test_hub_id_unavailable_offline(monkeypatch, tmp_path, how):
         adapter.load(**kwargs)
     assert time.perf_counter() - start < 5  # no network wait
     msg = one_line(e)
-    assert msg.startswith('zeroscope weights "cerspense/zeroscope_v2_576w" are not in the Hugging Face cache')
+    assert msg.startswith(
+        'zeroscope weights "cerspense/zeroscope_v2_576w" are not in the Hugging Face cache'
+    )
     assert str(tmp_path / "hf" / "hub") in msg
-    assert "--weights /path/to/zeroscope_v2_576w" in msg and "unet/ vae/ text_encoder/ tokenizer/ scheduler/" in msg
+    assert (
+        "--weights /path/to/zeroscope_v2_576w" in msg
+        and "unet/ vae/ text_encoder/ tokenizer/ scheduler/" in msg
+    )
 
 
 def test_bad_settings_are_rejected_with_the_choices(tiny_weights):
@@ -180,9 +217,13 @@ def test_bad_settings_are_rejected_with_the_choices(tiny_weights):
         adapter.load(tiny_weights, torch_dtype="fp16", device="cpu")
     with pytest.raises(CammimicError, match=r"float16 is not supported on the CPU"):
         adapter.load(tiny_weights, torch_dtype=torch.float16, device="cpu")
-    with pytest.raises(CammimicError, match=r"torch_dtype 'float64' is unknown. Try one of \['auto'"):
+    with pytest.raises(
+        CammimicError, match=r"torch_dtype 'float64' is unknown. Try one of \['auto'"
+    ):
         adapter.load(tiny_weights, torch_dtype="float64", device="cpu")
-    with pytest.raises(CammimicError, match=r"attention 'flash' is unknown. Try one of \['sdpa', 'default'\]"):
+    with pytest.raises(
+        CammimicError, match=r"attention 'flash' is unknown. Try one of \['sdpa', 'default'\]"
+    ):
         adapter.load(tiny_weights, attention="flash", device="cpu")
     with pytest.raises(CammimicError, match=r"vae_batch_size must be at least 1"):
         adapter.load(tiny_weights, vae_batch_size=0, device="cpu")
@@ -190,7 +231,9 @@ def test_bad_settings_are_rejected_with_the_choices(tiny_weights):
         with pytest.raises(CammimicError, match=r"CUDA is not available; use device 'cpu'"):
             adapter.load(tiny_weights, device="cuda")
     bb = adapter.load(tiny_weights, attention="default", device="cpu")
-    with pytest.raises(CammimicError, match=r"sampler 'euler' is unknown. Try one of \['ddim', 'dpm'\]"):
+    with pytest.raises(
+        CammimicError, match=r"sampler 'euler' is unknown. Try one of \['ddim', 'dpm'\]"
+    ):
         bb.sampling_scheduler("euler")
     with pytest.raises(CammimicError, match=r"uint8 frames \(T, H, W, 3\), got float64"):
         bb.encode_video(np.zeros((2, 64, 64, 3)))
@@ -249,11 +292,16 @@ def test_predict_noise_is_deterministic_and_broadcasts_the_prompt(backbone):
 def test_schedulers(backbone):
     train = backbone.training_scheduler()
     assert type(train).__name__ == "DDPMScheduler" and train.config.num_train_timesteps == 1000
-    assert train.config.beta_schedule == "scaled_linear" and abs(train.config.beta_end - 0.012) < 1e-12
+    assert (
+        train.config.beta_schedule == "scaled_linear" and abs(train.config.beta_end - 0.012) < 1e-12
+    )
     ddim = backbone.sampling_scheduler("ddim")
     dpm = backbone.sampling_scheduler("dpm")
     assert type(ddim).__name__ == "DDIMScheduler" and ddim.config.set_alpha_to_one is False
-    assert type(dpm).__name__ == "DPMSolverMultistepScheduler" and dpm.config.algorithm_type == "dpmsolver++"
+    assert (
+        type(dpm).__name__ == "DPMSolverMultistepScheduler"
+        and dpm.config.algorithm_type == "dpmsolver++"
+    )
     ddim.set_timesteps(4)
     assert ddim.timesteps.tolist() == [751, 501, 251, 1]  # steps_offset 1, "leading" spacing
     assert backbone.sampling_scheduler("ddim") is not ddim
@@ -279,11 +327,19 @@ def test_locator_on_the_tiny_unet(plugin_host, backbone):
     with_ff = plugin_host.locate_attention_layers("modelscope", backbone.denoiser, include_ff=True)
     assert (len(with_ff.spatial), len(with_ff.temporal), len(with_ff.pairs)) == (36, 70, 24)
     added = set(with_ff.spatial) - set(layers.spatial)
-    assert added == {n for n in modules if ".attentions." in n and n.endswith((".ff.net.0.proj", ".ff.net.2"))}
+    assert added == {
+        n for n in modules if ".attentions." in n and n.endswith((".ff.net.0.proj", ".ff.net.2"))
+    }
     assert set(with_ff.temporal) - set(layers.temporal) == {
-        n for n in modules if ("temp_attentions" in n or "transformer_in" in n) and n.endswith((".ff.net.0.proj", ".ff.net.2"))}
+        n
+        for n in modules
+        if ("temp_attentions" in n or "transformer_in" in n)
+        and n.endswith((".ff.net.0.proj", ".ff.net.2"))
+    }
     # any backbone whose denoiser is a UNet3D; other models are left to other plugins
-    assert cammimic_unet3d.locate_attention_layers("someone-else", backbone.denoiser, False) == layers
+    assert (
+        cammimic_unet3d.locate_attention_layers("someone-else", backbone.denoiser, False) == layers
+    )
     assert cammimic_unet3d.locate_attention_layers("zeroscope", backbone.vae, False) is None
 
 
@@ -298,8 +354,10 @@ def test_locator_on_the_real_zeroscope_architecture():
     modules = dict(unet.named_modules())
     assert all(modules[s].weight.shape == modules[t].weight.shape for s, t in layers.pairs)
     assert "mid_block.attentions.0.transformer_blocks.0.attn1.to_v" in layers.spatial
-    assert ("up_blocks.3.attentions.2.transformer_blocks.0.attn1.to_out.0",
-            "up_blocks.3.temp_attentions.2.transformer_blocks.0.attn1.to_out.0") in layers.pairs
+    assert (
+        "up_blocks.3.attentions.2.transformer_blocks.0.attn1.to_out.0",
+        "up_blocks.3.temp_attentions.2.transformer_blocks.0.attn1.to_out.0",
+    ) in layers.pairs
 
 
 # -- temporal bypass --------------------------------------------------------------------
@@ -307,7 +365,11 @@ def test_locator_on_the_real_zeroscope_architecture():
 
 class _NoTemporalTransformer(torch.nn.Module):
     def forward(self, hidden_states, *args, return_dict=True, **kwargs):
-        return TransformerTemporalModelOutput(sample=hidden_states) if return_dict else (hidden_states,)
+        return (
+            TransformerTemporalModelOutput(sample=hidden_states)
+            if return_dict
+            else (hidden_states,)
+        )
 
 
 class _NoTemporalConv(torch.nn.Module):
@@ -327,7 +389,11 @@ def without_temporal_modules(unet):
         if isinstance(module, (TransformerTemporalModel, TemporalConvLayer)):
             parent, _, child = name.rpartition(".")
             owner = unet.get_submodule(parent) if parent else unet
-            identity = _NoTemporalTransformer() if isinstance(module, TransformerTemporalModel) else _NoTemporalConv()
+            identity = (
+                _NoTemporalTransformer()
+                if isinstance(module, TransformerTemporalModel)
+                else _NoTemporalConv()
+            )
             owner._modules[child] = identity
             swapped.append((owner, child, module))
     try:
@@ -344,11 +410,15 @@ def test_temporal_bypass_equals_a_unet_without_temporal_modules(backbone):
         with backbone.temporal_bypass():
             bypassed = backbone.predict_noise(z, t, e)
             with backbone.temporal_bypass():  # nesting is harmless
-                torch.testing.assert_close(backbone.predict_noise(z, t, e), bypassed, rtol=0, atol=0)
+                torch.testing.assert_close(
+                    backbone.predict_noise(z, t, e), bypassed, rtol=0, atol=0
+                )
         after = backbone.predict_noise(z, t, e)
         with without_temporal_modules(backbone.denoiser) as replaced:
             expected = backbone.predict_noise(z, t, e)
-        assert replaced == 1 + 6 + 12  # transformer_in, temp_attentions.*, temp_convs.* (one per resnet)
+        assert (
+            replaced == 1 + 6 + 12
+        )  # transformer_in, temp_attentions.*, temp_convs.* (one per resnet)
         torch.testing.assert_close(backbone.predict_noise(z, t, e), before, rtol=0, atol=0)
     torch.testing.assert_close(bypassed, expected, rtol=0, atol=0)
     assert (bypassed - before).abs().max() > 1e-3  # temporal modules do act on one frame
@@ -366,8 +436,12 @@ def test_temporal_bypass_is_undone_after_an_exception(backbone):
 
 def test_temporal_weights_get_no_gradient_inside_the_bypass(backbone):
     z, t, e = inputs(backbone, t=1)
-    temporal = [p for m in backbone.denoiser.modules() if isinstance(m, (TransformerTemporalModel, TemporalConvLayer))
-                for p in m.parameters()]
+    temporal = [
+        p
+        for m in backbone.denoiser.modules()
+        if isinstance(m, (TransformerTemporalModel, TemporalConvLayer))
+        for p in m.parameters()
+    ]
     spatial = backbone.denoiser.get_submodule(SPATIAL_Q).weight
     for p in [*temporal, spatial]:
         p.requires_grad_(True)
@@ -386,8 +460,15 @@ def test_temporal_weights_get_no_gradient_inside_the_bypass(backbone):
 
 def gradients(backbone, frames=4, bypass=False):
     z, t, e = inputs(backbone, t=frames)
-    params = [backbone.denoiser.get_submodule(n).weight for n in (SPATIAL_Q, TEMPORAL_Q, "mid_block.resnets.1.conv1",
-                                                               "up_blocks.1.attentions.2.proj_out")]
+    params = [
+        backbone.denoiser.get_submodule(n).weight
+        for n in (
+            SPATIAL_Q,
+            TEMPORAL_Q,
+            "mid_block.resnets.1.conv1",
+            "up_blocks.1.attentions.2.proj_out",
+        )
+    ]
     for p in params:
         p.grad = None
         p.requires_grad_(True)
@@ -405,7 +486,9 @@ def test_diffusers_unet3d_refuses_its_own_gradient_checkpointing(backbone):
 
 def test_gradient_checkpointing_gives_the_same_gradients(backbone):
     calls = []
-    backbone.denoiser.get_submodule("down_blocks.0.resnets.0").register_forward_hook(lambda *a: calls.append(1))
+    backbone.denoiser.get_submodule("down_blocks.0.resnets.0").register_forward_hook(
+        lambda *a: calls.append(1)
+    )
     plain = gradients(backbone)
     assert len(calls) == 1 and all(g.abs().max() > 1e-5 for g in plain)
     backbone.set_gradient_checkpointing(True)
@@ -443,10 +526,17 @@ def test_a_vae_that_decodes_non_finite_values_is_refused_in_one_line(tiny_weight
 
     from cammimic.errors import CammimicError
 
-    backbone = UNet3DAdapter(name="zeroscope", default_weights=str(tiny_weights), default_size=(64, 64),
-                             default_num_frames=8).load(device="cpu")
+    backbone = UNet3DAdapter(
+        name="zeroscope",
+        default_weights=str(tiny_weights),
+        default_size=(64, 64),
+        default_num_frames=8,
+    ).load(device="cpu")
     z = torch.zeros(1, 4, 3, 8, 8)
     assert backbone.decode_latents(z).shape == (3, 64, 64, 3)
     z[0, :, 1] = float("inf")
-    with pytest.raises(CammimicError, match=r"^the VAE decoded non-finite values in frames 0\.\.2 .*--dtype float32"):
+    with pytest.raises(
+        CammimicError,
+        match=r"^the VAE decoded non-finite values in frames 0\.\.2 .*--dtype float32",
+    ):
         backbone.decode_latents(z)

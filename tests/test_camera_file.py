@@ -26,7 +26,9 @@ def user_png(tmp_path_factory):
     import cv2
 
     d = tmp_path_factory.mktemp("camfile")
-    cv2.imwrite(str(d / "user.png"), cv2.cvtColor(photo("coffee", 1.0)[:256, :384], cv2.COLOR_RGB2BGR))
+    cv2.imwrite(
+        str(d / "user.png"), cv2.cvtColor(photo("coffee", 1.0)[:256, :384], cv2.COLOR_RGB2BGR)
+    )
     return d / "user.png"
 
 
@@ -36,8 +38,24 @@ def _write(path, data):
 
 
 def _run(reference, image, out) -> dict:
-    assert main(["run", str(reference), str(image), "--method", "homography", "--width", str(W), "--height", str(H),
-                 "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(reference),
+                str(image),
+                "--method",
+                "homography",
+                "--width",
+                str(W),
+                "--height",
+                str(H),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return json.loads((out / "motion.json").read_text())["trajectory"]
 
 
@@ -45,7 +63,9 @@ def test_unedited_file_gives_the_exact_homographies_back(tmp_path):
     steps = camera_path("orbit", 9, W, H)  # pan, zoom, roll and perspective
     motion = MotionEstimate(homographies=steps, width=W, height=H, estimator="truth")
     data = to_camera_file(motion)
-    assert [f["frame"] for f in data["frames"]] == list(range(9)) and data["format"] == "cammimic-camera"
+    assert [f["frame"] for f in data["frames"]] == list(range(9)) and data[
+        "format"
+    ] == "cammimic-camera"
     cum = summarize(motion)["cumulative"]
     assert [f["pan"] for f in data["frames"]] == pytest.approx(cum["pan"], abs=1e-9)
     path = load_path_file(_write(tmp_path / "cam.json", data))
@@ -76,8 +96,21 @@ def test_edited_numbers_win_and_keep_the_perspective(tmp_path):
 def test_an_edited_pan_and_zoom_change_the_rendered_output(tmp_path, user_png):
     """Export a preset's camera, edit it, run: the output's measured motion is the edit."""
     cam = tmp_path / "cam.json"
-    assert main(["motion", "camera:pan-left:frames=9,ease=linear", "--width", str(W), "--height", str(H),
-                 "--camera-file", str(cam)]) == 0
+    assert (
+        main(
+            [
+                "motion",
+                "camera:pan-left:frames=9,ease=linear",
+                "--width",
+                str(W),
+                "--height",
+                str(H),
+                "--camera-file",
+                str(cam),
+            ]
+        )
+        == 0
+    )
     data = json.loads(cam.read_text())
     plain = _run(cam, user_png, tmp_path / "plain")
     for f in data["frames"]:  # twice the pan, and a steady zoom-in to 1.2x
@@ -85,9 +118,12 @@ def test_an_edited_pan_and_zoom_change_the_rendered_output(tmp_path, user_png):
         f["zoom"] = 1.2 ** (f["frame"] / 8)
     edited = _run(_write(tmp_path / "edited.json", data), user_png, tmp_path / "edited")
     assert plain["output"]["cumulative"]["pan"][-1] < -0.1
-    assert edited["reference"]["cumulative"]["pan"][-1] == pytest.approx(2 * plain["reference"]["cumulative"]["pan"][-1])
+    assert edited["reference"]["cumulative"]["pan"][-1] == pytest.approx(
+        2 * plain["reference"]["cumulative"]["pan"][-1]
+    )
     assert edited["output"]["cumulative"]["pan"][-1] == pytest.approx(
-        2 * plain["output"]["cumulative"]["pan"][-1], rel=0.05)
+        2 * plain["output"]["cumulative"]["pan"][-1], rel=0.05
+    )
     assert edited["output"]["cumulative"]["zoom"][-1] == pytest.approx(1.2, rel=0.01)
     assert plain["output"]["cumulative"]["zoom"][-1] == pytest.approx(1.0, abs=0.01)
 
@@ -96,18 +132,30 @@ def test_numbers_alone_and_bad_numbers(tmp_path, capsys, user_png):
     frames = [{"pan": 0.02 * k, "tilt": 0, "zoom": 1, "roll": 0} for k in range(5)]
     rf, _ = path_homographies({"width": W, "height": H, "frames": frames}, "x")
     assert np.allclose(rf, similarity(0.02, 0, 1, 0), atol=1e-12)
-    bad = dict(format="cammimic-camera", width=W, height=H, frames=[*frames[:2], {**frames[2], "zoom": -1}])
+    bad = dict(
+        format="cammimic-camera", width=W, height=H, frames=[*frames[:2], {**frames[2], "zoom": -1}]
+    )
     path = _write(tmp_path / "bad.json", bad)
-    assert main(["run", str(path), str(user_png), "--method", "homography", "-o", str(tmp_path / "o")]) == 1
+    assert (
+        main(["run", str(path), str(user_png), "--method", "homography", "-o", str(tmp_path / "o")])
+        == 1
+    )
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"camera file {path}: frames[2].zoom must be a finite number > 0, got -1" in err
+    assert (
+        err.count("\n") == 1
+        and f"camera file {path}: frames[2].zoom must be a finite number > 0, got -1" in err
+    )
     with pytest.raises(CammimicError, match=r"frames\[0\].homography must be a 3x3 list"):
-        path_homographies({"width": W, "height": H, "frames": [{**frames[0], "homography": [1, 2]}, frames[1]]}, "x")
+        path_homographies(
+            {"width": W, "height": H, "frames": [{**frames[0], "homography": [1, 2]}, frames[1]]},
+            "x",
+        )
     with pytest.raises(CammimicError, match="version 2 is unknown"):
         path_homographies({"width": W, "height": H, "version": 2, "frames": frames}, "x")
 
 
 # -- RealEstate10K ------------------------------------------------------------------------------
+
 
 def _re10k(path, poses, fx=0.5, fy=0.75):
     """A RealEstate10K camera .txt: URL line, then timestamp fx fy cx cy k1 k2 and [R | t] per frame."""
@@ -145,28 +193,49 @@ def test_re10k_translation_goes_through_the_plane_at_the_given_depth(tmp_path):
     shift = f * 0.4 / 2.0  # pixels the plane at depth 2 slides left after 4 frames
     assert near["frames"][-1]["pan"] == pytest.approx(shift / (H / 2), rel=1e-9)
     assert far["frames"][-1]["pan"] == pytest.approx(near["frames"][-1]["pan"] / 2, rel=1e-9)
-    assert read_re10k(src, width=W, height=H, depth=math.inf)["frames"][-1]["pan"] == pytest.approx(0, abs=1e-12)
+    assert read_re10k(src, width=W, height=H, depth=math.inf)["frames"][-1]["pan"] == pytest.approx(
+        0, abs=1e-12
+    )
     assert len(read_re10k(src, width=W, height=H, frames=3)["frames"]) == 3
 
 
 def test_import_camera_command_then_run(tmp_path, user_png, capsys):
     src = _re10k(tmp_path / "clip.txt", [(_yaw(-0.8 * k), [0, 0.02 * k, 0]) for k in range(9)])
     cam = tmp_path / "cam.json"
-    assert main(["import-camera", str(src), "-o", str(cam), "--width", str(W), "--height", str(H),
-                 "--depth", "3"]) == 0
+    assert (
+        main(
+            [
+                "import-camera",
+                str(src),
+                "-o",
+                str(cam),
+                "--width",
+                str(W),
+                "--height",
+                str(H),
+                "--depth",
+                "3",
+            ]
+        )
+        == 0
+    )
     assert "9 frames at 192x128" in capsys.readouterr().out
     data = json.loads(cam.read_text())
     assert data["source"]["plane"]["depth"] == 3.0
     traj = _run(cam, user_png, tmp_path / "out")
     assert traj["reference"]["cumulative"]["pan"][-1] < -0.05  # the camera turns left
-    assert traj["output"]["cumulative"]["pan"][-1] == pytest.approx(traj["reference"]["cumulative"]["pan"][-1], rel=0.1)
+    assert traj["output"]["cumulative"]["pan"][-1] == pytest.approx(
+        traj["reference"]["cumulative"]["pan"][-1], rel=0.1
+    )
     # bad files: one line each, naming the line
     bad = tmp_path / "bad.txt"
     bad.write_text("https://example\n0 0.5 0.5 0.5 0.5 0 0 1 0 0\n")
     assert main(["import-camera", str(bad), "-o", str(tmp_path / "x.json")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "bad.txt line 2: 10 numbers, a frame line has 19" in err
-    assert main(["import-camera", str(tmp_path / "missing.txt"), "-o", str(tmp_path / "x.json")]) == 1
+    assert (
+        main(["import-camera", str(tmp_path / "missing.txt"), "-o", str(tmp_path / "x.json")]) == 1
+    )
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
 

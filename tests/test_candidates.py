@@ -18,8 +18,25 @@ import cammimic
 from cammimic.cli import main
 from cammimic.io import read_video
 
-FAST = ["--frames", "8", "--width", "64", "--height", "64", "--stage1-steps", "2", "--stage2-steps", "1",
-        "--steps", "3", "--spatial-rank", "4", "--temporal-rank", "4", "-q"]
+FAST = [
+    "--frames",
+    "8",
+    "--width",
+    "64",
+    "--height",
+    "64",
+    "--stage1-steps",
+    "2",
+    "--stage2-steps",
+    "1",
+    "--steps",
+    "3",
+    "--spatial-rank",
+    "4",
+    "--temporal-rank",
+    "4",
+    "-q",
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +46,24 @@ def inputs(tmp_path_factory):
 
 def run_args(inputs, weights, out, *extra):
     ref, user = inputs
-    return [str(a) for a in ["run", ref, user, "--prompt", "a cup of coffee", "--reference-prompt", "an astronaut",
-                             "--weights", weights, "-o", out, *FAST, *extra]]
+    return [
+        str(a)
+        for a in [
+            "run",
+            ref,
+            user,
+            "--prompt",
+            "a cup of coffee",
+            "--reference-prompt",
+            "an astronaut",
+            "--weights",
+            weights,
+            "-o",
+            out,
+            *FAST,
+            *extra,
+        ]
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +85,18 @@ def test_three_candidates_are_sampled_scored_and_recorded(three):
     cands = run["candidates"]
     assert [c["seed"] for c in cands] == [0, 1, 2] and [c["index"] for c in cands] == [0, 1, 2]
     for c in cands:
-        assert set(c) >= {"seed", "camera_score", "camera_score_valid", "camera_score_reason", "psnr_first",
-                          "ssim_first", "psnr_in_view", "seconds", "video", "kept"}
+        assert set(c) >= {
+            "seed",
+            "camera_score",
+            "camera_score_valid",
+            "camera_score_reason",
+            "psnr_first",
+            "ssim_first",
+            "psnr_in_view",
+            "seconds",
+            "video",
+            "kept",
+        }
         assert c["seconds"] > 0 and np.isfinite(c["psnr_first"]) and -1 <= c["ssim_first"] <= 1
         assert read_video(out / c["video"]).frames.shape == (8, 64, 64, 3)
     # noise from random weights: no candidate's motion can be read, so none is valid and the first is kept
@@ -68,7 +111,9 @@ def test_three_candidates_are_sampled_scored_and_recorded(three):
     lines = [line for line in printed.splitlines() if line.startswith("candidate seed")]
     assert len(lines) == 3 and lines[0].endswith("(kept)") and "CameraScore invalid" in lines[1]
     report = (out / "report.html").read_text()
-    assert 'id="candidates"' in report and all(f'src="candidates/seed-{s}.mp4"' in report for s in (0, 1, 2))
+    assert 'id="candidates"' in report and all(
+        f'src="candidates/seed-{s}.mp4"' in report for s in (0, 1, 2)
+    )
     assert "seed 0 · CameraScore invalid · kept" in report
 
 
@@ -80,15 +125,29 @@ def test_one_candidate_is_the_run_without_candidates(three, inputs, tiny_weights
         out = tmp_path / f"one{len(extra)}"
         assert main(run_args(inputs, tiny_weights, out, *extra)) == 0
         names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-        assert names == {"output.mp4", "weak.mp4", "side_by_side.mp4", "trajectory.png", "score.json", "motion.json",
-                         "config.toml", "run.json", "report.html", "losses.csv", "lora/spatial.safetensors",
-                         "lora/temporal.safetensors", "lora/layers.json"}
+        assert names == {
+            "output.mp4",
+            "weak.mp4",
+            "side_by_side.mp4",
+            "trajectory.png",
+            "score.json",
+            "motion.json",
+            "config.toml",
+            "run.json",
+            "report.html",
+            "losses.csv",
+            "lora/spatial.safetensors",
+            "lora/temporal.safetensors",
+            "lora/layers.json",
+        }
         run = json.loads((out / "run.json").read_text())
         assert "candidates" not in run and "kept_seed" not in run
         assert 'id="candidates"' not in (out / "report.html").read_text()
         for name in ("output.mp4", "side_by_side.mp4", "score.json", "lora/temporal.safetensors"):
             assert (out / name).read_bytes() == (three_out / name).read_bytes(), name
-        assert (out / "output.mp4").read_bytes() == (three_out / "candidates" / "seed-0.mp4").read_bytes()
+        assert (out / "output.mp4").read_bytes() == (
+            three_out / "candidates" / "seed-0.mp4"
+        ).read_bytes()
 
 
 class BrightnessPan:
@@ -102,7 +161,9 @@ class BrightnessPan:
         means = frames.reshape(len(frames), -1).mean(axis=1)
         hs = np.repeat(np.eye(3)[None], len(frames) - 1, axis=0)
         hs[:, 0, 2] = np.diff(means) * 0.5
-        return MotionEstimate(homographies=hs, width=frames.shape[2], height=frames.shape[1], estimator=self.name)
+        return MotionEstimate(
+            homographies=hs, width=frames.shape[2], height=frames.shape[1], estimator=self.name
+        )
 
 
 class StepLog:
@@ -143,22 +204,45 @@ def test_the_kept_candidate_has_the_lowest_valid_score(inputs, tiny_weights, tmp
     its score, and sampling its seed again from the run's LoRAs gives output.mp4's frames. The
     progress callback hears every step."""
     ref, user = inputs
-    settings = dict(prompt="a cup of coffee", frames=8, width=64, height=64, seed=5, finetune__stage1_steps=2,
-                    finetune__stage2_steps=1, sampling__steps=3, lora__spatial_rank=4, lora__temporal_rank=4,
-                    backbone__weights=str(tiny_weights), motion_estimator__name="brightness-pan",
-                    guidance=[{"name": "homography"}, {"name": "step-log"}])
+    settings = dict(
+        prompt="a cup of coffee",
+        frames=8,
+        width=64,
+        height=64,
+        seed=5,
+        finetune__stage1_steps=2,
+        finetune__stage2_steps=1,
+        sampling__steps=3,
+        lora__spatial_rank=4,
+        lora__temporal_rank=4,
+        backbone__weights=str(tiny_weights),
+        motion_estimator__name="brightness-pan",
+        guidance=[{"name": "homography"}, {"name": "step-log"}],
+    )
     steps = []  # the progress callback: every training and sampling step, one Phase 1 and four samplings
-    result = cammimic.transfer(ref, user, tmp_path / "four", candidates=4, progress=lambda *s: steps.append(s),
-                               host=host, **settings)
-    assert steps == ([("stage 1", i, 2) for i in range(3)] + [("stage 2", i, 1) for i in range(2)]
-                     + 4 * [("sampling", i, 3) for i in range(4)])
+    result = cammimic.transfer(
+        ref,
+        user,
+        tmp_path / "four",
+        candidates=4,
+        progress=lambda *s: steps.append(s),
+        host=host,
+        **settings,
+    )
+    assert steps == (
+        [("stage 1", i, 2) for i in range(3)]
+        + [("stage 2", i, 1) for i in range(2)]
+        + 4 * [("sampling", i, 3) for i in range(4)]
+    )
     cands = result.manifest["candidates"]
     assert [c["seed"] for c in cands] == [5, 6, 7, 8]
     assert all(c["camera_score_valid"] for c in cands)
     scores = [c["camera_score"] for c in cands]
     assert len(set(scores)) == 4  # the seeds' videos differ, so do their scores
     best = int(np.argmin(scores))
-    assert [c["kept"] for c in cands] == [i == best for i in range(4)] and result.manifest["kept_seed"] == 5 + best
+    assert [c["kept"] for c in cands] == [i == best for i in range(4)] and result.manifest[
+        "kept_seed"
+    ] == 5 + best
     assert result.camera_score == scores[best] == result.manifest["camera_score"]
     score = json.loads((tmp_path / "four" / "score.json").read_text())
     assert score["camera_score"] == scores[best]
@@ -166,11 +250,20 @@ def test_the_kept_candidate_has_the_lowest_valid_score(inputs, tiny_weights, tmp
     assert (out / "output.mp4").read_bytes() == (out / cands[best]["video"]).read_bytes()
 
     # the kept seed sampled alone from the same LoRAs is output.mp4, frame for frame
-    again = cammimic.sample(ref, user, tmp_path / "again", spatial_lora=out / "lora" / "spatial.safetensors",
-                            temporal_lora=out / "lora" / "temporal.safetensors", progress=False, host=host,
-                            **(settings | {"seed": 5 + best}))
+    again = cammimic.sample(
+        ref,
+        user,
+        tmp_path / "again",
+        spatial_lora=out / "lora" / "spatial.safetensors",
+        temporal_lora=out / "lora" / "temporal.safetensors",
+        progress=False,
+        host=host,
+        **(settings | {"seed": 5 + best}),
+    )
     assert "candidates" not in again.manifest and again.camera_score == scores[best]
-    assert np.array_equal(read_video(tmp_path / "again" / "output.mp4").frames, read_video(out / "output.mp4").frames)
+    assert np.array_equal(
+        read_video(tmp_path / "again" / "output.mp4").frames, read_video(out / "output.mp4").frames
+    )
     # the guidance record of run.json is the kept candidate's sampling, not the last one's
     logged = json.loads((out / "run.json").read_text())["components"]["guidance"][1]
     assert logged["name"] == "step-log" and [h["seed"] for h in logged["history"]] == [5 + best] * 3
@@ -191,29 +284,58 @@ def test_each_candidate_keeps_its_own_guidance_history():
             term.apply(frames.astype(np.float64), attrs.make_class("S", ["step"])(step))
         return frames
 
-    still = MotionEstimate(homographies=np.repeat(np.eye(3)[None], 2, axis=0), width=8, height=8, estimator="t")
-    cands = sample_candidates(sample, [3, 4, 5], estimator=BrightnessPan(), reference_motion=still,
-                              image=np.zeros((8, 8, 3), np.uint8), guidance_terms=[term, silent])
+    still = MotionEstimate(
+        homographies=np.repeat(np.eye(3)[None], 2, axis=0), width=8, height=8, estimator="t"
+    )
+    cands = sample_candidates(
+        sample,
+        [3, 4, 5],
+        estimator=BrightnessPan(),
+        reference_motion=still,
+        image=np.zeros((8, 8, 3), np.uint8),
+        guidance_terms=[term, silent],
+    )
     for c in cands:
         log, none = c.guidance_history
-        assert none is None and [(h["step"], h["seed"], h["mean"]) for h in log] == [(0, c.seed, c.seed * 20.0),
-                                                                                   (1, c.seed, c.seed * 20.0)]
+        assert none is None and [(h["step"], h["seed"], h["mean"]) for h in log] == [
+            (0, c.seed, c.seed * 20.0),
+            (1, c.seed, c.seed * 20.0),
+        ]
 
 
 def _candidate(i, score, valid=True, ssim=0.5):
     from cammimic.candidates import Candidate
 
     scored = attrs.make_class("S", {"score": attrs.field(), "valid": attrs.field()})(score, valid)
-    return Candidate(index=i, seed=i, frames=None, motion=None, scored=scored, scene={"ssim_first": ssim}, seconds=0.0)
+    return Candidate(
+        index=i,
+        seed=i,
+        frames=None,
+        motion=None,
+        scored=scored,
+        scene={"ssim_first": ssim},
+        seconds=0.0,
+    )
 
 
 def test_choose_skips_invalid_scores_and_breaks_ties_by_scene():
     from cammimic.candidates import choose
 
     assert choose([_candidate(0, 0.3), _candidate(1, 0.01, valid=False), _candidate(2, 0.2)]) == 2
-    assert choose([_candidate(0, 0.1, valid=False), _candidate(1, 0.2, valid=False)]) == 0  # none valid: the first
+    assert (
+        choose([_candidate(0, 0.1, valid=False), _candidate(1, 0.2, valid=False)]) == 0
+    )  # none valid: the first
     assert choose([_candidate(0, float("nan")), _candidate(1, 0.4)]) == 1
-    assert choose([_candidate(0, 0.2, ssim=0.1), _candidate(1, 0.2, ssim=0.6), _candidate(2, 0.2, ssim=0.6)]) == 1
+    assert (
+        choose(
+            [
+                _candidate(0, 0.2, ssim=0.1),
+                _candidate(1, 0.2, ssim=0.6),
+                _candidate(2, 0.2, ssim=0.6),
+            ]
+        )
+        == 1
+    )
 
 
 def test_candidate_seeds_wrap_in_the_seed_range():
@@ -223,15 +345,26 @@ def test_candidate_seeds_wrap_in_the_seed_range():
     assert candidate_seeds(2**63 - 1, 2) == [2**63 - 1, 0]
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--candidates", "0"], "0 is not in the range x>=1"),
-    (["--candidates", "65"], "candidates (command line) = 65 is out of range [1, 64]"),
-    (["--candidates", "2", "--method", "homography"], "--candidates has no effect with --method homography"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--candidates", "0"], "0 is not in the range x>=1"),
+        (["--candidates", "65"], "candidates (command line) = 65 is out of range [1, 64]"),
+        (
+            ["--candidates", "2", "--method", "homography"],
+            "--candidates has no effect with --method homography",
+        ),
+    ],
+)
 def test_bad_candidates_are_refused_in_one_line(inputs, tmp_path, capsys, extra, message):
     code = main(["run", *map(str, inputs), "-o", str(tmp_path / "o"), *extra])
     err = capsys.readouterr().err
-    assert code != 0 and len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err, err
+    assert (
+        code != 0
+        and len(err.strip().splitlines()) == 1
+        and message in err
+        and "Traceback" not in err
+    ), err
     assert not (tmp_path / "o").exists()
 
 
@@ -245,18 +378,29 @@ def test_the_web_app_passes_candidates_bounded(tmp_path):
 
     assert INPUT_NAMES[21] == "candidates"
     settings = UISettings(runs_dir=tmp_path)
-    base = dict(camera_preset="zoom-in", image="a.png", method="cammimic", prompt="a scene", backbone="zeroscope")
+    base = dict(
+        camera_preset="zoom-in",
+        image="a.png",
+        method="cammimic",
+        prompt="a scene",
+        backbone="zeroscope",
+    )
 
     def overrides(**kw):
-        return transfer_call(TransferRequest(**{**base, **kw}), tmp_path / "r", settings,
-                             backbones=["zeroscope"])["overrides"]
+        return transfer_call(
+            TransferRequest(**{**base, **kw}), tmp_path / "r", settings, backbones=["zeroscope"]
+        )["overrides"]
 
-    assert overrides(candidates=3)["candidates"] == 3 and overrides(candidates=8.0)["candidates"] == 8
+    assert (
+        overrides(candidates=3)["candidates"] == 3 and overrides(candidates=8.0)["candidates"] == 8
+    )
     assert "candidates" not in overrides()  # 1: one sampling, the config's default
     assert "candidates" not in overrides(method="homography", candidates=3)
-    for value, line in [(9, "candidates must be between 1 and 8 on this server, got 9"),
-                        (0, "candidates must be between 1 and 8 on this server, got 0"),
-                        (2.5, "candidates must be a whole number, got '2.5'")]:
+    for value, line in [
+        (9, "candidates must be between 1 and 8 on this server, got 9"),
+        (0, "candidates must be between 1 and 8 on this server, got 0"),
+        (2.5, "candidates must be a whole number, got '2.5'"),
+    ]:
         with pytest.raises(cammimic.CammimicError) as info:
             overrides(candidates=value)
         assert str(info.value) == line
@@ -291,8 +435,17 @@ def test_the_benchmarks_curve_is_the_mean_over_every_subset():
     import math
 
     bench = _bench()
-    cands = [{"camera_score": s, "camera_score_valid": v} for s, v in
-             [(0.5, True), (0.1, False), (0.3, True), (0.9, True), (0.2, True), (0.05, False)]]
+    cands = [
+        {"camera_score": s, "camera_score_valid": v}
+        for s, v in [
+            (0.5, True),
+            (0.1, False),
+            (0.3, True),
+            (0.9, True),
+            (0.2, True),
+            (0.05, False),
+        ]
+    ]
     assert bench.kept_prefix(cands, 1) == 0.5 and bench.kept_prefix(cands, 3) == 0.3
     assert math.isnan(bench.kept_prefix(cands[1:2], 1))
     for n in range(1, 7):
@@ -309,15 +462,37 @@ def test_the_benchmarks_curve_is_the_mean_over_every_subset():
 def test_the_benchmark_runs_on_tiny_weights(inputs, tiny_weights, tmp_path, capsys):
     bench = _bench()
     config = tmp_path / "tiny.toml"
-    config.write_text("[run]\nframes = 8\nwidth = 64\nheight = 64\n[lora]\nspatial_rank = 4\ntemporal_rank = 4\n"
-                      "[finetune]\nstage1_steps = 1\nstage2_steps = 1\n[sampling]\nsteps = 2\n")
+    config.write_text(
+        "[run]\nframes = 8\nwidth = 64\nheight = 64\n[lora]\nspatial_rank = 4\ntemporal_rank = 4\n"
+        "[finetune]\nstage1_steps = 1\nstage2_steps = 1\n[sampling]\nsteps = 2\n"
+    )
     ref, user = inputs
-    code = bench.main([str(ref), str(user), "--prompt", "a cup of coffee", "--weights", str(tiny_weights),
-                       "--config", str(config), "--candidates", "2", "--out", str(tmp_path / "b"), "-q"])
+    code = bench.main(
+        [
+            str(ref),
+            str(user),
+            "--prompt",
+            "a cup of coffee",
+            "--weights",
+            str(tiny_weights),
+            "--config",
+            str(config),
+            "--candidates",
+            "2",
+            "--out",
+            str(tmp_path / "b"),
+            "-q",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "N | kept (--candidates N) | expected over N-subsets | none valid" in out
     assert "\n2 | — | — | 100%" in out  # random weights: nothing valid
     results = json.loads((tmp_path / "b" / "results.json").read_text())
-    assert [c["seed"] for c in results["runs"][0]["candidates"]] == [0, 1] and len(results["curve"]) == 2
-    assert bench.main([str(ref), str(user), "--prompt", "x", "--weights", "w", "--candidates", "1"]) == 2
+    assert [c["seed"] for c in results["runs"][0]["candidates"]] == [0, 1] and len(
+        results["curve"]
+    ) == 2
+    assert (
+        bench.main([str(ref), str(user), "--prompt", "x", "--weights", "w", "--candidates", "1"])
+        == 2
+    )

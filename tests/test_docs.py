@@ -21,21 +21,31 @@ def signature(name: str) -> str:
 
 
 def test_there_are_hooks():
-    assert HOOKS == ["locate_attention_layers", "register_backbones", "register_eval_methods",
-                     "register_eval_metrics", "register_guidance_terms", "register_motion_estimators",
-                     "register_noise_initialisers"]
+    assert HOOKS == [
+        "locate_attention_layers",
+        "register_backbones",
+        "register_eval_methods",
+        "register_eval_metrics",
+        "register_guidance_terms",
+        "register_motion_estimators",
+        "register_noise_initialisers",
+    ]
 
 
 @pytest.mark.parametrize("hook", HOOKS)
 def test_every_hook_is_documented_with_its_signature(hook):
     text = (ROOT / "docs" / "plugins.md").read_text()
     headings = [line for line in text.splitlines() if line.startswith("#")]
-    assert any(signature(hook) in h for h in headings), f"docs/plugins.md needs a heading with `{signature(hook)}`"
+    assert any(signature(hook) in h for h in headings), (
+        f"docs/plugins.md needs a heading with `{signature(hook)}`"
+    )
 
 
 @pytest.mark.parametrize("hook", HOOKS)
 def test_every_hook_is_tested(hook):
-    tests = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py") if p.name != "test_docs.py")
+    tests = "".join(
+        p.read_text() for p in (ROOT / "tests").glob("test_*.py") if p.name != "test_docs.py"
+    )
     assert re.search(rf"def {hook}\(", tests), f"no test implements the {hook} hook"
 
 
@@ -66,7 +76,11 @@ def test_documented_config_keys_exist():
 # --------------------------------------------------------------------------------------------
 
 RUN_LANGS = ("bash", "sh", "shell", "console", "python")
-DOC_FILES = [ROOT / "README.md", ROOT / "adapters" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOC_FILES = [
+    ROOT / "README.md",
+    ROOT / "adapters" / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+]
 _FENCE = re.compile(r"^( *)```(\w*)\n(.*?)^\1```\n", re.M | re.S)
 
 
@@ -86,7 +100,9 @@ def _id(block):
 
 
 BLOCKS = list(_blocks())
-RUNNABLE = [b for b in BLOCKS if b[2] in RUN_LANGS and not b[4].startswith(("<!-- not-run:", "<!-- file:"))]
+RUNNABLE = [
+    b for b in BLOCKS if b[2] in RUN_LANGS and not b[4].startswith(("<!-- not-run:", "<!-- file:"))
+]
 FILE_BLOCKS = [b for b in BLOCKS if b[4].startswith("<!-- file:")]
 
 
@@ -94,14 +110,18 @@ def test_examples_are_found_and_skips_say_why():
     assert len(RUNNABLE) >= 10 and len(FILE_BLOCKS) >= 4
     for doc, line, _lang, _, before in BLOCKS:
         if before.startswith("<!-- not-run:"):
-            assert len(before) > len("<!-- not-run:  -->") + 3, f"{doc.name}:{line} says not-run without why"
+            assert len(before) > len("<!-- not-run:  -->") + 3, (
+                f"{doc.name}:{line} says not-run without why"
+            )
 
 
 @pytest.mark.parametrize("block", FILE_BLOCKS, ids=_id)
 def test_tutorial_code_is_the_tested_example_package(block):
     doc, line, _, body, before = block
     path = ROOT / re.fullmatch(r"<!-- file: (.+) -->", before).group(1)
-    assert body == path.read_text(), f"{doc.name}:{line} differs from {path}; copy the file into the page"
+    assert body == path.read_text(), (
+        f"{doc.name}:{line} differs from {path}; copy the file into the page"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +129,10 @@ def docs_run1(tmp_path_factory):
     """out/run1 as docs/cli.md makes it, for the examples that read it."""
     cwd = tmp_path_factory.mktemp("docs-run1")
     (cwd / "examples").symlink_to(ROOT / "examples")
-    out = _sh("cammimic run examples/reference.mp4 examples/scene.jpg --method homography -o out/run1", cwd)
+    out = _sh(
+        "cammimic run examples/reference.mp4 examples/scene.jpg --method homography -o out/run1",
+        cwd,
+    )
     assert out.returncode == 0, out.stderr
     return cwd / "out" / "run1"
 
@@ -137,8 +160,15 @@ def _run(args, cwd, timeout=300):
     env.setdefault("MPLCONFIGDIR", str(Path("~/.config/matplotlib").expanduser()))
     env["HOME"] = str(Path(cwd) / "home")
     Path(env["HOME"]).mkdir(exist_ok=True)
-    proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        args,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -154,7 +184,11 @@ def _sh(command, cwd):
 
 def _normal(text: str) -> list[str]:
     """Lines with numbers and the temporary folder blurred, trailing spaces dropped."""
-    return [re.sub(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?", "N", ln).rstrip() for ln in text.splitlines() if ln.strip()]
+    return [
+        re.sub(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?", "N", ln).rstrip()
+        for ln in text.splitlines()
+        if ln.strip()
+    ]
 
 
 @pytest.mark.parametrize("block", RUNNABLE, ids=_id)
@@ -187,7 +221,9 @@ def test_every_fenced_example_runs(block, docs_run1, tmp_path):
         out = _sh(command, tmp_path)
         actual = out.stdout + out.stderr
         want_error = expected.lstrip().startswith("Error:")
-        assert (out.returncode != 0) == want_error, f"{where}: `{command}` exit {out.returncode}: {actual[-2000:]}"
+        assert (out.returncode != 0) == want_error, (
+            f"{where}: `{command}` exit {out.returncode}: {actual[-2000:]}"
+        )
         want, got = _normal(expected), _normal(actual)
         if not want:  # no output shown: only the exit status is promised
             continue
@@ -205,7 +241,9 @@ def test_backbone_parameters_in_method_md_are_the_factorys():
     from cammimic_unet3d import backbone_factory
 
     text = " ".join((ROOT / "docs" / "method.md").read_text().split())
-    documented = text[text.index("`[backbone]` parameters"):][:900]
+    documented = text[text.index("`[backbone]` parameters") :][:900]
     factory = backbone_factory("x", default_weights="w", default_size=(8, 8), default_num_frames=2)
     for name in _inspect.signature(factory).parameters:
-        assert f"`{name}`" in documented, f"docs/method.md does not list [backbone] parameter {name}"
+        assert f"`{name}`" in documented, (
+            f"docs/method.md does not list [backbone] parameter {name}"
+        )

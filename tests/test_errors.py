@@ -15,7 +15,8 @@ def test_one_line_names_the_type_and_collapses_whitespace():
 
 def test_one_line_keeps_a_cammimic_error_and_a_bare_message_alone():
     assert one_line(CammimicError("video x.mp4 does not exist; check the path")) == (
-        "video x.mp4 does not exist; check the path")
+        "video x.mp4 does not exist; check the path"
+    )
     assert one_line(OSError("shorter than its header"), name=False) == "shorter than its header"
 
 
@@ -23,7 +24,9 @@ def test_one_line_keeps_a_cammimic_error_and_a_bare_message_alone():
 def test_one_line_cuts_long_messages(limit):
     text = one_line(RuntimeError("x" * 1000), limit=limit)
     assert text == "RuntimeError: " + "x" * limit + "…"
-    assert len(one_line(RuntimeError("y" * limit), limit=limit)) == len("RuntimeError: ") + limit  # not cut
+    assert (
+        len(one_line(RuntimeError("y" * limit), limit=limit)) == len("RuntimeError: ") + limit
+    )  # not cut
 
 
 def test_the_other_modules_use_it():
@@ -34,4 +37,6 @@ def test_the_other_modules_use_it():
 
     for module in (cammimic.eval, cammimic.lora.files, cammimic.plugins):
         assert module.one_line is one_line
-        assert not any(hasattr(module, n) for n in ("_one_line", "_describe", "_hash_file", "_component"))
+        assert not any(
+            hasattr(module, n) for n in ("_one_line", "_describe", "_hash_file", "_component")
+        )

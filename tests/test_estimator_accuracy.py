@@ -15,8 +15,15 @@ from cammimic.homography import corner_error
 from cammimic.synthetic import add_moving_object
 
 LIMIT = {"opencv": 0.5, "kornia": 1.0}
-ESTIMATORS = ["opencv", pytest.param("kornia", marks=pytest.mark.skipif(
-    __import__("importlib").util.find_spec("kornia") is None, reason="kornia not installed"))]
+ESTIMATORS = [
+    "opencv",
+    pytest.param(
+        "kornia",
+        marks=pytest.mark.skipif(
+            __import__("importlib").util.find_spec("kornia") is None, reason="kornia not installed"
+        ),
+    ),
+]
 
 
 @pytest.fixture(scope="module")

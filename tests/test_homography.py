@@ -40,7 +40,9 @@ def test_resolution_free_is_invariant_to_resize():
     # the same camera move at two resolutions: one rendered at 512x512, one at 256x256
     h_big = camera_step(512, 512, dx=-10, dy=4, zoom=1.02, roll=1.5)
     h_small = hg.rescale(h_big, (512, 512), (256, 256))
-    assert np.allclose(hg.to_resolution_free(h_big, 512, 512), hg.to_resolution_free(h_small, 256, 256), atol=1e-12)
+    assert np.allclose(
+        hg.to_resolution_free(h_big, 512, 512), hg.to_resolution_free(h_small, 256, 256), atol=1e-12
+    )
     # round trip
     n = hg.to_resolution_free(h_big, 512, 512)
     assert np.allclose(hg.from_resolution_free(n, 512, 512), hg.normalize(h_big))
@@ -48,7 +50,9 @@ def test_resolution_free_is_invariant_to_resize():
     h_wide = camera_step(576, 320, dx=-6, zoom=1.01, roll=1.0)
     shift = np.array([[1, 0, -128], [0, 1, 0], [0, 0, 1.0]])  # crop 128 px off the left
     h_crop = shift @ h_wide @ np.linalg.inv(shift)
-    assert np.allclose(hg.to_resolution_free(h_wide, 576, 320), hg.to_resolution_free(h_crop, 320, 320), atol=1e-12)
+    assert np.allclose(
+        hg.to_resolution_free(h_wide, 576, 320), hg.to_resolution_free(h_crop, 320, 320), atol=1e-12
+    )
 
 
 def test_rescale_matches_resizing_the_frames():
@@ -64,7 +68,9 @@ def test_rescale_matches_resizing_the_frames():
     err = np.abs(warped[inner].astype(float) - small[1][inner].astype(float)).mean()
     # the paper's S^-1 H S (no half-pixel terms) is measurably worse
     s = np.diag([0.5, 0.5, 1.0])
-    naive = cv2.warpPerspective(small[0], s @ h @ np.linalg.inv(s), (256, 192), flags=cv2.INTER_LINEAR)
+    naive = cv2.warpPerspective(
+        small[0], s @ h @ np.linalg.inv(s), (256, 192), flags=cv2.INTER_LINEAR
+    )
     err_naive = np.abs(naive[inner].astype(float) - small[1][inner].astype(float)).mean()
     assert err < 3.0
     assert err < err_naive

@@ -489,8 +489,10 @@ def test_write_video_is_deterministic(tmp_path):
     digests = set()
     for i in range(20):
         # leave freed, non-zero memory on the heap, as a run's other work does between writes
-        junk = [np.full(int(n), v, np.uint8) for n, v in zip(rng.choice([500, 3000, 20000, 100000], 200),
-                                                              rng.integers(1, 256, 200))]
+        junk = [
+            np.full(int(n), v, np.uint8)
+            for n, v in zip(rng.choice([500, 3000, 20000, 100000], 200), rng.integers(1, 256, 200))
+        ]
         del junk
         path = io.write_video(tmp_path / f"{i}.mp4", frames, 8.0)
         digests.add(hashlib.sha256(path.read_bytes()).hexdigest())
@@ -647,7 +649,9 @@ def test_output_directory_holding_an_input_is_refused_even_with_overwrite(tmp_pa
         with pytest.raises(CammimicError, match="contains the input .*reference.mp4.*-o out/run1"):
             io.check_output_directory(out, overwrite=overwrite, inputs=[proj / "reference.mp4"])
     with pytest.raises(CammimicError, match="contains the input .*scene.jpg"):
-        with io.output_directory(proj, overwrite=True, inputs=["x.mp4", str(proj / "sub" / "scene.jpg"), None]):
+        with io.output_directory(
+            proj, overwrite=True, inputs=["x.mp4", str(proj / "sub" / "scene.jpg"), None]
+        ):
             pass
     # through a symbolic link to the folder too
     link = tmp_path / "link"
@@ -669,21 +673,42 @@ def test_run_with_overwrite_never_deletes_its_inputs(tmp_path, capsys):
     shutil.copy(root / "reference.mp4", proj)
     shutil.copy(root / "scene.jpg", proj)
     (proj / "notes.txt").write_text("mine")
-    code = main(["run", str(proj / "reference.mp4"), str(proj / "scene.jpg"), "-o", str(proj), "--overwrite",
-                 "--method", "homography", "--frames", "3", "--width", "64", "--height", "64"])
+    code = main(
+        [
+            "run",
+            str(proj / "reference.mp4"),
+            str(proj / "scene.jpg"),
+            "-o",
+            str(proj),
+            "--overwrite",
+            "--method",
+            "homography",
+            "--frames",
+            "3",
+            "--width",
+            "64",
+            "--height",
+            "64",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "contains the input" in err[0]
     assert sorted(p.name for p in proj.iterdir()) == ["notes.txt", "reference.mp4", "scene.jpg"]
 
 
-@pytest.mark.parametrize("out, message", [
-    (".", "is the current directory"),
-    ("/", "is the filesystem root"),
-    ("..", "is a parent of the current directory"),
-    ("", "output directory is empty"),
-    ("~", "is your home directory"),
-])
-def test_output_directory_dot_root_and_parents_get_one_right_line(tmp_path, monkeypatch, out, message):
+@pytest.mark.parametrize(
+    "out, message",
+    [
+        (".", "is the current directory"),
+        ("/", "is the filesystem root"),
+        ("..", "is a parent of the current directory"),
+        ("", "output directory is empty"),
+        ("~", "is your home directory"),
+    ],
+)
+def test_output_directory_dot_root_and_parents_get_one_right_line(
+    tmp_path, monkeypatch, out, message
+):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path.parent / "home"))
     for overwrite in (False, True):
@@ -734,8 +759,11 @@ def test_total_decoded_pixels_are_capped_with_an_override(tmp_path, monkeypatch,
     path = io.write_video(tmp_path / "v.mp4", pan(photos["astronaut"], 30, (64, 48)), 10.0)
     calls = []
     monkeypatch.setattr(io.video, "_frame_to_rgb", lambda f: calls.append(1))
-    with pytest.raises(CammimicError, match=r"keeping 30 frames of 64x48 needs 0 Mpx, above the limit .*--frames N.*"
-                                            r"CAMMIMIC_MAX_VIDEO_PIXELS") as info:
+    with pytest.raises(
+        CammimicError,
+        match=r"keeping 30 frames of 64x48 needs 0 Mpx, above the limit .*--frames N.*"
+        r"CAMMIMIC_MAX_VIDEO_PIXELS",
+    ) as info:
         io.read_video(path, max_pixels=64 * 48 * 29)
     assert "\n" not in str(info.value) and calls == []  # refused before decoding anything
     monkeypatch.setenv("CAMMIMIC_MAX_VIDEO_PIXELS", str(64 * 48 * 10))
@@ -743,7 +771,9 @@ def test_total_decoded_pixels_are_capped_with_an_override(tmp_path, monkeypatch,
         io.read_video(path)
     monkeypatch.undo()
     assert io.read_video(path, num_frames=10, max_pixels=64 * 48 * 10).num_frames == 10
-    assert io.read_video(path, size=(16, 12), max_pixels=16 * 12 * 30).num_frames == 30  # after resizing
+    assert (
+        io.read_video(path, size=(16, 12), max_pixels=16 * 12 * 30).num_frames == 30
+    )  # after resizing
     with pytest.raises(CammimicError, match="max_pixels=0"):
         io.read_video(path, max_pixels=0)
 
@@ -752,10 +782,17 @@ def test_huge_gif_canvas_is_refused_cheaply_and_read_small(tmp_path):
     """A 1-2 KB GIF whose 1x1 frames sit on a 4000x4000 canvas: 48 MB per decoded frame."""
     gif = _hostile().make_canvas_gif(tmp_path / "canvas.gif", side=4000, frames=20)
     assert gif.stat().st_size < 1000
-    with pytest.raises(CammimicError, match="keeping 20 frames of 4000x4000 needs 320 Mpx, above the limit of 268 Mpx"):
+    with pytest.raises(
+        CammimicError,
+        match="keeping 20 frames of 4000x4000 needs 320 Mpx, above the limit of 268 Mpx",
+    ):
         io.read_video(gif)
     v = io.read_video(gif, num_frames=3, size=(40, 40))
-    assert v.frames.shape == (3, 40, 40, 3) and v.source_size == (4000, 4000) and v.indices == (0, 10, 19)
+    assert (
+        v.frames.shape == (3, 40, 40, 3)
+        and v.source_size == (4000, 4000)
+        and v.indices == (0, 10, 19)
+    )
 
 
 def test_hostile_video_peak_memory_in_a_real_process(tmp_path):
@@ -765,7 +802,9 @@ def test_hostile_video_peak_memory_in_a_real_process(tmp_path):
     code, rss, last = hostile.peak_rss(["motion", str(gif)])
     assert code == 1 and last.startswith("Error: ") and "keeping 100 frames of 4000x4000" in last
     assert rss < 400 * 2**20, rss
-    code, rss, last = hostile.peak_rss(["motion", str(gif), "--frames", "3", "--width", "64", "--height", "64"])
+    code, rss, last = hostile.peak_rss(
+        ["motion", str(gif), "--frames", "3", "--width", "64", "--height", "64"]
+    )
     assert code == 0, last
     assert rss < 400 * 2**20, rss  # 100 canvases pass through the decoder, 3 are kept
 
@@ -783,8 +822,11 @@ def test_one_pixel_limit_for_every_image_path(tmp_path, monkeypatch):
     real = cv2.imdecode
     monkeypatch.setattr(cv2, "imdecode", lambda *a: decoded.append(1) or real(*a))
     for name in ("big16.png", "big8.png", "big.tif", "bigf.tif"):
-        with pytest.raises(CammimicError, match=rf"{name} is 1500x1500 \(2 Mpx\), above the limit of 2 Mpx per image "
-                                                r".*CAMMIMIC_MAX_IMAGE_PIXELS") as info:
+        with pytest.raises(
+            CammimicError,
+            match=rf"{name} is 1500x1500 \(2 Mpx\), above the limit of 2 Mpx per image "
+            r".*CAMMIMIC_MAX_IMAGE_PIXELS",
+        ) as info:
             cio.read_image(tmp_path / name)
         assert "\n" not in str(info.value)
     assert decoded == []  # refused from the header, before OpenCV decodes anything
@@ -800,11 +842,33 @@ def test_default_image_limit_refuses_the_reported_bomb_in_one_line(tmp_path, cap
 
     bomb = _hostile().make_png16_bomb(tmp_path / "bomb.png", side=14000)
     for path in (bomb,):
-        with pytest.raises(CammimicError, match=r"is 14000x14000 \(196 Mpx\), above the limit of 179 Mpx"):
+        with pytest.raises(
+            CammimicError, match=r"is 14000x14000 \(196 Mpx\), above the limit of 179 Mpx"
+        ):
             io.read_image(path)
     root = Path(__file__).resolve().parents[1] / "examples"
-    code = main(["run", str(root / "reference.mp4"), str(bomb), "-o", str(tmp_path / "o"), "--method", "homography",
-                 "--frames", "2", "--width", "32", "--height", "32"])
+    code = main(
+        [
+            "run",
+            str(root / "reference.mp4"),
+            str(bomb),
+            "-o",
+            str(tmp_path / "o"),
+            "--method",
+            "homography",
+            "--frames",
+            "2",
+            "--width",
+            "32",
+            "--height",
+            "32",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and len(err) == 1 and "decompression bomb" in err[0] and "unexpected" not in err[0]
+    assert (
+        code == 1
+        and len(err) == 1
+        and "decompression bomb" in err[0]
+        and "unexpected" not in err[0]
+    )
     assert not (tmp_path / "o").exists()

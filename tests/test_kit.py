@@ -17,9 +17,11 @@ from cammimic.errors import CammimicError
 
 
 def test_the_kit_imports_light():
-    code = ("import sys, cammimic.kit, cammimic.backbones, cammimic.components;"
-            "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'peft', 'huggingface_hub') if m in sys.modules];"
-            "assert not heavy, heavy")
+    code = (
+        "import sys, cammimic.kit, cammimic.backbones, cammimic.components;"
+        "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'peft', 'huggingface_hub') if m in sys.modules];"
+        "assert not heavy, heavy"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
 
@@ -32,7 +34,9 @@ def test_base_answers_are_a_per_frame_unet3d_s():
     assert b.frame_groups(3) == [[0], [1], [2]]
     assert b.latent_shape(16, 576, 320) == (1, 4, 16, 40, 72)
     assert b.size_multiple == 8 and b.valid_num_frames(7) and not b.valid_num_frames(0)
-    assert b.encode_frames(np.zeros((2, 8, 8, 3), np.uint8)) is None  # Phase 1 slices the clip's latents
+    assert (
+        b.encode_frames(np.zeros((2, 8, 8, 3), np.uint8)) is None
+    )  # Phase 1 slices the clip's latents
     assert b.samplers == ("ddim", "dpm")
     latents, t = object(), object()
     assert b.condition(latents, t) == (latents, t)
@@ -51,7 +55,9 @@ def test_ddpm_noise_and_target_and_timesteps_are_the_scheduler_s():
         prediction = "epsilon"
 
         def training_scheduler(self):
-            return DDPMScheduler.from_config({**SCHEDULER_CONFIG, "prediction_type": self.prediction})
+            return DDPMScheduler.from_config(
+                {**SCHEDULER_CONFIG, "prediction_type": self.prediction}
+            )
 
     g = torch.Generator().manual_seed(0)
     x0, noise = torch.randn(1, 4, 3, 2, 2, generator=g), torch.randn(1, 4, 3, 2, 2, generator=g)
@@ -65,10 +71,15 @@ def test_ddpm_noise_and_target_and_timesteps_are_the_scheduler_s():
     v.prediction = "v_prediction"
     assert torch.equal(v.noise_and_target(x0, noise, t)[1], ref.get_velocity(x0, noise, t))
     ddim = DDIMScheduler.from_config(SCHEDULER_CONFIG)
-    assert torch.equal(b.noise_to(x0, noise, torch.tensor(500), ddim), ddim.add_noise(x0, noise, torch.tensor([500])))
+    assert torch.equal(
+        b.noise_to(x0, noise, torch.tensor(500), ddim),
+        ddim.add_noise(x0, noise, torch.tensor([500])),
+    )
     s = Ddpm()
     s.prediction = "sample"
-    with pytest.raises(CammimicError, match="predicts 'sample'; cammimic trains epsilon or v_prediction"):
+    with pytest.raises(
+        CammimicError, match="predicts 'sample'; cammimic trains epsilon or v_prediction"
+    ):
         s.noise_and_target(x0, noise, t)
 
 
@@ -89,21 +100,37 @@ class FirstProtocol:
 
 
 def test_a_first_protocol_backbone_is_wrapped_with_a_warning():
-    with pytest.warns(DeprecationWarning, match="FirstProtocol does not subclass cammimic.components.Backbone"):
+    with pytest.warns(
+        DeprecationWarning, match="FirstProtocol does not subclass cammimic.components.Backbone"
+    ):
         b = as_backbone(FirstProtocol())
     assert isinstance(b, Backbone) and as_backbone(b) is b
     assert b.denoiser == "the unet" and b.name == "old" and b.fingerprint() == "f"
     assert b.frame_groups(3) == [[0, 1, 2]]  # its own answer ...
-    assert b.latent_shape(3, 64, 64) == (1, 4, 1, 8, 8)  # ... which the base class's other answers use
+    assert b.latent_shape(3, 64, 64) == (
+        1,
+        4,
+        1,
+        8,
+        8,
+    )  # ... which the base class's other answers use
     assert b.valid_num_frames(5) and b.noise_to(1, 2, 3, scheduler=None) == ("own", 1)
     b.latent_channels = 16  # writes reach the wrapped object
     assert b.latent_shape(3, 64, 64)[1] == 16
-    with pytest.warns(DeprecationWarning, match="does not subclass cammimic.components.BackboneAdapter"):
-        a = as_adapter(type("Old", (), {"name": "old", "vae_scale_factor": 8, "samplers": ("euler",)})())
+    with pytest.warns(
+        DeprecationWarning, match="does not subclass cammimic.components.BackboneAdapter"
+    ):
+        a = as_adapter(
+            type("Old", (), {"name": "old", "vae_scale_factor": 8, "samplers": ("euler",)})()
+        )
     assert isinstance(a, BackboneAdapter) and a.samplers == ("euler",) and a.size_multiple == 8
     assert a.preflight(64, 64, 8, None, None) is True
-    assert a.preflight(64, 64, 8, "euler", 25) is False  # steps: the loaded backbone's schedule tells
-    with pytest.raises(CammimicError, match='--width/--height 60x64 must be multiples of 8 for backbone "old"'):
+    assert (
+        a.preflight(64, 64, 8, "euler", 25) is False
+    )  # steps: the loaded backbone's schedule tells
+    with pytest.raises(
+        CammimicError, match='--width/--height 60x64 must be multiples of 8 for backbone "old"'
+    ):
         a.preflight(60, 64, 8, "euler", 25)
 
 
@@ -142,9 +169,13 @@ def test_preflight_reads_the_folder_s_configs_before_loading(tiny_weights, tmp_p
     multiple = 8 * 2 ** (len(unet["down_block_types"]) - 1)  # the tiny UNet's rule, not the VAE's 8
     assert adapter.preflight(4 * multiple, 2 * multiple, 8, "ddim", 25) is True
     assert adapter.preflight(4 * multiple, 2 * multiple, 8, None, None) is True
-    with pytest.raises(CammimicError, match=rf"must be multiples of {multiple} for backbone \"zeroscope\""):
+    with pytest.raises(
+        CammimicError, match=rf"must be multiples of {multiple} for backbone \"zeroscope\""
+    ):
         adapter.preflight(4 * multiple + 8, 2 * multiple, 8, "ddim", 25)
-    with pytest.raises(CammimicError, match=r"--steps 5000 is outside what the ddim sampler can take"):
+    with pytest.raises(
+        CammimicError, match=r"--steps 5000 is outside what the ddim sampler can take"
+    ):
         adapter.preflight(4 * multiple, 2 * multiple, 8, "ddim", 5000)
     # a Hub id not downloaded: the adapter checks what it can and leaves the rest to the loaded backbone
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
@@ -167,6 +198,8 @@ def test_a_broken_scheduler_config_is_left_to_the_loader(tiny_weights, tmp_path)
     adapter = UNet3DAdapter("zeroscope", str(broken), (64, 64), 8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert adapter.preflight(64, 64, 8, "ddim", 25) is False  # steps unchecked: the load says why
+        assert (
+            adapter.preflight(64, 64, 8, "ddim", 25) is False
+        )  # steps unchecked: the load says why
     with pytest.raises(CammimicError, match="scheduler config of .* is invalid"):
         adapter.load(device="cpu")

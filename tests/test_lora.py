@@ -55,10 +55,15 @@ def locate(unet) -> AttentionLayers:
     return AttentionLayers(spatial=spatial, temporal=temporal, pairs=pairs)
 
 
-def inject(unet, seed: int = 0, spatial_rank: int = SPATIAL_RANK, temporal_rank: int = TEMPORAL_RANK):
+def inject(
+    unet, seed: int = 0, spatial_rank: int = SPATIAL_RANK, temporal_rank: int = TEMPORAL_RANK
+):
     layers = locate(unet)
     lora.inject_loras(
-        unet, layers, lora.LoraSpec(rank=spatial_rank), lora.LoraSpec(rank=temporal_rank, alpha=6.0),
+        unet,
+        layers,
+        lora.LoraSpec(rank=spatial_rank),
+        lora.LoraSpec(rank=temporal_rank, alpha=6.0),
         init_seed=seed,
     )
     return layers
@@ -94,7 +99,9 @@ def run(unet):
 def lora_layers(unet, adapter):
     from peft.tuners.lora import LoraLayer
 
-    return {n: m for n, m in unet.named_modules() if isinstance(m, LoraLayer) and adapter in m.lora_A}
+    return {
+        n: m for n, m in unet.named_modules() if isinstance(m, LoraLayer) and adapter in m.lora_A
+    }
 
 
 def save(path, unet, adapter, **kwargs):
@@ -134,8 +141,12 @@ def test_inject_targets_exactly_the_named_layers():
     assert not set(spatial) & set(temporal)
     # spatial cross-attention (text) is untouched
     assert not any(".attentions." in n and ".attn2." in n for n in {*spatial, *temporal})
-    assert all(m.r["spatial"] == SPATIAL_RANK and m.scaling["spatial"] == 1.0 for m in spatial.values())
-    assert all(m.r["temporal"] == TEMPORAL_RANK and m.scaling["temporal"] == 2.0 for m in temporal.values())
+    assert all(
+        m.r["spatial"] == SPATIAL_RANK and m.scaling["spatial"] == 1.0 for m in spatial.values()
+    )
+    assert all(
+        m.r["temporal"] == TEMPORAL_RANK and m.scaling["temporal"] == 2.0 for m in temporal.values()
+    )
     # every LoRA layer has both adapters active (peft leaves only the newest one after inject)
     from peft.tuners.lora import LoraLayer
 
@@ -232,7 +243,9 @@ def test_loras_stay_float32_on_a_bfloat16_unet(trained, tmp_path):
         unet = make_unet().to(torch.bfloat16)
         if with_lora:
             inject(unet)
-            assert {p.dtype for a in lora.ADAPTERS for p in lora.lora_parameters(unet, a)} == {torch.float32}
+            assert {p.dtype for a in lora.ADAPTERS for p in lora.lora_parameters(unet, a)} == {
+                torch.float32
+            }
             randomize(unet, "temporal", 3)
             load(path, unet, "spatial")
             want = lora.lora_state_dict(source, "spatial")
@@ -245,8 +258,10 @@ def test_loras_stay_float32_on_a_bfloat16_unet(trained, tmp_path):
             outputs.append(out)
             if with_lora:
                 with lora.lora_scales(unet, spatial=0, temporal=0):
-                    assert torch.equal(unet(sample, torch.tensor([10]), encoder_hidden_states=text).sample,
-                                       outputs[0])
+                    assert torch.equal(
+                        unet(sample, torch.tensor([10]), encoder_hidden_states=text).sample,
+                        outputs[0],
+                    )
     assert (outputs[1].float() - outputs[0].float()).abs().max() > 1e-2
 
 
@@ -390,8 +405,13 @@ def test_load_refuses_another_architecture(trained, tmp_path):
 
 def test_load_refuses_another_base_unless_allowed(trained, tmp_path):
     unet, _ = trained
-    path = save(tmp_path / "spatial.safetensors", unet, "spatial", backbone="modelscope",
-                base_model="damo-vilab/text-to-video-ms-1.7b")
+    path = save(
+        tmp_path / "spatial.safetensors",
+        unet,
+        "spatial",
+        backbone="modelscope",
+        base_model="damo-vilab/text-to-video-ms-1.7b",
+    )
     fresh = make_unet()
     with pytest.raises(CammimicError) as info:
         load(path, fresh, "spatial", backbone="zeroscope", base_model="cerspense/zeroscope_v2_576w")
@@ -524,9 +544,14 @@ def test_orthogonality_gradient_reaches_only_the_spatial_lora(trained, definitio
     unet, layers = trained
     orthogonality_loss(unet, layers.pairs, definition=definition).backward()
     assert all(p.grad is None for p in lora.lora_parameters(unet, "temporal"))
-    paired = [p for n in {s for s, _ in layers.pairs} for p in
-              (lora_layers(unet, "spatial")[n].lora_A["spatial"].weight,
-               lora_layers(unet, "spatial")[n].lora_B["spatial"].weight)]
+    paired = [
+        p
+        for n in {s for s, _ in layers.pairs}
+        for p in (
+            lora_layers(unet, "spatial")[n].lora_A["spatial"].weight,
+            lora_layers(unet, "spatial")[n].lora_B["spatial"].weight,
+        )
+    ]
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in paired)
     unet.zero_grad(set_to_none=True)
     orthogonality_loss(unet, layers.pairs, definition=definition, detach_temporal=False).backward()
@@ -622,8 +647,15 @@ def _rewrite(src, dst, *, meta=None, tensors=None):
 
 def test_identical_saves_write_identical_bytes(trained, tmp_path):
     unet, _ = trained
-    files = [save(tmp_path / f"s{k}.safetensors", unet, "spatial", extra={"seed": "0", "prompt": "x", "token": "sks"})
-             for k in range(4)]
+    files = [
+        save(
+            tmp_path / f"s{k}.safetensors",
+            unet,
+            "spatial",
+            extra={"seed": "0", "prompt": "x", "token": "sks"},
+        )
+        for k in range(4)
+    ]
     assert len({f.read_bytes() for f in files}) == 1
     head = files[0].read_bytes()
     n = int.from_bytes(head[:8], "little")
@@ -638,7 +670,10 @@ def test_absurd_metadata_gives_one_short_line(trained, tmp_path):
     cases = {
         "huge adapter": ({"adapter": "x" * 5_000_000}, "holds an adapter 'xxxx"),
         "huge format": ({"format": "cammimic-lora/" + "9" * 5_000_000}, "upgrade cammimic"),
-        "deep target_layers": ({"target_layers": "[" * 100_000 + "]" * 100_000}, "nests too deeply"),
+        "deep target_layers": (
+            {"target_layers": "[" * 100_000 + "]" * 100_000},
+            "nests too deeply",
+        ),
         "huge rank": ({"rank": "9" * 5000}, "damaged metadata"),
         "zero rank": ({"rank": "0"}, "rank 0 is not positive"),
         "inf alpha": ({"alpha": "inf"}, "alpha is inf"),
@@ -663,7 +698,9 @@ def test_non_finite_lora_tensors_are_refused(trained, tmp_path, value):
     poisoned = tensors[key].clone()
     poisoned[0, 0] = value
     bad = _rewrite(good, tmp_path / "bad.safetensors", tensors={key: poisoned})
-    with pytest.raises(CammimicError, match=r"holds NaN or inf values; the finetuning that wrote it diverged"):
+    with pytest.raises(
+        CammimicError, match=r"holds NaN or inf values; the finetuning that wrote it diverged"
+    ):
         lora.read_lora(bad)
 
 
@@ -681,9 +718,12 @@ def test_an_alpha_out_of_range_is_refused_naming_the_file(trained, tmp_path, alp
     with pytest.raises(CammimicError) as info:
         load(bad, make_unet(), "spatial")
     message = _one_line_naming(info, bad)
-    assert re.fullmatch(rf"LoRA file {re.escape(str(bad))} has alpha {re.escape(format(float(alpha), 'g'))}; a LoRA's alpha must be in "
-                        rf"\(0, 1e\+06\] \(its scale is alpha/rank, rank {SPATIAL_RANK}\): the file was edited or "
-                        r"damaged, retrain it or restore its alpha", message), message
+    assert re.fullmatch(
+        rf"LoRA file {re.escape(str(bad))} has alpha {re.escape(format(float(alpha), 'g'))}; a LoRA's alpha must be in "
+        rf"\(0, 1e\+06\] \(its scale is alpha/rank, rank {SPATIAL_RANK}\): the file was edited or "
+        r"damaged, retrain it or restore its alpha",
+        message,
+    ), message
     assert lora.read_lora(good)  # the file it came from still loads
 
 
@@ -695,12 +735,16 @@ def test_a_header_larger_than_the_limit_is_refused_before_it_is_parsed(trained, 
     with pytest.raises(CammimicError) as info:
         load(bad, make_unet(), "spatial")
     message = _one_line_naming(info, bad)
-    assert re.fullmatch(rf"LoRA file {re.escape(str(bad))} has a 8[0-9]\.\d MB header; a cammimic LoRA's is under "
-                        r"8 MB, so this one is damaged or carries foreign metadata: pass a LoRA saved by cammimic",
-                        message), message
+    assert re.fullmatch(
+        rf"LoRA file {re.escape(str(bad))} has a 8[0-9]\.\d MB header; a cammimic LoRA's is under "
+        r"8 MB, so this one is damaged or carries foreign metadata: pass a LoRA saved by cammimic",
+        message,
+    ), message
     short = tmp_path / "short.safetensors"
     short.write_bytes(b"\x01\x02")
-    with pytest.raises(CammimicError, match=r"short\.safetensors is not a readable safetensors file \(shorter"):
+    with pytest.raises(
+        CammimicError, match=r"short\.safetensors is not a readable safetensors file \(shorter"
+    ):
         lora.read_lora(short)
 
 
@@ -709,8 +753,12 @@ def test_long_extra_metadata_is_saved_cut_with_its_hash(trained, tmp_path):
 
     unet, _ = trained
     prompt = "a mountain village " * 2_700_000  # about 50 MB
-    path = save(tmp_path / "s.safetensors", unet, "spatial", extra={"image_prompt": prompt, "seed": "0"})
+    path = save(
+        tmp_path / "s.safetensors", unet, "spatial", extra={"image_prompt": prompt, "seed": "0"}
+    )
     assert path.stat().st_size < 1_000_000
     _, meta = lora.read_lora(path)
     assert meta["seed"] == "0" and meta["image_prompt"] == (
-        prompt[:4000] + f"…(truncated; {len(prompt)} chars, sha256 {hashlib.sha256(prompt.encode()).hexdigest()})")
+        prompt[:4000]
+        + f"…(truncated; {len(prompt)} chars, sha256 {hashlib.sha256(prompt.encode()).hexdigest()})"
+    )

@@ -13,8 +13,25 @@ from cammimic.cli import main
 from cammimic.config import tomllib
 from cammimic.io import read_video
 
-FAST = ["--frames", "8", "--width", "64", "--height", "64", "--stage1-steps", "4", "--stage2-steps", "3",
-        "--steps", "4", "--spatial-rank", "4", "--temporal-rank", "4", "-q"]
+FAST = [
+    "--frames",
+    "8",
+    "--width",
+    "64",
+    "--height",
+    "64",
+    "--stage1-steps",
+    "4",
+    "--stage2-steps",
+    "3",
+    "--steps",
+    "4",
+    "--spatial-rank",
+    "4",
+    "--temporal-rank",
+    "4",
+    "-q",
+]
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +48,21 @@ def cli(capsys, *args):
 
 def run_args(inputs, weights, out, *extra):
     ref, user = inputs
-    return ["run", ref, user, "--prompt", "a cup of coffee", "--reference-prompt", "an astronaut",
-            "--weights", weights, "-o", out, *FAST, *extra]
+    return [
+        "run",
+        ref,
+        user,
+        "--prompt",
+        "a cup of coffee",
+        "--reference-prompt",
+        "an astronaut",
+        "--weights",
+        weights,
+        "-o",
+        out,
+        *FAST,
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -47,22 +77,44 @@ def test_a_whole_run_writes_every_artifact(first_run):
     out = first_run
     names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     assert names == {
-        "output.mp4", "weak.mp4", "side_by_side.mp4", "trajectory.png", "score.json", "motion.json", "config.toml",
-        "run.json", "report.html", "losses.csv", "lora/spatial.safetensors", "lora/temporal.safetensors", "lora/layers.json",
+        "output.mp4",
+        "weak.mp4",
+        "side_by_side.mp4",
+        "trajectory.png",
+        "score.json",
+        "motion.json",
+        "config.toml",
+        "run.json",
+        "report.html",
+        "losses.csv",
+        "lora/spatial.safetensors",
+        "lora/temporal.safetensors",
+        "lora/layers.json",
     }
     assert read_video(out / "output.mp4").frames.shape == (8, 64, 64, 3)
     assert read_video(out / "weak.mp4").frames.shape == (8, 64, 64, 3)
-    assert read_video(out / "side_by_side.mp4").frames.shape == (8, 64, 192, 3)  # reference | weak | output
+    assert read_video(out / "side_by_side.mp4").frames.shape == (
+        8,
+        64,
+        192,
+        3,
+    )  # reference | weak | output
     assert (out / "trajectory.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     score = json.loads((out / "score.json").read_text())
     assert score["num_frames"] == 8 and score["num_pairs"] == 7
     # Random weights sample noise: no motion can be read from it, so the score is invalid (not 0).
-    assert score["valid"] is False and score["generated_fallbacks"] == 7 and score["camera_score"] is None
+    assert (
+        score["valid"] is False
+        and score["generated_fallbacks"] == 7
+        and score["camera_score"] is None
+    )
 
     losses = (out / "losses.csv").read_text().splitlines()
     assert losses[0].startswith("stage,step,loss,temporal,spatial,ortho")
     rows = [r.split(",") for r in losses[1:]]
-    assert [(r[0], r[1]) for r in rows] == [("1", str(i)) for i in range(1, 5)] + [("2", str(i)) for i in range(1, 4)]
+    assert [(r[0], r[1]) for r in rows] == [("1", str(i)) for i in range(1, 5)] + [
+        ("2", str(i)) for i in range(1, 4)
+    ]
     assert all(np.isfinite(float(r[2])) for r in rows)
 
     config = tomllib.loads((out / "config.toml").read_text())
@@ -73,13 +125,20 @@ def test_a_whole_run_writes_every_artifact(first_run):
 
     run = json.loads((out / "run.json").read_text())
     assert run["components"]["backbone"]["name"] == "zeroscope"
-    assert run["components"]["backbone"]["plugin"] == "zeroscope" and run["components"]["backbone"]["version"]
+    assert (
+        run["components"]["backbone"]["plugin"] == "zeroscope"
+        and run["components"]["backbone"]["version"]
+    )
     assert run["components"]["guidance"][0]["name"] == "homography"
     assert run["prompts"]["reference"] == "an astronaut, camera motion of sks"
     assert run["prompts"]["sampling"] == "a cup of coffee, camera motion of sks"
     assert run["finetune"]["temporal_lora_unchanged_in_stage2"] is True
     assert (run["seed"], run["num_frames"], run["width"], run["height"]) == (0, 8, 64, 64)
-    assert len(run["reference"]["indices"]) == 8 and run["device"] == "cpu" and run["dtype"] == "float32"
+    assert (
+        len(run["reference"]["indices"]) == 8
+        and run["device"] == "cpu"
+        and run["dtype"] == "float32"
+    )
 
     layers = json.loads((out / "lora" / "layers.json").read_text())
     assert run["layers"]["spatial"] == len(layers["spatial"]) > 0
@@ -108,10 +167,12 @@ def test_a_run_is_reproducible_with_a_seed(first_run, inputs, tiny_weights, tmp_
         tb, _ = read_lora(tmp_path / "again" / "lora" / f"{name}.safetensors")
         assert all(torch.equal(ta[k], tb[k]) for k in ta)
         # the files themselves: safetensors once wrote the metadata in a per-process order
-        assert (first_run / "lora" / f"{name}.safetensors").read_bytes() == \
-            (tmp_path / "again" / "lora" / f"{name}.safetensors").read_bytes()
-    assert (first_run / "losses.csv").read_text().split("\n")[1].split(",")[:6] == \
-        (tmp_path / "again" / "losses.csv").read_text().split("\n")[1].split(",")[:6]
+        assert (first_run / "lora" / f"{name}.safetensors").read_bytes() == (
+            tmp_path / "again" / "lora" / f"{name}.safetensors"
+        ).read_bytes()
+    assert (first_run / "losses.csv").read_text().split("\n")[1].split(",")[:6] == (
+        tmp_path / "again" / "losses.csv"
+    ).read_text().split("\n")[1].split(",")[:6]
 
     code, _, err = cli(capsys, *run_args(inputs, tiny_weights, tmp_path / "seed1", "--seed", "1"))
     assert code == 0, err
@@ -123,36 +184,83 @@ def test_sample_swaps_loras_between_runs(first_run, inputs, tiny_weights, tmp_pa
     """A spatial LoRA of one run with the temporal LoRA of another (the MotionDirector swap)."""
     args = run_args(inputs, tiny_weights, tmp_path / "other", "--seed", "7")[1:]
     i = args.index("--steps")
-    del args[i:i + 2]  # a sampling option
+    del args[i : i + 2]  # a sampling option
     code, _, err = cli(capsys, "finetune", *args)
     assert code == 0, err
-    assert not (tmp_path / "other" / "output.mp4").exists() and (tmp_path / "other" / "losses.csv").exists()
+    assert (
+        not (tmp_path / "other" / "output.mp4").exists()
+        and (tmp_path / "other" / "losses.csv").exists()
+    )
     ref, user = inputs
     code, _, err = cli(
-        capsys, "sample", ref, user, "--prompt", "a cup of coffee", "--weights", tiny_weights, "-o", tmp_path / "swap",
-        "--spatial-lora", first_run / "lora" / "spatial.safetensors",
-        "--temporal-lora", tmp_path / "other" / "lora" / "temporal.safetensors",
-        "--frames", "8", "--width", "64", "--height", "64", "--steps", "4", "-q",
+        capsys,
+        "sample",
+        ref,
+        user,
+        "--prompt",
+        "a cup of coffee",
+        "--weights",
+        tiny_weights,
+        "-o",
+        tmp_path / "swap",
+        "--spatial-lora",
+        first_run / "lora" / "spatial.safetensors",
+        "--temporal-lora",
+        tmp_path / "other" / "lora" / "temporal.safetensors",
+        "--frames",
+        "8",
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--steps",
+        "4",
+        "-q",
     )
     assert code == 0, err
     run = json.loads((tmp_path / "swap" / "run.json").read_text())
     assert run["phases"] == ["sample"]
     assert run["lora_sources"]["temporal"]["metadata"]["seed"] == "7"
     assert run["lora_sources"]["spatial"]["metadata"]["seed"] == "0"
-    assert (tmp_path / "swap" / "lora" / "temporal.safetensors").read_bytes() == \
-        (tmp_path / "other" / "lora" / "temporal.safetensors").read_bytes()
+    assert (tmp_path / "swap" / "lora" / "temporal.safetensors").read_bytes() == (
+        tmp_path / "other" / "lora" / "temporal.safetensors"
+    ).read_bytes()
     assert read_video(tmp_path / "swap" / "output.mp4").frames.shape == (8, 64, 64, 3)
 
     # the run's own LoRAs through --lora give the run's output again
-    code, _, err = cli(capsys, "sample", ref, user, "--prompt", "a cup of coffee", "--weights", tiny_weights,
-                       "-o", tmp_path / "same", "--lora", first_run, "--frames", "8", "--width", "64",
-                       "--height", "64", "--steps", "4", "-q")
+    code, _, err = cli(
+        capsys,
+        "sample",
+        ref,
+        user,
+        "--prompt",
+        "a cup of coffee",
+        "--weights",
+        tiny_weights,
+        "-o",
+        tmp_path / "same",
+        "--lora",
+        first_run,
+        "--frames",
+        "8",
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--steps",
+        "4",
+        "-q",
+    )
     assert code == 0, err
-    assert np.array_equal(read_video(tmp_path / "same" / "output.mp4").frames,
-                          read_video(first_run / "output.mp4").frames)
+    assert np.array_equal(
+        read_video(tmp_path / "same" / "output.mp4").frames,
+        read_video(first_run / "output.mp4").frames,
+    )
 
 
-def test_a_lora_that_would_blow_up_sampling_writes_nothing(first_run, inputs, tiny_weights, tmp_path, capsys):
+def test_a_lora_that_would_blow_up_sampling_writes_nothing(
+    first_run, inputs, tiny_weights, tmp_path, capsys
+):
     """issue 21 §2: a LoRA with alpha=1e30 (or negative alpha) gave an all-black video with exit 0."""
     from safetensors import safe_open
     from safetensors.torch import save_file
@@ -168,16 +276,42 @@ def test_a_lora_that_would_blow_up_sampling_writes_nothing(first_run, inputs, ti
         ("huge-weights", meta["alpha"], 1e30, "sampling produced NaN or inf in "),
     ]:
         bad = tmp_path / f"{name}.safetensors"
-        save_file({k: torch.full_like(v, weights) if weights else v for k, v in tensors.items()}, str(bad),
-                  metadata={**meta, "alpha": alpha})
-        code, _, err = cli(capsys, "sample", ref, user, "--prompt", "a cup of coffee", "--weights", tiny_weights,
-                           "-o", tmp_path / name, "--spatial-lora", bad,
-                           "--temporal-lora", first_run / "lora" / "temporal.safetensors",
-                           "--frames", "8", "--width", "64", "--height", "64", "--steps", "2", "-q")
+        save_file(
+            {k: torch.full_like(v, weights) if weights else v for k, v in tensors.items()},
+            str(bad),
+            metadata={**meta, "alpha": alpha},
+        )
+        code, _, err = cli(
+            capsys,
+            "sample",
+            ref,
+            user,
+            "--prompt",
+            "a cup of coffee",
+            "--weights",
+            tiny_weights,
+            "-o",
+            tmp_path / name,
+            "--spatial-lora",
+            bad,
+            "--temporal-lora",
+            first_run / "lora" / "temporal.safetensors",
+            "--frames",
+            "8",
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--steps",
+            "2",
+            "-q",
+        )
         lines = err.strip().splitlines()
         assert code == 1 and len(lines) == 1 and message in lines[0] and "Traceback" not in err, err
         assert name == "huge-weights" or str(bad) in lines[0]  # the file is named
-        assert not [p for p in tmp_path.iterdir() if name in p.name and p.suffix != ".safetensors"]  # nothing written
+        assert not [
+            p for p in tmp_path.iterdir() if name in p.name and p.suffix != ".safetensors"
+        ]  # nothing written
 
 
 def _assert_refused_in_one_line(inputs, tiny_weights, tmp_path, capsys, extra, message):
@@ -205,14 +339,18 @@ def test_bad_method_input_is_one_line(inputs, tiny_weights, tmp_path, capsys, ex
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--width", "16", "--height", "16"], "too small for backbone \"zeroscope\""),
-        (["--steps", "1000"], "= 1000 is out of range [0, 999]"),  # 0: the backbone's default (1685cdf)
+        (["--width", "16", "--height", "16"], 'too small for backbone "zeroscope"'),
+        (
+            ["--steps", "1000"],
+            "= 1000 is out of range [0, 999]",
+        ),  # 0: the backbone's default (1685cdf)
         (["--guidance-weight", "nan"], "weight nan is not a finite number"),
         (["-o", "{tmp}/a-file/o"], "is not a writable folder"),
     ],
 )
-def test_values_that_cannot_work_are_refused_before_any_model_loads(inputs, tiny_weights, tmp_path, capsys,
-                                                                    monkeypatch, extra, message):
+def test_values_that_cannot_work_are_refused_before_any_model_loads(
+    inputs, tiny_weights, tmp_path, capsys, monkeypatch, extra, message
+):
     from cammimic_unet3d.backbone import UNet3DAdapter
 
     def load(*a, **k):
@@ -223,8 +361,9 @@ def test_values_that_cannot_work_are_refused_before_any_model_loads(inputs, tiny
     _assert_refused_in_one_line(inputs, tiny_weights, tmp_path, capsys, extra, message)
 
 
-def test_ctrl_c_exits_130_and_resume_gives_the_uninterrupted_run(first_run, inputs, tiny_weights, tmp_path,
-                                                                  capsys, monkeypatch):
+def test_ctrl_c_exits_130_and_resume_gives_the_uninterrupted_run(
+    first_run, inputs, tiny_weights, tmp_path, capsys, monkeypatch
+):
     from cammimic import training
     from cammimic.lora import read_lora
 
@@ -243,7 +382,9 @@ def test_ctrl_c_exits_130_and_resume_gives_the_uninterrupted_run(first_run, inpu
     monkeypatch.setattr(training, "_clip", clip_then_ctrl_c)
     code, _, err = cli(capsys, *run_args(inputs, tiny_weights, out))
     assert code == 130, err
-    assert len(err.strip().splitlines()) == 1 and "after stage 1 step 1" in err and "--resume" in err, err
+    assert (
+        len(err.strip().splitlines()) == 1 and "after stage 1 step 1" in err and "--resume" in err
+    ), err
     assert not out.exists() and (mine / training.CHECKPOINT_NAME).is_file()
     monkeypatch.undo()
 
@@ -261,23 +402,58 @@ def test_ctrl_c_exits_130_and_resume_gives_the_uninterrupted_run(first_run, inpu
     assert run["finetune"]["precision"] == "float32"
 
 
-def test_sample_with_lora_run_uses_the_runs_weights_size_and_frames(first_run, inputs, tmp_path, capsys):
+def test_sample_with_lora_run_uses_the_runs_weights_size_and_frames(
+    first_run, inputs, tmp_path, capsys
+):
     """`cammimic sample --lora RUN` used the default zeroscope weights and 576x320x16 whatever RUN was."""
     ref, user = inputs
-    code, _, err = cli(capsys, "sample", ref, user, "--prompt", "a cup of coffee", "--lora", first_run,
-                       "-o", tmp_path / "again", "--steps", "4", "-q")
+    code, _, err = cli(
+        capsys,
+        "sample",
+        ref,
+        user,
+        "--prompt",
+        "a cup of coffee",
+        "--lora",
+        first_run,
+        "-o",
+        tmp_path / "again",
+        "--steps",
+        "4",
+        "-q",
+    )
     assert code == 0, err
     assert "recorded in" in err and "weights" in err
     recorded = json.loads((first_run / "run.json").read_text())
     run = json.loads((tmp_path / "again" / "run.json").read_text())
     assert run["components"]["backbone"]["weights"] == recorded["components"]["backbone"]["weights"]
-    assert (run["width"], run["height"], run["num_frames"]) == (recorded["width"], recorded["height"],
-                                                                recorded["num_frames"])
-    assert np.array_equal(read_video(tmp_path / "again" / "output.mp4").frames,
-                          read_video(first_run / "output.mp4").frames)
+    assert (run["width"], run["height"], run["num_frames"]) == (
+        recorded["width"],
+        recorded["height"],
+        recorded["num_frames"],
+    )
+    assert np.array_equal(
+        read_video(tmp_path / "again" / "output.mp4").frames,
+        read_video(first_run / "output.mp4").frames,
+    )
     # a flag still overrides what was recorded
-    code, _, err = cli(capsys, "sample", ref, user, "--prompt", "a cup of coffee", "--lora", first_run,
-                       "-o", tmp_path / "fewer", "--steps", "4", "--frames", "4", "-q")
+    code, _, err = cli(
+        capsys,
+        "sample",
+        ref,
+        user,
+        "--prompt",
+        "a cup of coffee",
+        "--lora",
+        first_run,
+        "-o",
+        tmp_path / "fewer",
+        "--steps",
+        "4",
+        "--frames",
+        "4",
+        "-q",
+    )
     assert code == 0, err
     assert json.loads((tmp_path / "fewer" / "run.json").read_text())["num_frames"] == 4
 
@@ -296,6 +472,12 @@ def test_the_paper_s_ablations_are_what_their_names_say(plugin_host):
     assert usc_only["guidance"] == [{"name": "none"}]
     no_usc, no_spatial = resolved("cammimic-no-usc"), resolved("cammimic-no-usc-no-spatial")
     assert no_usc["finetune"]["stage2"] is False and no_usc["sampling"]["spatial_scale"] == 1.0
-    assert no_spatial["finetune"]["stage2"] is False and no_spatial["sampling"]["spatial_scale"] == 0.0
-    assert no_usc["guidance"] == no_spatial["guidance"] == [{"name": "homography"}]  # HG kept in both
-    assert {"cammimic-usc-only", "cammimic-no-usc-no-spatial"} <= set(plugin_host.components("eval_method"))
+    assert (
+        no_spatial["finetune"]["stage2"] is False and no_spatial["sampling"]["spatial_scale"] == 0.0
+    )
+    assert (
+        no_usc["guidance"] == no_spatial["guidance"] == [{"name": "homography"}]
+    )  # HG kept in both
+    assert {"cammimic-usc-only", "cammimic-no-usc-no-spatial"} <= set(
+        plugin_host.components("eval_method")
+    )

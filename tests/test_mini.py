@@ -40,7 +40,9 @@ def test_every_caption_phrase_is_the_motion_the_estimator_reads(estimator, speed
     photo = cv2.resize(data.load_photo("coffee"), (160, 160), interpolation=cv2.INTER_AREA)
     results = {}
     for phrase in PHRASES:
-        frames = render_camera_motion(photo, data.motion_path(phrase, speed), data.WIDTH, data.HEIGHT)
+        frames = render_camera_motion(
+            photo, data.motion_path(phrase, speed), data.WIDTH, data.HEIGHT
+        )
         motion = competence.estimate_upsampled(estimator, frames)
         results[phrase] = (competence.matches(phrase, motion), len(motion.fallbacks))
     assert [p for p, (ok, _) in results.items() if not ok] == []
@@ -74,7 +76,9 @@ def test_the_competence_estimator_reads_soft_frames_that_sift_cannot():
     soft = _Softening(1.5)
     kornia = competence.ceiling(soft, host.create("motion_estimator", "kornia", {}), clips=20)
     assert (kornia["hits"], kornia["fallbacks"]) == (20, 0)
-    sift = competence.ceiling(soft, host.create("motion_estimator", "opencv", {}), clips=20, upsample=4)
+    sift = competence.ceiling(
+        soft, host.create("motion_estimator", "opencv", {}), clips=20, upsample=4
+    )
     assert sift["fallbacks"] > 0.05 * sift["pairs"] and sift["hits"] < 20
 
 
@@ -88,7 +92,9 @@ class _Denoiser:
         from diffusers import DDPMScheduler
 
         self.miss, self.torch = miss, torch
-        self.sched = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+        self.sched = DDPMScheduler(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear"
+        )
         self.prompts = []
 
     def training_scheduler(self):
@@ -113,12 +119,21 @@ def test_caption_preference_counts_the_clips_whose_own_motion_caption_denoises_b
     """1.0 for a model that needs the true motion words, 0.5 (not 0) for one that ignores them;
     the second caption names the opposite motion of the same content."""
     fake = _Denoiser(miss)
-    assert competence.caption_preference(fake, clips=6, timesteps=(500, 900)) == {500: share, 900: share}
+    assert competence.caption_preference(fake, clips=6, timesteps=(500, 900)) == {
+        500: share,
+        900: share,
+    }
     assert len(fake.prompts) == 6
     for own, other in fake.prompts:
         content, motion = own.split(", the camera ")
-        phrase = next(p for p in competence.OPPOSITE if motion.startswith(p))  # then "slowly"/"quickly"
-        assert other == f"{content}, the camera {competence.OPPOSITE[phrase]}{motion[len(phrase):]}" != own
+        phrase = next(
+            p for p in competence.OPPOSITE if motion.startswith(p)
+        )  # then "slowly"/"quickly"
+        assert (
+            other
+            == f"{content}, the camera {competence.OPPOSITE[phrase]}{motion[len(phrase) :]}"
+            != own
+        )
 
 
 def test_phrases_are_told_apart():
@@ -127,16 +142,25 @@ def test_phrases_are_told_apart():
 
     from cammimic.motion import Fallback, MotionEstimate
 
-    for phrase, opposite in [("pans left", "pans right"), ("tilts up", "tilts down"), ("zooms in", "zooms out"),
-                             ("rolls clockwise", "rolls counterclockwise"), ("pans left", "is static")]:
+    for phrase, opposite in [
+        ("pans left", "pans right"),
+        ("tilts up", "tilts down"),
+        ("zooms in", "zooms out"),
+        ("rolls clockwise", "rolls counterclockwise"),
+        ("pans left", "is static"),
+    ]:
         m = MotionEstimate(data.motion_path(phrase, 1.0), data.WIDTH, data.HEIGHT, "truth")
         assert competence.matches(phrase, m)
         assert not competence.matches(opposite, m)
-        (comp, sign), = competence.expected(phrase).items()
-        assert sign * competence.moves(m)[comp] > 2 * competence.THRESHOLDS[comp]  # a full-speed move is clear
+        ((comp, sign),) = competence.expected(phrase).items()
+        assert (
+            sign * competence.moves(m)[comp] > 2 * competence.THRESHOLDS[comp]
+        )  # a full-speed move is clear
         still = attrs.evolve(m, homographies=np.repeat(np.eye(3)[None], data.FRAMES - 1, axis=0))
         assert competence.matches("is static", still) and not competence.matches(phrase, still)
-        unread = attrs.evolve(still, fallbacks=[Fallback(i, "too few keypoints", "identity") for i in range(3)])
+        unread = attrs.evolve(
+            still, fallbacks=[Fallback(i, "too few keypoints", "identity") for i in range(3)]
+        )
         assert competence.matches("is static", unread) and not competence.shows("is static", unread)
 
 
@@ -162,8 +186,20 @@ def _train(work, steps, **kw):
 
     captions = [f"{c}, the camera pans left" for c in ("a", "b", "c", "d", "e", "f")]
     contents = ["a", "b", "c", "d", "e", "f"]
-    train_unet(work, _latents(), captions, contents, steps=steps, seed=1, device="cpu", batch=2,
-               checkpoint_every=1, preset="tiny", warmup=2, **kw)
+    train_unet(
+        work,
+        _latents(),
+        captions,
+        contents,
+        steps=steps,
+        seed=1,
+        device="cpu",
+        batch=2,
+        checkpoint_every=1,
+        preset="tiny",
+        warmup=2,
+        **kw,
+    )
 
 
 def test_trainer_resumes_bit_exactly(tmp_path):
@@ -200,9 +236,13 @@ def test_exported_bundle_loads_through_the_mini_plugin(tmp_path, plugin_host):
     adapter = plugin_host.create("backbone", "mini", {"weights": str(out)})
     assert adapter.default_size == (64, 64) and adapter.default_num_frames == 8
     backbone = adapter.load(device="cpu")
-    assert backbone.dtype == torch.float32 and backbone.vae_scale_factor == 8  # the tiny preset's VAE
+    assert (
+        backbone.dtype == torch.float32 and backbone.vae_scale_factor == 8
+    )  # the tiny preset's VAE
     z = backbone.encode_video(np.zeros((2, 64, 64, 3), np.uint8))
-    eps = backbone.predict_noise(z, torch.tensor(10), backbone.encode_prompt(["a, the camera pans left"]))
+    eps = backbone.predict_noise(
+        z, torch.tensor(10), backbone.encode_prompt(["a, the camera pans left"])
+    )
     assert eps.shape == z.shape and torch.isfinite(eps).all()
 
 
@@ -215,15 +255,28 @@ def test_missing_shipped_weights_is_one_line(monkeypatch, tmp_path, capsys):
 
     examples = Path(__file__).resolve().parents[1] / "examples"
     monkeypatch.setattr(cammimic_mini, "WEIGHTS", tmp_path / "absent")
-    code = main(["run", str(examples / "reference.mp4"), str(examples / "scene.jpg"), "--backbone", "mini",
-                 "--prompt", "an astronaut", "-o", str(tmp_path / "out")])
+    code = main(
+        [
+            "run",
+            str(examples / "reference.mp4"),
+            str(examples / "scene.jpg"),
+            "--backbone",
+            "mini",
+            "--prompt",
+            "an astronaut",
+            "-o",
+            str(tmp_path / "out"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and "mini" in err[0] and "--weights" in err[0]
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.skipif(not (__import__("cammimic_mini").WEIGHTS / "model_index.json").is_file(),
-                    reason="mini's weights are not in this checkout (adapters/cammimic_mini/weights)")
+@pytest.mark.skipif(
+    not (__import__("cammimic_mini").WEIGHTS / "model_index.json").is_file(),
+    reason="mini's weights are not in this checkout (adapters/cammimic_mini/weights)",
+)
 def test_shipped_mini_moves_like_a_camera_and_stays_still_when_asked():
     """The shipped model, loaded through the backbone plugin with its own defaults, passes the
     motion-kind part of its bar (benchmarks/mini.py) on a small sample: "is static" samples move
@@ -243,14 +296,24 @@ def test_shipped_mini_moves_like_a_camera_and_stays_still_when_asked():
     for phrase in ("pans left", "is static"):
         sizes = []
         for seed in range(2):
-            z = sample(backbone, data.caption("a brick wall", phrase), num_frames=8, width=64, height=64,
-                       steps=cammimic_mini.SAMPLING["steps"], guidance_scale=cammimic_mini.SAMPLING["guidance_scale"],
-                       seed=seed, progress=False)
+            z = sample(
+                backbone,
+                data.caption("a brick wall", phrase),
+                num_frames=8,
+                width=64,
+                height=64,
+                steps=cammimic_mini.SAMPLING["steps"],
+                guidance_scale=cammimic_mini.SAMPLING["guidance_scale"],
+                seed=seed,
+                progress=False,
+            )
             motion = estimator.estimate(backbone.decode_latents(z))
             assert not motion.fallbacks, (phrase, seed)
             sizes.append(competence.motion_size(motion))
         size[phrase] = float(np.mean(sizes))
-    training_speed = competence.motion_size(MotionEstimate(data.motion_path("pans left"), 64, 64, "rendered"))
+    training_speed = competence.motion_size(
+        MotionEstimate(data.motion_path("pans left"), 64, 64, "rendered")
+    )
     assert size["is static"] < 0.25 * size["pans left"], size
     assert size["pans left"] >= training_speed / 3, (size, training_speed)
 
@@ -260,7 +323,9 @@ def test_resuming_drops_the_log_rows_of_steps_it_will_redo(tmp_path):
     from cammimic_mini.lab.train import trim_log
 
     unet = tmp_path / "unet-log.csv"
-    unet.write_text("step,loss\n25,1.1\n50,0.9\n25,1.1\n50,0.8\n75,0.6\n")  # restarted from step 0, stopped at 75
+    unet.write_text(
+        "step,loss\n25,1.1\n50,0.9\n25,1.1\n50,0.8\n75,0.6\n"
+    )  # restarted from step 0, stopped at 75
     trim_log(unet, 50)  # the checkpoint it resumes from is at step 50
     assert unet.read_text() == "step,loss\n25,1.1\n50,0.8\n"
     vae = tmp_path / "vae-log.csv"  # the VAE's log has no header row
@@ -283,15 +348,33 @@ def test_motion_words_are_single_tokens_and_held_out_prompts_name_no_motion():
     words = {w for p in PHRASES for w in p.split()} | {w for w in data.SPEEDS if w}
     assert words == set(MOTION_WORDS)
     for word in words:
-        assert tok.tokenize(f"the camera {word}") == ["t", "h", "e</w>", "c", "a", "m", "e", "r", "a</w>", word + "</w>"]
+        assert tok.tokenize(f"the camera {word}") == [
+            "t",
+            "h",
+            "e</w>",
+            "c",
+            "a",
+            "m",
+            "e",
+            "r",
+            "a</w>",
+            word + "</w>",
+        ]
     bytewise = build_tokenizer()
     caption = data.caption("a brick wall", "rolls counterclockwise", "slowly")
-    assert len(tok(caption).input_ids) == len(bytewise(caption).input_ids) - len("rollscounterclockwiseslowly") + 3
-    assert tok.tokenize("a brick wall, camera motion of sks") == bytewise.tokenize("a brick wall, camera motion of sks")
+    assert (
+        len(tok(caption).input_ids)
+        == len(bytewise(caption).input_ids) - len("rollscounterclockwiseslowly") + 3
+    )
+    assert tok.tokenize("a brick wall, camera motion of sks") == bytewise.tokenize(
+        "a brick wall, camera motion of sks"
+    )
     whole = {w + "</w>" for w in MOTION_WORDS}
     for content in data.HELD_OUT.values():
         assert not set(tok.tokenize(content)) & whole, content
-    assert set(tok.tokenize("old coins")) - set(bytewise.tokenize("old coins")) == {"ns</w>"}  # "pans" ends so
+    assert set(tok.tokenize("old coins")) - set(bytewise.tokenize("old coins")) == {
+        "ns</w>"
+    }  # "pans" ends so
 
 
 def test_a_byte_vocabulary_checkpoint_resumes_with_word_tokens(tmp_path, monkeypatch):
@@ -310,38 +393,66 @@ def test_a_byte_vocabulary_checkpoint_resumes_with_word_tokens(tmp_path, monkeyp
     tiny = random_weights.PRESETS["tiny"]
     bytes_only = {**tiny, "text_encoder": {**tiny["text_encoder"], "vocab_size": 514}}
     monkeypatch.setitem(random_weights.PRESETS, "tiny-bytes", bytes_only)
-    monkeypatch.setitem(random_weights.PRESETS, "tiny-words", {**bytes_only, "words": ("pans", "left")})
+    monkeypatch.setitem(
+        random_weights.PRESETS, "tiny-words", {**bytes_only, "words": ("pans", "left")}
+    )
     work = tmp_path / "w"
     captions = [f"{c}, the camera pans left" for c in "abcdef"]
 
     def run(steps, preset, **kw):
-        train_unet(work, _latents(), captions, list("abcdef"), steps=steps, seed=1, device="cpu", batch=2,
-                   checkpoint_every=1, preset=preset, warmup=2, **kw)
+        train_unet(
+            work,
+            _latents(),
+            captions,
+            list("abcdef"),
+            steps=steps,
+            seed=1,
+            device="cpu",
+            batch=2,
+            checkpoint_every=1,
+            preset=preset,
+            warmup=2,
+            **kw,
+        )
 
     run(2, "tiny-bytes")
     tensors, meta = _load_state(work / UNET_CHECKPOINT)
-    key = next(k[len("text."):] for k in tensors if k.startswith("text.") and k.endswith("token_embedding.weight"))
+    key = next(
+        k[len("text.") :]
+        for k in tensors
+        if k.startswith("text.") and k.endswith("token_embedding.weight")
+    )
     for prefix in ("text.", "ema_text."):  # stand in for byte rows trained to a larger scale
         tensors[prefix + key] = tensors[prefix + key] * 5
     _save_state(work / UNET_CHECKPOINT, tensors, meta)
     run(3, "tiny-words", motion_words_from=2)
     after, meta = _load_state(work / UNET_CHECKPOINT)
     n = len(random_weights.build_tokenizer(words=("pans", "left")).get_vocab())
-    assert meta["step"] == 3 and meta["motion_words_from"] == 2 and n == 514 + 6  # ns, ans, pans; ft, eft, left
+    assert (
+        meta["step"] == 3 and meta["motion_words_from"] == 2 and n == 514 + 6
+    )  # ns, ans, pans; ft, eft, left
     assert after["text." + key].shape == (n, 32) and after["ema_text." + key].shape == (n, 32)
     old_rms = float(tensors["text." + key].pow(2).mean().sqrt())
     new_rms = float(after["ema_text." + key][514:].pow(2).mean().sqrt())
-    assert abs(new_rms / old_rms - 1) < 0.05  # drawn at the trained rows' scale, not the init's (5x smaller)
+    assert (
+        abs(new_rms / old_rms - 1) < 0.05
+    )  # drawn at the trained rows' scale, not the init's (5x smaller)
     first_text = len(list(random_weights.build_components("tiny")["unet"].parameters()))
-    assert after[f"opt.{first_text}.exp_avg"].shape == (n, 32)  # the embedding's Adam moments grew too
+    assert after[f"opt.{first_text}.exp_avg"].shape == (
+        n,
+        32,
+    )  # the embedding's Adam moments grew too
     random_weights.build_components("tiny")["vae"].save_pretrained(work / "vae")
     bundle = export(work, tmp_path / "bundle", preset="tiny-words")
     from cammimic_unet3d.backbone import UNet3DAdapter
 
-    backbone = UNet3DAdapter(name="mini", default_weights=str(bundle), default_size=(64, 64),
-                             default_num_frames=8).load(device="cpu")
+    backbone = UNet3DAdapter(
+        name="mini", default_weights=str(bundle), default_size=(64, 64), default_num_frames=8
+    ).load(device="cpu")
     ids = backbone.tokenizer("the camera pans left").input_ids
-    assert ids[-3:-1] == [backbone.tokenizer.convert_tokens_to_ids(w) for w in ("pans</w>", "left</w>")]
+    assert ids[-3:-1] == [
+        backbone.tokenizer.convert_tokens_to_ids(w) for w in ("pans</w>", "left</w>")
+    ]
     assert torch.isfinite(backbone.encode_prompt(["a, the camera pans left"])).all()
 
 
@@ -366,7 +477,9 @@ def test_timestep_min_trains_on_high_noise_only(tmp_path, monkeypatch):
 def test_caption_preference_can_swap_the_content_instead_of_the_motion():
     """swap="content" names another training photograph, with the same motion words."""
     fake = _Denoiser(0.1)
-    assert competence.caption_preference(fake, clips=5, timesteps=(900,), swap="content") == {900: 1.0}
+    assert competence.caption_preference(fake, clips=5, timesteps=(900,), swap="content") == {
+        900: 1.0
+    }
     for own, other in fake.prompts:
         content, motion = own.split(", the camera ")
         other_content, other_motion = other.split(", the camera ")
@@ -377,11 +490,18 @@ def test_caption_preference_can_swap_the_content_instead_of_the_motion():
 
 
 def test_opposite_caption_flips_every_motion_part_and_keeps_the_rest():
-    assert competence.opposite_caption("a brick wall, the camera pans left quickly") == \
-        "a brick wall, the camera pans right quickly"
-    assert competence.opposite_caption("old coins, the camera tilts up and pans left") == \
-        "old coins, the camera tilts down and pans right"
-    assert competence.opposite_caption("a, the camera rolls counterclockwise slowly") == "a, the camera rolls clockwise slowly"
+    assert (
+        competence.opposite_caption("a brick wall, the camera pans left quickly")
+        == "a brick wall, the camera pans right quickly"
+    )
+    assert (
+        competence.opposite_caption("old coins, the camera tilts up and pans left")
+        == "old coins, the camera tilts down and pans right"
+    )
+    assert (
+        competence.opposite_caption("a, the camera rolls counterclockwise slowly")
+        == "a, the camera rolls clockwise slowly"
+    )
     assert competence.opposite_caption("a, the camera is static") == "a, the camera pans left"
     assert competence.opposite_caption("old coins") is None
     assert competence.opposite_caption("a, the camera flies away") is None
@@ -403,8 +523,15 @@ def test_the_direction_term_denoises_once_more_under_the_opposite_caption(tmp_pa
     assert changed  # the ranking term reached the UNet's weights
 
 
-@pytest.mark.parametrize("bad", [["--timestep-min", "1000"], ["--timestep-min", "-1"], ["--direction-weight", "-1"],
-                                 ["--direction-t-min", "1000"]])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--timestep-min", "1000"],
+        ["--timestep-min", "-1"],
+        ["--direction-weight", "-1"],
+        ["--direction-t-min", "1000"],
+    ],
+)
 def test_trainer_rejects_bad_experiment_options_in_one_line(tmp_path, capsys, bad):
     from cammimic_mini.lab.train import main
 
@@ -433,9 +560,13 @@ def test_direction_signal_clips_pan_by_the_speed_in_the_stated_direction():
     field = rng.standard_normal((500, big * big))
     a = (field @ fwd.T).reshape(500, frames, size, size)
     b = (field @ bwd.T).reshape(500, frames, size, size)
-    np.testing.assert_allclose(a[:, 1, :, :-1], a[:, 0, :, 1:], atol=1e-12)  # direction +1: content moves left
+    np.testing.assert_allclose(
+        a[:, 1, :, :-1], a[:, 0, :, 1:], atol=1e-12
+    )  # direction +1: content moves left
     np.testing.assert_allclose(b[:, 0, :, :-1], b[:, 1, :, 1:], atol=1e-12)
-    np.testing.assert_allclose(a, b[:, ::-1], atol=1e-12)  # the two directions are each other reversed
+    np.testing.assert_allclose(
+        a, b[:, ::-1], atol=1e-12
+    )  # the two directions are each other reversed
     assert abs(a[:, :, 2:-2, 2:-2].var() - 1.0) < 0.1
 
 
@@ -445,9 +576,15 @@ def test_direction_signal_is_zero_where_the_noisy_latents_show_the_direction(cap
     at the top of zeroscope's schedule."""
     mod = _direction_signal()
     assert mod.main(["--size", "6", "--frames", "4", "--speed", "1", "--samples", "300"]) == 0
-    rows = {int(line.split()[0]): line.split() for line in capsys.readouterr().out.splitlines()
-            if line.split() and line.split()[0].isdigit()}
-    assert float(rows[300][4].rstrip("%")) == pytest.approx(0.0, abs=0.01) and float(rows[300][5]) == 0.5
+    rows = {
+        int(line.split()[0]): line.split()
+        for line in capsys.readouterr().out.splitlines()
+        if line.split() and line.split()[0].isdigit()
+    }
+    assert (
+        float(rows[300][4].rstrip("%")) == pytest.approx(0.0, abs=0.01)
+        and float(rows[300][5]) == 0.5
+    )
     assert 0.5 < float(rows[999][4].rstrip("%")) < 10 and float(rows[999][5]) < 0.45
 
 
@@ -465,18 +602,31 @@ def test_motion_size_is_the_resolution_free_move_per_read_pair():
     from cammimic.motion import Fallback
 
     for size in (64, 256):
-        pan = MotionEstimate(data.motion_path("pans left", width=size, height=size), size, size, "truth")
+        pan = MotionEstimate(
+            data.motion_path("pans left", width=size, height=size), size, size, "truth"
+        )
         assert competence.motion_size(pan) == pytest.approx(0.08, abs=1e-9)
     still = MotionEstimate(data.motion_path("is static"), 64, 64, "truth")
     assert competence.motion_size(still) == 0.0
     # a pan whose last pairs fell back (identity) is still a pan of 0.08 on the pairs that were read
     hs = data.motion_path("pans left")
     hs[5:] = np.eye(3)
-    half = MotionEstimate(hs, 64, 64, "truth", fallbacks=[Fallback(pair=i, reason="few matches", used="identity") for i in (5, 6)])
+    half = MotionEstimate(
+        hs,
+        64,
+        64,
+        "truth",
+        fallbacks=[Fallback(pair=i, reason="few matches", used="identity") for i in (5, 6)],
+    )
     assert competence.motion_size(half) == pytest.approx(0.08, abs=1e-9)
-    unread = MotionEstimate(np.repeat(np.eye(3)[None], 7, 0), 64, 64, "truth",
-                            fallbacks=[Fallback(pair=i, reason="few matches", used="identity") for i in range(7)])
+    unread = MotionEstimate(
+        np.repeat(np.eye(3)[None], 7, 0),
+        64,
+        64,
+        "truth",
+        fallbacks=[Fallback(pair=i, reason="few matches", used="identity") for i in range(7)],
+    )
     assert np.isnan(competence.motion_size(unread))
     a = np.full((2, 4, 4, 3), 100, np.uint8)
     assert competence.psnr(a, a) == float("inf")
-    assert competence.psnr(a, a + 10) == pytest.approx(10 * np.log10(255 ** 2 / 100))
+    assert competence.psnr(a, a + 10) == pytest.approx(10 * np.log10(255**2 / 100))

@@ -52,7 +52,9 @@ def test_manifest_pairs_two_different_held_out_photographs(pairs):
         video = read_video(item.reference)
         assert video.frames.shape == (8, 64, 64, 3)
         assert read_image(item.image).shape == (64, 64, 3)
-    assert len(seen_motions) == 12 and off_caption >= 6  # motions and speeds mini was never told about
+    assert (
+        len(seen_motions) == 12 and off_caption >= 6
+    )  # motions and speeds mini was never told about
     # every (reference photo, user photo) ordering of the three held-out photographs is used
     assert len({(m["reference_photo"], m["image_photo"]) for m in meta["items"].values()}) == 6
 
@@ -68,7 +70,10 @@ def test_references_read_back_as_their_true_motion(bench, pairs, tmp_path):
 
     meta = json.loads((pairs.parent / "pairs.json").read_text())
     (tmp_path / "mini-method.toml").write_text(bench.CONFIG)
-    estimator = get_host().create("motion_estimator", *load_config(tmp_path / "mini-method.toml").component("motion_estimator"))
+    estimator = get_host().create(
+        "motion_estimator",
+        *load_config(tmp_path / "mini-method.toml").component("motion_estimator"),
+    )
     scores = []
     for pid, m in meta["items"].items():
         frames = read_video(pairs.parent / f"{pid}-ref.mp4").frames
@@ -77,7 +82,9 @@ def test_references_read_back_as_their_true_motion(bench, pairs, tmp_path):
         s = score_motions(truth, est)
         assert s.valid and not est.fallbacks, (pid, m["motion"])
         # far closer to the truth than a still camera is (the slow moves score ~6e-4 as "still")
-        still = score_motions(MotionEstimate(np.repeat(np.eye(3)[None], 7, 0), 64, 64, "still"), est).score
+        still = score_motions(
+            MotionEstimate(np.repeat(np.eye(3)[None], 7, 0), 64, 64, "still"), est
+        ).score
         assert s.score < 0.1 * still, (pid, m["motion"], s.score, still)
         scores.append(s.score)
     # measured: max 2.3e-5, mean 8.9e-6 (opencv on 4x-upsampled frames: max 2.9e-4, mean 6e-5)
@@ -93,14 +100,21 @@ def test_eval_homography_on_two_pairs_gives_valid_scores(bench, pairs, tmp_path,
     meta = json.loads((pairs.parent / "pairs.json").read_text())
     meta["pairs"] = 2
     (sub / "pairs.json").write_text(json.dumps(meta))  # the script reuses a manifest it wrote
-    assert bench.main(["--methods", "homography", "--pairs", "2", "--out", str(tmp_path), "-q"]) == 0
+    assert (
+        bench.main(["--methods", "homography", "--pairs", "2", "--out", str(tmp_path), "-q"]) == 0
+    )
     with open(tmp_path / "eval" / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [(r["method"], r["status"], r["valid"]) for r in rows] == [("homography", "ok", "True")] * 2
+    assert [(r["method"], r["status"], r["valid"]) for r in rows] == [
+        ("homography", "ok", "True")
+    ] * 2
     assert all(float(r["camera_score"]) < 1e-3 for r in rows)
     eval_json = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert eval_json["config"]["backbone"]["name"] == "mini"
-    assert eval_json["config"]["finetune"]["stage1_steps"] == 60 and eval_json["config"]["sampling"]["steps"] == 25
+    assert (
+        eval_json["config"]["finetune"]["stage1_steps"] == 60
+        and eval_json["config"]["sampling"]["steps"] == 25
+    )
     # the table --record writes, into a copy of the doc
     doc = tmp_path / "mini.md"
     doc.write_text(f"before\n{bench.BEGIN}\nold\n{bench.END}\nafter\n")
@@ -114,6 +128,8 @@ def test_eval_homography_on_two_pairs_gives_valid_scores(bench, pairs, tmp_path,
 def test_without_weights_it_fails_in_one_line(bench, tmp_path, capsys):
     code = bench.main(["--weights", str(tmp_path / "none"), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and err.startswith("Error: mini's weights are not at ")
+    assert (
+        code == 2 and err.count("\n") == 1 and err.startswith("Error: mini's weights are not at ")
+    )
     assert "--methods homography" in err
     assert not (tmp_path / "out").exists()  # nothing half-written

@@ -21,7 +21,9 @@ def host():
     from cammimic.plugins import PluginHost
 
     h = PluginHost()
-    h.entry_points = lambda: [ep for ep in PluginHost.entry_points(h) if ep.value.startswith("cammimic")]
+    h.entry_points = lambda: [
+        ep for ep in PluginHost.entry_points(h) if ep.value.startswith("cammimic")
+    ]
     return h.load()
 
 
@@ -38,8 +40,17 @@ def reference():
 def _prepared(host, backbone, reference, **params):
     frames, homographies = reference
     term = host.create("guidance", "motionclone", params)
-    term.prepare(GuidanceContext(backbone=backbone, prompt="a photo", homographies=homographies, width=SIZE,
-                                 height=SIZE, reference=frames, seed=0))
+    term.prepare(
+        GuidanceContext(
+            backbone=backbone,
+            prompt="a photo",
+            homographies=homographies,
+            width=SIZE,
+            height=SIZE,
+            reference=frames,
+            seed=0,
+        )
+    )
     return term
 
 
@@ -59,10 +70,14 @@ def test_the_mask_keeps_exactly_top_k_keys_per_query():
         assert torch.equal(values, probs.gather(-1, indices))
 
 
-def test_the_energy_is_zero_at_the_reference_and_descends_through_the_denoiser(host, backbone, reference):
+def test_the_energy_is_zero_at_the_reference_and_descends_through_the_denoiser(
+    host, backbone, reference
+):
     term = _prepared(host, backbone, reference)
     # MotionClone's default blocks: the three temporal transformers of up_blocks.1 (tiny's attention up block)
-    assert list(term.layers) == [f"up_blocks.1.temp_attentions.{i}.transformer_blocks.0.attn1" for i in range(3)]
+    assert list(term.layers) == [
+        f"up_blocks.1.temp_attentions.{i}.transformer_blocks.0.attn1" for i in range(3)
+    ]
     for values, indices in term.reference.values():
         assert indices.shape[-1] == 1 and values.shape == indices.shape  # k = 1 per query
     noised, tau, empty = term.reference_input  # the sample equals the reference: no energy
@@ -80,24 +95,39 @@ def test_the_energy_is_zero_at_the_reference_and_descends_through_the_denoiser(h
     assert energies[-1] < 0.3 * energies[0], energies
 
 
-def test_sampling_restores_the_attention_processors_and_unguided_sampling_is_bit_identical(host, backbone,
-                                                                                          reference):
+def test_sampling_restores_the_attention_processors_and_unguided_sampling_is_bit_identical(
+    host, backbone, reference
+):
     from cammimic_motionclone.guide import temporal_attention_layers
 
     from cammimic.sampling import sample
 
-    layers = temporal_attention_layers(backbone, ("up_blocks", "down_blocks", "mid_block", "transformer_in"))
+    layers = temporal_attention_layers(
+        backbone, ("up_blocks", "down_blocks", "mid_block", "transformer_in")
+    )
     before = {n: m.processor for n, m in layers.items()}
-    kwargs = dict(num_frames=FRAMES, width=SIZE, height=SIZE, steps=4, guidance_scale=3.0, seed=3, progress=False)
+    kwargs = dict(
+        num_frames=FRAMES,
+        width=SIZE,
+        height=SIZE,
+        steps=4,
+        guidance_scale=3.0,
+        seed=3,
+        progress=False,
+    )
     plain = sample(backbone, "a photo", **kwargs)
     term = _prepared(host, backbone, reference, end=1.0, weight=0.5)  # every step but the last
     guided = sample(backbone, "a photo", guidance_terms=[term], **kwargs)
-    assert all(m.processor is before[n] for n, m in layers.items())  # the originals, the same objects
+    assert all(
+        m.processor is before[n] for n, m in layers.items()
+    )  # the originals, the same objects
     assert torch.equal(sample(backbone, "a photo", **kwargs), plain)  # bit-identical afterwards
     assert not torch.equal(guided, plain)
     assert [h["step"] for h in term.history] == [0, 1, 2]
     per_step = np.mean([h["seconds"] for h in term.history])
-    print(f"motionclone on tiny weights, {FRAMES} frames at {SIZE}x{SIZE}: {per_step:.3f} s per guided step")
+    print(
+        f"motionclone on tiny weights, {FRAMES} frames at {SIZE}x{SIZE}: {per_step:.3f} s per guided step"
+    )
     assert per_step < 10
     # the energy along the guided run against a probe that only measures it (weight 1e-9)
     probe = _prepared(host, backbone, reference, end=1.0, weight=1e-9)
@@ -116,8 +146,16 @@ def test_a_dit_is_refused_in_one_line_and_bad_parameters_are_named(host):
     term = host.create("guidance", "motionclone", {})
     dit = SimpleNamespace(name="wan", denoiser=WanTransformer3DModel())
     with pytest.raises(CammimicError, match="UNet3D") as error:
-        term.prepare(GuidanceContext(backbone=dit, prompt="", homographies=np.eye(3)[None], width=8, height=8,
-                                     reference=np.zeros((2, 8, 8, 3), np.uint8)))
+        term.prepare(
+            GuidanceContext(
+                backbone=dit,
+                prompt="",
+                homographies=np.eye(3)[None],
+                width=8,
+                height=8,
+                reference=np.zeros((2, 8, 8, 3), np.uint8),
+            )
+        )
     assert "\n" not in str(error.value) and "docs/plugins.md" in str(error.value)
     with pytest.raises(CammimicError, match="start <= end"):
         host.create("guidance", "motionclone", {"start": 0.5, "end": 0.2})
@@ -127,7 +165,9 @@ def test_a_dit_is_refused_in_one_line_and_bad_parameters_are_named(host):
 
 def test_blocks_without_temporal_attention_are_named(host, backbone, reference):
     with pytest.raises(CammimicError, match="up_blocks.1"):
-        _prepared(host, backbone, reference, blocks="up_blocks.0")  # tiny's UpBlock3D: temporal convs only
+        _prepared(
+            host, backbone, reference, blocks="up_blocks.0"
+        )  # tiny's UpBlock3D: temporal convs only
 
 
 def test_the_motionclone_eval_method_runs_on_tiny_weights(tmp_path, tiny_weights):
@@ -140,7 +180,14 @@ def test_the_motionclone_eval_method_runs_on_tiny_weights(tmp_path, tiny_weights
     m = _subset(photo_pairs(tmp_path / "pairs", 1), tmp_path, 1)
     # 4 sampling steps: the default window (the first 0.3 of the schedule) holds step 0
     config = _config(**{**FAST, "backbone.weights": str(tiny_weights), "sampling.steps": 4})
-    res = evaluate(m, tmp_path / "ev", methods=["motionclone"], config=config, progress=False, echo=lambda s: None)
+    res = evaluate(
+        m,
+        tmp_path / "ev",
+        methods=["motionclone"],
+        config=config,
+        progress=False,
+        echo=lambda s: None,
+    )
     rows = {r["method"]: r for r in _rows(tmp_path / "ev")}
     assert res["failed"] == 0, {k: r["error"] for k, r in rows.items()}
     assert rows["motionclone"]["status"] == "ok"

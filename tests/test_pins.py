@@ -39,21 +39,61 @@ TEMPORAL_Q = "down_blocks.0.temp_attentions.0.transformer_blocks.0.attn1.to_q"
 
 # -- the pins ------------------------------------------------------------------------------
 EXPECTED_LORA_INIT = [
-    -0.1752119, 0.07979593, -0.08489943, -0.1179702, -0.1018413, 0.1016388,
-    0.1267905, -0.05252751, -0.01252442, 0.09990621, -0.00242848, -0.141034,
+    -0.1752119,
+    0.07979593,
+    -0.08489943,
+    -0.1179702,
+    -0.1018413,
+    0.1016388,
+    0.1267905,
+    -0.05252751,
+    -0.01252442,
+    0.09990621,
+    -0.00242848,
+    -0.141034,
 ]  # A[0, :6] of the spatial and temporal LoRA on SPATIAL_Q / TEMPORAL_Q
-EXPECTED_LOSSES = [1.697889, 1.647859, 1.675619, 1.151192, 1.274514]  # the "loss" column of 3 stage-1 and 2 stage-2 steps
-EXPECTED_TRAINED = [-0.01838301, -0.01947244, -0.01772123, -0.01066445, 0.009450307, -0.009912826]  # B[:3, 0] of the spatial and the temporal LoRA after those steps
-EXPECTED_LATENTS = [-3.700226, -2.861363, -2.396489, -1.445735]  # latents[0, 0, :, 0, 0] (one pixel, every frame) after 3 DDIM steps
-EXPECTED_GUIDED = [-1.566591, -0.603205, -0.14619, -0.542768]  # the same with the default homography guidance (on x̂₀, λ_G 0.3) towards a seeded target
-EXPECTED_GUIDED_LITERAL = [-3.488066, -2.64343, -2.153641, -1.350722]  # the same with the paper's literal update (on z_t, λ_G 0.02)
+EXPECTED_LOSSES = [
+    1.697889,
+    1.647859,
+    1.675619,
+    1.151192,
+    1.274514,
+]  # the "loss" column of 3 stage-1 and 2 stage-2 steps
+EXPECTED_TRAINED = [
+    -0.01838301,
+    -0.01947244,
+    -0.01772123,
+    -0.01066445,
+    0.009450307,
+    -0.009912826,
+]  # B[:3, 0] of the spatial and the temporal LoRA after those steps
+EXPECTED_LATENTS = [
+    -3.700226,
+    -2.861363,
+    -2.396489,
+    -1.445735,
+]  # latents[0, 0, :, 0, 0] (one pixel, every frame) after 3 DDIM steps
+EXPECTED_GUIDED = [
+    -1.566591,
+    -0.603205,
+    -0.14619,
+    -0.542768,
+]  # the same with the default homography guidance (on x̂₀, λ_G 0.3) towards a seeded target
+EXPECTED_GUIDED_LITERAL = [
+    -3.488066,
+    -2.64343,
+    -2.153641,
+    -1.350722,
+]  # the same with the paper's literal update (on z_t, λ_G 0.02)
 
 
 def _host():
     from cammimic.plugins import PluginHost
 
     host = PluginHost()
-    host.entry_points = lambda: [ep for ep in PluginHost.entry_points(host) if ep.value.startswith("cammimic")]
+    host.entry_points = lambda: [
+        ep for ep in PluginHost.entry_points(host) if ep.value.startswith("cammimic")
+    ]
     return host.load()
 
 
@@ -66,7 +106,10 @@ def lora_init(weights, *, init_seed=0):
     layers = _host().locate_attention_layers(backbone.name, backbone.unet, False)
     inject_loras(backbone.unet, layers, LoraSpec(rank=4), LoraSpec(rank=4), init_seed=init_seed)
     sp, tp = lora_state_dict(backbone.unet, "spatial"), lora_state_dict(backbone.unet, "temporal")
-    return [*sp[f"{SPATIAL_Q}.lora_A.weight"][0, :6].tolist(), *tp[f"{TEMPORAL_Q}.lora_A.weight"][0, :6].tolist()]
+    return [
+        *sp[f"{SPATIAL_Q}.lora_A.weight"][0, :6].tolist(),
+        *tp[f"{TEMPORAL_Q}.lora_A.weight"][0, :6].tolist(),
+    ]
 
 
 def trained(weights, *, seed=0, init_seed=0):
@@ -80,12 +123,24 @@ def trained(weights, *, seed=0, init_seed=0):
     layers = host.locate_attention_layers(backbone.name, backbone.unet, False)
     inject_loras(backbone.unet, layers, LoraSpec(rank=4), LoraSpec(rank=4), init_seed=init_seed)
     embeds = backbone.encode_prompt(["an astronaut, camera motion of sks", "a cup of coffee"])
-    settings = FinetuneSettings(stage1_steps=3, stage2_steps=2, learning_rate=5e-3, checkpoint_every=0, seed=seed)
-    result = finetune(backbone, layers, settings=settings, progress=False,
-                      reference_latents=backbone.encode_video(frames), reference_embeds=embeds[:1],
-                      image_latents=backbone.encode_video(image[None]), image_embeds=embeds[1:])
+    settings = FinetuneSettings(
+        stage1_steps=3, stage2_steps=2, learning_rate=5e-3, checkpoint_every=0, seed=seed
+    )
+    result = finetune(
+        backbone,
+        layers,
+        settings=settings,
+        progress=False,
+        reference_latents=backbone.encode_video(frames),
+        reference_embeds=embeds[:1],
+        image_latents=backbone.encode_video(image[None]),
+        image_embeds=embeds[1:],
+    )
     sp, tp = lora_state_dict(backbone.unet, "spatial"), lora_state_dict(backbone.unet, "temporal")
-    lora = [*sp[f"{SPATIAL_Q}.lora_B.weight"][:3, 0].tolist(), *tp[f"{TEMPORAL_Q}.lora_B.weight"][:3, 0].tolist()]
+    lora = [
+        *sp[f"{SPATIAL_Q}.lora_B.weight"][:3, 0].tolist(),
+        *tp[f"{TEMPORAL_Q}.lora_B.weight"][:3, 0].tolist(),
+    ]
     return [r["loss"] for r in result.losses], lora
 
 
@@ -98,11 +153,24 @@ def sampled(weights, *, seed=0, swap_cfg=False, guided=False, guidance=None):
     kw = {}
     if guided:
         g = torch.Generator().manual_seed(7)
-        kw = dict(guidance_terms=[_host().create("guidance", "homography", guidance or {})],
-                  target=torch.randn(1, backbone.latent_channels, 4, 8, 8, generator=g),
-                  mask=torch.ones(1, 1, 4, 8, 8))
-    z = sample(backbone, "unused", num_frames=4, width=64, height=64, steps=3, guidance_scale=9.0, seed=seed,
-               prompt_embeds=embeds, progress=False, **kw)
+        kw = dict(
+            guidance_terms=[_host().create("guidance", "homography", guidance or {})],
+            target=torch.randn(1, backbone.latent_channels, 4, 8, 8, generator=g),
+            mask=torch.ones(1, 1, 4, 8, 8),
+        )
+    z = sample(
+        backbone,
+        "unused",
+        num_frames=4,
+        width=64,
+        height=64,
+        steps=3,
+        guidance_scale=9.0,
+        seed=seed,
+        prompt_embeds=embeds,
+        progress=False,
+        **kw,
+    )
     return z[0, 0, :, 0, 0].tolist()
 
 
@@ -130,8 +198,10 @@ def test_finetuning_losses_and_trained_loras_are_pinned(tiny_weights):
 def test_sampled_latents_are_pinned(tiny_weights):
     assert_pinned(sampled(tiny_weights), EXPECTED_LATENTS)
     assert_pinned(sampled(tiny_weights, guided=True), EXPECTED_GUIDED)
-    assert_pinned(sampled(tiny_weights, guided=True, guidance={"acts_on": "z_t", "weight": 0.02}),
-                  EXPECTED_GUIDED_LITERAL)
+    assert_pinned(
+        sampled(tiny_weights, guided=True, guidance={"acts_on": "z_t", "weight": 0.02}),
+        EXPECTED_GUIDED_LITERAL,
+    )
     assert_misses(EXPECTED_GUIDED, EXPECTED_LATENTS)  # the guidance term acts
 
 
@@ -167,7 +237,10 @@ if __name__ == "__main__":  # re-derive the pins: python tests/test_pins.py
         print("EXPECTED_TRAINED =", lora)
         print("EXPECTED_LATENTS =", sampled(w))
         print("EXPECTED_GUIDED =", sampled(w, guided=True))
-        print("EXPECTED_GUIDED_LITERAL =", sampled(w, guided=True, guidance={"acts_on": "z_t", "weight": 0.02}))
+        print(
+            "EXPECTED_GUIDED_LITERAL =",
+            sampled(w, guided=True, guidance={"acts_on": "z_t", "weight": 0.02}),
+        )
         print("# perturbed:", file=sys.stderr)
         print("init_seed=1", lora_init(w, init_seed=1), file=sys.stderr)
         print("seed=1", trained(w, seed=1), file=sys.stderr)

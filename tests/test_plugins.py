@@ -24,7 +24,11 @@ class FakeEntryPoint:
     """Stands in for an installed package's ``[project.entry-points.cammimic]`` entry."""
 
     def __init__(self, name, module=None, *, dist="cammimic-fake", version="1.2.3", error=None):
-        self.name, self.value, self.dist = name, f"{dist.replace('-', '_')}:{name}", FakeDist(dist, version)
+        self.name, self.value, self.dist = (
+            name,
+            f"{dist.replace('-', '_')}:{name}",
+            FakeDist(dist, version),
+        )
         self.module, self.error = module, error
 
     def load(self):
@@ -62,7 +66,9 @@ def backbone_plugin(name="tiny", layers=None):
             return None
         spatial = [n for n in model if ".attentions." in n and (include_ff or ".ff" not in n)]
         temporal = [n for n in model if ".temp_attentions." in n and (include_ff or ".ff" not in n)]
-        return AttentionLayers(spatial=spatial, temporal=temporal, pairs=list(zip(spatial, temporal)))
+        return AttentionLayers(
+            spatial=spatial, temporal=temporal, pairs=list(zip(spatial, temporal))
+        )
 
     mod.register_backbones = register_backbones
     mod.locate_attention_layers = locate_attention_layers
@@ -99,7 +105,9 @@ def test_first_party_plugins_load_through_entry_points(plugin_host):
     assert names["opencv"]["motion_estimators"] == ["opencv"]
     assert names["kornia"]["motion_estimators"] == ["kornia"]
     assert names["cammimic.default_plugins"]["guidance_terms"] == ["homography", "none"]
-    assert names["zeroscope"]["backbones"] == ["zeroscope"] and names["modelscope"]["backbones"] == ["modelscope"]
+    assert names["zeroscope"]["backbones"] == ["zeroscope"] and names["modelscope"][
+        "backbones"
+    ] == ["modelscope"]
     assert names["unet3d"]["hooks"] == ["locate_attention_layers"]
 
 
@@ -112,10 +120,15 @@ def test_third_party_backbone_is_selectable_with_params(host_with):
     adapter = host.create("backbone", "tiny", {"rank": 16})
     assert adapter.rank == 16
     # its load returns a dict, not a Backbone: checked where the factory's object is used
-    with pytest.raises(CammimicError, match=r'backbone "tiny" of plugin "tiny" load\(\) returned dict, not a '
-                                            r"cammimic.components.Backbone \(missing "):
+    with pytest.raises(
+        CammimicError,
+        match=r'backbone "tiny" of plugin "tiny" load\(\) returned dict, not a '
+        r"cammimic.components.Backbone \(missing ",
+    ):
         adapter.load("/w", torch_dtype="float16")
-    with pytest.raises(CammimicError, match=r"no parameter 'rnak' \(did you mean \"rank\"\?\); accepted: rank"):
+    with pytest.raises(
+        CammimicError, match=r"no parameter 'rnak' \(did you mean \"rank\"\?\); accepted: rank"
+    ):
         host.create("backbone", "tiny", {"rnak": 16})
     with pytest.raises(CammimicError, match=r"'rank' must be int, got '16'"):
         host.create("backbone", "tiny", {"rank": "16"})
@@ -127,8 +140,11 @@ def test_unknown_component_names_valid_ones_and_nearest(plugin_host):
     msg = str(e.value)
     assert 'motion estimator "opencvv"' in msg and '(did you mean "opencv"?)' in msg
     assert "valid: kornia, opencv" in msg
-    with pytest.raises(CammimicError, match='backbone "zeroscop" is unknown \\(did you mean "zeroscope"\\?\\); '
-                                            'valid: mini, modelscope, wan, wan-i2v, zeroscope'):
+    with pytest.raises(
+        CammimicError,
+        match='backbone "zeroscop" is unknown \\(did you mean "zeroscope"\\?\\); '
+        "valid: mini, modelscope, wan, wan-i2v, zeroscope",
+    ):
         plugin_host.get("backbone", "zeroscop")
 
 
@@ -137,7 +153,9 @@ def test_missing_extra_says_the_exact_pip_install(host_with):
 
     @cammimic.hookimpl
     def register_backbones(register):
-        register("heavy", lambda: None, requires=("json", "surely_not_installed_xyz"), extra="zeroscope")
+        register(
+            "heavy", lambda: None, requires=("json", "surely_not_installed_xyz"), extra="zeroscope"
+        )
 
     mod.register_backbones = register_backbones
     host = host_with(FakeEntryPoint("heavy", mod))
@@ -174,16 +192,22 @@ def test_block_list_from_config(host_with):
 
 
 def test_broken_plugin_is_reported_and_the_rest_keep_working(host_with):
-    broken = FakeEntryPoint("broken", error=ModuleNotFoundError("No module named 'torchvision'"), dist="cammimic-broken")
+    broken = FakeEntryPoint(
+        "broken", error=ModuleNotFoundError("No module named 'torchvision'"), dist="cammimic-broken"
+    )
     host = host_with(broken, *real_eps())
     assert "opencv" in host.components("motion_estimator")
     entry = next(p for p in host.plugins() if p["name"] == "broken")
-    assert entry["error"].startswith('Error importing plugin "broken" (cammimic_broken:broken): ModuleNotFoundError')
+    assert entry["error"].startswith(
+        'Error importing plugin "broken" (cammimic_broken:broken): ModuleNotFoundError'
+    )
     assert "pip uninstall cammimic-broken" in entry["error"]
     assert '[plugins] block = ["broken"]' in entry["error"]
 
 
-def test_duplicate_names_keep_first_party_warn_naming_both_and_let_the_user_choose(host_with, capsys):
+def test_duplicate_names_keep_first_party_warn_naming_both_and_let_the_user_choose(
+    host_with, capsys
+):
     """A third-party "opencv" registered before cammimic's own no longer breaks the default for everyone."""
     mod = types.ModuleType("cammimic_dupe")
 
@@ -202,8 +226,10 @@ def test_duplicate_names_keep_first_party_warn_naming_both_and_let_the_user_choo
     comp = host.get("motion_estimator", "opencv")
     assert comp.plugin == "opencv"
     warning = capsys.readouterr().err.strip().splitlines()
-    message = ('motion estimator "opencv" is registered by both plugin "aa-dupe" and plugin "opencv"; using the one '
-               'from "opencv" (cammimic’s own wins); select the other as "aa-dupe:opencv"')
+    message = (
+        'motion estimator "opencv" is registered by both plugin "aa-dupe" and plugin "opencv"; using the one '
+        'from "opencv" (cammimic’s own wins); select the other as "aa-dupe:opencv"'
+    )
     assert len(warning) == 1 and warning[0].startswith("warning: " + message)
     host.get("motion_estimator", "opencv")
     assert capsys.readouterr().err == ""  # warned once
@@ -230,8 +256,13 @@ def test_plugin_exiting_or_interrupting_at_import_is_that_plugins_problem(host_w
 
     host = host_with(Exits("exits", dist="cammimic-exits"), Interrupts("interrupts"), *real_eps())
     errors = {p["name"]: p.get("error") for p in host.plugins()}
-    assert errors["exits"].startswith('Error importing plugin "exits" (cammimic_exits:exits): SystemExit: 0.')
-    assert errors["interrupts"].startswith('Error importing plugin "interrupts"') and "KeyboardInterrupt" in errors["interrupts"]
+    assert errors["exits"].startswith(
+        'Error importing plugin "exits" (cammimic_exits:exits): SystemExit: 0.'
+    )
+    assert (
+        errors["interrupts"].startswith('Error importing plugin "interrupts"')
+        and "KeyboardInterrupt" in errors["interrupts"]
+    )
     assert "opencv" in host.components("motion_estimator")
 
 
@@ -256,15 +287,31 @@ def test_exiting_plugin_in_a_real_process_does_not_end_the_command(tmp_path):
     (pkg / "cammimic_exit_plugin-0.1.dist-info").mkdir(parents=True)
     (pkg / "cammimic_exit_plugin.py").write_text("import sys\nsys.exit(0)\n")
     info = pkg / "cammimic_exit_plugin-0.1.dist-info"
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: cammimic-exit-plugin\nVersion: 0.1\n")
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: cammimic-exit-plugin\nVersion: 0.1\n"
+    )
     (info / "entry_points.txt").write_text("[cammimic]\nexiter = cammimic_exit_plugin\n")
     env = {**__import__("os").environ, "PYTHONPATH": str(pkg)}
     env.pop("CAMMIMIC_LOAD_PLUGINS", None)
     root = __import__("pathlib").Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-m", "cammimic", "motion", str(root / "examples" / "reference.mp4"),
-                          "--frames", "3"], capture_output=True, text=True, env=env)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cammimic",
+            "motion",
+            str(root / "examples" / "reference.mp4"),
+            "--frames",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert out.returncode == 0 and "3 frames at 384x256" in out.stdout, out.stderr
-    assert out.stderr.startswith('warning: Error importing plugin "exiter" (cammimic_exit_plugin): SystemExit: 0.')
+    assert out.stderr.startswith(
+        'warning: Error importing plugin "exiter" (cammimic_exit_plugin): SystemExit: 0.'
+    )
 
 
 def test_bad_registrations_lose_only_themselves(host_with, capsys):
@@ -292,10 +339,15 @@ def test_bad_registrations_lose_only_themselves(host_with, capsys):
     problems = []
     listed = {p["name"]: p for p in host.plugins(problems)}  # documented as never raising
     assert listed["sloppy"]["motion_estimators"] == ["fine"]
-    assert any('plugin "sloppy" registered motion estimator \'broken\' with a non-callable factory (str)' in p
-               for p in problems)
-    assert any("plugin \"sloppy\" registered an invalid name 42" in p for p in problems)
-    assert any('plugin "sloppy" failed in register_backbones: SystemExit: boom' in p for p in problems)
+    assert any(
+        "plugin \"sloppy\" registered motion estimator 'broken' with a non-callable factory (str)"
+        in p
+        for p in problems
+    )
+    assert any('plugin "sloppy" registered an invalid name 42' in p for p in problems)
+    assert any(
+        'plugin "sloppy" failed in register_backbones: SystemExit: boom' in p for p in problems
+    )
     # unrelated commands keep working
     assert host.get("motion_estimator", "opencv").plugin == "opencv"
     assert host.get("backbone", "zeroscope").plugin == "zeroscope"
@@ -319,14 +371,25 @@ def _estimator_plugin(result):
     return FakeEntryPoint("liar", mod)
 
 
-@pytest.mark.parametrize("result, why", [
-    (lambda f: None, "returned NoneType, not a cammimic.motion.MotionEstimate"),
-    (lambda f: __import__("cammimic").motion.MotionEstimate(__import__("numpy").tile(__import__("numpy").eye(3), (2, 1, 1)), 8, 8, "liar"),
-     "returned 2 homographies for 4 frames, not 3"),
-    (lambda f: __import__("cammimic").motion.MotionEstimate(__import__("numpy").full((3, 3, 3), float("nan")), 8, 8, "liar"),
-     "returned non-finite homographies (NaN or inf) for frame pair 0"),
-    (lambda f: 1 / 0, "failed in motion estimator \"liar\".estimate: ZeroDivisionError"),
-])
+@pytest.mark.parametrize(
+    "result, why",
+    [
+        (lambda f: None, "returned NoneType, not a cammimic.motion.MotionEstimate"),
+        (
+            lambda f: __import__("cammimic").motion.MotionEstimate(
+                __import__("numpy").tile(__import__("numpy").eye(3), (2, 1, 1)), 8, 8, "liar"
+            ),
+            "returned 2 homographies for 4 frames, not 3",
+        ),
+        (
+            lambda f: __import__("cammimic").motion.MotionEstimate(
+                __import__("numpy").full((3, 3, 3), float("nan")), 8, 8, "liar"
+            ),
+            "returned non-finite homographies (NaN or inf) for frame pair 0",
+        ),
+        (lambda f: 1 / 0, 'failed in motion estimator "liar".estimate: ZeroDivisionError'),
+    ],
+)
 def test_estimator_outputs_are_checked_at_the_contract_boundary(host_with, result, why):
     import numpy as np
 
@@ -346,7 +409,9 @@ def test_factory_returning_nothing_names_the_plugin(host_with):
 
     mod.register_backbones = register_backbones
     host = host_with(FakeEntryPoint("empty", mod))
-    with pytest.raises(CammimicError, match=r'the factory of backbone "empty" \(plugin "empty"\) returned None'):
+    with pytest.raises(
+        CammimicError, match=r'the factory of backbone "empty" \(plugin "empty"\) returned None'
+    ):
         host.create("backbone", "empty")
 
 
@@ -360,8 +425,10 @@ def test_misspelt_hook_fails_loudly(host_with):
     mod.register_motion_estimator = register_motion_estimator
     host = host_with(FakeEntryPoint("typo", mod), *real_eps())
     entry = next(p for p in host.plugins() if p["name"] == "typo")
-    assert entry["error"].startswith('plugin "typo" implements unknown hook "register_motion_estimator" '
-                                     '(did you mean "register_motion_estimators"?)')
+    assert entry["error"].startswith(
+        'plugin "typo" implements unknown hook "register_motion_estimator" '
+        '(did you mean "register_motion_estimators"?)'
+    )
     assert '[plugins] block = ["typo"]' in entry["error"]
     assert "typo" not in {p["name"] for p in host.plugins() if not p.get("error")}
     assert "opencv" in host.components("motion_estimator")  # the rest keep working
@@ -387,13 +454,18 @@ def test_locate_attention_layers_answers_per_backbone(host_with):
         "down_blocks.0.temp_attentions.0.transformer_blocks.0.ff.net.0.proj",
     ]
     # a plugin for another backbone answers None and does not stop the search
-    host = host_with(FakeEntryPoint("other", backbone_plugin("other")), FakeEntryPoint("tiny", backbone_plugin("tiny")))
+    host = host_with(
+        FakeEntryPoint("other", backbone_plugin("other")),
+        FakeEntryPoint("tiny", backbone_plugin("tiny")),
+    )
     layers = host.locate_attention_layers("tiny", model, include_ff=False)
     assert layers.spatial == (model[0],) and layers.temporal == (model[2],)
     assert layers.pairs == ((model[0], model[2]),)
     with_ff = host.locate_attention_layers("tiny", model, include_ff=True)
     assert len(with_ff.spatial) == 2 and len(with_ff.temporal) == 2
-    with pytest.raises(CammimicError, match='no plugin locates the attention layers of backbone "nobody"'):
+    with pytest.raises(
+        CammimicError, match='no plugin locates the attention layers of backbone "nobody"'
+    ):
         host.locate_attention_layers("nobody", model)
 
 
@@ -403,10 +475,12 @@ def test_a_backbones_own_plugin_locates_its_layers_before_the_generic_unet3d(hos
     class UNet3DConditionModel(list):  # what the generic unet3d locator recognises by name
         pass
 
-    model = UNet3DConditionModel([
-        "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q",
-        "down_blocks.0.temp_attentions.0.transformer_blocks.0.attn1.to_q",
-    ])
+    model = UNet3DConditionModel(
+        [
+            "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q",
+            "down_blocks.0.temp_attentions.0.transformer_blocks.0.attn1.to_q",
+        ]
+    )
     host = host_with(FakeEntryPoint("aa-myunet", backbone_plugin("myunet")), *real_eps())
     # the generic locators (unet3d, wan: trylast) come last
     assert host.attention_locators("myunet") == ["aa-myunet", "unet3d", "wan"]
@@ -426,7 +500,12 @@ def test_attention_layers_validate():
         AttentionLayers(spatial=["a"], temporal=["b"], pairs=[("a", "c")])
     # a video transformer's attention serves space and time: both LoRAs on one layer, if asked
     shared = AttentionLayers(spatial=["a", "b"], temporal=["a"], pairs=[("a", "a")], shared=True)
-    assert shared.to_json() == {"spatial": ["a", "b"], "temporal": ["a"], "pairs": [["a", "a"]], "shared": True}
+    assert shared.to_json() == {
+        "spatial": ["a", "b"],
+        "temporal": ["a"],
+        "pairs": [["a", "a"]],
+        "shared": True,
+    }
     assert "shared" not in AttentionLayers(spatial=["a"], temporal=["b"]).to_json()
     with pytest.raises(ValueError, match="outside"):
         AttentionLayers(spatial=["a"], temporal=["a"], pairs=[("a", "b")], shared=True)
@@ -449,7 +528,9 @@ def test_guidance_terms(host_with):
         register("pull", lambda *, weight=0.1: Pull(weight))
 
     mod.register_guidance_terms = register_guidance_terms
-    first_party = set(host_with(*real_eps()).components("guidance"))  # camerascore, motionclone, ... too
+    first_party = set(
+        host_with(*real_eps()).components("guidance")
+    )  # camerascore, motionclone, ... too
     assert {"homography", "none"} <= first_party and "pull" not in first_party
     host = host_with(*real_eps(), FakeEntryPoint("pull", mod))
     assert set(host.components("guidance")) == first_party | {"pull"}
@@ -461,12 +542,16 @@ def test_guidance_terms(host_with):
 
 
 def test_cli_lists_plugins_as_json():
-    out = subprocess.run([sys.executable, "-m", "cammimic", "plugins", "--json"], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "cammimic", "plugins", "--json"], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr
     items = {p["name"]: p for p in json.loads(out.stdout)}
     assert items["opencv"]["motion_estimators"] == ["opencv"]
     assert items["kornia"]["hooks"] == ["register_motion_estimators"]
-    text = subprocess.run([sys.executable, "-m", "cammimic", "plugins"], capture_output=True, text=True).stdout
+    text = subprocess.run(
+        [sys.executable, "-m", "cammimic", "plugins"], capture_output=True, text=True
+    ).stdout
     assert "opencv (cammimic " in text and "motion estimator opencv: SIFT" in text
 
 

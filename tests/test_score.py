@@ -22,7 +22,9 @@ def test_paper_definition():
     a = camera_path("pan", 5, 100, 100)
     b = a.copy()
     b[:, 0, 2] += 2.0  # two more pixels of pan per frame
-    assert camera_score(motion(a, 100, 100), motion(b, 100, 100), variant="paper") == pytest.approx(4.0)
+    assert camera_score(motion(a, 100, 100), motion(b, 100, 100), variant="paper") == pytest.approx(
+        4.0
+    )
 
 
 def test_same_motion_scores_zero_at_any_resolution():
@@ -39,7 +41,9 @@ def test_same_motion_scores_lower_than_different_motion(plugin_host):
     est = plugin_host.create("motion_estimator", "opencv")
     ref = est.estimate(clip("pan_zoom", name="astronaut")[0])
     same = est.estimate(clip("pan_zoom", name="coffee")[0])
-    different = {k: est.estimate(clip(k, name="coffee")[0]) for k in ("tilt", "roll", "zoom", "pan")}
+    different = {
+        k: est.estimate(clip(k, name="coffee")[0]) for k in ("tilt", "roll", "zoom", "pan")
+    }
     s_same = camera_score(ref, same)
     for kind, m in different.items():
         assert s_same * 20 < camera_score(ref, m), kind
@@ -69,7 +73,9 @@ def test_trajectory_reads_the_camera_move(kind, field, sign):
     for f in others:
         assert abs(cum[f][-1]) < 1e-9
     if field == "roll":
-        assert cum["roll"][-1] == pytest.approx(sum(0.8 * (0.75 + 0.5 * np.sin(np.pi * (t + 0.5) / 8)) for t in range(8)))
+        assert cum["roll"][-1] == pytest.approx(
+            sum(0.8 * (0.75 + 0.5 * np.sin(np.pi * (t + 0.5) / 8)) for t in range(8))
+        )
 
 
 def test_trajectory_plot(tmp_path):
@@ -112,29 +118,49 @@ def test_pairs_that_fell_back_are_left_out_and_make_the_score_invalid():
     truth = camera_path("pan", 9, 64, 64)
     ident = np.repeat(np.eye(3)[None], 8, axis=0)
     # Both videos unreadable: both fall back to identity on every pair. This used to score 0 ("perfect").
-    ref = MotionEstimate(homographies=ident, width=64, height=64, estimator="x",
-                         fallbacks=[Fallback(i, "0 keypoints, need 15", "identity") for i in range(8)])
-    gen = MotionEstimate(homographies=ident, width=64, height=64, estimator="x",
-                         fallbacks=[Fallback(i, "0 keypoints, need 15", "identity") for i in range(8)])
+    ref = MotionEstimate(
+        homographies=ident,
+        width=64,
+        height=64,
+        estimator="x",
+        fallbacks=[Fallback(i, "0 keypoints, need 15", "identity") for i in range(8)],
+    )
+    gen = MotionEstimate(
+        homographies=ident,
+        width=64,
+        height=64,
+        estimator="x",
+        fallbacks=[Fallback(i, "0 keypoints, need 15", "identity") for i in range(8)],
+    )
     r = score_motions(ref, gen)
     assert not r.valid and np.isnan(r.score) and r.pairs_used == 0
     assert (r.reference_fallbacks, r.generated_fallbacks) == (8, 8)
-    assert r.summary().startswith("CameraScore invalid: 8 of 8 reference-video frame pairs fell back")
+    assert r.summary().startswith(
+        "CameraScore invalid: 8 of 8 reference-video frame pairs fell back"
+    )
     assert "0" not in r.summary().split(":")[0] and r.to_json()["camera_score"] is None
     # Two fallbacks of 8 (25 %) in the generated video: still valid, and those pairs are left out
     # of the mean: the pairs estimated in both videos agree exactly, so the score is 0.
     good = MotionEstimate(homographies=truth, width=64, height=64, estimator="x")
     wrong = truth.copy()
     wrong[[2, 5]] = np.eye(3)
-    gen2 = MotionEstimate(homographies=wrong, width=64, height=64, estimator="x",
-                          fallbacks=[Fallback(2, "r", "identity"), Fallback(5, "r", "identity")])
+    gen2 = MotionEstimate(
+        homographies=wrong,
+        width=64,
+        height=64,
+        estimator="x",
+        fallbacks=[Fallback(2, "r", "identity"), Fallback(5, "r", "identity")],
+    )
     r2 = score_motions(good, gen2)
     assert r2.valid and r2.score == 0.0 and r2.pairs_used == 6 and r2.per_pair[[2, 5]].min() > 0
     assert camera_score(good, gen2, exclude_fallbacks=False) > 0
     # A third fallback (3 of 8 > 25 %) makes it invalid; the share is a parameter.
     gen3 = attrs_evolve(gen2, fallbacks=list(gen2.fallbacks) + [Fallback(6, "r", "pair 7")])
     assert not score_motions(good, gen3).valid
-    assert "3 of 8 generated-video frame pairs fell back (more than 25%)" in score_motions(good, gen3).reason
+    assert (
+        "3 of 8 generated-video frame pairs fell back (more than 25%)"
+        in score_motions(good, gen3).reason
+    )
     assert score_motions(good, gen3, max_fallback_share=0.5).valid
 
 
@@ -148,7 +174,9 @@ def test_opencv_reads_small_frames_of_real_photographs(plugin_host):
     """64x64 clips of real photographs with known motion. SIFT at native size fell back on 78 of
     105 pairs (74 %); upsampling to 128 px and adaptive contrast read every pair, accurately."""
     est = plugin_host.create("motion_estimator", "opencv")
-    old = plugin_host.create("motion_estimator", "opencv", {"min_size": 0, "contrast_thresholds": [0.04]})
+    old = plugin_host.create(
+        "motion_estimator", "opencv", {"min_size": 0, "contrast_thresholds": [0.04]}
+    )
     fell_back = fell_back_old = pairs = 0
     for kind in SMALL_KINDS:
         for name in SMALL_PHOTOS:
@@ -203,13 +231,25 @@ def test_cli_score_prints_an_invalid_score_as_invalid(tmp_path):
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        code = main(["score", str(tmp_path / "ref.mp4"), str(tmp_path / "flat.mp4"), "--json", str(tmp_path / "s.json")])
+        code = main(
+            [
+                "score",
+                str(tmp_path / "ref.mp4"),
+                str(tmp_path / "flat.mp4"),
+                "--json",
+                str(tmp_path / "s.json"),
+            ]
+        )
     out = buf.getvalue()
     assert code == 0
     assert out.startswith("CameraScore invalid: 7 of 7 generated-video frame pairs fell back"), out
     data = json.loads((tmp_path / "s.json").read_text())
     assert data["valid"] is False and data["camera_score"] is None
-    assert (data["reference_fallbacks"], data["generated_fallbacks"], data["num_pairs"]) == (0, 7, 7)
+    assert (data["reference_fallbacks"], data["generated_fallbacks"], data["num_pairs"]) == (
+        0,
+        7,
+        7,
+    )
     assert data["reason"].startswith("7 of 7 generated-video")
 
 
@@ -223,8 +263,17 @@ def test_run_summary_and_score_json_carry_validity(tmp_path, capsys):
 
     write_video(tmp_path / "ref.mp4", _flat_video(), 8.0)
     write_image(tmp_path / "user.png", clip("pan", 64, 64, frames=2)[0][0])
-    code = main(["run", str(tmp_path / "ref.mp4"), str(tmp_path / "user.png"), "-o", str(tmp_path / "run"),
-                 "--method", "homography"])
+    code = main(
+        [
+            "run",
+            str(tmp_path / "ref.mp4"),
+            str(tmp_path / "user.png"),
+            "-o",
+            str(tmp_path / "run"),
+            "--method",
+            "homography",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "CameraScore invalid: 7 of 7 reference-video frame pairs fell back" in out

@@ -33,15 +33,21 @@ def data():
     return frames, image, h
 
 
-def prepared(load, plugin_host, data, rank=8, include_ff=False, alpha=None, dropout=0.0, image_embeds=None):
+def prepared(
+    load, plugin_host, data, rank=8, include_ff=False, alpha=None, dropout=0.0, image_embeds=None
+):
     frames, image, _ = data
     backbone = load()
     layers = plugin_host.locate_attention_layers(backbone.name, backbone.unet, include_ff)
     spec = LoraSpec(rank=rank, alpha=alpha, dropout=dropout)
     inject_loras(backbone.unet, layers, spec, spec, init_seed=0)
     embeds = backbone.encode_prompt(["an astronaut, camera motion of sks", "a cup of coffee"])
-    kw = dict(reference_latents=backbone.encode_video(frames), reference_embeds=embeds[:1],
-              image_latents=backbone.encode_video(image[None]), image_embeds=embeds[1:])
+    kw = dict(
+        reference_latents=backbone.encode_video(frames),
+        reference_embeds=embeds[:1],
+        image_latents=backbone.encode_video(image[None]),
+        image_embeds=embeds[1:],
+    )
     return backbone, layers, kw
 
 
@@ -67,21 +73,29 @@ def probe(backbone, latents, embeds, *, spatial=False):
 def test_stage1_and_stage2_losses_fall_on_a_fixed_clip(load, plugin_host, data):
     backbone, layers, kw = prepared(load, plugin_host, data)
     ref, img = kw["reference_latents"], kw["image_latents"]
-    before = (probe(backbone, ref, kw["reference_embeds"]),
-              probe(backbone, ref[:, :, :1], kw["reference_embeds"], spatial=True),
-              probe(backbone, img, kw["image_embeds"], spatial=True))
-    settings = FinetuneSettings(stage1_steps=40, stage2_steps=40, learning_rate=5e-3, checkpoint_every=0)
+    before = (
+        probe(backbone, ref, kw["reference_embeds"]),
+        probe(backbone, ref[:, :, :1], kw["reference_embeds"], spatial=True),
+        probe(backbone, img, kw["image_embeds"], spatial=True),
+    )
+    settings = FinetuneSettings(
+        stage1_steps=40, stage2_steps=40, learning_rate=5e-3, checkpoint_every=0
+    )
     result = finetune(backbone, layers, settings=settings, progress=False, **kw)
-    after = (probe(backbone, ref, kw["reference_embeds"]),
-             probe(backbone, ref[:, :, :1], kw["reference_embeds"], spatial=True),
-             probe(backbone, img, kw["image_embeds"], spatial=True))
+    after = (
+        probe(backbone, ref, kw["reference_embeds"]),
+        probe(backbone, ref[:, :, :1], kw["reference_embeds"], spatial=True),
+        probe(backbone, img, kw["image_embeds"], spatial=True),
+    )
     assert len(result.losses) == 80
     assert after[0] < 0.8 * before[0], (before, after)  # stage 1, all frames
     assert after[2] < 0.8 * before[2], (before, after)  # stage 2, the user image
     assert result.temporal_unchanged_in_stage2 is True
 
 
-def test_stage2_lowers_the_orthogonality_loss_and_leaves_the_temporal_lora_alone(load, plugin_host, data):
+def test_stage2_lowers_the_orthogonality_loss_and_leaves_the_temporal_lora_alone(
+    load, plugin_host, data
+):
     backbone, layers, kw = prepared(load, plugin_host, data)
     snapshots = {}
 
@@ -90,7 +104,9 @@ def test_stage2_lowers_the_orthogonality_loss_and_leaves_the_temporal_lora_alone
             snapshots["temporal"] = lora_state_dict(backbone.unet, "temporal")
 
     # the default definition and λ (subspace, 0.4), as a user runs them
-    settings = FinetuneSettings(stage1_steps=20, stage2_steps=30, learning_rate=2e-3, checkpoint_every=0)
+    settings = FinetuneSettings(
+        stage1_steps=20, stage2_steps=30, learning_rate=2e-3, checkpoint_every=0
+    )
     result = finetune(backbone, layers, settings=settings, progress=False, on_step=on_step, **kw)
     stage2 = [r["ortho"] for r in result.losses if r["stage"] == 2]
     stage1_end = [r["ortho"] for r in result.losses if r["stage"] == 1][-1]
@@ -104,8 +120,13 @@ def test_stage2_lowers_the_orthogonality_loss_and_leaves_the_temporal_lora_alone
 
     # the "no ORTHO" ablation logs the value but does not minimise it
     backbone, layers, kw = prepared(load, plugin_host, data)
-    settings = FinetuneSettings(stage1_steps=20, stage2_steps=30, learning_rate=2e-3, orthogonality=False,
-                                checkpoint_every=0)
+    settings = FinetuneSettings(
+        stage1_steps=20,
+        stage2_steps=30,
+        learning_rate=2e-3,
+        orthogonality=False,
+        checkpoint_every=0,
+    )
     plain = finetune(backbone, layers, settings=settings, progress=False, **kw)
     assert [r["ortho"] for r in plain.losses if r["stage"] == 2][-1] > 2 * stage2[-1]
 
@@ -133,10 +154,21 @@ def _one_step_gradients(load, plugin_host, monkeypatch, dtype, precision=None):
         monkeypatch.setattr(training, "mixed_precision", lambda d: precision)
     # δ = 1/256: the spatial pass (4x1x8x8 latents) then sends the UNet per-element gradients
     # 2δ/256 = 2/65536, the size of a ModelScope-sized (4x16x32x32) all-frame pass, at a fraction of the cost
-    settings = FinetuneSettings(stage1_steps=1, stage2=False, spatial_mask_probability=0.0, spatial_weight=1 / 256,
-                                checkpoint_every=0)
-    result = finetune(backbone, layers, reference_latents=latents, reference_embeds=embeds, settings=settings,
-                      progress=False)
+    settings = FinetuneSettings(
+        stage1_steps=1,
+        stage2=False,
+        spatial_mask_probability=0.0,
+        spatial_weight=1 / 256,
+        checkpoint_every=0,
+    )
+    result = finetune(
+        backbone,
+        layers,
+        reference_latents=latents,
+        reference_embeds=embeds,
+        settings=settings,
+        progress=False,
+    )
     monkeypatch.undo()
     return dict(zip(("spatial", "temporal"), got, strict=True)), result.precision
 
@@ -155,8 +187,13 @@ def test_half_precision_gradients_agree_with_float32(load, plugin_host, monkeypa
     assert label == "bfloat16 autocast"
     from cammimic.training import _Precision
 
-    plain, _ = _one_step_gradients(load, plugin_host, monkeypatch, torch.float16,
-                                   _Precision(torch.float16, autocast=False, scaler=False))
+    plain, _ = _one_step_gradients(
+        load,
+        plugin_host,
+        monkeypatch,
+        torch.float16,
+        _Precision(torch.float16, autocast=False, scaler=False),
+    )
     # measured: fp16 scaled 0.3 % (both groups), bf16 2.3-2.5 %, fp16 without scaling 14 % (spatial)
     for group in ("spatial", "temporal"):
         assert error(fp16, group) < 0.01, (group, error(fp16, group))
@@ -166,14 +203,27 @@ def test_half_precision_gradients_agree_with_float32(load, plugin_host, monkeypa
 
 def test_gradient_checkpointing_leaves_the_loras_unchanged(load, plugin_host, data):
     """Masked steps (spatial LoRA off for the all-frame pass) recompute with the same scales."""
-    settings = FinetuneSettings(stage1_steps=3, stage2_steps=1, spatial_mask_probability=0.5, seed=2,
-                                learning_rate=1e-2, checkpoint_every=0)
+    settings = FinetuneSettings(
+        stage1_steps=3,
+        stage2_steps=1,
+        spatial_mask_probability=0.5,
+        seed=2,
+        learning_rate=1e-2,
+        checkpoint_every=0,
+    )
     runs = []
     for checkpointing in (False, True):
         backbone, layers, kw = prepared(load, plugin_host, data, rank=4)
-        result = finetune(backbone, layers, settings=attrs.evolve(settings, gradient_checkpointing=checkpointing),
-                          progress=False, **kw)
-        runs.append((_loras(backbone), [r["spatial_masked"] for r in result.losses if r["stage"] == 1]))
+        result = finetune(
+            backbone,
+            layers,
+            settings=attrs.evolve(settings, gradient_checkpointing=checkpointing),
+            progress=False,
+            **kw,
+        )
+        runs.append(
+            (_loras(backbone), [r["spatial_masked"] for r in result.losses if r["stage"] == 1])
+        )
     (plain, masked), (ckpt, masked_ckpt) = runs
     assert masked == masked_ckpt and True in masked and False in masked
     for adapter in ("spatial", "temporal"):
@@ -181,20 +231,28 @@ def test_gradient_checkpointing_leaves_the_loras_unchanged(load, plugin_host, da
             torch.testing.assert_close(ckpt[adapter][k], plain[adapter][k], rtol=1e-5, atol=1e-7)
 
 
-def test_checkpointed_blocks_recompute_with_the_lora_scales_of_their_forward(load, plugin_host, data):
+def test_checkpointed_blocks_recompute_with_the_lora_scales_of_their_forward(
+    load, plugin_host, data
+):
     """The wrapper itself: forward with the spatial LoRA off, backward after the scales are restored."""
     from cammimic.lora import lora_parameters, lora_scales
 
     backbone, layers, kw = prepared(load, plugin_host, data, rank=4)
     with torch.no_grad():
-        for p in lora_parameters(backbone.unet, "spatial") + lora_parameters(backbone.unet, "temporal"):
+        for p in lora_parameters(backbone.unet, "spatial") + lora_parameters(
+            backbone.unet, "temporal"
+        ):
             p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
     x = kw["reference_latents"]
     grads = []
     for checkpointing in (False, True):
         backbone.set_gradient_checkpointing(checkpointing)
         with lora_scales(backbone.unet, spatial=0.0):
-            loss = backbone.predict_noise(x, torch.tensor([500]), kw["reference_embeds"]).square().mean()
+            loss = (
+                backbone.predict_noise(x, torch.tensor([500]), kw["reference_embeds"])
+                .square()
+                .mean()
+            )
         loss.backward()  # outside the block: the spatial LoRA is back on
         params = lora_parameters(backbone.unet, "temporal")
         grads.append(torch.cat([p.grad.flatten() for p in params]))
@@ -208,11 +266,18 @@ def test_stage1_spatial_update_comes_from_the_spatial_loss_alone(load, plugin_ho
     """Changing L_temporal (masking the spatial LoRA out of every all-frame pass, or adding the
     debiased term) changes the temporal LoRA but leaves the spatial update bit-identical."""
     results = {}
-    for name, changes in (("plain", {}), ("masked", {"spatial_mask_probability": 1.0}),
-                          ("debiased", {"temporal_debias": True})):
+    for name, changes in (
+        ("plain", {}),
+        ("masked", {"spatial_mask_probability": 1.0}),
+        ("debiased", {"temporal_debias": True}),
+    ):
         backbone, layers, kw = prepared(load, plugin_host, data, rank=4)
-        settings = FinetuneSettings(stage1_steps=2, stage2=False, spatial_mask_probability=0.0, checkpoint_every=0)
-        result = finetune(backbone, layers, settings=attrs.evolve(settings, **changes), progress=False, **kw)
+        settings = FinetuneSettings(
+            stage1_steps=2, stage2=False, spatial_mask_probability=0.0, checkpoint_every=0
+        )
+        result = finetune(
+            backbone, layers, settings=attrs.evolve(settings, **changes), progress=False, **kw
+        )
         results[name] = (_loras(backbone), result.losses)
     plain = results["plain"][0]
     for name in ("masked", "debiased"):
@@ -227,13 +292,28 @@ def test_lora_dropout_acts_while_finetuning_and_never_while_sampling(load, plugi
 
     modes = []
     backbone, layers, kw = prepared(load, plugin_host, data, rank=4, dropout=0.5)
-    result = finetune(backbone, layers, settings=FinetuneSettings(stage1_steps=2, stage2_steps=1, checkpoint_every=0),
-                      progress=False, on_step=lambda r: modes.append(backbone.unet.training), **kw)
+    result = finetune(
+        backbone,
+        layers,
+        settings=FinetuneSettings(stage1_steps=2, stage2_steps=1, checkpoint_every=0),
+        progress=False,
+        on_step=lambda r: modes.append(backbone.unet.training),
+        **kw,
+    )
     assert modes == [True, True, True] and backbone.unet.training is False
     backbone.unet.train()  # a caller left it in train mode: sampling still runs deterministic eval
 
     def run():
-        return sample(backbone, "a cup of coffee", num_frames=2, width=64, height=64, steps=2, seed=0, progress=False)
+        return sample(
+            backbone,
+            "a cup of coffee",
+            num_frames=2,
+            width=64,
+            height=64,
+            steps=2,
+            seed=0,
+            progress=False,
+        )
 
     first = run()
     assert backbone.unet.training is False
@@ -256,17 +336,33 @@ def test_a_nan_loss_stops_the_run_with_one_line(load, plugin_host, data, tmp_pat
                 backbone.unet.conv_in.weight[0, 0, 0, 0] = float("nan")
 
     with pytest.raises(TrainingDiverged) as err:
-        finetune(backbone, layers, settings=settings, progress=False, on_step=poison, checkpoint_dir=tmp_path, **kw)
+        finetune(
+            backbone,
+            layers,
+            settings=settings,
+            progress=False,
+            on_step=poison,
+            checkpoint_dir=tmp_path,
+            **kw,
+        )
     msg = str(err.value)
-    assert msg.startswith("finetuning stopped at stage 1 step 3: the temporal loss is nan (not finite)"), msg
-    assert "last checkpoint (stage 1 step 2) is kept" in msg and "learning rate" in msg and "\n" not in msg
+    assert msg.startswith(
+        "finetuning stopped at stage 1 step 3: the temporal loss is nan (not finite)"
+    ), msg
+    assert (
+        "last checkpoint (stage 1 step 2) is kept" in msg
+        and "learning rate" in msg
+        and "\n" not in msg
+    )
 
     # a non-finite gradient with finite losses names the LoRA group
     backbone, layers, kw = prepared(load, plugin_host, data, rank=4)
     from cammimic.lora import lora_parameters
 
     lora_parameters(backbone.unet, "temporal")[1].register_hook(lambda g: g * float("inf"))
-    with pytest.raises(TrainingDiverged, match=r"stage 1 step 1: the temporal LoRA's gradient is (inf|nan)"):
+    with pytest.raises(
+        TrainingDiverged, match=r"stage 1 step 1: the temporal LoRA's gradient is (inf|nan)"
+    ):
         finetune(backbone, layers, settings=settings, progress=False, **kw)
 
 
@@ -275,11 +371,19 @@ def _loras(backbone):
 
 
 def _same_bits(a, b):
-    return set(a) == set(b) and all(torch.equal(a[k].view(torch.int32), b[k].view(torch.int32)) for k in a)
+    return set(a) == set(b) and all(
+        torch.equal(a[k].view(torch.int32), b[k].view(torch.int32)) for k in a
+    )
 
 
-RESUME = FinetuneSettings(stage1_steps=3, stage2_steps=2, checkpoint_every=2, seed=3, temporal_debias=True,
-                          spatial_mask_probability=0.5)
+RESUME = FinetuneSettings(
+    stage1_steps=3,
+    stage2_steps=2,
+    checkpoint_every=2,
+    seed=3,
+    temporal_debias=True,
+    spatial_mask_probability=0.5,
+)
 
 
 @pytest.fixture(scope="module")
@@ -288,17 +392,27 @@ def uninterrupted(tiny_weights, data):
     from cammimic.plugins import PluginHost
 
     host = PluginHost()
-    host.entry_points = lambda: [ep for ep in PluginHost.entry_points(host) if ep.value.startswith("cammimic")]
+    host.entry_points = lambda: [
+        ep for ep in PluginHost.entry_points(host) if ep.value.startswith("cammimic")
+    ]
     host = host.load()
-    backbone, layers, kw = prepared(lambda: host.create("backbone", "zeroscope", {"weights": str(tiny_weights)})
-                                    .load(device="cpu"), host, data, rank=4, dropout=0.1)
+    backbone, layers, kw = prepared(
+        lambda: host.create("backbone", "zeroscope", {"weights": str(tiny_weights)}).load(
+            device="cpu"
+        ),
+        host,
+        data,
+        rank=4,
+        dropout=0.1,
+    )
     result = finetune(backbone, layers, settings=RESUME, progress=False, **kw)
     return _loras(backbone), result.losses
 
 
 @pytest.mark.parametrize("how", ["on_step 1 2", "sigint 5", "sigint 8"])
-def test_resume_after_ctrl_c_is_bit_identical(load, plugin_host, data, tmp_path, uninterrupted, how, capsys,
-                                              monkeypatch):
+def test_resume_after_ctrl_c_is_bit_identical(
+    load, plugin_host, data, tmp_path, uninterrupted, how, capsys, monkeypatch
+):
     """Ctrl-C anywhere (after a step, or mid-step as a real SIGINT inside the denoiser) in either stage."""
     import os
     import signal
@@ -309,6 +423,7 @@ def test_resume_after_ctrl_c_is_bit_identical(load, plugin_host, data, tmp_path,
     calls = {"n": 0}
     on_step = None
     if kind == "on_step":
+
         def on_step(record):
             if (record["stage"], record["step"]) == tuple(map(int, at)):
                 raise KeyboardInterrupt
@@ -323,13 +438,33 @@ def test_resume_after_ctrl_c_is_bit_identical(load, plugin_host, data, tmp_path,
 
         monkeypatch.setattr(type(backbone), "predict_noise", predict_noise)
     with pytest.raises(TrainingInterrupted, match="--resume") as err:
-        finetune(backbone, layers, settings=RESUME, progress=False, on_step=on_step, checkpoint_dir=tmp_path, **kw)
+        finetune(
+            backbone,
+            layers,
+            settings=RESUME,
+            progress=False,
+            on_step=on_step,
+            checkpoint_dir=tmp_path,
+            **kw,
+        )
     monkeypatch.undo()
     assert err.value.exit_code == 130
-    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".checkpoint")]  # no temp files
-    backbone, layers, kw = prepared(load, plugin_host, data, rank=4, dropout=0.1)  # a new process, in effect
+    assert not [
+        p.name for p in tmp_path.iterdir() if p.name.startswith(".checkpoint")
+    ]  # no temp files
+    backbone, layers, kw = prepared(
+        load, plugin_host, data, rank=4, dropout=0.1
+    )  # a new process, in effect
     capsys.readouterr()
-    resumed = finetune(backbone, layers, settings=RESUME, progress=False, checkpoint_dir=tmp_path, resume=True, **kw)
+    resumed = finetune(
+        backbone,
+        layers,
+        settings=RESUME,
+        progress=False,
+        checkpoint_dir=tmp_path,
+        resume=True,
+        **kw,
+    )
     stage, step = resumed.resumed_from["stage"], resumed.resumed_from["step"]
     assert f"resuming from stage {stage} step {step}" in capsys.readouterr().err
     assert _same_bits(expected["spatial"], _loras(backbone)["spatial"])
@@ -347,17 +482,36 @@ def test_resume_key_names_what_differs(load, plugin_host, data, tmp_path):
 
     backbone, layers, kw = prepared(load, plugin_host, data, rank=4)
     with pytest.raises(TrainingInterrupted):
-        finetune(backbone, layers, settings=settings, progress=False, on_step=stop, checkpoint_dir=tmp_path, **kw)
+        finetune(
+            backbone,
+            layers,
+            settings=settings,
+            progress=False,
+            on_step=stop,
+            checkpoint_dir=tmp_path,
+            **kw,
+        )
 
     def refused(match, settings=settings, **changes):
         backbone, layers, kw = prepared(load, plugin_host, data, **{"rank": 4, **changes})
         if "image_embeds" in changes:
             kw["image_embeds"] = backbone.encode_prompt(["a different prompt"])
         with pytest.raises(CammimicError, match=match) as err:
-            finetune(backbone, layers, settings=settings, progress=False, checkpoint_dir=tmp_path, resume=True, **kw)
+            finetune(
+                backbone,
+                layers,
+                settings=settings,
+                progress=False,
+                checkpoint_dir=tmp_path,
+                resume=True,
+                **kw,
+            )
         assert "\n" not in str(err.value) and "start afresh" in str(err.value)
 
-    refused(r"finetune\.learning_rate \(0\.0005 then, 0\.001 now\)", settings=attrs.evolve(settings, learning_rate=1e-3))
+    refused(
+        r"finetune\.learning_rate \(0\.0005 then, 0\.001 now\)",
+        settings=attrs.evolve(settings, learning_rate=1e-3),
+    )
     refused(r"spatial LoRA alpha \(4\.0 then, 8\.0 now\), temporal LoRA alpha", alpha=8.0)
     refused(r"spatial LoRA rank \(4 then, 8 now\)", rank=8)
     refused(r": image prompt embeddings;", image_embeds=True)
@@ -372,11 +526,20 @@ def test_a_pickled_checkpoint_never_runs(load, plugin_host, data, tmp_path):
         def __reduce__(self):
             return (open, (str(pwned), "w"))
 
-    torch.save({"format": "cammimic-checkpoint/2", "x": Payload()}, tmp_path / CHECKPOINT_NAME)  # runs on torch.load
+    torch.save(
+        {"format": "cammimic-checkpoint/2", "x": Payload()}, tmp_path / CHECKPOINT_NAME
+    )  # runs on torch.load
     backbone, layers, kw = prepared(load, plugin_host, data, rank=4)
     with pytest.raises(CammimicError, match="cannot be read as a cammimic checkpoint"):
-        finetune(backbone, layers, settings=FinetuneSettings(stage1_steps=1, stage2=False), progress=False,
-                 checkpoint_dir=tmp_path, resume=True, **kw)
+        finetune(
+            backbone,
+            layers,
+            settings=FinetuneSettings(stage1_steps=1, stage2=False),
+            progress=False,
+            checkpoint_dir=tmp_path,
+            resume=True,
+            **kw,
+        )
     assert not pwned.exists()
 
 
@@ -397,22 +560,42 @@ def test_a_full_disk_keeps_the_previous_checkpoint(load, plugin_host, data, tmp_
 
     monkeypatch.setattr(training.os, "fsync", fsync)
     backbone, layers, kw = prepared(load, plugin_host, data, rank=4)
-    with pytest.raises(CammimicError, match=r"No space left on device\); the previous checkpoint \(stage 1 step 1\) "
-                                            r"is kept; free some disk space") as err:
+    with pytest.raises(
+        CammimicError,
+        match=r"No space left on device\); the previous checkpoint \(stage 1 step 1\) "
+        r"is kept; free some disk space",
+    ) as err:
         finetune(backbone, layers, settings=settings, progress=False, checkpoint_dir=tmp_path, **kw)
     assert "\n" not in str(err.value)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [training.CHECKPOINT_NAME]  # no temp file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        training.CHECKPOINT_NAME
+    ]  # no temp file left
     monkeypatch.setattr(training.os, "fsync", real_fsync)
     backbone, layers, kw = prepared(load, plugin_host, data, rank=4)
-    resumed = finetune(backbone, layers, settings=settings, progress=False, checkpoint_dir=tmp_path, resume=True, **kw)
+    resumed = finetune(
+        backbone,
+        layers,
+        settings=settings,
+        progress=False,
+        checkpoint_dir=tmp_path,
+        resume=True,
+        **kw,
+    )
     assert resumed.resumed_from == {"stage": 1, "step": 1}
 
 
 def test_resume_without_a_checkpoint_is_one_clear_error(load, plugin_host, data, tmp_path):
     backbone, layers, kw = prepared(load, plugin_host, data, rank=4)
     with pytest.raises(CammimicError, match="no checkpoint in .*start afresh"):
-        finetune(backbone, layers, settings=FinetuneSettings(stage1_steps=1), progress=False,
-                 checkpoint_dir=tmp_path, resume=True, **kw)
+        finetune(
+            backbone,
+            layers,
+            settings=FinetuneSettings(stage1_steps=1),
+            progress=False,
+            checkpoint_dir=tmp_path,
+            resume=True,
+            **kw,
+        )
 
 
 def test_homography_guidance_draws_the_samples_to_the_weak_video(load, plugin_host, data):
@@ -428,8 +611,20 @@ def test_homography_guidance_draws_the_samples_to_the_weak_video(load, plugin_ho
     assert 0.3 < mask.mean() < 1.0  # the pan moves part of the image out of view
 
     def run(terms):
-        return sample(backbone, "a cup of coffee", num_frames=8, width=64, height=64, steps=6, guidance_scale=5.0,
-                      seed=0, guidance_terms=terms, target=target, mask=mask, progress=False)
+        return sample(
+            backbone,
+            "a cup of coffee",
+            num_frames=8,
+            width=64,
+            height=64,
+            steps=6,
+            guidance_scale=5.0,
+            seed=0,
+            guidance_terms=terms,
+            target=target,
+            mask=mask,
+            progress=False,
+        )
 
     def distance(latents, where):
         where = where.expand_as(latents).bool()
@@ -440,7 +635,10 @@ def test_homography_guidance_draws_the_samples_to_the_weak_video(load, plugin_ho
     unmasked = run([homography_guidance(weight=0.1, masked=False)])
     inside, outside = mask > 0.5, mask < 0.5
     # guidance brings the in-view latents much closer to z_P than no guidance
-    assert distance(masked, inside) < 0.5 * distance(none, inside), (distance(masked, inside), distance(none, inside))
+    assert distance(masked, inside) < 0.5 * distance(none, inside), (
+        distance(masked, inside),
+        distance(none, inside),
+    )
     # masked guidance leaves out-of-view regions (black fill in the weak video) to the model ...
     assert distance(masked, outside) > 0.8 * distance(none, outside)
     # ... which unmasked guidance pulls towards the black fill
@@ -454,8 +652,14 @@ def test_the_debiased_temporal_loss_is_motiondirector_s_by_hand(load, plugin_hos
     """Step 1's L_temporal with temporal_debias equals MotionDirector's formula recomputed by hand
     (MotionDirector_train.py, finetune_unet: beta 1, alpha √2, a random anchor frame)."""
     backbone, layers, kw = prepared(load, plugin_host, data, rank=4)
-    settings = FinetuneSettings(stage1_steps=1, stage2=False, spatial_mask_probability=0.0, temporal_debias=True,
-                                checkpoint_every=0, seed=5)
+    settings = FinetuneSettings(
+        stage1_steps=1,
+        stage2=False,
+        spatial_mask_probability=0.0,
+        temporal_debias=True,
+        checkpoint_every=0,
+        seed=5,
+    )
     # the draws finetune makes, in its order, from generators seeded as it seeds them
     g, anchors = torch.Generator().manual_seed(5), torch.Generator().manual_seed(6)
     ref = kw["reference_latents"]
@@ -467,9 +671,14 @@ def test_the_debiased_temporal_loss_is_motiondirector_s_by_hand(load, plugin_hos
         pred = backbone.predict_noise(x, t, kw["reference_embeds"]).double().numpy()
     eps = target.double().numpy()
     plain = np.mean((pred - eps) ** 2)
-    alpha, beta = 2 ** 0.5, 1.0  # alpha = sqrt(beta**2 + 1)
-    debiased = np.mean(((alpha * pred - beta * pred[:, :, anchor:anchor + 1])
-                        - (alpha * eps - beta * eps[:, :, anchor:anchor + 1])) ** 2)
+    alpha, beta = 2**0.5, 1.0  # alpha = sqrt(beta**2 + 1)
+    debiased = np.mean(
+        (
+            (alpha * pred - beta * pred[:, :, anchor : anchor + 1])
+            - (alpha * eps - beta * eps[:, :, anchor : anchor + 1])
+        )
+        ** 2
+    )
     record = finetune(backbone, layers, settings=settings, progress=False, **kw).losses[0]
     assert record["temporal"] == pytest.approx(plain + debiased, rel=1e-5)
     assert debiased > 0.1 * plain  # the term is not negligible
@@ -480,8 +689,15 @@ def test_a_masked_step_can_skip_the_spatial_loss_and_update(load, plugin_host, d
     under AdamW's weight decay (its optimiser does not step); the temporal LoRA trains."""
     backbone, layers, kw = prepared(load, plugin_host, data, rank=4)
     before = _loras(backbone)
-    settings = FinetuneSettings(stage1_steps=2, stage2=False, spatial_mask_probability=1.0, checkpoint_every=0,
-                                skip_spatial_when_masked=True, optimizer="adamw", weight_decay=0.5)
+    settings = FinetuneSettings(
+        stage1_steps=2,
+        stage2=False,
+        spatial_mask_probability=1.0,
+        checkpoint_every=0,
+        skip_spatial_when_masked=True,
+        optimizer="adamw",
+        weight_decay=0.5,
+    )
     result = finetune(backbone, layers, settings=settings, progress=False, **kw)
     after = _loras(backbone)
     assert [r["spatial"] for r in result.losses] == [None, None]
@@ -500,12 +716,17 @@ def test_adamw_and_its_weight_decay_reach_each_group(load, plugin_host, data, mo
 
     monkeypatch.setattr(torch.optim, "AdamW", Spy)
     backbone, layers, kw = prepared(load, plugin_host, data, rank=4)
-    settings = FinetuneSettings(stage1_steps=1, stage2_steps=1, checkpoint_every=0, optimizer="adamw",
-                                weight_decay=1e-2)
+    settings = FinetuneSettings(
+        stage1_steps=1, stage2_steps=1, checkpoint_every=0, optimizer="adamw", weight_decay=1e-2
+    )
     finetune(backbone, layers, settings=settings, progress=False, **kw)
-    assert made == [{"lr": 5e-4, "weight_decay": 1e-2}] * 3  # stage 1: spatial, temporal; stage 2: spatial
+    assert (
+        made == [{"lr": 5e-4, "weight_decay": 1e-2}] * 3
+    )  # stage 1: spatial, temporal; stage 2: spatial
     with pytest.raises(CammimicError, match="optimizer 'sgd' is unknown. Try one of"):
-        finetune(backbone, layers, settings=attrs.evolve(settings, optimizer="sgd"), progress=False, **kw)
+        finetune(
+            backbone, layers, settings=attrs.evolve(settings, optimizer="sgd"), progress=False, **kw
+        )
 
 
 def test_delta_is_inert_under_its_own_adam(load, plugin_host, data, monkeypatch):
@@ -523,8 +744,13 @@ def test_delta_is_inert_under_its_own_adam(load, plugin_host, data, monkeypatch)
     for delta in (0.5, 0.05):
         backbone, layers, kw = prepared(load, plugin_host, data, rank=4)
         start = lora_state_dict(backbone.unet, "spatial")
-        settings = FinetuneSettings(stage1_steps=3, stage2=False, spatial_weight=delta, max_grad_norm=0.0,
-                                    checkpoint_every=0)
+        settings = FinetuneSettings(
+            stage1_steps=3,
+            stage2=False,
+            spatial_weight=delta,
+            max_grad_norm=0.0,
+            checkpoint_every=0,
+        )
         finetune(backbone, layers, settings=settings, progress=False, **kw)
         loras[delta] = lora_state_dict(backbone.unet, "spatial")
     a, b = loras[0.5], loras[0.05]

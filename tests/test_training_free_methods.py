@@ -21,19 +21,30 @@ def _run(tmp_path, manifest, tiny_weights, methods, **settings):
     eval_module._BACKBONES.clear()
     m = _subset(manifest, tmp_path, 1)
     config = _config(**{**FAST, "backbone.weights": str(tiny_weights), **settings})
-    res = evaluate(m, tmp_path / "ev", methods=methods, config=config, progress=False, echo=lambda s: None)
+    res = evaluate(
+        m, tmp_path / "ev", methods=methods, config=config, progress=False, echo=lambda s: None
+    )
     rows = {r["method"]: r for r in _rows(tmp_path / "ev")}
     assert res["failed"] == 0, {k: r["error"] for k, r in rows.items()}
-    runs = {k: json.loads((tmp_path / "ev" / "runs" / "p0" / k / "run.json").read_text()) for k in methods}
-    for r in rows.values():  # a tiny random model's frames may be unreadable: the score is then invalid, not absent
+    runs = {
+        k: json.loads((tmp_path / "ev" / "runs" / "p0" / k / "run.json").read_text())
+        for k in methods
+    }
+    for r in (
+        rows.values()
+    ):  # a tiny random model's frames may be unreadable: the score is then invalid, not absent
         assert r["status"] == "ok" and int(r["num_pairs"]) == 7
     return rows, runs
 
 
 def test_warped_noise_methods_run_on_tiny_weights(tmp_path, manifest, tiny_weights):
-    rows, runs = _run(tmp_path, manifest, tiny_weights, ["base-warped-noise", "cammimic-warped-noise"])
+    rows, runs = _run(
+        tmp_path, manifest, tiny_weights, ["base-warped-noise", "cammimic-warped-noise"]
+    )
     base, cam = runs["base-warped-noise"], runs["cammimic-warped-noise"]
-    assert base["components"]["noise"]["name"] == cam["components"]["noise"]["name"] == "warped-noise"
+    assert (
+        base["components"]["noise"]["name"] == cam["components"]["noise"]["name"] == "warped-noise"
+    )
     assert base["finetune"]["steps"] == {"stage1": 0, "stage2": 0}
     assert cam["finetune"]["steps"] == {"stage1": 2, "stage2": 2}
     assert [g["name"] for g in base["components"]["guidance"]] == ["none"]
@@ -45,11 +56,15 @@ def test_warped_noise_methods_run_on_tiny_weights(tmp_path, manifest, tiny_weigh
 
 def test_camerascore_method_runs_on_tiny_weights(tmp_path, manifest, tiny_weights):
     # 4 sampling steps: the default window (0.3-0.8 of the schedule) holds step 1
-    rows, runs = _run(tmp_path, manifest, tiny_weights, ["cammimic-camerascore"], **{"sampling.steps": 4})
+    rows, runs = _run(
+        tmp_path, manifest, tiny_weights, ["cammimic-camerascore"], **{"sampling.steps": 4}
+    )
     run = runs["cammimic-camerascore"]
     assert [g["name"] for g in run["components"]["guidance"]] == ["homography", "camerascore"]
     assert run["components"]["guidance"][1]["plugin"] == "camerascore"
     assert run["finetune"]["steps"] == {"stage1": 2, "stage2": 2}
     [guided] = run["components"]["guidance"][1]["history"]  # the cost of a guided step is recorded
     assert guided["step"] == 1 and guided["camera_score"] >= 0 and 0 < guided["seconds"] < 30
-    print(f"camerascore guidance on tiny weights, 8 frames at 64x64: {guided['seconds']:.2f} s per guided step")
+    print(
+        f"camerascore guidance on tiny weights, 8 frames at 64x64: {guided['seconds']:.2f} s per guided step"
+    )

@@ -19,12 +19,26 @@ import pytest
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no usage reports
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("CAMMIMIC_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+CHROMIUM = (
+    os.environ.get("CAMMIMIC_CHROMIUM")
+    or shutil.which("chromium")
+    or shutil.which("chromium-browser")
+)
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (apt-get install chromium); "
-                                "the browser test drives Debian's chromium with Playwright")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="no Chromium installed (apt-get install chromium); "
+    "the browser test drives Debian's chromium with Playwright",
+)
 
 
 def free_port() -> int:
@@ -38,7 +52,9 @@ def save_for_docs(src: Path, dst: Path) -> None:
     from PIL import Image
 
     with Image.open(src) as im:
-        im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(dst, "PNG", optimize=True)
+        im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(
+            dst, "PNG", optimize=True
+        )
 
 
 def _camera_file() -> dict:
@@ -49,7 +65,9 @@ def _camera_file() -> dict:
     from cammimic.motion import MotionEstimate
 
     hs = np.repeat(np.array([[[1.0, 0, -4], [0, 1, 0], [0, 0, 1]]]), 8, axis=0)
-    return to_camera_file(MotionEstimate(homographies=hs, width=192, height=128, estimator="edited"))
+    return to_camera_file(
+        MotionEstimate(homographies=hs, width=192, height=128, estimator="edited")
+    )
 
 
 def test_the_app_in_a_browser(tiny_weights, tmp_path):
@@ -72,16 +90,26 @@ def test_the_app_in_a_browser(tiny_weights, tmp_path):
             page.locator("#sampling-steps input").wait_for(state="visible")
 
             # 1. the homography method on the example video and image
-            page.locator("#reference-video input[type=file]").set_input_files(str(ROOT / "examples" / "reference.mp4"))
-            page.locator("#user-image input[type=file]").set_input_files(str(ROOT / "examples" / "scene.jpg"))
+            page.locator("#reference-video input[type=file]").set_input_files(
+                str(ROOT / "examples" / "reference.mp4")
+            )
+            page.locator("#user-image input[type=file]").set_input_files(
+                str(ROOT / "examples" / "scene.jpg")
+            )
             page.locator("#user-image img").wait_for()
             page.locator("#reference-video video").wait_for()
             page.locator("#run").click()
             status = page.locator("#status textarea")
-            page.wait_for_function("() => document.querySelector('#status textarea').value.startsWith('done: ')")
-            first = runs / status.input_value().removeprefix("done: ")  # the run folder's name: no server path
+            page.wait_for_function(
+                "() => document.querySelector('#status textarea').value.startsWith('done: ')"
+            )
+            first = runs / status.input_value().removeprefix(
+                "done: "
+            )  # the run folder's name: no server path
             page.locator("#output-video video").wait_for()
-            page.wait_for_function("() => document.querySelector('#output-video video').readyState >= 2")
+            page.wait_for_function(
+                "() => document.querySelector('#output-video video').readyState >= 2"
+            )
             page.locator("#trajectory img").wait_for()
             assert (first / "output.mp4").is_file() and first.parent == runs
             score = json.loads((first / "score.json").read_text())["camera_score"]
@@ -96,11 +124,19 @@ def test_the_app_in_a_browser(tiny_weights, tmp_path):
             page.locator("#method label", has_text="cammimic").click()
             page.locator("#prompt textarea").fill("an astronaut")
             page.locator("#weights textarea").fill(str(tiny_weights))
-            tiny = (("frames", 8), ("width", 64), ("height", 64), ("stage1-steps", 2), ("stage2-steps", 2),
-                    ("sampling-steps", 2))
+            tiny = (
+                ("frames", 8),
+                ("width", 64),
+                ("height", 64),
+                ("stage1-steps", 2),
+                ("stage2-steps", 2),
+                ("sampling-steps", 2),
+            )
             for name, value in tiny:
                 field = page.locator(f"#{name} input")
-                for _ in range(5):  # a field filled while the app re-renders can lose its value: retry
+                for _ in range(
+                    5
+                ):  # a field filled while the app re-renders can lose its value: retry
                     field.fill(str(value))
                     field.press("Tab")  # commit the value (blur)
                     page.wait_for_timeout(100)
@@ -109,12 +145,17 @@ def test_the_app_in_a_browser(tiny_weights, tmp_path):
             for name, value in tiny:
                 sync_api.expect(page.locator(f"#{name} input")).to_have_value(str(value))
             page.locator("#run").click()
-            page.wait_for_function(f"() => {{ const v = document.querySelector('#status textarea').value;"
-                                   f" return v.startsWith('done: ') && v !== 'done: {first.name}'; }}")
+            page.wait_for_function(
+                f"() => {{ const v = document.querySelector('#status textarea').value;"
+                f" return v.startsWith('done: ') && v !== 'done: {first.name}'; }}"
+            )
             second = runs / status.input_value().removeprefix("done: ")
             page.wait_for_function("() => document.querySelector('#weak-video video') !== null")
             run = json.loads((second / "run.json").read_text())
-            assert run["method"] == "cammimic" and run["finetune"]["steps"] == {"stage1": 2, "stage2": 2}
+            assert run["method"] == "cammimic" and run["finetune"]["steps"] == {
+                "stage1": 2,
+                "stage2": 2,
+            }
             assert (run["num_frames"], run["width"], run["height"]) == (8, 64, 64)
             page.screenshot(path=str(tmp_path / "ui-cammimic.png"), full_page=True)
 
@@ -128,15 +169,21 @@ def test_the_app_in_a_browser(tiny_weights, tmp_path):
             camera = tmp_path / "camera.json"
             camera.write_text(json.dumps(_camera_file()))
             page.locator("#camera-file input[type=file]").set_input_files(str(camera))
-            page.locator("#camera-file [aria-label=\"camera.json\"]").wait_for()  # uploaded
+            page.locator('#camera-file [aria-label="camera.json"]').wait_for()  # uploaded
             page.locator("#method label", has_text="homography").click()
             page.locator("#run").click()
-            page.wait_for_function(f"() => {{ const v = document.querySelector('#status textarea').value;"
-                                   f" return v.startsWith('done: ') && v !== 'done: {second.name}'; }}")
+            page.wait_for_function(
+                f"() => {{ const v = document.querySelector('#status textarea').value;"
+                f" return v.startsWith('done: ') && v !== 'done: {second.name}'; }}"
+            )
             third = runs / status.input_value().removeprefix("done: ")
             run = json.loads((third / "run.json").read_text())
             assert run["reference"]["camera"]["kind"] == "file" and run["method"] == "homography"
-            assert (run["num_frames"], run["width"], run["height"]) == (8, 64, 64)  # step 2's settings
+            assert (run["num_frames"], run["width"], run["height"]) == (
+                8,
+                64,
+                64,
+            )  # step 2's settings
             browser.close()
     finally:
         app.close()

@@ -20,7 +20,15 @@ from pathlib import Path
 import cammimic
 
 __version__ = cammimic.__version__
-__all__ = ["mini", "register_backbones", "WEIGHTS", "NATIVE_SIZE", "NATIVE_FRAMES", "SAMPLING", "RECIPE"]
+__all__ = [
+    "mini",
+    "register_backbones",
+    "WEIGHTS",
+    "NATIVE_SIZE",
+    "NATIVE_FRAMES",
+    "SAMPLING",
+    "RECIPE",
+]
 
 #: The shipped bundle (diffusers layout, float16 safetensors).
 WEIGHTS = Path(__file__).parent / "weights"
@@ -33,11 +41,25 @@ SAMPLING = {"steps": 25, "guidance_scale": 1.0}
 #: mini's run settings where the user set none (``cammimic.backbones.resolve_recipe``): its native
 #: 8 frames (not the paper's 16), the paper's finetuning and ranks scaled to a 10 M-parameter model at 64x64x8, and the estimator
 #: that reads its soft 64 px frames (kornia: SIFT falls back on them; docs/mini.md).
-RECIPE = {"run.frames": NATIVE_FRAMES, "finetune.stage1_steps": 60, "finetune.stage2_steps": 60, "lora.spatial_rank": 8,
-          "lora.temporal_rank": 8, "motion_estimator.name": "kornia"}
+RECIPE = {
+    "run.frames": NATIVE_FRAMES,
+    "finetune.stage1_steps": 60,
+    "finetune.stage2_steps": 60,
+    "lora.spatial_rank": 8,
+    "lora.temporal_rank": 8,
+    "motion_estimator.name": "kornia",
+}
 
-def mini(*, weights: str = "", revision: str = "", variant: str = "", torch_dtype: str = "auto",
-         vae_batch_size: int = 8, attention: str = "sdpa"):
+
+def mini(
+    *,
+    weights: str = "",
+    revision: str = "",
+    variant: str = "",
+    torch_dtype: str = "auto",
+    vae_batch_size: int = 8,
+    attention: str = "sdpa",
+):
     """Build the ``mini`` backbone adapter; ``weights=""`` uses the bundle shipped in the package.
 
     Args:
@@ -58,9 +80,17 @@ def mini(*, weights: str = "", revision: str = "", variant: str = "", torch_dtyp
         )
     from cammimic_mini.adapter import MiniAdapter
 
-    return MiniAdapter(name="mini", default_weights=weights or str(WEIGHTS), default_size=NATIVE_SIZE,
-                       default_num_frames=NATIVE_FRAMES, revision=revision or None, variant=variant or None,
-                       torch_dtype=torch_dtype, vae_batch_size=vae_batch_size, attention=attention)
+    return MiniAdapter(
+        name="mini",
+        default_weights=weights or str(WEIGHTS),
+        default_size=NATIVE_SIZE,
+        default_num_frames=NATIVE_FRAMES,
+        revision=revision or None,
+        variant=variant or None,
+        torch_dtype=torch_dtype,
+        vae_batch_size=vae_batch_size,
+        attention=attention,
+    )
 
 
 @cammimic.hookimpl

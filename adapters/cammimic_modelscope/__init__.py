@@ -15,7 +15,10 @@ __version__ = cammimic.__version__
 __all__ = ["modelscope", "register_backbones"]
 
 modelscope = backbone_factory(
-    "modelscope", default_weights="damo-vilab/text-to-video-ms-1.7b", default_size=(256, 256), default_num_frames=16
+    "modelscope",
+    default_weights="damo-vilab/text-to-video-ms-1.7b",
+    default_size=(256, 256),
+    default_num_frames=16,
 )
 
 

@@ -14,7 +14,9 @@ __version__ = cammimic.__version__
 __all__ = ["backbone_factory", "locate_attention_layers"]
 
 
-def backbone_factory(name: str, *, default_weights: str, default_size: tuple[int, int], default_num_frames: int):
+def backbone_factory(
+    name: str, *, default_weights: str, default_size: tuple[int, int], default_num_frames: int
+):
     """The factory a UNet3D backbone plugin registers; its keyword parameters are what the
     ``[backbone]`` config section may set. Nothing heavy is imported until it is called."""
 

@@ -39,8 +39,16 @@ from cammimic.kit import (
     resolve_dtype,
 )
 
-__all__ = ["SUBFOLDERS", "SAMPLERS", "UNet3DAdapter", "UNet3DBackbone", "geometry", "check_geometry",
-           "sampler_from_config", "resolve_dtype"]
+__all__ = [
+    "SUBFOLDERS",
+    "SAMPLERS",
+    "UNet3DAdapter",
+    "UNet3DBackbone",
+    "geometry",
+    "check_geometry",
+    "sampler_from_config",
+    "resolve_dtype",
+]
 
 #: What a diffusers-layout weights directory must contain.
 SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
@@ -52,7 +60,11 @@ def geometry(vae_factor: int, unet_config) -> tuple[int, int]:
     """``(size multiple, smallest channels per norm group)`` of a UNet config (dict or object):
     each down block but the last halves the latents, so sizes are multiples of the VAE factor
     times 2^(blocks − 1)."""
-    get = unet_config.get if isinstance(unet_config, dict) else (lambda k, d=None: getattr(unet_config, k, d))
+    get = (
+        unet_config.get
+        if isinstance(unet_config, dict)
+        else (lambda k, d=None: getattr(unet_config, k, d))
+    )
     blocks = get("down_block_types", None) or ()
     multiple = vae_factor * 2 ** (len(blocks) - 1) if blocks else vae_factor
     channels = get("block_out_channels", None) or ()
@@ -68,7 +80,7 @@ def check_geometry(width: int, height: int, multiple: int, per_group: int, name:
     if per_group and (width // multiple) * (height // multiple) * per_group < 2:
         bigger = f"{2 * multiple}x{multiple}" if width <= height else f"{multiple}x{2 * multiple}"
         raise CammimicError(
-            f"--width/--height {width}x{height} is too small for backbone \"{name}\" (its deepest "
+            f'--width/--height {width}x{height} is too small for backbone "{name}" (its deepest '
             f"layer would be 1x1 with one channel per norm group); use at least {bigger}"
         )
 
@@ -80,7 +92,9 @@ def sampler_from_config(kind: str, scheduler_config: dict):
     if kind == "ddim":
         return DDIMScheduler.from_config(scheduler_config)
     if kind == "dpm":
-        return DPMSolverMultistepScheduler.from_config(scheduler_config, algorithm_type="dpmsolver++")
+        return DPMSolverMultistepScheduler.from_config(
+            scheduler_config, algorithm_type="dpmsolver++"
+        )
     raise CammimicError(f"sampler '{kind}' is unknown. Try one of {list(SAMPLERS)}")
 
 
@@ -104,11 +118,18 @@ class UNet3DAdapter(DiffusersAdapter):
     attention: str = "sdpa"  #: ``"sdpa"`` (PyTorch scaled-dot-product) or ``"default"``
     subfolders: ClassVar[tuple[str, ...]] = SUBFOLDERS
     preflight_files: ClassVar[tuple[str, ...]] = (
-        "unet/config.json", "vae/config.json", "scheduler/scheduler_config.json")
+        "unet/config.json",
+        "vae/config.json",
+        "scheduler/scheduler_config.json",
+    )
     #: the sampler names :meth:`UNet3DBackbone.sampling_scheduler` takes; the first is the default
     samplers: ClassVar[tuple[str, ...]] = SAMPLERS
     #: what [sampling] leaves to the backbone: zeroscope's and ModelScope's pipeline values
-    sampling_defaults: ClassVar[dict[str, Any]] = {"guidance_scale": 9.0, "negative_prompt": "", "steps": 50}
+    sampling_defaults: ClassVar[dict[str, Any]] = {
+        "guidance_scale": 9.0,
+        "negative_prompt": "",
+        "steps": 50,
+    }
 
     @property
     def max_frames(self) -> int:
@@ -151,9 +172,16 @@ class UNet3DAdapter(DiffusersAdapter):
             CammimicError: one line naming the missing directory, subfolder or Hub id, the
                 Hugging Face cache that was searched, and ``--weights`` as the way out.
         """
-        return super().load(weights, torch_dtype=torch_dtype, variant=variant, revision=revision,
-                            local_files_only=local_files_only, device=device, attention=attention,
-                            vae_batch_size=vae_batch_size)
+        return super().load(
+            weights,
+            torch_dtype=torch_dtype,
+            variant=variant,
+            revision=revision,
+            local_files_only=local_files_only,
+            device=device,
+            attention=attention,
+            vae_batch_size=vae_batch_size,
+        )
 
     def load_settings(self, *, vae_batch_size: int | None = None) -> dict[str, Any]:
         vae_batch_size = int(vae_batch_size if vae_batch_size is not None else self.vae_batch_size)
@@ -161,7 +189,9 @@ class UNet3DAdapter(DiffusersAdapter):
             raise CammimicError(f"vae_batch_size must be at least 1, got {vae_batch_size}")
         return {"vae_batch_size": vae_batch_size}
 
-    def load_components(self, source: str, dtype: torch.dtype, options: dict, model_options: dict) -> dict[str, Any]:
+    def load_components(
+        self, source: str, dtype: torch.dtype, options: dict, model_options: dict
+    ) -> dict[str, Any]:
         """Scheduler config and tokenizer first: they are small, so a missing model fails fast."""
         from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
         from transformers import CLIPTextModel, CLIPTokenizer
@@ -175,10 +205,19 @@ class UNet3DAdapter(DiffusersAdapter):
         if not tokenizer.model_max_length or tokenizer.model_max_length > context:
             tokenizer.model_max_length = context
         vae_dtype = torch.float32  # small; the zeroscope VAE overflows in float16 (NaN frames)
-        vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=vae_dtype, **model_options)
-        unet = UNet3DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype, **model_options)
-        return {"denoiser": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
-                "scheduler_config": scheduler_config}
+        vae = AutoencoderKL.from_pretrained(
+            source, subfolder="vae", torch_dtype=vae_dtype, **model_options
+        )
+        unet = UNet3DConditionModel.from_pretrained(
+            source, subfolder="unet", torch_dtype=dtype, **model_options
+        )
+        return {
+            "denoiser": unet,
+            "vae": vae,
+            "text_encoder": text_encoder,
+            "tokenizer": tokenizer,
+            "scheduler_config": scheduler_config,
+        }
 
     def check_scheduler_config(self, config: dict, source: str) -> None:
         """Build every scheduler once now, so bogus values fail at load in one line, not mid-run."""
@@ -197,13 +236,17 @@ class UNet3DAdapter(DiffusersAdapter):
                 raise bad(f"{key} {str(value)[:40]!r} is not a number in (0, 1)")
         kind = config.get("prediction_type", "epsilon")
         if kind not in ("epsilon", "v_prediction", "sample"):
-            raise bad(f"prediction_type {str(kind)[:40]!r} is not one of ['epsilon', 'v_prediction', 'sample']")
+            raise bad(
+                f"prediction_type {str(kind)[:40]!r} is not one of ['epsilon', 'v_prediction', 'sample']"
+            )
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 DDPMScheduler.from_config(config)
                 DDIMScheduler.from_config(config).set_timesteps(2)
-                DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++").set_timesteps(2)
+                DPMSolverMultistepScheduler.from_config(
+                    config, algorithm_type="dpmsolver++"
+                ).set_timesteps(2)
         except Exception as exc:  # noqa: BLE001 - diffusers raises many kinds for bad values
             raise bad(first_line(exc)[:200]) from exc
 
@@ -216,8 +259,16 @@ class UNet3DAdapter(DiffusersAdapter):
         multiple, per_group = geometry(vae_factor, configs["unet/config.json"])
         check_geometry(int(width), int(height), multiple, per_group, self.name)
 
-    def build(self, components: dict[str, Any], *, source: str, device: Any, dtype: Any, attention: str,
-              vae_batch_size: int) -> UNet3DBackbone:
+    def build(
+        self,
+        components: dict[str, Any],
+        *,
+        source: str,
+        device: Any,
+        dtype: Any,
+        attention: str,
+        vae_batch_size: int,
+    ) -> UNet3DBackbone:
         unet, vae = components["denoiser"], components["vae"]
         if attention == "sdpa":
             from diffusers.models.attention_processor import AttnProcessor2_0
@@ -247,7 +298,9 @@ def _temporal_modules(unet: torch.nn.Module) -> list[torch.nn.Module]:
     from diffusers.models.resnet import TemporalConvLayer
     from diffusers.models.transformers.transformer_temporal import TransformerTemporalModel
 
-    return [m for m in unet.modules() if isinstance(m, (TransformerTemporalModel, TemporalConvLayer))]
+    return [
+        m for m in unet.modules() if isinstance(m, (TransformerTemporalModel, TemporalConvLayer))
+    ]
 
 
 def _identity_forward(module: torch.nn.Module):
@@ -262,7 +315,11 @@ def _identity_forward(module: torch.nn.Module):
         #         cross_attention_kwargs, return_dict=True)
         def forward(hidden_states, *args, **kwargs):
             return_dict = kwargs.get("return_dict", args[5] if len(args) > 5 else True)
-            return TransformerTemporalModelOutput(sample=hidden_states) if return_dict else (hidden_states,)
+            return (
+                TransformerTemporalModelOutput(sample=hidden_states)
+                if return_dict
+                else (hidden_states,)
+            )
 
         return forward
 
@@ -294,7 +351,9 @@ class UNet3DBackbone(DiffusersBackbone):
     vae_batch_size: int = 8
     _bypassed: bool = attrs.field(default=False, init=False)
     _saved_forwards: dict = attrs.field(factory=dict, init=False, repr=False)
-    samplers: ClassVar[tuple[str, ...]] = SAMPLERS  #: what :meth:`sampling_scheduler` takes; ddim is the default
+    samplers: ClassVar[tuple[str, ...]] = (
+        SAMPLERS  #: what :meth:`sampling_scheduler` takes; ddim is the default
+    )
 
     # -- the seam: the size rule of the UNet config -----------------------------------------
     @property
@@ -302,7 +361,9 @@ class UNet3DBackbone(DiffusersBackbone):
         """Width and height must be multiples of this: the VAE factor x 2^(down blocks − 1)."""
         return geometry(self.vae_scale_factor, self.denoiser.config)[0]
 
-    def preflight(self, width: int, height: int, frames: int, sampler: str | None, steps: int | None) -> bool:
+    def preflight(
+        self, width: int, height: int, frames: int, sampler: str | None, steps: int | None
+    ) -> bool:
         """The size rules of the loaded UNet (group norm included), then the base class's checks."""
         multiple, per_group = geometry(self.vae_scale_factor, self.denoiser.config)
         check_geometry(int(width), int(height), multiple, per_group, self.name)
@@ -338,11 +399,16 @@ class UNet3DBackbone(DiffusersBackbone):
         t, h, w, _ = frames.shape
         f = self.vae_scale_factor
         if h % f or w % f:
-            raise CammimicError(f"frame size {w}x{h} must be a multiple of {f} (the VAE's scale factor)")
+            raise CammimicError(
+                f"frame size {w}x{h} must be a multiple of {f} (the VAE's scale factor)"
+            )
         pixels = rearrange(torch.from_numpy(np.ascontiguousarray(frames)), "t h w c -> t c h w")
         latents = []
         for start in range(0, t, self.vae_batch_size):
-            chunk = pixels[start:start + self.vae_batch_size].to(self.device, self.vae.dtype) / 127.5 - 1.0
+            chunk = (
+                pixels[start : start + self.vae_batch_size].to(self.device, self.vae.dtype) / 127.5
+                - 1.0
+            )
             latents.append(self.vae.encode(chunk).latent_dist.mean)
         z = torch.cat(latents) * self.vae.config.scaling_factor  # (T, C, h, w)
         # float32, not the UNet's dtype: cached training latents are not rounded to half precision
@@ -352,22 +418,31 @@ class UNet3DBackbone(DiffusersBackbone):
     def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
         """uint8 frames ``(T, H, W, 3)`` of latents ``(1, C, T, h, w)``, decoded in slices."""
         if latents.ndim != 5 or latents.shape[0] != 1:
-            raise CammimicError(f"decode_latents needs latents (1, C, T, h, w), got {tuple(latents.shape)}")
+            raise CammimicError(
+                f"decode_latents needs latents (1, C, T, h, w), got {tuple(latents.shape)}"
+            )
         z = rearrange(latents, "1 c t h w -> t c h w") / self.vae.config.scaling_factor
         frames = []
         for start in range(0, z.shape[0], self.vae_batch_size):
-            chunk = z[start:start + self.vae_batch_size].to(self.device, self.vae.dtype)
+            chunk = z[start : start + self.vae_batch_size].to(self.device, self.vae.dtype)
             x = self.vae.decode(chunk).sample.float()
-            if not torch.isfinite(x).all():  # a float16 VAE that overflowed: never a black video written as success
+            if not torch.isfinite(
+                x
+            ).all():  # a float16 VAE that overflowed: never a black video written as success
                 raise CammimicError(
                     f"the VAE decoded non-finite values in frames {start}..{start + len(chunk) - 1} "
-                    f"({self.vae.dtype}); decode in float32 (--dtype float32) or lower the guidance")
+                    f"({self.vae.dtype}); decode in float32 (--dtype float32) or lower the guidance"
+                )
             x = x.clamp(-1.0, 1.0)
-            frames.append(rearrange(((x + 1.0) * 127.5).round().to(torch.uint8), "t c h w -> t h w c").cpu())
+            frames.append(
+                rearrange(((x + 1.0) * 127.5).round().to(torch.uint8), "t c h w -> t h w c").cpu()
+            )
         return torch.cat(frames).numpy()
 
     # -- denoising -----------------------------------------------------------------------
-    def predict_noise(self, latents: torch.Tensor, timestep: Any, prompt_embeds: torch.Tensor) -> torch.Tensor:
+    def predict_noise(
+        self, latents: torch.Tensor, timestep: Any, prompt_embeds: torch.Tensor
+    ) -> torch.Tensor:
         """The UNet's noise prediction ``(B, C, T, h, w)``; one prompt embedding serves a batch."""
         if prompt_embeds.shape[0] == 1 and latents.shape[0] > 1:
             prompt_embeds = prompt_embeds.expand(latents.shape[0], *prompt_embeds.shape[1:])

@@ -37,7 +37,9 @@ TEMPORAL_FF = re.compile(rf"{TEMPORAL}\.transformer_blocks\.\d+\.{FF}")
 
 def _is_linear(module: nn.Module) -> bool:
     # after a LoRA is injected, peft wraps the Linear layer and keeps it as ``base_layer``
-    return isinstance(module, nn.Linear) or isinstance(getattr(module, "base_layer", None), nn.Linear)
+    return isinstance(module, nn.Linear) or isinstance(
+        getattr(module, "base_layer", None), nn.Linear
+    )
 
 
 def locate_unet3d_layers(unet: nn.Module, include_ff: bool = False) -> AttentionLayers:

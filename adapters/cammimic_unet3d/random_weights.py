@@ -27,7 +27,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PRESETS", "MAX_FRAMES", "build_components", "build_tokenizer", "save_components", "write_model_index"]
+__all__ = [
+    "PRESETS",
+    "MAX_FRAMES",
+    "build_components",
+    "build_tokenizer",
+    "save_components",
+    "write_model_index",
+]
 
 #: The noise schedule of zeroscope and ModelScope (``scheduler/scheduler_config.json``).
 SCHEDULER_CONFIG: dict[str, Any] = {
@@ -50,8 +57,23 @@ _BYTE_VOCAB = 256 * 2 + 2  # every byte, every byte + "</w>", and the two specia
 #: "is static"), while its samples' direction ignored the caption. As single tokens each word
 #: starts from its own embedding. Every other word, and the method's rare token, stays bytes.
 MOTION_WORDS: tuple[str, ...] = (
-    "pans", "tilts", "zooms", "rolls", "left", "right", "up", "down", "in", "out",
-    "clockwise", "counterclockwise", "is", "static", "and", "slowly", "quickly",
+    "pans",
+    "tilts",
+    "zooms",
+    "rolls",
+    "left",
+    "right",
+    "up",
+    "down",
+    "in",
+    "out",
+    "clockwise",
+    "counterclockwise",
+    "is",
+    "static",
+    "and",
+    "slowly",
+    "quickly",
 )
 
 #: Constructor arguments of each model, per preset.
@@ -179,13 +201,19 @@ def _check_preset(preset: str) -> dict[str, dict[str, Any]]:
     if preset not in PRESETS:
         from cammimic.errors import CammimicError
 
-        raise CammimicError(f"random-weights preset '{preset}' is unknown. Try one of {sorted(PRESETS)}")
+        raise CammimicError(
+            f"random-weights preset '{preset}' is unknown. Try one of {sorted(PRESETS)}"
+        )
     return PRESETS[preset]
 
 
 def _byte_vocab() -> dict[str, int]:
     """CLIP's byte-to-unicode table as a vocabulary: every byte alone and at a word's end."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     chars, extra = [], 0
     for b in range(256):
         if b in printable:
@@ -225,7 +253,9 @@ def build_tokenizer(model_max_length: int = 77, words=()):
     with tempfile.TemporaryDirectory() as tmp:  # transformers 4: the slow tokenizer reads files
         vocab_file, merges_file = Path(tmp, "vocab.json"), Path(tmp, "merges.txt")
         vocab_file.write_text(json.dumps(vocab), encoding="utf-8")
-        merges_file.write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
+        merges_file.write_text(
+            "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8"
+        )
         return CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=model_max_length)
 
 
@@ -245,7 +275,11 @@ def build_components(preset: str = "tiny", seed: int = 0) -> dict[str, Any]:
     vae = AutoencoderKL(**config["vae"])
     torch.manual_seed(seed)
     # the special tokens are the vocabulary's last two entries, as in CLIP's
-    special = {"bos_token_id": _BYTE_VOCAB - 2, "eos_token_id": _BYTE_VOCAB - 1, "pad_token_id": _BYTE_VOCAB - 1}
+    special = {
+        "bos_token_id": _BYTE_VOCAB - 2,
+        "eos_token_id": _BYTE_VOCAB - 1,
+        "pad_token_id": _BYTE_VOCAB - 1,
+    }
     words = config.get("words", ())
     tokenizer = build_tokenizer(config["text_encoder"]["max_position_embeddings"], words=words)
     text_config = dict(config["text_encoder"])
@@ -255,7 +289,13 @@ def build_components(preset: str = "tiny", seed: int = 0) -> dict[str, Any]:
     for model in (unet, vae, text_encoder):
         model.eval()
     scheduler = DDIMScheduler(**SCHEDULER_CONFIG)
-    return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler}
+    return {
+        "unet": unet,
+        "vae": vae,
+        "text_encoder": text_encoder,
+        "tokenizer": tokenizer,
+        "scheduler": scheduler,
+    }
 
 
 #: The frames each preset's model samples at once, written into ``model_index.json`` (the adapter's
@@ -264,7 +304,9 @@ def build_components(preset: str = "tiny", seed: int = 0) -> dict[str, Any]:
 MAX_FRAMES = {"tiny": 16, "mini": 8}
 
 
-def save_components(directory, preset: str = "tiny", seed: int = 0, max_frames: int | None = None) -> Path:
+def save_components(
+    directory, preset: str = "tiny", seed: int = 0, max_frames: int | None = None
+) -> Path:
     """Build the preset's components and save them in diffusers layout under ``directory``.
 
     ``max_frames``: the frames the folder states its model samples at once (``None``: the preset's,
@@ -283,8 +325,11 @@ def save_components(directory, preset: str = "tiny", seed: int = 0, max_frames: 
     from cammimic.backbones import MAX_FRAMES_KEY
 
     provenance = {"preset": preset, "seed": seed, "transformers": transformers.__version__}
-    write_model_index(directory, _cammimic_random_weights=provenance,
-                      **{MAX_FRAMES_KEY: int(max_frames or MAX_FRAMES.get(preset, 16))})
+    write_model_index(
+        directory,
+        _cammimic_random_weights=provenance,
+        **{MAX_FRAMES_KEY: int(max_frames or MAX_FRAMES.get(preset, 16))},
+    )
     return directory
 
 

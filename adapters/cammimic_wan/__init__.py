@@ -37,8 +37,14 @@ def wan(
     """
     from cammimic_wan.backbone import WanAdapter
 
-    return WanAdapter(default_weights=weights, revision=revision or None, variant=variant or None,
-                      torch_dtype=torch_dtype, attention=attention, training_shift=float(training_shift))
+    return WanAdapter(
+        default_weights=weights,
+        revision=revision or None,
+        variant=variant or None,
+        torch_dtype=torch_dtype,
+        attention=attention,
+        training_shift=float(training_shift),
+    )
 
 
 @cammimic.hookimpl

@@ -42,8 +42,16 @@ from cammimic.kit import (
     restored_lora_scales,
 )
 
-__all__ = ["SUBFOLDERS", "SAMPLERS", "NEGATIVE_PROMPT", "WanAdapter", "WanBackbone", "flow_sigmas", "frame_groups",
-           "sampler_from_config"]
+__all__ = [
+    "SUBFOLDERS",
+    "SAMPLERS",
+    "NEGATIVE_PROMPT",
+    "WanAdapter",
+    "WanBackbone",
+    "flow_sigmas",
+    "frame_groups",
+    "sampler_from_config",
+]
 
 #: What a diffusers-layout Wan weights directory must contain.
 SUBFOLDERS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
@@ -129,7 +137,9 @@ class WanAdapter(DiffusersAdapter):
     #: what [sampling] leaves to the backbone: diffusers' ``WanPipeline`` defaults (CFG 5.0, 50 steps)
     #: and the negative prompt of its example (Wan's own, translated)
     sampling_defaults: ClassVar[dict[str, Any]] = {
-        "guidance_scale": 5.0, "negative_prompt": NEGATIVE_PROMPT, "steps": 50,
+        "guidance_scale": 5.0,
+        "negative_prompt": NEGATIVE_PROMPT,
+        "steps": 50,
     }
     frame_rule: ClassVar[str] = "4k+1 frames (its VAE compresses time 4x after the first frame)"
 
@@ -178,24 +188,43 @@ class WanAdapter(DiffusersAdapter):
             CammimicError: one line naming the missing directory, subfolder or Hub id, the
                 Hugging Face cache that was searched, and ``--weights`` as the way out.
         """
-        return super().load(weights, torch_dtype=torch_dtype, variant=variant, revision=revision,
-                            local_files_only=local_files_only, device=device, attention=attention)
+        return super().load(
+            weights,
+            torch_dtype=torch_dtype,
+            variant=variant,
+            revision=revision,
+            local_files_only=local_files_only,
+            device=device,
+            attention=attention,
+        )
 
-    def load_components(self, source: str, dtype: torch.dtype, options: dict, model_options: dict) -> dict[str, Any]:
+    def load_components(
+        self, source: str, dtype: torch.dtype, options: dict, model_options: dict
+    ) -> dict[str, Any]:
         """Scheduler config and tokenizer first: they are small, so a missing model fails fast."""
         from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
         from transformers import AutoTokenizer, UMT5EncoderModel
 
-        scheduler_config = dict(UniPCMultistepScheduler.load_config(source, subfolder="scheduler", **options))
+        scheduler_config = dict(
+            UniPCMultistepScheduler.load_config(source, subfolder="scheduler", **options)
+        )
         tokenizer = AutoTokenizer.from_pretrained(source, subfolder="tokenizer", **options)
         if not tokenizer.model_max_length or tokenizer.model_max_length > 512:
             tokenizer.model_max_length = 512  # WanPipeline's max_sequence_length
         text_encoder = load_text_encoder(UMT5EncoderModel, source, dtype, model_options)
-        vae = AutoencoderKLWan.from_pretrained(source, subfolder="vae", torch_dtype=torch.float32, **model_options)
-        transformer = WanTransformer3DModel.from_pretrained(source, subfolder="transformer", torch_dtype=dtype,
-                                                            **model_options)
-        return {"denoiser": transformer, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
-                "scheduler_config": scheduler_config}
+        vae = AutoencoderKLWan.from_pretrained(
+            source, subfolder="vae", torch_dtype=torch.float32, **model_options
+        )
+        transformer = WanTransformer3DModel.from_pretrained(
+            source, subfolder="transformer", torch_dtype=dtype, **model_options
+        )
+        return {
+            "denoiser": transformer,
+            "vae": vae,
+            "text_encoder": text_encoder,
+            "tokenizer": tokenizer,
+            "scheduler_config": scheduler_config,
+        }
 
     def check_scheduler_config(self, config: dict, source: str) -> None:
         """Build each sampler once now, so bogus values fail at load in one line, not mid-run."""
@@ -211,7 +240,9 @@ class WanAdapter(DiffusersAdapter):
             raise bad(f"flow_shift {str(shift)[:40]!r} is not a number in (0, 100]")
         kind = config.get("prediction_type", "flow_prediction")
         if kind != "flow_prediction":
-            raise bad(f"prediction_type {str(kind)[:40]!r} is not 'flow_prediction' (Wan is a flow-matching model)")
+            raise bad(
+                f"prediction_type {str(kind)[:40]!r} is not 'flow_prediction' (Wan is a flow-matching model)"
+            )
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -227,8 +258,14 @@ class WanAdapter(DiffusersAdapter):
         """The loaded backbone's class (a subclass's adapter names its own, e.g. image-to-video)."""
         return WanBackbone
 
-    def build(self, components: dict[str, Any], *, source: str, device: Any, dtype: Any, attention: str) -> WanBackbone:
-        transformer, vae, scheduler_config = components["denoiser"], components["vae"], components["scheduler_config"]
+    def build(
+        self, components: dict[str, Any], *, source: str, device: Any, dtype: Any, attention: str
+    ) -> WanBackbone:
+        transformer, vae, scheduler_config = (
+            components["denoiser"],
+            components["vae"],
+            components["scheduler_config"],
+        )
         shift = float(self.training_shift or scheduler_config.get("flow_shift", 1.0) or 1.0)
         return self.backbone_type()(
             name=self.name,
@@ -307,9 +344,18 @@ class WanBackbone(DiffusersBackbone):
             prompts = [prompts]
         prompts = [" ".join(p.split()) for p in prompts]  # WanPipeline's whitespace_clean
         length = int(self.tokenizer.model_max_length)
-        tokens = self.tokenizer(list(prompts), padding="max_length", max_length=length, truncation=True,
-                                add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
-        where = self.text_encoder.device  # the backbone's device, or the CPU when the encoder is offloaded
+        tokens = self.tokenizer(
+            list(prompts),
+            padding="max_length",
+            max_length=length,
+            truncation=True,
+            add_special_tokens=True,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        where = (
+            self.text_encoder.device
+        )  # the backbone's device, or the CPU when the encoder is offloaded
         ids, mask = tokens.input_ids.to(where), tokens.attention_mask.to(where)
         embeds = self.text_encoder(ids, mask).last_hidden_state
         embeds = embeds * mask.unsqueeze(-1).to(embeds.dtype)  # zero past each prompt's end
@@ -337,8 +383,12 @@ class WanBackbone(DiffusersBackbone):
         frame_groups(t, self.temporal_factor)  # 4k+1 or one clear line
         m = self.size_multiple
         if h % m or w % m:
-            raise CammimicError(f"frame size {w}x{h} must be a multiple of {m} for {self.name} (VAE 8 x patch 2)")
-        pixels = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).unsqueeze(0)  # (1, 3, T, H, W)
+            raise CammimicError(
+                f"frame size {w}x{h} must be a multiple of {m} for {self.name} (VAE 8 x patch 2)"
+            )
+        pixels = (
+            torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).unsqueeze(0)
+        )  # (1, 3, T, H, W)
         x = pixels.to(self.device, self.vae.dtype) / 127.5 - 1.0
         mu = self.vae.encode(x).latent_dist.mean
         mean, std = self._latent_stats(mu.device, mu.dtype)
@@ -352,28 +402,36 @@ class WanBackbone(DiffusersBackbone):
         clip (after the first) mixes 4 frames, while one image is exactly one latent frame.
         """
         frames = np.asarray(frames)
-        return torch.cat([self.encode_video(frames[i:i + 1]) for i in range(len(frames))])
+        return torch.cat([self.encode_video(frames[i : i + 1]) for i in range(len(frames))])
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
         """uint8 frames ``(T, H, W, 3)`` of latents ``(1, 16, T', h, w)``; ``T = 4(T' − 1) + 1``."""
         if latents.ndim != 5 or latents.shape[0] != 1:
-            raise CammimicError(f"decode_latents needs latents (1, C, T', h, w), got {tuple(latents.shape)}")
+            raise CammimicError(
+                f"decode_latents needs latents (1, C, T', h, w), got {tuple(latents.shape)}"
+            )
         z = latents.to(self.device, self.vae.dtype)
         mean, std = self._latent_stats(z.device, z.dtype)
         x = self.vae.decode(z * std + mean).sample.float().clamp(-1.0, 1.0)  # (1, 3, T, H, W)
         return ((x[0] + 1.0) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
 
     # -- denoising -----------------------------------------------------------------------
-    def predict_noise(self, latents: torch.Tensor, timestep: Any, prompt_embeds: torch.Tensor) -> torch.Tensor:
+    def predict_noise(
+        self, latents: torch.Tensor, timestep: Any, prompt_embeds: torch.Tensor
+    ) -> torch.Tensor:
         """The transformer's flow-matching prediction (velocity ``ε − x₀``), ``(B, C, T', h, w)``."""
         b = latents.shape[0]
         if prompt_embeds.shape[0] == 1 and b > 1:
             prompt_embeds = prompt_embeds.expand(b, *prompt_embeds.shape[1:])
         t = torch.as_tensor(timestep, device=latents.device).float().reshape(-1)
         t = t.expand(b) if t.numel() == 1 else t
-        return self.denoiser(hidden_states=latents.to(self.dtype), timestep=t,
-                         encoder_hidden_states=prompt_embeds.to(self.dtype), return_dict=False)[0]
+        return self.denoiser(
+            hidden_states=latents.to(self.dtype),
+            timestep=t,
+            encoder_hidden_states=prompt_embeds.to(self.dtype),
+            return_dict=False,
+        )[0]
 
     # -- training: flow matching -----------------------------------------------------------
     @property
@@ -388,11 +446,15 @@ class WanBackbone(DiffusersBackbone):
 
     def noise_and_target(self, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor):
         """``(x_σ, target)``: ``x_σ = (1 − σ)·x₀ + σ·ε`` and the velocity ``ε − x₀`` the transformer learns."""
-        sigma = (timesteps.to(latents.device, torch.float32) / self.num_train_timesteps).reshape(-1, 1, 1, 1, 1)
+        sigma = (timesteps.to(latents.device, torch.float32) / self.num_train_timesteps).reshape(
+            -1, 1, 1, 1, 1
+        )
         noise = noise.to(latents.device, latents.dtype)
         return (1.0 - sigma) * latents + sigma * noise, noise - latents
 
-    def noise_to(self, latents: torch.Tensor, noise: torch.Tensor, timestep: Any, scheduler: Any = None) -> torch.Tensor:
+    def noise_to(
+        self, latents: torch.Tensor, noise: torch.Tensor, timestep: Any, scheduler: Any = None
+    ) -> torch.Tensor:
         """``latents`` noised to the level of a sampling ``timestep`` (``1000·σ``), whichever the sampler."""
         sigma = float(torch.as_tensor(timestep).float().reshape(-1)[0]) / self.num_train_timesteps
         return (1.0 - sigma) * latents + sigma * noise.to(latents)
@@ -402,7 +464,9 @@ class WanBackbone(DiffusersBackbone):
         ``scale_noise`` is :meth:`noise_and_target`'s ``x_σ``)."""
         from diffusers import FlowMatchEulerDiscreteScheduler
 
-        return FlowMatchEulerDiscreteScheduler(num_train_timesteps=self.num_train_timesteps, shift=self.training_shift)
+        return FlowMatchEulerDiscreteScheduler(
+            num_train_timesteps=self.num_train_timesteps, shift=self.training_shift
+        )
 
     def sampling_scheduler(self, kind: str = "unipc"):
         """A fresh sampler: ``"unipc"`` (UniPC on flow sigmas, what Wan ships) or ``"euler"``."""
@@ -442,7 +506,9 @@ class WanBackbone(DiffusersBackbone):
         return list(self.denoiser.blocks)
 
 
-def tokens_per_clip(num_frames: int, width: int, height: int, patch: tuple[int, int, int] = (1, 2, 2)) -> int:
+def tokens_per_clip(
+    num_frames: int, width: int, height: int, patch: tuple[int, int, int] = (1, 2, 2)
+) -> int:
     """Self-attention sequence length of a clip at 8x spatial / 4x temporal compression."""
     t = (num_frames - 1) // 4 + 1
     return math.ceil(t / patch[0]) * (height // 8 // patch[1]) * (width // 8 // patch[2])

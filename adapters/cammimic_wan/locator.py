@@ -32,7 +32,9 @@ FF = re.compile(r"blocks\.\d+\.ffn\.net\.(?:0\.proj|2)")
 
 
 def _is_linear(module: nn.Module) -> bool:
-    return isinstance(module, nn.Linear) or isinstance(getattr(module, "base_layer", None), nn.Linear)
+    return isinstance(module, nn.Linear) or isinstance(
+        getattr(module, "base_layer", None), nn.Linear
+    )
 
 
 def wan_lora_targets(model: nn.Module, include_ff: bool = False) -> tuple[list[str], list[str]]:
@@ -49,4 +51,6 @@ def locate_wan_layers(model: nn.Module, include_ff: bool = False):
     from cammimic.components import AttentionLayers
 
     spatial, temporal = wan_lora_targets(model, include_ff)
-    return AttentionLayers(spatial=spatial, temporal=temporal, pairs=[(n, n) for n in temporal], shared=True)
+    return AttentionLayers(
+        spatial=spatial, temporal=temporal, pairs=[(n, n) for n in temporal], shared=True
+    )

@@ -37,8 +37,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PRESETS", "SCHEDULER_CONFIG", "build_components", "build_tokenizer", "save_components",
-           "write_model_index", "main"]
+__all__ = [
+    "PRESETS",
+    "SCHEDULER_CONFIG",
+    "build_components",
+    "build_tokenizer",
+    "save_components",
+    "write_model_index",
+    "main",
+]
 
 #: ``scheduler/scheduler_config.json`` of ``Wan-AI/Wan2.1-T2V-1.3B-Diffusers`` (flow shift 3.0
 #: is Wan's choice at 480p; 5.0 at 720p).
@@ -217,7 +224,9 @@ def _check_preset(preset: str) -> dict[str, dict[str, Any]]:
     if preset not in PRESETS:
         from cammimic.errors import CammimicError
 
-        raise CammimicError(f"random-weights preset '{preset}' is unknown. Try one of {sorted(PRESETS)}")
+        raise CammimicError(
+            f"random-weights preset '{preset}' is unknown. Try one of {sorted(PRESETS)}"
+        )
     return PRESETS[preset]
 
 
@@ -236,10 +245,16 @@ def build_tokenizer(model_max_length: int = 512):
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
-                                                       special_tokens=[("</s>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-                                   model_max_length=model_max_length)
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        model_max_length=model_max_length,
+    )
 
 
 def build_components(preset: str = "tiny", seed: int = 0) -> dict[str, Any]:
@@ -263,8 +278,13 @@ def build_components(preset: str = "tiny", seed: int = 0) -> dict[str, Any]:
         model.eval()
     tokenizer = build_tokenizer(**config["tokenizer"])
     scheduler = UniPCMultistepScheduler(**{**SCHEDULER_CONFIG, **config.get("scheduler", {})})
-    return {"transformer": transformer, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
-            "scheduler": scheduler}
+    return {
+        "transformer": transformer,
+        "vae": vae,
+        "text_encoder": text_encoder,
+        "tokenizer": tokenizer,
+        "scheduler": scheduler,
+    }
 
 
 def save_components(directory, preset: str = "tiny", seed: int = 0) -> Path:
@@ -281,7 +301,9 @@ def save_components(directory, preset: str = "tiny", seed: int = 0) -> Path:
     for name, component in components.items():
         component.save_pretrained(directory / name)
     provenance = {"preset": preset, "seed": seed, "transformers": transformers.__version__}
-    write_model_index(directory, _cammimic_random_weights=provenance, **PRESETS[preset].get("model_index", {}))
+    write_model_index(
+        directory, _cammimic_random_weights=provenance, **PRESETS[preset].get("model_index", {})
+    )
     return directory
 
 
@@ -310,7 +332,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m cammimic_wan.random_weights",
         description="Write random-weight Wan components in diffusers layout (for tests and benchmarks).",
     )
-    parser.add_argument("directory", help="folder to write (created; existing files of the same names are replaced)")
+    parser.add_argument(
+        "directory", help="folder to write (created; existing files of the same names are replaced)"
+    )
     parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

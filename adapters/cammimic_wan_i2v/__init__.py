@@ -45,9 +45,16 @@ def wan_i2v(
     """
     from cammimic_wan_i2v.backbone import WanI2VAdapter
 
-    return WanI2VAdapter(default_weights=weights, revision=revision or None, variant=variant or None,
-                         torch_dtype=torch_dtype, attention=attention, training_shift=float(training_shift),
-                         vae_tiling=bool(vae_tiling), offload_text_encoder=bool(offload_text_encoder))
+    return WanI2VAdapter(
+        default_weights=weights,
+        revision=revision or None,
+        variant=variant or None,
+        torch_dtype=torch_dtype,
+        attention=attention,
+        training_shift=float(training_shift),
+        vae_tiling=bool(vae_tiling),
+        offload_text_encoder=bool(offload_text_encoder),
+    )
 
 
 @cammimic.hookimpl
@@ -55,8 +62,10 @@ def register_backbones(register):
     register(
         "wan-i2v",
         wan_i2v,
-        description=("Wan 2.2 TI2V 5B image-to-video (the user image is the first frame; 48-channel VAE, "
-                     "16x compression; flow matching), 1280x704, 121 frames."),
+        description=(
+            "Wan 2.2 TI2V 5B image-to-video (the user image is the first frame; 48-channel VAE, "
+            "16x compression; flow matching), 1280x704, 121 frames."
+        ),
         requires=("torch", "diffusers", "transformers"),
         extra="wan",
     )

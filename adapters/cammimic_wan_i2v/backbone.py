@@ -46,7 +46,9 @@ RECIPE: dict[str, Any] = {
 }
 
 
-def first_frame_mask(shape: tuple[int, ...], device: Any = None, dtype: Any = torch.float32) -> torch.Tensor:
+def first_frame_mask(
+    shape: tuple[int, ...], device: Any = None, dtype: Any = torch.float32
+) -> torch.Tensor:
     """``(1, 1, T', h, w)``: 0 on the first latent frame (the image), 1 elsewhere, as diffusers builds it."""
     _, _, frames, height, width = shape
     mask = torch.ones(1, 1, frames, height, width, dtype=dtype, device=device)
@@ -54,7 +56,9 @@ def first_frame_mask(shape: tuple[int, ...], device: Any = None, dtype: Any = to
     return mask
 
 
-def token_timesteps(mask: torch.Tensor, timestep: Any, batch: int, patch: tuple[int, int, int]) -> torch.Tensor:
+def token_timesteps(
+    mask: torch.Tensor, timestep: Any, batch: int, patch: tuple[int, int, int]
+) -> torch.Tensor:
     """``(batch, T'·h/p·w/p)`` per-token timesteps: ``(mask[0, 0][:, ::p, ::p]·t).flatten()``."""
     t = torch.as_tensor(timestep, device=mask.device).reshape(-1)[:1]
     per_token = (mask[0][0][:, :: patch[1], :: patch[2]] * t).flatten()
@@ -70,9 +74,14 @@ class WanI2VAdapter(WanAdapter):
     default_size: tuple[int, int] = (1280, 704)  #: native (width, height): TI2V-5B's 720p
     default_num_frames: int = 121
     vae_scale_factor: int = 16  #: Wan 2.2's VAE: 2x2 pixel patches, then 8x
-    random_weights_command: ClassVar[str] = "python -m cammimic_wan.random_weights --preset i2v-tiny DIR"
+    random_weights_command: ClassVar[str] = (
+        "python -m cammimic_wan.random_weights --preset i2v-tiny DIR"
+    )
     recipe_defaults: ClassVar[dict[str, Any]] = dict(RECIPE)
-    preflight_files: ClassVar[tuple[str, ...]] = ("scheduler/scheduler_config.json", "model_index.json")
+    preflight_files: ClassVar[tuple[str, ...]] = (
+        "scheduler/scheduler_config.json",
+        "model_index.json",
+    )
     #: ``AutoencoderKLWan.enable_tiling()``: the VAE works on overlapping 256-pixel tiles (less memory, seams possible)
     vae_tiling: bool = False
     #: keep the UMT5 text encoder (5.7 B parameters) on the CPU; it runs there for each prompt
@@ -85,13 +94,15 @@ class WanI2VAdapter(WanAdapter):
 
         return weights_max_frames(self.default_weights) or int(self.default_num_frames)
 
-    def preflight(self, width: int, height: int, frames: int, sampler: str | None, steps: int | None) -> bool:
+    def preflight(
+        self, width: int, height: int, frames: int, sampler: str | None, steps: int | None
+    ) -> bool:
         """The Wan rules (size a multiple of 32, ``4k+1`` frames, steps), and at most
         :attr:`max_frames`: windows would each start from the user image, so they are refused."""
         most = self.max_frames
         if int(frames) > most:
             raise CammimicError(
-                f"--frames {frames}: backbone \"{self.name}\" samples at most {most} frames, conditioned on your "
+                f'--frames {frames}: backbone "{self.name}" samples at most {most} frames, conditioned on your '
                 f"image as the first; use --frames {most} or fewer (4k+1)"
             )
         configs = self.read_configs()
@@ -105,14 +116,20 @@ class WanI2VAdapter(WanAdapter):
             return
         kind = model_index.get("_class_name", "?")
         if kind == "WanImageToVideoPipeline":
-            why = ("is Wan 2.1 I2V (a CLIP image encoder and mask channels), which wan-i2v does not take yet; "
-                   "use Wan 2.2 TI2V (--weights Wan-AI/Wan2.2-TI2V-5B-Diffusers)")
+            why = (
+                "is Wan 2.1 I2V (a CLIP image encoder and mask channels), which wan-i2v does not take yet; "
+                "use Wan 2.2 TI2V (--weights Wan-AI/Wan2.2-TI2V-5B-Diffusers)"
+            )
         else:
-            why = (f"is not an image-to-video Wan ({kind} without expand_timesteps in model_index.json); use "
-                   "--backbone wan for text-to-video weights, or --weights Wan-AI/Wan2.2-TI2V-5B-Diffusers")
+            why = (
+                f"is not an image-to-video Wan ({kind} without expand_timesteps in model_index.json); use "
+                "--backbone wan for text-to-video weights, or --weights Wan-AI/Wan2.2-TI2V-5B-Diffusers"
+            )
         raise CammimicError(f"weights {source} {why}")
 
-    def load_components(self, source: str, dtype: torch.dtype, options: dict, model_options: dict) -> dict[str, Any]:
+    def load_components(
+        self, source: str, dtype: torch.dtype, options: dict, model_options: dict
+    ) -> dict[str, Any]:
         """The model index first (a text-to-video folder fails in one line), then Wan's components."""
         import inspect
 
@@ -122,8 +139,10 @@ class WanI2VAdapter(WanAdapter):
             # an older diffusers would load Wan 2.2's VAE config silently as Wan 2.1's
             import diffusers
 
-            raise CammimicError(f"wan-i2v needs a diffusers with Wan 2.2's VAE (0.35 or later; this is "
-                                f"{diffusers.__version__}): pip install -U \"diffusers>=0.35\"")
+            raise CammimicError(
+                f"wan-i2v needs a diffusers with Wan 2.2's VAE (0.35 or later; this is "
+                f'{diffusers.__version__}): pip install -U "diffusers>=0.35"'
+            )
         self.check_image_to_video(dict(DiffusionPipeline.load_config(source, **options)), source)
         components = super().load_components(source, dtype, options, model_options)
         vae, transformer = components["vae"], components["denoiser"]
@@ -158,7 +177,9 @@ class WanI2VBackbone(WanBackbone):
     """
 
     frame_rule: ClassVar[str] = WanAdapter.frame_rule
-    _image: Any = attrs.field(default=None, init=False)  #: (1, C, 1, h, w) float32 latents of the image
+    _image: Any = attrs.field(
+        default=None, init=False
+    )  #: (1, C, 1, h, w) float32 latents of the image
 
     @property
     def image_latents(self) -> torch.Tensor | None:
@@ -171,9 +192,13 @@ class WanI2VBackbone(WanBackbone):
         """Condition on ``image`` (uint8 ``(H, W, 3)``, the clip's size) inside the block."""
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[-1] != 3:
-            raise CammimicError(f"{self.name} conditions on one uint8 image (H, W, 3), got {tuple(image.shape)}")
+            raise CammimicError(
+                f"{self.name} conditions on one uint8 image (H, W, 3), got {tuple(image.shape)}"
+            )
         saved = self._image
-        self._image = self.encode_video(image[None])  # the posterior mean: diffusers' sample_mode="argmax"
+        self._image = self.encode_video(
+            image[None]
+        )  # the posterior mean: diffusers' sample_mode="argmax"
         try:
             yield self._image
         finally:
@@ -198,7 +223,9 @@ class WanI2VBackbone(WanBackbone):
         latents = (1 - mask) * condition + mask * latents
         return latents, token_timesteps(mask, timestep, latents.shape[0], self.patch_size)
 
-    def predict_noise(self, latents: torch.Tensor, timestep: Any, prompt_embeds: torch.Tensor) -> torch.Tensor:
+    def predict_noise(
+        self, latents: torch.Tensor, timestep: Any, prompt_embeds: torch.Tensor
+    ) -> torch.Tensor:
         """As Wan's, and with per-token timesteps ``(B, tokens)`` when :meth:`condition` made them."""
         t = torch.as_tensor(timestep, device=latents.device)
         if t.ndim != 2:
@@ -207,5 +234,9 @@ class WanI2VBackbone(WanBackbone):
         if prompt_embeds.shape[0] == 1 and b > 1:
             prompt_embeds = prompt_embeds.expand(b, *prompt_embeds.shape[1:])
         t = t.float().expand(b, -1) if t.shape[0] == 1 else t.float()
-        return self.denoiser(hidden_states=latents.to(self.dtype), timestep=t,
-                             encoder_hidden_states=prompt_embeds.to(self.dtype), return_dict=False)[0]
+        return self.denoiser(
+            hidden_states=latents.to(self.dtype),
+            timestep=t,
+            encoder_hidden_states=prompt_embeds.to(self.dtype),
+            return_dict=False,
+        )[0]

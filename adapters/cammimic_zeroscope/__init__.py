@@ -15,7 +15,10 @@ __version__ = cammimic.__version__
 __all__ = ["zeroscope", "register_backbones"]
 
 zeroscope = backbone_factory(
-    "zeroscope", default_weights="cerspense/zeroscope_v2_576w", default_size=(576, 320), default_num_frames=24
+    "zeroscope",
+    default_weights="cerspense/zeroscope_v2_576w",
+    default_size=(576, 320),
+    default_num_frames=24,
 )
 
 

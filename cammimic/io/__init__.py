@@ -81,4 +81,3 @@ __all__ = [
     "even_indices",
     "frame_count",
 ]
-

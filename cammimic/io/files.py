@@ -18,8 +18,15 @@ from typing import Any
 
 from cammimic.errors import CammimicError
 
-__all__ = ["write_text", "atomic_path", "output_directory", "check_output_directory", "sha256", "bounded",
-           "MAX_RECORDED_CHARS"]
+__all__ = [
+    "write_text",
+    "atomic_path",
+    "output_directory",
+    "check_output_directory",
+    "sha256",
+    "bounded",
+    "MAX_RECORDED_CHARS",
+]
 
 
 # --------------------------------------------------------------------------------------------
@@ -110,8 +117,13 @@ def check_output_directory(
         )
     cwd = _real(os.getcwd())
     if real == cwd or real in cwd.parents or real == _real("~"):
-        what = ("the current directory" if real == cwd else "a parent of the current directory"
-                if real in cwd.parents else "your home directory")
+        what = (
+            "the current directory"
+            if real == cwd
+            else "a parent of the current directory"
+            if real in cwd.parents
+            else "your home directory"
+        )
         raise CammimicError(
             f"output directory {text} is {what}; cammimic replaces its output directory as a "
             "whole, so pass a new folder such as -o out/run1"

@@ -19,8 +19,16 @@ import numpy as np
 from cammimic.errors import CammimicError
 from cammimic.io.files import atomic_path
 
-__all__ = ["read_image", "as_image", "write_image", "resize_center_crop", "max_image_pixels", "IMAGE_SUFFIXES",
-           "WRITE_IMAGE_SUFFIXES", "MAX_IMAGE_PIXELS"]
+__all__ = [
+    "read_image",
+    "as_image",
+    "write_image",
+    "resize_center_crop",
+    "max_image_pixels",
+    "IMAGE_SUFFIXES",
+    "WRITE_IMAGE_SUFFIXES",
+    "MAX_IMAGE_PIXELS",
+]
 
 #: Image suffixes taken from a directory or glob when reading an image sequence.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -42,7 +50,9 @@ def env_limit(env: str, default: int) -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise CammimicError(f"{env}={text[:40]!r} is invalid; set it to a positive number of pixels")
+        raise CammimicError(
+            f"{env}={text[:40]!r} is invalid; set it to a positive number of pixels"
+        )
     return value
 
 
@@ -353,7 +363,9 @@ def read_image(
     if p.is_dir():
         raise CammimicError(f"image {p} is a directory; pass an image file")
     if not p.is_file():  # a FIFO would block the read forever
-        raise CammimicError(f"image {p} is not a regular file (a FIFO, device or socket); pass an image file")
+        raise CammimicError(
+            f"image {p} is not a regular file (a FIFO, device or socket); pass an image file"
+        )
     try:
         check_image_pixels(*image_size(p), f"image {p}")
         high = _read_high_depth(p)
@@ -388,7 +400,9 @@ def as_image(image, *, name: str = "image") -> np.ndarray:
         return read_image(image)
     arr = np.asarray(image)
     if arr.ndim != 3 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
-        raise CammimicError(f"{name} must be a path or an (H, W, 3) uint8 array, got {arr.shape} {arr.dtype}")
+        raise CammimicError(
+            f"{name} must be a path or an (H, W, 3) uint8 array, got {arr.shape} {arr.dtype}"
+        )
     return arr
 
 

@@ -35,8 +35,18 @@ from cammimic.io.images import (
 )
 
 __all__ = [
-    "Video", "read_video", "count_frames", "write_video", "as_video", "subsample", "frame_count", "even_indices",
-    "VIDEO_SUFFIXES", "WRITE_VIDEO_SUFFIXES", "DEFAULT_SEQUENCE_FPS", "MAX_VIDEO_PIXELS",
+    "Video",
+    "read_video",
+    "count_frames",
+    "write_video",
+    "as_video",
+    "subsample",
+    "frame_count",
+    "even_indices",
+    "VIDEO_SUFFIXES",
+    "WRITE_VIDEO_SUFFIXES",
+    "DEFAULT_SEQUENCE_FPS",
+    "MAX_VIDEO_PIXELS",
 ]
 
 #: Container suffixes :func:`read_video` expects (others are still tried with PyAV).
@@ -592,7 +602,9 @@ def subsample(video: Video, num_frames: int | None) -> Video:
     if not num_frames or num_frames == total:
         return video
     if num_frames < 2 or num_frames > total:
-        raise CammimicError(f"{video.path} has {total} frames; --frames must be between 2 and {total}")
+        raise CammimicError(
+            f"{video.path} has {total} frames; --frames must be between 2 and {total}"
+        )
     idx = even_indices(total, num_frames)
     # Same convention as read_video: the clip keeps its duration.
     return attrs.evolve(
@@ -608,7 +620,9 @@ def as_video(video, *, size=None, name: str = "video", frames: int | None = None
     read with only ``frames`` frames (evenly sampled) decoded, so long or large files stay cheap."""
     if isinstance(video, (str, Path)):
         if frames and frames > (total := frame_count(video)):
-            raise CammimicError(f"{video} has {total} frames; --frames must be between 2 and {total}")
+            raise CammimicError(
+                f"{video} has {total} frames; --frames must be between 2 and {total}"
+            )
         return read_video(video, size=size, num_frames=frames or None)
     video = subsample(video, frames) if isinstance(video, Video) else video
     if isinstance(video, Video):
@@ -618,14 +632,22 @@ def as_video(video, *, size=None, name: str = "video", frames: int | None = None
         return video
     frames = np.asarray(video)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise CammimicError(f"{name} must be a path or a (T, H, W, 3) uint8 array, got {frames.shape} {frames.dtype}")
+        raise CammimicError(
+            f"{name} must be a path or a (T, H, W, 3) uint8 array, got {frames.shape} {frames.dtype}"
+        )
     crop = None
     src = (frames.shape[2], frames.shape[1])
     if size is not None:
         frames, crop = resize_center_crop(frames, size)
     return Video(
-        frames=frames, fps=DEFAULT_SEQUENCE_FPS, indices=tuple(range(len(frames))), source_fps=DEFAULT_SEQUENCE_FPS,
-        source_num_frames=len(frames), source_size=src, crop=crop, path=f"<{name} array>",
+        frames=frames,
+        fps=DEFAULT_SEQUENCE_FPS,
+        indices=tuple(range(len(frames))),
+        source_fps=DEFAULT_SEQUENCE_FPS,
+        source_num_frames=len(frames),
+        source_size=src,
+        crop=crop,
+        path=f"<{name} array>",
     )
 
 

@@ -45,8 +45,17 @@ FORMAT = "cammimic-lora/1"
 
 #: Metadata keys :func:`save_lora` writes itself (``extra`` may not use them).
 _RESERVED = (
-    "format", "adapter", "backbone", "base_model", "fingerprint", "rank", "alpha", "dropout",
-    "target_layers", "cammimic_version", "peft_version",
+    "format",
+    "adapter",
+    "backbone",
+    "base_model",
+    "fingerprint",
+    "rank",
+    "alpha",
+    "dropout",
+    "target_layers",
+    "cammimic_version",
+    "peft_version",
 )
 #: The largest safetensors header (metadata and tensor table) :func:`read_lora` reads; a
 #: cammimic LoRA's is well under 1 MB even with every layer of a large denoiser adapted.
@@ -55,7 +64,14 @@ MAX_HEADER_BYTES = 8 * 2**20
 MAX_ALPHA = 1e6
 #: Metadata keys a file must have to be loaded.
 _REQUIRED = (
-    "format", "adapter", "backbone", "base_model", "fingerprint", "rank", "alpha", "dropout",
+    "format",
+    "adapter",
+    "backbone",
+    "base_model",
+    "fingerprint",
+    "rank",
+    "alpha",
+    "dropout",
     "target_layers",
 )
 
@@ -131,7 +147,9 @@ def save_lora(
                 f"extra metadata {key!r}: {value!r} for {p} is not a string; "
                 f"convert it (e.g. json.dumps) before saving"
             )
-        metadata[key] = bounded(value)  # a 50 MB prompt is recorded as 4,000 characters and its hash
+        metadata[key] = bounded(
+            value
+        )  # a 50 MB prompt is recorded as 4,000 characters and its hash
     tensors = lora_state_dict(unet, adapter)
     data = _sorted_header(save(tensors, metadata=metadata))
     with atomic_path(p) as tmp:
@@ -175,14 +193,20 @@ def _check_header_size(p: Path) -> None:
         with open(p, "rb") as f:
             head = f.read(8)
     except OSError as exc:
-        raise CammimicError(f"LoRA file {p} cannot be read ({one_line(exc, name=False)}); check its permissions") from exc
+        raise CammimicError(
+            f"LoRA file {p} cannot be read ({one_line(exc, name=False)}); check its permissions"
+        ) from exc
     if len(head) < 8:
-        raise CammimicError(f"{p} is not a readable safetensors file (shorter than its header); "
-                            "pass a LoRA saved by cammimic")
+        raise CammimicError(
+            f"{p} is not a readable safetensors file (shorter than its header); "
+            "pass a LoRA saved by cammimic"
+        )
     size = int.from_bytes(head, "little")
     if size > p.stat().st_size - 8:
-        raise CammimicError(f"{p} is not a readable safetensors file (its header would be longer than the file); "
-                            "pass a LoRA saved by cammimic")
+        raise CammimicError(
+            f"{p} is not a readable safetensors file (its header would be longer than the file); "
+            "pass a LoRA saved by cammimic"
+        )
     if size > MAX_HEADER_BYTES:
         raise CammimicError(
             f"LoRA file {p} has a {size / 2**20:.1f} MB header; a cammimic LoRA's is under "
@@ -249,7 +273,11 @@ def read_lora(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[st
         if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
             raise ValueError("target_layers is not a list of names")
     except (ValueError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
-        why = "target_layers nests too deeply" if isinstance(exc, RecursionError) else one_line(exc, name=False)
+        why = (
+            "target_layers nests too deeply"
+            if isinstance(exc, RecursionError)
+            else one_line(exc, name=False)
+        )
         raise CammimicError(f"LoRA file {p} has damaged metadata ({why}); retrain it") from exc
     expected = {f"{t}.lora_{ab}.weight" for t in targets for ab in "AB"}
     if set(tensors) != expected:
@@ -267,7 +295,11 @@ def read_lora(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[st
             )
     for key, tensor in tensors.items():
         if not tensor.is_floating_point() or not bool(tensor.isfinite().all()):
-            what = "is not floating point" if not tensor.is_floating_point() else "holds NaN or inf values"
+            what = (
+                "is not floating point"
+                if not tensor.is_floating_point()
+                else "holds NaN or inf values"
+            )
             raise CammimicError(
                 f"LoRA file {p}: {_short(key)} {what}; the finetuning that wrote it diverged, "
                 "retrain it (e.g. with a lower --lr)"
@@ -329,16 +361,16 @@ def load_lora(
         diff = _first_shape_difference(unet, tensors, targets)
         raise CammimicError(
             f"{p} was trained on a denoiser of another architecture (fingerprint "
-            f"{_cut(meta['fingerprint'])}, backbone \"{_cut(meta['backbone'])}\", base {_cut(meta['base_model'])}) "
-            f"than this run's (fingerprint {fingerprint}, backbone \"{backbone}\", base {base_model})"
+            f'{_cut(meta["fingerprint"])}, backbone "{_cut(meta["backbone"])}", base {_cut(meta["base_model"])}) '
+            f'than this run\'s (fingerprint {fingerprint}, backbone "{backbone}", base {base_model})'
             + (f"; {diff}" if diff else "")
             + "; a LoRA only loads onto the architecture it was trained on"
         )
     if (meta["backbone"], meta["base_model"]) != (str(backbone), str(base_model)):
         if not allow_other_base:
             raise CammimicError(
-                f"{p} was trained on backbone \"{_cut(meta['backbone'])}\" (base {_cut(meta['base_model'])}) "
-                f"but this run uses \"{backbone}\" (base {base_model}); pass "
+                f'{p} was trained on backbone "{_cut(meta["backbone"])}" (base {_cut(meta["base_model"])}) '
+                f'but this run uses "{backbone}" (base {base_model}); pass '
                 f"allow_other_base=True (--allow-other-base) to load it anyway"
             )
     diff = _first_shape_difference(unet, tensors, targets)

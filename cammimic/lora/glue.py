@@ -384,7 +384,9 @@ def adapter_settings(unet, adapter: str) -> tuple[int, float, float, list[str]]:
     )
 
 
-def add_group(unet, adapter: str, names: Sequence[str], rank: int, alpha: float, dropout: float) -> None:
+def add_group(
+    unet, adapter: str, names: Sequence[str], rank: int, alpha: float, dropout: float
+) -> None:
     """Inject one more group (its weights to be overwritten) and activate every group present.
 
     The caller's RNG stream is left intact and the new group is frozen; the base weights and the
@@ -412,5 +414,3 @@ def remove_group(unet, adapter: str) -> None:
         warnings.simplefilter("ignore")  # "Adapter x was active which is now deleted …"
         delete_adapter(unet, adapter, prefix="lora_", layer_cls=LoraLayer)
     del unet.peft_config[adapter]
-
-

@@ -51,7 +51,14 @@ from cammimic.training import (
     finetune,
 )
 
-__all__ = ["run_cammimic", "CamMimicResult", "PAPER_NUM_FRAMES", "prompts", "losses_csv", "checkpoint_dir_for"]
+__all__ = [
+    "run_cammimic",
+    "CamMimicResult",
+    "PAPER_NUM_FRAMES",
+    "prompts",
+    "losses_csv",
+    "checkpoint_dir_for",
+]
 
 #: Frames the paper finetunes and samples (zeroscope's native is 24).
 PAPER_NUM_FRAMES = 16
@@ -117,11 +124,17 @@ def _read_inputs(reference, image, config: Config, adapter) -> _Inputs:
         check_num_frames(adapter, run["frames"])
     picture = as_image(image)  # decoded once, also for a camera path to look at
     # only the frames used are decoded, resized as they come
-    ref = resolve_reference(reference, size=(width, height),
-                            frames=run["frames"] or (lambda total: fit_num_frames(adapter, PAPER_NUM_FRAMES, total)),
-                            image=picture, image_source=str(image) if isinstance(image, (str, Path)) else None)
+    ref = resolve_reference(
+        reference,
+        size=(width, height),
+        frames=run["frames"] or (lambda total: fit_num_frames(adapter, PAPER_NUM_FRAMES, total)),
+        image=picture,
+        image_source=str(image) if isinstance(image, (str, Path)) else None,
+    )
     user_image = resize_center_crop(picture, (width, height))[0]
-    return _Inputs(reference=ref, image=user_image, width=width, height=height, fps=run["fps"] or ref.fps)
+    return _Inputs(
+        reference=ref, image=user_image, width=width, height=height, fps=run["fps"] or ref.fps
+    )
 
 
 def _load_backbone(config: Config, host: PluginHost):
@@ -136,7 +149,9 @@ def _noise_initialiser(config: Config, host: PluginHost):
     """The ``[noise]`` initialiser of x_T and its record for run.json."""
     name, params = config.component("noise")
     where = f" ([noise]{config.where})" if config.source else ""
-    return host.create("noise", name, params, where=where), host.component_record("noise", name) | {"parameters": params}
+    return host.create("noise", name, params, where=where), host.component_record("noise", name) | {
+        "parameters": params
+    }
 
 
 def _guidance_terms(config: Config, host: PluginHost):
@@ -163,12 +178,18 @@ def losses_csv(losses: list[dict[str, Any]]) -> str:
 def _check_request(texts: dict[str, str], do_finetune: bool, spatial_lora, temporal_lora) -> None:
     """Refuse a request that cannot work before anything loads: no prompt, missing or damaged LoRAs."""
     if not texts["image"]:
-        raise CammimicError("the cammimic method needs --prompt, a description of your image (e.g. \"a snowy mountain village\")")
+        raise CammimicError(
+            'the cammimic method needs --prompt, a description of your image (e.g. "a snowy mountain village")'
+        )
     if not do_finetune and not (spatial_lora and temporal_lora):
-        raise CammimicError("sampling alone needs both LoRAs: --lora RUN_DIR, or --spatial-lora FILE and --temporal-lora FILE")
+        raise CammimicError(
+            "sampling alone needs both LoRAs: --lora RUN_DIR, or --spatial-lora FILE and --temporal-lora FILE"
+        )
     for label, path in (("--spatial-lora", spatial_lora), ("--temporal-lora", temporal_lora)):
         if path is not None and not Path(path).is_file():
-            raise CammimicError(f"{label} {path} does not exist; give a .safetensors file from a run's lora/ folder")
+            raise CammimicError(
+                f"{label} {path} does not exist; give a .safetensors file from a run's lora/ folder"
+            )
         if path is not None:
             read_lora(path)  # damaged or non-finite files are refused before any model loads
 
@@ -187,7 +208,9 @@ class CamMimicResult:
     reference_motion: MotionEstimate
     weak: Transfer  #: the weak (homography) video
     trained: Any = None  #: cammimic.training.FinetuneResult when Phase 1 ran
-    lora_sources: dict[str, Any] = attrs.field(factory=dict)  #: the LoRA files Phase 2 read, else empty
+    lora_sources: dict[str, Any] = attrs.field(
+        factory=dict
+    )  #: the LoRA files Phase 2 read, else empty
     output_frames: np.ndarray | None = None  #: Phase 2's video
     output_motion: MotionEstimate | None = None
     scored: ScoreResult | None = None
@@ -238,19 +261,32 @@ def run_cammimic(
         run, lora_cfg = config["run"], config["lora"]
     # the sampler must be one the backbone offers ("auto": its default), recorded as resolved; so are the
     # backbone's own CFG scale, negative prompt and steps where the user set none
-    config = config.with_overrides({"sampling.scheduler": resolve_sampler(adapter, config["sampling"]["scheduler"]),
-                                    **resolve_sampling(adapter, config["sampling"])})
+    config = config.with_overrides(
+        {
+            "sampling.scheduler": resolve_sampler(adapter, config["sampling"]["scheduler"]),
+            **resolve_sampling(adapter, config["sampling"]),
+        }
+    )
     terms, guidance_records = _guidance_terms(config, host) if do_sample else ([], [])
     noise, noise_record = _noise_initialiser(config, host) if do_sample else (None, None)
     est_name, est_params = config.component("motion_estimator")
-    estimator = host.create("motion_estimator", est_name, est_params,
-                            where=f" ([motion_estimator]{config.where})" if config.source else "")
+    estimator = host.create(
+        "motion_estimator",
+        est_name,
+        est_params,
+        where=f" ([motion_estimator]{config.where})" if config.source else "",
+    )
     inputs = _read_inputs(reference, image, config, adapter)
     # the backbone's own rules (size, frames, steps) before any model loads; what depends on weights
     # not at hand yet (a Hub id not downloaded) is checked by the loaded backbone
     sampling = config["sampling"]
-    request = (inputs.width, inputs.height, len(inputs.reference.frames),
-               sampling["scheduler"] if do_sample else None, sampling["steps"] if do_sample else None)
+    request = (
+        inputs.width,
+        inputs.height,
+        len(inputs.reference.frames),
+        sampling["scheduler"] if do_sample else None,
+        sampling["steps"] if do_sample else None,
+    )
     checked = adapter.preflight(*request)
     # longer than the backbone samples at once: Phase 2 in overlapping windows (issue 25 §4); the
     # overlap is checked against the window before any model loads
@@ -268,19 +304,26 @@ def run_cammimic(
     layers = host.locate_attention_layers(backbone.name, model, lora_cfg["include_ff"])
     if layers is None:
         raise CammimicError(
-            f"no plugin knows where the LoRAs go on backbone \"{backbone.name}\" ({type(model).__name__}); "
+            f'no plugin knows where the LoRAs go on backbone "{backbone.name}" ({type(model).__name__}); '
             "install or write a plugin implementing locate_attention_layers (docs/plugins.md)"
         )
-    ident = {"backbone": backbone.name, "base_model": backbone.weights, "fingerprint": backbone.fingerprint()}
+    ident = {
+        "backbone": backbone.name,
+        "base_model": backbone.weights,
+        "fingerprint": backbone.fingerprint(),
+    }
 
     # The reference's camera motion (exact for a camera preset or path file) and the weak video.
     ref = inputs.reference
     ref_motion = ref.camera_motion(estimator)
     # [motion] strength, speed, reverse, smooth; a retimed length moves to one the backbone takes
     ref_motion = MotionControls.from_config(config).apply(
-        ref_motion, fit_frames=lambda n: fit_num_frames(adapter, n, 10**6))
+        ref_motion, fit_frames=lambda n: fit_num_frames(adapter, n, 10**6)
+    )
     weak = transfer_homography(inputs.image, ref_motion, fill=config["homography"]["fill"])
-    if window and do_sample and len(weak.frames) > window:  # retimed longer (--motion-speed): checked before Phase 1
+    if (
+        window and do_sample and len(weak.frames) > window
+    ):  # retimed longer (--motion-speed): checked before Phase 1
         plan_windows(len(weak.frames), window, config["sampling"]["window_overlap"])
 
     # 3. Phase 1: finetune the spatial and temporal LoRAs, or load them from files. A reference
@@ -290,40 +333,72 @@ def run_cammimic(
     trained, lora_sources = None, {}
     if do_finetune:
         dropout = lora_cfg["dropout"]
-        inject_loras(model, layers, LoraSpec(rank=lora_cfg["spatial_rank"], alpha=alpha, dropout=dropout),
-                     LoraSpec(rank=lora_cfg["temporal_rank"], alpha=alpha, dropout=dropout), init_seed=int(run["seed"]))
+        inject_loras(
+            model,
+            layers,
+            LoraSpec(rank=lora_cfg["spatial_rank"], alpha=alpha, dropout=dropout),
+            LoraSpec(rank=lora_cfg["temporal_rank"], alpha=alpha, dropout=dropout),
+            init_seed=int(run["seed"]),
+        )
         embeds = backbone.encode_prompt([texts["reference"], texts["image"]])
         # an image-to-video backbone learns the reference's motion given its own first frame
         with backbone.conditioned_on(learnt[0]):
             trained = finetune(
-                backbone, layers,
-                reference_latents=backbone.encode_video(learnt), reference_embeds=embeds[:1],
-                image_latents=backbone.encode_video(inputs.image[None]), image_embeds=embeds[1:],
+                backbone,
+                layers,
+                reference_latents=backbone.encode_video(learnt),
+                reference_embeds=embeds[:1],
+                image_latents=backbone.encode_video(inputs.image[None]),
+                image_embeds=embeds[1:],
                 # a VAE that compresses time: the spatial LoRA's frames are encoded one by one (images)
                 reference_frame_latents=backbone.encode_frames(learnt),
-                settings=FinetuneSettings.from_config(config), checkpoint_dir=checkpoint_dir_for(output_dir),
-                resume=resume, progress=progress, on_step=on_step,
+                settings=FinetuneSettings.from_config(config),
+                checkpoint_dir=checkpoint_dir_for(output_dir),
+                resume=resume,
+                progress=progress,
+                on_step=on_step,
             )
     else:
         for adapter_name, path in (("spatial", spatial_lora), ("temporal", temporal_lora)):
             meta = load_lora(path, model, adapter_name, allow_other_base=allow_other_base, **ident)
-            lora_sources[adapter_name] = {"path": str(path), "sha256": sha256(path), "metadata": meta}
+            lora_sources[adapter_name] = {
+                "path": str(path),
+                "sha256": sha256(path),
+                "metadata": meta,
+            }
 
     # 4. Phase 2: sample guided by the weak video, then score the result against the reference.
     # Best of N ([run] candidates): N seeds after the one Phase 1, the lowest valid CameraScore kept.
     output_frames = out_motion = scored = None
     candidates: list = []
     if do_sample:
-        def sample_seed(seed: int):
-            return phase2(backbone, weak, texts["sampling"], settings=config["sampling"], seed=seed,
-                          guidance_terms=terms, progress=progress, noise=noise, reference=ref.frames,
-                          reference_prompt=texts["reference"], max_frames=window)
 
-        candidates = sample_candidates(sample_seed, candidate_seeds(run["seed"], run["candidates"]),
-                                       estimator=estimator, reference_motion=ref_motion, image=inputs.image, weak=weak,
-                                       variant=config["score"]["variant"],
-                                       max_fallback_share=config["score"]["max_fallback_share"],
-                                       guidance_terms=terms)
+        def sample_seed(seed: int):
+            return phase2(
+                backbone,
+                weak,
+                texts["sampling"],
+                settings=config["sampling"],
+                seed=seed,
+                guidance_terms=terms,
+                progress=progress,
+                noise=noise,
+                reference=ref.frames,
+                reference_prompt=texts["reference"],
+                max_frames=window,
+            )
+
+        candidates = sample_candidates(
+            sample_seed,
+            candidate_seeds(run["seed"], run["candidates"]),
+            estimator=estimator,
+            reference_motion=ref_motion,
+            image=inputs.image,
+            weak=weak,
+            variant=config["score"]["variant"],
+            max_fallback_share=config["score"]["max_fallback_share"],
+            guidance_terms=terms,
+        )
         kept = candidates[choose(candidates)]
         output_frames, out_motion, scored = kept.frames, kept.motion, kept.scored
         # what a term reported (camerascore: per step) while it sampled the kept candidate
@@ -333,16 +408,41 @@ def run_cammimic(
 
     # 5. Write the run directory.
     result = CamMimicResult(
-        config=config.with_overrides({"run.frames": len(ref.frames), "run.width": inputs.width,
-                                      "run.height": inputs.height, "run.fps": float(inputs.fps)}),
-        backbone=backbone, ident=ident, layers=layers, reference=ref, fps=inputs.fps, reference_motion=ref_motion,
-        weak=weak, trained=trained, lora_sources=lora_sources, output_frames=output_frames,
-        output_motion=out_motion, scored=scored, candidates=tuple(candidates) if len(candidates) > 1 else (),
-        lora_meta={"seed": str(run["seed"]), "reference_prompt": texts["reference"], "image_prompt": texts["image"]},
+        config=config.with_overrides(
+            {
+                "run.frames": len(ref.frames),
+                "run.width": inputs.width,
+                "run.height": inputs.height,
+                "run.fps": float(inputs.fps),
+            }
+        ),
+        backbone=backbone,
+        ident=ident,
+        layers=layers,
+        reference=ref,
+        fps=inputs.fps,
+        reference_motion=ref_motion,
+        weak=weak,
+        trained=trained,
+        lora_sources=lora_sources,
+        output_frames=output_frames,
+        output_motion=out_motion,
+        scored=scored,
+        candidates=tuple(candidates) if len(candidates) > 1 else (),
+        lora_meta={
+            "seed": str(run["seed"]),
+            "reference_prompt": texts["reference"],
+            "image_prompt": texts["image"],
+        },
     )
     manifest: dict[str, Any] = {
-        **provenance("cammimic", phases=phases, torch=torch.__version__, device=str(backbone.device),
-                     dtype=str(backbone.dtype).replace("torch.", "")),
+        **provenance(
+            "cammimic",
+            phases=phases,
+            torch=torch.__version__,
+            device=str(backbone.device),
+            dtype=str(backbone.dtype).replace("torch.", ""),
+        ),
         "seed": run["seed"],
         "width": inputs.width,
         "height": inputs.height,
@@ -350,26 +450,45 @@ def run_cammimic(
         "fps": inputs.fps,
         "prompts": texts,
         # what sampling used, the backbone's defaults filled in where the user set none (issue 22 §3)
-        **({"sampling": {k: config["sampling"][k] for k in ("scheduler", "steps", "guidance_scale", "negative_prompt")}}
-           if do_sample else {}),
+        **(
+            {
+                "sampling": {
+                    k: config["sampling"][k]
+                    for k in ("scheduler", "steps", "guidance_scale", "negative_prompt")
+                }
+            }
+            if do_sample
+            else {}
+        ),
         **input_records(ref, image),
         "components": {
-            "backbone": backbone_record | {"weights": backbone.weights, "fingerprint": ident["fingerprint"]},
+            "backbone": backbone_record
+            | {"weights": backbone.weights, "fingerprint": ident["fingerprint"]},
             "motion_estimator": host.component_record("motion_estimator", est_name),
             "guidance": guidance_records,
             **({"noise": noise_record | _noise_diagnostics(noise)} if noise_record else {}),
         },
-        "layers": {"spatial": len(layers.spatial), "temporal": len(layers.temporal), "pairs": len(layers.pairs),
-                   "file": "lora/layers.json", "located_by": getattr(host, "located_by", {}).get(backbone.name)},
+        "layers": {
+            "spatial": len(layers.spatial),
+            "temporal": len(layers.temporal),
+            "pairs": len(layers.pairs),
+            "file": "lora/layers.json",
+            "located_by": getattr(host, "located_by", {}).get(backbone.name),
+        },
         "fallbacks": [f.to_json() for f in ref_motion.fallbacks],
         "valid_fraction": [float(m.mean()) for m in weak.masks],
     }
-    if do_sample and window and len(weak.frames) > window:  # the windows Phase 2 sampled and blended
+    if (
+        do_sample and window and len(weak.frames) > window
+    ):  # the windows Phase 2 sampled and blended
         overlap = config["sampling"]["window_overlap"]
         manifest["windows"] = {
-            "max_frames": window, "overlap": overlap or max(1, window // 4),
+            "max_frames": window,
+            "overlap": overlap or max(1, window // 4),
             "blend": "latents" if frame_by_frame(backbone, window) else "decoded frames",
-            "windows": [{"start": a, "end": b} for a, b in plan_windows(len(weak.frames), window, overlap)],
+            "windows": [
+                {"start": a, "end": b} for a, b in plan_windows(len(weak.frames), window, overlap)
+            ],
         }
         if trained is not None:
             manifest["windows"]["finetuned_on_frames"] = [0, min(window, len(ref.frames))]
@@ -382,8 +501,15 @@ def run_cammimic(
     if result.candidates:
         manifest["candidates"] = [c.to_json(kept=c.scored is scored) for c in result.candidates]
         manifest["kept_seed"] = next(c.seed for c in result.candidates if c.scored is scored)
-    out = write_run(output_dir, lambda tmp: _write_files(tmp, result), manifest, started=started,
-                    overwrite=overwrite, inputs=input_paths, camera_score=scored.score if scored else float("nan"))
+    out = write_run(
+        output_dir,
+        lambda tmp: _write_files(tmp, result),
+        manifest,
+        started=started,
+        overwrite=overwrite,
+        inputs=input_paths,
+        camera_score=scored.score if scored else float("nan"),
+    )
     if do_finetune:
         _remove_checkpoints(checkpoint_dir_for(output_dir))
     return out
@@ -416,8 +542,10 @@ def _remove_checkpoints(folder: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
     elif folder.is_dir():
         (folder / CHECKPOINT_NAME).unlink(missing_ok=True)
-        print(f"note: left {folder} in place (cammimic did not create it); its checkpoint was removed",
-              file=sys.stderr)
+        print(
+            f"note: left {folder} in place (cammimic did not create it); its checkpoint was removed",
+            file=sys.stderr,
+        )
 
 
 def _write_files(tmp: Path, result: CamMimicResult) -> dict[str, Path]:
@@ -429,8 +557,13 @@ def _write_files(tmp: Path, result: CamMimicResult) -> dict[str, Path]:
     lora_dir.mkdir()
     if result.trained is not None:
         for name in ("spatial", "temporal"):
-            files[f"{name}_lora"] = save_lora(lora_dir / f"{name}.safetensors", result.backbone.denoiser, name,
-                                              extra=result.lora_meta, **result.ident)
+            files[f"{name}_lora"] = save_lora(
+                lora_dir / f"{name}.safetensors",
+                result.backbone.denoiser,
+                name,
+                extra=result.lora_meta,
+                **result.ident,
+            )
         (tmp / "losses.csv").write_text(losses_csv(result.trained.losses), encoding="utf-8")
         files["losses"] = tmp / "losses.csv"
     else:
@@ -438,16 +571,30 @@ def _write_files(tmp: Path, result: CamMimicResult) -> dict[str, Path]:
             dst = lora_dir / f"{name}.safetensors"
             shutil.copyfile(src["path"], dst)
             files[f"{name}_lora"] = dst
-    (lora_dir / "layers.json").write_text(json.dumps(result.layers.to_json(), indent=2) + "\n", encoding="utf-8")
+    (lora_dir / "layers.json").write_text(
+        json.dumps(result.layers.to_json(), indent=2) + "\n", encoding="utf-8"
+    )
     files["layers"] = lora_dir / "layers.json"
-    files["weak"] = write_video(tmp / "weak.mp4", result.weak.frames, result.fps, crf=result.config["output"]["crf"])
-    files |= write_candidates(tmp, result.candidates, result.fps, crf=result.config["output"]["crf"])
+    files["weak"] = write_video(
+        tmp / "weak.mp4", result.weak.frames, result.fps, crf=result.config["output"]["crf"]
+    )
+    files |= write_candidates(
+        tmp, result.candidates, result.fps, crf=result.config["output"]["crf"]
+    )
     motions = {"reference": result.reference_motion}
     if result.output_frames is not None:
         motions["output"] = result.output_motion
-    files |= write_outputs(tmp, config=result.config, fps=result.fps, motions=motions,
-                           output_frames=result.output_frames,
-                           side_by_side=[reference_frames(result.reference.frames, result.reference_motion),
-                                         result.weak.frames, result.output_frames],
-                           scored=result.scored)
+    files |= write_outputs(
+        tmp,
+        config=result.config,
+        fps=result.fps,
+        motions=motions,
+        output_frames=result.output_frames,
+        side_by_side=[
+            reference_frames(result.reference.frames, result.reference_motion),
+            result.weak.frames,
+            result.output_frames,
+        ],
+        scored=result.scored,
+    )
     return files

@@ -43,7 +43,9 @@ class Transfer:
     reference_motion: MotionEstimate  #: the camera motion that was transferred
 
 
-def transfer_homography(image: np.ndarray, reference_motion: MotionEstimate, *, fill: str = "black") -> Transfer:
+def transfer_homography(
+    image: np.ndarray, reference_motion: MotionEstimate, *, fill: str = "black"
+) -> Transfer:
     """Warp ``image`` (H, W, 3 uint8, already at the motion's resolution) along ``reference_motion``."""
     if image.shape[:2] != (reference_motion.height, reference_motion.width):
         raise ValueError(
@@ -54,8 +56,9 @@ def transfer_homography(image: np.ndarray, reference_motion: MotionEstimate, *, 
     return Transfer(frames=frames, masks=masks, reference_motion=reference_motion)
 
 
-def run_homography(reference, image, output_dir, *, config: Config, host: PluginHost,
-                   overwrite: bool = False) -> RunResult:
+def run_homography(
+    reference, image, output_dir, *, config: Config, host: PluginHost, overwrite: bool = False
+) -> RunResult:
     """``cammimic run --method homography``: warp the image along the reference's camera motion,
     score the result and write the run directory (see :func:`cammimic.api.transfer`)."""
     # 1. check the inputs and the output directory
@@ -71,9 +74,13 @@ def run_homography(reference, image, output_dir, *, config: Config, host: Plugin
     # The user image is decoded once: a camera preset or path file becomes it moved along that
     # path (exact motion).
     picture = as_image(image)
-    ref = resolve_reference(reference, size=(run["width"], run["height"]), frames=run["frames"] or None,
-                            image=picture,
-                            image_source=str(image) if isinstance(image, (str, Path)) else None)
+    ref = resolve_reference(
+        reference,
+        size=(run["width"], run["height"]),
+        frames=run["frames"] or None,
+        image=picture,
+        image_source=str(image) if isinstance(image, (str, Path)) else None,
+    )
     width = run["width"] or even(ref.size[0])
     height = run["height"] or even(ref.size[1])
     check_even_size(width, height)
@@ -83,17 +90,30 @@ def run_homography(reference, image, output_dir, *, config: Config, host: Plugin
 
     # 3. transfer and score
     ref_motion = ref.camera_motion(estimator)
-    ref_motion = MotionControls.from_config(config).apply(ref_motion)  # [motion] strength, speed, ...
+    ref_motion = MotionControls.from_config(config).apply(
+        ref_motion
+    )  # [motion] strength, speed, ...
     result = transfer_homography(user_image, ref_motion, fill=config["homography"]["fill"])
     out_motion = estimator.estimate(result.frames)
-    scored = score_motions(ref_motion, out_motion, variant=config["score"]["variant"],
-                           max_fallback_share=config["score"]["max_fallback_share"])
+    scored = score_motions(
+        ref_motion,
+        out_motion,
+        variant=config["score"]["variant"],
+        max_fallback_share=config["score"]["max_fallback_share"],
+    )
 
     # 4. write the run directory
     fps = run["fps"] or ref.fps
     # Record what was actually used, so the written config.toml reproduces this run.
-    config = config.with_overrides({"run.method": "homography", "run.frames": len(ref.frames), "run.width": width,
-                                    "run.height": height, "run.fps": float(fps)})
+    config = config.with_overrides(
+        {
+            "run.method": "homography",
+            "run.frames": len(ref.frames),
+            "run.width": width,
+            "run.height": height,
+            "run.fps": float(fps),
+        }
+    )
     manifest = {
         **provenance(run["method"]),
         "seed": run["seed"],
@@ -109,9 +129,22 @@ def run_homography(reference, image, output_dir, *, config: Config, host: Plugin
     }
 
     def write_files(tmp: Path) -> dict[str, Path]:
-        return write_outputs(tmp, config=config, fps=fps, motions={"reference": ref_motion, "output": out_motion},
-                             output_frames=result.frames, scored=scored,
-                             side_by_side=[reference_frames(ref.frames, ref_motion), result.frames])
+        return write_outputs(
+            tmp,
+            config=config,
+            fps=fps,
+            motions={"reference": ref_motion, "output": out_motion},
+            output_frames=result.frames,
+            scored=scored,
+            side_by_side=[reference_frames(ref.frames, ref_motion), result.frames],
+        )
 
-    return write_run(output_dir, write_files, manifest, started=started, overwrite=overwrite, inputs=inputs,
-                     camera_score=scored.score)
+    return write_run(
+        output_dir,
+        write_files,
+        manifest,
+        started=started,
+        overwrite=overwrite,
+        inputs=inputs,
+        camera_score=scored.score,
+    )

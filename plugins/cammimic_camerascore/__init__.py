@@ -15,8 +15,14 @@ __version__ = cammimic.__version__
 __all__ = ["camerascore_guidance", "register_guidance_terms"]
 
 
-def camerascore_guidance(*, weight: float = 0.05, start: float = 0.3, end: float = 0.8, iterations: int = 1,
-                         estimator_iterations: int = 5):
+def camerascore_guidance(
+    *,
+    weight: float = 0.05,
+    start: float = 0.3,
+    end: float = 0.8,
+    iterations: int = 1,
+    estimator_iterations: int = 5,
+):
     """Build the ``camerascore`` guidance term.
 
     Args:
@@ -34,8 +40,13 @@ def camerascore_guidance(*, weight: float = 0.05, start: float = 0.3, end: float
     from cammimic_camerascore.guide import CameraScoreGuidance, check_parameters
 
     check_parameters(weight, start, end, iterations, estimator_iterations)
-    return CameraScoreGuidance(weight=float(weight), start=float(start), end=float(end), iterations=int(iterations),
-                               estimator_iterations=int(estimator_iterations))
+    return CameraScoreGuidance(
+        weight=float(weight),
+        start=float(start),
+        end=float(end),
+        iterations=int(iterations),
+        estimator_iterations=int(estimator_iterations),
+    )
 
 
 @cammimic.hookimpl
@@ -44,7 +55,7 @@ def register_guidance_terms(register):
         "camerascore",
         camerascore_guidance,
         description="Descend on the resolution-free CameraScore of the decoded prediction (differentiable kornia "
-                    "estimator) against the reference's homographies",
+        "estimator) against the reference's homographies",
         requires=("torch", "kornia"),
         extra="zeroscope",
     )

@@ -25,13 +25,19 @@ __all__ = ["CameraScoreGuidance", "camera_score_tensor", "check_parameters"]
 
 def check_parameters(weight, start, end, iterations, estimator_iterations) -> None:
     if not 0.0 <= float(weight) <= 10.0:
-        raise CammimicError(f"camerascore guidance weight {weight} is outside [0, 10] (RMS latent change per step)")
+        raise CammimicError(
+            f"camerascore guidance weight {weight} is outside [0, 10] (RMS latent change per step)"
+        )
     if not 0.0 <= float(start) <= float(end) <= 1.0:
-        raise CammimicError(f"camerascore guidance needs 0 <= start <= end <= 1, got start={start}, end={end}")
+        raise CammimicError(
+            f"camerascore guidance needs 0 <= start <= end <= 1, got start={start}, end={end}"
+        )
     if not 1 <= int(iterations) <= 100:
         raise CammimicError(f"camerascore guidance iterations {iterations} is outside [1, 100]")
     if not 1 <= int(estimator_iterations) <= 50:
-        raise CammimicError(f"camerascore guidance estimator_iterations {estimator_iterations} is outside [1, 50]")
+        raise CammimicError(
+            f"camerascore guidance estimator_iterations {estimator_iterations} is outside [1, 50]"
+        )
 
 
 def camera_score_tensor(h_generated, h_reference, width: int, height: int):
@@ -41,14 +47,18 @@ def camera_score_tensor(h_generated, h_reference, width: int, height: int):
 
     from cammimic.homography import resolution_free_matrix
 
-    n = torch.as_tensor(resolution_free_matrix(width, height), dtype=h_generated.dtype, device=h_generated.device)
+    n = torch.as_tensor(
+        resolution_free_matrix(width, height), dtype=h_generated.dtype, device=h_generated.device
+    )
     n_inv = torch.linalg.inv(n)
 
     def free(h):
         h = n @ h @ n_inv
         return h / h[..., 2:3, 2:3]
 
-    ref = torch.as_tensor(np.asarray(h_reference), dtype=h_generated.dtype, device=h_generated.device)
+    ref = torch.as_tensor(
+        np.asarray(h_reference), dtype=h_generated.dtype, device=h_generated.device
+    )
     return ((free(ref) - free(h_generated)) ** 2).sum(dim=(-2, -1)).mean()
 
 
@@ -71,13 +81,17 @@ class CameraScoreGuidance:
         vae = getattr(context.backbone, "vae", None)
         if vae is None or not hasattr(getattr(vae, "config", None), "scaling_factor"):
             raise CammimicError(
-                f'camerascore guidance decodes with a per-frame VAE (the UNet3D backbones: zeroscope, modelscope, '
+                f"camerascore guidance decodes with a per-frame VAE (the UNet3D backbones: zeroscope, modelscope, "
                 f'mini, unet3d); backbone "{getattr(context.backbone, "name", "?")}" has none'
             )
         if context.homographies is None or len(context.homographies) < 1:
-            raise CammimicError("camerascore guidance needs the reference's homographies (two frames or more)")
+            raise CammimicError(
+                "camerascore guidance needs the reference's homographies (two frames or more)"
+            )
         self.context = context
-        self.estimator = kornia_estimator(device=str(context.backbone.device), iterations=self.estimator_iterations)
+        self.estimator = kornia_estimator(
+            device=str(context.backbone.device), iterations=self.estimator_iterations
+        )
         self.history = []
 
     def decode(self, latents):
@@ -115,5 +129,7 @@ class CameraScoreGuidance:
             if not torch.isfinite(rms) or rms == 0:
                 break  # the estimator could not read the frames: leave the step alone
             x = (x - self.weight * grad / rms).detach()
-        self.history.append({"step": state.step, "camera_score": first, "seconds": time.perf_counter() - started})
+        self.history.append(
+            {"step": state.step, "camera_score": first, "seconds": time.perf_counter() - started}
+        )
         return x.to(latents.dtype)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 
 def _item_config(config, item, overrides):
-    return config.with_overrides({"run.prompt": item.prompt, "run.reference_prompt": item.reference_prompt,
-                                  **overrides})
+    return config.with_overrides(
+        {"run.prompt": item.prompt, "run.reference_prompt": item.reference_prompt, **overrides}
+    )
 
 
 class ConfigMethod:
@@ -23,8 +24,15 @@ class ConfigMethod:
     def run(self, item, output_dir: Path, *, config, host) -> None:
         from cammimic.api import transfer
 
-        transfer(item.reference, item.image, output_dir, config=_item_config(config, item, self.overrides),
-                 overwrite=True, progress=False, host=host)
+        transfer(
+            item.reference,
+            item.image,
+            output_dir,
+            config=_item_config(config, item, self.overrides),
+            overwrite=True,
+            progress=False,
+            host=host,
+        )
 
 
 #: MotionDirector's training recipe (showlab/MotionDirector, MotionDirector_train.py and
@@ -40,7 +48,11 @@ MOTIONDIRECTOR_RECIPE: dict = {
     "finetune.max_grad_norm": 0.0,  # no gradient clipping in its loop
 }
 #: Its spatial path trained on an image (configs/config_single_image.yaml): no temporal LoRA, AdamW 1e-4.
-MOTIONDIRECTOR_IMAGE = {"finetune.stage1_steps": 0, "finetune.orthogonality": False, "finetune.weight_decay": 1e-4}
+MOTIONDIRECTOR_IMAGE = {
+    "finetune.stage1_steps": 0,
+    "finetune.orthogonality": False,
+    "finetune.weight_decay": 1e-4,
+}
 
 
 class MotionDirectorMethod:
@@ -69,11 +81,30 @@ class MotionDirectorMethod:
         if parts.exists():
             shutil.rmtree(parts)
         recipe = dict(MOTIONDIRECTOR_RECIPE)
-        temporal = finetune(item.reference, item.image, parts / "temporal", progress=False, host=host,
-                            config=_item_config(config, item, {**recipe, "finetune.stage2": False}))
-        spatial = finetune(item.reference, item.image, parts / "spatial", progress=False, host=host,
-                           config=_item_config(config, item, {**recipe, **MOTIONDIRECTOR_IMAGE}))
-        sample(item.reference, item.image, output_dir, progress=False, host=host, overwrite=True,
-               spatial_lora=spatial.output_dir / "lora" / "spatial.safetensors",
-               temporal_lora=temporal.output_dir / "lora" / "temporal.safetensors",
-               config=_item_config(config, item, {**recipe, "guidance": [{"name": "none"}]}))
+        temporal = finetune(
+            item.reference,
+            item.image,
+            parts / "temporal",
+            progress=False,
+            host=host,
+            config=_item_config(config, item, {**recipe, "finetune.stage2": False}),
+        )
+        spatial = finetune(
+            item.reference,
+            item.image,
+            parts / "spatial",
+            progress=False,
+            host=host,
+            config=_item_config(config, item, {**recipe, **MOTIONDIRECTOR_IMAGE}),
+        )
+        sample(
+            item.reference,
+            item.image,
+            output_dir,
+            progress=False,
+            host=host,
+            overwrite=True,
+            spatial_lora=spatial.output_dir / "lora" / "spatial.safetensors",
+            temporal_lora=temporal.output_dir / "lora" / "temporal.safetensors",
+            config=_item_config(config, item, {**recipe, "guidance": [{"name": "none"}]}),
+        )

@@ -50,7 +50,10 @@ class FirstFrame:
     columns = ("psnr_first", "ssim_first")
 
     def compute(self, sample) -> dict[str, float]:
-        return {"psnr_first": psnr(sample.output[0], sample.image), "ssim_first": ssim(sample.output[0], sample.image)}
+        return {
+            "psnr_first": psnr(sample.output[0], sample.image),
+            "ssim_first": ssim(sample.output[0], sample.image),
+        }
 
 
 class InView:
@@ -79,12 +82,16 @@ def _load(cls, what: str, weights: str, metric: str, layout: str):
     looks_local = local.exists() or weights.startswith((".", "/", "~")) or weights.count("/") > 1
     from huggingface_hub import constants
 
-    offline = any((os.environ.get(k) or "").upper() in {"1", "ON", "YES", "TRUE"}
-                  for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")) or bool(constants.HF_HUB_OFFLINE)
+    offline = any(
+        (os.environ.get(k) or "").upper() in {"1", "ON", "YES", "TRUE"}
+        for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    ) or bool(constants.HF_HUB_OFFLINE)
     try:
         if looks_local:
             if not local.is_dir():
-                raise CammimicError(f"{metric} weights folder {weights} does not exist; --metric-weights {metric}=DIR needs {layout}")
+                raise CammimicError(
+                    f"{metric} weights folder {weights} does not exist; --metric-weights {metric}=DIR needs {layout}"
+                )
             return cls.from_pretrained(str(local))
         return cls.from_pretrained(weights, local_files_only=offline)
     except CammimicError:
@@ -92,9 +99,14 @@ def _load(cls, what: str, weights: str, metric: str, layout: str):
     except (OSError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [""])[0]
         if looks_local:
-            raise CammimicError(f"could not load {metric} {what} from {weights}: {first}; the folder needs {layout}") from exc
-        reason = ("are not in the Hugging Face cache and downloads are off (HF_HUB_OFFLINE)" if offline
-                  else f"could not be loaded from the Hub or the Hugging Face cache: {first}")
+            raise CammimicError(
+                f"could not load {metric} {what} from {weights}: {first}; the folder needs {layout}"
+            ) from exc
+        reason = (
+            "are not in the Hugging Face cache and downloads are off (HF_HUB_OFFLINE)"
+            if offline
+            else f"could not be loaded from the Hub or the Hugging Face cache: {first}"
+        )
         raise CammimicError(
             f'{metric} weights "{weights}" {reason}; download them once online (hf download {weights}), '
             f"pass a local folder with --metric-weights {metric}=DIR ({layout}), or leave {metric} out of --metrics"
@@ -121,8 +133,12 @@ class Dinov2Similarity(_TorchMetric):
         from transformers import AutoImageProcessor, Dinov2Model
 
         layout = "config.json, model.safetensors and preprocessor_config.json (Dinov2Model.save_pretrained)"
-        self.model = _load(Dinov2Model, "model", self.weights, "dinov2", layout).to(self.device).eval()
-        self.processor = _load(AutoImageProcessor, "image processor", self.weights, "dinov2", layout)
+        self.model = (
+            _load(Dinov2Model, "model", self.weights, "dinov2", layout).to(self.device).eval()
+        )
+        self.processor = _load(
+            AutoImageProcessor, "image processor", self.weights, "dinov2", layout
+        )
 
     def compute(self, sample) -> dict[str, float]:
         import torch
@@ -154,9 +170,13 @@ class ClipTextSimilarity(_TorchMetric):
 
         with torch.no_grad():
             x = self._pixels(self.processor, sample.output)
-            tok = self.tokenizer([sample.item.prompt], padding="max_length", truncation=True,
-                                 max_length=min(77, self.model.config.text_config.max_position_embeddings),
-                                 return_tensors="pt").to(self.device)
+            tok = self.tokenizer(
+                [sample.item.prompt],
+                padding="max_length",
+                truncation=True,
+                max_length=min(77, self.model.config.text_config.max_position_embeddings),
+                return_tensors="pt",
+            ).to(self.device)
             img = _embeds(self.model.get_image_features(pixel_values=x))
             txt = _embeds(self.model.get_text_features(**tok))
         return {"clip": float((img @ txt[0]).mean())}
@@ -173,7 +193,9 @@ class XClipSimilarity(_TorchMetric):
         from transformers import AutoProcessor, XCLIPModel
 
         layout = "config.json, model.safetensors and the processor files (XCLIPModel/XCLIPProcessor.save_pretrained)"
-        self.model = _load(XCLIPModel, "model", self.weights, "xclip", layout).to(self.device).eval()
+        self.model = (
+            _load(XCLIPModel, "model", self.weights, "xclip", layout).to(self.device).eval()
+        )
         self.processor = _load(AutoProcessor, "processor", self.weights, "xclip", layout)
         self.num_frames = int(self.model.config.vision_config.num_frames)
 
@@ -182,8 +204,12 @@ class XClipSimilarity(_TorchMetric):
 
         idx = np.round(np.linspace(0, len(sample.output) - 1, self.num_frames)).astype(int)
         with torch.no_grad():
-            inputs = self.processor(text=[sample.item.prompt], videos=[list(sample.output[idx])], return_tensors="pt",
-                                    padding=True)
+            inputs = self.processor(
+                text=[sample.item.prompt],
+                videos=[list(sample.output[idx])],
+                return_tensors="pt",
+                padding=True,
+            )
             inputs = {k: v.to(self.device) for k, v in inputs.items()}
             out = self.model(**inputs)
             v = _embeds(out.video_embeds)
@@ -195,6 +221,9 @@ def _embeds(x):
     import torch
 
     if not isinstance(x, torch.Tensor):  # transformers 5 returns a ModelOutput from get_*_features
-        x = getattr(x, "pooler_output", None) if getattr(x, "pooler_output", None) is not None else x[0]
+        x = (
+            getattr(x, "pooler_output", None)
+            if getattr(x, "pooler_output", None) is not None
+            else x[0]
+        )
     return torch.nn.functional.normalize(x.float(), dim=-1)
-

@@ -261,7 +261,11 @@ class KorniaHomographyEstimator:
 
     def _num_levels(self, height: int, width: int) -> int:
         return pyramid_levels(
-            height, width, levels=self.levels, min_size=self.min_size, finest_level=self.finest_level
+            height,
+            width,
+            levels=self.levels,
+            min_size=self.min_size,
+            finest_level=self.finest_level,
         )
 
     def _run(
@@ -269,9 +273,15 @@ class KorniaHomographyEstimator:
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Align ``frames`` (T, 3, H, W) float; return pixel homographies (T-1, 3, 3) and stats."""
         return align_homographies(
-            frames, levels=self.levels, min_size=self.min_size, finest_level=self.finest_level,
-            iterations=self.iterations, tolerance=self.tolerance, robust=self.robust,
-            damping=self.damping, with_stats=with_stats,
+            frames,
+            levels=self.levels,
+            min_size=self.min_size,
+            finest_level=self.finest_level,
+            iterations=self.iterations,
+            tolerance=self.tolerance,
+            robust=self.robust,
+            damping=self.damping,
+            with_stats=with_stats,
         )
 
     def _failure(
@@ -317,7 +327,9 @@ class KorniaHomographyEstimator:
 # ---------------------------------------------------------------------- the functional core
 
 
-def pyramid_levels(height: int, width: int, *, levels: int = 0, min_size: int = 16, finest_level: int = 0) -> int:
+def pyramid_levels(
+    height: int, width: int, *, levels: int = 0, min_size: int = 16, finest_level: int = 0
+) -> int:
     """How many pyramid levels frames of ``height`` x ``width`` get.
 
     ``levels`` if given, else as many as keep the coarsest short side ``>= min_size``; never a
@@ -365,7 +377,9 @@ def align_homographies(
         t, _, height, width = frames.shape
         dtype, device = frames.dtype, frames.device
         gray = kornia.color.rgb_to_grayscale(frames)
-        n_levels = pyramid_levels(height, width, levels=levels, min_size=min_size, finest_level=finest_level)
+        n_levels = pyramid_levels(
+            height, width, levels=levels, min_size=min_size, finest_level=finest_level
+        )
         pyramid = kornia.geometry.transform.build_pyramid(
             gray, n_levels, border_type="reflect", align_corners=False
         )
@@ -377,8 +391,15 @@ def align_homographies(
         for level in range(n_levels - 1, finest_level - 1, -1):
             img = pyramid[level]
             h_n, last_update = gauss_newton_level(
-                img[:-1], img[1:], h_n, ax=ax, ay=ay, iterations=iterations, tolerance=tolerance,
-                robust=robust, damping=damping,
+                img[:-1],
+                img[1:],
+                h_n,
+                ax=ax,
+                ay=ay,
+                iterations=iterations,
+                tolerance=tolerance,
+                robust=robust,
+                damping=damping,
             )
 
         # to pixel coordinates in float64: translations of hundreds of pixels lose digits in float32
@@ -428,9 +449,7 @@ def gauss_newton_level(
     u, v = _grid_uv(h, w, ax, ay, dtype, device)  # (N,) resolution-free coordinates
     px_per_unit = w * ax / 2  # pixels of this level per resolution-free unit
 
-    grad = kornia.filters.spatial_gradient(
-        template, mode="sobel", normalized=True
-    )  # (B,1,2,h,w)
+    grad = kornia.filters.spatial_gradient(template, mode="sobel", normalized=True)  # (B,1,2,h,w)
     gx = grad[:, 0, 0].reshape(b, -1) * px_per_unit
     gy = grad[:, 0, 1].reshape(b, -1) * (h * ay / 2)
     gr = gx * u + gy * v

@@ -18,8 +18,15 @@ __version__ = cammimic.__version__
 __all__ = ["motionclone_guidance", "register_guidance_terms"]
 
 
-def motionclone_guidance(*, weight: float = 0.05, start: float = 0.0, end: float = 0.3,
-                         reference_timestep: int = 400, top_k: int = 1, blocks: str = "up_blocks.1"):
+def motionclone_guidance(
+    *,
+    weight: float = 0.05,
+    start: float = 0.0,
+    end: float = 0.3,
+    reference_timestep: int = 400,
+    top_k: int = 1,
+    blocks: str = "up_blocks.1",
+):
     """Build the ``motionclone`` guidance term.
 
     Args:
@@ -39,8 +46,14 @@ def motionclone_guidance(*, weight: float = 0.05, start: float = 0.0, end: float
     from cammimic_motionclone.guide import MotionCloneGuidance, check_parameters
 
     prefixes = check_parameters(weight, start, end, reference_timestep, top_k, blocks)
-    return MotionCloneGuidance(weight=float(weight), start=float(start), end=float(end),
-                               reference_timestep=int(reference_timestep), top_k=int(top_k), blocks=prefixes)
+    return MotionCloneGuidance(
+        weight=float(weight),
+        start=float(start),
+        end=float(end),
+        reference_timestep=int(reference_timestep),
+        top_k=int(top_k),
+        blocks=prefixes,
+    )
 
 
 @cammimic.hookimpl
@@ -49,7 +62,7 @@ def register_guidance_terms(register):
         "motionclone",
         motionclone_guidance,
         description="MotionClone: descend on the distance between the sample's temporal attention and the "
-                    "reference's top-k (sparse) temporal attention over the first steps (UNet3D backbones)",
+        "reference's top-k (sparse) temporal attention over the first steps (UNet3D backbones)",
         requires=("torch", "diffusers"),
         extra="zeroscope",
     )

@@ -38,26 +38,40 @@ import numpy as np
 
 from cammimic.errors import CammimicError
 
-__all__ = ["MotionCloneGuidance", "RecordingAttnProcessor", "check_parameters", "primary_attention",
-           "temporal_attention_layers", "topk_mask"]
+__all__ = [
+    "MotionCloneGuidance",
+    "RecordingAttnProcessor",
+    "check_parameters",
+    "primary_attention",
+    "temporal_attention_layers",
+    "topk_mask",
+]
 
 
 def check_parameters(weight, start, end, reference_timestep, top_k, blocks) -> tuple[str, ...]:
     """The block prefixes, after one line per bad parameter."""
     if not 0.0 <= float(weight) <= 10.0:
-        raise CammimicError(f"motionclone guidance weight {weight} is outside [0, 10] (RMS change of x̂₀ per step)")
+        raise CammimicError(
+            f"motionclone guidance weight {weight} is outside [0, 10] (RMS change of x̂₀ per step)"
+        )
     if not 0.0 <= float(start) <= float(end) <= 1.0:
-        raise CammimicError(f"motionclone guidance needs 0 <= start <= end <= 1, got start={start}, end={end}")
+        raise CammimicError(
+            f"motionclone guidance needs 0 <= start <= end <= 1, got start={start}, end={end}"
+        )
     if not 0 <= int(reference_timestep) <= 999:
         raise CammimicError(
             f"motionclone guidance reference_timestep {reference_timestep} is outside [0, 999] (training timesteps; "
             "MotionClone uses 400)"
         )
     if not 1 <= int(top_k):
-        raise CammimicError(f"motionclone guidance top_k {top_k} must be 1 or more (the paper's k = 1)")
+        raise CammimicError(
+            f"motionclone guidance top_k {top_k} must be 1 or more (the paper's k = 1)"
+        )
     prefixes = tuple(p.strip().rstrip(".") for p in str(blocks).split(",") if p.strip())
     if not prefixes:
-        raise CammimicError('motionclone guidance blocks is empty; name UNet modules, e.g. blocks = "up_blocks.1"')
+        raise CammimicError(
+            'motionclone guidance blocks is empty; name UNet modules, e.g. blocks = "up_blocks.1"'
+        )
     return prefixes
 
 
@@ -92,8 +106,16 @@ class RecordingAttnProcessor:
     def __init__(self, name: str, store: dict, expected: int, stop: bool = True):
         self.name, self.store, self.expected, self.stop = name, store, expected, stop
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
-                 *args, **kwargs):
+    def __call__(
+        self,
+        attn,
+        hidden_states,
+        encoder_hidden_states=None,
+        attention_mask=None,
+        temb=None,
+        *args,
+        **kwargs,
+    ):
         import torch
 
         residual = hidden_states
@@ -120,7 +142,9 @@ class RecordingAttnProcessor:
         key = attn.head_to_batch_dim(key)
         value = attn.head_to_batch_dim(value)
 
-        attention_probs = attn.get_attention_scores(query, key, attention_mask)  # (B·h·w·heads, T, T)
+        attention_probs = attn.get_attention_scores(
+            query, key, attention_mask
+        )  # (B·h·w·heads, T, T)
         self.store[self.name] = attention_probs
         if self.stop and len(self.store) >= self.expected:
             raise _Recorded
@@ -130,7 +154,9 @@ class RecordingAttnProcessor:
         hidden_states = attn.to_out[0](hidden_states)
         hidden_states = attn.to_out[1](hidden_states)
         if input_ndim == 4:
-            hidden_states = hidden_states.transpose(-1, -2).reshape(batch_size, channel, height, width)
+            hidden_states = hidden_states.transpose(-1, -2).reshape(
+                batch_size, channel, height, width
+            )
         if attn.residual_connection:
             hidden_states = hidden_states + residual
         return hidden_states / attn.rescale_output_factor
@@ -146,13 +172,15 @@ def temporal_attention_layers(backbone, prefixes) -> dict:
     name = getattr(backbone, "name", "?")
     if type(model).__name__ != "UNet3DConditionModel":
         raise CammimicError(
-            f'motionclone guidance reads the frame-to-frame temporal attention of a UNet3D (zeroscope, modelscope, '
+            f"motionclone guidance reads the frame-to-frame temporal attention of a UNet3D (zeroscope, modelscope, "
             f'mini, unet3d); backbone "{name}" is a {type(model).__name__}, which has none: see docs/plugins.md, '
             '"motionclone" (what Wan would need)'
         )
     located = get_host().locate_attention_layers(name, model, False)
     attention = []
-    for layer in located.temporal:  # the temporal LoRA's projections: ...transformer_blocks.M.attn1.to_q
+    for (
+        layer
+    ) in located.temporal:  # the temporal LoRA's projections: ...transformer_blocks.M.attn1.to_q
         if layer.endswith(".attn1.to_q"):
             attention.append(layer[: -len(".to_q")])
     modules = dict(model.named_modules())
@@ -163,7 +191,9 @@ def temporal_attention_layers(backbone, prefixes) -> dict:
             temporal[layer] = modules[layer]
     chosen = {n: m for n, m in temporal.items() if any(n.startswith(p + ".") for p in prefixes)}
     if not chosen:
-        have = sorted({n.split(".transformer_blocks.")[0].rsplit(".temp_attentions", 1)[0] for n in temporal})
+        have = sorted(
+            {n.split(".transformer_blocks.")[0].rsplit(".temp_attentions", 1)[0] for n in temporal}
+        )
         raise CammimicError(
             f'motionclone guidance blocks {",".join(prefixes)!r} hold no temporal attention on backbone "{name}"; '
             f"those with some: {', '.join(have) or 'none'}"
@@ -177,7 +207,16 @@ class MotionCloneGuidance:
     name = "motionclone"
     acts_on = "x0"  # the sampler hands it x̂₀, and z_t, t and t_I's embedding in ``state.extras``
 
-    def __init__(self, *, weight=0.05, start=0.0, end=0.3, reference_timestep=400, top_k=1, blocks=("up_blocks.1",)):
+    def __init__(
+        self,
+        *,
+        weight=0.05,
+        start=0.0,
+        end=0.3,
+        reference_timestep=400,
+        top_k=1,
+        blocks=("up_blocks.1",),
+    ):
         self.weight, self.start, self.end = weight, start, end
         self.reference_timestep, self.top_k, self.blocks = reference_timestep, top_k, blocks
         self.context = None
@@ -205,7 +244,9 @@ class MotionCloneGuidance:
                 m.set_processor(originals[n])
         missing = [n for n in self.layers if n not in store]
         if missing:
-            raise CammimicError(f"motionclone guidance: the denoiser never ran the temporal attention {missing[0]}")
+            raise CammimicError(
+                f"motionclone guidance: the denoiser never ran the temporal attention {missing[0]}"
+            )
         return store
 
     def energy(self, probs):
@@ -231,25 +272,45 @@ class MotionCloneGuidance:
         from cammimic.sampling import initial_noise, make_generator
 
         backbone = context.backbone
-        self.layers = temporal_attention_layers(backbone, self.blocks)  # refuses a DiT first, in one line
+        self.layers = temporal_attention_layers(
+            backbone, self.blocks
+        )  # refuses a DiT first, in one line
         if context.reference is None:
-            raise CammimicError("motionclone guidance needs the reference video's frames (GuidanceContext.reference)")
+            raise CammimicError(
+                "motionclone guidance needs the reference video's frames (GuidanceContext.reference)"
+            )
         self.context, self.history = context, []
         frames = np.asarray(context.reference)
-        num_frames = len(context.homographies) + 1 if context.homographies is not None else len(frames)
-        if len(frames) != num_frames:  # a retimed motion ([motion] speed): frames at the output's times
+        num_frames = (
+            len(context.homographies) + 1 if context.homographies is not None else len(frames)
+        )
+        if (
+            len(frames) != num_frames
+        ):  # a retimed motion ([motion] speed): frames at the output's times
             frames = frames[np.round(np.linspace(0, len(frames) - 1, num_frames)).astype(int)]
         if frames.shape[1:3] != (context.height, context.width):
             import PIL.Image
 
-            frames = np.stack([np.asarray(PIL.Image.fromarray(f).resize((context.width, context.height),
-                                                                        PIL.Image.BICUBIC)) for f in frames])
+            frames = np.stack(
+                [
+                    np.asarray(
+                        PIL.Image.fromarray(f).resize(
+                            (context.width, context.height), PIL.Image.BICUBIC
+                        )
+                    )
+                    for f in frames
+                ]
+            )
         with torch.no_grad():
             latents = backbone.encode_video(frames).float()
-            noise = initial_noise(latents.shape, make_generator(int(context.seed) + 1), latents.device)
+            noise = initial_noise(
+                latents.shape, make_generator(int(context.seed) + 1), latents.device
+            )
             tau = torch.tensor([self.reference_timestep], device=latents.device)
             noised = backbone.training_scheduler().add_noise(latents, noise, tau)
-            empty = backbone.encode_prompt([""])  # MotionClone's reference pass: the unconditional prompt
+            empty = backbone.encode_prompt(
+                [""]
+            )  # MotionClone's reference pass: the unconditional prompt
             self.reference_input = (noised, tau, empty)
             probs = self.record(noised.to(backbone.dtype), tau, empty)
             self.reference = {n: primary_attention(p, self.top_k) for n, p in probs.items()}
@@ -274,8 +335,10 @@ class MotionCloneGuidance:
             return latents
         z_t, embeds = state.extras.get("model_input"), state.extras.get("prompt_embeds")
         if z_t is None or embeds is None:
-            raise CammimicError("motionclone guidance needs the sampler to pass model_input and prompt_embeds in "
-                                "GuidanceState.extras (cammimic.sampling.sample does)")
+            raise CammimicError(
+                "motionclone guidance needs the sampler to pass model_input and prompt_embeds in "
+                "GuidanceState.extras (cammimic.sampling.sample does)"
+            )
         started = time.perf_counter()
         # one gradient per step, as MotionClone: z_t is fixed within a step, so more would repeat it
         energy, grad = self.gradient(z_t, state.timestep, embeds)
@@ -283,6 +346,12 @@ class MotionCloneGuidance:
         guided = latents
         if bool(rms.isfinite()) and float(rms) > 0:
             guided = (latents - self.weight * grad.to(latents.dtype) / rms).detach()
-        self.history.append({"step": state.step, "timestep": int(state.timestep), "energy": energy,
-                             "seconds": time.perf_counter() - started})
+        self.history.append(
+            {
+                "step": state.step,
+                "timestep": int(state.timestep),
+                "energy": energy,
+                "seconds": time.perf_counter() - started,
+            }
+        )
         return guided

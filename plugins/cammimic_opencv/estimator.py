@@ -18,12 +18,26 @@ class OpenCVEstimator:
 
     name = "opencv"
 
-    def __init__(self, *, detector, max_features, ratio, method, threshold, min_matches, min_size=128,
-                 contrast_thresholds=(0.04, 0.01, 0.003)):
+    def __init__(
+        self,
+        *,
+        detector,
+        max_features,
+        ratio,
+        method,
+        threshold,
+        min_matches,
+        min_size=128,
+        contrast_thresholds=(0.04, 0.01, 0.003),
+    ):
         if detector not in DETECTORS:
-            raise CammimicError(f"opencv detector '{detector}' is unknown. Try one of {list(DETECTORS)}")
+            raise CammimicError(
+                f"opencv detector '{detector}' is unknown. Try one of {list(DETECTORS)}"
+            )
         if method not in METHODS:
-            raise CammimicError(f"opencv method '{method}' is unknown. Try one of {sorted(METHODS)}")
+            raise CammimicError(
+                f"opencv method '{method}' is unknown. Try one of {sorted(METHODS)}"
+            )
         if not 0 < ratio < 1:
             raise CammimicError(f"opencv ratio must be between 0 and 1, got {ratio}")
         if min_matches < 4:
@@ -35,16 +49,22 @@ class OpenCVEstimator:
         self.threshold = threshold
         self.min_matches = min_matches
         if min_size < 0:
-            raise CammimicError(f"opencv min_size must be 0 (never upsample) or a size in pixels, got {min_size}")
+            raise CammimicError(
+                f"opencv min_size must be 0 (never upsample) or a size in pixels, got {min_size}"
+            )
         self.min_size = int(min_size)
         cts = tuple(float(c) for c in contrast_thresholds)
         if not cts or any(not 0 < c < 1 for c in cts):
-            raise CammimicError(f"opencv contrast_thresholds must be numbers between 0 and 1, got {list(contrast_thresholds)}")
+            raise CammimicError(
+                f"opencv contrast_thresholds must be numbers between 0 and 1, got {list(contrast_thresholds)}"
+            )
         self.contrast_thresholds = cts
 
     def _features(self, contrast=0.04):
         if self.detector == "sift":
-            return cv2.SIFT_create(nfeatures=self.max_features, contrastThreshold=contrast), cv2.NORM_L2
+            return cv2.SIFT_create(
+                nfeatures=self.max_features, contrastThreshold=contrast
+            ), cv2.NORM_L2
         if self.detector == "akaze":
             return cv2.AKAZE_create(), cv2.NORM_HAMMING
         return cv2.ORB_create(nfeatures=self.max_features), cv2.NORM_HAMMING
@@ -59,7 +79,9 @@ class OpenCVEstimator:
         height, width = frames.shape[1:3]
         # Small frames (generated videos are often 64-128 px) have too few keypoints at native
         # size: upsample by an integer factor first and map the homographies back exactly.
-        factor = -(-self.min_size // min(height, width)) if self.min_size > min(height, width) else 1
+        factor = (
+            -(-self.min_size // min(height, width)) if self.min_size > min(height, width) else 1
+        )
         contrasts = self.contrast_thresholds if self.detector == "sift" else (None,)
         extractors = [self._features(c) if c is not None else self._features() for c in contrasts]
         matcher = cv2.BFMatcher(extractors[0][1])
@@ -67,7 +89,9 @@ class OpenCVEstimator:
         for frame in frames:
             gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
             if factor > 1:
-                gray = cv2.resize(gray, (width * factor, height * factor), interpolation=cv2.INTER_CUBIC)
+                gray = cv2.resize(
+                    gray, (width * factor, height * factor), interpolation=cv2.INTER_CUBIC
+                )
             # Soft (low-contrast) frames: lower SIFT's contrast threshold until enough keypoints.
             for (feature, _), contrast in zip(extractors, contrasts):
                 kp, desc = feature.detectAndCompute(gray, None)
@@ -81,7 +105,9 @@ class OpenCVEstimator:
         reasons: dict[int, str] = {}
         inliers: list[int] = []
         for i in range(len(frames) - 1):
-            h, n_in, reason = self._pair(feats[i], feats[i + 1], matcher, width * factor, height * factor, factor)
+            h, n_in, reason = self._pair(
+                feats[i], feats[i + 1], matcher, width * factor, height * factor, factor
+            )
             if h is not None and factor > 1:
                 h = rescale(h, (width * factor, height * factor), (width, height))
             hs.append(h)
@@ -105,7 +131,11 @@ class OpenCVEstimator:
             height=height,
             estimator=self.name,
             fallbacks=tuple(fallbacks),
-            diagnostics={"inliers": inliers, "upsample": factor, "contrast_threshold": used_contrast},
+            diagnostics={
+                "inliers": inliers,
+                "upsample": factor,
+                "contrast_threshold": used_contrast,
+            },
         )
 
     def _pair(self, a, b, matcher, width, height, factor=1):
@@ -122,7 +152,12 @@ class OpenCVEstimator:
         src = pa[[m.queryIdx for m in good]]
         dst = pb[[m.trainIdx for m in good]]
         h, mask = cv2.findHomography(
-            src, dst, METHODS[self.method], self.threshold * factor, maxIters=10000, confidence=0.9999
+            src,
+            dst,
+            METHODS[self.method],
+            self.threshold * factor,
+            maxIters=10000,
+            confidence=0.9999,
         )
         n_in = int(mask.sum()) if mask is not None else 0
         if h is None or n_in < self.min_matches:
@@ -140,7 +175,9 @@ def _plausible(h: np.ndarray, width: int, height: int) -> bool:
     det = np.linalg.det(h[:2, :2])
     if not 0.5 < det < 2.0:
         return False
-    corners = np.array([[0, 0, 1], [width - 1, 0, 1], [width - 1, height - 1, 1], [0, height - 1, 1]], float)
+    corners = np.array(
+        [[0, 0, 1], [width - 1, 0, 1], [width - 1, height - 1, 1], [0, height - 1, 1]], float
+    )
     w = corners @ h[2]
     return bool(np.all(w > 0.5))
 

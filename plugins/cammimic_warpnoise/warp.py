@@ -35,21 +35,33 @@ __all__ = ["WarpedNoise", "warp_noise", "canvas_box", "check_parameters"]
 def check_parameters(strength, subpixels, reach) -> None:
     """One line per bad parameter of ``warped-noise``, naming the value and the valid range."""
     if not 0.0 <= float(strength) <= 1.0:
-        raise CammimicError(f"warped-noise strength {strength} is outside [0, 1] (the warped share of the variance)")
+        raise CammimicError(
+            f"warped-noise strength {strength} is outside [0, 1] (the warped share of the variance)"
+        )
     if not 1 <= int(subpixels) <= 32:
-        raise CammimicError(f"warped-noise subpixels {subpixels} is outside [1, 32]; 8 follows motion to 1/8 cell")
+        raise CammimicError(
+            f"warped-noise subpixels {subpixels} is outside [1, 32]; 8 follows motion to 1/8 cell"
+        )
     if not 0.0 <= float(reach) <= 8.0:
         raise CammimicError(f"warped-noise reach {reach} is outside [0, 8] frame sizes")
 
 
-def _project(h: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _project(
+    h: np.ndarray, x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     den = h[2, 0] * x + h[2, 1] * y + h[2, 2]
     ok = den > 1e-9  # points behind the camera's horizon map nowhere
     safe = np.where(ok, den, 1.0)
-    return (h[0, 0] * x + h[0, 1] * y + h[0, 2]) / safe, (h[1, 0] * x + h[1, 1] * y + h[1, 2]) / safe, ok
+    return (
+        (h[0, 0] * x + h[0, 1] * y + h[0, 2]) / safe,
+        (h[1, 0] * x + h[1, 1] * y + h[1, 2]) / safe,
+        ok,
+    )
 
 
-def canvas_box(homographies: np.ndarray, width: int, height: int, reach: float) -> tuple[int, int, int, int]:
+def canvas_box(
+    homographies: np.ndarray, width: int, height: int, reach: float
+) -> tuple[int, int, int, int]:
     """``(x0, y0, x1, y1)``: the latent cells (frame 0's coordinates, ``x0 <= x < x1``) the canvas
     needs so every frame's view lies on it, clipped to ``reach`` frame sizes beyond frame 0."""
     xs, ys = [-0.5, width - 0.5], [-0.5, height - 0.5]
@@ -72,8 +84,15 @@ def canvas_box(homographies: np.ndarray, width: int, height: int, reach: float) 
     return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
 
 
-def warp_noise(generator, shape, homographies: np.ndarray, *, strength: float = 1.0, subpixels: int = 8,
-               reach: float = 2.0):
+def warp_noise(
+    generator,
+    shape,
+    homographies: np.ndarray,
+    *,
+    strength: float = 1.0,
+    subpixels: int = 8,
+    reach: float = 2.0,
+):
     """Initial noise ``shape = (B, C, T', h, w)`` whose frame k is frame 0's moved by
     ``homographies[k]`` (``(T', 3, 3)``, frame 0 → k at latent resolution, ``[0]`` the identity).
 
@@ -85,12 +104,20 @@ def warp_noise(generator, shape, homographies: np.ndarray, *, strength: float = 
     b, c, t, h, w = (int(v) for v in shape)
     hs = np.asarray(homographies, dtype=np.float64)
     if hs.shape != (t, 3, 3):
-        raise CammimicError(f"warped-noise needs one homography per latent frame ({t}), got {hs.shape[0]}")
+        raise CammimicError(
+            f"warped-noise needs one homography per latent frame ({t}), got {hs.shape[0]}"
+        )
     s = int(subpixels)
     x0, y0, x1, y1 = canvas_box(hs[1:], w, h, reach)
-    fine = torch.randn((b * c, (y1 - y0) * s, (x1 - x0) * s), generator=generator, dtype=torch.float32)
+    fine = torch.randn(
+        (b * c, (y1 - y0) * s, (x1 - x0) * s), generator=generator, dtype=torch.float32
+    )
     fill = torch.randn((b, c, t, h, w), generator=generator, dtype=torch.float32)
-    mix = torch.randn((b, c, t, h, w), generator=generator, dtype=torch.float32) if strength < 1.0 else None
+    mix = (
+        torch.randn((b, c, t, h, w), generator=generator, dtype=torch.float32)
+        if strength < 1.0
+        else None
+    )
     # centres of the fine cells in frame 0's latent coordinates (cell centres at integers)
     fx = x0 - 0.5 + (np.arange((x1 - x0) * s) + 0.5) / s
     fy = y0 - 0.5 + (np.arange((y1 - y0) * s) + 0.5) / s
@@ -131,9 +158,15 @@ class WarpedNoise:
         homs = latent_homographies(context)
         if homs is None:
             raise CammimicError(
-                "noise initialiser \"warped-noise\" needs the reference's camera motion, and this sampling has "
+                'noise initialiser "warped-noise" needs the reference\'s camera motion, and this sampling has '
                 "none; sample through `cammimic run`/`sample` (or pass homographies), or use --noise iid"
             )
-        noise, self.coverage = warp_noise(generator, context.shape, homs, strength=self.strength,
-                                          subpixels=self.subpixels, reach=self.reach)
+        noise, self.coverage = warp_noise(
+            generator,
+            context.shape,
+            homs,
+            strength=self.strength,
+            subpixels=self.subpixels,
+            reach=self.reach,
+        )
         return noise

@@ -13,8 +13,21 @@ import math
 
 import numpy as np
 
-__all__ = ["THRESHOLDS", "expected", "moves", "observed", "matches", "shows", "estimate_upsampled", "ceiling",
-           "motion_size", "psnr", "OPPOSITE", "opposite_caption", "caption_preference"]
+__all__ = [
+    "THRESHOLDS",
+    "expected",
+    "moves",
+    "observed",
+    "matches",
+    "shows",
+    "estimate_upsampled",
+    "ceiling",
+    "motion_size",
+    "psnr",
+    "OPPOSITE",
+    "opposite_caption",
+    "caption_preference",
+]
 
 #: Smallest cumulative move that counts, over an 8-frame clip: pan and tilt in half short
 #: sides (a slow pan in the training data moves 0.28), zoom as |log scale| (slow: 0.14),
@@ -23,10 +36,14 @@ THRESHOLDS = {"pan": 0.1, "tilt": 0.1, "zoom": 0.05, "roll": 4.0}
 
 #: phrase part -> (component, sign) in the conventions of cammimic.trajectory.
 _SIGNS = {
-    "pans left": ("pan", -1), "pans right": ("pan", 1),
-    "tilts up": ("tilt", 1), "tilts down": ("tilt", -1),
-    "zooms in": ("zoom", 1), "zooms out": ("zoom", -1),
-    "rolls clockwise": ("roll", -1), "rolls counterclockwise": ("roll", 1),
+    "pans left": ("pan", -1),
+    "pans right": ("pan", 1),
+    "tilts up": ("tilt", 1),
+    "tilts down": ("tilt", -1),
+    "zooms in": ("zoom", 1),
+    "zooms out": ("zoom", -1),
+    "rolls clockwise": ("roll", -1),
+    "rolls counterclockwise": ("roll", 1),
 }
 
 
@@ -46,8 +63,12 @@ def moves(motion) -> dict[str, float]:
     from cammimic.trajectory import summarize
 
     cum = summarize(motion)["cumulative"]
-    return {"pan": float(cum["pan"][-1]), "tilt": float(cum["tilt"][-1]),
-            "zoom": math.log(max(float(cum["zoom"][-1]), 1e-6)), "roll": float(cum["roll"][-1])}
+    return {
+        "pan": float(cum["pan"][-1]),
+        "tilt": float(cum["tilt"][-1]),
+        "zoom": math.log(max(float(cum["zoom"][-1]), 1e-6)),
+        "roll": float(cum["roll"][-1]),
+    }
 
 
 def observed(motion) -> dict[str, int]:
@@ -89,7 +110,7 @@ def motion_size(motion) -> float:
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """Peak signal-to-noise ratio in dB of two uint8 videos or images of one shape."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
 def estimate_upsampled(estimator, frames: np.ndarray, factor: int = 4):
@@ -103,9 +124,13 @@ def estimate_upsampled(estimator, frames: np.ndarray, factor: int = 4):
     if factor == 1:
         return estimator.estimate(frames)
     t, h, w = frames.shape[:3]
-    big = np.stack([cv2.resize(f, (w * factor, h * factor), interpolation=cv2.INTER_CUBIC) for f in frames])
+    big = np.stack(
+        [cv2.resize(f, (w * factor, h * factor), interpolation=cv2.INTER_CUBIC) for f in frames]
+    )
     m = estimator.estimate(big)
-    return attrs.evolve(m, homographies=rescale(m.homographies, (w * factor, h * factor), (w, h)), width=w, height=h)
+    return attrs.evolve(
+        m, homographies=rescale(m.homographies, (w * factor, h * factor), (w, h)), width=w, height=h
+    )
 
 
 def ceiling(backbone, estimator, *, clips: int = 40, seed: int = 1, upsample: int = 1) -> dict:
@@ -130,14 +155,23 @@ def ceiling(backbone, estimator, *, clips: int = 40, seed: int = 1, upsample: in
         motion = estimate_upsampled(estimator, frames, upsample)
         hits += shows(clip.phrase, motion)
         fallbacks += len(motion.fallbacks)
-    return {"clips": clips, "hits": hits, "pairs": clips * (data.FRAMES - 1), "fallbacks": fallbacks,
-            "psnr": float(np.mean(quality))}
+    return {
+        "clips": clips,
+        "hits": hits,
+        "pairs": clips * (data.FRAMES - 1),
+        "fallbacks": fallbacks,
+        "psnr": float(np.mean(quality)),
+    }
 
 
 #: A motion phrase -> the phrase of the same component with the opposite sign ("is static" -> a pan).
 OPPOSITE = {
-    **{p: q for p, (comp, sign) in _SIGNS.items() for q, (comp2, sign2) in _SIGNS.items()
-       if comp == comp2 and sign == -sign2},
+    **{
+        p: q
+        for p, (comp, sign) in _SIGNS.items()
+        for q, (comp2, sign2) in _SIGNS.items()
+        if comp == comp2 and sign == -sign2
+    },
     "is static": "pans left",
 }
 
@@ -154,12 +188,13 @@ def opposite_caption(caption: str) -> str | None:
         phrase = next((p for p in OPPOSITE if part == p or part.startswith(p + " ")), None)
         if phrase is None:
             return None
-        out.append(OPPOSITE[phrase] + part[len(phrase):])
+        out.append(OPPOSITE[phrase] + part[len(phrase) :])
     return f"{content}, the camera " + " and ".join(out)
 
 
-def caption_preference(backbone, *, clips: int = 48, timesteps=(600, 850), seed: int = 7,
-                       swap: str = "motion") -> dict[int, float]:
+def caption_preference(
+    backbone, *, clips: int = 48, timesteps=(600, 850), seed: int = 7, swap: str = "motion"
+) -> dict[int, float]:
     """Does the model use the motion words of its captions? A cheap check, long before samples move.
 
     ``clips`` fresh clips of the training photographs (new crops, single motion phrases) are
@@ -198,12 +233,17 @@ def caption_preference(backbone, *, clips: int = 48, timesteps=(600, 850), seed:
         z0 = backbone.encode_video(clip.frames)
         embeds = backbone.encode_prompt([clip.caption, wrong])
         for t in timesteps:
-            noise = torch.randn(z0.shape, generator=gen).to(z0.device)  # CPU draws: the same on any device
+            noise = torch.randn(z0.shape, generator=gen).to(
+                z0.device
+            )  # CPU draws: the same on any device
             zt = sched.add_noise(z0, noise, torch.tensor([t], device=z0.device))
             with torch.no_grad():
-                pred = backbone.predict_noise(zt.repeat(2, 1, 1, 1, 1), torch.tensor([t, t], device=z0.device),
-                                              embeds).float()
+                pred = backbone.predict_noise(
+                    zt.repeat(2, 1, 1, 1, 1), torch.tensor([t, t], device=z0.device), embeds
+                ).float()
             err = ((pred - noise) ** 2).mean(dim=(1, 2, 3, 4))
-            wins[t] += 1.0 if err[0] < err[1] else 0.5 if err[0] == err[1] else 0.0  # a tie is no preference
+            wins[t] += (
+                1.0 if err[0] < err[1] else 0.5 if err[0] == err[1] else 0.0
+            )  # a tie is no preference
         done += 1
     return {t: wins[t] / clips for t in timesteps}

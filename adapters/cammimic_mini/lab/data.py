@@ -20,8 +20,19 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "TRAIN_PHOTOS", "HELD_OUT", "MOTIONS", "SPEEDS", "WIDTH", "HEIGHT", "FRAMES",
-    "load_photo", "motion_step", "motion_path", "caption", "sample_clip", "make_dataset",
+    "TRAIN_PHOTOS",
+    "HELD_OUT",
+    "MOTIONS",
+    "SPEEDS",
+    "WIDTH",
+    "HEIGHT",
+    "FRAMES",
+    "load_photo",
+    "motion_step",
+    "motion_path",
+    "caption",
+    "sample_clip",
+    "make_dataset",
 ]
 
 WIDTH = HEIGHT = 64
@@ -64,8 +75,12 @@ MOTIONS: dict[str, dict[str, float]] = {
 }
 #: Two-part moves seen in training, named "pans left and zooms in" and so on.
 COMBINATIONS: tuple[tuple[str, str], ...] = (
-    ("pans left", "zooms in"), ("pans right", "zooms in"), ("pans left", "zooms out"),
-    ("pans right", "zooms out"), ("tilts up", "pans left"), ("tilts down", "pans right"),
+    ("pans left", "zooms in"),
+    ("pans right", "zooms in"),
+    ("pans left", "zooms out"),
+    ("pans right", "zooms out"),
+    ("tilts up", "pans left"),
+    ("tilts down", "pans right"),
 )
 #: Speed word in the caption -> factor on the per-frame move.
 SPEEDS: dict[str, float] = {"slowly": 0.5, "": 1.0, "quickly": 1.6}
@@ -84,7 +99,9 @@ def load_photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(img[..., :3]).astype(np.uint8)
 
 
-def motion_step(phrase: str, speed: float = 1.0, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
+def motion_step(
+    phrase: str, speed: float = 1.0, width: int = WIDTH, height: int = HEIGHT
+) -> np.ndarray:
     """The frame-to-frame homography of a motion phrase (single or "A and B") at a speed."""
     from cammimic.synthetic import camera_step
 
@@ -104,8 +121,9 @@ def motion_step(phrase: str, speed: float = 1.0, width: int = WIDTH, height: int
     return camera_step(width, height, **args)
 
 
-def motion_path(phrase: str, speed: float = 1.0, frames: int = FRAMES, width: int = WIDTH,
-                height: int = HEIGHT) -> np.ndarray:
+def motion_path(
+    phrase: str, speed: float = 1.0, frames: int = FRAMES, width: int = WIDTH, height: int = HEIGHT
+) -> np.ndarray:
     """``(frames - 1, 3, 3)``: the same step every frame (a steady move)."""
     return np.repeat(motion_step(phrase, speed, width, height)[None], frames - 1, axis=0)
 
@@ -134,14 +152,22 @@ def texture(frame: np.ndarray) -> float:
     import cv2
 
     g = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    return float(np.abs(cv2.Sobel(g, cv2.CV_32F, 1, 0)).mean() + np.abs(cv2.Sobel(g, cv2.CV_32F, 0, 1)).mean()) / 2
+    return (
+        float(
+            np.abs(cv2.Sobel(g, cv2.CV_32F, 1, 0)).mean()
+            + np.abs(cv2.Sobel(g, cv2.CV_32F, 0, 1)).mean()
+        )
+        / 2
+    )
 
 
 def _phrases() -> list[str]:
     return list(MOTIONS) + [f"{a} and {b}" for a, b in COMBINATIONS]
 
 
-def sample_clip(rng: np.random.Generator, photos: dict[str, np.ndarray], names: dict[str, str]) -> Clip:
+def sample_clip(
+    rng: np.random.Generator, photos: dict[str, np.ndarray], names: dict[str, str]
+) -> Clip:
     """One random clip: a photograph, a crop and scale, a motion phrase and a speed."""
     import cv2
 
@@ -154,14 +180,18 @@ def sample_clip(rng: np.random.Generator, photos: dict[str, np.ndarray], names: 
         photo = photos[name]
         u = rng.random()
         phrase = str(rng.choice(combos)) if u < 0.2 else str(rng.choice(singles))
-        speed_word = "" if phrase == "is static" else str(rng.choice(list(SPEEDS), p=[0.25, 0.5, 0.25]))
+        speed_word = (
+            "" if phrase == "is static" else str(rng.choice(list(SPEEDS), p=[0.25, 0.5, 0.25]))
+        )
         speed = SPEEDS[speed_word]
         # A square region of 35-100 % of the photograph's short side becomes the clip's 160 px
         # canvas; the frame (64 px) sees 40 % of it, so content scale varies about 3x.
         h, w = photo.shape[:2]
         side = int(rng.integers(max(128, int(0.35 * min(h, w))), min(h, w) + 1))
         y0, x0 = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        region = cv2.resize(photo[y0:y0 + side, x0:x0 + side], (160, 160), interpolation=cv2.INTER_AREA)
+        region = cv2.resize(
+            photo[y0 : y0 + side, x0 : x0 + side], (160, 160), interpolation=cv2.INTER_AREA
+        )
         hs = motion_path(phrase, speed)
         try:
             frames = render_camera_motion(region, hs, WIDTH, HEIGHT)
@@ -172,7 +202,9 @@ def sample_clip(rng: np.random.Generator, photos: dict[str, np.ndarray], names: 
         return Clip(frames, caption(names[name], phrase, speed_word), name, phrase, speed, hs)
 
 
-def make_dataset(count: int, seed: int, names: dict[str, str] | None = None) -> tuple[np.ndarray, list[str], list[dict]]:
+def make_dataset(
+    count: int, seed: int, names: dict[str, str] | None = None
+) -> tuple[np.ndarray, list[str], list[dict]]:
     """``count`` clips as ``(count, FRAMES, HEIGHT, WIDTH, 3)`` uint8, captions and records."""
     names = TRAIN_PHOTOS if names is None else names
     photos = {n: load_photo(n) for n in names}

@@ -61,7 +61,7 @@ def trim_log(path: Path, start: int) -> None:
         return
     header = [] if lines[0].split(",", 1)[0].isdigit() else lines[:1]  # the VAE's log has none
     rows: dict[int, str] = {}
-    for line in lines[len(header):]:
+    for line in lines[len(header) :]:
         step = line.split(",", 1)[0]
         if step.isdigit() and int(step) <= start:
             rows[int(step)] = line
@@ -79,7 +79,10 @@ def _save_state(directory: Path, tensors: dict, meta: dict) -> None:
 
     tmp = directory.with_name(directory.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / "state.safetensors"))
+    save_file(
+        {k: v.detach().contiguous().cpu() for k, v in tensors.items()},
+        str(tmp / "state.safetensors"),
+    )
     (tmp / "state.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     old = directory.with_name(directory.name + ".old")
     if directory.exists():
@@ -99,7 +102,9 @@ def _load_meta(directory: Path) -> dict:
 def _load_state(directory: Path):
     from safetensors.torch import load_file
 
-    return load_file(str(directory / "state.safetensors")), json.loads((directory / "state.json").read_text())
+    return load_file(str(directory / "state.safetensors")), json.loads(
+        (directory / "state.json").read_text()
+    )
 
 
 def _optimizer_tensors(opt, prefix: str) -> tuple[dict, dict]:
@@ -137,9 +142,13 @@ def _grown(saved: dict, current: dict) -> dict:
     out = dict(saved)
     for key, value in saved.items():
         want = current[key]
-        if value.shape != want.shape and value.dim() == want.dim() and value.shape[1:] == want.shape[1:] \
-                and value.shape[0] < want.shape[0]:
-            out[key] = torch.cat([value.to(want.dtype), want[value.shape[0]:].to(value.device)])
+        if (
+            value.shape != want.shape
+            and value.dim() == want.dim()
+            and value.shape[1:] == want.shape[1:]
+            and value.shape[0] < want.shape[0]
+        ):
+            out[key] = torch.cat([value.to(want.dtype), want[value.shape[0] :].to(value.device)])
     return out
 
 
@@ -185,7 +194,11 @@ def clips(work: Path, count: int, seed: int):
     if path.is_file():
         data = np.load(path, allow_pickle=False)
         if len(data["videos"]) == count:
-            return data["videos"], [str(c) for c in data["captions"]], [str(c) for c in data["contents"]]
+            return (
+                data["videos"],
+                [str(c) for c in data["captions"]],
+                [str(c) for c in data["contents"]],
+            )
     _log(f"rendering {count} clips")
     videos, captions, _ = make_dataset(count, seed)
     contents = [c.split(", the camera")[0] for c in captions]
@@ -203,11 +216,25 @@ def _sobel(x):
 
     kx = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]], device=x.device).view(1, 1, 3, 3)
     g = x.mean(1, keepdim=True)
-    return torch.cat([torch.nn.functional.conv2d(g, kx, padding=1),
-                      torch.nn.functional.conv2d(g, kx.transpose(2, 3), padding=1)], 1)
+    return torch.cat(
+        [
+            torch.nn.functional.conv2d(g, kx, padding=1),
+            torch.nn.functional.conv2d(g, kx.transpose(2, 3), padding=1),
+        ],
+        1,
+    )
 
 
-def train_vae(work: Path, videos: np.ndarray, *, steps: int, seed: int, device, batch: int = 16, crop: int = 32):
+def train_vae(
+    work: Path,
+    videos: np.ndarray,
+    *,
+    steps: int,
+    seed: int,
+    device,
+    batch: int = 16,
+    crop: int = 32,
+):
     """Train the AutoencoderKL on the clips' frames; returns it with its scaling factor set."""
     import torch
     from diffusers import AutoencoderKL
@@ -234,8 +261,19 @@ def train_vae(work: Path, videos: np.ndarray, *, steps: int, seed: int, device, 
         idx = torch.randint(0, len(frames), (batch,), generator=g).numpy()
         # 32x32 crops: the VAE is convolutional, and a quarter of the pixels costs a quarter of the time
         y0, x0 = (int(v) for v in torch.randint(0, frames.shape[1] - crop + 1, (2,), generator=g))
-        x = torch.from_numpy(frames[idx, y0:y0 + crop, x0:x0 + crop]).permute(0, 3, 1, 2).float().to(device) / 127.5 - 1
-        lr = 1e-3 * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        x = (
+            torch.from_numpy(frames[idx, y0 : y0 + crop, x0 : x0 + crop])
+            .permute(0, 3, 1, 2)
+            .float()
+            .to(device)
+            / 127.5
+            - 1
+        )
+        lr = (
+            1e-3
+            * min(1.0, (step + 1) / 100)
+            * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        )
         for group in opt.param_groups:
             group["lr"] = lr
         post = vae.encode(x).latent_dist
@@ -250,10 +288,14 @@ def train_vae(work: Path, videos: np.ndarray, *, steps: int, seed: int, device, 
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
         if (step + 1) % 25 == 0:
-            log.write(f"{step + 1},{rec.item():.5f},{edge.item():.5f},{kl.item():.5f},{time.perf_counter() - t0:.1f}\n")
+            log.write(
+                f"{step + 1},{rec.item():.5f},{edge.item():.5f},{kl.item():.5f},{time.perf_counter() - t0:.1f}\n"
+            )
             log.flush()
         if (step + 1) % 100 == 0:
-            _log(f"VAE step {step + 1}/{steps}: L1 {rec.item():.4f} edge {edge.item():.4f} kl {kl.item():.3f}")
+            _log(
+                f"VAE step {step + 1}/{steps}: L1 {rec.item():.4f} edge {edge.item():.4f} kl {kl.item():.3f}"
+            )
         if (step + 1) % 500 == 0 or step + 1 == steps:
             tensors, meta = _optimizer_tensors(opt, "opt")
             tensors.update({f"model.{k}": v for k, v in vae.state_dict().items()})
@@ -264,7 +306,11 @@ def train_vae(work: Path, videos: np.ndarray, *, steps: int, seed: int, device, 
         idx = np.random.default_rng(seed).choice(len(frames), min(2048, len(frames)), replace=False)
         zs = []
         for i in range(0, len(idx), 256):
-            x = torch.from_numpy(frames[idx[i:i + 256]]).permute(0, 3, 1, 2).float().to(device) / 127.5 - 1
+            x = (
+                torch.from_numpy(frames[idx[i : i + 256]]).permute(0, 3, 1, 2).float().to(device)
+                / 127.5
+                - 1
+            )
             zs.append(vae.encode(x).latent_dist.mean)
         std = float(torch.cat(zs).std())
     vae.register_to_config(scaling_factor=round(1.0 / std, 5))
@@ -286,7 +332,11 @@ def cache_latents(work: Path, vae, videos: np.ndarray, device):
     import torch
 
     path, tag = work / "latents.npy", work / "latents.json"
-    if path.is_file() and tag.is_file() and json.loads(tag.read_text()).get("vae_steps") == vae_steps(work):
+    if (
+        path.is_file()
+        and tag.is_file()
+        and json.loads(tag.read_text()).get("vae_steps") == vae_steps(work)
+    ):
         lat = np.load(path, allow_pickle=False)
         if len(lat) == len(videos):
             return lat
@@ -295,13 +345,23 @@ def cache_latents(work: Path, vae, videos: np.ndarray, device):
     out = None
     with torch.no_grad():
         for i in range(0, n, 32):
-            v = videos[i:i + 32]
-            x = torch.from_numpy(v.reshape(-1, *v.shape[2:])).permute(0, 3, 1, 2).float().to(device) / 127.5 - 1
+            v = videos[i : i + 32]
+            x = (
+                torch.from_numpy(v.reshape(-1, *v.shape[2:])).permute(0, 3, 1, 2).float().to(device)
+                / 127.5
+                - 1
+            )
             z = vae.encode(x).latent_dist.mean * vae.config.scaling_factor
-            z = z.reshape(len(v), t, *z.shape[1:]).permute(0, 2, 1, 3, 4).cpu().numpy().astype(np.float16)
+            z = (
+                z.reshape(len(v), t, *z.shape[1:])
+                .permute(0, 2, 1, 3, 4)
+                .cpu()
+                .numpy()
+                .astype(np.float16)
+            )
             if out is None:
                 out = np.empty((n, *z.shape[1:]), np.float16)
-            out[i:i + len(v)] = z
+            out[i : i + len(v)] = z
     np.save(work / "latents.tmp.npy", out)
     os.replace(work / "latents.tmp.npy", path)
     tag.write_text(json.dumps({"vae_steps": vae_steps(work)}) + "\n", encoding="utf-8")
@@ -311,12 +371,32 @@ def cache_latents(work: Path, vae, videos: np.ndarray, device):
 # --- stage 3: the UNet and the text encoder ----------------------------------------------------------
 
 
-def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: list[str], *, steps: int,
-               seed: int, device, batch: int, lr: float = 4e-4, warmup: int = 500, ema_decay: float = 0.999,
-               image_fraction: float = 0.15, drop_caption: float = 0.1, snr_gamma: float = 5.0,
-               checkpoint_every: int = 200, preset: str = "mini", high_noise_max: float = 1.0,
-               high_noise_from: int = 0, motion_words_from: int = 0, timestep_min: int = 0,
-               direction_weight: float = 0.0, direction_from: int = 0, direction_t_min: int = 500):
+def train_unet(
+    work: Path,
+    latents: np.ndarray,
+    captions: list[str],
+    contents: list[str],
+    *,
+    steps: int,
+    seed: int,
+    device,
+    batch: int,
+    lr: float = 4e-4,
+    warmup: int = 500,
+    ema_decay: float = 0.999,
+    image_fraction: float = 0.15,
+    drop_caption: float = 0.1,
+    snr_gamma: float = 5.0,
+    checkpoint_every: int = 200,
+    preset: str = "mini",
+    high_noise_max: float = 1.0,
+    high_noise_from: int = 0,
+    motion_words_from: int = 0,
+    timestep_min: int = 0,
+    direction_weight: float = 0.0,
+    direction_from: int = 0,
+    direction_t_min: int = 500,
+):
     """Train the UNet3D and text encoder on cached latents; resumes from ``work/unet-checkpoint``.
 
     ``high_noise_max`` > 1 multiplies each sample's loss weight by ``clip(1 / SNR(t), 1,
@@ -354,12 +434,17 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
     has_words = len(tok.get_vocab()) > len(byte_tok.get_vocab())
     fresh_rows = text.get_input_embeddings().weight.detach().clone()
     sched = DDPMScheduler.from_config(parts["scheduler"].config)
-    ema_unet, ema_text = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(text).requires_grad_(False)
+    ema_unet, ema_text = (
+        copy.deepcopy(unet).requires_grad_(False),
+        copy.deepcopy(text).requires_grad_(False),
+    )
     params = [*unet.parameters(), *text.parameters()]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     ckpt = work / UNET_CHECKPOINT
     start = 0
-    saved_vae = _load_meta(ckpt).get("vae_steps", vae_steps(work)) if ckpt.is_dir() else vae_steps(work)
+    saved_vae = (
+        _load_meta(ckpt).get("vae_steps", vae_steps(work)) if ckpt.is_dir() else vae_steps(work)
+    )
     if saved_vae != vae_steps(work):
         stale = ckpt.with_name(f"{UNET_CHECKPOINT}-vae{saved_vae}")
         _log(f"UNet checkpoint was trained on another VAE: kept as {stale.name}, starting afresh")
@@ -368,9 +453,18 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
             (work / "unet-log.csv").rename(work / f"unet-log-{stale.name}.csv")
     if ckpt.is_dir():
         tensors, meta = _load_state(ckpt)
-        for prefix, model in (("unet.", unet), ("text.", text), ("ema_unet.", ema_unet), ("ema_text.", ema_text)):
-            model.load_state_dict(_grown({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)},
-                                         model.state_dict()))
+        for prefix, model in (
+            ("unet.", unet),
+            ("text.", text),
+            ("ema_unet.", ema_unet),
+            ("ema_text.", ema_text),
+        ):
+            model.load_state_dict(
+                _grown(
+                    {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)},
+                    model.state_dict(),
+                )
+            )
         _restore_optimizer(opt, tensors, meta, "opt", params)
         start = meta["step"]
         switched = meta.get("motion_words_from")
@@ -379,17 +473,32 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
             motion_words_from = switched
         _log(f"UNet: resuming at step {start}")
     # The backbone wrapper gives the trainer the same temporal bypass Phase 1 uses.
-    wrapper = UNet3DBackbone(name="mini", weights=str(work), device=device, dtype=torch.float32, denoiser=unet,
-                             vae=None, text_encoder=text, tokenizer=tok, scheduler_config=dict(sched.config),
-                             vae_scale_factor=4, latent_channels=int(latents.shape[1]))
+    wrapper = UNet3DBackbone(
+        name="mini",
+        weights=str(work),
+        device=device,
+        dtype=torch.float32,
+        denoiser=unet,
+        vae=None,
+        text_encoder=text,
+        tokenizer=tok,
+        scheduler_config=dict(sched.config),
+        vae_scale_factor=4,
+        latent_channels=int(latents.shape[1]),
+    )
     ids_cache: dict[tuple[bool, str], torch.Tensor] = {}
 
     def token_ids(texts, words: bool):
         missing = [t for t in texts if (words, t) not in ids_cache]
         if missing:
             which = tok if words else byte_tok
-            enc = which(missing, padding="max_length", max_length=tok.model_max_length, truncation=True,
-                        return_tensors="pt").input_ids
+            enc = which(
+                missing,
+                padding="max_length",
+                max_length=tok.model_max_length,
+                truncation=True,
+                return_tensors="pt",
+            ).input_ids
             ids_cache.update({(words, t): e for t, e in zip(missing, enc)})
         return torch.stack([ids_cache[(words, t)] for t in texts]).to(device)
 
@@ -409,7 +518,9 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
             _log(f"step {step}: captions from now on tokenized with whole-word motion tokens")
             _redraw_word_rows(text, ema_text, fresh_rows, byte_rows=len(byte_tok))
         g = torch.Generator().manual_seed(seed * 1_000_003 + 7919 * step + 1)
-        torch.manual_seed(seed * 1_000_003 + 7919 * step + 2)  # the temporal convs' dropout (p = 0.1)
+        torch.manual_seed(
+            seed * 1_000_003 + 7919 * step + 2
+        )  # the temporal convs' dropout (p = 0.1)
         image_mode = bool(torch.rand((), generator=g) < image_fraction)
         idx = torch.randint(0, len(latents), (batch,), generator=g).numpy()
         x0 = torch.from_numpy(latents[idx].astype(np.float32)).to(device)
@@ -422,7 +533,9 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
         drop = torch.rand(batch, generator=g) < drop_caption
         texts = ["" if d else t for t, d in zip(texts, drop.tolist())]
         noise = torch.randn(x0.shape, generator=g).to(device)
-        t = torch.randint(timestep_min, sched.config.num_train_timesteps, (batch,), generator=g).to(device)
+        t = torch.randint(timestep_min, sched.config.num_train_timesteps, (batch,), generator=g).to(
+            device
+        )
         xt = sched.add_noise(x0, noise, t)
         lr_now = lr * min(1.0, (step + 1) / warmup)
         for group in opt.param_groups:
@@ -440,7 +553,11 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
         per = ((pred - noise) ** 2).mean(dim=(1, 2, 3, 4))
         loss = (weight * per).mean()
         if direction_weight > 0 and step >= direction_from and not image_mode:
-            pairs = [(i, opposite_caption(texts[i])) for i in range(batch) if int(t[i]) >= direction_t_min and texts[i]]
+            pairs = [
+                (i, opposite_caption(texts[i]))
+                for i in range(batch)
+                if int(t[i]) >= direction_t_min and texts[i]
+            ]
             pairs = [(i, c) for i, c in pairs if c is not None]
             if pairs:
                 sel = torch.tensor([i for i, _ in pairs], device=device)
@@ -465,25 +582,51 @@ def train_unet(work: Path, latents: np.ndarray, captions: list[str], contents: l
             now = time.perf_counter()
             vids = [w[1] for w in window if w[1] is not None]
             imgs = [w[2] for w in window if w[2] is not None]
-            row = [step + 1, np.mean([w[0] for w in window]), np.mean(vids) if vids else "",
-                   np.mean(imgs) if imgs else "", lr_now, (now - last) / len(window),
-                   elapsed0 + now - t_start]
+            row = [
+                step + 1,
+                np.mean([w[0] for w in window]),
+                np.mean(vids) if vids else "",
+                np.mean(imgs) if imgs else "",
+                lr_now,
+                (now - last) / len(window),
+                elapsed0 + now - t_start,
+            ]
             with log_path.open("a", encoding="utf-8") as f:
-                f.write(",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row) + "\n")
+                f.write(
+                    ",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row) + "\n"
+                )
             last, window = now, []
             if (step + 1) % 100 == 0:
                 _log(f"UNet step {step + 1}/{steps}: loss {row[1]:.4f} ({row[5]:.2f} s/step)")
         if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
             tensors, meta = _optimizer_tensors(opt, "opt")
-            for prefix, model in (("unet.", unet), ("text.", text), ("ema_unet.", ema_unet), ("ema_text.", ema_text)):
+            for prefix, model in (
+                ("unet.", unet),
+                ("text.", text),
+                ("ema_unet.", ema_unet),
+                ("ema_text.", ema_text),
+            ):
                 tensors.update({prefix + k: v for k, v in model.state_dict().items()})
-            _save_state(ckpt, tensors, {**meta, "step": step + 1, "seed": seed, "batch": batch, "lr": lr,
-                                        "vae_steps": vae_steps(work), "high_noise_max": high_noise_max,
-                                        "high_noise_from": high_noise_from,
-                                        "motion_words_from": motion_words_from if has_words else None,
-                                        "timestep_min": timestep_min, "direction_weight": direction_weight,
-                                        "direction_from": direction_from, "direction_t_min": direction_t_min,
-                                        "elapsed": elapsed0 + time.perf_counter() - t_start})
+            _save_state(
+                ckpt,
+                tensors,
+                {
+                    **meta,
+                    "step": step + 1,
+                    "seed": seed,
+                    "batch": batch,
+                    "lr": lr,
+                    "vae_steps": vae_steps(work),
+                    "high_noise_max": high_noise_max,
+                    "high_noise_from": high_noise_from,
+                    "motion_words_from": motion_words_from if has_words else None,
+                    "timestep_min": timestep_min,
+                    "direction_weight": direction_weight,
+                    "direction_from": direction_from,
+                    "direction_t_min": direction_t_min,
+                    "elapsed": elapsed0 + time.perf_counter() - t_start,
+                },
+            )
 
 
 # --- the bundle ----------------------------------------------------------------------------------------
@@ -497,20 +640,31 @@ def export(work: Path, out: Path, *, seed: int = 0, ema: bool = True, preset: st
 
     parts = build(seed, preset)
     tensors, meta = _load_state(work / UNET_CHECKPOINT)
-    prefix = ("ema_" if ema else "")
-    rows = next(v.shape[0] for k, v in tensors.items() if k.startswith(f"{prefix}text.") and k.endswith("token_embedding.weight"))
-    if rows < parts["text_encoder"].get_input_embeddings().num_embeddings or \
-            meta["step"] <= (meta.get("motion_words_from") or 0):  # trained on bytes only: export it so
+    prefix = "ema_" if ema else ""
+    rows = next(
+        v.shape[0]
+        for k, v in tensors.items()
+        if k.startswith(f"{prefix}text.") and k.endswith("token_embedding.weight")
+    )
+    if rows < parts["text_encoder"].get_input_embeddings().num_embeddings or meta["step"] <= (
+        meta.get("motion_words_from") or 0
+    ):  # trained on bytes only: export it so
         from cammimic_unet3d.random_weights import build_tokenizer
         from transformers import CLIPTextModel
 
         parts["tokenizer"] = build_tokenizer(parts["tokenizer"].model_max_length)
-        parts["text_encoder"] = CLIPTextModel(parts["text_encoder"].config.__class__(
-            **{**parts["text_encoder"].config.to_dict(), "vocab_size": rows}))
+        parts["text_encoder"] = CLIPTextModel(
+            parts["text_encoder"].config.__class__(
+                **{**parts["text_encoder"].config.to_dict(), "vocab_size": rows}
+            )
+        )
     for name, model in (("unet", parts["unet"]), ("text", parts["text_encoder"])):
         p = f"{prefix}{name}."
-        model.load_state_dict(_grown({k[len(p):]: v for k, v in tensors.items() if k.startswith(p)},
-                                     model.state_dict()))
+        model.load_state_dict(
+            _grown(
+                {k[len(p) :]: v for k, v in tensors.items() if k.startswith(p)}, model.state_dict()
+            )
+        )
     vae = AutoencoderKL.from_pretrained(work / "vae")
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
@@ -518,12 +672,24 @@ def export(work: Path, out: Path, *, seed: int = 0, ema: bool = True, preset: st
         import shutil
 
         shutil.rmtree(tmp)
-    for name, model in (("unet", parts["unet"]), ("vae", vae), ("text_encoder", parts["text_encoder"])):
+    for name, model in (
+        ("unet", parts["unet"]),
+        ("vae", vae),
+        ("text_encoder", parts["text_encoder"]),
+    ):
         model.to(torch.float16).save_pretrained(tmp / name, safe_serialization=True)
     parts["tokenizer"].save_pretrained(tmp / "tokenizer")
     parts["scheduler"].save_pretrained(tmp / "scheduler")
-    write_model_index(tmp, _cammimic_mini={"unet_steps": meta["step"], "seed": seed, "ema": ema,
-                                           "train_seconds": round(meta.get("elapsed", 0.0)), "batch": meta.get("batch")})
+    write_model_index(
+        tmp,
+        _cammimic_mini={
+            "unet_steps": meta["step"],
+            "seed": seed,
+            "ema": ema,
+            "train_seconds": round(meta.get("elapsed", 0.0)),
+            "batch": meta.get("batch"),
+        },
+    )
     if out.exists():
         import shutil
 
@@ -567,40 +733,95 @@ def plot(work: Path, out: Path) -> Path:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cammimic_mini.lab.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--work", type=Path, default=Path("~/.cache/cammimic-mini").expanduser(),
-                   help="working directory: clips, VAE, latents, checkpoints, logs (resumed from)")
+    p = argparse.ArgumentParser(
+        prog="python -m cammimic_mini.lab.train", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=Path("~/.cache/cammimic-mini").expanduser(),
+        help="working directory: clips, VAE, latents, checkpoints, logs (resumed from)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--clips", type=int, default=6000)
     p.add_argument("--vae-steps", type=int, default=6000)
     p.add_argument("--unet-steps", type=int, default=30000)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=4e-4)
-    p.add_argument("--high-noise-max", type=float, default=1.0,
-                   help="weigh high-noise steps up to this many times more (clip(1/SNR, 1, MAX)); 1 = off")
-    p.add_argument("--high-noise-from", type=int, default=0, metavar="STEP",
-                   help="the UNet step from which --high-noise-max applies")
-    p.add_argument("--motion-words-from", type=int, default=0, metavar="STEP",
-                   help="the UNet step from which captions use whole-word motion tokens (0 = from the start)")
-    p.add_argument("--timestep-min", type=int, default=0, metavar="T",
-                   help="train on timesteps T..999 only (0 = all): the high-noise steps that decide a clip's motion")
-    p.add_argument("--direction-weight", type=float, default=0.0, metavar="W",
-                   help="weight of the ranking term: own motion caption vs the opposite one (0 = off)")
-    p.add_argument("--direction-from", type=int, default=0, metavar="STEP",
-                   help="the UNet step from which --direction-weight applies")
-    p.add_argument("--direction-t-min", type=int, default=500, metavar="T",
-                   help="the ranking term uses clips noised to T..999 only: below about 700 the noisy latents "
-                        "show the motion themselves (benchmarks/mini_direction_signal.py)")
+    p.add_argument(
+        "--high-noise-max",
+        type=float,
+        default=1.0,
+        help="weigh high-noise steps up to this many times more (clip(1/SNR, 1, MAX)); 1 = off",
+    )
+    p.add_argument(
+        "--high-noise-from",
+        type=int,
+        default=0,
+        metavar="STEP",
+        help="the UNet step from which --high-noise-max applies",
+    )
+    p.add_argument(
+        "--motion-words-from",
+        type=int,
+        default=0,
+        metavar="STEP",
+        help="the UNet step from which captions use whole-word motion tokens (0 = from the start)",
+    )
+    p.add_argument(
+        "--timestep-min",
+        type=int,
+        default=0,
+        metavar="T",
+        help="train on timesteps T..999 only (0 = all): the high-noise steps that decide a clip's motion",
+    )
+    p.add_argument(
+        "--direction-weight",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="weight of the ranking term: own motion caption vs the opposite one (0 = off)",
+    )
+    p.add_argument(
+        "--direction-from",
+        type=int,
+        default=0,
+        metavar="STEP",
+        help="the UNet step from which --direction-weight applies",
+    )
+    p.add_argument(
+        "--direction-t-min",
+        type=int,
+        default=500,
+        metavar="T",
+        help="the ranking term uses clips noised to T..999 only: below about 700 the noisy latents "
+        "show the motion themselves (benchmarks/mini_direction_signal.py)",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
-    p.add_argument("--export", type=Path, default=None, metavar="DIR",
-                   help="write the float16 bundle from the latest checkpoint to DIR and exit")
-    p.add_argument("--plot", type=Path, default=None, metavar="PNG", help="plot the loss curves to PNG and exit")
+    p.add_argument(
+        "--export",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write the float16 bundle from the latest checkpoint to DIR and exit",
+    )
+    p.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="PNG",
+        help="plot the loss curves to PNG and exit",
+    )
     args = p.parse_args(argv)
     if not 0 <= args.timestep_min <= 999:
-        p.error(f"--timestep-min must be within 0..999 (zeroscope's 1,000 timesteps), got {args.timestep_min}")
+        p.error(
+            f"--timestep-min must be within 0..999 (zeroscope's 1,000 timesteps), got {args.timestep_min}"
+        )
     if not 0 <= args.direction_t_min <= 999:
-        p.error(f"--direction-t-min must be within 0..999 (zeroscope's 1,000 timesteps), got {args.direction_t_min}")
+        p.error(
+            f"--direction-t-min must be within 0..999 (zeroscope's 1,000 timesteps), got {args.direction_t_min}"
+        )
     if args.direction_weight < 0:
         p.error(f"--direction-weight must be 0 (off) or positive, got {args.direction_weight}")
     if args.plot is not None:
@@ -622,11 +843,24 @@ def main(argv=None) -> int:
     vae.eval().requires_grad_(False)
     latents = cache_latents(work, vae, videos, device)
     del videos
-    train_unet(work, latents, captions, contents, steps=args.unet_steps, seed=args.seed, device=device,
-               batch=args.batch, lr=args.lr, high_noise_max=args.high_noise_max,
-               high_noise_from=args.high_noise_from, motion_words_from=args.motion_words_from,
-               timestep_min=args.timestep_min, direction_weight=args.direction_weight,
-               direction_from=args.direction_from, direction_t_min=args.direction_t_min)
+    train_unet(
+        work,
+        latents,
+        captions,
+        contents,
+        steps=args.unet_steps,
+        seed=args.seed,
+        device=device,
+        batch=args.batch,
+        lr=args.lr,
+        high_noise_max=args.high_noise_max,
+        high_noise_from=args.high_noise_from,
+        motion_words_from=args.motion_words_from,
+        timestep_min=args.timestep_min,
+        direction_weight=args.direction_weight,
+        direction_from=args.direction_from,
+        direction_t_min=args.direction_t_min,
+    )
     return 0
 
 

@@ -7,14 +7,24 @@ import cammimic
 __version__ = "0.1.0"
 
 
-def mybackbone(*, weights: str = "my-org/myvideo-v1", num_frames: int = 16, width: int = 512,
-               height: int = 320, torch_dtype: str = "auto"):
+def mybackbone(
+    *,
+    weights: str = "my-org/myvideo-v1",
+    num_frames: int = 16,
+    width: int = 512,
+    height: int = 320,
+    torch_dtype: str = "auto",
+):
     """Build the adapter. Every keyword here may be set in the [backbone] config section;
     ``weights`` is also what ``--weights`` sets."""
     from cammimic_mybackbone.adapter import MyBackbone  # torch/diffusers are imported there
 
-    return MyBackbone(default_weights=weights, default_size=(width, height),
-                      default_num_frames=num_frames, torch_dtype=torch_dtype)
+    return MyBackbone(
+        default_weights=weights,
+        default_size=(width, height),
+        default_num_frames=num_frames,
+        torch_dtype=torch_dtype,
+    )
 
 
 @cammimic.hookimpl

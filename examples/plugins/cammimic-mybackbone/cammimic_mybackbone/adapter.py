@@ -43,13 +43,17 @@ class MyBackbone(DiffusersAdapter):
         from transformers import CLIPTextModel, CLIPTokenizer
 
         return {
-            "scheduler_config": dict(DDIMScheduler.load_config(source, subfolder="scheduler", **options)),
+            "scheduler_config": dict(
+                DDIMScheduler.load_config(source, subfolder="scheduler", **options)
+            ),
             "tokenizer": CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **options),
             "text_encoder": load_text_encoder(CLIPTextModel, source, dtype, model_options),
-            "vae": AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=torch.float32,
-                                                 **model_options),
-            "denoiser": UNet3DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype,
-                                                             **model_options),
+            "vae": AutoencoderKL.from_pretrained(
+                source, subfolder="vae", torch_dtype=torch.float32, **model_options
+            ),
+            "denoiser": UNet3DConditionModel.from_pretrained(
+                source, subfolder="unet", torch_dtype=dtype, **model_options
+            ),
         }
 
     def sampler_from_config(self, kind, scheduler_config):
@@ -62,8 +66,14 @@ class MyBackbone(DiffusersAdapter):
 
         vae = components["vae"]
         return UNet3DBackbone(
-            name=self.name, weights=source, device=device, dtype=dtype, denoiser=components["denoiser"],
-            vae=vae, text_encoder=components["text_encoder"], tokenizer=components["tokenizer"],
+            name=self.name,
+            weights=source,
+            device=device,
+            dtype=dtype,
+            denoiser=components["denoiser"],
+            vae=vae,
+            text_encoder=components["text_encoder"],
+            tokenizer=components["tokenizer"],
             scheduler_config=components["scheduler_config"],
             vae_scale_factor=2 ** (len(vae.config.block_out_channels) - 1),
             latent_channels=vae.config.latent_channels,
@@ -81,6 +91,14 @@ def attention_layers(model, include_ff):
         if t in temporal:
             pairs.append((s, t))
     if include_ff:
-        spatial += [n for n in names if re.fullmatch(rf"(?:.*\.)?attentions\.\d+\.transformer_blocks\.\d+{FF}", n)]
-        temporal += [n for n in names if re.fullmatch(rf"(?:.*\.)?temp_attentions\.\d+\.transformer_blocks\.\d+{FF}", n)]
+        spatial += [
+            n
+            for n in names
+            if re.fullmatch(rf"(?:.*\.)?attentions\.\d+\.transformer_blocks\.\d+{FF}", n)
+        ]
+        temporal += [
+            n
+            for n in names
+            if re.fullmatch(rf"(?:.*\.)?temp_attentions\.\d+\.transformer_blocks\.\d+{FF}", n)
+        ]
     return AttentionLayers(spatial=spatial, temporal=temporal, pairs=pairs)

@@ -16,7 +16,9 @@ def host():
     host = PluginHost()
     host.register(cammimic_mybackbone, name="mybackbone")
     host.check_pending()  # as at load time: a misspelt hook unregisters the plugin...
-    assert not host.failed, {name: info.error for name, info in host.failed.items()}  # ...so fail here
+    assert not host.failed, {
+        name: info.error for name, info in host.failed.items()
+    }  # ...so fail here
     return host
 
 
@@ -24,7 +26,11 @@ def test_registers_backbone(host):
     comp = host.get("backbone", "mybackbone")
     assert comp.plugin == "mybackbone"
     assert comp.parameters() == {
-        "weights": "my-org/myvideo-v1", "num_frames": 16, "width": 512, "height": 320, "torch_dtype": "auto",
+        "weights": "my-org/myvideo-v1",
+        "num_frames": 16,
+        "width": 512,
+        "height": 320,
+        "torch_dtype": "auto",
     }
 
 
@@ -49,7 +55,9 @@ def test_locates_layers(host):
 
 
 def test_ignores_other_backbones(host):
-    assert host.pm.hook.locate_attention_layers(backbone="other", model=None, include_ff=False) is None
+    assert (
+        host.pm.hook.locate_attention_layers(backbone="other", model=None, include_ff=False) is None
+    )
 
 
 def test_runs_the_method_end_to_end(host, tmp_path):
@@ -68,11 +76,25 @@ def test_runs_the_method_end_to_end(host, tmp_path):
     ref = tmp_path / "ref.mp4"
     write_video(ref, frames, 8.0)
     write_image(tmp_path / "scene.png", frames[0])
-    run = cammimic.transfer(ref, tmp_path / "scene.png", tmp_path / "out", host=host, prompt="a scene",
-                            frames=4, width=64, height=64, device="cpu", progress=False,
-                            backbone__name="mybackbone", backbone__weights=str(weights),
-                            finetune__stage1_steps=1, finetune__stage2_steps=1, sampling__steps=2,
-                            lora__spatial_rank=2, lora__temporal_rank=2)
+    run = cammimic.transfer(
+        ref,
+        tmp_path / "scene.png",
+        tmp_path / "out",
+        host=host,
+        prompt="a scene",
+        frames=4,
+        width=64,
+        height=64,
+        device="cpu",
+        progress=False,
+        backbone__name="mybackbone",
+        backbone__weights=str(weights),
+        finetune__stage1_steps=1,
+        finetune__stage2_steps=1,
+        sampling__steps=2,
+        lora__spatial_rank=2,
+        lora__temporal_rank=2,
+    )
     assert run.manifest["components"]["backbone"]["plugin"] == "mybackbone"
     assert run.manifest["layers"]["located_by"] == "mybackbone"
     assert read_video(run.files["output"]).frames.shape == (4, 64, 64, 3)
