@@ -27,8 +27,9 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Ruff lint."""
-    session.install("ruff>=0.6")
+    """Ruff: the formatting (``ruff format``) and the lint rules, with the version the tree was formatted with."""
+    session.install("ruff==0.17.6")
+    session.run("ruff", "format", "--check", ".")
     session.run("ruff", "check", ".")
 
 
@@ -50,24 +51,62 @@ def demo(session: nox.Session) -> None:
     else:
         session.install("-e", ".")
     session.run(
-        "cammimic", "run", "examples/reference.mp4", "examples/scene.jpg",
-        "--method", "homography", "--output", out, "--overwrite", "--gif",
+        "cammimic",
+        "run",
+        "examples/reference.mp4",
+        "examples/scene.jpg",
+        "--method",
+        "homography",
+        "--output",
+        out,
+        "--overwrite",
+        "--gif",
     )
-    session.log(f"results in {out}/: report.html (open it in a browser), output.mp4, output.gif, side_by_side.mp4, trajectory.png, score.json, motion.json, config.toml, run.json")
+    session.log(
+        f"results in {out}/: report.html (open it in a browser), output.mp4, output.gif, side_by_side.mp4, trajectory.png, score.json, motion.json, config.toml, run.json"
+    )
     prompts = ["--prompt", "an astronaut", "--reference-prompt", "a rocket on a launch pad"]
     if weights:
-        session.run("cammimic", "run", "examples/reference.mp4", "examples/scene.jpg", *prompts,
-                    "--weights", weights, "--output", f"{out}-cammimic", "--overwrite", "--gif")
-        session.log(f"CamMimic results in {out}-cammimic/: output.mp4, weak.mp4, side_by_side.mp4, lora/, losses.csv, score.json, ...")
+        session.run(
+            "cammimic",
+            "run",
+            "examples/reference.mp4",
+            "examples/scene.jpg",
+            *prompts,
+            "--weights",
+            weights,
+            "--output",
+            f"{out}-cammimic",
+            "--overwrite",
+            "--gif",
+        )
+        session.log(
+            f"CamMimic results in {out}-cammimic/: output.mp4, weak.mp4, side_by_side.mp4, lora/, losses.csv, score.json, ..."
+        )
         return
     if not shipped:
-        session.log("the full CamMimic method needs a text-to-video model: mini's weights are missing from this "
-                    "checkout (adapters/cammimic_mini/weights, docs/mini.md); set CAMMIMIC_WEIGHTS=/path/to/zeroscope_v2_576w "
-                    "to run it on zeroscope")
+        session.log(
+            "the full CamMimic method needs a text-to-video model: mini's weights are missing from this "
+            "checkout (adapters/cammimic_mini/weights, docs/mini.md); set CAMMIMIC_WEIGHTS=/path/to/zeroscope_v2_576w "
+            "to run it on zeroscope"
+        )
         return
     # mini's own defaults (64x64, 8 frames, its step counts, ranks, CFG scale and the kornia
     # estimator that reads its soft 64 px frames), the ones docs/mini.md measured.
-    session.run("cammimic", "run", "examples/reference.mp4", "examples/scene.jpg", *prompts,
-                "--backbone", "mini", "--output", f"{out}-mini", "--overwrite", "--gif")
-    session.log(f"CamMimic on mini (a small demonstration model, not one for real use) in {out}-mini/: "
-                "report.html, output.mp4, output.gif, weak.mp4, side_by_side.mp4, lora/, losses.csv, score.json, run.json")
+    session.run(
+        "cammimic",
+        "run",
+        "examples/reference.mp4",
+        "examples/scene.jpg",
+        *prompts,
+        "--backbone",
+        "mini",
+        "--output",
+        f"{out}-mini",
+        "--overwrite",
+        "--gif",
+    )
+    session.log(
+        f"CamMimic on mini (a small demonstration model, not one for real use) in {out}-mini/: "
+        "report.html, output.mp4, output.gif, weak.mp4, side_by_side.mp4, lora/, losses.csv, score.json, run.json"
+    )
